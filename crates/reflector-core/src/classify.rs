@@ -1,0 +1,471 @@
+//! One pass over the headers: is this frame a test packet, and if not, why not.
+//!
+//! Panic contract: every read below is preceded by a length check against the frame (or
+//! goes through [`be16`], which returns `None` past the end), so no input can panic.
+
+use core::fmt;
+
+use crate::filter::{Family, Filter};
+use crate::wire::*;
+
+/// Which test signature a frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signature {
+    /// ITO `PROBEOT`.
+    ProbeOt,
+    /// ITO `DATA:OT`.
+    DataOt,
+    /// ITO `LATENCY`.
+    Latency,
+    /// `RFC2544` at offset 0.
+    Rfc2544,
+    /// `Y.1564 ` at offset 0.
+    Y1564,
+    /// A user-defined signature.
+    Custom,
+}
+
+impl Signature {
+    /// Number of signatures (the length of per-signature counter arrays).
+    pub const COUNT: usize = 6;
+    /// Every signature, in counter order.
+    pub const ALL: [Signature; Self::COUNT] = [
+        Signature::ProbeOt,
+        Signature::DataOt,
+        Signature::Latency,
+        Signature::Rfc2544,
+        Signature::Y1564,
+        Signature::Custom,
+    ];
+
+    /// Stable name used as a JSON key and metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signature::ProbeOt => "probeot",
+            Signature::DataOt => "data_ot",
+            Signature::Latency => "latency",
+            Signature::Rfc2544 => "rfc2544",
+            Signature::Y1564 => "y1564",
+            Signature::Custom => "custom",
+        }
+    }
+
+    /// The family the signature belongs to.
+    pub fn family(self) -> Family {
+        match self {
+            Signature::ProbeOt | Signature::DataOt | Signature::Latency => Family::Ito,
+            Signature::Rfc2544 => Family::Rfc2544,
+            Signature::Y1564 => Family::Y1564,
+            Signature::Custom => Family::Custom,
+        }
+    }
+
+    /// The 7 signature bytes of a built-in signature (`None` for custom ones).
+    pub fn bytes(self) -> Option<&'static [u8; 7]> {
+        match self {
+            Signature::ProbeOt => Some(b"PROBEOT"),
+            Signature::DataOt => Some(b"DATA:OT"),
+            Signature::Latency => Some(b"LATENCY"),
+            Signature::Rfc2544 => Some(b"RFC2544"),
+            Signature::Y1564 => Some(b"Y.1564 "),
+            Signature::Custom => None,
+        }
+    }
+
+    /// Offset of a built-in signature in the UDP payload (`None` for custom ones).
+    pub fn offset(self) -> Option<usize> {
+        match self.family() {
+            Family::Ito => Some(ITO_SIGNATURE_OFFSET),
+            Family::Rfc2544 | Family::Y1564 => Some(0),
+            Family::Custom => None,
+        }
+    }
+}
+
+/// The ITO signature follows a 5-byte header in the UDP payload.
+pub(crate) const ITO_SIGNATURE_OFFSET: usize = 5;
+
+/// Why a frame is not a test packet. Declared in the order the checks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Reject {
+    /// Shorter than an Ethernet header.
+    ShortEthernet,
+    /// Destination MAC is not the interface's.
+    DstMac,
+    /// Source MAC is a multicast or broadcast address.
+    SrcMacGroup,
+    /// Source MAC is all zeros.
+    SrcMacZero,
+    /// Source MAC is our own (a loop).
+    SrcMacOwn,
+    /// A VLAN tag is cut off by the end of the frame.
+    ShortVlan,
+    /// More than two VLAN tags.
+    VlanDepth,
+    /// EtherType is neither IPv4 nor IPv6.
+    NotIp,
+    /// The IPv4 header (with options) does not fit in the frame.
+    ShortIpv4,
+    /// IPv4 version is not 4 or IHL is below 5.
+    Ipv4Header,
+    /// IPv4 total length is shorter than the header or longer than the frame.
+    Ipv4Length,
+    /// An IPv4 fragment (MF set or non-zero offset).
+    Ipv4Fragment,
+    /// The fixed IPv6 header does not fit in the frame.
+    ShortIpv6,
+    /// IPv6 version field is not 6.
+    Ipv6Header,
+    /// IPv6 payload length is zero (jumbogram) or longer than the frame.
+    Ipv6Length,
+    /// An IPv6 extension header is cut off by the end of the payload, or a hop-by-hop header
+    /// is not the first (RFC 8200 §4.3).
+    Ipv6Ext,
+    /// More IPv6 extension headers than are walked.
+    Ipv6ExtDepth,
+    /// An IPv6 fragment header.
+    Ipv6Fragment,
+    /// The transport protocol is not UDP.
+    NotUdp,
+    /// Source IP is unspecified, multicast, or limited broadcast.
+    SrcIp,
+    /// Destination IP is unspecified, multicast, or broadcast.
+    DstIp,
+    /// The UDP header does not fit in the IP payload.
+    ShortUdp,
+    /// UDP length disagrees with the IP payload length.
+    UdpLength,
+    /// UDP destination port is not the configured one.
+    DstPort,
+    /// No selected signature at its offset.
+    NoSignature,
+    /// Source OUI is not the required one.
+    Oui,
+}
+
+impl Reject {
+    /// Number of reasons (the length of per-reason counter arrays).
+    pub const COUNT: usize = 26;
+    /// Every reason, in check order.
+    pub const ALL: [Reject; Self::COUNT] = [
+        Reject::ShortEthernet,
+        Reject::DstMac,
+        Reject::SrcMacGroup,
+        Reject::SrcMacZero,
+        Reject::SrcMacOwn,
+        Reject::ShortVlan,
+        Reject::VlanDepth,
+        Reject::NotIp,
+        Reject::ShortIpv4,
+        Reject::Ipv4Header,
+        Reject::Ipv4Length,
+        Reject::Ipv4Fragment,
+        Reject::ShortIpv6,
+        Reject::Ipv6Header,
+        Reject::Ipv6Length,
+        Reject::Ipv6Ext,
+        Reject::Ipv6ExtDepth,
+        Reject::Ipv6Fragment,
+        Reject::NotUdp,
+        Reject::SrcIp,
+        Reject::DstIp,
+        Reject::ShortUdp,
+        Reject::UdpLength,
+        Reject::DstPort,
+        Reject::NoSignature,
+        Reject::Oui,
+    ];
+
+    /// Stable name used as a JSON key and metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reject::ShortEthernet => "short_ethernet",
+            Reject::DstMac => "dst_mac",
+            Reject::SrcMacGroup => "src_mac_group",
+            Reject::SrcMacZero => "src_mac_zero",
+            Reject::SrcMacOwn => "src_mac_own",
+            Reject::ShortVlan => "short_vlan",
+            Reject::VlanDepth => "vlan_depth",
+            Reject::NotIp => "not_ip",
+            Reject::ShortIpv4 => "short_ipv4",
+            Reject::Ipv4Header => "ipv4_header",
+            Reject::Ipv4Length => "ipv4_length",
+            Reject::Ipv4Fragment => "ipv4_fragment",
+            Reject::ShortIpv6 => "short_ipv6",
+            Reject::Ipv6Header => "ipv6_header",
+            Reject::Ipv6Length => "ipv6_length",
+            Reject::Ipv6Ext => "ipv6_ext",
+            Reject::Ipv6ExtDepth => "ipv6_ext_depth",
+            Reject::Ipv6Fragment => "ipv6_fragment",
+            Reject::NotUdp => "not_udp",
+            Reject::SrcIp => "src_ip",
+            Reject::DstIp => "dst_ip",
+            Reject::ShortUdp => "short_udp",
+            Reject::UdpLength => "udp_length",
+            Reject::DstPort => "dst_port",
+            Reject::NoSignature => "no_signature",
+            Reject::Oui => "oui",
+        }
+    }
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Network layer of a test packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L3Kind {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+/// A test packet: what the single parse found, enough to reflect it without parsing again.
+///
+/// Only [`classify`] makes one, for the frame it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    signature: Signature,
+    l3: L3Kind,
+    l3_offset: u16,
+    l4_offset: u16,
+    vlan_tags: u8,
+}
+
+impl Hit {
+    /// The signature that matched.
+    pub fn signature(&self) -> Signature {
+        self.signature
+    }
+    /// IPv4 or IPv6.
+    pub fn l3(&self) -> L3Kind {
+        self.l3
+    }
+    /// Offset of the IP header in the frame.
+    pub fn l3_offset(&self) -> usize {
+        self.l3_offset as usize
+    }
+    /// Offset of the UDP header in the frame.
+    pub fn l4_offset(&self) -> usize {
+        self.l4_offset as usize
+    }
+    /// Number of VLAN tags skipped.
+    pub fn vlan_tags(&self) -> usize {
+        self.vlan_tags as usize
+    }
+}
+
+#[inline(always)]
+fn is_vlan_tpid(ethertype: u16) -> bool {
+    VLAN_TPIDS.contains(&ethertype)
+}
+
+/// Classifies `frame` against `filter`. Never panics and never allocates.
+#[inline]
+pub fn classify(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
+    if frame.len() < ETH_HEADER_LEN {
+        return Err(Reject::ShortEthernet);
+    }
+    if frame[0..6] != filter.local_mac.0 {
+        return Err(Reject::DstMac);
+    }
+    let src = &frame[6..12];
+    if src[0] & 1 != 0 {
+        return Err(Reject::SrcMacGroup);
+    }
+    if src == [0u8; 6] {
+        return Err(Reject::SrcMacZero);
+    }
+    if src == filter.local_mac.0 {
+        return Err(Reject::SrcMacOwn);
+    }
+
+    let mut ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    let mut l3 = ETH_HEADER_LEN;
+    let mut vlan_tags = 0u8;
+    while is_vlan_tpid(ethertype) {
+        if vlan_tags as usize == MAX_VLAN_TAGS {
+            return Err(Reject::VlanDepth);
+        }
+        // The tag's TCI is at l3..l3+2, the inner EtherType at l3+2..l3+4.
+        ethertype = be16(frame, l3 + 2).ok_or(Reject::ShortVlan)?;
+        l3 += VLAN_TAG_LEN;
+        vlan_tags += 1;
+    }
+
+    let (kind, l4, end) = match ethertype {
+        ETHERTYPE_IPV4 => {
+            let (l4, end) = ipv4(frame, l3)?;
+            (L3Kind::V4, l4, end)
+        }
+        ETHERTYPE_IPV6 => {
+            let (l4, end) = ipv6(frame, l3)?;
+            (L3Kind::V6, l4, end)
+        }
+        _ => return Err(Reject::NotIp),
+    };
+
+    // UDP (RFC 768): the header must fit and its length must be exactly the IP payload.
+    if end - l4 < UDP_HEADER_LEN {
+        return Err(Reject::ShortUdp);
+    }
+    if u16::from_be_bytes([frame[l4 + 4], frame[l4 + 5]]) as usize != end - l4 {
+        return Err(Reject::UdpLength);
+    }
+    let dst_port = u16::from_be_bytes([frame[l4 + 2], frame[l4 + 3]]);
+    if filter.port != 0 && dst_port != filter.port {
+        return Err(Reject::DstPort);
+    }
+
+    let payload = &frame[l4 + UDP_HEADER_LEN..end];
+    let signature = match_signature(payload, filter).ok_or(Reject::NoSignature)?;
+    if filter.oui_families.contains(signature.family())
+        && let Some(oui) = filter.oui
+        && frame[6..9] != oui
+    {
+        return Err(Reject::Oui);
+    }
+
+    Ok(Hit {
+        signature,
+        l3: kind,
+        // Frames are at most 64 KiB in practice; offsets past that cannot reach here because
+        // the IP length fields are 16 bits wide and the offsets are bounded by tags + header.
+        l3_offset: l3 as u16,
+        l4_offset: l4 as u16,
+        vlan_tags,
+    })
+}
+
+/// Checks an IPv4 header at `l3`; returns (UDP offset, end of IP packet).
+#[inline(always)]
+fn ipv4(frame: &[u8], l3: usize) -> Result<(usize, usize), Reject> {
+    if frame.len() - l3 < IPV4_MIN_HEADER_LEN {
+        return Err(Reject::ShortIpv4);
+    }
+    let h = &frame[l3..];
+    let version_ihl = h[0];
+    let header_len = (version_ihl & 0x0f) as usize * 4;
+    if version_ihl >> 4 != 4 || header_len < IPV4_MIN_HEADER_LEN {
+        return Err(Reject::Ipv4Header);
+    }
+    if h.len() < header_len {
+        return Err(Reject::ShortIpv4);
+    }
+    // Trailing bytes after total_length are Ethernet padding and are allowed.
+    let total_len = u16::from_be_bytes([h[2], h[3]]) as usize;
+    if total_len < header_len || total_len > h.len() {
+        return Err(Reject::Ipv4Length);
+    }
+    // Flags/fragment offset: MF (0x2000) or any offset (0x1fff) marks a fragment (RFC 791).
+    if u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
+        return Err(Reject::Ipv4Fragment);
+    }
+    if h[9] != IPPROTO_UDP {
+        return Err(Reject::NotUdp);
+    }
+    let src = [h[12], h[13], h[14], h[15]];
+    // 0.0.0.0, 224.0.0.0/4 and 255.255.255.255 never send a unicast test flow.
+    if src == [0; 4] || src[0] & 0xf0 == 0xe0 || src == [255; 4] {
+        return Err(Reject::SrcIp);
+    }
+    let dst = [h[16], h[17], h[18], h[19]];
+    if dst == [0; 4] || dst[0] & 0xf0 == 0xe0 || dst == [255; 4] {
+        return Err(Reject::DstIp);
+    }
+    Ok((l3 + header_len, l3 + total_len))
+}
+
+/// Checks an IPv6 header and its extension headers at `l3`; returns (UDP offset, end of IP packet).
+#[inline(always)]
+fn ipv6(frame: &[u8], l3: usize) -> Result<(usize, usize), Reject> {
+    if frame.len() - l3 < IPV6_HEADER_LEN {
+        return Err(Reject::ShortIpv6);
+    }
+    let h = &frame[l3..];
+    if h[0] >> 4 != 6 {
+        return Err(Reject::Ipv6Header);
+    }
+    let payload_len = u16::from_be_bytes([h[4], h[5]]) as usize;
+    // Zero is a jumbogram (RFC 2675), which never fits an Ethernet frame.
+    if payload_len == 0 || IPV6_HEADER_LEN + payload_len > h.len() {
+        return Err(Reject::Ipv6Length);
+    }
+    let end = l3 + IPV6_HEADER_LEN + payload_len;
+    let mut next = h[6];
+    let mut l4 = l3 + IPV6_HEADER_LEN;
+    let mut walked = 0;
+    loop {
+        match next {
+            IPPROTO_UDP => break,
+            IPV6_EXT_HOP_BY_HOP | IPV6_EXT_ROUTING | IPV6_EXT_DEST_OPTS => {
+                if next == IPV6_EXT_HOP_BY_HOP && walked > 0 {
+                    return Err(Reject::Ipv6Ext);
+                }
+                if walked == MAX_IPV6_EXT_HEADERS {
+                    return Err(Reject::Ipv6ExtDepth);
+                }
+                // RFC 8200 §4: next header, then length in 8-octet units not counting the first 8.
+                if end - l4 < 8 {
+                    return Err(Reject::Ipv6Ext);
+                }
+                let ext_len = (frame[l4 + 1] as usize + 1) * 8;
+                if end - l4 < ext_len {
+                    return Err(Reject::Ipv6Ext);
+                }
+                next = frame[l4];
+                l4 += ext_len;
+                walked += 1;
+            }
+            IPV6_EXT_FRAGMENT => return Err(Reject::Ipv6Fragment),
+            _ => return Err(Reject::NotUdp),
+        }
+    }
+    let src = &h[8..24];
+    if src == [0u8; 16] || src[0] == 0xff {
+        return Err(Reject::SrcIp);
+    }
+    let dst = &h[24..40];
+    if dst == [0u8; 16] || dst[0] == 0xff {
+        return Err(Reject::DstIp);
+    }
+    Ok((l4, end))
+}
+
+/// The first selected signature found in `payload`: ITO, then RFC 2544, Y.1564, custom.
+#[inline(always)]
+fn match_signature(payload: &[u8], filter: &Filter) -> Option<Signature> {
+    let families = filter.families;
+    if families.contains(Family::Ito)
+        && let Some(sig) = payload.get(ITO_SIGNATURE_OFFSET..ITO_SIGNATURE_OFFSET + 7)
+    {
+        match sig {
+            b"PROBEOT" => return Some(Signature::ProbeOt),
+            b"DATA:OT" => return Some(Signature::DataOt),
+            b"LATENCY" => return Some(Signature::Latency),
+            _ => {}
+        }
+    }
+    if let Some(head) = payload.get(0..7) {
+        if families.contains(Family::Rfc2544) && head == b"RFC2544" {
+            return Some(Signature::Rfc2544);
+        }
+        if families.contains(Family::Y1564) && head == b"Y.1564 " {
+            return Some(Signature::Y1564);
+        }
+    }
+    if families.contains(Family::Custom)
+        && filter
+            .custom_signatures()
+            .iter()
+            .any(|s| s.matches(payload))
+    {
+        return Some(Signature::Custom);
+    }
+    None
+}

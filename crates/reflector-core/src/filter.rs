@@ -1,0 +1,544 @@
+//! The validated filter configuration that classification runs against.
+
+use core::fmt;
+use core::str::FromStr;
+
+use crate::wire::MacAddr;
+
+/// Default UDP destination port of NetAlly / Fluke ITO test traffic.
+pub const DEFAULT_PORT: u16 = 3842;
+/// Default source OUI for the ITO family (NetAlly).
+pub const DEFAULT_OUI: [u8; 3] = [0x00, 0xc0, 0x17];
+/// How many user-defined signatures a filter holds.
+pub const MAX_CUSTOM_SIGNATURES: usize = 8;
+/// Longest user-defined signature, in bytes.
+pub const MAX_SIGNATURE_LEN: usize = 32;
+/// Largest offset of a user-defined signature in the UDP payload (a 9000-byte jumbo frame's payload).
+const MAX_SIGNATURE_OFFSET: u16 = 8972;
+
+/// What a reflection swaps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Ethernet source and destination only.
+    Mac,
+    /// Ethernet and IP addresses.
+    MacIp,
+    /// Ethernet and IP addresses and UDP ports.
+    #[default]
+    All,
+}
+
+impl Mode {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Mac => "mac",
+            Mode::MacIp => "mac-ip",
+            Mode::All => "all",
+        }
+    }
+}
+
+impl FromStr for Mode {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "mac" => Ok(Mode::Mac),
+            "mac-ip" => Ok(Mode::MacIp),
+            "all" => Ok(Mode::All),
+            _ => Err(ConfigError::UnknownMode),
+        }
+    }
+}
+
+/// A family of signatures that can be switched on and off together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// NetAlly / Fluke / NETSCOUT: `PROBEOT`, `DATA:OT`, `LATENCY` at payload offset 5.
+    Ito,
+    /// RFC 2544 testers: `RFC2544` at offset 0.
+    Rfc2544,
+    /// Y.1564 testers: `Y.1564 ` at offset 0.
+    Y1564,
+    /// User-defined signatures.
+    Custom,
+}
+
+impl Family {
+    /// Every family, in matching order.
+    pub const ALL: [Family; 4] = [Family::Ito, Family::Rfc2544, Family::Y1564, Family::Custom];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ito => "ito",
+            Family::Rfc2544 => "rfc2544",
+            Family::Y1564 => "y1564",
+            Family::Custom => "custom",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// A set of [`Family`] values.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct FamilySet(u8);
+
+impl FamilySet {
+    /// No family.
+    pub const EMPTY: FamilySet = FamilySet(0);
+
+    /// Just `family`.
+    pub fn only(family: Family) -> Self {
+        FamilySet(family.bit())
+    }
+
+    /// Adds `family`.
+    pub fn insert(&mut self, family: Family) {
+        self.0 |= family.bit();
+    }
+
+    /// True when `family` is in the set.
+    #[inline(always)]
+    pub fn contains(self, family: Family) -> bool {
+        self.0 & family.bit() != 0
+    }
+
+    /// True when the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The families in the set, in matching order.
+    pub fn iter(self) -> impl Iterator<Item = Family> {
+        Family::ALL.into_iter().filter(move |f| self.contains(*f))
+    }
+}
+
+impl fmt::Debug for FamilySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set()
+            .entries(self.iter().map(Family::name))
+            .finish()
+    }
+}
+
+impl fmt::Display for FamilySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, family) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(family.name())?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for FamilySet {
+    type Err = ConfigError;
+    /// Parses a comma-separated list of `ito`, `rfc2544`, `y1564`, `custom` and `all`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut set = FamilySet::EMPTY;
+        for name in s.split(',').map(str::trim) {
+            match name {
+                "all" => Family::ALL.iter().for_each(|f| set.insert(*f)),
+                _ => set.insert(
+                    Family::ALL
+                        .into_iter()
+                        .find(|f| f.name() == name)
+                        .ok_or(ConfigError::UnknownFamily)?,
+                ),
+            }
+        }
+        Ok(set)
+    }
+}
+
+/// A user-defined signature: `bytes` at `offset` in the UDP payload.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CustomSignature {
+    offset: u16,
+    len: u8,
+    bytes: [u8; MAX_SIGNATURE_LEN],
+}
+
+impl CustomSignature {
+    /// A signature of 1 to [`MAX_SIGNATURE_LEN`] bytes at `offset` in the UDP payload.
+    pub fn new(offset: u16, bytes: &[u8]) -> Result<Self, ConfigError> {
+        if bytes.is_empty() || bytes.len() > MAX_SIGNATURE_LEN {
+            return Err(ConfigError::SignatureLength);
+        }
+        if offset > MAX_SIGNATURE_OFFSET {
+            return Err(ConfigError::SignatureOffset);
+        }
+        let mut stored = [0u8; MAX_SIGNATURE_LEN];
+        stored[..bytes.len()].copy_from_slice(bytes);
+        Ok(CustomSignature {
+            offset,
+            len: bytes.len() as u8,
+            bytes: stored,
+        })
+    }
+
+    /// Offset in the UDP payload.
+    pub fn offset(&self) -> u16 {
+        self.offset
+    }
+
+    /// The bytes that must be there.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
+    #[inline(always)]
+    pub(crate) fn matches(&self, payload: &[u8]) -> bool {
+        let start = self.offset as usize;
+        payload.get(start..start + self.len as usize) == Some(self.bytes())
+    }
+}
+
+impl fmt::Debug for CustomSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:", self.offset)?;
+        let bytes = self.bytes();
+        if bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+            for b in bytes {
+                write!(f, "{}", *b as char)?;
+            }
+        } else {
+            f.write_str("0x")?;
+            for b in bytes {
+                write!(f, "{b:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the user asked for, before validation.
+#[derive(Debug, Clone)]
+pub struct FilterConfig<'a> {
+    /// The interface's own MAC: test frames must be addressed to it.
+    pub local_mac: MacAddr,
+    /// UDP destination port; 0 accepts any port.
+    pub port: u16,
+    /// Signature families to accept.
+    pub families: FamilySet,
+    /// Required source OUI, or `None` to accept any vendor.
+    pub oui: Option<[u8; 3]>,
+    /// The families the OUI requirement applies to.
+    pub oui_families: FamilySet,
+    /// User-defined signatures (used when [`Family::Custom`] is in `families`).
+    pub custom: &'a [CustomSignature],
+    /// What reflection swaps.
+    pub mode: Mode,
+}
+
+impl<'a> FilterConfig<'a> {
+    /// The defaults: port 3842, ITO / RFC 2544 / Y.1564, OUI 00:c0:17 for ITO, mode `all`.
+    pub fn new(local_mac: MacAddr) -> Self {
+        let mut families = FamilySet::EMPTY;
+        families.insert(Family::Ito);
+        families.insert(Family::Rfc2544);
+        families.insert(Family::Y1564);
+        FilterConfig {
+            local_mac,
+            port: DEFAULT_PORT,
+            families,
+            oui: Some(DEFAULT_OUI),
+            oui_families: FamilySet::only(Family::Ito),
+            custom: &[],
+            mode: Mode::All,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The local MAC is a group or all-zero address, so no frame could be addressed to it.
+    LocalMac,
+    /// No signature family is selected.
+    NoFamily,
+    /// The custom family is selected but no custom signature is defined.
+    CustomFamilyWithoutSignatures,
+    /// Custom signatures are defined but the custom family is not selected.
+    CustomSignaturesNotSelected,
+    /// More than [`MAX_CUSTOM_SIGNATURES`] custom signatures.
+    TooManySignatures,
+    /// A custom signature is empty or longer than [`MAX_SIGNATURE_LEN`].
+    SignatureLength,
+    /// A custom signature's offset is beyond any UDP payload.
+    SignatureOffset,
+    /// The OUI requirement names a family that is not selected.
+    OuiFamilyNotSelected,
+    /// A mode name other than `mac`, `mac-ip`, `all`.
+    UnknownMode,
+    /// A family name other than `ito`, `rfc2544`, `y1564`, `custom`, `all`.
+    UnknownFamily,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConfigError::LocalMac => "the local MAC must be a unicast, non-zero address",
+            ConfigError::NoFamily => {
+                "no signature family selected (choose from ito, rfc2544, y1564, custom, all)"
+            }
+            ConfigError::CustomFamilyWithoutSignatures => {
+                "signature family 'custom' selected but no custom signature defined"
+            }
+            ConfigError::CustomSignaturesNotSelected => {
+                "custom signatures defined but family 'custom' is not selected"
+            }
+            ConfigError::TooManySignatures => "at most 8 custom signatures",
+            ConfigError::SignatureLength => "a custom signature must be 1 to 32 bytes long",
+            ConfigError::SignatureOffset => "a custom signature offset must be at most 8972",
+            ConfigError::OuiFamilyNotSelected => {
+                "the OUI filter names a signature family that is not selected"
+            }
+            ConfigError::UnknownMode => "unknown mode (expected mac, mac-ip or all)",
+            ConfigError::UnknownFamily => {
+                "unknown signature family (expected ito, rfc2544, y1564, custom or all)"
+            }
+        })
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+/// A validated filter: what [`crate::classify`] and [`Filter::process`] run against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    pub(crate) local_mac: MacAddr,
+    pub(crate) port: u16,
+    pub(crate) families: FamilySet,
+    pub(crate) oui: Option<[u8; 3]>,
+    pub(crate) oui_families: FamilySet,
+    pub(crate) custom: [CustomSignature; MAX_CUSTOM_SIGNATURES],
+    pub(crate) custom_len: usize,
+    pub(crate) mode: Mode,
+}
+
+impl Filter {
+    /// Validates `config`.
+    pub fn new(config: &FilterConfig<'_>) -> Result<Filter, ConfigError> {
+        if config.local_mac.is_group() || config.local_mac.is_zero() {
+            return Err(ConfigError::LocalMac);
+        }
+        if config.families.is_empty() {
+            return Err(ConfigError::NoFamily);
+        }
+        let wants_custom = config.families.contains(Family::Custom);
+        if wants_custom && config.custom.is_empty() {
+            return Err(ConfigError::CustomFamilyWithoutSignatures);
+        }
+        if !wants_custom && !config.custom.is_empty() {
+            return Err(ConfigError::CustomSignaturesNotSelected);
+        }
+        if config.custom.len() > MAX_CUSTOM_SIGNATURES {
+            return Err(ConfigError::TooManySignatures);
+        }
+        if config.oui.is_some()
+            && config
+                .oui_families
+                .iter()
+                .any(|f| !config.families.contains(f))
+        {
+            return Err(ConfigError::OuiFamilyNotSelected);
+        }
+        let placeholder = CustomSignature {
+            offset: 0,
+            len: 0,
+            bytes: [0; MAX_SIGNATURE_LEN],
+        };
+        let mut custom = [placeholder; MAX_CUSTOM_SIGNATURES];
+        custom[..config.custom.len()].copy_from_slice(config.custom);
+        Ok(Filter {
+            local_mac: config.local_mac,
+            port: config.port,
+            families: config.families,
+            oui: config.oui,
+            oui_families: if config.oui.is_some() {
+                config.oui_families
+            } else {
+                FamilySet::EMPTY
+            },
+            custom,
+            custom_len: config.custom.len(),
+            mode: config.mode,
+        })
+    }
+
+    /// The MAC test frames must be addressed to.
+    pub fn local_mac(&self) -> MacAddr {
+        self.local_mac
+    }
+    /// UDP destination port (0 = any).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    /// Selected signature families.
+    pub fn families(&self) -> FamilySet {
+        self.families
+    }
+    /// Required source OUI, if any.
+    pub fn oui(&self) -> Option<[u8; 3]> {
+        self.oui
+    }
+    /// Families the OUI requirement applies to (empty when there is no OUI filter).
+    pub fn oui_families(&self) -> FamilySet {
+        self.oui_families
+    }
+    /// User-defined signatures.
+    pub fn custom_signatures(&self) -> &[CustomSignature] {
+        &self.custom[..self.custom_len]
+    }
+    /// Reflection mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The same filter with another reflection mode (a mode never makes a filter invalid).
+    pub fn with_mode(mut self, mode: Mode) -> Filter {
+        self.mode = mode;
+        self
+    }
+
+    /// Classifies `frame` and, when it is a test packet, reflects it in place.
+    ///
+    /// A rejected frame is never modified.
+    #[inline]
+    pub fn process(&self, frame: &mut [u8]) -> Result<crate::Hit, crate::Reject> {
+        let hit = crate::classify(frame, self)?;
+        crate::reflect(frame, &hit, self.mode);
+        Ok(hit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::ToString;
+
+    const MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 1]);
+
+    #[test]
+    fn defaults_validate() {
+        let f = Filter::new(&FilterConfig::new(MAC)).unwrap();
+        assert_eq!(f.port(), 3842);
+        assert_eq!(f.mode(), Mode::All);
+        assert_eq!(f.oui(), Some(DEFAULT_OUI));
+        assert_eq!(f.families().to_string(), "ito,rfc2544,y1564");
+        assert_eq!(f.oui_families().to_string(), "ito");
+    }
+
+    #[test]
+    fn invalid_configs_are_refused() {
+        let sig = [CustomSignature::new(0, b"X").unwrap()];
+        let cases: [(FilterConfig<'_>, ConfigError); 6] = [
+            (
+                FilterConfig {
+                    local_mac: MacAddr::BROADCAST,
+                    ..FilterConfig::new(MAC)
+                },
+                ConfigError::LocalMac,
+            ),
+            (
+                FilterConfig {
+                    local_mac: MacAddr::ZERO,
+                    ..FilterConfig::new(MAC)
+                },
+                ConfigError::LocalMac,
+            ),
+            (
+                FilterConfig {
+                    families: FamilySet::EMPTY,
+                    ..FilterConfig::new(MAC)
+                },
+                ConfigError::NoFamily,
+            ),
+            (
+                FilterConfig {
+                    families: "all".parse().unwrap(),
+                    ..FilterConfig::new(MAC)
+                },
+                ConfigError::CustomFamilyWithoutSignatures,
+            ),
+            (
+                FilterConfig {
+                    custom: &sig,
+                    ..FilterConfig::new(MAC)
+                },
+                ConfigError::CustomSignaturesNotSelected,
+            ),
+            (
+                FilterConfig {
+                    families: "rfc2544".parse().unwrap(),
+                    ..FilterConfig::new(MAC)
+                },
+                ConfigError::OuiFamilyNotSelected,
+            ),
+        ];
+        for (config, want) in cases {
+            assert_eq!(Filter::new(&config), Err(want));
+        }
+        let nine = [sig[0]; 9];
+        let config = FilterConfig {
+            families: "all".parse().unwrap(),
+            custom: &nine,
+            ..FilterConfig::new(MAC)
+        };
+        assert_eq!(Filter::new(&config), Err(ConfigError::TooManySignatures));
+        // Without an OUI there is nothing to scope, so any family selection is fine.
+        let config = FilterConfig {
+            families: "rfc2544".parse().unwrap(),
+            oui: None,
+            ..FilterConfig::new(MAC)
+        };
+        assert!(Filter::new(&config).is_ok());
+    }
+
+    #[test]
+    fn custom_signature_limits() {
+        assert_eq!(
+            CustomSignature::new(0, b""),
+            Err(ConfigError::SignatureLength)
+        );
+        assert_eq!(
+            CustomSignature::new(0, &[1; 33]),
+            Err(ConfigError::SignatureLength)
+        );
+        assert_eq!(
+            CustomSignature::new(8973, b"a"),
+            Err(ConfigError::SignatureOffset)
+        );
+        let s = CustomSignature::new(3, b"HELLO").unwrap();
+        assert!(s.matches(b"abcHELLOxyz"));
+        assert!(!s.matches(b"abcHELL"));
+        assert!(!s.matches(b"HELLO"));
+    }
+
+    #[test]
+    fn family_set_parses_lists() {
+        assert_eq!(
+            "ito, y1564".parse::<FamilySet>().unwrap().to_string(),
+            "ito,y1564"
+        );
+        assert_eq!(
+            "all".parse::<FamilySet>().unwrap().to_string(),
+            "ito,rfc2544,y1564,custom"
+        );
+        assert_eq!(
+            "ito,bogus".parse::<FamilySet>(),
+            Err(ConfigError::UnknownFamily)
+        );
+        assert_eq!("".parse::<FamilySet>(), Err(ConfigError::UnknownFamily));
+        assert_eq!("mac-ip".parse::<Mode>(), Ok(Mode::MacIp));
+        assert_eq!("swap".parse::<Mode>(), Err(ConfigError::UnknownMode));
+    }
+}

@@ -1,0 +1,31 @@
+//! The packet rules of `reflector`, shared by every data path.
+//!
+//! Everything here is pure: no I/O, no allocation, no `unsafe`, and no panic on any input.
+//! A backend hands a received frame to [`Filter::process`], which classifies it in one pass
+//! over the headers and, when it is a test packet, turns it around in place.
+//!
+//! The rules are written down in `docs/PACKET-RULES.md`; the order of checks there is the
+//! order of [`Reject`] reasons here (the first failing check names the reason).
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod build;
+pub mod checksum;
+mod classify;
+mod counters;
+mod filter;
+mod reflect;
+pub mod wire;
+
+pub use classify::{Hit, L3Kind, Reject, Signature, classify};
+pub use counters::Counters;
+pub use filter::{
+    ConfigError, CustomSignature, DEFAULT_OUI, DEFAULT_PORT, Family, FamilySet, Filter,
+    FilterConfig, MAX_CUSTOM_SIGNATURES, MAX_SIGNATURE_LEN, Mode,
+};
+pub use reflect::reflect;
+pub use wire::MacAddr;

@@ -1,0 +1,187 @@
+//! Properties over random and mutated frames (deterministic seeds, plain `cargo test`).
+
+use proptest::prelude::*;
+use reflector_core::build::IpAddrs;
+use reflector_core::{Filter, Mode, classify, reflect};
+use reflector_testkit::{Frame, Rng, corpus, default_filter, filter_with, mutated};
+
+/// Runs `frame` through `filter` and checks the invariants every frame must keep.
+fn check_invariants(filter: &Filter, frame: &[u8]) -> bool {
+    let mut bytes = frame.to_vec();
+    match filter.process(&mut bytes) {
+        Err(_) => {
+            assert_eq!(bytes, frame, "a rejected frame is never modified");
+            false
+        }
+        Ok(hit) => {
+            assert_eq!(bytes.len(), frame.len());
+            assert_ne!(bytes, frame, "a reflected frame has its MACs swapped");
+            reflect(&mut bytes, &hit, filter.mode());
+            assert_eq!(bytes, frame, "reflect twice = identity");
+            true
+        }
+    }
+}
+
+#[test]
+fn a_million_random_and_mutated_frames() {
+    let corpus = corpus();
+    let filters = [
+        default_filter(),
+        filter_with(|c| c.port = 0),
+        filter_with(|c| {
+            c.families = "all".parse().unwrap();
+            c.oui = None;
+            c.mode = Mode::MacIp;
+        }),
+    ];
+    let mut rng = Rng::new(0x5eed_2026);
+    let mut hits = 0;
+    const N: usize = 1_000_000;
+    for i in 0..N {
+        let frame = if i % 4 == 0 {
+            // Pure noise, sometimes addressed to us so it gets past the first check.
+            let len = rng.below(120);
+            let mut f: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            if rng.below(2) == 0 && len >= 6 {
+                f[..6].copy_from_slice(&reflector_testkit::LOCAL_MAC.0);
+            }
+            f
+        } else {
+            mutated(&mut rng, &corpus)
+        };
+        if check_invariants(&filters[i % filters.len()], &frame) {
+            hits += 1;
+        }
+    }
+    // The mutations must keep reaching the hit path, or this test checks only rejects.
+    assert!(hits > N / 20, "only {hits} hits in {N} frames");
+}
+
+fn arb_frame() -> impl Strategy<Value = Frame> {
+    let vlans = prop::collection::vec(
+        (
+            prop::sample::select(vec![0x8100u16, 0x88a8, 0x9100]),
+            0u16..0x1000,
+        ),
+        0..=2,
+    );
+    let ip = prop_oneof![
+        (any::<[u8; 4]>(), any::<[u8; 4]>()).prop_map(|(src, dst)| IpAddrs::V4 { src, dst }),
+        (any::<[u8; 16]>(), any::<[u8; 16]>()).prop_map(|(src, dst)| IpAddrs::V6 { src, dst }),
+    ];
+    let options = (0usize..=10).prop_map(|n| vec![1u8; 4 * n]);
+    // The order RFC 8200 §4.1 recommends, each header at most once (etherparse's model):
+    // hop-by-hop, destination options, routing, destination options.
+    // The second destination options header only follows a routing header.
+    let ext = any::<[bool; 4]>().prop_map(|mut present| {
+        present[3] &= present[2];
+        [0u8, 60, 43, 60]
+            .into_iter()
+            .zip(present)
+            .filter(|(_, p)| *p)
+            .map(|(t, _)| t)
+            .collect::<Vec<_>>()
+    });
+    let sig = prop::sample::select(vec![
+        reflector_testkit::ito_payload(b"PROBEOT"),
+        reflector_testkit::ito_payload(b"LATENCY"),
+        reflector_testkit::head_payload(b"RFC2544", 10),
+        reflector_testkit::head_payload(b"Y.1564 ", 3),
+        vec![0u8; 20],
+    ]);
+    let extra = prop::collection::vec(any::<u8>(), 0..64);
+    let src_mac = prop_oneof![
+        Just(reflector_testkit::TESTER_MAC),
+        any::<[u8; 6]>().prop_map(reflector_core::MacAddr)
+    ];
+    (
+        vlans,
+        ip,
+        options,
+        ext,
+        any::<u16>(),
+        prop_oneof![Just(3842u16), any::<u16>()],
+        sig,
+        extra,
+        src_mac,
+    )
+        .prop_map(
+            |(
+                vlans,
+                ip,
+                ipv4_options,
+                ipv6_ext,
+                src_port,
+                dst_port,
+                mut payload,
+                extra,
+                src_mac,
+            )| {
+                payload.extend(extra);
+                Frame {
+                    dst_mac: reflector_testkit::LOCAL_MAC,
+                    src_mac,
+                    vlans,
+                    ip,
+                    ipv4_options,
+                    ipv6_ext,
+                    src_port,
+                    dst_port,
+                    payload,
+                }
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        check_invariants(&default_filter(), &bytes);
+        check_invariants(&filter_with(|c| c.port = 0), &bytes);
+    }
+
+    /// Our single-pass parse agrees with etherparse on well-formed frames: wherever we accept
+    /// a frame, etherparse finds the same VLAN stack, addresses, ports and payload; and a
+    /// well-formed frame with valid addresses, port and signature is never rejected.
+    #[test]
+    fn parse_agrees_with_etherparse(frame in arb_frame()) {
+        let bytes = frame.bytes();
+        let filter = filter_with(|c| c.oui = None);
+        let parsed = etherparse::PacketHeaders::from_ethernet_slice(&bytes).expect("built frames parse");
+        let verdict = classify(&bytes, &filter);
+        let addresses_ok = match frame.ip {
+            IpAddrs::V4 { src, dst } => {
+                src != [0; 4] && src[0] >> 4 != 0xe && src != [255; 4]
+                    && dst != [0; 4] && dst[0] >> 4 != 0xe && dst != [255; 4]
+            }
+            IpAddrs::V6 { src, dst } => src != [0; 16] && src[0] != 0xff && dst != [0; 16] && dst[0] != 0xff,
+        };
+        let sig_ok = matches!(frame.payload.get(5..12), Some(b"PROBEOT" | b"LATENCY"))
+            || frame.payload.starts_with(b"RFC2544") || frame.payload.starts_with(b"Y.1564 ");
+        let src_ok = !frame.src_mac.is_group() && !frame.src_mac.is_zero() && frame.src_mac != reflector_testkit::LOCAL_MAC;
+        let should_hit = addresses_ok && sig_ok && src_ok && frame.dst_port == 3842;
+        prop_assert_eq!(verdict.is_ok(), should_hit, "verdict {:?}", verdict);
+        if let Ok(hit) = verdict {
+            prop_assert_eq!(hit.vlan_tags(), parsed.link_exts.len());
+            let (src, dst) = match parsed.net.unwrap() {
+                etherparse::NetHeaders::Ipv4(h, _) => (h.source.to_vec(), h.destination.to_vec()),
+                etherparse::NetHeaders::Ipv6(h, _) => (h.source.to_vec(), h.destination.to_vec()),
+                _ => unreachable!(),
+            };
+            let l3 = hit.l3_offset();
+            let (s, d) = match hit.l3() {
+                reflector_core::L3Kind::V4 => (&bytes[l3 + 12..l3 + 16], &bytes[l3 + 16..l3 + 20]),
+                reflector_core::L3Kind::V6 => (&bytes[l3 + 8..l3 + 24], &bytes[l3 + 24..l3 + 40]),
+            };
+            prop_assert_eq!((s.to_vec(), d.to_vec()), (src, dst));
+            let Some(etherparse::TransportHeader::Udp(udp)) = parsed.transport else { panic!("no UDP") };
+            let l4 = hit.l4_offset();
+            prop_assert_eq!(u16::from_be_bytes([bytes[l4], bytes[l4 + 1]]), udp.source_port);
+            prop_assert_eq!(u16::from_be_bytes([bytes[l4 + 2], bytes[l4 + 3]]), udp.destination_port);
+            prop_assert_eq!(&bytes[l4 + 8..], parsed.payload.slice());
+        }
+    }
+}
