@@ -25,7 +25,7 @@ pub enum IpAddrs {
     },
 }
 
-/// Everything needed to write one Ethernet / [VLAN] / IP / UDP frame.
+/// Everything needed to write one Ethernet / optional VLAN tags / IP / UDP frame.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameSpec<'a> {
     /// Ethernet destination.
@@ -101,7 +101,7 @@ impl<'a> FrameSpec<'a> {
     pub fn write(&self, buf: &mut [u8]) -> Option<usize> {
         let len = self.len();
         let buf = buf.get_mut(..len)?;
-        if self.ipv4_options.len() % 4 != 0 || self.ipv4_options.len() > 40 {
+        if !self.ipv4_options.len().is_multiple_of(4) || self.ipv4_options.len() > 40 {
             return None;
         }
         let udp_len = u16::try_from(UDP_HEADER_LEN + self.payload.len()).ok()?;

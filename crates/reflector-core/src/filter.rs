@@ -120,9 +120,7 @@ impl FamilySet {
 
 impl fmt::Debug for FamilySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set()
-            .entries(self.iter().map(Family::name))
-            .finish()
+        f.debug_set().entries(self.iter().map(Family::name)).finish()
     }
 }
 
@@ -147,10 +145,7 @@ impl FromStr for FamilySet {
             match name {
                 "all" => Family::ALL.iter().for_each(|f| set.insert(*f)),
                 _ => set.insert(
-                    Family::ALL
-                        .into_iter()
-                        .find(|f| f.name() == name)
-                        .ok_or(ConfigError::UnknownFamily)?,
+                    Family::ALL.into_iter().find(|f| f.name() == name).ok_or(ConfigError::UnknownFamily)?,
                 ),
             }
         }
@@ -177,11 +172,7 @@ impl CustomSignature {
         }
         let mut stored = [0u8; MAX_SIGNATURE_LEN];
         stored[..bytes.len()].copy_from_slice(bytes);
-        Ok(CustomSignature {
-            offset,
-            len: bytes.len() as u8,
-            bytes: stored,
-        })
+        Ok(CustomSignature { offset, len: bytes.len() as u8, bytes: stored })
     }
 
     /// Offset in the UDP payload.
@@ -315,6 +306,10 @@ impl core::error::Error for ConfigError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
     pub(crate) local_mac: MacAddr,
+    /// `local_mac` as the integer the classifier compares with.
+    pub(crate) local_mac_bits: u64,
+    /// The required OUI as an integer (meaningful only when `oui_families` is not empty).
+    pub(crate) oui_bits: u32,
     pub(crate) port: u16,
     pub(crate) families: FamilySet,
     pub(crate) oui: Option<[u8; 3]>,
@@ -343,31 +338,21 @@ impl Filter {
         if config.custom.len() > MAX_CUSTOM_SIGNATURES {
             return Err(ConfigError::TooManySignatures);
         }
-        if config.oui.is_some()
-            && config
-                .oui_families
-                .iter()
-                .any(|f| !config.families.contains(f))
-        {
+        if config.oui.is_some() && config.oui_families.iter().any(|f| !config.families.contains(f)) {
             return Err(ConfigError::OuiFamilyNotSelected);
         }
-        let placeholder = CustomSignature {
-            offset: 0,
-            len: 0,
-            bytes: [0; MAX_SIGNATURE_LEN],
-        };
+        let placeholder = CustomSignature { offset: 0, len: 0, bytes: [0; MAX_SIGNATURE_LEN] };
         let mut custom = [placeholder; MAX_CUSTOM_SIGNATURES];
         custom[..config.custom.len()].copy_from_slice(config.custom);
+        let oui = config.oui.unwrap_or_default();
         Ok(Filter {
             local_mac: config.local_mac,
+            local_mac_bits: config.local_mac.bits(),
+            oui_bits: u32::from_be_bytes([0, oui[0], oui[1], oui[2]]),
             port: config.port,
             families: config.families,
             oui: config.oui,
-            oui_families: if config.oui.is_some() {
-                config.oui_families
-            } else {
-                FamilySet::EMPTY
-            },
+            oui_families: if config.oui.is_some() { config.oui_families } else { FamilySet::EMPTY },
             custom,
             custom_len: config.custom.len(),
             mode: config.mode,
@@ -441,46 +426,19 @@ mod tests {
     fn invalid_configs_are_refused() {
         let sig = [CustomSignature::new(0, b"X").unwrap()];
         let cases: [(FilterConfig<'_>, ConfigError); 6] = [
+            (FilterConfig { local_mac: MacAddr::BROADCAST, ..FilterConfig::new(MAC) }, ConfigError::LocalMac),
+            (FilterConfig { local_mac: MacAddr::ZERO, ..FilterConfig::new(MAC) }, ConfigError::LocalMac),
+            (FilterConfig { families: FamilySet::EMPTY, ..FilterConfig::new(MAC) }, ConfigError::NoFamily),
             (
-                FilterConfig {
-                    local_mac: MacAddr::BROADCAST,
-                    ..FilterConfig::new(MAC)
-                },
-                ConfigError::LocalMac,
-            ),
-            (
-                FilterConfig {
-                    local_mac: MacAddr::ZERO,
-                    ..FilterConfig::new(MAC)
-                },
-                ConfigError::LocalMac,
-            ),
-            (
-                FilterConfig {
-                    families: FamilySet::EMPTY,
-                    ..FilterConfig::new(MAC)
-                },
-                ConfigError::NoFamily,
-            ),
-            (
-                FilterConfig {
-                    families: "all".parse().unwrap(),
-                    ..FilterConfig::new(MAC)
-                },
+                FilterConfig { families: "all".parse().unwrap(), ..FilterConfig::new(MAC) },
                 ConfigError::CustomFamilyWithoutSignatures,
             ),
             (
-                FilterConfig {
-                    custom: &sig,
-                    ..FilterConfig::new(MAC)
-                },
+                FilterConfig { custom: &sig, ..FilterConfig::new(MAC) },
                 ConfigError::CustomSignaturesNotSelected,
             ),
             (
-                FilterConfig {
-                    families: "rfc2544".parse().unwrap(),
-                    ..FilterConfig::new(MAC)
-                },
+                FilterConfig { families: "rfc2544".parse().unwrap(), ..FilterConfig::new(MAC) },
                 ConfigError::OuiFamilyNotSelected,
             ),
         ];
@@ -488,35 +446,20 @@ mod tests {
             assert_eq!(Filter::new(&config), Err(want));
         }
         let nine = [sig[0]; 9];
-        let config = FilterConfig {
-            families: "all".parse().unwrap(),
-            custom: &nine,
-            ..FilterConfig::new(MAC)
-        };
+        let config =
+            FilterConfig { families: "all".parse().unwrap(), custom: &nine, ..FilterConfig::new(MAC) };
         assert_eq!(Filter::new(&config), Err(ConfigError::TooManySignatures));
         // Without an OUI there is nothing to scope, so any family selection is fine.
-        let config = FilterConfig {
-            families: "rfc2544".parse().unwrap(),
-            oui: None,
-            ..FilterConfig::new(MAC)
-        };
+        let config =
+            FilterConfig { families: "rfc2544".parse().unwrap(), oui: None, ..FilterConfig::new(MAC) };
         assert!(Filter::new(&config).is_ok());
     }
 
     #[test]
     fn custom_signature_limits() {
-        assert_eq!(
-            CustomSignature::new(0, b""),
-            Err(ConfigError::SignatureLength)
-        );
-        assert_eq!(
-            CustomSignature::new(0, &[1; 33]),
-            Err(ConfigError::SignatureLength)
-        );
-        assert_eq!(
-            CustomSignature::new(8973, b"a"),
-            Err(ConfigError::SignatureOffset)
-        );
+        assert_eq!(CustomSignature::new(0, b""), Err(ConfigError::SignatureLength));
+        assert_eq!(CustomSignature::new(0, &[1; 33]), Err(ConfigError::SignatureLength));
+        assert_eq!(CustomSignature::new(8973, b"a"), Err(ConfigError::SignatureOffset));
         let s = CustomSignature::new(3, b"HELLO").unwrap();
         assert!(s.matches(b"abcHELLOxyz"));
         assert!(!s.matches(b"abcHELL"));
@@ -525,18 +468,9 @@ mod tests {
 
     #[test]
     fn family_set_parses_lists() {
-        assert_eq!(
-            "ito, y1564".parse::<FamilySet>().unwrap().to_string(),
-            "ito,y1564"
-        );
-        assert_eq!(
-            "all".parse::<FamilySet>().unwrap().to_string(),
-            "ito,rfc2544,y1564,custom"
-        );
-        assert_eq!(
-            "ito,bogus".parse::<FamilySet>(),
-            Err(ConfigError::UnknownFamily)
-        );
+        assert_eq!("ito, y1564".parse::<FamilySet>().unwrap().to_string(), "ito,y1564");
+        assert_eq!("all".parse::<FamilySet>().unwrap().to_string(), "ito,rfc2544,y1564,custom");
+        assert_eq!("ito,bogus".parse::<FamilySet>(), Err(ConfigError::UnknownFamily));
         assert_eq!("".parse::<FamilySet>(), Err(ConfigError::UnknownFamily));
         assert_eq!("mac-ip".parse::<Mode>(), Ok(Mode::MacIp));
         assert_eq!("swap".parse::<Mode>(), Err(ConfigError::UnknownMode));

@@ -24,8 +24,8 @@ pub mod wire;
 pub use classify::{Hit, L3Kind, Reject, Signature, classify};
 pub use counters::Counters;
 pub use filter::{
-    ConfigError, CustomSignature, DEFAULT_OUI, DEFAULT_PORT, Family, FamilySet, Filter,
-    FilterConfig, MAX_CUSTOM_SIGNATURES, MAX_SIGNATURE_LEN, Mode,
+    ConfigError, CustomSignature, DEFAULT_OUI, DEFAULT_PORT, Family, FamilySet, Filter, FilterConfig,
+    MAX_CUSTOM_SIGNATURES, MAX_SIGNATURE_LEN, Mode,
 };
 pub use reflect::reflect;
 pub use wire::MacAddr;

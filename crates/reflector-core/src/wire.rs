@@ -46,6 +46,27 @@ pub fn be16(buf: &[u8], at: usize) -> Option<u16> {
     }
 }
 
+/// The six bytes at `b[at..at + 6]` as an integer (big-endian), `None` past the end.
+///
+/// Comparing MACs as integers keeps the per-packet path free of `memcmp` calls.
+#[inline(always)]
+pub fn mac_bits(b: &[u8], at: usize) -> Option<u64> {
+    let m: [u8; 6] = b.get(at..at.checked_add(6)?)?.try_into().ok()?;
+    Some(u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]))
+}
+
+/// The seven bytes at `b[at..at + 7]` as an integer, `None` past the end (signature compare).
+#[inline(always)]
+pub fn sig_bits(b: &[u8], at: usize) -> Option<u64> {
+    let s: [u8; 7] = b.get(at..at.checked_add(7)?)?.try_into().ok()?;
+    Some(sig_const(&s))
+}
+
+/// A 7-byte signature as the integer [`sig_bits`] reads.
+pub const fn sig_const(s: &[u8; 7]) -> u64 {
+    u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], 0])
+}
+
 /// A 48-bit Ethernet address.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct MacAddr(pub [u8; 6]);
@@ -66,6 +87,12 @@ impl MacAddr {
         self.0 == [0; 6]
     }
 
+    /// The address as the integer [`mac_bits`] reads.
+    pub const fn bits(&self) -> u64 {
+        let m = self.0;
+        u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+    }
+
     /// The first three bytes (the OUI).
     pub fn oui(&self) -> [u8; 3] {
         [self.0[0], self.0[1], self.0[2]]
@@ -75,11 +102,7 @@ impl MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
     }
 }
 

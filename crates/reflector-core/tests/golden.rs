@@ -16,14 +16,9 @@ fn builder_writes_the_golden_bytes() {
 fn golden_ito_frame_field_by_field() {
     let filter = reflector_testkit::default_filter();
     let mut frame = ITO_IPV4_GOLDEN;
-    let hit = filter
-        .process(&mut frame)
-        .expect("the golden frame is a test packet");
+    let hit = filter.process(&mut frame).expect("the golden frame is a test packet");
     assert_eq!(hit.signature(), Signature::ProbeOt);
-    assert_eq!(
-        (hit.l3_offset(), hit.l4_offset(), hit.vlan_tags()),
-        (14, 34, 0)
-    );
+    assert_eq!((hit.l3_offset(), hit.l4_offset(), hit.vlan_tags()), (14, 34, 0));
     // Ethernet swapped.
     assert_eq!(frame[0..6], [0x00, 0xc0, 0x17, 0x12, 0x34, 0x56]);
     assert_eq!(frame[6..12], [0x02, 0, 0, 0, 0, 1]);
@@ -53,13 +48,8 @@ fn golden_ito_frame_field_by_field() {
 fn check_reflection(name: &str, original: &Frame, reflected: &[u8], mode: Mode) {
     let parsed = etherparse::PacketHeaders::from_ethernet_slice(reflected)
         .unwrap_or_else(|e| panic!("{name}: reflected frame does not parse: {e}"));
-    let etherparse::LinkHeader::Ethernet2(eth) = parsed.link.clone().unwrap() else {
-        panic!()
-    };
-    assert_eq!(
-        eth.destination, original.src_mac.0,
-        "{name} {mode:?}: eth dst"
-    );
+    let etherparse::LinkHeader::Ethernet2(eth) = parsed.link.clone().unwrap() else { panic!() };
+    assert_eq!(eth.destination, original.src_mac.0, "{name} {mode:?}: eth dst");
     assert_eq!(eth.source, original.dst_mac.0, "{name} {mode:?}: eth src");
     let tags: Vec<(u16, u16)> = parsed
         .link_exts
@@ -82,16 +72,8 @@ fn check_reflection(name: &str, original: &Frame, reflected: &[u8], mode: Mode) 
                 "{name}: IPv4 addresses"
             );
             assert_eq!(h.time_to_live, 64, "{name}: TTL untouched");
-            assert_eq!(
-                h.header_checksum,
-                h.calc_header_checksum(),
-                "{name}: IPv4 checksum valid"
-            );
-            assert_eq!(
-                h.options.as_slice(),
-                &original.ipv4_options[..],
-                "{name}: options kept"
-            );
+            assert_eq!(h.header_checksum, h.calc_header_checksum(), "{name}: IPv4 checksum valid");
+            assert_eq!(h.options.as_slice(), &original.ipv4_options[..], "{name}: options kept");
         }
         (etherparse::NetHeaders::Ipv6(h, _), IpAddrs::V6 { src, dst }) => {
             assert_eq!(
@@ -107,16 +89,8 @@ fn check_reflection(name: &str, original: &Frame, reflected: &[u8], mode: Mode) 
         panic!("{name}: no UDP header after reflection")
     };
     let ports = (original.src_port, original.dst_port);
-    let want = if mode == Mode::All {
-        (ports.1, ports.0)
-    } else {
-        ports
-    };
-    assert_eq!(
-        (udp.source_port, udp.destination_port),
-        want,
-        "{name}: ports"
-    );
+    let want = if mode == Mode::All { (ports.1, ports.0) } else { ports };
+    assert_eq!((udp.source_port, udp.destination_port), want, "{name}: ports");
     let payload = parsed.payload.slice();
     assert_eq!(payload, &original.payload[..], "{name}: payload untouched");
     let expected_sum = match parsed.net.unwrap() {
@@ -136,17 +110,10 @@ fn every_golden_case_reflects_exactly_in_every_mode() {
         for mode in MODES {
             let filter = case.filter.clone().with_mode(mode);
             let mut bytes = case.bytes.clone();
-            let hit = filter
-                .process(&mut bytes)
-                .unwrap_or_else(|r| panic!("{}: rejected as {r}", case.name));
+            let hit = filter.process(&mut bytes).unwrap_or_else(|r| panic!("{}: rejected as {r}", case.name));
             assert_eq!(hit.signature(), want, "{}", case.name);
             let frame = case.frame.as_ref().expect("golden cases are built");
-            assert_eq!(
-                bytes,
-                frame.reflected(mode).bytes(),
-                "{} {mode:?}: reflected bytes",
-                case.name
-            );
+            assert_eq!(bytes, frame.reflected(mode).bytes(), "{} {mode:?}: reflected bytes", case.name);
             check_reflection(&case.name, frame, &bytes, mode);
             assert_eq!(bytes.len(), case.bytes.len(), "{}: same length", case.name);
             // The reflection of a reflection is the original frame. (The second pass is done
@@ -165,11 +132,7 @@ fn every_reject_case_is_rejected_for_its_reason_and_left_unmodified() {
         let want = case.expect.expect_err("reject cases are rejects");
         let mut bytes = case.bytes.clone();
         assert_eq!(case.filter.process(&mut bytes), Err(want), "{}", case.name);
-        assert_eq!(
-            bytes, case.bytes,
-            "{}: a rejected frame is never modified",
-            case.name
-        );
+        assert_eq!(bytes, case.bytes, "{}: a rejected frame is never modified", case.name);
         seen[want as usize] = true;
     }
     for reason in Reject::ALL {
@@ -202,10 +165,7 @@ fn counters_record_every_verdict() {
     let rejects = rejects();
     assert_eq!(counters.rx_packets as usize, golden.len() + rejects.len());
     assert_eq!(counters.reflected_packets as usize, golden.len());
-    assert_eq!(
-        counters.reflected_bytes as usize,
-        golden.iter().map(|c| c.bytes.len()).sum::<usize>()
-    );
+    assert_eq!(counters.reflected_bytes as usize, golden.iter().map(|c| c.bytes.len()).sum::<usize>());
     assert_eq!(counters.rejected_packets() as usize, rejects.len());
     assert_eq!(counters.by_signature[Signature::Custom as usize], 1);
     assert_eq!(counters.rejected[Reject::Oui as usize], 2);

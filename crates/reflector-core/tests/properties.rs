@@ -59,13 +59,8 @@ fn a_million_random_and_mutated_frames() {
 }
 
 fn arb_frame() -> impl Strategy<Value = Frame> {
-    let vlans = prop::collection::vec(
-        (
-            prop::sample::select(vec![0x8100u16, 0x88a8, 0x9100]),
-            0u16..0x1000,
-        ),
-        0..=2,
-    );
+    let vlans =
+        prop::collection::vec((prop::sample::select(vec![0x8100u16, 0x88a8, 0x9100]), 0u16..0x1000), 0..=2);
     let ip = prop_oneof![
         (any::<[u8; 4]>(), any::<[u8; 4]>()).prop_map(|(src, dst)| IpAddrs::V4 { src, dst }),
         (any::<[u8; 16]>(), any::<[u8; 16]>()).prop_map(|(src, dst)| IpAddrs::V6 { src, dst }),
@@ -76,12 +71,7 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
     // The second destination options header only follows a routing header.
     let ext = any::<[bool; 4]>().prop_map(|mut present| {
         present[3] &= present[2];
-        [0u8, 60, 43, 60]
-            .into_iter()
-            .zip(present)
-            .filter(|(_, p)| *p)
-            .map(|(t, _)| t)
-            .collect::<Vec<_>>()
+        [0u8, 60, 43, 60].into_iter().zip(present).filter(|(_, p)| *p).map(|(t, _)| t).collect::<Vec<_>>()
     });
     let sig = prop::sample::select(vec![
         reflector_testkit::ito_payload(b"PROBEOT"),
@@ -91,47 +81,23 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
         vec![0u8; 20],
     ]);
     let extra = prop::collection::vec(any::<u8>(), 0..64);
-    let src_mac = prop_oneof![
-        Just(reflector_testkit::TESTER_MAC),
-        any::<[u8; 6]>().prop_map(reflector_core::MacAddr)
-    ];
-    (
-        vlans,
-        ip,
-        options,
-        ext,
-        any::<u16>(),
-        prop_oneof![Just(3842u16), any::<u16>()],
-        sig,
-        extra,
-        src_mac,
-    )
-        .prop_map(
-            |(
+    let src_mac =
+        prop_oneof![Just(reflector_testkit::TESTER_MAC), any::<[u8; 6]>().prop_map(reflector_core::MacAddr)];
+    (vlans, ip, options, ext, any::<u16>(), prop_oneof![Just(3842u16), any::<u16>()], sig, extra, src_mac)
+        .prop_map(|(vlans, ip, ipv4_options, ipv6_ext, src_port, dst_port, mut payload, extra, src_mac)| {
+            payload.extend(extra);
+            Frame {
+                dst_mac: reflector_testkit::LOCAL_MAC,
+                src_mac,
                 vlans,
                 ip,
                 ipv4_options,
                 ipv6_ext,
                 src_port,
                 dst_port,
-                mut payload,
-                extra,
-                src_mac,
-            )| {
-                payload.extend(extra);
-                Frame {
-                    dst_mac: reflector_testkit::LOCAL_MAC,
-                    src_mac,
-                    vlans,
-                    ip,
-                    ipv4_options,
-                    ipv6_ext,
-                    src_port,
-                    dst_port,
-                    payload,
-                }
-            },
-        )
+                payload,
+            }
+        })
 }
 
 proptest! {

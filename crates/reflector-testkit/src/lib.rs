@@ -22,13 +22,9 @@ pub const TESTER_V4: [u8; 4] = [192, 0, 2, 10];
 /// Reflector IPv4 address.
 pub const LOCAL_V4: [u8; 4] = [192, 0, 2, 1];
 /// Tester IPv6 address (documentation prefix).
-pub const TESTER_V6: [u8; 16] = [
-    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a,
-];
+pub const TESTER_V6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a];
 /// Reflector IPv6 address.
-pub const LOCAL_V6: [u8; 16] = [
-    0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01,
-];
+pub const LOCAL_V6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01];
 /// Tester's UDP source port.
 pub const TESTER_PORT: u16 = 50000;
 /// The custom signature used by custom-family cases.
@@ -39,12 +35,9 @@ pub const CUSTOM_OFFSET: u16 = 2;
 /// The 60-byte ITO `PROBEOT` frame, written out byte by byte (checksums included): tester
 /// 00:c0:17:12:34:56 / 192.0.2.10:50000 to reflector 02:00:00:00:00:01 / 192.0.2.1:3842.
 pub const ITO_IPV4_GOLDEN: [u8; 60] = [
-    0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0xc0, 0x17, 0x12, 0x34, 0x56, 0x08, 0x00, 0x45,
-    0x00, //
-    0x00, 0x2e, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb6, 0xb3, 0xc0, 0x00, 0x02, 0x0a, 0xc0,
-    0x00, //
-    0x02, 0x01, 0xc3, 0x50, 0x0f, 0x02, 0x00, 0x1a, 0xbe, 0xf4, 0x00, 0x01, 0x02, 0x03, 0x04,
-    0x50, //
+    0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0xc0, 0x17, 0x12, 0x34, 0x56, 0x08, 0x00, 0x45, 0x00, //
+    0x00, 0x2e, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb6, 0xb3, 0xc0, 0x00, 0x02, 0x0a, 0xc0, 0x00, //
+    0x02, 0x01, 0xc3, 0x50, 0x0f, 0x02, 0x00, 0x1a, 0xbe, 0xf4, 0x00, 0x01, 0x02, 0x03, 0x04, 0x50, //
     0x52, 0x4f, 0x42, 0x45, 0x4f, 0x54, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2a,
 ];
 
@@ -101,10 +94,7 @@ impl Frame {
             dst_mac: LOCAL_MAC,
             src_mac: TESTER_MAC,
             vlans: vec![],
-            ip: IpAddrs::V4 {
-                src: TESTER_V4,
-                dst: LOCAL_V4,
-            },
+            ip: IpAddrs::V4 { src: TESTER_V4, dst: LOCAL_V4 },
             ipv4_options: vec![],
             ipv6_ext: vec![],
             src_port: TESTER_PORT,
@@ -115,13 +105,7 @@ impl Frame {
 
     /// The same probe over IPv6.
     pub fn ito_v6() -> Frame {
-        Frame {
-            ip: IpAddrs::V6 {
-                src: TESTER_V6,
-                dst: LOCAL_V6,
-            },
-            ..Frame::ito_v4()
-        }
+        Frame { ip: IpAddrs::V6 { src: TESTER_V6, dst: LOCAL_V6 }, ..Frame::ito_v4() }
     }
 
     /// As a borrowed [`FrameSpec`].
@@ -198,23 +182,11 @@ pub struct Case {
 }
 
 fn case(name: &str, frame: Frame, filter: Filter, expect: Result<Signature, Reject>) -> Case {
-    Case {
-        name: name.into(),
-        bytes: frame.bytes(),
-        frame: Some(frame),
-        filter,
-        expect,
-    }
+    Case { name: name.into(), bytes: frame.bytes(), frame: Some(frame), filter, expect }
 }
 
 fn raw(name: &str, bytes: Vec<u8>, expect: Reject) -> Case {
-    Case {
-        name: name.into(),
-        bytes,
-        frame: None,
-        filter: default_filter(),
-        expect: Err(expect),
-    }
+    Case { name: name.into(), bytes, frame: None, filter: default_filter(), expect: Err(expect) }
 }
 
 /// Frames the default rules (or the filter named with them) reflect.
@@ -223,170 +195,47 @@ pub fn golden() -> Vec<Case> {
     let d = default_filter;
     let all = || {
         filter_with(|c| {
-            c.families = FamilySet::from_iter_families(&[
-                Family::Ito,
-                Family::Rfc2544,
-                Family::Y1564,
-                Family::Custom,
-            ])
+            c.families =
+                FamilySet::from_iter_families(&[Family::Ito, Family::Rfc2544, Family::Y1564, Family::Custom])
         })
     };
     let v4 = Frame::ito_v4;
     let v6 = Frame::ito_v6;
-    let other = |p: Vec<u8>| Frame {
-        src_mac: OTHER_MAC,
-        payload: p,
-        ..v4()
-    };
+    let other = |p: Vec<u8>| Frame { src_mac: OTHER_MAC, payload: p, ..v4() };
     vec![
         case("ito_v4_probeot", v4(), d(), Ok(ProbeOt)),
-        case(
-            "ito_v4_data_ot",
-            Frame {
-                payload: ito_payload(b"DATA:OT"),
-                ..v4()
-            },
-            d(),
-            Ok(DataOt),
-        ),
-        case(
-            "ito_v4_latency",
-            Frame {
-                payload: ito_payload(b"LATENCY"),
-                ..v4()
-            },
-            d(),
-            Ok(Latency),
-        ),
-        case(
-            "ito_v4_options",
-            Frame {
-                ipv4_options: vec![1, 1, 1, 0],
-                ..v4()
-            },
-            d(),
-            Ok(ProbeOt),
-        ),
-        case(
-            "ito_v4_max_options",
-            Frame {
-                ipv4_options: vec![1; 40],
-                ..v4()
-            },
-            d(),
-            Ok(ProbeOt),
-        ),
+        case("ito_v4_data_ot", Frame { payload: ito_payload(b"DATA:OT"), ..v4() }, d(), Ok(DataOt)),
+        case("ito_v4_latency", Frame { payload: ito_payload(b"LATENCY"), ..v4() }, d(), Ok(Latency)),
+        case("ito_v4_options", Frame { ipv4_options: vec![1, 1, 1, 0], ..v4() }, d(), Ok(ProbeOt)),
+        case("ito_v4_max_options", Frame { ipv4_options: vec![1; 40], ..v4() }, d(), Ok(ProbeOt)),
         case("ito_v6", v6(), d(), Ok(ProbeOt)),
-        case(
-            "ito_v6_hop_by_hop",
-            Frame {
-                ipv6_ext: vec![0],
-                ..v6()
-            },
-            d(),
-            Ok(ProbeOt),
-        ),
-        case(
-            "ito_v6_three_ext",
-            Frame {
-                ipv6_ext: vec![0, 60, 43],
-                ..v6()
-            },
-            d(),
-            Ok(ProbeOt),
-        ),
-        case(
-            "ito_v4_vlan",
-            Frame {
-                vlans: vec![(0x8100, 100)],
-                ..v4()
-            },
-            d(),
-            Ok(ProbeOt),
-        ),
-        case(
-            "ito_v4_qinq",
-            Frame {
-                vlans: vec![(0x88a8, 200), (0x8100, 100)],
-                ..v4()
-            },
-            d(),
-            Ok(ProbeOt),
-        ),
-        case(
-            "ito_v4_9100",
-            Frame {
-                vlans: vec![(0x9100, 7)],
-                ..v4()
-            },
-            d(),
-            Ok(ProbeOt),
-        ),
-        case(
-            "ito_v6_qinq",
-            Frame {
-                vlans: vec![(0x88a8, 200), (0x8100, 100)],
-                ..v6()
-            },
-            d(),
-            Ok(ProbeOt),
-        ),
-        case(
-            "rfc2544_v4",
-            other(head_payload(b"RFC2544", 20)),
-            d(),
-            Ok(Rfc2544),
-        ),
-        case(
-            "rfc2544_v4_minimal",
-            other(head_payload(b"RFC2544", 0)),
-            d(),
-            Ok(Rfc2544),
-        ),
-        case(
-            "y1564_v4",
-            other(head_payload(b"Y.1564 ", 20)),
-            d(),
-            Ok(Y1564),
-        ),
+        case("ito_v6_hop_by_hop", Frame { ipv6_ext: vec![0], ..v6() }, d(), Ok(ProbeOt)),
+        case("ito_v6_three_ext", Frame { ipv6_ext: vec![0, 60, 43], ..v6() }, d(), Ok(ProbeOt)),
+        case("ito_v4_vlan", Frame { vlans: vec![(0x8100, 100)], ..v4() }, d(), Ok(ProbeOt)),
+        case("ito_v4_qinq", Frame { vlans: vec![(0x88a8, 200), (0x8100, 100)], ..v4() }, d(), Ok(ProbeOt)),
+        case("ito_v4_9100", Frame { vlans: vec![(0x9100, 7)], ..v4() }, d(), Ok(ProbeOt)),
+        case("ito_v6_qinq", Frame { vlans: vec![(0x88a8, 200), (0x8100, 100)], ..v6() }, d(), Ok(ProbeOt)),
+        case("rfc2544_v4", other(head_payload(b"RFC2544", 20)), d(), Ok(Rfc2544)),
+        case("rfc2544_v4_minimal", other(head_payload(b"RFC2544", 0)), d(), Ok(Rfc2544)),
+        case("y1564_v4", other(head_payload(b"Y.1564 ", 20)), d(), Ok(Y1564)),
         case(
             "y1564_v6",
-            Frame {
-                src_mac: OTHER_MAC,
-                payload: head_payload(b"Y.1564 ", 30),
-                ..v6()
-            },
+            Frame { src_mac: OTHER_MAC, payload: head_payload(b"Y.1564 ", 30), ..v6() },
             d(),
             Ok(Y1564),
         ),
         case("custom_v4", other(custom_payload()), all(), Ok(Custom)),
-        case(
-            "ito_any_port",
-            Frame {
-                dst_port: 7,
-                ..v4()
-            },
-            filter_with(|c| c.port = 0),
-            Ok(ProbeOt),
-        ),
+        case("ito_any_port", Frame { dst_port: 7, ..v4() }, filter_with(|c| c.port = 0), Ok(ProbeOt)),
         case(
             "ito_no_oui_filter",
-            Frame {
-                src_mac: OTHER_MAC,
-                ..v4()
-            },
+            Frame { src_mac: OTHER_MAC, ..v4() },
             filter_with(|c| c.oui = None),
             Ok(ProbeOt),
         ),
         case(
             "rfc2544_oui_scoped",
-            Frame {
-                payload: head_payload(b"RFC2544", 4),
-                ..v4()
-            },
-            filter_with(|c| {
-                c.oui_families = FamilySet::from_iter_families(&[Family::Ito, Family::Rfc2544])
-            }),
+            Frame { payload: head_payload(b"RFC2544", 4), ..v4() },
+            filter_with(|c| c.oui_families = FamilySet::from_iter_families(&[Family::Ito, Family::Rfc2544])),
             Ok(Rfc2544),
         ),
         case(
@@ -435,66 +284,20 @@ pub fn rejects() -> Vec<Case> {
     let mut cases = vec![
         raw("empty", vec![], ShortEthernet),
         raw("eth_13_bytes", g[..13].to_vec(), ShortEthernet),
-        case(
-            "dst_mac_other",
-            Frame {
-                dst_mac: OTHER_MAC,
-                ..v4()
-            },
-            d(),
-            Err(DstMac),
-        ),
-        case(
-            "dst_mac_broadcast",
-            Frame {
-                dst_mac: MacAddr::BROADCAST,
-                ..v4()
-            },
-            d(),
-            Err(DstMac),
-        ),
+        case("dst_mac_other", Frame { dst_mac: OTHER_MAC, ..v4() }, d(), Err(DstMac)),
+        case("dst_mac_broadcast", Frame { dst_mac: MacAddr::BROADCAST, ..v4() }, d(), Err(DstMac)),
         case(
             "src_mac_multicast",
-            Frame {
-                src_mac: MacAddr([0x01, 0, 0x5e, 0, 0, 1]),
-                ..v4()
-            },
+            Frame { src_mac: MacAddr([0x01, 0, 0x5e, 0, 0, 1]), ..v4() },
             d(),
             Err(SrcMacGroup),
         ),
-        case(
-            "src_mac_broadcast",
-            Frame {
-                src_mac: MacAddr::BROADCAST,
-                ..v4()
-            },
-            d(),
-            Err(SrcMacGroup),
-        ),
-        case(
-            "src_mac_zero",
-            Frame {
-                src_mac: MacAddr::ZERO,
-                ..v4()
-            },
-            d(),
-            Err(SrcMacZero),
-        ),
-        case(
-            "src_mac_own",
-            Frame {
-                src_mac: LOCAL_MAC,
-                ..v4()
-            },
-            d(),
-            Err(SrcMacOwn),
-        ),
+        case("src_mac_broadcast", Frame { src_mac: MacAddr::BROADCAST, ..v4() }, d(), Err(SrcMacGroup)),
+        case("src_mac_zero", Frame { src_mac: MacAddr::ZERO, ..v4() }, d(), Err(SrcMacZero)),
+        case("src_mac_own", Frame { src_mac: LOCAL_MAC, ..v4() }, d(), Err(SrcMacOwn)),
         case(
             "three_vlan_tags",
-            Frame {
-                vlans: vec![(0x88a8, 1), (0x8100, 2), (0x8100, 3)],
-                ..v4()
-            },
+            Frame { vlans: vec![(0x88a8, 1), (0x8100, 2), (0x8100, 3)], ..v4() },
             d(),
             Err(VlanDepth),
         ),
@@ -510,321 +313,127 @@ pub fn rejects() -> Vec<Case> {
         case("ipv6_version_4", v6(), d(), Err(Ipv6Header)),
         case("ipv6_payload_len_long", v6(), d(), Err(Ipv6Length)),
         case("ipv6_jumbogram", v6(), d(), Err(Ipv6Length)),
-        case(
-            "ipv6_fragment_header",
-            Frame {
-                ipv6_ext: vec![44],
-                ..v6()
-            },
-            d(),
-            Err(Ipv6Fragment),
-        ),
-        case(
-            "ipv6_ext_after_hbh_fragment",
-            Frame {
-                ipv6_ext: vec![0, 44],
-                ..v6()
-            },
-            d(),
-            Err(Ipv6Fragment),
-        ),
-        case(
-            "ipv6_five_ext",
-            Frame {
-                ipv6_ext: vec![0, 60, 43, 60, 60],
-                ..v6()
-            },
-            d(),
-            Err(Ipv6ExtDepth),
-        ),
-        case(
-            "ipv6_hop_by_hop_not_first",
-            Frame {
-                ipv6_ext: vec![60, 0],
-                ..v6()
-            },
-            d(),
-            Err(Ipv6Ext),
-        ),
-        case(
-            "ipv6_ext_len_beyond",
-            Frame {
-                ipv6_ext: vec![60],
-                ..v6()
-            },
-            d(),
-            Err(Ipv6Ext),
-        ),
+        case("ipv6_fragment_header", Frame { ipv6_ext: vec![44], ..v6() }, d(), Err(Ipv6Fragment)),
+        case("ipv6_ext_after_hbh_fragment", Frame { ipv6_ext: vec![0, 44], ..v6() }, d(), Err(Ipv6Fragment)),
+        case("ipv6_five_ext", Frame { ipv6_ext: vec![0, 60, 43, 60, 60], ..v6() }, d(), Err(Ipv6ExtDepth)),
+        case("ipv6_hop_by_hop_not_first", Frame { ipv6_ext: vec![60, 0], ..v6() }, d(), Err(Ipv6Ext)),
+        case("ipv6_ext_len_beyond", Frame { ipv6_ext: vec![60], ..v6() }, d(), Err(Ipv6Ext)),
         case("ipv6_tcp", v6(), d(), Err(NotUdp)),
         case(
             "ipv4_src_zero",
-            Frame {
-                ip: IpAddrs::V4 {
-                    src: [0; 4],
-                    dst: LOCAL_V4,
-                },
-                ..v4()
-            },
+            Frame { ip: IpAddrs::V4 { src: [0; 4], dst: LOCAL_V4 }, ..v4() },
             d(),
             Err(SrcIp),
         ),
         case(
             "ipv4_src_multicast",
-            Frame {
-                ip: IpAddrs::V4 {
-                    src: [239, 1, 1, 1],
-                    dst: LOCAL_V4,
-                },
-                ..v4()
-            },
+            Frame { ip: IpAddrs::V4 { src: [239, 1, 1, 1], dst: LOCAL_V4 }, ..v4() },
             d(),
             Err(SrcIp),
         ),
         case(
             "ipv4_src_broadcast",
-            Frame {
-                ip: IpAddrs::V4 {
-                    src: [255; 4],
-                    dst: LOCAL_V4,
-                },
-                ..v4()
-            },
+            Frame { ip: IpAddrs::V4 { src: [255; 4], dst: LOCAL_V4 }, ..v4() },
             d(),
             Err(SrcIp),
         ),
         case(
             "ipv4_dst_broadcast",
-            Frame {
-                ip: IpAddrs::V4 {
-                    src: TESTER_V4,
-                    dst: [255; 4],
-                },
-                ..v4()
-            },
+            Frame { ip: IpAddrs::V4 { src: TESTER_V4, dst: [255; 4] }, ..v4() },
             d(),
             Err(DstIp),
         ),
         case(
             "ipv4_dst_multicast",
-            Frame {
-                ip: IpAddrs::V4 {
-                    src: TESTER_V4,
-                    dst: [224, 0, 0, 251],
-                },
-                ..v4()
-            },
+            Frame { ip: IpAddrs::V4 { src: TESTER_V4, dst: [224, 0, 0, 251] }, ..v4() },
             d(),
             Err(DstIp),
         ),
         case(
             "ipv4_dst_zero",
-            Frame {
-                ip: IpAddrs::V4 {
-                    src: TESTER_V4,
-                    dst: [0; 4],
-                },
-                ..v4()
-            },
+            Frame { ip: IpAddrs::V4 { src: TESTER_V4, dst: [0; 4] }, ..v4() },
             d(),
             Err(DstIp),
         ),
         case(
             "ipv6_src_unspecified",
-            Frame {
-                ip: IpAddrs::V6 {
-                    src: [0; 16],
-                    dst: LOCAL_V6,
-                },
-                ..v6()
-            },
+            Frame { ip: IpAddrs::V6 { src: [0; 16], dst: LOCAL_V6 }, ..v6() },
             d(),
             Err(SrcIp),
         ),
         case(
             "ipv6_src_multicast",
-            Frame {
-                ip: IpAddrs::V6 {
-                    src: mcast6(),
-                    dst: LOCAL_V6,
-                },
-                ..v6()
-            },
+            Frame { ip: IpAddrs::V6 { src: mcast6(), dst: LOCAL_V6 }, ..v6() },
             d(),
             Err(SrcIp),
         ),
         case(
             "ipv6_dst_multicast",
-            Frame {
-                ip: IpAddrs::V6 {
-                    src: TESTER_V6,
-                    dst: mcast6(),
-                },
-                ..v6()
-            },
+            Frame { ip: IpAddrs::V6 { src: TESTER_V6, dst: mcast6() }, ..v6() },
             d(),
             Err(DstIp),
         ),
         case("udp_len_long", v4(), d(), Err(UdpLength)),
         case("udp_len_short", v4(), d(), Err(UdpLength)),
-        case(
-            "wrong_port",
-            Frame {
-                dst_port: 3843,
-                ..v4()
-            },
-            d(),
-            Err(DstPort),
-        ),
-        case(
-            "no_signature",
-            Frame {
-                payload: ito_payload(b"PROBEOX"),
-                ..v4()
-            },
-            d(),
-            Err(NoSignature),
-        ),
+        case("wrong_port", Frame { dst_port: 3843, ..v4() }, d(), Err(DstPort)),
+        case("no_signature", Frame { payload: ito_payload(b"PROBEOX"), ..v4() }, d(), Err(NoSignature)),
         case(
             "probeot_at_offset_0",
-            Frame {
-                payload: head_payload(b"PROBEOT", 12),
-                ..v4()
-            },
+            Frame { payload: head_payload(b"PROBEOT", 12), ..v4() },
             d(),
             Err(NoSignature),
         ),
         case(
             "rfc2544_at_offset_5",
-            Frame {
-                payload: ito_payload(b"RFC2544"),
-                ..v4()
-            },
+            Frame { payload: ito_payload(b"RFC2544"), ..v4() },
             d(),
             Err(NoSignature),
         ),
         case(
             "ito_payload_11_bytes",
-            Frame {
-                payload: ito_payload(b"PROBEOT")[..11].to_vec(),
-                ..v4()
-            },
+            Frame { payload: ito_payload(b"PROBEOT")[..11].to_vec(), ..v4() },
             d(),
             Err(NoSignature),
         ),
         case(
             "family_not_selected",
-            Frame {
-                src_mac: OTHER_MAC,
-                payload: head_payload(b"RFC2544", 4),
-                ..v4()
-            },
+            Frame { src_mac: OTHER_MAC, payload: head_payload(b"RFC2544", 4), ..v4() },
             filter_with(|c| c.families = FamilySet::only(Family::Ito)),
             Err(NoSignature),
         ),
-        case(
-            "custom_not_selected",
-            Frame {
-                payload: custom_payload(),
-                ..v4()
-            },
-            d(),
-            Err(NoSignature),
-        ),
-        case(
-            "ito_wrong_oui",
-            Frame {
-                src_mac: OTHER_MAC,
-                ..v4()
-            },
-            d(),
-            Err(Oui),
-        ),
-        case(
-            "ito_wrong_oui_v6",
-            Frame {
-                src_mac: OTHER_MAC,
-                ..v6()
-            },
-            d(),
-            Err(Oui),
-        ),
+        case("custom_not_selected", Frame { payload: custom_payload(), ..v4() }, d(), Err(NoSignature)),
+        case("ito_wrong_oui", Frame { src_mac: OTHER_MAC, ..v4() }, d(), Err(Oui)),
+        case("ito_wrong_oui_v6", Frame { src_mac: OTHER_MAC, ..v6() }, d(), Err(Oui)),
     ];
     // Byte-level mutations that a builder cannot express.
     let l3 = 14;
     let mutate = |cases: &mut Vec<Case>, name: &str, bytes: Vec<u8>| {
-        let c = cases
-            .iter_mut()
-            .find(|c| c.name == name)
-            .expect("named case exists");
+        let c = cases.iter_mut().find(|c| c.name == name).expect("named case exists");
         c.bytes = bytes;
         c.frame = None;
     };
     mutate(&mut cases, "arp", set_byte(g.clone(), 13, 0x06));
     mutate(&mut cases, "ipv4_version_5", set_byte(g.clone(), l3, 0x55));
     mutate(&mut cases, "ipv4_ihl_4", set_byte(g.clone(), l3, 0x44));
-    mutate(
-        &mut cases,
-        "ipv4_ihl_beyond_frame",
-        set_byte(g.clone(), l3, 0x4f),
-    );
-    mutate(
-        &mut cases,
-        "ipv4_total_len_long",
-        set_byte(g.clone(), l3 + 3, 0x2f),
-    );
-    mutate(
-        &mut cases,
-        "ipv4_total_len_short",
-        set_byte(g.clone(), l3 + 3, 19),
-    );
-    mutate(
-        &mut cases,
-        "ipv4_first_fragment",
-        set_byte(g.clone(), l3 + 6, 0x20),
-    ); // MF
-    mutate(
-        &mut cases,
-        "ipv4_later_fragment",
-        set_byte(g.clone(), l3 + 7, 0x10),
-    ); // offset 16
+    mutate(&mut cases, "ipv4_ihl_beyond_frame", set_byte(g.clone(), l3, 0x4f));
+    mutate(&mut cases, "ipv4_total_len_long", set_byte(g.clone(), l3 + 3, 0x2f));
+    mutate(&mut cases, "ipv4_total_len_short", set_byte(g.clone(), l3 + 3, 19));
+    mutate(&mut cases, "ipv4_first_fragment", set_byte(g.clone(), l3 + 6, 0x20)); // MF
+    mutate(&mut cases, "ipv4_later_fragment", set_byte(g.clone(), l3 + 7, 0x10)); // offset 16
     mutate(&mut cases, "ipv4_tcp", set_byte(g.clone(), l3 + 9, 6));
-    mutate(
-        &mut cases,
-        "ipv6_version_4",
-        set_byte(v6b.clone(), l3, 0x40),
-    );
-    mutate(
-        &mut cases,
-        "ipv6_payload_len_long",
-        set_byte(v6b.clone(), l3 + 5, v6b[l3 + 5] + 1),
-    );
-    mutate(
-        &mut cases,
-        "ipv6_jumbogram",
-        set_byte(set_byte(v6b.clone(), l3 + 4, 0), l3 + 5, 0),
-    );
+    mutate(&mut cases, "ipv6_version_4", set_byte(v6b.clone(), l3, 0x40));
+    mutate(&mut cases, "ipv6_payload_len_long", set_byte(v6b.clone(), l3 + 5, v6b[l3 + 5] + 1));
+    mutate(&mut cases, "ipv6_jumbogram", set_byte(set_byte(v6b.clone(), l3 + 4, 0), l3 + 5, 0));
     mutate(&mut cases, "ipv6_tcp", set_byte(v6b.clone(), l3 + 6, 6));
-    let mut ext = Frame {
-        ipv6_ext: vec![60],
-        ..v6()
-    }
-    .bytes();
+    let mut ext = Frame { ipv6_ext: vec![60], ..v6() }.bytes();
     ext[l3 + 40 + 1] = 200; // extension header longer than the payload
     mutate(&mut cases, "ipv6_ext_len_beyond", ext);
     mutate(&mut cases, "udp_len_long", set_byte(g.clone(), 34 + 5, 27));
     mutate(&mut cases, "udp_len_short", set_byte(g.clone(), 34 + 5, 25));
 
     // One byte short at every header boundary (the frame cut just before it ends).
-    let tagged = Frame {
-        vlans: vec![(0x88a8, 1), (0x8100, 2)],
-        ..v4()
-    }
-    .bytes();
-    let hbh = Frame {
-        ipv6_ext: vec![0],
-        ..v6()
-    }
-    .bytes();
+    let tagged = Frame { vlans: vec![(0x88a8, 1), (0x8100, 2)], ..v4() }.bytes();
+    let hbh = Frame { ipv6_ext: vec![0], ..v6() }.bytes();
     for (name, bytes, len, reason) in [
         ("cut_ethernet", &g, 13, ShortEthernet),
         ("cut_first_vlan", &tagged, 17, ShortVlan),

@@ -1,0 +1,115 @@
+//! The filter flags shared by `run` and `replay`.
+
+use clap::Args;
+use reflector_core::wire::parse_hex_bytes;
+use reflector_core::{CustomSignature, Family, FamilySet, Filter, FilterConfig, MacAddr, Mode};
+
+use crate::UsageError;
+
+/// Which frames are test packets, and how they are turned around.
+#[derive(Debug, Clone, Args)]
+pub struct FilterArgs {
+    /// What to swap: `all` (MACs, IPs, UDP ports), `mac-ip`, or `mac`.
+    #[arg(long, default_value = "all", value_parser = parse_mode)]
+    pub mode: Mode,
+    /// UDP destination port of test packets; 0 accepts any port.
+    #[arg(long, default_value_t = reflector_core::DEFAULT_PORT)]
+    pub port: u16,
+    /// Signature families to accept: ito, rfc2544, y1564, custom, all (comma-separated)
+    /// [default: ito,rfc2544,y1564, plus custom when --custom-sig is given].
+    #[arg(long, value_parser = parse_families)]
+    pub sig: Option<FamilySet>,
+    /// A user-defined signature, OFFSET:TEXT or OFFSET:0xHEX (offset in the UDP payload); repeatable.
+    #[arg(long = "custom-sig", value_name = "OFFSET:BYTES", value_parser = parse_custom)]
+    pub custom_sig: Vec<CustomSignature>,
+    /// Required source OUI (first three MAC bytes) for the families in --oui-scope.
+    #[arg(long, value_name = "XX:XX:XX", default_value = "00:c0:17", value_parser = parse_oui)]
+    pub oui: [u8; 3],
+    /// Accept test packets from any vendor.
+    #[arg(long, conflicts_with_all = ["oui", "oui_scope"])]
+    pub no_oui_filter: bool,
+    /// Signature families the OUI requirement applies to [default: ito, when selected].
+    #[arg(long, value_name = "FAMILIES", value_parser = parse_families)]
+    pub oui_scope: Option<FamilySet>,
+}
+
+impl FilterArgs {
+    /// The validated filter for an interface with MAC `local_mac`.
+    pub fn filter(&self, local_mac: MacAddr) -> Result<Filter, UsageError> {
+        let families = self.sig.unwrap_or_else(|| {
+            let mut set: FamilySet = "ito,rfc2544,y1564".parse().expect("a fixed, valid list");
+            if !self.custom_sig.is_empty() {
+                set.insert(Family::Custom);
+            }
+            set
+        });
+        let config = FilterConfig {
+            local_mac,
+            port: self.port,
+            families,
+            oui: (!self.no_oui_filter).then_some(self.oui),
+            // Only an explicit scope must name selected families; the default follows --sig.
+            oui_families: self.oui_scope.unwrap_or_else(|| {
+                if families.contains(Family::Ito) { FamilySet::only(Family::Ito) } else { FamilySet::EMPTY }
+            }),
+            custom: &self.custom_sig,
+            mode: self.mode,
+        };
+        Filter::new(&config).map_err(|e| UsageError(format!("invalid filter: {e}")))
+    }
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    s.parse().map_err(|e: reflector_core::ConfigError| e.to_string())
+}
+
+fn parse_families(s: &str) -> Result<FamilySet, String> {
+    s.parse().map_err(|e: reflector_core::ConfigError| e.to_string())
+}
+
+fn parse_oui(s: &str) -> Result<[u8; 3], String> {
+    parse_hex_bytes::<3>(s).map_err(|_| "expected three hex bytes like 00:c0:17".into())
+}
+
+/// Parses a MAC address for clap.
+pub fn parse_mac(s: &str) -> Result<MacAddr, String> {
+    s.parse().map_err(|e: reflector_core::wire::ParseMacError| e.to_string())
+}
+
+fn parse_custom(s: &str) -> Result<CustomSignature, String> {
+    let (offset, bytes) = s.split_once(':').ok_or("expected OFFSET:TEXT or OFFSET:0xHEX")?;
+    let offset: u16 = offset.parse().map_err(|_| format!("bad offset '{offset}'"))?;
+    let bytes = match bytes.strip_prefix("0x") {
+        Some(hex) => {
+            if hex.is_empty() || hex.len() % 2 != 0 {
+                return Err("hex signature needs an even number of digits".into());
+            }
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .map_err(|_| format!("bad hex '{hex}'"))?
+        }
+        None => bytes.as_bytes().to_vec(),
+    };
+    CustomSignature::new(offset, &bytes).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_signature_syntax() {
+        let s = parse_custom("5:HELLO").unwrap();
+        assert_eq!((s.offset(), s.bytes()), (5, &b"HELLO"[..]));
+        let s = parse_custom("0:0xdeadBEEF").unwrap();
+        assert_eq!(s.bytes(), &[0xde, 0xad, 0xbe, 0xef]);
+        assert!(parse_custom("HELLO").is_err());
+        assert!(parse_custom("x:HELLO").is_err());
+        assert!(parse_custom("1:0xabc").is_err());
+        assert!(parse_custom("1:0xzz").is_err());
+        assert!(parse_custom("1:").is_err());
+        assert!(parse_custom("1:0xé1").is_err());
+    }
+}

@@ -1,0 +1,58 @@
+//! `reflector`: turns network test packets around at line rate.
+//!
+//! Exit codes: 0 success, 2 usage or configuration error, 1 runtime failure.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod filter_args;
+mod replay_cmd;
+mod report;
+
+/// A bad command line, configuration or input file: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+#[derive(Debug, Parser)]
+#[command(name = "reflector", version, about = "Line-rate packet reflector for network test tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Reflect the test packets of a capture offline; prints a JSON summary.
+    Replay(replay_cmd::ReplayArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line: clap's first line names the flag and the problem.
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid command line");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("reflector: {first} (see 'reflector --help')");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match &cli.command {
+        Command::Replay(args) => replay_cmd::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("reflector: {e:#}");
+            ExitCode::from(if e.is::<UsageError>() { 2 } else { 1 })
+        }
+    }
+}

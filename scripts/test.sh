@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The project's test command (README "Tests"; .ci/run calls exactly this).
+# Installs what the tests need, then runs format, lint, docs and every test.
+# Tests that need root and network namespaces run when this runs as root (as CI does).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -q && apt-get install -y -q "${need[@]}"
+    else
+        echo "test.sh: missing ${need[*]}; live tests will skip (run as root to install)" >&2
+    fi
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+cargo test --workspace --locked
