@@ -15,6 +15,8 @@ pub struct Counters {
     pub reflected_bytes: u64,
     /// Reflected frames the backend failed to transmit.
     pub tx_errors: u64,
+    /// Frames the kernel dropped before the reflector saw them (receive ring or queue full).
+    pub rx_dropped: u64,
     /// Test packets per [`Signature`], indexed in [`Signature::ALL`] order.
     pub by_signature: [u64; Signature::COUNT],
     /// Rejected frames per [`Reject`] reason, indexed in [`Reject::ALL`] order.
@@ -37,12 +39,12 @@ impl Counters {
         }
     }
 
-    /// Records a reflected frame of `len` bytes that could not be transmitted.
-    #[inline(always)]
-    pub fn record_tx_error(&mut self, len: usize) {
-        self.tx_errors += 1;
-        self.reflected_packets -= 1;
-        self.reflected_bytes -= len as u64;
+    /// Records reflected frames (`packets` of `bytes` in all) that could not be transmitted:
+    /// they move from reflected to TX errors.
+    pub fn record_tx_errors(&mut self, packets: u64, bytes: u64) {
+        self.tx_errors += packets;
+        self.reflected_packets -= packets.min(self.reflected_packets);
+        self.reflected_bytes -= bytes.min(self.reflected_bytes);
     }
 
     /// Total rejected frames.
@@ -57,6 +59,7 @@ impl Counters {
         self.reflected_packets += other.reflected_packets;
         self.reflected_bytes += other.reflected_bytes;
         self.tx_errors += other.tx_errors;
+        self.rx_dropped += other.rx_dropped;
         for (a, b) in self.by_signature.iter_mut().zip(other.by_signature) {
             *a += b;
         }
@@ -73,6 +76,7 @@ impl Counters {
         out.reflected_packets -= earlier.reflected_packets.min(out.reflected_packets);
         out.reflected_bytes -= earlier.reflected_bytes.min(out.reflected_bytes);
         out.tx_errors -= earlier.tx_errors.min(out.tx_errors);
+        out.rx_dropped -= earlier.rx_dropped.min(out.rx_dropped);
         for (a, b) in out.by_signature.iter_mut().zip(earlier.by_signature) {
             *a -= b.min(*a);
         }

@@ -172,7 +172,7 @@ fn counters_record_every_verdict() {
     let mut twice = counters;
     twice.add(&counters);
     assert_eq!(twice.delta(&counters), counters);
-    twice.record_tx_error(60);
+    twice.record_tx_errors(1, 60);
     assert_eq!(twice.tx_errors, 1);
     assert_eq!(twice.reflected_packets, 2 * counters.reflected_packets - 1);
 }

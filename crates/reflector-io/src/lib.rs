@@ -1,6 +1,15 @@
 //! The OS-facing side of `reflector`: capture files, packet backends and the worker runtime.
 //!
-//! All `unsafe` of the project lives in this crate, in the few modules that opt in.
+//! All `unsafe` of the project lives in this crate, in the few modules that opt in
+//! (`sys`, `afpacket`), each block with a `// SAFETY:` comment.
 
+#[cfg(target_os = "linux")]
+pub mod afpacket;
+pub mod backend;
 pub mod capture;
+#[cfg(target_os = "linux")]
+pub mod packet_socket;
 pub mod replay;
+#[cfg(target_os = "linux")]
+pub mod sys;
+pub mod worker;

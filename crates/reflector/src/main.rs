@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 mod filter_args;
 mod replay_cmd;
 mod report;
+#[cfg(target_os = "linux")]
+mod run_cmd;
+mod stats;
 
 /// A bad command line, configuration or input file: exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +27,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Reflect test packets on a live interface until stopped (SIGINT / SIGTERM / --duration).
+    #[cfg(target_os = "linux")]
+    Run(run_cmd::RunArgs),
     /// Reflect the test packets of a capture offline; prints a JSON summary.
     Replay(replay_cmd::ReplayArgs),
 }
@@ -46,6 +52,8 @@ fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
+        #[cfg(target_os = "linux")]
+        Command::Run(args) => run_cmd::run(args),
         Command::Replay(args) => replay_cmd::run(args),
     };
     match result {

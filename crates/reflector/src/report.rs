@@ -16,6 +16,7 @@ pub fn counters_json(c: &Counters) -> Map<String, Value> {
     m.insert("reflected_bytes".into(), json!(c.reflected_bytes));
     m.insert("rejected_packets".into(), json!(c.rejected_packets()));
     m.insert("tx_errors".into(), json!(c.tx_errors));
+    m.insert("rx_dropped".into(), json!(c.rx_dropped));
     m.insert("by_signature".into(), Value::Object(by_signature));
     m.insert("rejected".into(), Value::Object(rejected));
     m

@@ -1,0 +1,71 @@
+//! What every data path offers the worker loop: batches of frames lent in place.
+
+use std::time::Duration;
+
+/// What one call to [`Backend::process`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// Frames received and handed to the handler.
+    pub received: usize,
+    /// Reflected frames the backend could not transmit.
+    pub tx_error_packets: u64,
+    /// Their bytes.
+    pub tx_error_bytes: u64,
+    /// Frames the kernel dropped before the backend could receive them (ring or queue full).
+    pub rx_dropped: u64,
+}
+
+/// A data path failure that ends the worker.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(#[from] pub crate::sys::SysError);
+
+/// A packet path: receive, let the handler reflect in place, transmit.
+///
+/// The worker loop is generic over this trait (monomorphised), so the handler inlines into
+/// each backend's receive loop.
+pub trait Backend: Send + 'static {
+    /// Receives a batch (waiting up to `wait` when nothing is there), calls `handle` on each
+    /// frame, which may rewrite it in place and returns whether to send it back, and queues
+    /// those for transmission.
+    fn process<F: FnMut(&mut [u8]) -> bool>(
+        &mut self,
+        wait: Duration,
+        handle: F,
+    ) -> Result<Batch, BackendError>;
+}
+
+/// An in-process backend for tests and benchmarks: frames in from a queue, out into a list.
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    /// Frames still to be received.
+    pub rx: std::collections::VecDeque<Vec<u8>>,
+    /// Frames sent back, shared with whoever inspects them.
+    pub tx: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    /// Frames per batch.
+    pub batch: usize,
+}
+
+impl Backend for MemoryBackend {
+    fn process<F: FnMut(&mut [u8]) -> bool>(
+        &mut self,
+        wait: Duration,
+        mut handle: F,
+    ) -> Result<Batch, BackendError> {
+        if self.rx.is_empty() {
+            std::thread::sleep(wait.min(Duration::from_millis(1)));
+            return Ok(Batch::default());
+        }
+        let mut batch = Batch::default();
+        let mut sent = Vec::new();
+        for _ in 0..self.batch.max(1) {
+            let Some(mut frame) = self.rx.pop_front() else { break };
+            batch.received += 1;
+            if handle(&mut frame) {
+                sent.push(frame);
+            }
+        }
+        self.tx.lock().expect("tx list lock").extend(sent);
+        Ok(batch)
+    }
+}

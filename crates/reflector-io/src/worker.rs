@@ -1,0 +1,249 @@
+//! The worker runtime: one thread per backend, each owning its counters, publishing them
+//! for the control plane without locks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use reflector_core::{Counters, Filter, Reject, Signature};
+
+use crate::backend::{Backend, BackendError};
+
+/// How long a worker sleeps in the backend when idle before it looks at the stop flag.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// A worker's counters as the control plane reads them: single writer (the worker), relaxed
+/// atomics, on their own cache lines so readers never slow the writer's line down.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct SharedCounters {
+    rx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    reflected_packets: AtomicU64,
+    reflected_bytes: AtomicU64,
+    tx_errors: AtomicU64,
+    rx_dropped: AtomicU64,
+    by_signature: [AtomicU64; Signature::COUNT],
+    rejected: [AtomicU64; Reject::COUNT],
+}
+
+impl SharedCounters {
+    fn publish(&self, c: &Counters) {
+        self.rx_packets.store(c.rx_packets, Ordering::Relaxed);
+        self.rx_bytes.store(c.rx_bytes, Ordering::Relaxed);
+        self.reflected_packets.store(c.reflected_packets, Ordering::Relaxed);
+        self.reflected_bytes.store(c.reflected_bytes, Ordering::Relaxed);
+        self.tx_errors.store(c.tx_errors, Ordering::Relaxed);
+        self.rx_dropped.store(c.rx_dropped, Ordering::Relaxed);
+        for (a, v) in self.by_signature.iter().zip(c.by_signature) {
+            a.store(v, Ordering::Relaxed);
+        }
+        for (a, v) in self.rejected.iter().zip(c.rejected) {
+            a.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// A copy of the last published counters (fields may be from consecutive batches).
+    pub fn snapshot(&self) -> Counters {
+        Counters {
+            rx_packets: self.rx_packets.load(Ordering::Relaxed),
+            rx_bytes: self.rx_bytes.load(Ordering::Relaxed),
+            reflected_packets: self.reflected_packets.load(Ordering::Relaxed),
+            reflected_bytes: self.reflected_bytes.load(Ordering::Relaxed),
+            tx_errors: self.tx_errors.load(Ordering::Relaxed),
+            rx_dropped: self.rx_dropped.load(Ordering::Relaxed),
+            by_signature: std::array::from_fn(|i| self.by_signature[i].load(Ordering::Relaxed)),
+            rejected: std::array::from_fn(|i| self.rejected[i].load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// Where a worker runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// Pinned to this CPU.
+    Pinned(usize),
+    /// Not pinned, and why.
+    Unpinned(String),
+}
+
+/// One running worker.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    /// Its published counters.
+    pub counters: Arc<SharedCounters>,
+    /// Where it runs.
+    pub placement: Placement,
+    thread: Option<JoinHandle<Result<Counters, BackendError>>>,
+}
+
+/// All workers of a run.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The workers, in start order.
+    pub workers: Vec<WorkerHandle>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Runs one worker until `stop`: the hot loop, monomorphised per backend.
+fn work<B: Backend>(
+    mut backend: B,
+    filter: &Filter,
+    shared: &SharedCounters,
+    stop: &AtomicBool,
+) -> Result<Counters, BackendError> {
+    let mut counters = Counters::default();
+    while !stop.load(Ordering::Relaxed) {
+        let batch = backend.process(IDLE_WAIT, |frame| {
+            let verdict = filter.process(frame);
+            counters.record(frame.len(), &verdict);
+            verdict.is_ok()
+        })?;
+        if batch.tx_error_packets > 0 {
+            counters.record_tx_errors(batch.tx_error_packets, batch.tx_error_bytes);
+        }
+        counters.rx_dropped += batch.rx_dropped;
+        if batch.received > 0 || batch.tx_error_packets > 0 || batch.rx_dropped > 0 {
+            shared.publish(&counters);
+        }
+    }
+    shared.publish(&counters);
+    Ok(counters)
+}
+
+impl Runtime {
+    /// Starts one thread per backend. With `pin`, worker `i` is pinned to the `i`-th CPU the
+    /// process may use (best effort: a failure is reported in its [`Placement`]).
+    pub fn start<B: Backend>(backends: Vec<B>, filter: Arc<Filter>, pin: bool) -> std::io::Result<Runtime> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let cpus = allowed_cpus();
+        let mut workers = Vec::new();
+        for (i, backend) in backends.into_iter().enumerate() {
+            let shared = Arc::new(SharedCounters::default());
+            let (placed_tx, placed_rx) = std::sync::mpsc::channel();
+            let cpu = cpus.as_ref().ok().and_then(|c| c.get(i % c.len().max(1)).copied());
+            let cpus_error = cpus.as_ref().err().cloned();
+            let (filter, shared_w, stop_w) = (filter.clone(), shared.clone(), stop.clone());
+            let thread = std::thread::Builder::new().name(format!("reflector-w{i}")).spawn(move || {
+                let placement = match (pin, cpu) {
+                    (false, _) => Placement::Unpinned("pinning not requested".into()),
+                    (true, None) => {
+                        Placement::Unpinned(cpus_error.unwrap_or_else(|| "no CPU available".into()))
+                    }
+                    (true, Some(cpu)) => match pin_to(cpu) {
+                        Ok(()) => Placement::Pinned(cpu),
+                        Err(e) => Placement::Unpinned(e),
+                    },
+                };
+                let _ = placed_tx.send(placement);
+                work(backend, &filter, &shared_w, &stop_w)
+            })?;
+            let placement = placed_rx.recv().unwrap_or(Placement::Unpinned("worker did not start".into()));
+            workers.push(WorkerHandle { counters: shared, placement, thread: Some(thread) });
+        }
+        Ok(Runtime { workers, stop })
+    }
+
+    /// The sum of every worker's published counters.
+    pub fn totals(&self) -> Counters {
+        let mut total = Counters::default();
+        for w in &self.workers {
+            total.add(&w.counters.snapshot());
+        }
+        total
+    }
+
+    /// True when a worker has ended by itself (which only a backend error does).
+    pub fn any_finished(&self) -> bool {
+        self.workers.iter().any(|w| w.thread.as_ref().is_some_and(|t| t.is_finished()))
+    }
+
+    /// Stops every worker and returns the final totals, or the first worker error.
+    pub fn stop(mut self) -> Result<Counters, BackendError> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = Counters::default();
+        let mut first_error = None;
+        for w in &mut self.workers {
+            match w.thread.take().map(|t| t.join()) {
+                Some(Ok(Ok(c))) => total.add(&c),
+                Some(Ok(Err(e))) => {
+                    first_error.get_or_insert(e);
+                }
+                Some(Err(panic)) => std::panic::resume_unwind(panic),
+                None => {}
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn allowed_cpus() -> Result<Vec<usize>, String> {
+    crate::sys::allowed_cpus().map_err(|e| e.to_string())
+}
+#[cfg(target_os = "linux")]
+fn pin_to(cpu: usize) -> Result<(), String> {
+    crate::sys::pin_current_thread(cpu).map_err(|e| e.to_string())
+}
+#[cfg(not(target_os = "linux"))]
+fn allowed_cpus() -> Result<Vec<usize>, String> {
+    Err("CPU pinning is not supported on this OS".into())
+}
+#[cfg(not(target_os = "linux"))]
+fn pin_to(_cpu: usize) -> Result<(), String> {
+    Err("CPU pinning is not supported on this OS".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::MemoryBackend;
+    use reflector_testkit::{corpus, default_filter};
+
+    #[test]
+    fn workers_reflect_count_and_stop() {
+        let corpus = corpus();
+        let default = default_filter();
+        let frames: Vec<_> = corpus.iter().filter(|c| c.filter == default).collect();
+        let mut backends = Vec::new();
+        let mut outputs = Vec::new();
+        for _ in 0..2 {
+            let backend = MemoryBackend {
+                rx: frames.iter().map(|c| c.bytes.clone()).collect(),
+                batch: 7,
+                ..MemoryBackend::default()
+            };
+            outputs.push(backend.tx.clone());
+            backends.push(backend);
+        }
+        let runtime = Runtime::start(backends, Arc::new(default), true).unwrap();
+        assert_eq!(runtime.workers.len(), 2);
+        for w in &runtime.workers {
+            assert!(matches!(w.placement, Placement::Pinned(_)), "{:?}", w.placement);
+        }
+        let want = frames.len() as u64 * 2;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while runtime.totals().rx_packets < want {
+            assert!(std::time::Instant::now() < deadline, "workers did not drain their queues");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let live = runtime.totals();
+        let total = runtime.stop().unwrap();
+        assert_eq!(total, live);
+        let hits: Vec<_> = frames.iter().filter(|c| c.expect.is_ok()).collect();
+        assert_eq!(total.reflected_packets, 2 * hits.len() as u64);
+        assert_eq!(total.rejected_packets(), 2 * (frames.len() - hits.len()) as u64);
+        for out in outputs {
+            let sent = out.lock().unwrap();
+            let expected: Vec<Vec<u8>> = hits
+                .iter()
+                .map(|c| c.frame.as_ref().unwrap().reflected(reflector_core::Mode::All).bytes())
+                .collect();
+            assert_eq!(*sent, expected);
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Live statistics lines (text, JSON, CSV) and the final summary.
+
+use std::time::Duration;
+
+use clap::ValueEnum;
+use reflector_core::{Counters, Reject, Signature};
+use serde_json::{Value, json};
+
+/// How statistics are printed on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatsFormat {
+    /// One human-readable line per interval.
+    Text,
+    /// One JSON object per line.
+    Json,
+    /// A header, then one comma-separated row per interval.
+    Csv,
+}
+
+/// Rates over one interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rates {
+    /// Frames received per second.
+    pub rx_pps: f64,
+    /// Megabits received per second.
+    pub rx_mbps: f64,
+    /// Frames reflected per second.
+    pub pps: f64,
+    /// Megabits reflected per second.
+    pub mbps: f64,
+}
+
+impl Rates {
+    /// Rates from the counter change `delta` over `interval`.
+    pub fn over(delta: &Counters, interval: Duration) -> Rates {
+        let secs = interval.as_secs_f64().max(1e-9);
+        Rates {
+            rx_pps: delta.rx_packets as f64 / secs,
+            rx_mbps: delta.rx_bytes as f64 * 8.0 / 1e6 / secs,
+            pps: delta.reflected_packets as f64 / secs,
+            mbps: delta.reflected_bytes as f64 * 8.0 / 1e6 / secs,
+        }
+    }
+}
+
+/// What every stats line names besides counters.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Backend in use.
+    pub backend: &'static str,
+    /// Interface name.
+    pub interface: String,
+}
+
+const CSV_HEADER: &str = "type,elapsed_s,rx_packets,rx_bytes,reflected_packets,reflected_bytes,rejected_packets,tx_errors,rx_pps,pps,mbps";
+
+/// Prints the CSV header when the format needs one.
+pub fn header(format: StatsFormat) -> Option<&'static str> {
+    (format == StatsFormat::Csv).then_some(CSV_HEADER)
+}
+
+fn json_record(kind: &str, ctx: &Context, elapsed: Duration, totals: &Counters, rates: &Rates) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("type".into(), json!(kind));
+    m.insert("elapsed_s".into(), json!((elapsed.as_secs_f64() * 1000.0).round() / 1000.0));
+    m.insert("backend".into(), json!(ctx.backend));
+    m.insert("interface".into(), json!(ctx.interface));
+    m.extend(crate::report::counters_json(totals));
+    m.insert("rx_pps".into(), json!(rates.rx_pps.round()));
+    m.insert("rx_mbps".into(), json!((rates.rx_mbps * 1000.0).round() / 1000.0));
+    m.insert("pps".into(), json!(rates.pps.round()));
+    m.insert("mbps".into(), json!((rates.mbps * 1000.0).round() / 1000.0));
+    Value::Object(m)
+}
+
+fn csv_row(kind: &str, elapsed: Duration, c: &Counters, r: &Rates) -> String {
+    format!(
+        "{kind},{:.3},{},{},{},{},{},{},{:.0},{:.0},{:.3}",
+        elapsed.as_secs_f64(),
+        c.rx_packets,
+        c.rx_bytes,
+        c.reflected_packets,
+        c.reflected_bytes,
+        c.rejected_packets(),
+        c.tx_errors,
+        r.rx_pps,
+        r.pps,
+        r.mbps
+    )
+}
+
+/// "probeot 10, rfc2544 2": the non-zero entries of a counter table.
+fn nonzero<T: Copy>(names: &[T], values: &[u64], name: impl Fn(T) -> &'static str) -> String {
+    let parts: Vec<String> =
+        names.iter().zip(values).filter(|(_, v)| **v > 0).map(|(n, v)| format!("{} {v}", name(*n))).collect();
+    if parts.is_empty() { "none".into() } else { parts.join(", ") }
+}
+
+/// One line for the interval that ended `elapsed` into the run.
+pub fn interval_line(
+    format: StatsFormat,
+    ctx: &Context,
+    elapsed: Duration,
+    totals: &Counters,
+    rates: &Rates,
+) -> String {
+    match format {
+        StatsFormat::Json => json_record("stats", ctx, elapsed, totals, rates).to_string(),
+        StatsFormat::Csv => csv_row("stats", elapsed, totals, rates),
+        StatsFormat::Text => format!(
+            "[{:7.1}s] reflected {:.0} pps {:.2} Mb/s | received {:.0} pps | total reflected {} rejected {} tx errors {}",
+            elapsed.as_secs_f64(),
+            rates.pps,
+            rates.mbps,
+            rates.rx_pps,
+            totals.reflected_packets,
+            totals.rejected_packets(),
+            totals.tx_errors
+        ),
+    }
+}
+
+/// The final summary; rates are averages over the whole run.
+pub fn summary(format: StatsFormat, ctx: &Context, elapsed: Duration, totals: &Counters) -> String {
+    let rates = Rates::over(totals, elapsed);
+    match format {
+        StatsFormat::Json => json_record("summary", ctx, elapsed, totals, &rates).to_string(),
+        StatsFormat::Csv => csv_row("summary", elapsed, totals, &rates),
+        StatsFormat::Text => format!(
+            "summary after {:.1} s on {} ({}): received {} ({} bytes), reflected {} ({} bytes; {}), rejected {} ({}), tx errors {}",
+            elapsed.as_secs_f64(),
+            ctx.interface,
+            ctx.backend,
+            totals.rx_packets,
+            totals.rx_bytes,
+            totals.reflected_packets,
+            totals.reflected_bytes,
+            nonzero(&Signature::ALL, &totals.by_signature, Signature::name),
+            totals.rejected_packets(),
+            nonzero(&Reject::ALL, &totals.rejected, Reject::name),
+            totals.tx_errors
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_in_every_format() {
+        let ctx = Context { backend: "af-packet", interface: "eth0".into() };
+        let mut c = Counters {
+            rx_packets: 10,
+            rx_bytes: 1000,
+            reflected_packets: 8,
+            reflected_bytes: 800,
+            ..Counters::default()
+        };
+        c.by_signature[Signature::ProbeOt as usize] = 8;
+        c.rejected[Reject::Oui as usize] = 2;
+        let r = Rates::over(&c, Duration::from_secs(2));
+        assert_eq!((r.rx_pps, r.pps, r.mbps), (5.0, 4.0, 0.0032));
+        let j: Value =
+            serde_json::from_str(&interval_line(StatsFormat::Json, &ctx, Duration::from_secs(2), &c, &r))
+                .unwrap();
+        assert_eq!(j["type"], "stats");
+        assert_eq!(j["pps"], 4.0);
+        assert_eq!(j["rejected"]["oui"], 2);
+        assert_eq!(j["backend"], "af-packet");
+        let csv = interval_line(StatsFormat::Csv, &ctx, Duration::from_secs(2), &c, &r);
+        assert_eq!(csv.split(',').count(), CSV_HEADER.split(',').count());
+        assert_eq!(csv, "stats,2.000,10,1000,8,800,2,0,5,4,0.003");
+        let text = summary(StatsFormat::Text, &ctx, Duration::from_secs(2), &c);
+        assert!(text.contains("reflected 8 (800 bytes; probeot 8), rejected 2 (oui 2)"), "{text}");
+    }
+}

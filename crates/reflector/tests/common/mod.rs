@@ -1,0 +1,246 @@
+//! Shared pieces of the live tests: namespace pairs joined by veth, the reflector under
+//! `timeout`, and a tester socket inside the other namespace.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use reflector_io::packet_socket::PacketSocket;
+use reflector_testkit::{LOCAL_MAC, TESTER_MAC};
+
+/// Why live tests cannot run here, or `None` when they can.
+pub fn skip_reason() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("not root: network namespace tests need root".into());
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return Some("the 'ip' command (iproute2) is missing".into());
+    }
+    None
+}
+
+/// Skips the calling test with a printed reason when live tests cannot run.
+#[macro_export]
+macro_rules! require_live {
+    () => {
+        if let Some(why) = common::skip_reason() {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// Two namespaces joined by a veth pair: `va` (the reflector's, MAC 02:00:00:00:00:01,
+/// 192.0.2.1, 2001:db8::1) and `vb` (the tester's, MAC 00:c0:17:12:34:56, 192.0.2.10,
+/// 2001:db8::a). Both are deleted on drop, also when the test fails.
+pub struct NetnsPair {
+    pub reflector_ns: String,
+    pub tester_ns: String,
+}
+
+impl NetnsPair {
+    pub fn new() -> NetnsPair {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let base = format!("rfl-{}-{n}", std::process::id());
+        let pair = NetnsPair { reflector_ns: format!("{base}-r"), tester_ns: format!("{base}-t") };
+        ip(&["netns", "add", &pair.reflector_ns]);
+        ip(&["netns", "add", &pair.tester_ns]);
+        ip(&[
+            "link",
+            "add",
+            "va",
+            "netns",
+            &pair.reflector_ns,
+            "address",
+            &LOCAL_MAC.to_string(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vb",
+            "netns",
+            &pair.tester_ns,
+            "address",
+            &TESTER_MAC.to_string(),
+        ]);
+        for (ns, dev, v4, v6) in [
+            (&pair.reflector_ns, "va", "192.0.2.1/24", "2001:db8::1/64"),
+            (&pair.tester_ns, "vb", "192.0.2.10/24", "2001:db8::a/64"),
+        ] {
+            ip(&["-n", ns, "addr", "add", v4, "dev", dev]);
+            ip(&["-n", ns, "addr", "add", v6, "dev", dev, "nodad"]);
+            // Jumbo-sized, so the 9000-byte golden frame fits.
+            ip(&["-n", ns, "link", "set", dev, "mtu", "9000", "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        pair
+    }
+
+    /// Runs `f` in a thread that has entered namespace `ns` (sockets it opens stay there).
+    pub fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                reflector_io::sys::enter_netns(&format!("/run/netns/{ns}")).expect("setns");
+                f()
+            })
+            .join()
+            .expect("namespace thread")
+        })
+    }
+
+    /// A tester socket on `vb`.
+    pub fn tester(&self) -> PacketSocket {
+        NetnsPair::in_ns(&self.tester_ns, || {
+            let index = reflector_io::sys::iface_info("vb").expect("vb exists").index;
+            let socket = PacketSocket::open(index).expect("tester socket");
+            socket.set_recv_buffer(64 << 20).expect("receive buffer");
+            socket
+        })
+    }
+
+    /// Runs a command in the tester namespace (under timeout); true on success.
+    pub fn tester_cmd(&self, args: &[&str]) -> bool {
+        let mut full = vec!["20", "ip", "netns", "exec", &self.tester_ns];
+        full.extend_from_slice(args);
+        Command::new("timeout")
+            .args(&full)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("runs")
+            .success()
+    }
+
+    /// Starts `reflector run va ARGS` in the reflector namespace and waits for its start line.
+    pub fn start_reflector(&self, args: &[&str]) -> Reflector {
+        let mut full = vec![
+            "60",
+            "ip",
+            "netns",
+            "exec",
+            &self.reflector_ns,
+            env!("CARGO_BIN_EXE_reflector"),
+            "run",
+            "va",
+        ];
+        full.extend_from_slice(args);
+        let mut child = Command::new("timeout")
+            .args(&full)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("reflector starts");
+        let stdout = lines(child.stdout.take().unwrap());
+        let stderr = lines(child.stderr.take().unwrap());
+        let start = stderr.recv_timeout(Duration::from_secs(20)).expect("a start line on stderr");
+        assert!(start.starts_with("reflector: af-packet on va"), "unexpected start line: {start}");
+        Reflector { child, stdout, stderr, start_line: start }
+    }
+}
+
+impl Drop for NetnsPair {
+    fn drop(&mut self) {
+        for ns in [&self.reflector_ns, &self.tester_ns] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn lines(reader: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A running `reflector run` (under `timeout 60`).
+pub struct Reflector {
+    child: Child,
+    pub stdout: Receiver<String>,
+    pub stderr: Receiver<String>,
+    pub start_line: String,
+}
+
+impl Reflector {
+    /// Sends `signal` to the process we started (timeout passes it on) and collects the
+    /// exit status and the rest of stdout.
+    pub fn signal_and_wait(self, signal: &str) -> (ExitStatus, Vec<String>) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap().success());
+        self.wait()
+    }
+
+    /// Waits for the process to end by itself.
+    pub fn wait(mut self) -> (ExitStatus, Vec<String>) {
+        let status = self.child.wait().expect("wait");
+        let lines: Vec<String> = self.stdout.iter().collect();
+        (status, lines)
+    }
+}
+
+impl Drop for Reflector {
+    fn drop(&mut self) {
+        // Only reached when a test failed before stopping it: end the process we started.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Receives reflections (unicast UDP from the reflector's MAC) until `want` have arrived or
+/// `quiet` passes without one. The host's own multicast is not counted.
+pub fn receive_reflections(socket: &PacketSocket, want: usize, quiet: Duration) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16384];
+    let mut deadline = Instant::now() + quiet;
+    while got.len() < want {
+        match socket.recv(&mut buf, deadline).expect("recv") {
+            None => break,
+            Some(n) => {
+                if buf[0] & 1 == 0 && buf[6..12] == LOCAL_MAC.0 && is_udp(&buf[..n]) {
+                    got.push(buf[..n].to_vec());
+                    deadline = Instant::now() + quiet;
+                }
+            }
+        }
+    }
+    got
+}
+
+/// True for frames carrying UDP (after up to two tags): the reflections, not ARP or ICMP.
+fn is_udp(frame: &[u8]) -> bool {
+    let mut at = 12;
+    while at + 2 <= frame.len()
+        && matches!(u16::from_be_bytes([frame[at], frame[at + 1]]), 0x8100 | 0x88a8 | 0x9100)
+    {
+        at += 4;
+    }
+    match frame.get(at..at + 2) {
+        Some([0x08, 0x00]) => frame.get(at + 11) == Some(&17),
+        // UDP, or an extension header in front of it (the golden IPv6 cases have some).
+        Some([0x86, 0xdd]) => matches!(frame.get(at + 8), Some(17 | 0 | 43 | 60)),
+        _ => false,
+    }
+}
+
+/// Parses the JSON summary line of a run.
+pub fn summary(lines: &[String]) -> serde_json::Value {
+    let last = lines.iter().rev().find(|l| l.contains("\"summary\"")).expect("a JSON summary line");
+    serde_json::from_str(last).expect("summary is JSON")
+}
