@@ -159,14 +159,15 @@ impl Runtime {
         self.workers.iter().any(|w| w.thread.as_ref().is_some_and(|t| t.is_finished()))
     }
 
-    /// Stops every worker and returns the final totals, or the first worker error.
-    pub fn stop(mut self) -> Result<Counters, BackendError> {
+    /// Stops every worker and returns each one's final counters (in start order), or the
+    /// first worker error.
+    pub fn stop(mut self) -> Result<Vec<Counters>, BackendError> {
         self.stop.store(true, Ordering::Relaxed);
-        let mut total = Counters::default();
+        let mut finals = Vec::new();
         let mut first_error = None;
         for w in &mut self.workers {
             match w.thread.take().map(|t| t.join()) {
-                Some(Ok(Ok(c))) => total.add(&c),
+                Some(Ok(Ok(c))) => finals.push(c),
                 Some(Ok(Err(e))) => {
                     first_error.get_or_insert(e);
                 }
@@ -176,7 +177,7 @@ impl Runtime {
         }
         match first_error {
             Some(e) => Err(e),
-            None => Ok(total),
+            None => Ok(finals),
         }
     }
 }
@@ -232,8 +233,12 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         let live = runtime.totals();
-        let total = runtime.stop().unwrap();
+        let finals = runtime.stop().unwrap();
+        assert_eq!(finals.len(), 2);
+        let mut total = Counters::default();
+        finals.iter().for_each(|c| total.add(c));
         assert_eq!(total, live);
+        assert_eq!(finals[0], finals[1], "both workers saw the same frames");
         let hits: Vec<_> = frames.iter().filter(|c| c.expect.is_ok()).collect();
         assert_eq!(total.reflected_packets, 2 * hits.len() as u64);
         assert_eq!(total.rejected_packets(), 2 * (frames.len() - hits.len()) as u64);

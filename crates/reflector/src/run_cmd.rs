@@ -145,7 +145,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         program.len(),
     );
 
-    let ctx = Context { backend: backend_name, interface: args.iface.clone() };
+    let ctx =
+        Context { backend: backend_name, interface: args.iface.clone(), placements: placements.clone() };
     if let Some(h) = stats::header(args.stats) {
         println!("{h}");
     }
@@ -172,7 +173,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         std::thread::sleep(wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)));
     }
     let elapsed = started.elapsed();
-    let totals = runtime.stop().context("a worker failed")?;
-    println!("{}", stats::summary(args.stats, &ctx, elapsed, &totals));
+    let workers = runtime.stop().context("a worker failed")?;
+    let cpu = reflector_io::sys::process_cpu_time().ok();
+    println!("{}", stats::summary(args.stats, &ctx, elapsed, &workers, cpu));
     Ok(())
 }

@@ -50,6 +50,8 @@ pub struct Context {
     pub backend: &'static str,
     /// Interface name.
     pub interface: String,
+    /// Where each worker runs ("cpu 0", or why it is not pinned).
+    pub placements: Vec<String>,
 }
 
 const CSV_HEADER: &str = "type,elapsed_s,rx_packets,rx_bytes,reflected_packets,reflected_bytes,rejected_packets,tx_errors,rx_pps,pps,mbps";
@@ -120,14 +122,42 @@ pub fn interval_line(
     }
 }
 
-/// The final summary; rates are averages over the whole run.
-pub fn summary(format: StatsFormat, ctx: &Context, elapsed: Duration, totals: &Counters) -> String {
+/// The final summary from each worker's counters and the process's CPU time (user, system);
+/// rates are averages over the whole run.
+pub fn summary(
+    format: StatsFormat,
+    ctx: &Context,
+    elapsed: Duration,
+    workers: &[Counters],
+    cpu: Option<(Duration, Duration)>,
+) -> String {
+    let mut total = Counters::default();
+    workers.iter().for_each(|w| total.add(w));
+    let totals = &total;
     let rates = Rates::over(totals, elapsed);
     match format {
-        StatsFormat::Json => json_record("summary", ctx, elapsed, totals, &rates).to_string(),
+        StatsFormat::Json => {
+            let mut record = json_record("summary", ctx, elapsed, totals, &rates);
+            let per_worker: Vec<Value> = workers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let mut m = crate::report::counters_json(c);
+                    m.insert("worker".into(), json!(i));
+                    m.insert("placement".into(), json!(ctx.placements.get(i)));
+                    Value::Object(m)
+                })
+                .collect();
+            record["workers"] = Value::Array(per_worker);
+            if let Some((user, system)) = cpu {
+                record["cpu_user_s"] = json!(user.as_secs_f64());
+                record["cpu_system_s"] = json!(system.as_secs_f64());
+            }
+            record.to_string()
+        }
         StatsFormat::Csv => csv_row("summary", elapsed, totals, &rates),
         StatsFormat::Text => format!(
-            "summary after {:.1} s on {} ({}): received {} ({} bytes), reflected {} ({} bytes; {}), rejected {} ({}), tx errors {}",
+            "summary after {:.1} s on {} ({}): received {} ({} bytes), reflected {} ({} bytes; {}), rejected {} ({}), tx errors {}, dropped by the kernel {}{}",
             elapsed.as_secs_f64(),
             ctx.interface,
             ctx.backend,
@@ -138,7 +168,13 @@ pub fn summary(format: StatsFormat, ctx: &Context, elapsed: Duration, totals: &C
             nonzero(&Signature::ALL, &totals.by_signature, Signature::name),
             totals.rejected_packets(),
             nonzero(&Reject::ALL, &totals.rejected, Reject::name),
-            totals.tx_errors
+            totals.tx_errors,
+            totals.rx_dropped,
+            match cpu {
+                Some((u, s)) =>
+                    format!(", cpu {:.2} s user + {:.2} s system", u.as_secs_f64(), s.as_secs_f64()),
+                None => String::new(),
+            }
         ),
     }
 }
@@ -149,7 +185,8 @@ mod tests {
 
     #[test]
     fn lines_in_every_format() {
-        let ctx = Context { backend: "af-packet", interface: "eth0".into() };
+        let ctx =
+            Context { backend: "af-packet", interface: "eth0".into(), placements: vec!["cpu 0".into()] };
         let mut c = Counters {
             rx_packets: 10,
             rx_bytes: 1000,
@@ -171,7 +208,19 @@ mod tests {
         let csv = interval_line(StatsFormat::Csv, &ctx, Duration::from_secs(2), &c, &r);
         assert_eq!(csv.split(',').count(), CSV_HEADER.split(',').count());
         assert_eq!(csv, "stats,2.000,10,1000,8,800,2,0,5,4,0.003");
-        let text = summary(StatsFormat::Text, &ctx, Duration::from_secs(2), &c);
+        let text = summary(StatsFormat::Text, &ctx, Duration::from_secs(2), &[c], None);
         assert!(text.contains("reflected 8 (800 bytes; probeot 8), rejected 2 (oui 2)"), "{text}");
+        let j: Value = serde_json::from_str(&summary(
+            StatsFormat::Json,
+            &ctx,
+            Duration::from_secs(2),
+            &[c, c],
+            Some((Duration::from_millis(1500), Duration::ZERO)),
+        ))
+        .unwrap();
+        assert_eq!(j["cpu_user_s"], 1.5);
+        assert_eq!(j["reflected_packets"], 16);
+        assert_eq!(j["workers"][1]["reflected_packets"], 8);
+        assert_eq!(j["workers"][0]["placement"], "cpu 0");
     }
 }
