@@ -274,12 +274,12 @@ fn is_vlan_tpid(ethertype: u16) -> bool {
 /// Classifies `frame` against `filter`. Never panics and never allocates.
 #[inline(always)]
 pub fn classify(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
-    let (Some(dst), Some(src)) = (mac_bits(frame, 0), mac_bits(frame, 6)) else {
+    let Some(eth) = frame.first_chunk::<ETH_HEADER_LEN>() else {
         return Err(Reject::ShortEthernet);
     };
-    if frame.len() < ETH_HEADER_LEN {
-        return Err(Reject::ShortEthernet);
-    }
+    let (macs, _) = eth.split_first_chunk::<12>().expect("14 > 12");
+    let (dst, src) = macs.split_first_chunk::<6>().expect("12 > 6");
+    let (dst, src) = (mac_array_bits(dst), mac_array_bits(src.first_chunk::<6>().expect("6 = 6")));
     if dst != filter.local_mac_bits {
         return Err(Reject::DstMac);
     }
@@ -294,7 +294,7 @@ pub fn classify(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
         return Err(Reject::SrcMacOwn);
     }
 
-    let mut ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    let mut ethertype = u16::from_be_bytes([eth[12], eth[13]]);
     let mut l3 = ETH_HEADER_LEN;
     let mut vlan_tags = 0u8;
     while is_vlan_tpid(ethertype) {
@@ -320,13 +320,14 @@ pub fn classify(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
     };
 
     // UDP (RFC 768): the header must fit and its length must be exactly the IP payload.
-    if end - l4 < UDP_HEADER_LEN {
-        return Err(Reject::ShortUdp);
-    }
-    if u16::from_be_bytes([frame[l4 + 4], frame[l4 + 5]]) as usize != end - l4 {
+    let udp: &[u8; UDP_HEADER_LEN] = match frame.get(l4..end).and_then(|u| u.first_chunk()) {
+        Some(u) => u,
+        None => return Err(Reject::ShortUdp),
+    };
+    if u16::from_be_bytes([udp[4], udp[5]]) as usize != end - l4 {
         return Err(Reject::UdpLength);
     }
-    let dst_port = u16::from_be_bytes([frame[l4 + 2], frame[l4 + 3]]);
+    let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
     if filter.port != 0 && dst_port != filter.port {
         return Err(Reject::DstPort);
     }
@@ -354,21 +355,22 @@ pub fn classify(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
 /// Checks an IPv4 header at `l3`; returns (UDP offset, end of IP packet).
 #[inline(always)]
 fn ipv4(frame: &[u8], l3: usize) -> Result<(usize, usize), Reject> {
-    if frame.len() - l3 < IPV4_MIN_HEADER_LEN {
+    let rest = frame.len() - l3;
+    // One checked read of the fixed header; the fields below index a fixed-size array.
+    let Some(h) = frame.get(l3..l3 + IPV4_MIN_HEADER_LEN).and_then(|h| <&[u8; 20]>::try_from(h).ok()) else {
         return Err(Reject::ShortIpv4);
-    }
-    let h = &frame[l3..];
+    };
     let version_ihl = h[0];
     let header_len = (version_ihl & 0x0f) as usize * 4;
     if version_ihl >> 4 != 4 || header_len < IPV4_MIN_HEADER_LEN {
         return Err(Reject::Ipv4Header);
     }
-    if h.len() < header_len {
+    if rest < header_len {
         return Err(Reject::ShortIpv4);
     }
     // Trailing bytes after total_length are Ethernet padding and are allowed.
     let total_len = u16::from_be_bytes([h[2], h[3]]) as usize;
-    if total_len < header_len || total_len > h.len() {
+    if total_len < header_len || total_len > rest {
         return Err(Reject::Ipv4Length);
     }
     // Flags/fragment offset: MF (0x2000) or any offset (0x1fff) marks a fragment (RFC 791).
@@ -378,13 +380,12 @@ fn ipv4(frame: &[u8], l3: usize) -> Result<(usize, usize), Reject> {
     if h[9] != IPPROTO_UDP {
         return Err(Reject::NotUdp);
     }
-    let src = [h[12], h[13], h[14], h[15]];
-    // 0.0.0.0, 224.0.0.0/4 and 255.255.255.255 never send a unicast test flow.
-    if src == [0; 4] || src[0] & 0xf0 == 0xe0 || src == [255; 4] {
+    // 0.0.0.0, 224.0.0.0/4 and 255.255.255.255 never send or receive a unicast test flow.
+    let bad = |a: u32| a == 0 || a >> 28 == 0xe || a == u32::MAX;
+    if bad(u32::from_be_bytes([h[12], h[13], h[14], h[15]])) {
         return Err(Reject::SrcIp);
     }
-    let dst = [h[16], h[17], h[18], h[19]];
-    if dst == [0; 4] || dst[0] & 0xf0 == 0xe0 || dst == [255; 4] {
+    if bad(u32::from_be_bytes([h[16], h[17], h[18], h[19]])) {
         return Err(Reject::DstIp);
     }
     Ok((l3 + header_len, l3 + total_len))

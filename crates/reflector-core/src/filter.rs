@@ -397,7 +397,7 @@ impl Filter {
     /// Classifies `frame` and, when it is a test packet, reflects it in place.
     ///
     /// A rejected frame is never modified.
-    #[inline]
+    #[inline(always)]
     pub fn process(&self, frame: &mut [u8]) -> Result<crate::Hit, crate::Reject> {
         let hit = crate::classify(frame, self)?;
         crate::reflect(frame, &hit, self.mode);

@@ -46,25 +46,31 @@ pub fn be16(buf: &[u8], at: usize) -> Option<u16> {
     }
 }
 
-/// The six bytes at `b[at..at + 6]` as an integer (big-endian), `None` past the end.
-///
-/// Comparing MACs as integers keeps the per-packet path free of `memcmp` calls.
+/// A MAC as a big-endian integer (one 4-byte and one 2-byte load): comparing MACs as
+/// integers keeps the per-packet path free of `memcmp` calls.
 #[inline(always)]
-pub fn mac_bits(b: &[u8], at: usize) -> Option<u64> {
-    let m: [u8; 6] = b.get(at..at.checked_add(6)?)?.try_into().ok()?;
-    Some(u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]))
+pub fn mac_array_bits(m: &[u8; 6]) -> u64 {
+    let hi = u32::from_be_bytes(*m.first_chunk::<4>().expect("6 > 4")) as u64;
+    let lo = u16::from_be_bytes(*m.last_chunk::<2>().expect("6 > 2")) as u64;
+    hi << 16 | lo
 }
 
 /// The seven bytes at `b[at..at + 7]` as an integer, `None` past the end (signature compare).
+///
+/// Read as two overlapping 4-byte words (bytes 0..4 and 3..7), which is two loads instead of
+/// seven; [`sig_const`] builds the same value from a constant.
 #[inline(always)]
 pub fn sig_bits(b: &[u8], at: usize) -> Option<u64> {
-    let s: [u8; 7] = b.get(at..at.checked_add(7)?)?.try_into().ok()?;
-    Some(sig_const(&s))
+    let s: &[u8; 7] = b.get(at..at.checked_add(7)?)?.try_into().ok()?;
+    Some(sig_const(s))
 }
 
 /// A 7-byte signature as the integer [`sig_bits`] reads.
+#[inline(always)]
 pub const fn sig_const(s: &[u8; 7]) -> u64 {
-    u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], 0])
+    let lo = u32::from_le_bytes(*s.first_chunk::<4>().expect("7 > 4")) as u64;
+    let hi = u32::from_le_bytes(*s.last_chunk::<4>().expect("7 > 4")) as u64;
+    lo | hi << 32
 }
 
 /// A 48-bit Ethernet address.
@@ -87,7 +93,7 @@ impl MacAddr {
         self.0 == [0; 6]
     }
 
-    /// The address as the integer [`mac_bits`] reads.
+    /// The address as the integer [`mac_array_bits`] reads.
     pub const fn bits(&self) -> u64 {
         let m = self.0;
         u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
