@@ -32,7 +32,7 @@ stat() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/$3"; }
 cpus=$(nproc)
 sender_cpu=$((cpus > 1 ? 1 : 0))
 
-declare -A low_rate
+declare -A rtt
 printf '%-10s %12s %14s %8s %10s %15s %15s\n' backend offered_pps reflected_pps ratio rx_dropped user_ns_per_pkt sys_ns_per_pkt
 for backend in af-packet; do
   timeout $((secs + 30)) ip netns exec "$ns_r" "$bin" run va --backend "$backend" --stats json \
@@ -46,32 +46,6 @@ for backend in af-packet; do
   sleep 0.5
   tx1=$(stat "$ns_t" vb tx_packets); rx1=$(stat "$ns_t" vb rx_packets)
   wait "$pid" || { echo "bench-lab: reflector failed:" >&2; cat "$work/$backend.err" >&2; exit 1; }
-  # Low rate: 50 probes, 20 ms apart, round-trip time from send() to the reflection's arrival
-  # on the tester's raw socket (Python: includes its own overhead, so an upper bound).
-  timeout 60 ip netns exec "$ns_r" "$bin" run va --backend "$backend" --stats json --duration 4 \
-    > /dev/null 2> "$work/$backend.low.err" &
-  pid=$!
-  sleep 1
-  rtt=$(ip netns exec "$ns_t" python3 - "$probe" <<'PY'
-import socket, statistics, sys, time
-frame = bytes.fromhex(sys.argv[1].replace("\n", " "))
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-s.bind(("vb", 0)); s.settimeout(0.5)
-rtts = []
-for _ in range(50):
-    t0 = time.perf_counter_ns(); s.send(frame)
-    while True:
-        try: d = s.recv(2048)
-        except socket.timeout: break
-        if d[6:12] == frame[0:6] and d[0:6] == frame[6:12]:
-            rtts.append((time.perf_counter_ns() - t0) / 1000); break
-    time.sleep(0.02)
-rtts.sort()
-print(f"{len(rtts)}/50 back, RTT p50 {rtts[len(rtts)//2]:.0f} us, max {rtts[-1]:.0f} us" if rtts else "0/50 back")
-PY
-)
-  wait "$pid" || true
-  low_rate["$backend"]="$rtt"
   python3 - "$work/$backend.json" "$backend" "$secs" "$tx0" "$tx1" "$rx0" "$rx1" <<'PY'
 import json, sys
 path, backend, secs, tx0, tx1, rx0, rx1 = sys.argv[1], sys.argv[2], float(sys.argv[3]), *map(int, sys.argv[4:])
@@ -82,5 +56,27 @@ per = lambda s: s * 1e9 / max(reflected, 1)
 print(f"{backend:<10} {sent/secs:12.0f} {back/secs:14.0f} {back/max(sent,1):8.3f} {summary['rx_dropped']:10d}"
       f" {per(summary['cpu_user_s']):15.0f} {per(summary['cpu_system_s']):15.0f}")
 PY
+  # Round trip with `reflector probe` (kernel receive timestamps), at 1000 pps and at half the
+  # rate reached above.
+  timeout 60 ip netns exec "$ns_r" "$bin" run va --backend "$backend" --stats json --duration 30 \
+    > /dev/null 2> "$work/$backend.rtt.err" &
+  pid=$!
+  sleep 1
+  half=$(( (tx1 - tx0) / secs / 2 ))
+  for rate in 1000 "$half"; do
+    timeout 30 ip netns exec "$ns_t" "$bin" probe vb --dst-mac 02:00:00:00:00:01 --src-ip 192.0.2.10 --rate "$rate" \
+      --duration 3 --json > "$work/$backend.$rate.json" 2>/dev/null || true
+  done
+  kill -TERM "$pid"; wait "$pid" || true
+  rtt["$backend"]=$(python3 - "$work/$backend.1000.json" "$work/$backend.$half.json" "$half" <<'PY'
+import json, sys
+def row(path, rate):
+    try: r = json.load(open(path))
+    except Exception: return f"{rate} pps: no result"
+    t = r["rtt_us"]
+    return f"{rate} pps: sent {r['sent']} lost {r['lost']} RTT p50 {t['p50']} us p99 {t['p99']} us"
+print(row(sys.argv[1], 1000) + " | " + row(sys.argv[2], sys.argv[3]))
+PY
+)
 done
-for backend in "${!low_rate[@]}"; do echo "$backend low rate (50 probes at 50/s): ${low_rate[$backend]}"; done
+for backend in "${!rtt[@]}"; do echo "$backend round trip: ${rtt[$backend]}"; done

@@ -276,6 +276,30 @@ pub fn program(filter: &Filter) -> Option<Vec<Insn>> {
     asm.finish()
 }
 
+/// A program that passes frames holding `bytes` at frame offset `offset` (the tester side uses
+/// it to receive only its own reflections).
+pub fn match_bytes_program(offset: usize, bytes: &[u8]) -> Option<Vec<Insn>> {
+    let mut asm = Asm::default();
+    let mut at = offset;
+    for chunk in bytes.chunks(4) {
+        let (size, n) = match chunk.len() {
+            4 => (W, 4),
+            2 | 3 => (H, 2),
+            _ => (B, 1),
+        };
+        asm.stmt(LD | size | ABS, at as u32);
+        asm.drop_unless_eq(chunk[..n].iter().fold(0u32, |v, b| (v << 8) | *b as u32));
+        at += n;
+        if n < chunk.len() {
+            asm.stmt(LD | B | ABS, at as u32);
+            asm.drop_unless_eq(chunk[n] as u32);
+            at += 1;
+        }
+    }
+    asm.ret(ACCEPT);
+    asm.finish()
+}
+
 /// Runs `program` over `packet` as the kernel does, returning the accepted length (0 = drop).
 /// A reference for tests; malformed programs return `None`.
 pub fn run(program: &[Insn], packet: &[u8]) -> Option<u32> {

@@ -83,3 +83,20 @@ fn program_size_stays_small_even_with_every_signature() {
     let largest = program(&filter).expect("the largest configuration assembles");
     assert!(largest.len() <= 4096, "{} instructions exceed BPF_MAXINSNS", largest.len());
 }
+
+#[test]
+fn byte_matching_program() {
+    let prog = reflector_bpf::cbpf::match_bytes_program(3, b"RFLPX").unwrap();
+    assert_eq!(run(&prog, b"abcRFLPXyz"), Some(ACCEPT));
+    assert_eq!(run(&prog, b"abcRFLPYyz"), Some(DROP));
+    assert_eq!(run(&prog, b"abcRFLP"), Some(DROP), "too short");
+    assert_eq!(run(&prog, b"xbcRFLPX"), Some(ACCEPT));
+    for n in 1..=9 {
+        let bytes: Vec<u8> = (1..=n).collect();
+        let prog = reflector_bpf::cbpf::match_bytes_program(0, &bytes).unwrap();
+        assert_eq!(run(&prog, &bytes), Some(ACCEPT), "{n} bytes");
+        let mut other = bytes.clone();
+        *other.last_mut().unwrap() ^= 0xff;
+        assert_eq!(run(&prog, &other), Some(DROP), "{n} bytes, last differs");
+    }
+}

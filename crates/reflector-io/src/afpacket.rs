@@ -67,6 +67,9 @@ pub struct AfPacketConfig<'a> {
     pub rx_frames: u32,
     /// TX ring slots.
     pub tx_frames: u32,
+    /// Receive frames for any MAC (the tester side, when it sends from a MAC that is not the
+    /// interface's). The kernel undoes it when the socket closes.
+    pub promiscuous: bool,
 }
 
 /// Slot geometry of one ring inside the shared mapping.
@@ -196,6 +199,9 @@ impl AfPacket {
         let tx_base = unsafe { map.as_ptr().add(rx_len) };
         let tx = Ring { base: tx_base, frame_size, frames: tx_req.frame_nr as usize };
         sys::bind_packet(&fd, config.ifindex, sys::ETH_P_ALL)?;
+        if config.promiscuous {
+            sys::add_promiscuous(&fd, config.ifindex)?;
+        }
         if let Some(group) = config.fanout_group {
             let arg: u32 = group as u32 | (sys::PACKET_FANOUT_HASH << 16);
             sys::setsockopt(&fd, sys::SOL_PACKET, sys::PACKET_FANOUT, &arg, "setsockopt(PACKET_FANOUT)")?;
@@ -233,6 +239,84 @@ impl AfPacket {
                 }
             }
         }
+    }
+}
+
+/// A frame received by [`AfPacket::receive`].
+#[derive(Debug)]
+pub struct Received<'a> {
+    /// The frame's bytes (as captured; an outer VLAN tag the kernel took off is not restored).
+    pub data: &'a [u8],
+    /// The kernel's receive time, nanoseconds since the Unix epoch.
+    pub timestamp_ns: u64,
+}
+
+impl AfPacket {
+    /// Fills up to `max` free TX slots with `fill` (which writes one frame into the slot and
+    /// returns its length, or 0 to stop) and asks the kernel to send them. Returns how many
+    /// were queued; fewer than asked when the ring is full.
+    pub fn send_batch(
+        &mut self,
+        max: usize,
+        mut fill: impl FnMut(&mut [u8]) -> usize,
+    ) -> Result<usize, BackendError> {
+        let mut queued = 0;
+        while queued < max {
+            let slot = self.tx_head;
+            match self.tx.status(slot).load(Ordering::Acquire) {
+                TP_STATUS_AVAILABLE | TP_STATUS_WRONG_FORMAT => {}
+                _ => break,
+            }
+            let len = fill(self.tx.bytes(slot, TX_DATA_OFFSET));
+            if len == 0 {
+                break;
+            }
+            self.tx.write_u32(slot, 4, len as u32);
+            self.tx.status(slot).store(TP_STATUS_SEND_REQUEST, Ordering::Release);
+            self.tx_head = (self.tx_head + 1) % self.tx.frames;
+            queued += 1;
+        }
+        if queued > 0 {
+            sys::kick_tx(self.fd.as_raw_fd())?;
+        }
+        Ok(queued)
+    }
+
+    /// Hands every frame waiting in the RX ring to `handle` (waiting up to `wait` for the first
+    /// one). Returns how many there were.
+    pub fn receive(
+        &mut self,
+        wait: Duration,
+        mut handle: impl FnMut(Received<'_>),
+    ) -> Result<usize, BackendError> {
+        if self.rx.status(self.rx_head).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+            if wait.is_zero() {
+                return Ok(0);
+            }
+            sys::poll_readable(self.fd.as_raw_fd(), wait)?;
+        }
+        let mut n = 0;
+        loop {
+            let slot = self.rx_head;
+            if self.rx.status(slot).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+                break;
+            }
+            let snaplen = self.rx.read_u32(slot, 8) as usize;
+            let mac = self.rx.read_u16(slot, 12) as usize;
+            let timestamp_ns =
+                self.rx.read_u32(slot, 16) as u64 * 1_000_000_000 + self.rx.read_u32(slot, 20) as u64;
+            let bytes = self.rx.bytes(slot, mac.min(self.rx.frame_size));
+            handle(Received { data: &bytes[..snaplen.min(bytes.len())], timestamp_ns });
+            self.rx.status(slot).store(TP_STATUS_KERNEL, Ordering::Release);
+            self.rx_head = (self.rx_head + 1) % self.rx.frames;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Frames the kernel dropped since the last call because the RX ring was full.
+    pub fn take_rx_dropped(&mut self) -> Result<u64, BackendError> {
+        Ok(sys::packet_statistics(&self.fd)?.1 as u64)
     }
 }
 
@@ -305,7 +389,7 @@ impl Backend for AfPacket {
         // Ring-full drops, read (and reset) by the kernel call a few times a second.
         if self.stats_read.elapsed() >= STATS_EVERY {
             self.stats_read = Instant::now();
-            batch.rx_dropped = sys::packet_statistics(&self.fd)?.1 as u64;
+            batch.rx_dropped = self.take_rx_dropped()?;
         }
         Ok(batch)
     }

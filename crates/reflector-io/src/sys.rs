@@ -55,6 +55,7 @@ const SIOCGIFFLAGS: libc::c_ulong = 0x8913;
 const SIOCGIFMTU: libc::c_ulong = 0x8921;
 const SIOCGIFHWADDR: libc::c_ulong = 0x8927;
 const SIOCGIFINDEX: libc::c_ulong = 0x8933;
+const SIOCGIFADDR: libc::c_ulong = 0x8915;
 
 /// `struct tpacket_req`.
 #[repr(C)]
@@ -109,6 +110,24 @@ pub(crate) fn setsockopt<T: Copy>(
         )
     };
     check(ret, call).map(|_| ())
+}
+
+/// Puts the interface in promiscuous mode for as long as this socket is open
+/// (`PACKET_ADD_MEMBERSHIP` with `PACKET_MR_PROMISC`).
+pub(crate) fn add_promiscuous(fd: &OwnedFd, ifindex: u32) -> SysResult<()> {
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct PacketMreq {
+        mr_ifindex: libc::c_int,
+        mr_type: libc::c_ushort,
+        mr_alen: libc::c_ushort,
+        mr_address: [u8; 8],
+    }
+    const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+    const PACKET_MR_PROMISC: libc::c_ushort = 1;
+    let mreq =
+        PacketMreq { mr_ifindex: ifindex as i32, mr_type: PACKET_MR_PROMISC, mr_alen: 0, mr_address: [0; 8] };
+    setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq, "setsockopt(PACKET_ADD_MEMBERSHIP)")
 }
 
 /// `getsockopt(PACKET_STATISTICS)`: (frames received, frames dropped) since the last call.
@@ -253,6 +272,8 @@ pub struct IfaceInfo {
     pub running: bool,
     /// MTU in bytes.
     pub mtu: u32,
+    /// The primary IPv4 address, if one is configured.
+    pub ipv4: Option<std::net::Ipv4Addr>,
 }
 
 /// Why an interface cannot be used.
@@ -324,8 +345,20 @@ pub fn iface_info(name: &str) -> Result<IfaceInfo, IfaceError> {
     ioctl_ifreq(&fd, SIOCGIFMTU, &mut req, "ioctl(SIOCGIFMTU)")?;
     // SAFETY: SIOCGIFMTU filled the ifru_mtu member.
     let mtu = unsafe { req.ifr_ifru.ifru_mtu } as u32;
+    // No address is not an error: the interface may carry only IPv6, or nothing.
+    let ipv4 = ioctl_ifreq(&fd, SIOCGIFADDR, &mut req, "ioctl(SIOCGIFADDR)").ok().map(|()| {
+        // SAFETY: SIOCGIFADDR filled the ifru_addr member with a sockaddr_in.
+        let addr = unsafe { req.ifr_ifru.ifru_addr };
+        std::net::Ipv4Addr::new(
+            addr.sa_data[2] as u8,
+            addr.sa_data[3] as u8,
+            addr.sa_data[4] as u8,
+            addr.sa_data[5] as u8,
+        )
+    });
     Ok(IfaceInfo {
         index,
+        ipv4,
         mac: reflector_core::MacAddr(mac),
         up: flags & libc::IFF_UP != 0,
         running: flags & libc::IFF_RUNNING != 0,
@@ -342,6 +375,18 @@ pub fn process_cpu_time() -> SysResult<(std::time::Duration, std::time::Duration
     check(ret, "getrusage")?;
     let time = |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     Ok((time(usage.ru_utime), time(usage.ru_stime)))
+}
+
+/// True when the process runs as root (effective user id 0).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Sends `signal` to the process `pid` (one this program started).
+pub fn signal_process(pid: u32, signal: libc::c_int) -> SysResult<()> {
+    // SAFETY: plain syscall; a wrong pid is reported as an error, not undefined behaviour.
+    check(unsafe { libc::kill(pid as libc::pid_t, signal) }, "kill").map(|_| ())
 }
 
 /// Moves the calling thread into the network namespace at `path` (e.g. `/run/netns/NAME`).
@@ -389,6 +434,7 @@ mod tests {
         let lo = iface_info("lo").expect("loopback exists");
         assert!(lo.index >= 1 && lo.up && lo.mtu >= 1500);
         assert_eq!(lo.mac, reflector_core::MacAddr::ZERO);
+        assert_eq!(lo.ipv4, Some(std::net::Ipv4Addr::LOCALHOST));
         assert!(matches!(iface_info("no-such-if0"), Err(IfaceError::NotFound(_))));
         assert!(matches!(iface_info("this-name-is-far-too-long"), Err(IfaceError::BadName(_))));
         assert!(matches!(iface_info(""), Err(IfaceError::BadName(_))));

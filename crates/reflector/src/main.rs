@@ -7,6 +7,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod filter_args;
+#[cfg(target_os = "linux")]
+mod lab;
+#[cfg(target_os = "linux")]
+mod probe;
+#[cfg(target_os = "linux")]
+mod probe_cmd;
 mod replay_cmd;
 mod report;
 #[cfg(target_os = "linux")]
@@ -27,11 +33,26 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// A self-contained demo: reflector and prober in two network namespaces (root).
+    #[cfg(target_os = "linux")]
+    Lab(lab::LabArgs),
     /// Reflect test packets on a live interface until stopped (SIGINT / SIGTERM / --duration).
     #[cfg(target_os = "linux")]
     Run(run_cmd::RunArgs),
+    /// Send test packets to a reflector and report loss, round-trip time and jitter.
+    #[cfg(target_os = "linux")]
+    Probe(probe_cmd::ProbeArgs),
     /// Reflect the test packets of a capture offline; prints a JSON summary.
     Replay(replay_cmd::ReplayArgs),
+}
+
+/// Parses a positive number of seconds (fractions allowed).
+pub fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s.parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 1e9) {
+        return Err(format!("'{s}' must be more than 0 seconds"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 fn main() -> ExitCode {
@@ -53,7 +74,11 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         #[cfg(target_os = "linux")]
+        Command::Lab(args) => lab::run(args),
+        #[cfg(target_os = "linux")]
         Command::Run(args) => run_cmd::run(args),
+        #[cfg(target_os = "linux")]
+        Command::Probe(args) => probe_cmd::run(args),
         Command::Replay(args) => replay_cmd::run(args),
     };
     match result {

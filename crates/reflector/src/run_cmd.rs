@@ -41,19 +41,11 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "text")]
     stats: StatsFormat,
     /// Seconds between statistics lines.
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = crate::parse_secs)]
     stats_interval: Duration,
     /// Stop after this many seconds (default: run until SIGINT / SIGTERM).
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = crate::parse_secs)]
     duration: Option<Duration>,
-}
-
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s.parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
-    if !(secs > 0.0 && secs <= 1e9) {
-        return Err(format!("'{s}' must be more than 0 seconds"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// Keeps the host's own stack from answering test packets: with a socket bound to the test
@@ -104,6 +96,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             fanout_group: fanout,
             rx_frames: 4096,
             tx_frames: 1024,
+            promiscuous: false,
         };
         backends.push(
             AfPacket::open(&config).with_context(|| format!("cannot open AF_PACKET on {}", args.iface))?,

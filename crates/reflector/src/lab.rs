@@ -1,0 +1,281 @@
+//! `reflector lab`: the whole thing on one machine. Two network namespaces joined by a veth
+//! pair, the reflector in one, the prober in the other, a short report at the end, and
+//! nothing left behind (also on Ctrl-C or an error).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use reflector_core::{MacAddr, Mode, Signature};
+use serde_json::{Value, json};
+
+use crate::probe_cmd::{Amount, ProbeArgs, Prober, report_json};
+use crate::run_cmd::BackendChoice;
+
+/// The reflector's side of the veth pair.
+const REFLECTOR_MAC: MacAddr = MacAddr([0x02, 0x52, 0x46, 0x4c, 0x00, 0x01]);
+/// The tester's side: a NetAlly OUI, so a reflector with default flags accepts its probes.
+const TESTER_MAC: MacAddr = MacAddr([0x00, 0xc0, 0x17, 0x4c, 0x00, 0x0a]);
+
+/// Arguments of `reflector lab`.
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// Data path for the reflector.
+    #[arg(long, value_enum, default_value = "auto")]
+    backend: BackendChoice,
+    /// Probes per second (0: as fast as the prober goes).
+    #[arg(long, value_name = "PPS", default_value_t = 10_000)]
+    rate: u64,
+    /// Probe frame size including FCS.
+    #[arg(long, value_name = "BYTES", default_value_t = 128)]
+    size: usize,
+    /// Seconds of traffic.
+    #[arg(long, value_name = "SECS", default_value = "8", value_parser = crate::parse_secs)]
+    duration: Duration,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The namespaces and the reflector process; everything is removed on drop.
+struct Lab {
+    reflector_ns: String,
+    tester_ns: String,
+    reflector: Option<Child>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.reflector.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in [&self.reflector_ns, &self.tester_ns] {
+            // Deleting a namespace also deletes the veth end inside it.
+            let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("ip").args(args).output().context("cannot run 'ip' (install iproute2)")?;
+    if !out.status.success() {
+        bail!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+fn lines(reader: impl std::io::Read + Send + 'static, sink: impl Fn(String) + Send + 'static) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            match line {
+                Ok(l) => sink(l),
+                Err(_) => break,
+            }
+        }
+    });
+}
+
+pub fn run(args: &LabArgs) -> anyhow::Result<()> {
+    if !reflector_io::sys::is_root() {
+        bail!("lab creates network namespaces and needs root (try: sudo reflector lab)");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("cannot install signal handlers")?;
+    }
+    let base = format!("rfl-lab-{}", std::process::id());
+    let mut lab = Lab { reflector_ns: format!("{base}-r"), tester_ns: format!("{base}-t"), reflector: None };
+    let say = |msg: &str| {
+        if !args.json {
+            eprintln!("lab: {msg}");
+        }
+    };
+
+    say(&format!(
+        "creating namespaces {} (reflector) and {} (tester), joined by a veth pair",
+        lab.reflector_ns, lab.tester_ns
+    ));
+    ip(&["netns", "add", &lab.reflector_ns])?;
+    ip(&["netns", "add", &lab.tester_ns])?;
+    ip(&[
+        "link",
+        "add",
+        "va",
+        "netns",
+        &lab.reflector_ns,
+        "address",
+        &REFLECTOR_MAC.to_string(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "vb",
+        "netns",
+        &lab.tester_ns,
+        "address",
+        &TESTER_MAC.to_string(),
+    ])?;
+    for (ns, dev, addr) in
+        [(&lab.reflector_ns, "va", "192.0.2.1/24"), (&lab.tester_ns, "vb", "192.0.2.10/24")]
+    {
+        ip(&["-n", ns, "addr", "add", addr, "dev", dev])?;
+        ip(&["-n", ns, "link", "set", dev, "up"])?;
+    }
+
+    // The reflector: this same program, in its namespace, under `timeout` as a safety net.
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let limit = (args.duration.as_secs_f64() + 60.0).ceil().to_string();
+    let backend = match args.backend {
+        BackendChoice::Auto => "auto",
+        BackendChoice::AfPacket => "af-packet",
+    };
+    let mut child = Command::new("timeout")
+        .args(["-s", "TERM", &limit, "ip", "netns", "exec", &lab.reflector_ns])
+        .arg(&exe)
+        .args(["run", "va", "--backend", backend, "--stats", "json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start the reflector")?;
+    let latest_stats: Arc<Mutex<Option<Value>>> = Arc::default();
+    let stats_sink = latest_stats.clone();
+    lines(child.stdout.take().expect("piped"), move |l| {
+        if let Ok(v) = serde_json::from_str::<Value>(&l) {
+            *stats_sink.lock().expect("stats lock") = Some(v);
+        }
+    });
+    let (start_tx, start_rx) = std::sync::mpsc::channel();
+    lines(child.stderr.take().expect("piped"), move |l| {
+        let _ = start_tx.send(l);
+    });
+    lab.reflector = Some(child);
+    let start_line = start_rx
+        .recv_timeout(Duration::from_secs(15))
+        .map_err(|_| anyhow::anyhow!("the reflector did not start"))?;
+    if !start_line.starts_with("reflector: ") || start_line.starts_with("reflector: cannot") {
+        bail!("the reflector did not start: {start_line}");
+    }
+    say(&start_line.replacen("reflector: ", "reflector ", 1));
+
+    // The prober, in the tester namespace, in this process.
+    let probe_args = ProbeArgs {
+        iface: "vb".into(),
+        dst_mac: REFLECTOR_MAC,
+        dst_ip: None,
+        src_ip: None,
+        src_mac: None,
+        rate: args.rate,
+        size: args.size,
+        count: None,
+        duration: Some(args.duration),
+        sig: Signature::ProbeOt,
+        mode: Mode::All,
+        port: reflector_core::DEFAULT_PORT,
+        wait: Duration::from_millis(500),
+        json: args.json,
+    };
+    let started = Instant::now();
+    let json = args.json;
+    let tester_ns = lab.tester_ns.clone();
+    let (tally, description) = std::thread::scope(|s| {
+        s.spawn(|| -> anyhow::Result<_> {
+            reflector_io::sys::enter_netns(&format!("/run/netns/{tester_ns}"))?;
+            let prober = Prober::open(&probe_args)?;
+            let description = prober.description.clone();
+            if !json {
+                eprintln!("lab: prober {description}");
+            }
+            let tally = prober.run(
+                Amount::Duration(args.duration),
+                args.rate,
+                probe_args.wait,
+                &stop,
+                |t, elapsed| {
+                    if json {
+                        return;
+                    }
+                    let reflector_pps = latest_stats
+                        .lock()
+                        .expect("stats lock")
+                        .as_ref()
+                        .and_then(|v| v["pps"].as_f64())
+                        .map_or("-".to_string(), |p| format!("{p:.0}"));
+                    eprintln!(
+                        "lab: [{:4.1}s] sent {} received {} | reflector {} pps",
+                        elapsed.as_secs_f64(),
+                        t.sent,
+                        t.received,
+                        reflector_pps
+                    );
+                },
+            )?;
+            Ok((tally, description))
+        })
+        .join()
+        .expect("prober thread")
+    })?;
+    let elapsed = started.elapsed();
+    let interrupted = stop.load(Ordering::Relaxed);
+
+    // Stop the reflector and read its summary.
+    let mut child = lab.reflector.take().expect("started above");
+    if reflector_io::sys::signal_process(child.id(), libc::SIGTERM).is_err() {
+        // Already gone, or not ours to signal any more: make sure, then collect it below.
+        let _ = child.kill();
+    }
+    let status = child.wait().context("cannot wait for the reflector")?;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let summary = loop {
+        let s = latest_stats.lock().expect("stats lock").clone();
+        match s {
+            Some(v) if v["type"] == "summary" => break Some(v),
+            _ if Instant::now() >= deadline => break None,
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    if !status.success() && !interrupted {
+        bail!("the reflector ended with {status}");
+    }
+    drop(lab); // namespaces go before the report is printed
+
+    let report = tally.report();
+    let cpu_s = summary
+        .as_ref()
+        .map(|s| s["cpu_user_s"].as_f64().unwrap_or(0.0) + s["cpu_system_s"].as_f64().unwrap_or(0.0));
+    let reflected = summary.as_ref().and_then(|s| s["reflected_packets"].as_u64());
+    if args.json {
+        let mut v = report_json(&report, &description, elapsed);
+        v["backend"] = json!(summary.as_ref().map(|s| s["backend"].clone()));
+        v["reflected"] = json!(reflected);
+        v["reflector_cpu_s"] = json!(cpu_s);
+        v["interrupted"] = json!(interrupted);
+        println!("{v}");
+    } else {
+        println!(
+            "lab report{}: backend {}, {:.1} s",
+            if interrupted { " (interrupted)" } else { "" },
+            summary.as_ref().and_then(|s| s["backend"].as_str()).unwrap_or("?"),
+            elapsed.as_secs_f64()
+        );
+        println!("{}", report.text());
+        match (cpu_s, reflected) {
+            (Some(cpu), Some(n)) => println!(
+                "reflector: reflected {n}, CPU {:.2} s ({:.1}% of one core, {:.0} ns per reflected packet)",
+                cpu,
+                100.0 * cpu / elapsed.as_secs_f64(),
+                if n > 0 { cpu * 1e9 / n as f64 } else { 0.0 }
+            ),
+            _ => println!("reflector: no summary received"),
+        }
+    }
+    if report.sent > 0 && report.received == 0 {
+        bail!("no reflections came back: 100% loss");
+    }
+    Ok(())
+}
