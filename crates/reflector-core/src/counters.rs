@@ -17,6 +17,8 @@ pub struct Counters {
     pub tx_errors: u64,
     /// Frames the kernel dropped before the reflector saw them (receive ring or queue full).
     pub rx_dropped: u64,
+    /// Received records the backend could not take apart (corrupt, or cut short by capture).
+    pub rx_invalid: u64,
     /// Test packets per [`Signature`], indexed in [`Signature::ALL`] order.
     pub by_signature: [u64; Signature::COUNT],
     /// Rejected frames per [`Reject`] reason, indexed in [`Reject::ALL`] order.
@@ -60,6 +62,7 @@ impl Counters {
         self.reflected_bytes += other.reflected_bytes;
         self.tx_errors += other.tx_errors;
         self.rx_dropped += other.rx_dropped;
+        self.rx_invalid += other.rx_invalid;
         for (a, b) in self.by_signature.iter_mut().zip(other.by_signature) {
             *a += b;
         }
@@ -77,6 +80,7 @@ impl Counters {
         out.reflected_bytes -= earlier.reflected_bytes.min(out.reflected_bytes);
         out.tx_errors -= earlier.tx_errors.min(out.tx_errors);
         out.rx_dropped -= earlier.rx_dropped.min(out.rx_dropped);
+        out.rx_invalid -= earlier.rx_invalid.min(out.rx_invalid);
         for (a, b) in out.by_signature.iter_mut().zip(earlier.by_signature) {
             *a -= b.min(*a);
         }

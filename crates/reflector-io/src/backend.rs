@@ -13,12 +13,14 @@ pub struct Batch {
     pub tx_error_bytes: u64,
     /// Frames the kernel dropped before the backend could receive them (ring or queue full).
     pub rx_dropped: u64,
+    /// Received records the backend could not take apart (corrupt, or cut short).
+    pub rx_invalid: u64,
 }
 
 /// A data path failure that ends the worker.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct BackendError(#[from] pub crate::sys::SysError);
+pub struct BackendError(#[from] pub crate::error::SysError);
 
 /// A packet path: receive, let the handler reflect in place, transmit.
 ///

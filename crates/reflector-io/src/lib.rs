@@ -6,7 +6,14 @@
 #[cfg(target_os = "linux")]
 pub mod afpacket;
 pub mod backend;
+#[cfg(unix)]
+pub mod bsdbpf;
 pub mod capture;
+pub mod error;
+#[cfg(unix)]
+pub mod iface;
+#[cfg(unix)]
+pub mod os;
 #[cfg(target_os = "linux")]
 pub mod packet_socket;
 pub mod replay;

@@ -38,6 +38,11 @@ impl PacketSocket {
         Ok(PacketSocket { fd })
     }
 
+    /// Attaches a classic BPF program: only frames it accepts are received from then on.
+    pub fn attach_filter(&self, program: &[reflector_bpf::cbpf::Insn]) -> SysResult<()> {
+        sys::attach_filter(&self.fd, program)
+    }
+
     /// Sets the receive buffer to `bytes` (beyond `rmem_max` when the process may, as root).
     pub fn set_recv_buffer(&self, bytes: usize) -> SysResult<()> {
         let value = bytes.min(i32::MAX as usize) as i32;

@@ -8,29 +8,7 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-/// A failed syscall: which one, and the OS error.
-#[derive(Debug, thiserror::Error)]
-#[error("{call}: {source}")]
-pub struct SysError {
-    /// The call (and option) that failed.
-    pub call: &'static str,
-    /// The OS error.
-    #[source]
-    pub source: io::Error,
-}
-
-impl SysError {
-    /// The errno, if any.
-    pub fn errno(&self) -> Option<i32> {
-        self.source.raw_os_error()
-    }
-    fn last(call: &'static str) -> SysError {
-        SysError { call, source: io::Error::last_os_error() }
-    }
-}
-
-/// Result of a syscall wrapper.
-pub type SysResult<T> = Result<T, SysError>;
+pub use crate::error::{SysError, SysResult};
 
 fn check(ret: libc::c_int, call: &'static str) -> SysResult<libc::c_int> {
     if ret < 0 { Err(SysError::last(call)) } else { Ok(ret) }
@@ -259,36 +237,8 @@ pub fn kick_tx(fd: RawFd) -> SysResult<()> {
     Ok(())
 }
 
-/// Facts about a network interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IfaceInfo {
-    /// Interface index.
-    pub index: u32,
-    /// Hardware address.
-    pub mac: reflector_core::MacAddr,
-    /// Administratively up (IFF_UP).
-    pub up: bool,
-    /// Has carrier (IFF_RUNNING).
-    pub running: bool,
-    /// MTU in bytes.
-    pub mtu: u32,
-    /// The primary IPv4 address, if one is configured.
-    pub ipv4: Option<std::net::Ipv4Addr>,
-}
-
-/// Why an interface cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum IfaceError {
-    /// No interface of that name (in this network namespace).
-    #[error("no interface named '{0}' (see 'ip link')")]
-    NotFound(String),
-    /// The name cannot be an interface name.
-    #[error("'{0}' is not a valid interface name")]
-    BadName(String),
-    /// An ioctl failed.
-    #[error(transparent)]
-    Sys(#[from] SysError),
-}
+pub use crate::iface::{IfaceError, IfaceInfo};
+pub use crate::os::{is_root, process_cpu_time, signal_process};
 
 fn ifreq_for(name: &str) -> Result<libc::ifreq, IfaceError> {
     let bytes = name.as_bytes();
@@ -366,29 +316,6 @@ pub fn iface_info(name: &str) -> Result<IfaceInfo, IfaceError> {
     })
 }
 
-/// CPU time used by this process so far: (user, system).
-pub fn process_cpu_time() -> SysResult<(std::time::Duration, std::time::Duration)> {
-    // SAFETY: rusage is plain data; all-zero is valid.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `usage` is a live rusage for the kernel to fill.
-    let ret = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    check(ret, "getrusage")?;
-    let time = |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    Ok((time(usage.ru_utime), time(usage.ru_stime)))
-}
-
-/// True when the process runs as root (effective user id 0).
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Sends `signal` to the process `pid` (one this program started).
-pub fn signal_process(pid: u32, signal: libc::c_int) -> SysResult<()> {
-    // SAFETY: plain syscall; a wrong pid is reported as an error, not undefined behaviour.
-    check(unsafe { libc::kill(pid as libc::pid_t, signal) }, "kill").map(|_| ())
-}
-
 /// Moves the calling thread into the network namespace at `path` (e.g. `/run/netns/NAME`).
 pub fn enter_netns(path: &str) -> SysResult<()> {
     let file = std::fs::File::open(path).map_err(|source| SysError { call: "open(netns)", source })?;
@@ -438,18 +365,6 @@ mod tests {
         assert!(matches!(iface_info("no-such-if0"), Err(IfaceError::NotFound(_))));
         assert!(matches!(iface_info("this-name-is-far-too-long"), Err(IfaceError::BadName(_))));
         assert!(matches!(iface_info(""), Err(IfaceError::BadName(_))));
-    }
-
-    #[test]
-    fn cpu_time_moves() {
-        let (u0, s0) = process_cpu_time().unwrap();
-        let mut x = 0u64;
-        for i in 0..20_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
-        }
-        std::hint::black_box(x);
-        let (u1, s1) = process_cpu_time().unwrap();
-        assert!(u1 + s1 > u0 + s0);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub struct SharedCounters {
     reflected_bytes: AtomicU64,
     tx_errors: AtomicU64,
     rx_dropped: AtomicU64,
+    rx_invalid: AtomicU64,
     by_signature: [AtomicU64; Signature::COUNT],
     rejected: [AtomicU64; Reject::COUNT],
 }
@@ -36,6 +37,7 @@ impl SharedCounters {
         self.reflected_bytes.store(c.reflected_bytes, Ordering::Relaxed);
         self.tx_errors.store(c.tx_errors, Ordering::Relaxed);
         self.rx_dropped.store(c.rx_dropped, Ordering::Relaxed);
+        self.rx_invalid.store(c.rx_invalid, Ordering::Relaxed);
         for (a, v) in self.by_signature.iter().zip(c.by_signature) {
             a.store(v, Ordering::Relaxed);
         }
@@ -53,6 +55,7 @@ impl SharedCounters {
             reflected_bytes: self.reflected_bytes.load(Ordering::Relaxed),
             tx_errors: self.tx_errors.load(Ordering::Relaxed),
             rx_dropped: self.rx_dropped.load(Ordering::Relaxed),
+            rx_invalid: self.rx_invalid.load(Ordering::Relaxed),
             by_signature: std::array::from_fn(|i| self.by_signature[i].load(Ordering::Relaxed)),
             rejected: std::array::from_fn(|i| self.rejected[i].load(Ordering::Relaxed)),
         }
@@ -104,7 +107,8 @@ fn work<B: Backend>(
             counters.record_tx_errors(batch.tx_error_packets, batch.tx_error_bytes);
         }
         counters.rx_dropped += batch.rx_dropped;
-        if batch.received > 0 || batch.tx_error_packets > 0 || batch.rx_dropped > 0 {
+        counters.rx_invalid += batch.rx_invalid;
+        if batch.received > 0 || batch.tx_error_packets > 0 || batch.rx_dropped > 0 || batch.rx_invalid > 0 {
             shared.publish(&counters);
         }
     }

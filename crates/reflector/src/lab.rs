@@ -130,10 +130,7 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
     // The reflector: this same program, in its namespace, under `timeout` as a safety net.
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let limit = (args.duration.as_secs_f64() + 60.0).ceil().to_string();
-    let backend = match args.backend {
-        BackendChoice::Auto => "auto",
-        BackendChoice::AfPacket => "af-packet",
-    };
+    let backend = args.backend.name();
     let mut child = Command::new("timeout")
         .args(["-s", "TERM", &limit, "ip", "netns", "exec", &lab.reflector_ns])
         .arg(&exe)

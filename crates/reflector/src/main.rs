@@ -15,7 +15,7 @@ mod probe;
 mod probe_cmd;
 mod replay_cmd;
 mod report;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 mod run_cmd;
 mod stats;
 
@@ -37,7 +37,7 @@ enum Command {
     #[cfg(target_os = "linux")]
     Lab(lab::LabArgs),
     /// Reflect test packets on a live interface until stopped (SIGINT / SIGTERM / --duration).
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     Run(run_cmd::RunArgs),
     /// Send test packets to a reflector and report loss, round-trip time and jitter.
     #[cfg(target_os = "linux")]
@@ -75,7 +75,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         #[cfg(target_os = "linux")]
         Command::Lab(args) => lab::run(args),
-        #[cfg(target_os = "linux")]
+        #[cfg(unix)]
         Command::Run(args) => run_cmd::run(args),
         #[cfg(target_os = "linux")]
         Command::Probe(args) => probe_cmd::run(args),

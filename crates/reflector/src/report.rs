@@ -17,6 +17,7 @@ pub fn counters_json(c: &Counters) -> Map<String, Value> {
     m.insert("rejected_packets".into(), json!(c.rejected_packets()));
     m.insert("tx_errors".into(), json!(c.tx_errors));
     m.insert("rx_dropped".into(), json!(c.rx_dropped));
+    m.insert("rx_invalid".into(), json!(c.rx_invalid));
     m.insert("by_signature".into(), Value::Object(by_signature));
     m.insert("rejected".into(), Value::Object(rejected));
     m

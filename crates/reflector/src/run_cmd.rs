@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use reflector_io::afpacket::{AfPacket, AfPacketConfig};
-use reflector_io::sys::{IfaceError, iface_info};
+use reflector_core::Filter;
+use reflector_io::backend::Backend;
+use reflector_io::iface::{IfaceError, IfaceInfo, iface_info};
 use reflector_io::worker::{Placement, Runtime};
 
 use crate::UsageError;
@@ -18,10 +19,34 @@ use crate::stats::{self, Context, Rates, StatsFormat};
 /// Which data path to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
-    /// The best one available here (today: af-packet).
+    /// The best one available here: af-packet on Linux, bpf on macOS and FreeBSD.
     Auto,
-    /// AF_PACKET with mmap rings and a kernel pre-filter; works on every Linux interface.
+    /// AF_PACKET with mmap rings and a kernel pre-filter (Linux).
     AfPacket,
+    /// A /dev/bpf device with the same classic BPF filter (macOS, FreeBSD); one worker.
+    Bpf,
+}
+
+impl BackendChoice {
+    /// The backend `auto` stands for on this system, and why.
+    fn resolve(self) -> (BackendChoice, &'static str) {
+        match self {
+            BackendChoice::Auto if cfg!(target_os = "linux") => {
+                (BackendChoice::AfPacket, "auto: af-packet (Linux)")
+            }
+            BackendChoice::Auto => (BackendChoice::Bpf, "auto: bpf (no AF_PACKET on this system)"),
+            other => (other, "as asked"),
+        }
+    }
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::AfPacket => "af-packet",
+            BackendChoice::Bpf => "bpf",
+        }
+    }
 }
 
 /// Arguments of `reflector run`.
@@ -81,27 +106,67 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     );
     let program =
         reflector_bpf::cbpf::program(&filter).context("the kernel filter does not fit in classic BPF")?;
-
-    let (backend_name, why) = match args.backend {
-        BackendChoice::Auto => ("af-packet", "auto: af-packet (the only backend in this build)"),
-        BackendChoice::AfPacket => ("af-packet", "as asked"),
-    };
-    let fanout = (args.workers > 1).then(|| (std::process::id() & 0xffff) as u16);
-    let mut backends = Vec::new();
-    for _ in 0..args.workers {
-        let config = AfPacketConfig {
-            ifindex: iface.index,
-            mtu: iface.mtu,
-            program: &program,
-            fanout_group: fanout,
-            rx_frames: 4096,
-            tx_frames: 1024,
-            promiscuous: false,
-        };
-        backends.push(
-            AfPacket::open(&config).with_context(|| format!("cannot open AF_PACKET on {}", args.iface))?,
-        );
+    let (backend, why) = args.backend.resolve();
+    match backend {
+        #[cfg(target_os = "linux")]
+        BackendChoice::AfPacket | BackendChoice::Auto => {
+            use reflector_io::afpacket::{AfPacket, AfPacketConfig};
+            let fanout = (args.workers > 1).then(|| (std::process::id() & 0xffff) as u16);
+            let mut backends = Vec::new();
+            for _ in 0..args.workers {
+                let config = AfPacketConfig {
+                    ifindex: iface.index,
+                    mtu: iface.mtu,
+                    program: &program,
+                    fanout_group: fanout,
+                    rx_frames: 4096,
+                    tx_frames: 1024,
+                    promiscuous: false,
+                };
+                backends.push(
+                    AfPacket::open(&config)
+                        .with_context(|| format!("cannot open AF_PACKET on {}", args.iface))?,
+                );
+            }
+            let details = format!("kernel filter {} instructions", program.len());
+            serve(args, &iface, filter, backends, "af-packet", why, &details)
+        }
+        #[cfg(not(target_os = "linux"))]
+        BackendChoice::AfPacket | BackendChoice::Auto => {
+            Err(UsageError("the af-packet backend is Linux only (use --backend bpf)".into()).into())
+        }
+        BackendChoice::Bpf => {
+            use reflector_io::bsdbpf::{BpfBackend, configure, device::Device, ioctl};
+            if args.workers > 1 {
+                return Err(UsageError("the bpf backend runs one worker (drop --workers)".into()).into());
+            }
+            let mut dev = Device::open_first()?;
+            let buffer = configure(&mut dev, &args.iface, &program)?;
+            let details =
+                format!("{}, buffer {} KiB, filter {} instructions", dev.path, buffer / 1024, program.len());
+            serve(
+                args,
+                &iface,
+                filter,
+                vec![BpfBackend::new(dev, buffer, ioctl::NATIVE)],
+                "bpf",
+                why,
+                &details,
+            )
+        }
     }
+}
+
+/// Runs the workers until stopped, printing the start line, stats lines and the summary.
+fn serve<B: Backend>(
+    args: &RunArgs,
+    iface: &IfaceInfo,
+    filter: Arc<Filter>,
+    backends: Vec<B>,
+    backend_name: &'static str,
+    why: &str,
+    details: &str,
+) -> anyhow::Result<()> {
     let (_quiet, quiet_note) = hold_test_port(filter.port());
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -124,7 +189,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         _ => "any vendor".into(),
     };
     eprintln!(
-        "reflector: {backend_name} on {} ({}, mtu {}{}) [{why}]; port {}; signatures {}; {oui}; mode {}; {} worker{} ({}); kernel filter {} instructions; {quiet_note}",
+        "reflector: {backend_name} on {} ({}, mtu {}{}) [{why}]; port {}; signatures {}; {oui}; mode {}; {} worker{} ({}); {details}; {quiet_note}",
         args.iface,
         iface.mac,
         iface.mtu,
@@ -132,10 +197,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         if filter.port() == 0 { "any".to_string() } else { filter.port().to_string() },
         filter.families(),
         filter.mode().name(),
-        args.workers,
-        if args.workers == 1 { "" } else { "s" },
+        placements.len(),
+        if placements.len() == 1 { "" } else { "s" },
         placements.join(", "),
-        program.len(),
     );
 
     let ctx =
@@ -167,7 +231,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     let workers = runtime.stop().context("a worker failed")?;
-    let cpu = reflector_io::sys::process_cpu_time().ok();
+    let cpu = reflector_io::os::process_cpu_time().ok();
     println!("{}", stats::summary(args.stats, &ctx, elapsed, &workers, cpu));
     Ok(())
 }

@@ -253,6 +253,12 @@ fn bad_interfaces_and_missing_privileges_are_one_line_errors() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("CAP_NET_RAW") && err.lines().count() == 1, "{err}");
 
+    // The bpf backend is for macOS and FreeBSD; here it says so.
+    let out = run(&[], &["run", "va", "--backend", "bpf"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no /dev/bpf device") && err.lines().count() == 1, "{err}");
+
     let out = run(&[], &["run", "va", "--workers", "0"]);
     assert_eq!(out.status.code(), Some(2));
     let out = run(&[], &["run", "va", "--stats-interval", "-1"]);

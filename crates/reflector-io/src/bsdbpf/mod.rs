@@ -1,0 +1,193 @@
+//! The `bpf` backend: macOS and FreeBSD reflect through a `/dev/bpf` device.
+//!
+//! Everything but the device itself is portable and tested on Linux against a simulated
+//! device: the set-up sequence, the walk over a read buffer's `bpf_hdr` records (lengths
+//! validated, a corrupt record counted and the rest of that buffer dropped, never read out of
+//! bounds), and the write path (one `write()` per reflected frame). The device (`device.rs`)
+//! is a thin layer of `open`, `ioctl`, `read` and `write` on the request numbers of
+//! `ioctl.rs`. The filter is the same classic BPF program the AF_PACKET backend attaches.
+
+pub mod device;
+pub mod ioctl;
+
+use std::io;
+use std::time::Duration;
+
+use reflector_bpf::cbpf::Insn;
+
+use crate::backend::{Backend, BackendError, Batch};
+use ioctl::RecordLayout;
+
+/// What the set-up and the backend need from a `/dev/bpf` device.
+pub trait BpfDevice: Send + 'static {
+    /// An ioctl that takes a `u_int` and (for BIOCSBLEN) answers with one.
+    fn ioctl_uint(&mut self, request: u64, value: u32) -> io::Result<u32>;
+    /// An ioctl that reads a `u_int` (BIOCGDLT).
+    fn get_uint(&mut self, request: u64) -> io::Result<u32>;
+    /// BIOCSETIF.
+    fn set_interface(&mut self, name: &str) -> io::Result<()>;
+    /// BIOCSETF.
+    fn set_filter(&mut self, program: &[Insn]) -> io::Result<()>;
+    /// BIOCSRTIMEOUT.
+    fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()>;
+    /// One `read()`: a buffer of records, 0 at the read timeout.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// One `write()`: one frame.
+    fn write(&mut self, frame: &[u8]) -> io::Result<usize>;
+}
+
+/// Buffer sizes tried, largest first.
+pub const BUFFER_SIZES: [u32; 8] =
+    [4 << 20, 2 << 20, 1 << 20, 512 << 10, 256 << 10, 128 << 10, 64 << 10, 32 << 10];
+/// How long a read waits before the worker looks at its stop flag.
+pub const READ_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Why a device could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// No buffer size was accepted together with the interface.
+    #[error("cannot attach /dev/bpf to {iface}: {source}")]
+    Attach {
+        /// The interface.
+        iface: String,
+        /// The last error.
+        #[source]
+        source: io::Error,
+    },
+    /// The interface is not Ethernet.
+    #[error("{0} is not an Ethernet interface (link type {1}); the reflector needs Ethernet")]
+    NotEthernet(String, u32),
+    /// A set-up step failed.
+    #[error("{0}: {1}")]
+    Step(&'static str, #[source] io::Error),
+}
+
+/// Configures `dev` for reflecting on `iface` with `program`; returns the buffer size in use.
+///
+/// Order matters: the buffer size must be set before BIOCSETIF, which allocates the buffers,
+/// so a size the kernel cannot allocate shows up there (ENOBUFS) and the next smaller size is
+/// tried.
+pub fn configure(dev: &mut impl BpfDevice, iface: &str, program: &[Insn]) -> Result<u32, SetupError> {
+    let mut last = io::Error::from_raw_os_error(libc::ENOBUFS);
+    let mut buffer = None;
+    for size in BUFFER_SIZES {
+        let accepted = match dev.ioctl_uint(ioctl::BIOCSBLEN, size) {
+            Ok(a) => a,
+            Err(e) => {
+                last = e;
+                continue;
+            }
+        };
+        match dev.set_interface(iface) {
+            Ok(()) => {
+                buffer = Some(accepted);
+                break;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => last = e,
+            Err(e) => return Err(SetupError::Attach { iface: iface.into(), source: e }),
+        }
+    }
+    let buffer = buffer.ok_or(SetupError::Attach { iface: iface.into(), source: last })?;
+    let dlt = dev.get_uint(ioctl::BIOCGDLT).map_err(|e| SetupError::Step("BIOCGDLT", e))?;
+    if dlt != ioctl::DLT_EN10MB {
+        return Err(SetupError::NotEthernet(iface.into(), dlt));
+    }
+    // Reads return as soon as a frame is there: no buffering delay on the latency path.
+    dev.ioctl_uint(ioctl::BIOCIMMEDIATE, 1).map_err(|e| SetupError::Step("BIOCIMMEDIATE", e))?;
+    // Written frames keep the source MAC we put in them (the reflection's).
+    dev.ioctl_uint(ioctl::BIOCSHDRCMPLT, 1).map_err(|e| SetupError::Step("BIOCSHDRCMPLT", e))?;
+    // Our own reflections must not be read back.
+    dev.ioctl_uint(ioctl::BIOCSSEESENT, 0).map_err(|e| SetupError::Step("BIOCSSEESENT", e))?;
+    dev.set_filter(program).map_err(|e| SetupError::Step("BIOCSETF", e))?;
+    dev.set_read_timeout(READ_TIMEOUT).map_err(|e| SetupError::Step("BIOCSRTIMEOUT", e))?;
+    Ok(buffer)
+}
+
+/// What one walk over a read buffer found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Walk {
+    /// Whole records handed on.
+    pub frames: usize,
+    /// Records the capture cut short (`caplen < datalen`): not reflected.
+    pub truncated: usize,
+    /// A record whose lengths do not fit the buffer: counted, and the rest of the buffer
+    /// (which can no longer be found reliably) dropped.
+    pub corrupt: usize,
+}
+
+/// Walks the `bpf_hdr` records in `buf` (as filled by one `read()`), calling `each` on every
+/// whole frame, in place.
+pub fn walk_records(buf: &mut [u8], layout: RecordLayout, mut each: impl FnMut(&mut [u8])) -> Walk {
+    let mut walk = Walk::default();
+    let mut at = 0;
+    let u32_at = |b: &[u8], i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
+    while at < buf.len() {
+        let rest = &buf[at..];
+        if rest.len() < layout.min_header {
+            walk.corrupt += 1;
+            break;
+        }
+        let caplen = u32_at(rest, layout.caplen);
+        let datalen = u32_at(rest, layout.datalen);
+        let hdrlen = u16::from_ne_bytes([rest[layout.hdrlen], rest[layout.hdrlen + 1]]) as usize;
+        let end = hdrlen.checked_add(caplen);
+        if hdrlen < layout.min_header || end.is_none_or(|e| e > rest.len()) {
+            walk.corrupt += 1;
+            break;
+        }
+        let end = end.unwrap_or(0);
+        if caplen < datalen {
+            walk.truncated += 1;
+        } else {
+            walk.frames += 1;
+            each(&mut buf[at + hdrlen..at + end]);
+        }
+        at += layout.word_align(end);
+    }
+    walk
+}
+
+/// The backend over one device: reads a buffer, reflects each frame in place, writes it back.
+#[derive(Debug)]
+pub struct BpfBackend<D> {
+    dev: D,
+    buf: Vec<u8>,
+    layout: RecordLayout,
+}
+
+impl<D: BpfDevice> BpfBackend<D> {
+    /// A backend on a configured device with a read buffer of `buffer` bytes.
+    pub fn new(dev: D, buffer: u32, layout: RecordLayout) -> Self {
+        BpfBackend { dev, buf: vec![0; buffer as usize], layout }
+    }
+}
+
+impl<D: BpfDevice> Backend for BpfBackend<D> {
+    fn process<F: FnMut(&mut [u8]) -> bool>(
+        &mut self,
+        _wait: Duration,
+        mut handle: F,
+    ) -> Result<Batch, BackendError> {
+        // The device's own read timeout bounds the wait.
+        let n = match self.dev.read(&mut self.buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EAGAIN)) => 0,
+            Err(e) => return Err(BackendError(crate::error::SysError { call: "read(/dev/bpf)", source: e })),
+        };
+        let mut batch = Batch::default();
+        let n = n.min(self.buf.len());
+        let (dev, buf) = (&mut self.dev, &mut self.buf[..n]);
+        let walk = walk_records(buf, self.layout, |frame| {
+            if handle(frame) && dev.write(frame).map_or(true, |w| w != frame.len()) {
+                batch.tx_error_packets += 1;
+                batch.tx_error_bytes += frame.len() as u64;
+            }
+        });
+        batch.received = walk.frames;
+        batch.rx_invalid = (walk.truncated + walk.corrupt) as u64;
+        Ok(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests;
