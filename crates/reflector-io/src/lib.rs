@@ -20,3 +20,5 @@ pub mod replay;
 #[cfg(target_os = "linux")]
 pub mod sys;
 pub mod worker;
+#[cfg(target_os = "linux")]
+pub mod xdp;

@@ -1,0 +1,311 @@
+//! The XDP program, generated for one configuration.
+//!
+//! It applies the packet rules of the core (`docs/PACKET-RULES.md`) to every frame in the
+//! driver and hands exactly the frames the core would reflect to the AF_XDP socket of their
+//! receive queue (`bpf_redirect_map(xsks, rx_queue_index, XDP_PASS)`); everything else, and
+//! every frame of a queue without a socket, goes on to the kernel stack. The configuration
+//! (our MAC, port, OUI, signatures) is baked in as immediates.
+//!
+//! The checks mirror `classify` one for one. Their order differs in places (the IPv6 addresses
+//! are checked before the extension headers are walked), which changes no verdict: a frame is
+//! a test packet only if every check passes. A test runs the corpus and random frames through
+//! the kernel (`BPF_PROG_TEST_RUN`) and compares every verdict with the core's.
+//!
+//! Registers: r6 = rx queue index, r7 = data, r8 = data_end, r9 = cursor, r5 = end of the IP
+//! packet, r0-r4 scratch. Every load is preceded by a check against data_end that the verifier
+//! can follow; checks against the IP end (r5) are the rules' own length checks.
+
+use reflector_core::{Family, Filter, Signature};
+
+use crate::ebpf::*;
+
+/// `XDP_PASS`: on to the kernel stack.
+pub const XDP_PASS: i32 = 2;
+/// `XDP_TX`: what the test variant returns for a test packet (a distinct action).
+pub const XDP_TX: i32 = 3;
+/// `BPF_FUNC_redirect_map`.
+const BPF_FUNC_REDIRECT_MAP: i32 = 51;
+
+/// What the program does with a test packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnHit {
+    /// Redirect to the socket in the XSKMAP with this fd, at the frame's receive queue.
+    Redirect {
+        /// The XSKMAP's file descriptor.
+        xsk_map_fd: i32,
+    },
+    /// Return [`XDP_TX`] (for checking verdicts with `BPF_PROG_TEST_RUN`).
+    ReturnTx,
+}
+
+fn le16(bytes: [u8; 2]) -> u32 {
+    u16::from_le_bytes(bytes) as u32
+}
+fn le32(bytes: [u8; 4]) -> u32 {
+    u32::from_le_bytes(bytes)
+}
+
+/// Emits `if cursor + n > bound goto fail` for one or more bounds.
+fn need(a: &mut Asm, base: Reg, n: i32, bounds: &[Reg], fail: Label) {
+    a.mov(R2, base);
+    a.alu_imm(Alu::Add, R2, n);
+    for b in bounds {
+        a.jump_reg(Cond::Gt, R2, *b, fail);
+    }
+}
+
+/// The program for `filter`.
+pub fn program(filter: &Filter, on_hit: OnHit) -> Option<Vec<Insn>> {
+    let mut a = Asm::default();
+    let pass = a.label();
+    let hit = a.label();
+    let mac = filter.local_mac().0;
+    let (mac_lo, mac_hi) = (le32([mac[0], mac[1], mac[2], mac[3]]), le16([mac[4], mac[5]]));
+
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index.
+    a.load(Size::W, R6, R1, 16);
+    a.load(Size::W, R7, R1, 0);
+    a.load(Size::W, R8, R1, 4);
+
+    // Ethernet: ours, from a unicast, non-zero MAC that is not ours.
+    need(&mut a, R7, 14, &[R8], pass);
+    a.load(Size::W, R2, R7, 0);
+    a.jump32_imm(Cond::Ne, R2, mac_lo, pass);
+    a.load(Size::H, R2, R7, 4);
+    a.jump32_imm(Cond::Ne, R2, mac_hi, pass);
+    a.load(Size::B, R2, R7, 6);
+    a.jump32_imm(Cond::Set, R2, 1, pass);
+    a.load(Size::W, R2, R7, 6);
+    a.load(Size::H, R3, R7, 10);
+    a.mov(R4, R2);
+    a.alu_reg(Alu::Or, R4, R3);
+    a.jump_imm(Cond::Eq, R4, 0, pass);
+    let not_own = a.label();
+    a.jump32_imm(Cond::Ne, R2, mac_lo, not_own);
+    a.jump32_imm(Cond::Eq, R3, mac_hi, pass);
+    a.place(not_own);
+
+    // Up to two VLAN tags.
+    let tpids = [0x8100u16, 0x88a8, 0x9100].map(|t| le16(t.to_be_bytes()));
+    let dispatch = a.label();
+    a.mov(R9, R7);
+    a.alu_imm(Alu::Add, R9, 14);
+    a.load(Size::H, R4, R7, 12);
+    for _ in 0..2 {
+        let tag = a.label();
+        for t in tpids {
+            a.jump32_imm(Cond::Eq, R4, t, tag);
+        }
+        a.goto(dispatch);
+        a.place(tag);
+        need(&mut a, R9, 4, &[R8], pass);
+        a.load(Size::H, R4, R9, 2);
+        a.alu_imm(Alu::Add, R9, 4);
+    }
+    a.place(dispatch);
+    let (v4, v6, udp) = (a.label(), a.label(), a.label());
+    a.jump32_imm(Cond::Eq, R4, le16([0x08, 0x00]), v4);
+    a.jump32_imm(Cond::Eq, R4, le16([0x86, 0xdd]), v6);
+    a.goto(pass); // another EtherType, or a third tag
+
+    // IPv4.
+    a.place(v4);
+    need(&mut a, R9, 20, &[R8], pass);
+    a.load(Size::B, R2, R9, 0);
+    a.mov(R3, R2);
+    a.alu_imm(Alu::Rsh, R3, 4);
+    a.jump_imm(Cond::Ne, R3, 4, pass);
+    a.alu_imm(Alu::And, R2, 0x0f);
+    a.jump_imm(Cond::Lt, R2, 5, pass);
+    a.alu_imm(Alu::Lsh, R2, 2); // header length, 20..60
+    a.mov(R3, R9);
+    a.alu_reg(Alu::Add, R3, R2); // r3 = UDP header
+    a.jump_reg(Cond::Gt, R3, R8, pass);
+    a.load(Size::H, R4, R9, 2);
+    a.to_be(R4, 16);
+    a.alu_imm(Alu::And, R4, 0xffff); // total length, bounded for the verifier
+    a.jump_reg(Cond::Lt, R4, R2, pass);
+    a.mov(R5, R9);
+    a.alu_reg(Alu::Add, R5, R4); // r5 = end of the IP packet
+    a.jump_reg(Cond::Gt, R5, R8, pass);
+    a.load(Size::H, R0, R9, 6);
+    a.jump32_imm(Cond::Set, R0, le16([0x3f, 0xff]), pass); // MF or fragment offset
+    a.load(Size::B, R0, R9, 9);
+    a.jump32_imm(Cond::Ne, R0, 17, pass);
+    for off in [12, 16] {
+        // Not 0.0.0.0, 224.0.0.0/4 or 255.255.255.255 (in memory order: first byte lowest).
+        a.load(Size::W, R0, R9, off);
+        a.jump32_imm(Cond::Eq, R0, 0, pass);
+        a.jump32_imm(Cond::Eq, R0, u32::MAX, pass);
+        a.mov(R1, R0);
+        a.alu_imm(Alu::And, R1, 0xf0);
+        a.jump32_imm(Cond::Eq, R1, 0xe0, pass);
+    }
+    a.mov(R9, R3);
+    a.goto(udp);
+
+    // IPv6.
+    a.place(v6);
+    need(&mut a, R9, 40, &[R8], pass);
+    a.load(Size::B, R0, R9, 0);
+    a.alu_imm(Alu::Rsh, R0, 4);
+    a.jump_imm(Cond::Ne, R0, 6, pass);
+    a.load(Size::H, R4, R9, 4);
+    a.to_be(R4, 16);
+    a.alu_imm(Alu::And, R4, 0xffff);
+    a.jump_imm(Cond::Eq, R4, 0, pass); // jumbogram
+    a.mov(R5, R9);
+    a.alu_imm(Alu::Add, R5, 40);
+    a.alu_reg(Alu::Add, R5, R4);
+    a.jump_reg(Cond::Gt, R5, R8, pass);
+    for off in [8, 24] {
+        // Not :: and not ff00::/8.
+        a.load(Size::W, R0, R9, off);
+        for word in 1..4 {
+            a.load(Size::W, R1, R9, off + 4 * word);
+            a.alu_reg(Alu::Or, R0, R1);
+        }
+        a.jump_imm(Cond::Eq, R0, 0, pass);
+        a.load(Size::B, R0, R9, off);
+        a.jump32_imm(Cond::Eq, R0, 0xff, pass);
+    }
+    a.load(Size::B, R3, R9, 6); // next header
+    a.alu_imm(Alu::Add, R9, 40);
+    for walked in 0..4 {
+        let ext = a.label();
+        a.jump32_imm(Cond::Eq, R3, 17, udp);
+        if walked == 0 {
+            a.jump32_imm(Cond::Eq, R3, 0, ext); // hop-by-hop: first only
+        }
+        a.jump32_imm(Cond::Eq, R3, 43, ext);
+        a.jump32_imm(Cond::Eq, R3, 60, ext);
+        a.goto(pass); // fragment, hop-by-hop out of place, or not UDP
+        a.place(ext);
+        need(&mut a, R9, 8, &[R5, R8], pass);
+        a.load(Size::B, R0, R9, 1);
+        a.alu_imm(Alu::Add, R0, 1);
+        a.alu_imm(Alu::Lsh, R0, 3); // 8..2048
+        a.mov(R2, R9);
+        a.alu_reg(Alu::Add, R2, R0);
+        a.jump_reg(Cond::Gt, R2, R5, pass);
+        a.load(Size::B, R3, R9, 0);
+        a.mov(R9, R2);
+    }
+    a.jump32_imm(Cond::Eq, R3, 17, udp);
+    a.goto(pass); // more extension headers than are walked
+
+    // UDP: header inside the IP packet, length exactly the IP payload, our port.
+    a.place(udp);
+    need(&mut a, R9, 8, &[R5, R8], pass);
+    a.load(Size::H, R0, R9, 4);
+    a.to_be(R0, 16);
+    a.alu_imm(Alu::And, R0, 0xffff);
+    a.mov(R1, R9);
+    a.alu_reg(Alu::Add, R1, R0);
+    a.jump_reg(Cond::Ne, R1, R5, pass);
+    if filter.port() != 0 {
+        a.load(Size::H, R0, R9, 2);
+        a.jump32_imm(Cond::Ne, R0, le16(filter.port().to_be_bytes()), pass);
+    }
+    a.alu_imm(Alu::Add, R9, 8); // payload
+
+    // Signatures, in the core's order; the first match decides the family.
+    let families = filter.families();
+    let mut hits: Vec<(Family, Label)> = Vec::new();
+    // Compares 7 bytes at `off` as two overlapping words (bytes 0..4 and 3..7) held in r0, r1.
+    let word_pair =
+        |sig: &[u8; 7]| (le32([sig[0], sig[1], sig[2], sig[3]]), le32([sig[3], sig[4], sig[5], sig[6]]));
+    if families.contains(Family::Ito) {
+        let after = a.label();
+        let l = a.label();
+        need(&mut a, R9, 12, &[R5], after);
+        need(&mut a, R9, 12, &[R8], pass);
+        a.load(Size::W, R0, R9, 5);
+        a.load(Size::W, R1, R9, 8);
+        for sig in [Signature::ProbeOt, Signature::DataOt, Signature::Latency] {
+            let (w0, w1) = word_pair(sig.bytes().expect("built-in"));
+            let next = a.label();
+            a.jump32_imm(Cond::Ne, R0, w0, next);
+            a.jump32_imm(Cond::Eq, R1, w1, l);
+            a.place(next);
+        }
+        a.place(after);
+        hits.push((Family::Ito, l));
+    }
+    let head: Vec<Signature> = [Signature::Rfc2544, Signature::Y1564]
+        .into_iter()
+        .filter(|s| families.contains(s.family()))
+        .collect();
+    if !head.is_empty() {
+        let after = a.label();
+        need(&mut a, R9, 7, &[R5], after);
+        need(&mut a, R9, 7, &[R8], pass);
+        a.load(Size::W, R0, R9, 0);
+        a.load(Size::W, R1, R9, 3);
+        for sig in head {
+            let l = a.label();
+            let (w0, w1) = word_pair(sig.bytes().expect("built-in"));
+            let next = a.label();
+            a.jump32_imm(Cond::Ne, R0, w0, next);
+            a.jump32_imm(Cond::Eq, R1, w1, l);
+            a.place(next);
+            hits.push((sig.family(), l));
+        }
+        a.place(after);
+    }
+    if families.contains(Family::Custom) {
+        let l = a.label();
+        for custom in filter.custom_signatures() {
+            let next = a.label();
+            let (off, bytes) = (custom.offset() as i32, custom.bytes());
+            need(&mut a, R9, off + bytes.len() as i32, &[R5], next);
+            need(&mut a, R9, off + bytes.len() as i32, &[R8], pass);
+            let mut at = 0;
+            while at < bytes.len() {
+                let rest = &bytes[at..];
+                let (size, n, value) = match rest.len() {
+                    1 => (Size::B, 1, rest[0] as u32),
+                    2 | 3 => (Size::H, 2, le16([rest[0], rest[1]])),
+                    _ => (Size::W, 4, le32([rest[0], rest[1], rest[2], rest[3]])),
+                };
+                a.load(size, R0, R9, i16::try_from(off + at as i32).ok()?);
+                a.jump32_imm(Cond::Ne, R0, value, next);
+                at += n;
+            }
+            a.goto(l);
+            a.place(next);
+        }
+        hits.push((Family::Custom, l));
+    }
+    a.goto(pass); // no signature
+
+    // A signature matched: the OUI requirement of its family, then the hit.
+    let oui_families = filter.oui_families();
+    for (family, label) in hits {
+        a.place(label);
+        if let (true, Some(oui)) = (oui_families.contains(family), filter.oui()) {
+            a.load(Size::W, R0, R7, 6);
+            a.alu_imm(Alu::And, R0, 0x00ff_ffff);
+            a.jump32_imm(Cond::Ne, R0, le32([oui[0], oui[1], oui[2], 0]), pass);
+        }
+        a.goto(hit);
+    }
+
+    a.place(hit);
+    match on_hit {
+        OnHit::ReturnTx => a.mov_imm(R0, XDP_TX),
+        OnHit::Redirect { xsk_map_fd } => {
+            // bpf_redirect_map(map, key, flags): the low bits of flags are the action when
+            // the queue has no socket in the map, so such frames go on to the stack.
+            a.load_map_fd(R1, xsk_map_fd);
+            a.mov(R2, R6);
+            a.mov_imm(R3, XDP_PASS);
+            a.call(BPF_FUNC_REDIRECT_MAP);
+        }
+    }
+    a.exit();
+    a.place(pass);
+    a.mov_imm(R0, XDP_PASS);
+    a.exit();
+    a.finish()
+}

@@ -1,0 +1,230 @@
+//! The `bpf(2)` system call, for the few commands the XDP path needs. Each `union bpf_attr`
+//! variant is a `#[repr(C)]` struct of exactly the fields used (the kernel treats bytes past
+//! the size passed as zero).
+#![allow(unsafe_code)]
+
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use reflector_bpf::ebpf::Insn;
+
+use crate::error::{SysError, SysResult};
+
+const BPF_MAP_CREATE: libc::c_int = 0;
+const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
+const BPF_PROG_LOAD: libc::c_int = 5;
+const BPF_PROG_TEST_RUN: libc::c_int = 10;
+const BPF_LINK_CREATE: libc::c_int = 28;
+/// `BPF_MAP_TYPE_XSKMAP`.
+pub const BPF_MAP_TYPE_XSKMAP: u32 = 17;
+const BPF_PROG_TYPE_XDP: u32 = 6;
+/// `BPF_XDP` attach type.
+const BPF_XDP: u32 = 37;
+/// `XDP_FLAGS_SKB_MODE`: generic XDP, in the stack (any driver).
+pub const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+/// `XDP_FLAGS_DRV_MODE`: native XDP, in the driver.
+pub const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+
+/// Issues `bpf(cmd, attr, sizeof attr)`.
+///
+/// # Safety
+/// `T` must be the `#[repr(C)]` layout of `cmd`'s `bpf_attr` variant, and every pointer in it
+/// must be valid for what the kernel reads or writes through it during the call.
+unsafe fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> libc::c_long {
+    // SAFETY: `attr` is a live value of the size passed; the caller vouches for its layout and
+    // the pointers inside it.
+    unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, size_of::<T>() as u32) }
+}
+
+fn fd_result(ret: libc::c_long, call: &'static str) -> SysResult<OwnedFd> {
+    if ret < 0 {
+        return Err(SysError::last(call));
+    }
+    // SAFETY: the kernel returned a new file descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
+}
+
+/// Creates a map of `map_type` with 4-byte keys and values.
+pub fn map_create(map_type: u32, max_entries: u32, name: &str) -> SysResult<OwnedFd> {
+    #[repr(C)]
+    struct Attr {
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        map_flags: u32,
+        inner_map_fd: u32,
+        numa_node: u32,
+        map_name: [u8; 16],
+    }
+    let mut attr = Attr {
+        map_type,
+        key_size: 4,
+        value_size: 4,
+        max_entries,
+        map_flags: 0,
+        inner_map_fd: 0,
+        numa_node: 0,
+        map_name: name16(name),
+    };
+    // SAFETY: `attr` is a live BPF_MAP_CREATE attribute.
+    fd_result(unsafe { bpf(BPF_MAP_CREATE, &mut attr) }, "bpf(BPF_MAP_CREATE)")
+}
+
+/// Sets `map[key] = value` (4-byte key and value).
+pub fn map_update(map: &OwnedFd, key: u32, value: u32) -> SysResult<()> {
+    #[repr(C)]
+    struct Attr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+    let mut attr = Attr {
+        map_fd: map.as_raw_fd() as u32,
+        _pad: 0,
+        key: &key as *const u32 as u64,
+        value: &value as *const u32 as u64,
+        flags: 0,
+    };
+    // SAFETY: `attr` is a live BPF_MAP_UPDATE_ELEM attribute; key and value outlive the call.
+    if unsafe { bpf(BPF_MAP_UPDATE_ELEM, &mut attr) } < 0 {
+        return Err(SysError::last("bpf(BPF_MAP_UPDATE_ELEM)"));
+    }
+    Ok(())
+}
+
+fn name16(name: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (o, b) in out.iter_mut().zip(name.bytes().take(15)) {
+        *o = b;
+    }
+    out
+}
+
+/// Why a program did not load.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The verifier said no; its log says why.
+    #[error("the kernel rejected the XDP program ({source}); verifier log:\n{log}")]
+    Verifier {
+        /// The error the load returned.
+        #[source]
+        source: std::io::Error,
+        /// The verifier's log.
+        log: String,
+    },
+    /// Not allowed.
+    #[error(
+        "loading an XDP program needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) and CAP_NET_ADMIN (run as root)"
+    )]
+    Permission,
+}
+
+/// Loads an XDP program; on a verifier rejection the error holds the verifier's log.
+pub fn prog_load(insns: &[Insn], name: &str) -> Result<OwnedFd, LoadError> {
+    #[repr(C)]
+    struct Attr {
+        prog_type: u32,
+        insn_cnt: u32,
+        insns: u64,
+        license: u64,
+        log_level: u32,
+        log_size: u32,
+        log_buf: u64,
+        kern_version: u32,
+        prog_flags: u32,
+        prog_name: [u8; 16],
+        prog_ifindex: u32,
+        expected_attach_type: u32,
+    }
+    let license = c"Dual MIT/GPL";
+    let attempt = |log: &mut Vec<u8>, level: u32| -> (libc::c_long, std::io::Error) {
+        let mut attr = Attr {
+            prog_type: BPF_PROG_TYPE_XDP,
+            insn_cnt: insns.len() as u32,
+            insns: insns.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            log_level: level,
+            log_size: if level > 0 { log.len() as u32 } else { 0 },
+            log_buf: if level > 0 { log.as_mut_ptr() as u64 } else { 0 },
+            kern_version: 0,
+            prog_flags: 0,
+            prog_name: name16(name),
+            prog_ifindex: 0,
+            expected_attach_type: BPF_XDP,
+        };
+        // SAFETY: `attr` is a live BPF_PROG_LOAD attribute; the instructions, license and log
+        // buffer outlive the call.
+        let ret = unsafe { bpf(BPF_PROG_LOAD, &mut attr) };
+        (ret, std::io::Error::last_os_error())
+    };
+    let mut log = Vec::new();
+    let (ret, err) = attempt(&mut log, 0);
+    if ret >= 0 {
+        // SAFETY: the kernel returned a new program fd.
+        return Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) });
+    }
+    // EPERM is missing privileges; the verifier says no with EACCES or EINVAL.
+    if err.raw_os_error() == Some(libc::EPERM) {
+        return Err(LoadError::Permission);
+    }
+    // Load again with the log on, to say why.
+    log.resize(1 << 20, 0);
+    let (_, err2) = attempt(&mut log, 1);
+    let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+    let text = String::from_utf8_lossy(&log[..end]);
+    // The last lines say what failed; the whole log can be megabytes.
+    let tail: Vec<&str> = text.lines().rev().take(30).collect();
+    let log = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+    Err(LoadError::Verifier { source: if err2.raw_os_error().is_some() { err2 } else { err }, log })
+}
+
+/// Runs `prog` once over `frame` (`BPF_PROG_TEST_RUN`) and returns its action.
+pub fn prog_test_run(prog: &OwnedFd, frame: &[u8]) -> SysResult<u32> {
+    #[repr(C)]
+    struct Attr {
+        prog_fd: u32,
+        retval: u32,
+        data_size_in: u32,
+        data_size_out: u32,
+        data_in: u64,
+        data_out: u64,
+        repeat: u32,
+        duration: u32,
+    }
+    let mut out = vec![0u8; frame.len() + 512];
+    let mut attr = Attr {
+        prog_fd: prog.as_raw_fd() as u32,
+        retval: 0,
+        data_size_in: frame.len() as u32,
+        data_size_out: out.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        data_out: out.as_mut_ptr() as u64,
+        repeat: 1,
+        duration: 0,
+    };
+    // SAFETY: `attr` is a live BPF_PROG_TEST_RUN attribute; the buffers outlive the call.
+    if unsafe { bpf(BPF_PROG_TEST_RUN, &mut attr) } < 0 {
+        return Err(SysError::last("bpf(BPF_PROG_TEST_RUN)"));
+    }
+    Ok(attr.retval)
+}
+
+/// Attaches `prog` to interface `ifindex` through a bpf_link (`BPF_LINK_CREATE`), which the
+/// kernel removes when the last reference (this fd) goes, so the program cannot outlive the
+/// process, even after SIGKILL.
+pub fn link_create(prog: &OwnedFd, ifindex: u32, flags: u32) -> SysResult<OwnedFd> {
+    #[repr(C)]
+    struct Attr {
+        prog_fd: u32,
+        target_ifindex: u32,
+        attach_type: u32,
+        flags: u32,
+    }
+    let mut attr =
+        Attr { prog_fd: prog.as_raw_fd() as u32, target_ifindex: ifindex, attach_type: BPF_XDP, flags };
+    // SAFETY: `attr` is a live BPF_LINK_CREATE attribute.
+    fd_result(unsafe { bpf(BPF_LINK_CREATE, &mut attr) }, "bpf(BPF_LINK_CREATE)")
+}

@@ -1,0 +1,115 @@
+//! The generated XDP program and the core agree: every corpus frame and many random ones go
+//! through the kernel (`BPF_PROG_TEST_RUN`, in a variant whose hit returns XDP_TX) and the
+//! program's verdict must equal the core's. Needs root (loading BPF); skipped otherwise.
+#![cfg(target_os = "linux")]
+
+use reflector_bpf::xdp::{OnHit, XDP_PASS, XDP_TX, program};
+use reflector_core::{Filter, classify};
+use reflector_io::xdp::bpf;
+use reflector_testkit::{Rng, corpus, default_filter, filter_with, mutated};
+
+fn skip() -> bool {
+    if !reflector_io::os::is_root() {
+        eprintln!("SKIPPED: not root: loading BPF programs needs root");
+        return true;
+    }
+    false
+}
+
+/// Frames `BPF_PROG_TEST_RUN` takes for XDP: at least an Ethernet header, at most what fits
+/// in one page with XDP's head and tail room.
+fn testable(frame: &[u8]) -> bool {
+    (14..=3000).contains(&frame.len())
+}
+
+fn load(filter: &Filter) -> std::os::fd::OwnedFd {
+    let insns = program(filter, OnHit::ReturnTx).expect("program assembles");
+    bpf::prog_load(&insns, "reflector_test").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn verdict(prog: &std::os::fd::OwnedFd, frame: &[u8]) -> bool {
+    match bpf::prog_test_run(prog, frame).unwrap() as i32 {
+        XDP_TX => true,
+        XDP_PASS => false,
+        other => panic!("unexpected action {other}"),
+    }
+}
+
+#[test]
+fn kernel_verdicts_equal_the_core_on_the_corpus_and_random_frames() {
+    if skip() {
+        return;
+    }
+    let corpus = corpus();
+    let mut checked = 0;
+    let mut filters: Vec<Filter> = Vec::new();
+    for case in &corpus {
+        if !filters.contains(&case.filter) {
+            filters.push(case.filter.clone());
+        }
+    }
+    for filter in &filters {
+        let prog = load(filter);
+        for case in corpus.iter().filter(|c| &c.filter == filter && testable(&c.bytes)) {
+            assert_eq!(
+                verdict(&prog, &case.bytes),
+                case.expect.is_ok(),
+                "{}: kernel and core disagree",
+                case.name
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 70, "only {checked} corpus frames checked");
+
+    let random_filters = [
+        default_filter(),
+        filter_with(|c| c.port = 0),
+        filter_with(|c| {
+            c.families = "all".parse().unwrap();
+            c.oui = None;
+        }),
+    ];
+    let mut rng = Rng::new(0x0dd_5eed);
+    let mut hits = 0;
+    for filter in &random_filters {
+        let prog = load(filter);
+        for _ in 0..20_000 {
+            let frame = mutated(&mut rng, &corpus);
+            if !testable(&frame) {
+                continue;
+            }
+            let core = classify(&frame, filter).is_ok();
+            assert_eq!(verdict(&prog, &frame), core, "kernel and core disagree on {frame:02x?}");
+            hits += core as usize;
+        }
+    }
+    assert!(hits > 1000, "random frames reached the hit path only {hits} times");
+}
+
+#[test]
+fn the_redirecting_program_passes_the_verifier() {
+    if skip() {
+        return;
+    }
+    let map = bpf::map_create(bpf::BPF_MAP_TYPE_XSKMAP, 4, "xsks").unwrap();
+    use std::os::fd::AsRawFd;
+    let insns = program(&default_filter(), OnHit::Redirect { xsk_map_fd: map.as_raw_fd() }).unwrap();
+    bpf::prog_load(&insns, "reflector").unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn a_broken_program_reports_the_verifier_log() {
+    if skip() {
+        return;
+    }
+    use reflector_bpf::ebpf::*;
+    let mut a = Asm::default();
+    a.load(Size::W, R0, R1, 0); // data
+    a.load(Size::B, R0, R0, 0); // read a packet byte without a bounds check
+    a.exit();
+    let err = bpf::prog_load(&a.finish().unwrap(), "broken").unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("verifier log"), "{text}");
+    assert!(text.contains("invalid access to packet"), "{text}");
+}
