@@ -41,10 +41,13 @@ pub const R7: Reg = Reg(7);
 pub const R8: Reg = Reg(8);
 /// Callee-saved.
 pub const R9: Reg = Reg(9);
+/// The frame pointer (read-only): the stack lies below it.
+pub const R10: Reg = Reg(10);
 
 // Opcode parts (linux/bpf_common.h, linux/bpf.h).
 const LD: u8 = 0x00;
 const LDX: u8 = 0x01;
+const STX: u8 = 0x03;
 const JMP: u8 = 0x05;
 const JMP32: u8 = 0x06;
 const ALU64: u8 = 0x07;
@@ -68,6 +71,8 @@ pub enum Size {
     H,
     /// 4 bytes.
     W,
+    /// 8 bytes.
+    DW,
 }
 
 impl Size {
@@ -76,6 +81,7 @@ impl Size {
             Size::W => 0x00,
             Size::H => 0x08,
             Size::B => 0x10,
+            Size::DW => 0x18,
         }
     }
 }
@@ -155,6 +161,10 @@ impl Asm {
     pub fn load(&mut self, size: Size, dst: Reg, src: Reg, off: i16) {
         self.push(LDX | MEM | size.bits(), dst, src, off, 0);
     }
+    /// `*(size *)(dst + off) = src`.
+    pub fn store(&mut self, size: Size, dst: Reg, off: i16, src: Reg) {
+        self.push(STX | MEM | size.bits(), dst, src, off, 0);
+    }
     /// 64-bit `dst op= imm`.
     pub fn alu_imm(&mut self, op: Alu, dst: Reg, imm: i32) {
         self.push(ALU64 | op as u8 | K, dst, Reg(0), 0, imm);
@@ -207,6 +217,12 @@ impl Asm {
     /// `exit` (returns r0).
     pub fn exit(&mut self) {
         self.push(JMP | 0x90, Reg(0), Reg(0), 0, 0);
+    }
+
+    /// Whether any jump so far targets `label` (the verifier rejects unreachable code, so
+    /// blocks nothing jumps to must not be emitted).
+    pub fn is_used(&self, label: Label) -> bool {
+        self.ops.iter().any(|op| matches!(op, Op::Jump(_, l) if *l == label))
     }
 
     /// Resolves jumps; `None` if a label was never placed or a jump does not fit 16 bits.

@@ -6,16 +6,16 @@
 //! every frame of a queue without a socket, goes on to the kernel stack. The configuration
 //! (our MAC, port, OUI, signatures) is baked in as immediates.
 //!
-//! The checks mirror `classify` one for one. Their order differs in places (the IPv6 addresses
-//! are checked before the extension headers are walked), which changes no verdict: a frame is
-//! a test packet only if every check passes. A test runs the corpus and random frames through
-//! the kernel (`BPF_PROG_TEST_RUN`) and compares every verdict with the core's.
+//! The checks mirror `classify` one for one and in the same order, so a rejected frame is
+//! counted under the same reason the core would give (in a per-CPU array that userspace adds
+//! to its counters). A test runs the corpus and random frames through the kernel
+//! (`BPF_PROG_TEST_RUN`) and compares every verdict and every reason with the core's.
 //!
 //! Registers: r6 = rx queue index, r7 = data, r8 = data_end, r9 = cursor, r5 = end of the IP
 //! packet, r0-r4 scratch. Every load is preceded by a check against data_end that the verifier
 //! can follow; checks against the IP end (r5) are the rules' own length checks.
 
-use reflector_core::{Family, Filter, Signature};
+use reflector_core::{Family, Filter, Reject, Signature};
 
 use crate::ebpf::*;
 
@@ -38,6 +38,9 @@ pub enum OnHit {
     ReturnTx,
 }
 
+/// `BPF_FUNC_map_lookup_elem`.
+const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
+
 fn le16(bytes: [u8; 2]) -> u32 {
     u16::from_le_bytes(bytes) as u32
 }
@@ -54,11 +57,18 @@ fn need(a: &mut Asm, base: Reg, n: i32, bounds: &[Reg], fail: Label) {
     }
 }
 
-/// The program for `filter`.
-pub fn program(filter: &Filter, on_hit: OnHit) -> Option<Vec<Insn>> {
+/// The program for `filter`. With `counters_fd` (a per-CPU array of `u64` with
+/// [`Reject::COUNT`] entries), every rejected frame increments the entry of its reason, the
+/// same reason the core gives, so the counters say why even though rejected frames never
+/// reach userspace.
+pub fn program(filter: &Filter, on_hit: OnHit, counters_fd: Option<i32>) -> Option<Vec<Insn>> {
     let mut a = Asm::default();
     let pass = a.label();
+    let count = a.label();
     let hit = a.label();
+    // One label per reason: `r0 = reason; goto count` (or straight to pass without counters).
+    let reasons: Vec<Label> = Reject::ALL.iter().map(|_| a.label()).collect();
+    let r = |reason: Reject| reasons[reason as usize];
     let mac = filter.local_mac().0;
     let (mac_lo, mac_hi) = (le32([mac[0], mac[1], mac[2], mac[3]]), le16([mac[4], mac[5]]));
 
@@ -68,21 +78,21 @@ pub fn program(filter: &Filter, on_hit: OnHit) -> Option<Vec<Insn>> {
     a.load(Size::W, R8, R1, 4);
 
     // Ethernet: ours, from a unicast, non-zero MAC that is not ours.
-    need(&mut a, R7, 14, &[R8], pass);
+    need(&mut a, R7, 14, &[R8], r(Reject::ShortEthernet));
     a.load(Size::W, R2, R7, 0);
-    a.jump32_imm(Cond::Ne, R2, mac_lo, pass);
+    a.jump32_imm(Cond::Ne, R2, mac_lo, r(Reject::DstMac));
     a.load(Size::H, R2, R7, 4);
-    a.jump32_imm(Cond::Ne, R2, mac_hi, pass);
+    a.jump32_imm(Cond::Ne, R2, mac_hi, r(Reject::DstMac));
     a.load(Size::B, R2, R7, 6);
-    a.jump32_imm(Cond::Set, R2, 1, pass);
+    a.jump32_imm(Cond::Set, R2, 1, r(Reject::SrcMacGroup));
     a.load(Size::W, R2, R7, 6);
     a.load(Size::H, R3, R7, 10);
     a.mov(R4, R2);
     a.alu_reg(Alu::Or, R4, R3);
-    a.jump_imm(Cond::Eq, R4, 0, pass);
+    a.jump_imm(Cond::Eq, R4, 0, r(Reject::SrcMacZero));
     let not_own = a.label();
     a.jump32_imm(Cond::Ne, R2, mac_lo, not_own);
-    a.jump32_imm(Cond::Eq, R3, mac_hi, pass);
+    a.jump32_imm(Cond::Eq, R3, mac_hi, r(Reject::SrcMacOwn));
     a.place(not_own);
 
     // Up to two VLAN tags.
@@ -98,128 +108,141 @@ pub fn program(filter: &Filter, on_hit: OnHit) -> Option<Vec<Insn>> {
         }
         a.goto(dispatch);
         a.place(tag);
-        need(&mut a, R9, 4, &[R8], pass);
+        need(&mut a, R9, 4, &[R8], r(Reject::ShortVlan));
         a.load(Size::H, R4, R9, 2);
         a.alu_imm(Alu::Add, R9, 4);
+    }
+    for t in tpids {
+        a.jump32_imm(Cond::Eq, R4, t, r(Reject::VlanDepth));
     }
     a.place(dispatch);
     let (v4, v6, udp) = (a.label(), a.label(), a.label());
     a.jump32_imm(Cond::Eq, R4, le16([0x08, 0x00]), v4);
     a.jump32_imm(Cond::Eq, R4, le16([0x86, 0xdd]), v6);
-    a.goto(pass); // another EtherType, or a third tag
+    a.goto(r(Reject::NotIp));
 
     // IPv4.
     a.place(v4);
-    need(&mut a, R9, 20, &[R8], pass);
+    need(&mut a, R9, 20, &[R8], r(Reject::ShortIpv4));
     a.load(Size::B, R2, R9, 0);
     a.mov(R3, R2);
     a.alu_imm(Alu::Rsh, R3, 4);
-    a.jump_imm(Cond::Ne, R3, 4, pass);
+    a.jump_imm(Cond::Ne, R3, 4, r(Reject::Ipv4Header));
     a.alu_imm(Alu::And, R2, 0x0f);
-    a.jump_imm(Cond::Lt, R2, 5, pass);
+    a.jump_imm(Cond::Lt, R2, 5, r(Reject::Ipv4Header));
     a.alu_imm(Alu::Lsh, R2, 2); // header length, 20..60
     a.mov(R3, R9);
     a.alu_reg(Alu::Add, R3, R2); // r3 = UDP header
-    a.jump_reg(Cond::Gt, R3, R8, pass);
+    a.jump_reg(Cond::Gt, R3, R8, r(Reject::ShortIpv4));
     a.load(Size::H, R4, R9, 2);
     a.to_be(R4, 16);
     a.alu_imm(Alu::And, R4, 0xffff); // total length, bounded for the verifier
-    a.jump_reg(Cond::Lt, R4, R2, pass);
+    a.jump_reg(Cond::Lt, R4, R2, r(Reject::Ipv4Length));
     a.mov(R5, R9);
     a.alu_reg(Alu::Add, R5, R4); // r5 = end of the IP packet
-    a.jump_reg(Cond::Gt, R5, R8, pass);
+    a.jump_reg(Cond::Gt, R5, R8, r(Reject::Ipv4Length));
     a.load(Size::H, R0, R9, 6);
-    a.jump32_imm(Cond::Set, R0, le16([0x3f, 0xff]), pass); // MF or fragment offset
+    a.jump32_imm(Cond::Set, R0, le16([0x3f, 0xff]), r(Reject::Ipv4Fragment)); // MF or offset
     a.load(Size::B, R0, R9, 9);
-    a.jump32_imm(Cond::Ne, R0, 17, pass);
-    for off in [12, 16] {
+    a.jump32_imm(Cond::Ne, R0, 17, r(Reject::NotUdp));
+    for (off, reason) in [(12, Reject::SrcIp), (16, Reject::DstIp)] {
         // Not 0.0.0.0, 224.0.0.0/4 or 255.255.255.255 (in memory order: first byte lowest).
         a.load(Size::W, R0, R9, off);
-        a.jump32_imm(Cond::Eq, R0, 0, pass);
-        a.jump32_imm(Cond::Eq, R0, u32::MAX, pass);
+        a.jump32_imm(Cond::Eq, R0, 0, r(reason));
+        a.jump32_imm(Cond::Eq, R0, u32::MAX, r(reason));
         a.mov(R1, R0);
         a.alu_imm(Alu::And, R1, 0xf0);
-        a.jump32_imm(Cond::Eq, R1, 0xe0, pass);
+        a.jump32_imm(Cond::Eq, R1, 0xe0, r(reason));
     }
     a.mov(R9, R3);
     a.goto(udp);
 
-    // IPv6.
+    // IPv6: header, extension headers, then the addresses (the core's order). r4 keeps the
+    // IPv6 header while r9 walks.
     a.place(v6);
-    need(&mut a, R9, 40, &[R8], pass);
+    need(&mut a, R9, 40, &[R8], r(Reject::ShortIpv6));
     a.load(Size::B, R0, R9, 0);
     a.alu_imm(Alu::Rsh, R0, 4);
-    a.jump_imm(Cond::Ne, R0, 6, pass);
-    a.load(Size::H, R4, R9, 4);
-    a.to_be(R4, 16);
-    a.alu_imm(Alu::And, R4, 0xffff);
-    a.jump_imm(Cond::Eq, R4, 0, pass); // jumbogram
+    a.jump_imm(Cond::Ne, R0, 6, r(Reject::Ipv6Header));
+    a.load(Size::H, R3, R9, 4);
+    a.to_be(R3, 16);
+    a.alu_imm(Alu::And, R3, 0xffff);
+    a.jump_imm(Cond::Eq, R3, 0, r(Reject::Ipv6Length)); // jumbogram
     a.mov(R5, R9);
     a.alu_imm(Alu::Add, R5, 40);
-    a.alu_reg(Alu::Add, R5, R4);
-    a.jump_reg(Cond::Gt, R5, R8, pass);
-    for off in [8, 24] {
-        // Not :: and not ff00::/8.
-        a.load(Size::W, R0, R9, off);
-        for word in 1..4 {
-            a.load(Size::W, R1, R9, off + 4 * word);
-            a.alu_reg(Alu::Or, R0, R1);
-        }
-        a.jump_imm(Cond::Eq, R0, 0, pass);
-        a.load(Size::B, R0, R9, off);
-        a.jump32_imm(Cond::Eq, R0, 0xff, pass);
-    }
+    a.alu_reg(Alu::Add, R5, R3);
+    a.jump_reg(Cond::Gt, R5, R8, r(Reject::Ipv6Length));
+    a.mov(R4, R9);
     a.load(Size::B, R3, R9, 6); // next header
     a.alu_imm(Alu::Add, R9, 40);
-    for walked in 0..4 {
+    let v6_addresses = a.label();
+    for walked in 0..=4 {
         let ext = a.label();
-        a.jump32_imm(Cond::Eq, R3, 17, udp);
-        if walked == 0 {
-            a.jump32_imm(Cond::Eq, R3, 0, ext); // hop-by-hop: first only
+        a.jump32_imm(Cond::Eq, R3, 17, v6_addresses);
+        a.jump32_imm(Cond::Eq, R3, 0, if walked == 0 { ext } else { r(Reject::Ipv6Ext) });
+        if walked == 4 {
+            a.jump32_imm(Cond::Eq, R3, 43, r(Reject::Ipv6ExtDepth));
+            a.jump32_imm(Cond::Eq, R3, 60, r(Reject::Ipv6ExtDepth));
+        } else {
+            a.jump32_imm(Cond::Eq, R3, 43, ext);
+            a.jump32_imm(Cond::Eq, R3, 60, ext);
         }
-        a.jump32_imm(Cond::Eq, R3, 43, ext);
-        a.jump32_imm(Cond::Eq, R3, 60, ext);
-        a.goto(pass); // fragment, hop-by-hop out of place, or not UDP
+        a.jump32_imm(Cond::Eq, R3, 44, r(Reject::Ipv6Fragment));
+        a.goto(r(Reject::NotUdp));
         a.place(ext);
-        need(&mut a, R9, 8, &[R5, R8], pass);
+        if walked == 4 {
+            break;
+        }
+        need(&mut a, R9, 8, &[R5, R8], r(Reject::Ipv6Ext));
         a.load(Size::B, R0, R9, 1);
         a.alu_imm(Alu::Add, R0, 1);
         a.alu_imm(Alu::Lsh, R0, 3); // 8..2048
         a.mov(R2, R9);
         a.alu_reg(Alu::Add, R2, R0);
-        a.jump_reg(Cond::Gt, R2, R5, pass);
+        a.jump_reg(Cond::Gt, R2, R5, r(Reject::Ipv6Ext));
         a.load(Size::B, R3, R9, 0);
         a.mov(R9, R2);
     }
-    a.jump32_imm(Cond::Eq, R3, 17, udp);
-    a.goto(pass); // more extension headers than are walked
+    a.place(v6_addresses);
+    for (off, reason) in [(8, Reject::SrcIp), (24, Reject::DstIp)] {
+        // Not :: and not ff00::/8.
+        a.load(Size::W, R0, R4, off);
+        for word in 1..4 {
+            a.load(Size::W, R1, R4, off + 4 * word);
+            a.alu_reg(Alu::Or, R0, R1);
+        }
+        a.jump_imm(Cond::Eq, R0, 0, r(reason));
+        a.load(Size::B, R0, R4, off);
+        a.jump32_imm(Cond::Eq, R0, 0xff, r(reason));
+    }
 
     // UDP: header inside the IP packet, length exactly the IP payload, our port.
     a.place(udp);
-    need(&mut a, R9, 8, &[R5, R8], pass);
+    need(&mut a, R9, 8, &[R5, R8], r(Reject::ShortUdp));
     a.load(Size::H, R0, R9, 4);
     a.to_be(R0, 16);
     a.alu_imm(Alu::And, R0, 0xffff);
     a.mov(R1, R9);
     a.alu_reg(Alu::Add, R1, R0);
-    a.jump_reg(Cond::Ne, R1, R5, pass);
+    a.jump_reg(Cond::Ne, R1, R5, r(Reject::UdpLength));
     if filter.port() != 0 {
         a.load(Size::H, R0, R9, 2);
-        a.jump32_imm(Cond::Ne, R0, le16(filter.port().to_be_bytes()), pass);
+        a.jump32_imm(Cond::Ne, R0, le16(filter.port().to_be_bytes()), r(Reject::DstPort));
     }
     a.alu_imm(Alu::Add, R9, 8); // payload
 
     // Signatures, in the core's order; the first match decides the family.
+    let no_sig = r(Reject::NoSignature);
     let families = filter.families();
     let mut hits: Vec<(Family, Label)> = Vec::new();
-    // Compares 7 bytes at `off` as two overlapping words (bytes 0..4 and 3..7) held in r0, r1.
+    // 7 bytes as two overlapping words (bytes 0..4 and 3..7), compared held in r0 and r1.
     let word_pair =
         |sig: &[u8; 7]| (le32([sig[0], sig[1], sig[2], sig[3]]), le32([sig[3], sig[4], sig[5], sig[6]]));
     if families.contains(Family::Ito) {
         let after = a.label();
         let l = a.label();
         need(&mut a, R9, 12, &[R5], after);
-        need(&mut a, R9, 12, &[R8], pass);
+        need(&mut a, R9, 12, &[R8], no_sig);
         a.load(Size::W, R0, R9, 5);
         a.load(Size::W, R1, R9, 8);
         for sig in [Signature::ProbeOt, Signature::DataOt, Signature::Latency] {
@@ -239,7 +262,7 @@ pub fn program(filter: &Filter, on_hit: OnHit) -> Option<Vec<Insn>> {
     if !head.is_empty() {
         let after = a.label();
         need(&mut a, R9, 7, &[R5], after);
-        need(&mut a, R9, 7, &[R8], pass);
+        need(&mut a, R9, 7, &[R8], no_sig);
         a.load(Size::W, R0, R9, 0);
         a.load(Size::W, R1, R9, 3);
         for sig in head {
@@ -259,7 +282,7 @@ pub fn program(filter: &Filter, on_hit: OnHit) -> Option<Vec<Insn>> {
             let next = a.label();
             let (off, bytes) = (custom.offset() as i32, custom.bytes());
             need(&mut a, R9, off + bytes.len() as i32, &[R5], next);
-            need(&mut a, R9, off + bytes.len() as i32, &[R8], pass);
+            need(&mut a, R9, off + bytes.len() as i32, &[R8], no_sig);
             let mut at = 0;
             while at < bytes.len() {
                 let rest = &bytes[at..];
@@ -277,7 +300,7 @@ pub fn program(filter: &Filter, on_hit: OnHit) -> Option<Vec<Insn>> {
         }
         hits.push((Family::Custom, l));
     }
-    a.goto(pass); // no signature
+    a.goto(no_sig);
 
     // A signature matched: the OUI requirement of its family, then the hit.
     let oui_families = filter.oui_families();
@@ -286,7 +309,7 @@ pub fn program(filter: &Filter, on_hit: OnHit) -> Option<Vec<Insn>> {
         if let (true, Some(oui)) = (oui_families.contains(family), filter.oui()) {
             a.load(Size::W, R0, R7, 6);
             a.alu_imm(Alu::And, R0, 0x00ff_ffff);
-            a.jump32_imm(Cond::Ne, R0, le32([oui[0], oui[1], oui[2], 0]), pass);
+            a.jump32_imm(Cond::Ne, R0, le32([oui[0], oui[1], oui[2], 0]), r(Reject::Oui));
         }
         a.goto(hit);
     }
@@ -304,6 +327,33 @@ pub fn program(filter: &Filter, on_hit: OnHit) -> Option<Vec<Insn>> {
         }
     }
     a.exit();
+
+    // Rejected: count the reason, then on to the stack.
+    for (reason, label) in Reject::ALL.iter().zip(&reasons) {
+        if !a.is_used(*label) {
+            continue;
+        }
+        a.place(*label);
+        if counters_fd.is_some() {
+            a.mov_imm(R0, *reason as i32);
+            a.goto(count);
+        } else {
+            a.goto(pass);
+        }
+    }
+    a.place(count);
+    if let Some(fd) = counters_fd {
+        a.store(Size::W, R10, -4, R0);
+        a.load_map_fd(R1, fd);
+        a.mov(R2, R10);
+        a.alu_imm(Alu::Add, R2, -4);
+        a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
+        a.jump_imm(Cond::Eq, R0, 0, pass);
+        // A per-CPU entry: only this CPU writes it, so no atomic is needed.
+        a.load(Size::DW, R1, R0, 0);
+        a.alu_imm(Alu::Add, R1, 1);
+        a.store(Size::DW, R0, 0, R1);
+    }
     a.place(pass);
     a.mov_imm(R0, XDP_PASS);
     a.exit();

@@ -3,25 +3,27 @@
 use std::io;
 
 /// A failed syscall: which one, and the OS error.
+///
+/// The OS error is part of the message, not a separate `source()`, so an error chain printed
+/// with `{:#}` says it once.
 #[derive(Debug, thiserror::Error)]
-#[error("{call}: {source}")]
+#[error("{call}: {err}")]
 pub struct SysError {
     /// The call (and option) that failed.
     pub call: &'static str,
     /// The OS error.
-    #[source]
-    pub source: io::Error,
+    pub err: io::Error,
 }
 
 impl SysError {
     /// The errno, if any.
     pub fn errno(&self) -> Option<i32> {
-        self.source.raw_os_error()
+        self.err.raw_os_error()
     }
 
     /// The calling thread's last OS error, for `call`.
     pub fn last(call: &'static str) -> SysError {
-        SysError { call, source: io::Error::last_os_error() }
+        SysError { call, err: io::Error::last_os_error() }
     }
 }
 

@@ -63,7 +63,7 @@ impl PacketSocket {
         // SAFETY: `frame` is a live slice of the length passed; the kernel only reads it.
         let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
         if n < 0 {
-            return Err(SysError { call: "send(AF_PACKET)", source: std::io::Error::last_os_error() });
+            return Err(SysError { call: "send(AF_PACKET)", err: std::io::Error::last_os_error() });
         }
         Ok(())
     }
@@ -74,7 +74,7 @@ impl PacketSocket {
         if buf.len() < 18 {
             return Err(SysError {
                 call: "recvmsg(AF_PACKET)",
-                source: std::io::Error::from_raw_os_error(libc::EINVAL),
+                err: std::io::Error::from_raw_os_error(libc::EINVAL),
             });
         }
         loop {
@@ -102,7 +102,7 @@ impl PacketSocket {
                 if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR)) {
                     continue;
                 }
-                return Err(SysError { call: "recvmsg(AF_PACKET)", source: e });
+                return Err(SysError { call: "recvmsg(AF_PACKET)", err: e });
             }
             let n = n as usize;
             let aux = auxdata(&msg);

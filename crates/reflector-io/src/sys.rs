@@ -130,7 +130,7 @@ pub fn attach_filter(fd: &OwnedFd, program: &[reflector_bpf::cbpf::Insn]) -> Sys
     }
     let len = u16::try_from(program.len()).map_err(|_| SysError {
         call: "setsockopt(SO_ATTACH_FILTER)",
-        source: io::Error::from_raw_os_error(libc::EINVAL),
+        err: io::Error::from_raw_os_error(libc::EINVAL),
     })?;
     let prog = SockFprog { len, filter: program.as_ptr() };
     // `Insn` is `#[repr(C)]` with the layout of `struct sock_filter` (checked by a test).
@@ -318,7 +318,7 @@ pub fn iface_info(name: &str) -> Result<IfaceInfo, IfaceError> {
 
 /// Moves the calling thread into the network namespace at `path` (e.g. `/run/netns/NAME`).
 pub fn enter_netns(path: &str) -> SysResult<()> {
-    let file = std::fs::File::open(path).map_err(|source| SysError { call: "open(netns)", source })?;
+    let file = std::fs::File::open(path).map_err(|err| SysError { call: "open(netns)", err })?;
     // SAFETY: a valid fd to a namespace file; CLONE_NEWNET changes only this thread's namespace.
     check(unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) }, "setns(CLONE_NEWNET)").map(|_| ())
 }

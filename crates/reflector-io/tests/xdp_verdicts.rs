@@ -1,10 +1,12 @@
 //! The generated XDP program and the core agree: every corpus frame and many random ones go
 //! through the kernel (`BPF_PROG_TEST_RUN`, in a variant whose hit returns XDP_TX) and the
-//! program's verdict must equal the core's. Needs root (loading BPF); skipped otherwise.
+//! program's verdict, and for a rejected frame the reason it counted, must equal the core's. Needs root (loading BPF); skipped otherwise.
 #![cfg(target_os = "linux")]
 
+use std::os::fd::{AsRawFd, OwnedFd};
+
 use reflector_bpf::xdp::{OnHit, XDP_PASS, XDP_TX, program};
-use reflector_core::{Filter, classify};
+use reflector_core::{Filter, Reject, classify};
 use reflector_io::xdp::bpf;
 use reflector_testkit::{Rng, corpus, default_filter, filter_with, mutated};
 
@@ -22,21 +24,38 @@ fn testable(frame: &[u8]) -> bool {
     (14..=3000).contains(&frame.len())
 }
 
-fn load(filter: &Filter) -> std::os::fd::OwnedFd {
-    let insns = program(filter, OnHit::ReturnTx).expect("program assembles");
-    bpf::prog_load(&insns, "reflector_test").unwrap_or_else(|e| panic!("{e}"))
+/// The test variant of the program for `filter`, with its reject counters.
+struct Loaded {
+    prog: OwnedFd,
+    counters: OwnedFd,
+    last: [u64; Reject::COUNT],
 }
 
-fn verdict(prog: &std::os::fd::OwnedFd, frame: &[u8]) -> bool {
-    match bpf::prog_test_run(prog, frame).unwrap() as i32 {
-        XDP_TX => true,
-        XDP_PASS => false,
-        other => panic!("unexpected action {other}"),
+fn load(filter: &Filter) -> Loaded {
+    let counters = reflector_io::xdp::reject_counters().unwrap();
+    let insns = program(filter, OnHit::ReturnTx, Some(counters.as_raw_fd())).expect("program assembles");
+    let prog = bpf::prog_load(&insns, "reflector_test").unwrap_or_else(|e| panic!("{e}"));
+    Loaded { prog, counters, last: [0; Reject::COUNT] }
+}
+
+impl Loaded {
+    /// The program's verdict on `frame`: Ok for a test packet, or the reason it counted.
+    fn verdict(&mut self, frame: &[u8]) -> Result<(), Reject> {
+        let action = bpf::prog_test_run(&self.prog, frame).unwrap() as i32;
+        let now = reflector_io::xdp::read_reject_counters(&self.counters).unwrap();
+        let moved: Vec<Reject> =
+            Reject::ALL.iter().copied().filter(|r| now[*r as usize] != self.last[*r as usize]).collect();
+        self.last = now;
+        match (action, moved.as_slice()) {
+            (XDP_TX, []) => Ok(()),
+            (XDP_PASS, [reason]) => Err(*reason),
+            other => panic!("unexpected action / counters: {other:?}"),
+        }
     }
 }
 
 #[test]
-fn kernel_verdicts_equal_the_core_on_the_corpus_and_random_frames() {
+fn kernel_verdicts_and_reasons_equal_the_core_on_the_corpus_and_random_frames() {
     if skip() {
         return;
     }
@@ -49,14 +68,10 @@ fn kernel_verdicts_equal_the_core_on_the_corpus_and_random_frames() {
         }
     }
     for filter in &filters {
-        let prog = load(filter);
+        let mut prog = load(filter);
         for case in corpus.iter().filter(|c| &c.filter == filter && testable(&c.bytes)) {
-            assert_eq!(
-                verdict(&prog, &case.bytes),
-                case.expect.is_ok(),
-                "{}: kernel and core disagree",
-                case.name
-            );
+            let core = classify(&case.bytes, filter).map(|_| ());
+            assert_eq!(prog.verdict(&case.bytes), core, "{}: kernel and core disagree", case.name);
             checked += 1;
         }
     }
@@ -73,15 +88,15 @@ fn kernel_verdicts_equal_the_core_on_the_corpus_and_random_frames() {
     let mut rng = Rng::new(0x0dd_5eed);
     let mut hits = 0;
     for filter in &random_filters {
-        let prog = load(filter);
+        let mut prog = load(filter);
         for _ in 0..20_000 {
             let frame = mutated(&mut rng, &corpus);
             if !testable(&frame) {
                 continue;
             }
-            let core = classify(&frame, filter).is_ok();
-            assert_eq!(verdict(&prog, &frame), core, "kernel and core disagree on {frame:02x?}");
-            hits += core as usize;
+            let core = classify(&frame, filter).map(|_| ());
+            assert_eq!(prog.verdict(&frame), core, "kernel and core disagree on {frame:02x?}");
+            hits += core.is_ok() as usize;
         }
     }
     assert!(hits > 1000, "random frames reached the hit path only {hits} times");
@@ -92,9 +107,13 @@ fn the_redirecting_program_passes_the_verifier() {
     if skip() {
         return;
     }
-    let map = bpf::map_create(bpf::BPF_MAP_TYPE_XSKMAP, 4, "xsks").unwrap();
-    use std::os::fd::AsRawFd;
-    let insns = program(&default_filter(), OnHit::Redirect { xsk_map_fd: map.as_raw_fd() }).unwrap();
+    let map = bpf::map_create(bpf::BPF_MAP_TYPE_XSKMAP, 4, 4, "xsks").unwrap();
+    let counters = reflector_io::xdp::reject_counters().unwrap();
+    let on_hit = OnHit::Redirect { xsk_map_fd: map.as_raw_fd() };
+    let insns = program(&default_filter(), on_hit, Some(counters.as_raw_fd())).unwrap();
+    bpf::prog_load(&insns, "reflector").unwrap_or_else(|e| panic!("{e}"));
+    // And without counters.
+    let insns = program(&default_filter(), on_hit, None).unwrap();
     bpf::prog_load(&insns, "reflector").unwrap_or_else(|e| panic!("{e}"));
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use reflector_core::Filter;
+use reflector_core::{Counters, Filter, Reject};
 use reflector_io::backend::Backend;
 use reflector_io::iface::{IfaceError, IfaceInfo, iface_info};
 use reflector_io::worker::{Placement, Runtime};
@@ -19,8 +19,10 @@ use crate::stats::{self, Context, Rates, StatsFormat};
 /// Which data path to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
-    /// The best one available here: af-packet on Linux, bpf on macOS and FreeBSD.
+    /// The best one available here: af-xdp, else af-packet on Linux; bpf on macOS and FreeBSD.
     Auto,
+    /// An XDP program hands test packets to AF_XDP sockets, one per queue (Linux).
+    AfXdp,
     /// AF_PACKET with mmap rings and a kernel pre-filter (Linux).
     AfPacket,
     /// A /dev/bpf device with the same classic BPF filter (macOS, FreeBSD); one worker.
@@ -31,9 +33,7 @@ impl BackendChoice {
     /// The backend `auto` stands for on this system, and why.
     fn resolve(self) -> (BackendChoice, &'static str) {
         match self {
-            BackendChoice::Auto if cfg!(target_os = "linux") => {
-                (BackendChoice::AfPacket, "auto: af-packet (Linux)")
-            }
+            BackendChoice::Auto if cfg!(target_os = "linux") => (BackendChoice::AfXdp, "auto: af-xdp"),
             BackendChoice::Auto => (BackendChoice::Bpf, "auto: bpf (no AF_PACKET on this system)"),
             other => (other, "as asked"),
         }
@@ -43,6 +43,7 @@ impl BackendChoice {
     pub fn name(self) -> &'static str {
         match self {
             BackendChoice::Auto => "auto",
+            BackendChoice::AfXdp => "af-xdp",
             BackendChoice::AfPacket => "af-packet",
             BackendChoice::Bpf => "bpf",
         }
@@ -59,9 +60,19 @@ pub struct RunArgs {
     backend: BackendChoice,
     #[command(flatten)]
     filter: FilterArgs,
-    /// Worker threads (AF_PACKET fanout members), each pinned to its own CPU.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    workers: u16,
+    /// Worker threads, each pinned to its own CPU [default: af-packet 1; af-xdp one per receive
+    /// queue; with af-xdp, N workers serve queues 0..N and the other queues go to the stack].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    workers: Option<u16>,
+    /// af-xdp: UMEM per socket, in MiB (4 KiB frames).
+    #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    umem_size: u32,
+    /// af-xdp: remove another XDP program attached to the interface instead of refusing.
+    #[arg(long)]
+    replace: bool,
+    /// af-xdp: spin on the rings instead of sleeping when idle (lowest latency; a core per worker).
+    #[arg(long)]
+    busy_poll: bool,
     /// Statistics format on stdout.
     #[arg(long, value_enum, default_value = "text")]
     stats: StatsFormat,
@@ -107,13 +118,52 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let program =
         reflector_bpf::cbpf::program(&filter).context("the kernel filter does not fit in classic BPF")?;
     let (backend, why) = args.backend.resolve();
+    let xdp_only =
+        [(args.replace, "--replace"), (args.busy_poll, "--busy-poll"), (args.umem_size != 16, "--umem-size")];
+    if backend != BackendChoice::AfXdp
+        && args.backend != BackendChoice::Auto
+        && let Some((_, flag)) = xdp_only.iter().find(|(set, _)| *set)
+    {
+        return Err(UsageError(format!("{flag} applies to --backend af-xdp only")).into());
+    }
+    #[cfg(target_os = "linux")]
+    let (backend, why) = if backend == BackendChoice::AfXdp {
+        let started = std::time::Instant::now();
+        match open_af_xdp(args, &iface, &filter) {
+            Ok((sockets, attachment, details)) => {
+                let details =
+                    format!("{details}; ready in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
+                let rejects = || attachment.rejected().ok();
+                let result = serve(
+                    args,
+                    &iface,
+                    filter,
+                    sockets,
+                    Chosen { name: "af-xdp", why, details: &details, kernel_rejects: Some(&rejects) },
+                );
+                drop(attachment); // detaches the program (it would go with the process anyway)
+                return result;
+            }
+            // `auto` falls back to af-packet and says why; an explicit choice fails.
+            Err(e) if args.backend == BackendChoice::Auto => {
+                (BackendChoice::AfPacket, format!("auto: af-packet, because af-xdp failed: {e:#}"))
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        (backend, why.to_string())
+    };
+    #[cfg(not(target_os = "linux"))]
+    let why = why.to_string();
+    let why = why.as_str();
     match backend {
         #[cfg(target_os = "linux")]
-        BackendChoice::AfPacket | BackendChoice::Auto => {
+        BackendChoice::AfPacket | BackendChoice::Auto | BackendChoice::AfXdp => {
             use reflector_io::afpacket::{AfPacket, AfPacketConfig};
-            let fanout = (args.workers > 1).then(|| (std::process::id() & 0xffff) as u16);
+            let workers = args.workers.unwrap_or(1);
+            let fanout = (workers > 1).then(|| (std::process::id() & 0xffff) as u16);
             let mut backends = Vec::new();
-            for _ in 0..args.workers {
+            for _ in 0..workers {
                 let config = AfPacketConfig {
                     ifindex: iface.index,
                     mtu: iface.mtu,
@@ -129,15 +179,22 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 );
             }
             let details = format!("kernel filter {} instructions", program.len());
-            serve(args, &iface, filter, backends, "af-packet", why, &details)
+            serve(
+                args,
+                &iface,
+                filter,
+                backends,
+                Chosen { name: "af-packet", why, details: &details, kernel_rejects: None },
+            )
         }
         #[cfg(not(target_os = "linux"))]
-        BackendChoice::AfPacket | BackendChoice::Auto => {
-            Err(UsageError("the af-packet backend is Linux only (use --backend bpf)".into()).into())
+        BackendChoice::AfPacket | BackendChoice::Auto | BackendChoice::AfXdp => {
+            Err(UsageError(format!("the {} backend is Linux only (use --backend bpf)", backend.name()))
+                .into())
         }
         BackendChoice::Bpf => {
             use reflector_io::bsdbpf::{BpfBackend, configure, device::Device, ioctl};
-            if args.workers > 1 {
+            if args.workers.is_some_and(|w| w > 1) {
                 return Err(UsageError("the bpf backend runs one worker (drop --workers)".into()).into());
             }
             let mut dev = Device::open_first()?;
@@ -149,12 +206,79 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 &iface,
                 filter,
                 vec![BpfBackend::new(dev, buffer, ioctl::NATIVE)],
-                "bpf",
-                why,
-                &details,
+                Chosen { name: "bpf", why, details: &details, kernel_rejects: None },
             )
         }
     }
+}
+
+/// Attaches the XDP program and opens one AF_XDP socket per served queue.
+#[cfg(target_os = "linux")]
+fn open_af_xdp(
+    args: &RunArgs,
+    iface: &IfaceInfo,
+    filter: &Filter,
+) -> anyhow::Result<(Vec<reflector_io::xdp::xsk::Xsk>, reflector_io::xdp::Attachment, String)> {
+    use reflector_io::xdp::{
+        Attachment, rx_queues,
+        xsk::{FRAME_SIZE, Xsk},
+    };
+    // A frame must fit one UMEM frame (no multi-buffer AF_XDP here).
+    let largest = iface.mtu as usize + 14 + 8;
+    if largest > FRAME_SIZE as usize {
+        anyhow::bail!(
+            "af-xdp takes frames up to {FRAME_SIZE} bytes and {} has MTU {} (use --backend af-packet, or a smaller MTU)",
+            args.iface,
+            iface.mtu
+        );
+    }
+    let queues = rx_queues(&args.iface);
+    let served = match args.workers {
+        Some(w) if u32::from(w) > queues => {
+            return Err(UsageError(format!(
+                "--workers {w}: {} has only {queues} receive queue(s)",
+                args.iface
+            ))
+            .into());
+        }
+        Some(w) => u32::from(w),
+        None => queues,
+    };
+    let attachment = Attachment::attach(filter, iface.index, &args.iface, queues, args.replace)?;
+    let mut sockets = Vec::new();
+    for queue in 0..served {
+        let mut xsk = Xsk::open(iface.index, queue, args.umem_size as usize * 1024 * 1024)
+            .with_context(|| format!("AF_XDP socket on {} queue {queue}", args.iface))?;
+        if args.busy_poll {
+            xsk.set_busy_poll()?;
+        }
+        attachment.register(queue, xsk.raw_fd())?;
+        sockets.push(xsk);
+    }
+    let copy = if sockets.iter().all(|s| s.zero_copy) { "zero-copy" } else { "copy mode" };
+    let mut details = format!(
+        "XDP {} mode, {} instructions; AF_XDP {copy}, {} MiB UMEM per socket; queues 0..{}{}",
+        attachment.mode,
+        attachment.instructions,
+        args.umem_size,
+        served,
+        if args.busy_poll { "; busy polling" } else { "" }
+    );
+    if served < queues {
+        details.push_str(&format!(" (queues {served}..{queues} go to the stack)"));
+    }
+    Ok((sockets, attachment, details))
+}
+
+/// The backend in use, as the start line and the counters describe it.
+struct Chosen<'a> {
+    name: &'static str,
+    /// Why this one (for `auto`).
+    why: &'a str,
+    /// Backend facts for the start line.
+    details: &'a str,
+    /// Per-reason counts of frames a kernel program rejected before the workers saw them.
+    kernel_rejects: Option<&'a dyn Fn() -> Option<[u64; Reject::COUNT]>>,
 }
 
 /// Runs the workers until stopped, printing the start line, stats lines and the summary.
@@ -163,10 +287,20 @@ fn serve<B: Backend>(
     iface: &IfaceInfo,
     filter: Arc<Filter>,
     backends: Vec<B>,
-    backend_name: &'static str,
-    why: &str,
-    details: &str,
+    chosen: Chosen<'_>,
 ) -> anyhow::Result<()> {
+    // Frames a kernel program rejected never reach the workers: add its per-reason counts
+    // (as received and rejected frames; their bytes are not counted).
+    let with_kernel = |mut c: Counters| {
+        if let Some(rejected) = chosen.kernel_rejects.and_then(|f| f()) {
+            for (total, k) in c.rejected.iter_mut().zip(rejected) {
+                *total += k;
+                c.rx_packets += k;
+            }
+        }
+        c
+    };
+    let (backend_name, why, details) = (chosen.name, chosen.why, chosen.details);
     let (_quiet, quiet_note) = hold_test_port(filter.port());
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -208,7 +342,7 @@ fn serve<B: Backend>(
         println!("{h}");
     }
     let started = Instant::now();
-    let mut last = (started, runtime.totals());
+    let mut last = (started, with_kernel(runtime.totals()));
     let mut next_stats = started + args.stats_interval;
     let end = args.duration.map(|d| started + d);
     loop {
@@ -217,7 +351,7 @@ fn serve<B: Backend>(
             break;
         }
         if now >= next_stats {
-            let totals = runtime.totals();
+            let totals = with_kernel(runtime.totals());
             let rates = Rates::over(&totals.delta(&last.1), now - last.0);
             println!("{}", stats::interval_line(args.stats, &ctx, now - started, &totals, &rates));
             last = (now, totals);
@@ -232,6 +366,17 @@ fn serve<B: Backend>(
     let elapsed = started.elapsed();
     let workers = runtime.stop().context("a worker failed")?;
     let cpu = reflector_io::os::process_cpu_time().ok();
-    println!("{}", stats::summary(args.stats, &ctx, elapsed, &workers, cpu));
+    let kernel = with_kernel(Counters::default());
+    println!(
+        "{}",
+        stats::summary(
+            args.stats,
+            &ctx,
+            elapsed,
+            &workers,
+            (kernel != Counters::default()).then_some(&kernel),
+            cpu
+        )
+    );
     Ok(())
 }

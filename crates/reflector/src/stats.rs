@@ -122,17 +122,18 @@ pub fn interval_line(
     }
 }
 
-/// The final summary from each worker's counters and the process's CPU time (user, system);
-/// rates are averages over the whole run.
+/// The final summary from each worker's counters, what a kernel program rejected before the
+/// workers saw it, and the process's CPU time (user, system); rates are averages over the run.
 pub fn summary(
     format: StatsFormat,
     ctx: &Context,
     elapsed: Duration,
     workers: &[Counters],
+    kernel: Option<&Counters>,
     cpu: Option<(Duration, Duration)>,
 ) -> String {
     let mut total = Counters::default();
-    workers.iter().for_each(|w| total.add(w));
+    workers.iter().chain(kernel).for_each(|w| total.add(w));
     let totals = &total;
     let rates = Rates::over(totals, elapsed);
     match format {
@@ -149,6 +150,9 @@ pub fn summary(
                 })
                 .collect();
             record["workers"] = Value::Array(per_worker);
+            if let Some(k) = kernel {
+                record["kernel"] = Value::Object(crate::report::counters_json(k));
+            }
             if let Some((user, system)) = cpu {
                 record["cpu_user_s"] = json!(user.as_secs_f64());
                 record["cpu_system_s"] = json!(system.as_secs_f64());
@@ -208,18 +212,23 @@ mod tests {
         let csv = interval_line(StatsFormat::Csv, &ctx, Duration::from_secs(2), &c, &r);
         assert_eq!(csv.split(',').count(), CSV_HEADER.split(',').count());
         assert_eq!(csv, "stats,2.000,10,1000,8,800,2,0,5,4,0.003");
-        let text = summary(StatsFormat::Text, &ctx, Duration::from_secs(2), &[c], None);
+        let text = summary(StatsFormat::Text, &ctx, Duration::from_secs(2), &[c], None, None);
         assert!(text.contains("reflected 8 (800 bytes; probeot 8), rejected 2 (oui 2)"), "{text}");
+        let mut kernel = Counters { rx_packets: 3, ..Counters::default() };
+        kernel.rejected[Reject::Oui as usize] = 3;
         let j: Value = serde_json::from_str(&summary(
             StatsFormat::Json,
             &ctx,
             Duration::from_secs(2),
             &[c, c],
+            Some(&kernel),
             Some((Duration::from_millis(1500), Duration::ZERO)),
         ))
         .unwrap();
         assert_eq!(j["cpu_user_s"], 1.5);
         assert_eq!(j["reflected_packets"], 16);
+        assert_eq!((j["rejected"]["oui"].as_u64(), j["rx_packets"].as_u64()), (Some(7), Some(23)));
+        assert_eq!(j["kernel"]["rejected"]["oui"], 3);
         assert_eq!(j["workers"][1]["reflected_packets"], 8);
         assert_eq!(j["workers"][0]["placement"], "cpu 0");
     }

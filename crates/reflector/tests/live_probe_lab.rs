@@ -173,7 +173,7 @@ fn lab_with_defaults_reports_and_cleans_up() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = json(&out);
-    assert_eq!(r["backend"], "af-packet");
+    assert_eq!(r["backend"], "af-xdp", "auto picks af-xdp on a veth with MTU 1500");
     assert_eq!(r["interrupted"], false);
     assert_eq!(r["lost"], 0);
     assert!(r["sent"].as_u64().unwrap() > 50_000, "{r}");

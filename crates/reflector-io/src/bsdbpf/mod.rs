@@ -172,7 +172,7 @@ impl<D: BpfDevice> Backend for BpfBackend<D> {
         let n = match self.dev.read(&mut self.buf) {
             Ok(n) => n,
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EAGAIN)) => 0,
-            Err(e) => return Err(BackendError(crate::error::SysError { call: "read(/dev/bpf)", source: e })),
+            Err(e) => return Err(BackendError(crate::error::SysError { call: "read(/dev/bpf)", err: e })),
         };
         let mut batch = Batch::default();
         let n = n.min(self.buf.len());

@@ -11,12 +11,15 @@ use reflector_bpf::ebpf::Insn;
 use crate::error::{SysError, SysResult};
 
 const BPF_MAP_CREATE: libc::c_int = 0;
+const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
 const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_PROG_TEST_RUN: libc::c_int = 10;
 const BPF_LINK_CREATE: libc::c_int = 28;
 /// `BPF_MAP_TYPE_XSKMAP`.
 pub const BPF_MAP_TYPE_XSKMAP: u32 = 17;
+/// `BPF_MAP_TYPE_PERCPU_ARRAY`.
+pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 /// `BPF_XDP` attach type.
 const BPF_XDP: u32 = 37;
@@ -44,8 +47,8 @@ fn fd_result(ret: libc::c_long, call: &'static str) -> SysResult<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
 }
 
-/// Creates a map of `map_type` with 4-byte keys and values.
-pub fn map_create(map_type: u32, max_entries: u32, name: &str) -> SysResult<OwnedFd> {
+/// Creates a map of `map_type` with 4-byte keys and `value_size`-byte values.
+pub fn map_create(map_type: u32, value_size: u32, max_entries: u32, name: &str) -> SysResult<OwnedFd> {
     #[repr(C)]
     struct Attr {
         map_type: u32,
@@ -60,7 +63,7 @@ pub fn map_create(map_type: u32, max_entries: u32, name: &str) -> SysResult<Owne
     let mut attr = Attr {
         map_type,
         key_size: 4,
-        value_size: 4,
+        value_size,
         max_entries,
         map_flags: 0,
         inner_map_fd: 0,
@@ -93,6 +96,41 @@ pub fn map_update(map: &OwnedFd, key: u32, value: u32) -> SysResult<()> {
         return Err(SysError::last("bpf(BPF_MAP_UPDATE_ELEM)"));
     }
     Ok(())
+}
+
+/// The number of possible CPUs (the length of a per-CPU map value), from sysfs.
+pub fn possible_cpus() -> usize {
+    // "0-1" or "0,2-5": the highest CPU number plus one.
+    std::fs::read_to_string("/sys/devices/system/cpu/possible")
+        .ok()
+        .and_then(|s| s.trim().rsplit([',', '-']).next().and_then(|n| n.parse::<usize>().ok()))
+        .map_or(1, |n| n + 1)
+}
+
+/// The sum over all CPUs of the `u64` at `key` of a per-CPU array.
+pub fn percpu_sum(map: &OwnedFd, key: u32) -> SysResult<u64> {
+    #[repr(C)]
+    struct Attr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+    let mut values = vec![0u64; possible_cpus()];
+    let mut attr = Attr {
+        map_fd: map.as_raw_fd() as u32,
+        _pad: 0,
+        key: &key as *const u32 as u64,
+        value: values.as_mut_ptr() as u64,
+        flags: 0,
+    };
+    // SAFETY: `attr` is a live BPF_MAP_LOOKUP_ELEM attribute; the value buffer has one u64 per
+    // possible CPU, which is what the kernel writes for a per-CPU array of u64.
+    if unsafe { bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) } < 0 {
+        return Err(SysError::last("bpf(BPF_MAP_LOOKUP_ELEM)"));
+    }
+    Ok(values.iter().sum())
 }
 
 fn name16(name: &str) -> [u8; 16] {

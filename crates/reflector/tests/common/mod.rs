@@ -50,38 +50,44 @@ pub struct NetnsPair {
 }
 
 impl NetnsPair {
+    /// A pair with jumbo-sized MTU (9000), so the 9000-byte golden frame fits.
     pub fn new() -> NetnsPair {
+        NetnsPair::with_mtu(9000)
+    }
+
+    /// The MTU each backend's tests use: af-xdp takes frames of at most one 4 KiB UMEM frame.
+    pub fn for_backend(backend: &str) -> NetnsPair {
+        NetnsPair::with_mtu(if backend == "af-xdp" { 1500 } else { 9000 })
+    }
+
+    /// A pair whose veth ends have this MTU.
+    pub fn with_mtu(mtu: u32) -> NetnsPair {
+        NetnsPair::with_queues(mtu, 1)
+    }
+
+    /// A pair whose veth ends have this MTU and this many transmit and receive queues.
+    pub fn with_queues(mtu: u32, queues: u32) -> NetnsPair {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let base = format!("rfl-{}-{n}", std::process::id());
         let pair = NetnsPair { reflector_ns: format!("{base}-r"), tester_ns: format!("{base}-t") };
         ip(&["netns", "add", &pair.reflector_ns]);
         ip(&["netns", "add", &pair.tester_ns]);
-        ip(&[
-            "link",
-            "add",
-            "va",
-            "netns",
-            &pair.reflector_ns,
-            "address",
-            &LOCAL_MAC.to_string(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vb",
-            "netns",
-            &pair.tester_ns,
-            "address",
-            &TESTER_MAC.to_string(),
-        ]);
+        let q = queues.to_string();
+        let (local, tester) = (LOCAL_MAC.to_string(), TESTER_MAC.to_string());
+        let (r, t) = (&pair.reflector_ns, &pair.tester_ns);
+        let queues_args = ["numtxqueues", &q, "numrxqueues", &q];
+        let mut args = vec!["link", "add", "va", "netns", r, "address", &local];
+        args.extend_from_slice(&queues_args);
+        args.extend_from_slice(&["type", "veth", "peer", "name", "vb", "netns", t, "address", &tester]);
+        args.extend_from_slice(&queues_args);
+        ip(&args);
         for (ns, dev, v4, v6) in [
             (&pair.reflector_ns, "va", "192.0.2.1/24", "2001:db8::1/64"),
             (&pair.tester_ns, "vb", "192.0.2.10/24", "2001:db8::a/64"),
         ] {
             ip(&["-n", ns, "addr", "add", v4, "dev", dev]);
             ip(&["-n", ns, "addr", "add", v6, "dev", dev, "nodad"]);
-            // Jumbo-sized, so the 9000-byte golden frame fits.
-            ip(&["-n", ns, "link", "set", dev, "mtu", "9000", "up"]);
+            ip(&["-n", ns, "link", "set", dev, "mtu", &mtu.to_string(), "up"]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
         pair
@@ -122,18 +128,19 @@ impl NetnsPair {
             .success()
     }
 
-    /// Starts `reflector run va ARGS` in the reflector namespace and waits for its start line.
+    /// Starts `reflector run va ARGS` (default backend) and waits for its start line.
     pub fn start_reflector(&self, args: &[&str]) -> Reflector {
-        let mut full = vec![
-            "60",
-            "ip",
-            "netns",
-            "exec",
-            &self.reflector_ns,
-            env!("CARGO_BIN_EXE_reflector"),
-            "run",
-            "va",
-        ];
+        self.start_reflector_on(None, args)
+    }
+
+    /// Starts `reflector run va [--backend BACKEND] ARGS` in the reflector namespace and waits
+    /// for its start line, which must name that backend.
+    pub fn start_reflector_on(&self, backend: Option<&str>, args: &[&str]) -> Reflector {
+        let bin = env!("CARGO_BIN_EXE_reflector");
+        let mut full = vec!["60", "ip", "netns", "exec", &self.reflector_ns, bin, "run", "va"];
+        if let Some(b) = backend {
+            full.extend_from_slice(&["--backend", b]);
+        }
         full.extend_from_slice(args);
         let mut child = Command::new("timeout")
             .args(&full)
@@ -144,7 +151,8 @@ impl NetnsPair {
         let stdout = lines(child.stdout.take().unwrap());
         let stderr = lines(child.stderr.take().unwrap());
         let start = stderr.recv_timeout(Duration::from_secs(20)).expect("a start line on stderr");
-        assert!(start.starts_with("reflector: af-packet on va"), "unexpected start line: {start}");
+        let named = backend.is_none_or(|b| start.starts_with(&format!("reflector: {b} on va ")));
+        assert!(named && start.contains(" on va "), "unexpected start line: {start}");
         Reflector { child, stdout, stderr, start_line: start }
     }
 }
@@ -179,6 +187,11 @@ pub struct Reflector {
 }
 
 impl Reflector {
+    /// The pid of the `timeout` process that runs it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends `signal` to the process we started (timeout passes it on) and collects the
     /// exit status and the rest of stdout.
     pub fn signal_and_wait(self, signal: &str) -> (ExitStatus, Vec<String>) {
@@ -238,6 +251,9 @@ fn is_udp(frame: &[u8]) -> bool {
         _ => false,
     }
 }
+
+/// The live backends of this system, each test of the matrix runs against.
+pub const BACKENDS: [&str; 2] = ["af-packet", "af-xdp"];
 
 /// Parses the JSON summary line of a run.
 pub fn summary(lines: &[String]) -> serde_json::Value {

@@ -1,0 +1,154 @@
+//! Two rtnetlink requests about an interface's XDP program: which one is attached
+//! (`IFLA_XDP_PROG_ID`), and detaching one that was attached through netlink (for `--replace`).
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::error::{SysError, SysResult};
+
+const NETLINK_ROUTE: libc::c_int = 0;
+const RTM_GETLINK: u16 = 18;
+const RTM_SETLINK: u16 = 19;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_ACK: u16 = 4;
+const NLMSG_ERROR: u16 = 2;
+const IFLA_XDP: u16 = 43;
+const IFLA_XDP_FD: u16 = 1;
+const IFLA_XDP_PROG_ID: u16 = 4;
+const NLA_TYPE_MASK: u16 = 0x3fff;
+
+fn socket() -> SysResult<OwnedFd> {
+    // SAFETY: plain syscall; the fd is owned below.
+    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, NETLINK_ROUTE) };
+    if fd < 0 {
+        return Err(SysError::last("socket(AF_NETLINK)"));
+    }
+    // SAFETY: `fd` was just returned by socket().
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A request: header, `struct ifinfomsg` for `ifindex`, then `attrs`.
+fn request(kind: u16, flags: u16, ifindex: u32, attrs: &[u8]) -> Vec<u8> {
+    let len = 16 + 16 + attrs.len();
+    let mut m = Vec::with_capacity(len);
+    m.extend((len as u32).to_ne_bytes());
+    m.extend(kind.to_ne_bytes());
+    m.extend((NLM_F_REQUEST | flags).to_ne_bytes());
+    m.extend(1u32.to_ne_bytes()); // sequence
+    m.extend(0u32.to_ne_bytes()); // port id: the kernel
+    m.extend([libc::AF_UNSPEC as u8, 0, 0, 0]); // family, pad, type
+    m.extend((ifindex as i32).to_ne_bytes());
+    m.extend(0u32.to_ne_bytes()); // flags
+    m.extend(0u32.to_ne_bytes()); // change
+    m.extend_from_slice(attrs);
+    m
+}
+
+fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
+    let mut a = Vec::new();
+    a.extend(((4 + payload.len()) as u16).to_ne_bytes());
+    a.extend(kind.to_ne_bytes());
+    a.extend_from_slice(payload);
+    a.resize(a.len().div_ceil(4) * 4, 0);
+    a
+}
+
+fn exchange(msg: &[u8]) -> SysResult<Vec<u8>> {
+    let fd = socket()?;
+    // SAFETY: `msg` is a live buffer of the length passed.
+    if unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) } < 0 {
+        return Err(SysError::last("send(netlink)"));
+    }
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: `buf` is a live, writable buffer of the length passed.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(SysError::last("recv(netlink)"));
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+/// Walks netlink attributes: (type without flags, payload).
+fn attrs(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if data.len() < 4 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([data[0], data[1]]) as usize;
+        let kind = u16::from_ne_bytes([data[2], data[3]]) & NLA_TYPE_MASK;
+        if len < 4 || len > data.len() {
+            return None;
+        }
+        let payload = &data[4..len];
+        data = &data[(len.div_ceil(4) * 4).min(data.len())..];
+        Some((kind, payload))
+    })
+}
+
+fn error_code(reply: &[u8]) -> Option<i32> {
+    (reply.len() >= 20 && u16::from_ne_bytes([reply[4], reply[5]]) == NLMSG_ERROR)
+        .then(|| i32::from_ne_bytes([reply[16], reply[17], reply[18], reply[19]]))
+}
+
+/// The id of the XDP program attached to `ifindex`, if any.
+pub fn attached_prog_id(ifindex: u32) -> SysResult<Option<u32>> {
+    let reply = exchange(&request(RTM_GETLINK, 0, ifindex, &[]))?;
+    if let Some(code) = error_code(&reply).filter(|c| *c != 0) {
+        return Err(SysError { call: "netlink RTM_GETLINK", err: std::io::Error::from_raw_os_error(-code) });
+    }
+    // Header (16) + ifinfomsg (16), then the attributes.
+    let Some(body) = reply.get(32..) else { return Ok(None) };
+    for (kind, payload) in attrs(body) {
+        if kind == IFLA_XDP {
+            for (k, p) in attrs(payload) {
+                if k == IFLA_XDP_PROG_ID && p.len() >= 4 {
+                    let id = u32::from_ne_bytes([p[0], p[1], p[2], p[3]]);
+                    return Ok((id != 0).then_some(id));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Detaches the XDP program that was attached to `ifindex` through netlink.
+pub fn detach(ifindex: u32) -> SysResult<()> {
+    let xdp = attr(IFLA_XDP | 0x8000, &attr(IFLA_XDP_FD, &(-1i32).to_ne_bytes()));
+    let reply = exchange(&request(RTM_SETLINK, NLM_F_ACK, ifindex, &xdp))?;
+    match error_code(&reply) {
+        Some(0) => Ok(()),
+        Some(code) => Err(SysError {
+            call: "netlink RTM_SETLINK (detach XDP)",
+            err: std::io::Error::from_raw_os_error(-code),
+        }),
+        None => Err(SysError {
+            call: "netlink RTM_SETLINK (detach XDP)",
+            err: std::io::Error::from_raw_os_error(libc::EPROTO),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_walk_is_bounded() {
+        let mut data = attr(3, &[1, 2, 3]);
+        data.extend(attr(4, &9u32.to_ne_bytes()));
+        let all: Vec<(u16, Vec<u8>)> = attrs(&data).map(|(k, p)| (k, p.to_vec())).collect();
+        assert_eq!(all, vec![(3, vec![1, 2, 3]), (4, 9u32.to_ne_bytes().to_vec())]);
+        // A length past the end stops the walk instead of reading beyond it.
+        let mut bad = data.clone();
+        bad[0] = 200;
+        assert_eq!(attrs(&bad).count(), 0);
+        assert_eq!(attrs(&data[..3]).count(), 0);
+    }
+
+    #[test]
+    fn loopback_has_no_xdp_program() {
+        let lo = crate::sys::iface_info("lo").unwrap().index;
+        assert_eq!(attached_prog_id(lo).unwrap(), None);
+    }
+}
