@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Lab benchmark: the fastest load one core can offer, through a veth pair between two network
-# namespaces, reflected by `reflector run`. Prints one table row per backend:
-#   offered pps (trafgen, one CPU), reflected pps, reflected/sent, kernel drops, reflector CPU.
+# Lab benchmark, one table row per live backend (af-packet, af-xdp):
+#  - the fastest load one core can offer (trafgen, one process on one CPU) through a veth pair
+#    between two network namespaces for SECONDS, reflected by `reflector run`: offered pps,
+#    reflected pps, their ratio, kernel drops, and the reflector's CPU time per reflected packet;
+#  - round trips measured with `reflector probe` at 1000 pps and at half the offered maximum;
+#  - start-up time as the start line reports it (af-xdp: program generated, verified, attached,
+#    sockets bound).
 # Usage (root): scripts/bench-lab.sh [SECONDS]     (default 5)
 # Needs trafgen (Debian: netsniff-ng), installed here when missing.
 set -euo pipefail
@@ -17,9 +21,9 @@ cleanup() { ip netns del "$ns_r" 2>/dev/null || true; ip netns del "$ns_t" 2>/de
 trap cleanup EXIT
 ip netns add "$ns_r"; ip netns add "$ns_t"
 ip link add va netns "$ns_r" address 02:00:00:00:00:01 type veth peer name vb netns "$ns_t" address 00:c0:17:12:34:56
-# The tester namespace has no address: reflections are counted by the device and dropped
-# before its IP stack, which on veth would otherwise run on the reflector's CPU (a real
-# tester is another machine).
+# The tester namespace gets its address only for the probe runs: during the trafgen run,
+# reflections are counted by the device and dropped before IP, whose processing on veth would
+# otherwise run on the reflector's CPU (a real tester is another machine).
 ip -n "$ns_r" addr add 192.0.2.1/24 dev va
 ip -n "$ns_r" link set va up; ip -n "$ns_t" link set vb up
 
@@ -32,51 +36,70 @@ stat() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/$3"; }
 cpus=$(nproc)
 sender_cpu=$((cpus > 1 ? 1 : 0))
 
-declare -A rtt
-printf '%-10s %12s %14s %8s %10s %15s %15s\n' backend offered_pps reflected_pps ratio rx_dropped user_ns_per_pkt sys_ns_per_pkt
-for backend in af-packet; do
+rows=()
+for backend in af-packet af-xdp; do
+  ip -n "$ns_t" addr flush dev vb
   timeout $((secs + 30)) ip netns exec "$ns_r" "$bin" run va --backend "$backend" --stats json \
     --duration $((secs + 2)) > "$work/$backend.json" 2> "$work/$backend.err" &
   pid=$!
   sleep 1
   tx0=$(stat "$ns_t" vb tx_packets); rx0=$(stat "$ns_t" vb rx_packets)
-  # One sender process on one CPU, as fast as it goes, for $secs seconds.
   timeout -s INT "$secs" ip netns exec "$ns_t" taskset -c "$sender_cpu" trafgen --dev vb --conf "$work/probe.cfg" \
     --cpus 1 --num 0 > "$work/trafgen.out" 2>&1 || true
   sleep 0.5
   tx1=$(stat "$ns_t" vb tx_packets); rx1=$(stat "$ns_t" vb rx_packets)
-  wait "$pid" || { echo "bench-lab: reflector failed:" >&2; cat "$work/$backend.err" >&2; exit 1; }
-  python3 - "$work/$backend.json" "$backend" "$secs" "$tx0" "$tx1" "$rx0" "$rx1" <<'PY'
-import json, sys
-path, backend, secs, tx0, tx1, rx0, rx1 = sys.argv[1], sys.argv[2], float(sys.argv[3]), *map(int, sys.argv[4:])
-summary = [json.loads(l) for l in open(path) if '"summary"' in l][-1]
-sent, back = tx1 - tx0, rx1 - rx0
-reflected = summary["reflected_packets"]
-per = lambda s: s * 1e9 / max(reflected, 1)
-print(f"{backend:<10} {sent/secs:12.0f} {back/secs:14.0f} {back/max(sent,1):8.3f} {summary['rx_dropped']:10d}"
-      f" {per(summary['cpu_user_s']):15.0f} {per(summary['cpu_system_s']):15.0f}")
-PY
-  # Round trip with `reflector probe` (kernel receive timestamps), at 1000 pps and at half the
-  # rate reached above.
+  wait "$pid" || { echo "bench-lab: reflector ($backend) failed:" >&2; cat "$work/$backend.err" >&2; exit 1; }
+
+  # The same offered rate for every backend, below each one's maximum: CPU per packet compared
+  # like with like.
+  timeout $((secs + 30)) ip netns exec "$ns_r" "$bin" run va --backend "$backend" --stats json \
+    --duration $((secs + 2)) > "$work/$backend.fixed.json" 2> /dev/null &
+  pid=$!
+  sleep 1
+  ftx0=$(stat "$ns_t" vb tx_packets)
+  timeout -s INT "$secs" ip netns exec "$ns_t" taskset -c "$sender_cpu" trafgen --dev vb --conf "$work/probe.cfg" \
+    --cpus 1 --num 0 --rate "${FIXED_PPS:-100000}pps" > /dev/null 2>&1 || true
+  sleep 0.5
+  ftx1=$(stat "$ns_t" vb tx_packets)
+  wait "$pid" || true
+
+  # Round trips: the tester needs its address for probe's source.
+  ip -n "$ns_t" addr add 192.0.2.10/24 dev vb
   timeout 60 ip netns exec "$ns_r" "$bin" run va --backend "$backend" --stats json --duration 30 \
     > /dev/null 2> "$work/$backend.rtt.err" &
   pid=$!
   sleep 1
   half=$(( (tx1 - tx0) / secs / 2 ))
   for rate in 1000 "$half"; do
-    timeout 30 ip netns exec "$ns_t" "$bin" probe vb --dst-mac 02:00:00:00:00:01 --src-ip 192.0.2.10 --rate "$rate" \
+    timeout 30 ip netns exec "$ns_t" "$bin" probe vb --dst-mac 02:00:00:00:00:01 --rate "$rate" \
       --duration 3 --json > "$work/$backend.$rate.json" 2>/dev/null || true
   done
   kill -TERM "$pid"; wait "$pid" || true
-  rtt["$backend"]=$(python3 - "$work/$backend.1000.json" "$work/$backend.$half.json" "$half" <<'PY'
-import json, sys
-def row(path, rate):
-    try: r = json.load(open(path))
-    except Exception: return f"{rate} pps: no result"
-    t = r["rtt_us"]
-    return f"{rate} pps: sent {r['sent']} lost {r['lost']} RTT p50 {t['p50']} us p99 {t['p99']} us"
-print(row(sys.argv[1], 1000) + " | " + row(sys.argv[2], sys.argv[3]))
+  rows+=("$(python3 - "$work" "$backend" "$secs" "$tx0" "$tx1" "$rx0" "$rx1" "$half" "$ftx0" "$ftx1" <<'PY'
+import json, re, sys
+work, backend, secs = sys.argv[1], sys.argv[2], float(sys.argv[3])
+tx0, tx1, rx0, rx1, half, ftx0, ftx1 = map(int, sys.argv[4:])
+fixed = [json.loads(l) for l in open(f"{work}/{backend}.fixed.json") if '"summary"' in l][-1]
+fixed_cpu_ns = (fixed["cpu_user_s"] + fixed["cpu_system_s"]) * 1e9 / max(fixed["reflected_packets"], 1)
+fixed_pps = (ftx1 - ftx0) / secs
+summary = [json.loads(l) for l in open(f"{work}/{backend}.json") if '"summary"' in l][-1]
+start = open(f"{work}/{backend}.err").readline()
+ready = re.search(r"ready in ([0-9.]+) ms", start)
+sent, back = tx1 - tx0, rx1 - rx0
+reflected = max(summary["reflected_packets"], 1)
+cpu_ns = (summary["cpu_user_s"] + summary["cpu_system_s"]) * 1e9 / reflected
+def rtt(rate):
+    try:
+        r = json.load(open(f"{work}/{backend}.{rate}.json"))
+        return f"{r['rtt_us']['p50']}/{r['rtt_us']['p99']}"
+    except Exception:
+        return "-"
+print(f"{backend:<10} {sent/secs:11.0f} {back/secs:13.0f} {back/max(sent,1):6.3f} {summary['rx_dropped']:8d} "
+      f"{cpu_ns:11.0f} {fixed_pps:10.0f} {fixed_cpu_ns:11.0f} {rtt(1000):>15} {rtt(half):>15} {half:9d} "
+      f"{ready.group(1) + ' ms' if ready else '-':>9}")
 PY
-)
+)")
 done
-for backend in "${!rtt[@]}"; do echo "$backend round trip: ${rtt[$backend]}"; done
+printf '%-10s %11s %13s %6s %8s %11s %10s %11s %15s %15s %9s %9s\n' backend offered_pps reflected_pps ratio \
+  drops cpu_ns/pkt fixed_pps fixed_cpu_ns rtt1k_p50/p99us rtt_half_p50/p99 half_pps startup
+printf '%s\n' "${rows[@]}"
