@@ -52,6 +52,14 @@ pub enum AfPacketError {
     Sys(#[from] SysError),
 }
 
+/// Opens a packet socket, naming the missing capability when that is why it fails.
+pub(crate) fn open_socket() -> Result<OwnedFd, AfPacketError> {
+    sys::packet_socket().map_err(|e| match e.errno() {
+        Some(libc::EPERM) | Some(libc::EACCES) => AfPacketError::Permission,
+        _ => AfPacketError::Sys(e),
+    })
+}
+
 /// How to open one AF_PACKET worker socket.
 #[derive(Debug, Clone)]
 pub struct AfPacketConfig<'a> {
@@ -157,10 +165,7 @@ impl AfPacket {
     /// Opens, configures and binds a socket with its rings; it receives only after `bind`,
     /// when the filter is already in place.
     pub fn open(config: &AfPacketConfig<'_>) -> Result<AfPacket, AfPacketError> {
-        let fd = sys::packet_socket().map_err(|e| match e.errno() {
-            Some(libc::EPERM) | Some(libc::EACCES) => AfPacketError::Permission,
-            _ => AfPacketError::Sys(e),
-        })?;
+        let fd = open_socket()?;
         sys::setsockopt(
             &fd,
             sys::SOL_PACKET,

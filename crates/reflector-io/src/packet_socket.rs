@@ -22,10 +22,7 @@ pub struct PacketSocket {
 impl PacketSocket {
     /// Opens a socket on the interface with index `ifindex` (in the calling thread's namespace).
     pub fn open(ifindex: u32) -> Result<PacketSocket, AfPacketError> {
-        let fd = sys::packet_socket().map_err(|e| match e.errno() {
-            Some(libc::EPERM) | Some(libc::EACCES) => AfPacketError::Permission,
-            _ => AfPacketError::Sys(e),
-        })?;
+        let fd = crate::afpacket::open_socket()?;
         sys::setsockopt(
             &fd,
             sys::SOL_PACKET,

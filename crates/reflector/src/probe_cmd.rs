@@ -9,7 +9,6 @@ use anyhow::Context as _;
 use clap::Args;
 use reflector_core::{Family, MacAddr, Mode, Signature};
 use reflector_io::afpacket::{AfPacket, AfPacketConfig};
-use reflector_io::sys::{IfaceError, iface_info};
 use serde_json::json;
 
 use crate::UsageError;
@@ -104,15 +103,7 @@ fn now_ns() -> u64 {
 impl Prober {
     /// Checks the arguments and opens the socket (in the calling thread's namespace).
     pub fn open(args: &ProbeArgs) -> anyhow::Result<Prober> {
-        let iface = iface_info(&args.iface).map_err(|e| -> anyhow::Error {
-            match e {
-                IfaceError::NotFound(_) | IfaceError::BadName(_) => UsageError(e.to_string()).into(),
-                IfaceError::Sys(e) => anyhow::anyhow!("cannot read interface {}: {e}", args.iface),
-            }
-        })?;
-        if !iface.up {
-            anyhow::bail!("interface {} is down (bring it up: ip link set {} up)", args.iface, args.iface);
-        }
+        let iface = crate::run_cmd::usable_interface(&args.iface)?;
         if args.dst_mac.is_group() || args.dst_mac.is_zero() {
             return Err(UsageError(format!("--dst-mac {} is not a unicast address", args.dst_mac)).into());
         }

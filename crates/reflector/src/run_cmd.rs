@@ -100,16 +100,23 @@ fn hold_test_port(port: u16) -> (Option<UdpSocket>, String) {
     }
 }
 
-pub fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let iface = iface_info(&args.iface).map_err(|e| -> anyhow::Error {
+/// Looks up `name` and checks that it is up: an unknown or bad name is a usage error (exit 2),
+/// a down interface a runtime one (exit 1).
+pub fn usable_interface(name: &str) -> anyhow::Result<IfaceInfo> {
+    let iface = iface_info(name).map_err(|e| -> anyhow::Error {
         match e {
             IfaceError::NotFound(_) | IfaceError::BadName(_) => UsageError(e.to_string()).into(),
-            IfaceError::Sys(e) => anyhow::anyhow!("cannot read interface {}: {e}", args.iface),
+            IfaceError::Sys(e) => anyhow::anyhow!("cannot read interface {name}: {e}"),
         }
     })?;
     if !iface.up {
-        anyhow::bail!("interface {} is down (bring it up: ip link set {} up)", args.iface, args.iface);
+        anyhow::bail!("interface {name} is down (bring it up: ip link set {name} up)");
     }
+    Ok(iface)
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let iface = usable_interface(&args.iface)?;
     let filter = Arc::new(
         args.filter
             .filter(iface.mac)

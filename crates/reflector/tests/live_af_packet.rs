@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{BACKENDS, NetnsPair, receive_reflections, summary};
+use common::{BACKENDS, NetnsPair, kernel_view, receive_reflections, summary};
 use reflector_bpf::cbpf;
 use reflector_core::{Mode, Reject};
 use reflector_testkit::{Case, Frame, default_filter, golden, rejects};
@@ -52,15 +52,6 @@ fn golden_frames_come_back_exactly_in_every_mode() {
         assert_eq!(s["reflected_packets"], cases.len(), "{backend} {flag}");
         assert_eq!(s["by_signature"]["custom"], 1);
         assert_eq!(s["tx_errors"], 0);
-    }
-}
-
-/// The frame as the kernel's filter sees it: an outer 802.1Q / 802.1ad tag is moved into
-/// metadata before packet sockets look at a frame.
-fn kernel_view(frame: &[u8]) -> Vec<u8> {
-    match frame.get(12..14) {
-        Some([0x81, 0x00]) | Some([0x88, 0xa8]) if frame.len() >= 18 => [&frame[..12], &frame[16..]].concat(),
-        _ => frame.to_vec(),
     }
 }
 
@@ -259,13 +250,7 @@ fn duration_and_signals_end_the_run_with_a_summary() {
 fn bad_interfaces_and_missing_privileges_are_one_line_errors() {
     require_live!();
     let pair = NetnsPair::new();
-    let run = |prefix: &[&str], args: &[&str]| {
-        let mut full: Vec<&str> = vec!["20", "ip", "netns", "exec", &pair.reflector_ns];
-        full.extend_from_slice(prefix);
-        full.push(env!("CARGO_BIN_EXE_reflector"));
-        full.extend_from_slice(args);
-        std::process::Command::new("timeout").args(&full).output().unwrap()
-    };
+    let run = |prefix: &[&str], args: &[&str]| pair.run_reflector_cmd(prefix, args);
     let out = run(&[], &["run", "nosuch0"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -419,21 +404,7 @@ fn a_second_af_xdp_reflector_on_the_interface_is_refused() {
     require_live!();
     let pair = NetnsPair::for_backend("af-xdp");
     let first = pair.start_reflector_on(Some("af-xdp"), &[]);
-    let out = std::process::Command::new("timeout")
-        .args([
-            "20",
-            "ip",
-            "netns",
-            "exec",
-            &pair.reflector_ns,
-            env!("CARGO_BIN_EXE_reflector"),
-            "run",
-            "va",
-            "--backend",
-            "af-xdp",
-        ])
-        .output()
-        .unwrap();
+    let out = pair.run_reflector_cmd(&[], &["run", "va", "--backend", "af-xdp"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("another XDP program (id ") && err.contains("--replace"), "{err}");
@@ -451,26 +422,8 @@ fn a_second_af_xdp_reflector_on_the_interface_is_refused() {
     drop(first.signal_and_wait("TERM"));
 
     // Without the privileges BPF needs, the message names them.
-    let out = std::process::Command::new("timeout")
-        .args([
-            "20",
-            "ip",
-            "netns",
-            "exec",
-            &pair.reflector_ns,
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            env!("CARGO_BIN_EXE_reflector"),
-            "run",
-            "va",
-            "--backend",
-            "af-xdp",
-        ])
-        .output()
-        .unwrap();
+    let unprivileged = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"];
+    let out = pair.run_reflector_cmd(&unprivileged, &["run", "va", "--backend", "af-xdp"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("CAP_BPF") && err.trim_end().lines().count() == 1, "{err}");

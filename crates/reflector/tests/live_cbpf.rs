@@ -8,19 +8,10 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::NetnsPair;
+use common::{NetnsPair, kernel_view};
 use reflector_bpf::cbpf::{ACCEPT, program, run};
 use reflector_io::packet_socket::PacketSocket;
 use reflector_testkit::{corpus, default_filter};
-
-/// The frame as filters on a Linux packet socket see it: an outer 802.1Q / 802.1ad tag is
-/// moved into metadata first.
-fn kernel_view(frame: &[u8]) -> Vec<u8> {
-    match frame.get(12..14) {
-        Some([0x81, 0x00]) | Some([0x88, 0xa8]) if frame.len() >= 18 => [&frame[..12], &frame[16..]].concat(),
-        _ => frame.to_vec(),
-    }
-}
 
 #[test]
 fn the_kernel_runs_the_program_as_the_interpreter_does() {

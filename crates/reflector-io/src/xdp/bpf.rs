@@ -74,17 +74,19 @@ pub fn map_create(map_type: u32, value_size: u32, max_entries: u32, name: &str) 
     fd_result(unsafe { bpf(BPF_MAP_CREATE, &mut attr) }, "bpf(BPF_MAP_CREATE)")
 }
 
+/// The `bpf_attr` of the map element commands (lookup, update).
+#[repr(C)]
+struct MapElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
 /// Sets `map[key] = value` (4-byte key and value).
 pub fn map_update(map: &OwnedFd, key: u32, value: u32) -> SysResult<()> {
-    #[repr(C)]
-    struct Attr {
-        map_fd: u32,
-        _pad: u32,
-        key: u64,
-        value: u64,
-        flags: u64,
-    }
-    let mut attr = Attr {
+    let mut attr = MapElemAttr {
         map_fd: map.as_raw_fd() as u32,
         _pad: 0,
         key: &key as *const u32 as u64,

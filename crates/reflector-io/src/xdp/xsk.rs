@@ -23,7 +23,29 @@ const XDP_TX_RING: libc::c_int = 3;
 const XDP_UMEM_REG: libc::c_int = 4;
 const XDP_UMEM_FILL_RING: libc::c_int = 5;
 const XDP_UMEM_COMPLETION_RING: libc::c_int = 6;
+const XDP_STATISTICS: libc::c_int = 7;
 const XDP_OPTIONS: libc::c_int = 8;
+/// How often the kernel's drop counters are read.
+const STATS_EVERY: Duration = Duration::from_millis(100);
+
+/// `struct xdp_statistics`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct XdpStatistics {
+    rx_dropped: u64,
+    rx_invalid_descs: u64,
+    tx_invalid_descs: u64,
+    rx_ring_full: u64,
+    rx_fill_ring_empty_descs: u64,
+    tx_ring_empty_descs: u64,
+}
+
+impl XdpStatistics {
+    /// Frames the kernel had for this socket but could not deliver.
+    fn lost(&self) -> u64 {
+        self.rx_dropped + self.rx_ring_full + self.rx_fill_ring_empty_descs
+    }
+}
 const XDP_PGOFF_RX_RING: libc::off_t = 0;
 const XDP_PGOFF_TX_RING: libc::off_t = 0x8000_0000;
 const XDP_UMEM_PGOFF_FILL_RING: libc::off_t = 0x1_0000_0000;
@@ -176,6 +198,8 @@ pub struct Xsk {
     pub queue: u32,
     /// Spin instead of sleeping in poll() when idle (lowest latency, one busy core).
     pub busy_poll: bool,
+    /// When the kernel's counters were last read, and what they said.
+    stats: (std::time::Instant, u64),
 }
 
 // SAFETY: the ring sides and UMEM pointers all point into mappings this value owns and moves
@@ -277,6 +301,7 @@ impl Xsk {
             zero_copy: options & XDP_OPTIONS_ZEROCOPY != 0,
             queue,
             busy_poll: false,
+            stats: (std::time::Instant::now(), 0),
         })
     }
 
@@ -415,6 +440,13 @@ impl Backend for Xsk {
         if queued > 0 {
             self.tx.submit();
             self.kick_tx()?;
+        }
+        // The kernel's drop counters are cumulative: report what is new since the last read.
+        if self.stats.0.elapsed() >= STATS_EVERY {
+            let lost =
+                getsockopt::<XdpStatistics>(&self.fd, XDP_STATISTICS, "getsockopt(XDP_STATISTICS)")?.lost();
+            batch.rx_dropped = lost.saturating_sub(self.stats.1);
+            self.stats = (std::time::Instant::now(), lost);
         }
         if self.fill.needs_wakeup() && batch.received == 0 {
             // SAFETY: a zero-length, non-blocking recvfrom wakes the kernel's fill processing.

@@ -23,7 +23,8 @@ pub fn skip_reason() -> Option<String> {
     None
 }
 
-/// Skips the calling test with a printed reason when live tests cannot run.
+/// Skips the calling test with a printed reason when live tests cannot run; otherwise holds
+/// the live-test lock until the test ends.
 #[macro_export]
 macro_rules! require_live {
     () => {
@@ -31,7 +32,17 @@ macro_rules! require_live {
             eprintln!("SKIPPED: {why}");
             return;
         }
+        let _serial = common::serial();
     };
+}
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Live tests measure traffic through the kernel on a 2-core machine; run in parallel they
+/// starve each other's reflectors. One at a time per test binary (a failed test's poisoned
+/// lock is taken over).
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn ip(args: &[&str]) {
@@ -259,4 +270,24 @@ pub const BACKENDS: [&str; 2] = ["af-packet", "af-xdp"];
 pub fn summary(lines: &[String]) -> serde_json::Value {
     let last = lines.iter().rev().find(|l| l.contains("\"summary\"")).expect("a JSON summary line");
     serde_json::from_str(last).expect("summary is JSON")
+}
+
+/// The frame as filters on a Linux packet socket see it: an outer 802.1Q / 802.1ad tag is
+/// moved into metadata first.
+pub fn kernel_view(frame: &[u8]) -> Vec<u8> {
+    match frame.get(12..14) {
+        Some([0x81, 0x00]) | Some([0x88, 0xa8]) if frame.len() >= 18 => [&frame[..12], &frame[16..]].concat(),
+        _ => frame.to_vec(),
+    }
+}
+
+impl NetnsPair {
+    /// Runs `[PREFIX...] reflector ARGS` in the reflector namespace under `timeout`.
+    pub fn run_reflector_cmd(&self, prefix: &[&str], args: &[&str]) -> std::process::Output {
+        let mut full: Vec<&str> = vec!["20", "ip", "netns", "exec", &self.reflector_ns];
+        full.extend_from_slice(prefix);
+        full.push(env!("CARGO_BIN_EXE_reflector"));
+        full.extend_from_slice(args);
+        Command::new("timeout").args(&full).output().expect("runs")
+    }
 }
