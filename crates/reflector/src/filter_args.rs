@@ -76,22 +76,23 @@ pub fn parse_mac(s: &str) -> Result<MacAddr, String> {
     s.parse().map_err(|e: reflector_core::wire::ParseMacError| e.to_string())
 }
 
+/// Parses `0xHEX` (or bare hex) into bytes.
+pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    let hex = s.strip_prefix("0x").unwrap_or(s);
+    if hex.is_empty() || !hex.len().is_multiple_of(2) || !hex.is_ascii() {
+        return Err(format!("bad hex '{hex}' (an even number of hex digits)"));
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| format!("bad hex '{hex}'"))
+}
+
 fn parse_custom(s: &str) -> Result<CustomSignature, String> {
     let (offset, bytes) = s.split_once(':').ok_or("expected OFFSET:TEXT or OFFSET:0xHEX")?;
     let offset: u16 = offset.parse().map_err(|_| format!("bad offset '{offset}'"))?;
-    let bytes = match bytes.strip_prefix("0x") {
-        Some(hex) => {
-            if hex.is_empty() || hex.len() % 2 != 0 {
-                return Err("hex signature needs an even number of digits".into());
-            }
-            (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
-                .collect::<Result<Vec<u8>, _>>()
-                .map_err(|_| format!("bad hex '{hex}'"))?
-        }
-        None => bytes.as_bytes().to_vec(),
-    };
+    let bytes = if bytes.starts_with("0x") { parse_hex(bytes)? } else { bytes.as_bytes().to_vec() };
     CustomSignature::new(offset, &bytes).map_err(|e| e.to_string())
 }
 

@@ -4,8 +4,9 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod config;
 mod filter_args;
 #[cfg(target_os = "linux")]
 mod lab;
@@ -44,6 +45,18 @@ enum Command {
     Probe(probe_cmd::ProbeArgs),
     /// Reflect the test packets of a capture offline; prints a JSON summary.
     Replay(replay_cmd::ReplayArgs),
+    /// Configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file; prints "FILE: ok", or the first problem (exit code 2).
+    Check {
+        /// The file.
+        file: std::path::PathBuf,
+    },
 }
 
 /// Parses a positive number of seconds (fractions allowed).
@@ -56,8 +69,9 @@ pub fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) if !e.use_stderr() => {
             // --help and --version.
             let _ = e.print();
@@ -76,10 +90,15 @@ fn main() -> ExitCode {
         #[cfg(target_os = "linux")]
         Command::Lab(args) => lab::run(args),
         #[cfg(unix)]
-        Command::Run(args) => run_cmd::run(args),
+        Command::Run(args) => {
+            run_cmd::run(args, matches.subcommand_matches("run").expect("the run subcommand"))
+        }
         #[cfg(target_os = "linux")]
         Command::Probe(args) => probe_cmd::run(args),
         Command::Replay(args) => replay_cmd::run(args),
+        Command::Config(ConfigCommand::Check { file }) => {
+            config::Config::load(file).map(|_| println!("{}: ok", file.display())).map_err(Into::into)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

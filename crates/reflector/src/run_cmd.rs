@@ -51,10 +51,13 @@ impl BackendChoice {
 }
 
 /// Arguments of `reflector run`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Interface to reflect on.
-    iface: String,
+    /// Interface to reflect on [default: `interface` from --config].
+    iface: Option<String>,
+    /// Configuration file (TOML); command-line flags override it. See examples/reflector.toml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     /// Data path.
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendChoice,
@@ -115,12 +118,56 @@ pub fn usable_interface(name: &str) -> anyhow::Result<IfaceInfo> {
     Ok(iface)
 }
 
-pub fn run(args: &RunArgs) -> anyhow::Result<()> {
-    let iface = usable_interface(&args.iface)?;
+/// The arguments with the config file's settings filled in where the command line gave none.
+fn with_config(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<(RunArgs, String)> {
+    let mut a = args.clone();
+    if let Some(path) = &args.config {
+        let c = crate::config::Config::load(path)?;
+        let given = |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        let f = &mut a.filter;
+        if a.iface.is_none() {
+            a.iface = c.interface;
+        }
+        macro_rules! take {
+            ($id:literal, $field:expr, $value:expr) => {
+                if !given($id) {
+                    if let Some(v) = $value {
+                        $field = v;
+                    }
+                }
+            };
+        }
+        take!("backend", a.backend, c.backend);
+        take!("mode", f.mode, c.mode);
+        take!("port", f.port, c.port);
+        take!("sig", f.sig, c.signatures.map(Some));
+        take!("oui", f.oui, c.oui);
+        take!("no_oui_filter", f.no_oui_filter, c.oui_filter.map(|on| !on));
+        take!("oui_scope", f.oui_scope, c.oui_scope.map(Some));
+        take!("custom_sig", f.custom_sig, (!c.custom.is_empty()).then_some(c.custom));
+        take!("workers", a.workers, c.workers.map(Some));
+        take!("umem_size", a.umem_size, c.umem_size_mib);
+        take!("replace", a.replace, c.replace);
+        take!("busy_poll", a.busy_poll, c.busy_poll);
+        take!("duration", a.duration, c.duration.map(Some));
+        take!("stats", a.stats, c.stats_format);
+        take!("stats_interval", a.stats_interval, c.stats_interval);
+    }
+    let iface = a
+        .iface
+        .clone()
+        .ok_or_else(|| UsageError("no interface given (pass IFACE, or set interface in --config)".into()))?;
+    Ok((a, iface))
+}
+
+pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    let (args, iface_name) = with_config(args, matches)?;
+    let args = &args;
+    let iface = usable_interface(&iface_name)?;
     let filter = Arc::new(
         args.filter
             .filter(iface.mac)
-            .map_err(|e| UsageError(format!("{e} (interface {} has MAC {})", args.iface, iface.mac)))?,
+            .map_err(|e| UsageError(format!("{e} (interface {} has MAC {})", iface_name, iface.mac)))?,
     );
     let program =
         reflector_bpf::cbpf::program(&filter).context("the kernel filter does not fit in classic BPF")?;
@@ -136,13 +183,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     #[cfg(target_os = "linux")]
     let (backend, why) = if backend == BackendChoice::AfXdp {
         let started = std::time::Instant::now();
-        match open_af_xdp(args, &iface, &filter) {
+        match open_af_xdp(args, &iface_name, &iface, &filter) {
             Ok((sockets, attachment, details)) => {
                 let details =
                     format!("{details}; ready in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
                 let rejects = || attachment.rejected().ok();
                 let result = serve(
                     args,
+                    &iface_name,
                     &iface,
                     filter,
                     sockets,
@@ -182,12 +230,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 };
                 backends.push(
                     AfPacket::open(&config)
-                        .with_context(|| format!("cannot open AF_PACKET on {}", args.iface))?,
+                        .with_context(|| format!("cannot open AF_PACKET on {}", iface_name))?,
                 );
             }
             let details = format!("kernel filter {} instructions", program.len());
             serve(
                 args,
+                &iface_name,
                 &iface,
                 filter,
                 backends,
@@ -205,11 +254,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 return Err(UsageError("the bpf backend runs one worker (drop --workers)".into()).into());
             }
             let mut dev = Device::open_first()?;
-            let buffer = configure(&mut dev, &args.iface, &program)?;
+            let buffer = configure(&mut dev, &iface_name, &program)?;
             let details =
                 format!("{}, buffer {} KiB, filter {} instructions", dev.path, buffer / 1024, program.len());
             serve(
                 args,
+                &iface_name,
                 &iface,
                 filter,
                 vec![BpfBackend::new(dev, buffer, ioctl::NATIVE)],
@@ -223,6 +273,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
 #[cfg(target_os = "linux")]
 fn open_af_xdp(
     args: &RunArgs,
+    iface_name: &str,
     iface: &IfaceInfo,
     filter: &Filter,
 ) -> anyhow::Result<(Vec<reflector_io::xdp::xsk::Xsk>, reflector_io::xdp::Attachment, String)> {
@@ -235,27 +286,27 @@ fn open_af_xdp(
     if largest > FRAME_SIZE as usize {
         anyhow::bail!(
             "af-xdp takes frames up to {FRAME_SIZE} bytes and {} has MTU {} (use --backend af-packet, or a smaller MTU)",
-            args.iface,
+            iface_name,
             iface.mtu
         );
     }
-    let queues = rx_queues(&args.iface);
+    let queues = rx_queues(iface_name);
     let served = match args.workers {
         Some(w) if u32::from(w) > queues => {
             return Err(UsageError(format!(
                 "--workers {w}: {} has only {queues} receive queue(s)",
-                args.iface
+                iface_name
             ))
             .into());
         }
         Some(w) => u32::from(w),
         None => queues,
     };
-    let attachment = Attachment::attach(filter, iface.index, &args.iface, queues, args.replace)?;
+    let attachment = Attachment::attach(filter, iface.index, iface_name, queues, args.replace)?;
     let mut sockets = Vec::new();
     for queue in 0..served {
         let mut xsk = Xsk::open(iface.index, queue, args.umem_size as usize * 1024 * 1024)
-            .with_context(|| format!("AF_XDP socket on {} queue {queue}", args.iface))?;
+            .with_context(|| format!("AF_XDP socket on {} queue {queue}", iface_name))?;
         if args.busy_poll {
             xsk.set_busy_poll()?;
         }
@@ -291,6 +342,7 @@ struct Chosen<'a> {
 /// Runs the workers until stopped, printing the start line, stats lines and the summary.
 fn serve<B: Backend>(
     args: &RunArgs,
+    iface_name: &str,
     iface: &IfaceInfo,
     filter: Arc<Filter>,
     backends: Vec<B>,
@@ -331,7 +383,7 @@ fn serve<B: Backend>(
     };
     eprintln!(
         "reflector: {backend_name} on {} ({}, mtu {}{}) [{why}]; port {}; signatures {}; {oui}; mode {}; {} worker{} ({}); {details}; {quiet_note}",
-        args.iface,
+        iface_name,
         iface.mac,
         iface.mtu,
         if iface.running { "" } else { ", no carrier" },
@@ -344,7 +396,7 @@ fn serve<B: Backend>(
     );
 
     let ctx =
-        Context { backend: backend_name, interface: args.iface.clone(), placements: placements.clone() };
+        Context { backend: backend_name, interface: iface_name.to_string(), placements: placements.clone() };
     if let Some(h) = stats::header(args.stats) {
         println!("{h}");
     }
