@@ -17,6 +17,9 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
 fi
 
+# The /metrics test parses the output with the OpenMetrics parser of prometheus_client.
+python3 -c "import prometheus_client" 2>/dev/null || python3 -m pip install -q prometheus-client
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet

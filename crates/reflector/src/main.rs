@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod config;
+#[cfg(unix)]
+mod control;
 mod filter_args;
+#[cfg(unix)]
+mod http;
 #[cfg(target_os = "linux")]
 mod lab;
 #[cfg(target_os = "linux")]

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use reflector_core::{Counters, Filter, Reject};
+use reflector_core::{Counters, Filter};
+
+use crate::control::{Control, KernelRejects};
+use crate::http::HttpConfig;
 use reflector_io::backend::Backend;
 use reflector_io::iface::{IfaceError, IfaceInfo, iface_info};
 use reflector_io::worker::{Placement, Runtime};
@@ -76,6 +79,15 @@ pub struct RunArgs {
     /// af-xdp: spin on the rings instead of sleeping when idle (lowest latency; a core per worker).
     #[arg(long)]
     busy_poll: bool,
+    /// Serve the REST API and /metrics on ADDR:PORT (loopback unless a token or --http-insecure).
+    #[arg(long, value_name = "ADDR:PORT")]
+    http: Option<std::net::SocketAddr>,
+    /// Bearer token the HTTP server requires (needed for a non-loopback --http).
+    #[arg(long, value_name = "TOKEN")]
+    http_token: Option<String>,
+    /// Serve a non-loopback --http without a token (read-only then: counter reset is refused).
+    #[arg(long)]
+    http_insecure: bool,
     /// Statistics format on stdout.
     #[arg(long, value_enum, default_value = "text")]
     stats: StatsFormat,
@@ -152,6 +164,9 @@ fn with_config(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<(Ru
         take!("duration", a.duration, c.duration.map(Some));
         take!("stats", a.stats, c.stats_format);
         take!("stats_interval", a.stats_interval, c.stats_interval);
+        take!("http", a.http, c.http_listen.map(Some));
+        take!("http_token", a.http_token, c.http_token.map(Some));
+        take!("http_insecure", a.http_insecure, c.http_insecure);
     }
     let iface = a
         .iface
@@ -187,14 +202,16 @@ pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             Ok((sockets, attachment, details)) => {
                 let details =
                     format!("{details}; ready in {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
-                let rejects = || attachment.rejected().ok();
+                let attachment = Arc::new(attachment);
+                let counted = attachment.clone();
+                let rejects: KernelRejects = Arc::new(move || counted.rejected().ok());
                 let result = serve(
                     args,
                     &iface_name,
                     &iface,
                     filter,
                     sockets,
-                    Chosen { name: "af-xdp", why, details: &details, kernel_rejects: Some(&rejects) },
+                    Chosen { name: "af-xdp", why, details: &details, kernel_rejects: Some(rejects) },
                 );
                 drop(attachment); // detaches the program (it would go with the process anyway)
                 return result;
@@ -336,7 +353,7 @@ struct Chosen<'a> {
     /// Backend facts for the start line.
     details: &'a str,
     /// Per-reason counts of frames a kernel program rejected before the workers saw them.
-    kernel_rejects: Option<&'a dyn Fn() -> Option<[u64; Reject::COUNT]>>,
+    kernel_rejects: Option<KernelRejects>,
 }
 
 /// Runs the workers until stopped, printing the start line, stats lines and the summary.
@@ -348,23 +365,20 @@ fn serve<B: Backend>(
     backends: Vec<B>,
     chosen: Chosen<'_>,
 ) -> anyhow::Result<()> {
-    // Frames a kernel program rejected never reach the workers: add its per-reason counts
-    // (as received and rejected frames; their bytes are not counted).
-    let with_kernel = |mut c: Counters| {
-        if let Some(rejected) = chosen.kernel_rejects.and_then(|f| f()) {
-            for (total, k) in c.rejected.iter_mut().zip(rejected) {
-                *total += k;
-                c.rx_packets += k;
-            }
-        }
-        c
-    };
     let (backend_name, why, details) = (chosen.name, chosen.why, chosen.details);
     let (_quiet, quiet_note) = hold_test_port(filter.port());
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone()).context("cannot install signal handlers")?;
+    }
+    let http = args.http.map(|addr| HttpConfig {
+        addr,
+        token: args.http_token.clone(),
+        insecure: args.http_insecure,
+    });
+    if let Some(h) = &http {
+        h.check()?;
     }
     let runtime = Runtime::start(backends, filter.clone(), true).context("cannot start worker threads")?;
     let placements: Vec<String> = runtime
@@ -375,6 +389,29 @@ fn serve<B: Backend>(
             Placement::Unpinned(why) => format!("unpinned: {why}"),
         })
         .collect();
+    // Frames a kernel program rejected never reach the workers: the control plane adds its
+    // per-reason counts (as received and rejected frames; their bytes are not counted).
+    let ctl = Arc::new(Control::new(
+        backend_name,
+        iface_name.to_string(),
+        iface.mac,
+        filter.clone(),
+        runtime.workers.iter().zip(&placements).map(|(w, p)| (w.counters.clone(), p.clone())).collect(),
+        chosen.kernel_rejects.clone(),
+    ));
+    let http_thread = match http {
+        Some(h) => {
+            let addr = h.addr;
+            match crate::http::start(h, ctl.clone(), stop.clone()) {
+                Ok(t) => Some((t, addr)),
+                Err(e) => {
+                    let _ = runtime.stop();
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
     let oui = match filter.oui() {
         Some(o) if !filter.oui_families().is_empty() => {
             format!("OUI {:02x}:{:02x}:{:02x} for {}", o[0], o[1], o[2], filter.oui_families())
@@ -394,6 +431,11 @@ fn serve<B: Backend>(
         if placements.len() == 1 { "" } else { "s" },
         placements.join(", "),
     );
+    if let Some((_, addr)) = &http_thread {
+        eprintln!(
+            "reflector: HTTP on http://{addr} (/api/v1/status, /api/v1/stats, /api/v1/workers, /api/v1/config, /metrics)"
+        );
+    }
 
     let ctx =
         Context { backend: backend_name, interface: iface_name.to_string(), placements: placements.clone() };
@@ -401,7 +443,7 @@ fn serve<B: Backend>(
         println!("{h}");
     }
     let started = Instant::now();
-    let mut last = (started, with_kernel(runtime.totals()));
+    let mut last = (started, ctl.totals());
     let mut next_stats = started + args.stats_interval;
     let end = args.duration.map(|d| started + d);
     loop {
@@ -410,8 +452,9 @@ fn serve<B: Backend>(
             break;
         }
         if now >= next_stats {
-            let totals = with_kernel(runtime.totals());
+            let totals = ctl.totals();
             let rates = Rates::over(&totals.delta(&last.1), now - last.0);
+            *ctl.rates.lock().expect("rates lock") = rates;
             println!("{}", stats::interval_line(args.stats, &ctx, now - started, &totals, &rates));
             last = (now, totals);
             next_stats += args.stats_interval;
@@ -423,9 +466,13 @@ fn serve<B: Backend>(
         std::thread::sleep(wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)));
     }
     let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed); // ends the HTTP thread too
     let workers = runtime.stop().context("a worker failed")?;
+    if let Some((t, _)) = http_thread {
+        let _ = t.join();
+    }
     let cpu = reflector_io::os::process_cpu_time().ok();
-    let kernel = with_kernel(Counters::default());
+    let kernel = ctl.kernel_counters();
     println!(
         "{}",
         stats::summary(

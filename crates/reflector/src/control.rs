@@ -1,0 +1,105 @@
+//! The control plane's view of a run: counters read from the workers' published snapshots
+//! (and a kernel program's reject counts), never from the packet path itself, so nothing here
+//! can stall a worker. The stats lines, the REST API and `/metrics` all read from here.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use reflector_core::{Counters, Filter, MacAddr, Reject};
+use reflector_io::worker::SharedCounters;
+
+use crate::stats::Rates;
+
+/// Per-reason counts of frames a kernel program rejected before any worker saw them.
+pub type KernelRejects = Arc<dyn Fn() -> Option<[u64; Reject::COUNT]> + Send + Sync>;
+
+/// Everything the control plane shows about a run.
+pub struct Control {
+    /// When the run started.
+    pub started: Instant,
+    /// Backend in use.
+    pub backend: &'static str,
+    /// Interface name.
+    pub interface: String,
+    /// Interface MAC.
+    pub mac: MacAddr,
+    /// The filter in force.
+    pub filter: Arc<Filter>,
+    /// Each worker's published counters and where it runs.
+    pub workers: Vec<(Arc<SharedCounters>, String)>,
+    /// The kernel program's reject counts, for backends that have one.
+    pub kernel: Option<KernelRejects>,
+    /// What a counter reset subtracts.
+    baseline: Mutex<Counters>,
+    /// Rates over the last statistics interval (written by the main loop).
+    pub rates: Mutex<Rates>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("backend", &self.backend)
+            .field("interface", &self.interface)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Control {
+    /// A view of a run that starts now.
+    pub fn new(
+        backend: &'static str,
+        interface: String,
+        mac: MacAddr,
+        filter: Arc<Filter>,
+        workers: Vec<(Arc<SharedCounters>, String)>,
+        kernel: Option<KernelRejects>,
+    ) -> Control {
+        Control {
+            started: Instant::now(),
+            backend,
+            interface,
+            mac,
+            filter,
+            workers,
+            kernel,
+            baseline: Mutex::default(),
+            rates: Mutex::new(Rates { rx_pps: 0.0, rx_mbps: 0.0, pps: 0.0, mbps: 0.0 }),
+        }
+    }
+
+    /// Counters of the whole run, before any reset: workers plus kernel rejects (counted as
+    /// received and rejected frames; their bytes are not known).
+    pub fn lifetime(&self) -> Counters {
+        let mut total = Counters::default();
+        for (w, _) in &self.workers {
+            total.add(&w.snapshot());
+        }
+        total.add(&self.kernel_counters());
+        total
+    }
+
+    /// The kernel program's rejects as counters.
+    pub fn kernel_counters(&self) -> Counters {
+        let mut c = Counters::default();
+        if let Some(rejected) = self.kernel.as_ref().and_then(|f| f()) {
+            c.rejected = rejected;
+            c.rx_packets = rejected.iter().sum();
+        }
+        c
+    }
+
+    /// Counters since the last reset.
+    pub fn totals(&self) -> Counters {
+        self.lifetime().delta(&self.baseline.lock().expect("baseline lock"))
+    }
+
+    /// Each worker's counters since the run started (a reset applies to the totals).
+    pub fn per_worker(&self) -> Vec<Counters> {
+        self.workers.iter().map(|(w, _)| w.snapshot()).collect()
+    }
+
+    /// Zeroes the counters the control plane shows (the workers' own counters go on).
+    pub fn reset(&self) {
+        *self.baseline.lock().expect("baseline lock") = self.lifetime();
+    }
+}

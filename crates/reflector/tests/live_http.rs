@@ -1,0 +1,166 @@
+//! The HTTP API and /metrics of a running reflector (root; skipped otherwise).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{NetnsPair, receive_reflections};
+use reflector_testkit::Frame;
+use serde_json::Value;
+
+/// One HTTP/1.1 request from inside the reflector's namespace: (status, body).
+fn request(pair: &NetnsPair, method: &str, addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    NetnsPair::in_ns(&pair.reflector_ns, || {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let status = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = raw.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string());
+        (status, body)
+    })
+}
+
+fn get_json(pair: &NetnsPair, addr: &str, path: &str) -> Value {
+    let (status, body) = request(pair, "GET", addr, path, None);
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"))
+}
+
+/// Parses `text` with the strict OpenMetrics parser of prometheus_client; returns
+/// "family sample value" lines.
+fn parse_openmetrics(text: &str) -> Vec<String> {
+    let script = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as p\n\
+                  for f in p(sys.stdin.read()):\n    for s in f.samples:\n        print(f.name, s.name, s.labels.get('reason', ''), s.value)\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "not valid OpenMetrics: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+fn sample(lines: &[String], name: &str) -> f64 {
+    lines
+        .iter()
+        .find_map(|l| {
+            l.split_once(' ').filter(|(_, rest)| rest.starts_with(&format!("{name} "))).map(|(_, rest)| rest)
+        })
+        .and_then(|rest| rest.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name}"))
+}
+
+#[test]
+fn every_endpoint_and_metrics_that_move_with_traffic() {
+    require_live!();
+    let pair = NetnsPair::for_backend("af-packet");
+    let addr = "127.0.0.1:9180";
+    let reflector = pair.start_reflector_on(Some("af-packet"), &["--http", addr, "--stats-interval", "0.2"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let status = get_json(&pair, addr, "/api/v1/status");
+    assert_eq!(
+        (status["backend"].as_str(), status["interface"].as_str(), status["workers"].as_u64()),
+        (Some("af-packet"), Some("va"), Some(1))
+    );
+    assert_eq!(status["mac"], "02:00:00:00:00:01");
+    let config = get_json(&pair, addr, "/api/v1/config");
+    assert_eq!(
+        (config["port"].as_u64(), config["mode"].as_str(), config["oui"].as_str()),
+        (Some(3842), Some("all"), Some("00:c0:17"))
+    );
+    let workers = get_json(&pair, addr, "/api/v1/workers");
+    assert_eq!(workers.as_array().unwrap().len(), 1);
+    assert_eq!(workers[0]["placement"], "cpu 0");
+
+    let (code, before) = request(&pair, "GET", addr, "/metrics", None);
+    assert_eq!(code, 200);
+    let before = parse_openmetrics(&before);
+    assert_eq!(sample(&before, "reflector_reflected_packets_total"), 0.0);
+
+    let tester = pair.tester();
+    let probe = Frame::ito_v4().bytes();
+    let stranger = Frame { src_mac: reflector_testkit::OTHER_MAC, ..Frame::ito_v4() }.bytes();
+    for _ in 0..50 {
+        tester.send(&probe).unwrap();
+        tester.send(&stranger).unwrap();
+    }
+    assert_eq!(receive_reflections(&tester, 50, Duration::from_secs(2)).len(), 50);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let stats = get_json(&pair, addr, "/api/v1/stats");
+    assert_eq!(
+        (stats["reflected_packets"].as_u64(), stats["rejected"]["oui"].as_u64()),
+        (Some(50), Some(50))
+    );
+    for key in ["rx_pps", "pps", "mbps", "rx_mbps", "by_signature", "tx_errors", "rx_dropped", "backend"] {
+        assert!(stats.get(key).is_some(), "stats lacks {key}");
+    }
+    let (_, after) = request(&pair, "GET", addr, "/metrics", None);
+    let after = parse_openmetrics(&after);
+    assert_eq!(sample(&after, "reflector_reflected_packets_total"), 50.0);
+    assert!(
+        after
+            .iter()
+            .any(|l| l.starts_with("reflector_rejected_packets reflector_rejected_packets_total oui 50")),
+        "{after:?}"
+    );
+
+    // Reset (loopback, no token set: allowed), then the counters start again from zero.
+    let (code, body) = request(&pair, "POST", addr, "/api/v1/counters/reset", None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(get_json(&pair, addr, "/api/v1/stats")["reflected_packets"], 0);
+    assert_eq!(request(&pair, "GET", addr, "/api/v1/nothing", None).0, 404);
+    assert_eq!(request(&pair, "DELETE", addr, "/api/v1/stats", None).0, 405);
+    let (status, lines) = reflector.signal_and_wait("TERM");
+    assert!(status.success());
+    assert!(lines.last().unwrap().contains("reflected 50"), "the summary covers the whole run");
+}
+
+#[test]
+fn non_loopback_needs_a_token_and_a_wrong_one_is_refused() {
+    require_live!();
+    let pair = NetnsPair::for_backend("af-packet");
+    let out =
+        pair.run_reflector_cmd(&[], &["run", "va", "--backend", "af-packet", "--http", "192.0.2.1:9181"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("not a loopback address")
+            && err.contains("--http-token")
+            && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+
+    let addr = "192.0.2.1:9182";
+    let reflector = pair.start_reflector_on(Some("af-packet"), &["--http", addr, "--http-token", "s3cret"]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(request(&pair, "GET", addr, "/api/v1/status", None).0, 401);
+    assert_eq!(request(&pair, "GET", addr, "/api/v1/status", Some("wrong")).0, 401);
+    assert_eq!(request(&pair, "GET", addr, "/metrics", Some("s3cre")).0, 401);
+    assert_eq!(request(&pair, "GET", addr, "/api/v1/status", Some("s3cret")).0, 200);
+    assert_eq!(request(&pair, "POST", addr, "/api/v1/counters/reset", Some("wrong")).0, 401);
+    assert_eq!(request(&pair, "POST", addr, "/api/v1/counters/reset", Some("s3cret")).0, 200);
+    drop(reflector.signal_and_wait("TERM"));
+
+    // Knowingly insecure: reads open, reset refused without a token.
+    let reflector =
+        pair.start_reflector_on(Some("af-packet"), &["--http", "192.0.2.1:9183", "--http-insecure"]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(request(&pair, "GET", "192.0.2.1:9183", "/api/v1/status", None).0, 200);
+    assert_eq!(request(&pair, "POST", "192.0.2.1:9183", "/api/v1/counters/reset", None).0, 403);
+    drop(reflector.signal_and_wait("TERM"));
+}
