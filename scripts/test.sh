@@ -9,9 +9,10 @@ need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v setpriv >/dev/null || need+=(util-linux)
+command -v chromium >/dev/null || need+=(chromium)   # the dashboard test
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
-        apt-get update -q && apt-get install -y -q "${need[@]}"
+        apt-get update -q && apt-get install -y -q --no-install-recommends "${need[@]}"
     else
         echo "test.sh: missing ${need[*]}; live tests will skip (run as root to install)" >&2
     fi

@@ -20,6 +20,9 @@ use tiny_http::{Header, Method, Request, Response, Server};
 use crate::UsageError;
 use crate::control::Control;
 
+/// The web dashboard (web/dashboard.html), built into the binary.
+const DASHBOARD: &str = include_str!("../../../web/dashboard.html");
+
 /// Where and how to serve.
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -188,6 +191,15 @@ fn handle(req: Request, ctl: &Control, config: &HttpConfig) {
     // With a token on a non-loopback address, everything needs it.
     if authorized == Some(false) && !loopback {
         let _ = req.respond(json_response(401, &json!({"error": "missing or wrong bearer token"})));
+        return;
+    }
+    // The dashboard page holds no data (its script fetches the API with the token), so it is
+    // served to anyone who can reach the server.
+    if req.method() == &Method::Get && (path == "/" || path == "/index.html") {
+        let page = Response::from_string(DASHBOARD).with_header(
+            Header::from_bytes("Content-Type", "text/html; charset=utf-8").expect("valid header"),
+        );
+        let _ = req.respond(page);
         return;
     }
     let response = match (req.method(), path.as_str()) {
