@@ -10,6 +10,7 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v chromium >/dev/null || need+=(chromium)   # the dashboard test
+command -v tmux >/dev/null || need+=(tmux)           # the terminal UI test
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -q && apt-get install -y -q --no-install-recommends "${need[@]}"

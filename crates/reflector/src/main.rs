@@ -23,6 +23,8 @@ mod report;
 #[cfg(unix)]
 mod run_cmd;
 mod stats;
+#[cfg(unix)]
+mod tui;
 
 /// A bad command line, configuration or input file: exit code 2.
 #[derive(Debug, thiserror::Error)]

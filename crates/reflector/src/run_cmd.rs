@@ -88,9 +88,12 @@ pub struct RunArgs {
     /// Serve a non-loopback --http without a token (read-only then: counter reset is refused).
     #[arg(long)]
     http_insecure: bool,
-    /// Statistics format on stdout.
-    #[arg(long, value_enum, default_value = "text")]
-    stats: StatsFormat,
+    /// Statistics format on stdout [default: text; the terminal UI when stdout is a terminal].
+    #[arg(long, value_enum)]
+    stats: Option<StatsFormat>,
+    /// Show the terminal UI (q quits).
+    #[arg(long, conflicts_with = "stats")]
+    tui: bool,
     /// Seconds between statistics lines.
     #[arg(long, value_name = "SECS", default_value = "1", value_parser = crate::parse_secs)]
     stats_interval: Duration,
@@ -162,7 +165,7 @@ fn with_config(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<(Ru
         take!("replace", a.replace, c.replace);
         take!("busy_poll", a.busy_poll, c.busy_poll);
         take!("duration", a.duration, c.duration.map(Some));
-        take!("stats", a.stats, c.stats_format);
+        take!("stats", a.stats, c.stats_format.map(Some));
         take!("stats_interval", a.stats_interval, c.stats_interval);
         take!("http", a.http, c.http_listen.map(Some));
         take!("http_token", a.http_token, c.http_token.map(Some));
@@ -439,31 +442,47 @@ fn serve<B: Backend>(
 
     let ctx =
         Context { backend: backend_name, interface: iface_name.to_string(), placements: placements.clone() };
-    if let Some(h) = stats::header(args.stats) {
+    let format = args.stats.unwrap_or(StatsFormat::Text);
+    let tui = crate::tui::wanted(args.tui, args.stats.is_some());
+    if let (false, Some(h)) = (tui, stats::header(format)) {
         println!("{h}");
     }
     let started = Instant::now();
     let mut last = (started, ctl.totals());
     let mut next_stats = started + args.stats_interval;
     let end = args.duration.map(|d| started + d);
-    loop {
+    // Every interval: the rates of that interval for the API and UI, and a stats line.
+    let mut tick = || {
         let now = Instant::now();
-        if stop.load(Ordering::Relaxed) || end.is_some_and(|e| now >= e) || runtime.any_finished() {
-            break;
-        }
         if now >= next_stats {
             let totals = ctl.totals();
             let rates = Rates::over(&totals.delta(&last.1), now - last.0);
             *ctl.rates.lock().expect("rates lock") = rates;
-            println!("{}", stats::interval_line(args.stats, &ctx, now - started, &totals, &rates));
+            if !tui {
+                println!("{}", stats::interval_line(format, &ctx, now - started, &totals, &rates));
+            }
             last = (now, totals);
             next_stats += args.stats_interval;
         }
-        let mut wake = next_stats;
-        if let Some(e) = end {
-            wake = wake.min(e);
+        next_stats
+    };
+    if tui {
+        crate::tui::run(&ctl, &stop, end, || {
+            tick();
+            !runtime.any_finished()
+        })?;
+    } else {
+        loop {
+            let now = Instant::now();
+            if stop.load(Ordering::Relaxed) || end.is_some_and(|e| now >= e) || runtime.any_finished() {
+                break;
+            }
+            let mut wake = tick();
+            if let Some(e) = end {
+                wake = wake.min(e);
+            }
+            std::thread::sleep(wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)));
         }
-        std::thread::sleep(wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)));
     }
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed); // ends the HTTP thread too
@@ -476,7 +495,7 @@ fn serve<B: Backend>(
     println!(
         "{}",
         stats::summary(
-            args.stats,
+            format,
             &ctx,
             elapsed,
             &workers,

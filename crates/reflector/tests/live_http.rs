@@ -239,3 +239,52 @@ fn the_dashboard_in_a_real_browser_follows_the_traffic() {
     eprintln!("dashboard screenshot: {}", png.display());
     drop(reflector.signal_and_wait("TERM"));
 }
+
+#[test]
+fn the_terminal_ui_runs_in_a_real_terminal_and_q_quits() {
+    require_live!();
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: tmux is not installed (scripts/test.sh installs it as root)");
+        return;
+    }
+    let pair = NetnsPair::for_backend("af-packet");
+    let dir = tempfile::tempdir().unwrap();
+    let status_file = dir.path().join("status");
+    let session = format!("rfl-tui-{}", std::process::id());
+    // No --stats: on a terminal, run shows the UI. The exit status lands in a file.
+    let command = format!(
+        "timeout --foreground 60 ip netns exec {} {} run va --backend af-packet; echo $? > {}",
+        pair.reflector_ns,
+        env!("CARGO_BIN_EXE_reflector"),
+        status_file.display()
+    );
+    let tmux = |args: &[&str]| Command::new("timeout").arg("10").arg("tmux").args(args).output().unwrap();
+    assert!(tmux(&["new-session", "-d", "-s", &session, "-x", "120", "-y", "32", &command]).status.success());
+    let screen =
+        || String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut shown = screen();
+    while !shown.contains("q quits") {
+        if std::time::Instant::now() > deadline {
+            let _ = tmux(&["kill-session", "-t", &session]);
+            panic!("the UI did not appear:\n{shown}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        shown = screen();
+    }
+    assert!(
+        shown.contains("af-packet on va (02:00:00:00:00:01)") && shown.contains("by signature"),
+        "{shown}"
+    );
+    assert!(tmux(&["send-keys", "-t", &session, "q"]).status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !status_file.exists() {
+        if std::time::Instant::now() > deadline {
+            let _ = tmux(&["kill-session", "-t", &session]);
+            panic!("q did not end the UI:\n{}", screen());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = tmux(&["kill-session", "-t", &session]);
+    assert_eq!(std::fs::read_to_string(&status_file).unwrap().trim(), "0", "exit status after q");
+}
