@@ -326,6 +326,16 @@ impl AfPacket {
 }
 
 impl Backend for AfPacket {
+    /// Attaching a new classic BPF program replaces the old one atomically.
+    fn update_filter(&mut self, filter: &reflector_core::Filter) -> Result<(), BackendError> {
+        let program = reflector_bpf::cbpf::program(filter).ok_or(BackendError(SysError {
+            call: "classic BPF program",
+            err: std::io::Error::from_raw_os_error(libc::E2BIG),
+        }))?;
+        sys::attach_filter(&self.fd, &program)?;
+        Ok(())
+    }
+
     fn process<F: FnMut(&mut [u8]) -> bool>(
         &mut self,
         wait: Duration,

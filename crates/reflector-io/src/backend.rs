@@ -35,6 +35,13 @@ pub trait Backend: Send + 'static {
         wait: Duration,
         handle: F,
     ) -> Result<Batch, BackendError>;
+
+    /// A new filter is in force: bring any kernel-side filter of this backend in line with it
+    /// (called by the worker between batches). Nothing to do by default.
+    fn update_filter(&mut self, filter: &reflector_core::Filter) -> Result<(), BackendError> {
+        let _ = filter;
+        Ok(())
+    }
 }
 
 /// An in-process backend for tests and benchmarks: frames in from a queue, out into a list.

@@ -62,6 +62,37 @@ impl SharedCounters {
     }
 }
 
+/// The filter workers apply, replaceable while they run (SIGHUP): a worker looks at the
+/// generation once per batch and takes the new filter between batches, so no frame is judged
+/// half by one filter and half by another, and none is dropped for the change.
+#[derive(Debug)]
+pub struct FilterCell {
+    current: std::sync::Mutex<Arc<Filter>>,
+    generation: AtomicU64,
+}
+
+impl FilterCell {
+    /// A cell holding `filter`.
+    pub fn new(filter: Arc<Filter>) -> Arc<FilterCell> {
+        Arc::new(FilterCell { current: std::sync::Mutex::new(filter), generation: AtomicU64::new(0) })
+    }
+
+    /// The filter in force.
+    pub fn get(&self) -> Arc<Filter> {
+        self.current.lock().expect("filter lock").clone()
+    }
+
+    /// Replaces the filter; workers take it at their next batch.
+    pub fn set(&self, filter: Arc<Filter>) {
+        *self.current.lock().expect("filter lock") = filter;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
 /// Where a worker runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
@@ -92,12 +123,19 @@ pub struct Runtime {
 /// Runs one worker until `stop`: the hot loop, monomorphised per backend.
 fn work<B: Backend>(
     mut backend: B,
-    filter: &Filter,
+    cell: &FilterCell,
     shared: &SharedCounters,
     stop: &AtomicBool,
 ) -> Result<Counters, BackendError> {
     let mut counters = Counters::default();
+    let mut generation = cell.generation();
+    let mut filter = cell.get();
     while !stop.load(Ordering::Relaxed) {
+        if cell.generation() != generation {
+            generation = cell.generation();
+            filter = cell.get();
+            backend.update_filter(&filter)?;
+        }
         let batch = backend.process(IDLE_WAIT, |frame| {
             let verdict = filter.process(frame);
             counters.record(frame.len(), &verdict);
@@ -119,7 +157,11 @@ fn work<B: Backend>(
 impl Runtime {
     /// Starts one thread per backend. With `pin`, worker `i` is pinned to the `i`-th CPU the
     /// process may use (best effort: a failure is reported in its [`Placement`]).
-    pub fn start<B: Backend>(backends: Vec<B>, filter: Arc<Filter>, pin: bool) -> std::io::Result<Runtime> {
+    pub fn start<B: Backend>(
+        backends: Vec<B>,
+        filter: Arc<FilterCell>,
+        pin: bool,
+    ) -> std::io::Result<Runtime> {
         let stop = Arc::new(AtomicBool::new(false));
         let cpus = allowed_cpus();
         let mut workers = Vec::new();
@@ -225,7 +267,7 @@ mod tests {
             outputs.push(backend.tx.clone());
             backends.push(backend);
         }
-        let runtime = Runtime::start(backends, Arc::new(default), true).unwrap();
+        let runtime = Runtime::start(backends, FilterCell::new(Arc::new(default)), true).unwrap();
         assert_eq!(runtime.workers.len(), 2);
         for w in &runtime.workers {
             assert!(matches!(w.placement, Placement::Pinned(_)), "{:?}", w.placement);

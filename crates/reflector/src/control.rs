@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use reflector_core::{Counters, Filter, MacAddr, Reject};
-use reflector_io::worker::SharedCounters;
+use reflector_core::{Counters, MacAddr, Reject};
+use reflector_io::worker::{FilterCell, SharedCounters};
 
 use crate::stats::Rates;
 
@@ -23,8 +23,8 @@ pub struct Control {
     pub interface: String,
     /// Interface MAC.
     pub mac: MacAddr,
-    /// The filter in force.
-    pub filter: Arc<Filter>,
+    /// The filter in force (replaced on SIGHUP).
+    pub filter: Arc<FilterCell>,
     /// Each worker's published counters and where it runs.
     pub workers: Vec<(Arc<SharedCounters>, String)>,
     /// The kernel program's reject counts, for backends that have one.
@@ -50,7 +50,7 @@ impl Control {
         backend: &'static str,
         interface: String,
         mac: MacAddr,
-        filter: Arc<Filter>,
+        filter: Arc<FilterCell>,
         workers: Vec<(Arc<SharedCounters>, String)>,
         kernel: Option<KernelRejects>,
     ) -> Control {

@@ -106,7 +106,7 @@ fn workers_json(ctl: &Control) -> Value {
 }
 
 fn config_json(ctl: &Control) -> Value {
-    let f = &ctl.filter;
+    let f = &ctl.filter.get();
     json!({
         "interface": ctl.interface,
         "backend": ctl.backend,

@@ -13,7 +13,7 @@ use crate::control::{Control, KernelRejects};
 use crate::http::HttpConfig;
 use reflector_io::backend::Backend;
 use reflector_io::iface::{IfaceError, IfaceInfo, iface_info};
-use reflector_io::worker::{Placement, Runtime};
+use reflector_io::worker::{FilterCell, Placement, Runtime};
 
 use crate::UsageError;
 use crate::filter_args::FilterArgs;
@@ -179,6 +179,8 @@ fn with_config(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<(Ru
 }
 
 pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    let original = args;
+    let reload = || with_config(original, matches).map(|(a, _)| a);
     let (args, iface_name) = with_config(args, matches)?;
     let args = &args;
     let iface = usable_interface(&iface_name)?;
@@ -208,13 +210,21 @@ pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
                 let attachment = Arc::new(attachment);
                 let counted = attachment.clone();
                 let rejects: KernelRejects = Arc::new(move || counted.rejected().ok());
+                let update = |f: &Filter| -> anyhow::Result<()> { attachment.update(f).map_err(Into::into) };
                 let result = serve(
                     args,
                     &iface_name,
                     &iface,
                     filter,
                     sockets,
-                    Chosen { name: "af-xdp", why, details: &details, kernel_rejects: Some(rejects) },
+                    Chosen {
+                        name: "af-xdp",
+                        why,
+                        details: &details,
+                        kernel_rejects: Some(rejects),
+                        kernel_update: Some(&update),
+                        reload: &reload,
+                    },
                 );
                 drop(attachment); // detaches the program (it would go with the process anyway)
                 return result;
@@ -260,7 +270,14 @@ pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
                 &iface,
                 filter,
                 backends,
-                Chosen { name: "af-packet", why, details: &details, kernel_rejects: None },
+                Chosen {
+                    name: "af-packet",
+                    why,
+                    details: &details,
+                    kernel_rejects: None,
+                    kernel_update: None,
+                    reload: &reload,
+                },
             )
         }
         #[cfg(not(target_os = "linux"))]
@@ -283,7 +300,14 @@ pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
                 &iface,
                 filter,
                 vec![BpfBackend::new(dev, buffer, ioctl::NATIVE)],
-                Chosen { name: "bpf", why, details: &details, kernel_rejects: None },
+                Chosen {
+                    name: "bpf",
+                    why,
+                    details: &details,
+                    kernel_rejects: None,
+                    kernel_update: None,
+                    reload: &reload,
+                },
             )
         }
     }
@@ -348,6 +372,9 @@ fn open_af_xdp(
     Ok((sockets, attachment, details))
 }
 
+/// Brings an interface-wide kernel program in line with a new filter.
+type KernelUpdate<'a> = dyn Fn(&Filter) -> anyhow::Result<()> + 'a;
+
 /// The backend in use, as the start line and the counters describe it.
 struct Chosen<'a> {
     name: &'static str,
@@ -357,6 +384,82 @@ struct Chosen<'a> {
     details: &'a str,
     /// Per-reason counts of frames a kernel program rejected before the workers saw them.
     kernel_rejects: Option<KernelRejects>,
+    /// Brings an interface-wide kernel program in line with a new filter (af-xdp).
+    kernel_update: Option<&'a KernelUpdate<'a>>,
+    /// Re-reads the configuration (SIGHUP): the arguments as they would be now.
+    reload: &'a dyn Fn() -> anyhow::Result<RunArgs>,
+}
+
+/// SIGHUP: reads the configuration again and applies what can change while running (the
+/// filter, in the core and in the kernel; the stats format and interval); reports what cannot
+/// and keeps its old value. A bad file changes nothing.
+fn reload(
+    running: &RunArgs,
+    chosen: &Chosen<'_>,
+    cell: &FilterCell,
+    mac: reflector_core::MacAddr,
+    format: &std::cell::Cell<StatsFormat>,
+    interval: &std::cell::Cell<Duration>,
+    tui: bool,
+) {
+    let say = |msg: String| eprintln!("reflector: SIGHUP: {msg}");
+    if running.config.is_none() {
+        return say("nothing to reload (started without --config)".into());
+    }
+    let new = match (chosen.reload)() {
+        Ok(new) => new,
+        Err(e) => return say(format!("{e:#}; keeping the running configuration")),
+    };
+    let fixed = [
+        ("interface", new.iface != running.iface),
+        ("backend", new.backend != running.backend),
+        ("workers", new.workers != running.workers),
+        ("umem_size_mib", new.umem_size != running.umem_size),
+        ("busy_poll", new.busy_poll != running.busy_poll),
+        ("replace", new.replace != running.replace),
+        ("duration", new.duration != running.duration),
+        (
+            "http",
+            new.http != running.http
+                || new.http_token != running.http_token
+                || new.http_insecure != running.http_insecure,
+        ),
+    ];
+    for (key, _) in fixed.iter().filter(|(_, changed)| *changed) {
+        say(format!("{key} cannot change while running; keeping the old value (restart to apply)"));
+    }
+    match new.filter.filter(mac) {
+        Err(e) => say(format!("{}; keeping the old filter", e.0)),
+        Ok(f) if f == *cell.get() => {}
+        Ok(f) => {
+            if let Some(update) = chosen.kernel_update
+                && let Err(e) = update(&f)
+            {
+                return say(format!("cannot update the XDP program ({e:#}); keeping the old filter"));
+            }
+            say(format!(
+                "filter now: port {}, signatures {}, mode {}",
+                f.port(),
+                f.families(),
+                f.mode().name()
+            ));
+            cell.set(Arc::new(f));
+        }
+    }
+    if let Some(fmt) = new.stats
+        && fmt != format.get()
+    {
+        if tui {
+            say("the terminal UI is showing; stats format unchanged".into());
+        } else {
+            format.set(fmt);
+            say(format!("stats format now {fmt:?}").to_lowercase());
+        }
+    }
+    if new.stats_interval != interval.get() {
+        interval.set(new.stats_interval);
+        say(format!("stats interval now {:.3} s", new.stats_interval.as_secs_f64()));
+    }
 }
 
 /// Runs the workers until stopped, printing the start line, stats lines and the summary.
@@ -383,7 +486,8 @@ fn serve<B: Backend>(
     if let Some(h) = &http {
         h.check()?;
     }
-    let runtime = Runtime::start(backends, filter.clone(), true).context("cannot start worker threads")?;
+    let cell = FilterCell::new(filter.clone());
+    let runtime = Runtime::start(backends, cell.clone(), true).context("cannot start worker threads")?;
     let placements: Vec<String> = runtime
         .workers
         .iter()
@@ -398,7 +502,7 @@ fn serve<B: Backend>(
         backend_name,
         iface_name.to_string(),
         iface.mac,
-        filter.clone(),
+        cell.clone(),
         runtime.workers.iter().zip(&placements).map(|(w, p)| (w.counters.clone(), p.clone())).collect(),
         chosen.kernel_rejects.clone(),
     ));
@@ -442,27 +546,35 @@ fn serve<B: Backend>(
 
     let ctx =
         Context { backend: backend_name, interface: iface_name.to_string(), placements: placements.clone() };
-    let format = args.stats.unwrap_or(StatsFormat::Text);
+    let format = std::cell::Cell::new(args.stats.unwrap_or(StatsFormat::Text));
+    let interval = std::cell::Cell::new(args.stats_interval);
     let tui = crate::tui::wanted(args.tui, args.stats.is_some());
-    if let (false, Some(h)) = (tui, stats::header(format)) {
+    if let (false, Some(h)) = (tui, stats::header(format.get())) {
         println!("{h}");
     }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .context("cannot install signal handlers")?;
     let started = Instant::now();
     let mut last = (started, ctl.totals());
     let mut next_stats = started + args.stats_interval;
     let end = args.duration.map(|d| started + d);
-    // Every interval: the rates of that interval for the API and UI, and a stats line.
+    // Every interval: the rates of that interval for the API and UI, and a stats line. And,
+    // after SIGHUP, the configuration read again.
     let mut tick = || {
+        if hup.swap(false, Ordering::Relaxed) {
+            reload(args, &chosen, &cell, iface.mac, &format, &interval, tui);
+        }
         let now = Instant::now();
         if now >= next_stats {
             let totals = ctl.totals();
             let rates = Rates::over(&totals.delta(&last.1), now - last.0);
             *ctl.rates.lock().expect("rates lock") = rates;
             if !tui {
-                println!("{}", stats::interval_line(format, &ctx, now - started, &totals, &rates));
+                println!("{}", stats::interval_line(format.get(), &ctx, now - started, &totals, &rates));
             }
             last = (now, totals);
-            next_stats += args.stats_interval;
+            next_stats = now.max(next_stats) + interval.get();
         }
         next_stats
     };
@@ -495,7 +607,7 @@ fn serve<B: Backend>(
     println!(
         "{}",
         stats::summary(
-            format,
+            format.get(),
             &ctx,
             elapsed,
             &workers,

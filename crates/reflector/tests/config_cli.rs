@@ -60,3 +60,95 @@ fn flags_override_the_file_which_overrides_the_defaults() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no interface given"));
 }
+
+#[test]
+fn sighup_reloads_a_changed_filter_while_traffic_flows() {
+    require_live!();
+    use common::{BACKENDS, NetnsPair, receive_reflections};
+    use reflector_testkit::Frame;
+    use std::time::{Duration, Instant};
+    for backend in BACKENDS {
+        let pair = NetnsPair::for_backend(backend);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.toml");
+        let write = |port: u16, extra: &str| {
+            let text = format!(
+                "interface = \"va\"\nbackend = \"{backend}\"\nport = {port}\n{extra}[stats]\nformat = \"json\"\ninterval = 0.2\n"
+            );
+            std::fs::write(&path, text).unwrap();
+        };
+        write(3842, "");
+        let reflector = pair.start_reflector_on(None, &["--config", path.to_str().unwrap()]);
+        assert!(
+            reflector.start_line.starts_with(&format!("reflector: {backend} on va")),
+            "{}",
+            reflector.start_line
+        );
+        let tester = pair.tester();
+        let old = Frame::ito_v4().bytes();
+        let new = Frame { dst_port: 4000, ..Frame::ito_v4() }.bytes();
+        tester.send(&old).unwrap();
+        assert_eq!(receive_reflections(&tester, 1, Duration::from_secs(1)).len(), 1, "{backend}: before");
+
+        // Traffic keeps flowing while the file changes and SIGHUP arrives.
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    tester.send(&old).unwrap();
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            });
+            write(4000, "workers = 2\n");
+            let pid = common::child_of(reflector.pid());
+            assert!(Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap().success());
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut said = Vec::new();
+            while !said.iter().any(|l: &String| l.contains("filter now: port 4000")) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match reflector.stderr.recv_timeout(left) {
+                    Ok(line) => said.push(line),
+                    Err(_) => panic!("{backend}: no reload message: {said:?}"),
+                }
+            }
+            assert!(said.iter().any(|l| l.contains("workers cannot change while running")), "{said:?}");
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        // Let the reflections of the old port drain, then: the new port is reflected, the old not.
+        std::thread::sleep(Duration::from_millis(300));
+        while !receive_reflections(&tester, 10_000, Duration::from_millis(200)).is_empty() {}
+        tester.send(&old).unwrap();
+        assert!(
+            receive_reflections(&tester, 1, Duration::from_millis(500)).is_empty(),
+            "{backend}: old port still reflected"
+        );
+        tester.send(&new).unwrap();
+        assert_eq!(
+            receive_reflections(&tester, 1, Duration::from_secs(1)).len(),
+            1,
+            "{backend}: new port not reflected"
+        );
+
+        // A broken file changes nothing.
+        std::fs::write(&path, "port = \"x\"\n").unwrap();
+        let pid = common::child_of(reflector.pid());
+        Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap();
+        let line = reflector.stderr.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(line.contains("keeping the running configuration"), "{line}");
+        tester.send(&new).unwrap();
+        assert_eq!(
+            receive_reflections(&tester, 1, Duration::from_secs(1)).len(),
+            1,
+            "{backend}: after a bad reload"
+        );
+
+        let (status, lines) = reflector.signal_and_wait("TERM");
+        assert!(status.success());
+        let s = common::summary(&lines);
+        assert_eq!((s["tx_errors"].as_u64(), s["rx_dropped"].as_u64()), (Some(0), Some(0)), "{backend}: {s}");
+        assert!(
+            s["rejected"]["dst_port"].as_u64().unwrap() >= 1,
+            "{backend}: old-port probes rejected after the reload"
+        );
+    }
+}

@@ -323,20 +323,6 @@ fn several_workers_share_the_interface_through_fanout() {
     assert!(shares.iter().all(|n| *n > 0), "the fanout left a worker idle: {shares:?}");
 }
 
-/// The pid of the process `timeout` runs (the reflector: `ip netns exec` execs it).
-fn child_of(pid: u32) -> u32 {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let children =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        if let Some(child) = children.split_whitespace().next().and_then(|p| p.parse().ok()) {
-            return child;
-        }
-        assert!(Instant::now() < deadline, "no child process");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn xdp_attached(pair: &NetnsPair) -> bool {
     let out = std::process::Command::new("ip")
         .args(["-n", &pair.reflector_ns, "link", "show", "va"])
@@ -386,7 +372,7 @@ fn af_xdp_kill_9_under_load_leaves_no_program_and_ping_works() {
     for _ in 0..2000 {
         tester.send(&frame).unwrap();
     }
-    let pid = child_of(reflector.pid());
+    let pid = common::child_of(reflector.pid());
     assert!(std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
     let (status, _) = reflector.wait();
     assert!(!status.success());

@@ -163,6 +163,14 @@ impl<D: BpfDevice> BpfBackend<D> {
 }
 
 impl<D: BpfDevice> Backend for BpfBackend<D> {
+    /// BIOCSETF replaces the device's filter.
+    fn update_filter(&mut self, filter: &reflector_core::Filter) -> Result<(), BackendError> {
+        let fail = |err| BackendError(crate::error::SysError { call: "BIOCSETF", err });
+        let program = reflector_bpf::cbpf::program(filter)
+            .ok_or_else(|| fail(io::Error::from_raw_os_error(libc::E2BIG)))?;
+        self.dev.set_filter(&program).map_err(fail)
+    }
+
     fn process<F: FnMut(&mut [u8]) -> bool>(
         &mut self,
         _wait: Duration,

@@ -16,6 +16,7 @@ const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
 const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_PROG_TEST_RUN: libc::c_int = 10;
 const BPF_LINK_CREATE: libc::c_int = 28;
+const BPF_LINK_UPDATE: libc::c_int = 29;
 /// `BPF_MAP_TYPE_XSKMAP`.
 pub const BPF_MAP_TYPE_XSKMAP: u32 = 17;
 /// `BPF_MAP_TYPE_PERCPU_ARRAY`.
@@ -267,4 +268,26 @@ pub fn link_create(prog: &OwnedFd, ifindex: u32, flags: u32) -> SysResult<OwnedF
         Attr { prog_fd: prog.as_raw_fd() as u32, target_ifindex: ifindex, attach_type: BPF_XDP, flags };
     // SAFETY: `attr` is a live BPF_LINK_CREATE attribute.
     fd_result(unsafe { bpf(BPF_LINK_CREATE, &mut attr) }, "bpf(BPF_LINK_CREATE)")
+}
+
+/// Replaces the program of `link` with `prog` atomically (`BPF_LINK_UPDATE`).
+pub fn link_update(link: &OwnedFd, prog: &OwnedFd) -> SysResult<()> {
+    #[repr(C)]
+    struct Attr {
+        link_fd: u32,
+        new_prog_fd: u32,
+        flags: u32,
+        old_prog_fd: u32,
+    }
+    let mut attr = Attr {
+        link_fd: link.as_raw_fd() as u32,
+        new_prog_fd: prog.as_raw_fd() as u32,
+        flags: 0,
+        old_prog_fd: 0,
+    };
+    // SAFETY: `attr` is a live BPF_LINK_UPDATE attribute.
+    if unsafe { bpf(BPF_LINK_UPDATE, &mut attr) } < 0 {
+        return Err(SysError::last("bpf(BPF_LINK_UPDATE)"));
+    }
+    Ok(())
 }

@@ -30,8 +30,8 @@ pub fn read_reject_counters(map: &OwnedFd) -> Result<[u64; Reject::COUNT], crate
 pub struct Attachment {
     map: OwnedFd,
     counters: OwnedFd,
-    _prog: OwnedFd,
-    _link: OwnedFd,
+    prog: std::sync::Mutex<OwnedFd>,
+    link: OwnedFd,
     /// "native" (in the driver) or "generic" (in the stack).
     pub mode: &'static str,
     /// Instructions in the program.
@@ -118,12 +118,31 @@ impl Attachment {
             Err(AttachError::Busy { .. }) if replace => attempt(true)?,
             other => other?,
         };
-        Ok(Attachment { map, counters, _prog: prog, _link: link, mode, instructions: insns.len() })
+        Ok(Attachment {
+            map,
+            counters,
+            prog: std::sync::Mutex::new(prog),
+            link,
+            mode,
+            instructions: insns.len(),
+        })
     }
 
     /// Frames the program rejected so far, per reason (indexed in `Reject::ALL` order).
     pub fn rejected(&self) -> Result<[u64; Reject::COUNT], crate::error::SysError> {
         read_reject_counters(&self.counters)
+    }
+
+    /// Replaces the program with one for `filter` (same sockets, same counters), atomically:
+    /// every frame meets either the old program or the new one.
+    pub fn update(&self, filter: &Filter) -> Result<(), AttachError> {
+        let on_hit = reflector_bpf::xdp::OnHit::Redirect { xsk_map_fd: self.map.as_raw_fd() };
+        let insns = reflector_bpf::xdp::program(filter, on_hit, Some(self.counters.as_raw_fd()))
+            .ok_or(AttachError::Assemble)?;
+        let prog = bpf::prog_load(&insns, "reflector")?;
+        bpf::link_update(&self.link, &prog)?;
+        *self.prog.lock().expect("program lock") = prog;
+        Ok(())
     }
 
     /// Puts socket `xsk_fd` in the XSKMAP slot of `queue`.

@@ -291,3 +291,17 @@ impl NetnsPair {
         Command::new("timeout").args(&full).output().expect("runs")
     }
 }
+
+/// The pid of the process `timeout` (pid `pid`) runs: the reflector (`ip netns exec` execs it).
+pub fn child_of(pid: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        if let Some(child) = children.split_whitespace().next().and_then(|p| p.parse().ok()) {
+            return child;
+        }
+        assert!(Instant::now() < deadline, "no child process");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
