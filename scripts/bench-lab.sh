@@ -100,6 +100,54 @@ print(f"{backend:<10} {sent/secs:11.0f} {back/secs:13.0f} {back/max(sent,1):6.3f
 PY
 )")
 done
+# The control plane under load: the same full-speed run twice with af-xdp, once plain, once with
+# --http scraped ten times a second (/metrics and /api/v1/stats) and the dashboard open in
+# headless Chromium (which polls the API twice a second).
+ip -n "$ns_t" addr flush dev vb
+ip -n "$ns_r" link set lo up
+http_run() { # $1 = label, $2... = extra reflector flags
+  local label="$1"; shift
+  timeout $((secs + 30)) ip netns exec "$ns_r" "$bin" run va --backend af-xdp --stats json \
+    --duration $((secs + 3)) "$@" > "$work/http-$label.json" 2> /dev/null &
+  local pid=$!
+  sleep 1
+  local extra=()
+  if [ "$label" = with ]; then
+    timeout $((secs + 2)) ip netns exec "$ns_r" python3 -c "
+import time, urllib.request
+end = time.time() + $secs + 1
+while time.time() < end:
+    for p in ('/metrics', '/api/v1/stats'):
+        urllib.request.urlopen('http://127.0.0.1:9200' + p).read()
+    time.sleep(0.1)
+" &
+    extra+=($!)
+    timeout $((secs + 2)) ip netns exec "$ns_r" chromium --headless --no-sandbox --disable-gpu --disable-quic \
+      --no-first-run --disable-background-networking --disable-component-update --disable-sync \
+      --user-data-dir="$work/chromium" --remote-debugging-port=0 http://127.0.0.1:9200/ > /dev/null 2>&1 &
+    extra+=($!)
+    sleep 1
+  fi
+  local t0; t0=$(stat "$ns_t" vb rx_packets)
+  timeout -s INT "$secs" ip netns exec "$ns_t" taskset -c "$sender_cpu" trafgen --dev vb --conf "$work/probe.cfg" \
+    --cpus 1 --num 0 > /dev/null 2>&1 || true
+  local t1; t1=$(stat "$ns_t" vb rx_packets)
+  for p in "${extra[@]}"; do wait "$p" || true; done
+  wait "$pid" || true
+  echo $(( (t1 - t0) / secs ))
+}
+without=$(http_run without)
+with=$(http_run with --http 127.0.0.1:9200)
+
 printf '%-10s %11s %13s %6s %8s %11s %10s %11s %15s %15s %9s %9s\n' backend offered_pps reflected_pps ratio \
   drops cpu_ns/pkt fixed_pps fixed_cpu_ns rtt1k_p50/p99us rtt_half_p50/p99 half_pps startup
 printf '%s\n' "${rows[@]}"
+python3 - "$work" "$without" "$with" <<'PY'
+import json, sys
+work, without, with_ = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def cpu(label):
+    s = [json.loads(l) for l in open(f"{work}/http-{label}.json") if '"summary"' in l][-1]
+    return (s["cpu_user_s"] + s["cpu_system_s"]) * 1e9 / max(s["reflected_packets"], 1)
+print(f"af-xdp reflected pps without HTTP: {without}, with HTTP scraped 10/s and the dashboard open: {with_} "
+      f"(ratio {with_ / max(without, 1):.3f}); reflector CPU per packet {cpu('without'):.0f} ns vs {cpu('with'):.0f} ns")
+PY

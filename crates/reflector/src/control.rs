@@ -29,6 +29,10 @@ pub struct Control {
     pub workers: Vec<(Arc<SharedCounters>, String)>,
     /// The kernel program's reject counts, for backends that have one.
     pub kernel: Option<KernelRejects>,
+    /// Backend facts from the start line (XDP mode, zero-copy or copy, ring sizes, …).
+    pub details: String,
+    /// Whether frames are moved without a copy (af-xdp zero-copy); false for every copy path.
+    pub zero_copy: bool,
     /// What a counter reset subtracts.
     baseline: Mutex<Counters>,
     /// Rates over the last statistics interval (written by the main loop).
@@ -53,7 +57,9 @@ impl Control {
         filter: Arc<FilterCell>,
         workers: Vec<(Arc<SharedCounters>, String)>,
         kernel: Option<KernelRejects>,
+        details: String,
     ) -> Control {
+        let zero_copy = details.contains("zero-copy");
         Control {
             started: Instant::now(),
             backend,
@@ -62,6 +68,8 @@ impl Control {
             filter,
             workers,
             kernel,
+            details,
+            zero_copy,
             baseline: Mutex::default(),
             rates: Mutex::new(Rates { rx_pps: 0.0, rx_mbps: 0.0, pps: 0.0, mbps: 0.0 }),
         }

@@ -73,6 +73,8 @@ fn status_json(ctl: &Control) -> Value {
         "mac": ctl.mac.to_string(),
         "uptime_s": (ctl.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         "workers": ctl.workers.len(),
+        "zero_copy": ctl.zero_copy,
+        "details": ctl.details,
     })
 }
 

@@ -505,6 +505,7 @@ fn serve<B: Backend>(
         cell.clone(),
         runtime.workers.iter().zip(&placements).map(|(w, p)| (w.counters.clone(), p.clone())).collect(),
         chosen.kernel_rejects.clone(),
+        details.to_string(),
     ));
     let http_thread = match http {
         Some(h) => {

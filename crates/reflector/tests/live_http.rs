@@ -77,6 +77,8 @@ fn every_endpoint_and_metrics_that_move_with_traffic() {
         (Some("af-packet"), Some("va"), Some(1))
     );
     assert_eq!(status["mac"], "02:00:00:00:00:01");
+    assert_eq!(status["zero_copy"], false, "af-packet copies");
+    assert!(status["details"].as_str().unwrap().contains("kernel filter"), "{status}");
     let config = get_json(&pair, addr, "/api/v1/config");
     assert_eq!(
         (config["port"].as_u64(), config["mode"].as_str(), config["oui"].as_str()),
