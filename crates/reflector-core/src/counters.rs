@@ -90,3 +90,87 @@ impl Counters {
         out
     }
 }
+
+/// Number of buckets of a [`Dwell`] histogram: bucket `i` holds times in `[2^i, 2^(i+1))` ns
+/// (bucket 0 also holds 0 and 1 ns), up to about 550 s.
+pub const DWELL_BUCKETS: usize = 40;
+
+/// A histogram of how long reflected frames stayed in the reflector (from the worker taking
+/// them to their transmit submission), in power-of-two nanosecond buckets. Plain data, like
+/// [`Counters`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dwell {
+    /// Frames per bucket.
+    pub buckets: [u64; DWELL_BUCKETS],
+}
+
+impl Default for Dwell {
+    fn default() -> Self {
+        Dwell { buckets: [0; DWELL_BUCKETS] }
+    }
+}
+
+impl Dwell {
+    /// Records `n` frames that each stayed `ns` nanoseconds.
+    pub fn record(&mut self, ns: u64, n: u64) {
+        let bucket = (63 - ns.max(1).leading_zeros() as usize).min(DWELL_BUCKETS - 1);
+        self.buckets[bucket] += n;
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Dwell) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets) {
+            *a += b;
+        }
+    }
+
+    /// Frames recorded.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// The upper bound, in nanoseconds, of the bucket holding the `q`-quantile (0 < q <= 1),
+    /// or `None` with nothing recorded. A bucket's bound overstates by less than 2x.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        // ceil(q * total) without std's float functions (the core is no_std).
+        let x = q * total as f64;
+        let floor = x as u64;
+        let rank = (if (floor as f64) < x { floor + 1 } else { floor }).clamp(1, total);
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some((1u64 << (i + 1)) - 1);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dwell_buckets_and_quantiles() {
+        let mut d = Dwell::default();
+        assert_eq!(d.quantile(0.5), None);
+        d.record(0, 1); // bucket 0
+        d.record(1000, 98); // [512, 1024)
+        d.record(100_000, 1); // [65536, 131072)
+        assert_eq!(d.count(), 100);
+        assert_eq!(d.quantile(0.01), Some(1));
+        assert_eq!(d.quantile(0.5), Some(1023));
+        assert_eq!(d.quantile(0.99), Some(1023));
+        assert_eq!(d.quantile(0.999), Some(131_071));
+        d.record(u64::MAX, 1);
+        assert_eq!(d.buckets[DWELL_BUCKETS - 1], 1, "clamped to the last bucket");
+        let mut twice = d;
+        twice.add(&d);
+        assert_eq!(twice.count(), 2 * d.count());
+    }
+}

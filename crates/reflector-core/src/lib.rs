@@ -22,7 +22,7 @@ mod reflect;
 pub mod wire;
 
 pub use classify::{Hit, L3Kind, Reject, Signature, classify};
-pub use counters::Counters;
+pub use counters::{Counters, DWELL_BUCKETS, Dwell};
 pub use filter::{
     ConfigError, CustomSignature, DEFAULT_OUI, DEFAULT_PORT, Family, FamilySet, Filter, FilterConfig,
     MAX_CUSTOM_SIGNATURES, MAX_SIGNATURE_LEN, Mode,

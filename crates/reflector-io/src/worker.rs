@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use reflector_core::{Counters, Filter, Reject, Signature};
+use reflector_core::{Counters, DWELL_BUCKETS, Dwell, Filter, Reject, Signature};
 
 use crate::backend::{Backend, BackendError};
 
@@ -62,6 +62,32 @@ impl SharedCounters {
     }
 }
 
+/// A worker's dwell-time histogram as the control plane reads it (single writer).
+#[derive(Debug)]
+#[repr(align(128))]
+pub struct SharedDwell {
+    buckets: [AtomicU64; DWELL_BUCKETS],
+}
+
+impl Default for SharedDwell {
+    fn default() -> Self {
+        SharedDwell { buckets: std::array::from_fn(|_| AtomicU64::new(0)) }
+    }
+}
+
+impl SharedDwell {
+    fn publish(&self, d: &Dwell) {
+        for (a, v) in self.buckets.iter().zip(d.buckets) {
+            a.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// A copy of the last published histogram.
+    pub fn snapshot(&self) -> Dwell {
+        Dwell { buckets: std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed)) }
+    }
+}
+
 /// The filter workers apply, replaceable while they run (SIGHUP): a worker looks at the
 /// generation once per batch and takes the new filter between batches, so no frame is judged
 /// half by one filter and half by another, and none is dropped for the change.
@@ -107,6 +133,8 @@ pub enum Placement {
 pub struct WorkerHandle {
     /// Its published counters.
     pub counters: Arc<SharedCounters>,
+    /// Its dwell-time histogram, when measured.
+    pub dwell: Option<Arc<SharedDwell>>,
     /// Where it runs.
     pub placement: Placement,
     thread: Option<JoinHandle<Result<Counters, BackendError>>>,
@@ -125,9 +153,11 @@ fn work<B: Backend>(
     mut backend: B,
     cell: &FilterCell,
     shared: &SharedCounters,
+    dwell: Option<&SharedDwell>,
     stop: &AtomicBool,
 ) -> Result<Counters, BackendError> {
     let mut counters = Counters::default();
+    let mut histogram = Dwell::default();
     let mut generation = cell.generation();
     let mut filter = cell.get();
     while !stop.load(Ordering::Relaxed) {
@@ -136,13 +166,28 @@ fn work<B: Backend>(
             filter = cell.get();
             backend.update_filter(&filter)?;
         }
+        // With dwell times on: the clock is read when the batch's first frame is handed over
+        // (so time spent waiting for it does not count) and once more after the batch was
+        // queued for transmission; every frame reflected in the batch gets that interval.
+        let mut first_frame: Option<std::time::Instant> = None;
+        let reflected_before = counters.reflected_packets;
         let batch = backend.process(IDLE_WAIT, |frame| {
+            if dwell.is_some() && first_frame.is_none() {
+                first_frame = Some(std::time::Instant::now());
+            }
             let verdict = filter.process(frame);
             counters.record(frame.len(), &verdict);
             verdict.is_ok()
         })?;
         if batch.tx_error_packets > 0 {
             counters.record_tx_errors(batch.tx_error_packets, batch.tx_error_bytes);
+        }
+        if let (Some(shared_dwell), Some(t0)) = (dwell, first_frame) {
+            let reflected = counters.reflected_packets.saturating_sub(reflected_before);
+            if reflected > 0 {
+                histogram.record(t0.elapsed().as_nanos() as u64, reflected);
+                shared_dwell.publish(&histogram);
+            }
         }
         counters.rx_dropped += batch.rx_dropped;
         counters.rx_invalid += batch.rx_invalid;
@@ -157,16 +202,20 @@ fn work<B: Backend>(
 impl Runtime {
     /// Starts one thread per backend. With `pin`, worker `i` is pinned to the `i`-th CPU the
     /// process may use (best effort: a failure is reported in its [`Placement`]).
+    /// With `latency`, each worker also keeps a dwell-time histogram.
     pub fn start<B: Backend>(
         backends: Vec<B>,
         filter: Arc<FilterCell>,
         pin: bool,
+        latency: bool,
     ) -> std::io::Result<Runtime> {
         let stop = Arc::new(AtomicBool::new(false));
         let cpus = allowed_cpus();
         let mut workers = Vec::new();
         for (i, backend) in backends.into_iter().enumerate() {
             let shared = Arc::new(SharedCounters::default());
+            let dwell = latency.then(|| Arc::new(SharedDwell::default()));
+            let dwell_w = dwell.clone();
             let (placed_tx, placed_rx) = std::sync::mpsc::channel();
             let cpu = cpus.as_ref().ok().and_then(|c| c.get(i % c.len().max(1)).copied());
             let cpus_error = cpus.as_ref().err().cloned();
@@ -183,10 +232,10 @@ impl Runtime {
                     },
                 };
                 let _ = placed_tx.send(placement);
-                work(backend, &filter, &shared_w, &stop_w)
+                work(backend, &filter, &shared_w, dwell_w.as_deref(), &stop_w)
             })?;
             let placement = placed_rx.recv().unwrap_or(Placement::Unpinned("worker did not start".into()));
-            workers.push(WorkerHandle { counters: shared, placement, thread: Some(thread) });
+            workers.push(WorkerHandle { counters: shared, dwell, placement, thread: Some(thread) });
         }
         Ok(Runtime { workers, stop })
     }
@@ -267,7 +316,7 @@ mod tests {
             outputs.push(backend.tx.clone());
             backends.push(backend);
         }
-        let runtime = Runtime::start(backends, FilterCell::new(Arc::new(default)), true).unwrap();
+        let runtime = Runtime::start(backends, FilterCell::new(Arc::new(default)), true, true).unwrap();
         assert_eq!(runtime.workers.len(), 2);
         for w in &runtime.workers {
             assert!(matches!(w.placement, Placement::Pinned(_)), "{:?}", w.placement);
@@ -279,6 +328,11 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         let live = runtime.totals();
+        let dwell: Dwell = runtime.workers.iter().fold(Dwell::default(), |mut d, w| {
+            d.add(&w.dwell.as_ref().unwrap().snapshot());
+            d
+        });
+        assert_eq!(dwell.count(), live.reflected_packets, "every reflection has a dwell time");
         let finals = runtime.stop().unwrap();
         assert_eq!(finals.len(), 2);
         let mut total = Counters::default();

@@ -30,6 +30,7 @@ struct Raw {
     busy_poll: Option<Spanned<bool>>,
     replace: Option<Spanned<bool>>,
     duration: Option<Spanned<f64>>,
+    latency: Option<Spanned<bool>>,
     stats: Option<RawStats>,
     http: Option<RawHttp>,
     signature: Option<Vec<RawSignature>>,
@@ -87,6 +88,8 @@ pub struct Config {
     pub replace: Option<bool>,
     /// Run time.
     pub duration: Option<Duration>,
+    /// Measure dwell times.
+    pub latency: Option<bool>,
     /// Statistics format.
     pub stats_format: Option<crate::stats::StatsFormat>,
     /// Statistics interval.
@@ -207,6 +210,7 @@ impl Config {
             crate::parse_secs(&v.get_ref().to_string()).map_err(|m| at(v.span(), key, m))
         };
         config.duration = raw.duration.map(|d| seconds(d, "duration")).transpose()?;
+        config.latency = raw.latency.map(Spanned::into_inner);
         if let Some(stats) = raw.stats {
             if let Some(f) = stats.format {
                 config.stats_format = Some(
@@ -310,7 +314,7 @@ hex = "0xdead"
     fn each_kind_of_bad_file_gives_its_exact_message() {
         assert_eq!(
             err("port = 3842\nprot = 1\n"),
-            "r.toml:2: unknown field `prot`, expected one of `interface`, `backend`, `mode`, `port`, `signatures`, `oui`, `oui_filter`, `oui_scope`, `workers`, `umem_size_mib`, `busy_poll`, `replace`, `duration`, `stats`, `http`, `signature`"
+            "r.toml:2: unknown field `prot`, expected one of `interface`, `backend`, `mode`, `port`, `signatures`, `oui`, `oui_filter`, `oui_scope`, `workers`, `umem_size_mib`, `busy_poll`, `replace`, `duration`, `latency`, `stats`, `http`, `signature`"
         );
         assert_eq!(err("port = \"3842\"\n"), "r.toml:1: port: invalid type: string \"3842\", expected u16");
         assert_eq!(err("\nport = 70000\n"), "r.toml:2: port: invalid value: integer `70000`, expected u16");

@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use reflector_core::{Counters, MacAddr, Reject};
-use reflector_io::worker::{FilterCell, SharedCounters};
+use reflector_core::{Counters, Dwell, MacAddr, Reject};
+use reflector_io::worker::{FilterCell, SharedCounters, SharedDwell};
 
 use crate::stats::Rates;
 
@@ -33,6 +33,8 @@ pub struct Control {
     pub details: String,
     /// Whether frames are moved without a copy (af-xdp zero-copy); false for every copy path.
     pub zero_copy: bool,
+    /// Each worker's dwell-time histogram (empty without `--latency`).
+    pub dwell: Vec<Arc<SharedDwell>>,
     /// What a counter reset subtracts.
     baseline: Mutex<Counters>,
     /// Rates over the last statistics interval (written by the main loop).
@@ -70,6 +72,7 @@ impl Control {
             kernel,
             details,
             zero_copy,
+            dwell: Vec::new(),
             baseline: Mutex::default(),
             rates: Mutex::new(Rates { rx_pps: 0.0, rx_mbps: 0.0, pps: 0.0, mbps: 0.0 }),
         }
@@ -104,6 +107,15 @@ impl Control {
     /// Each worker's counters since the run started (a reset applies to the totals).
     pub fn per_worker(&self) -> Vec<Counters> {
         self.workers.iter().map(|(w, _)| w.snapshot()).collect()
+    }
+
+    /// The workers' dwell times together, when measured (over the whole run).
+    pub fn dwell(&self) -> Option<Dwell> {
+        (!self.dwell.is_empty()).then(|| {
+            let mut d = Dwell::default();
+            self.dwell.iter().for_each(|w| d.add(&w.snapshot()));
+            d
+        })
     }
 
     /// Zeroes the counters the control plane shows (the workers' own counters go on).

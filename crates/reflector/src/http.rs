@@ -88,6 +88,9 @@ fn stats_json(ctl: &Control) -> Value {
     m.insert("rx_mbps".into(), json!((rates.rx_mbps * 1000.0).round() / 1000.0));
     m.insert("pps".into(), json!(rates.pps.round()));
     m.insert("mbps".into(), json!((rates.mbps * 1000.0).round() / 1000.0));
+    if let Some(d) = ctl.dwell() {
+        m.insert("dwell_ns".into(), crate::stats::dwell_json(&d));
+    }
     Value::Object(m)
 }
 

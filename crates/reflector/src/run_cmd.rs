@@ -79,6 +79,9 @@ pub struct RunArgs {
     /// af-xdp: spin on the rings instead of sleeping when idle (lowest latency; a core per worker).
     #[arg(long)]
     busy_poll: bool,
+    /// Measure dwell times (receive to transmit submission): p50 / p99 / p999 in the stats.
+    #[arg(long)]
+    latency: bool,
     /// Serve the REST API and /metrics on ADDR:PORT (loopback unless a token or --http-insecure).
     #[arg(long, value_name = "ADDR:PORT")]
     http: Option<std::net::SocketAddr>,
@@ -165,6 +168,7 @@ fn with_config(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<(Ru
         take!("replace", a.replace, c.replace);
         take!("busy_poll", a.busy_poll, c.busy_poll);
         take!("duration", a.duration, c.duration.map(Some));
+        take!("latency", a.latency, c.latency);
         take!("stats", a.stats, c.stats_format.map(Some));
         take!("stats_interval", a.stats_interval, c.stats_interval);
         take!("http", a.http, c.http_listen.map(Some));
@@ -418,6 +422,7 @@ fn reload(
         ("busy_poll", new.busy_poll != running.busy_poll),
         ("replace", new.replace != running.replace),
         ("duration", new.duration != running.duration),
+        ("latency", new.latency != running.latency),
         (
             "http",
             new.http != running.http
@@ -487,7 +492,8 @@ fn serve<B: Backend>(
         h.check()?;
     }
     let cell = FilterCell::new(filter.clone());
-    let runtime = Runtime::start(backends, cell.clone(), true).context("cannot start worker threads")?;
+    let runtime =
+        Runtime::start(backends, cell.clone(), true, args.latency).context("cannot start worker threads")?;
     let placements: Vec<String> = runtime
         .workers
         .iter()
@@ -498,7 +504,7 @@ fn serve<B: Backend>(
         .collect();
     // Frames a kernel program rejected never reach the workers: the control plane adds its
     // per-reason counts (as received and rejected frames; their bytes are not counted).
-    let ctl = Arc::new(Control::new(
+    let mut control = Control::new(
         backend_name,
         iface_name.to_string(),
         iface.mac,
@@ -506,7 +512,9 @@ fn serve<B: Backend>(
         runtime.workers.iter().zip(&placements).map(|(w, p)| (w.counters.clone(), p.clone())).collect(),
         chosen.kernel_rejects.clone(),
         details.to_string(),
-    ));
+    );
+    control.dwell = runtime.workers.iter().filter_map(|w| w.dwell.clone()).collect();
+    let ctl = Arc::new(control);
     let http_thread = match http {
         Some(h) => {
             let addr = h.addr;
@@ -572,7 +580,11 @@ fn serve<B: Backend>(
             let rates = Rates::over(&totals.delta(&last.1), now - last.0);
             *ctl.rates.lock().expect("rates lock") = rates;
             if !tui {
-                println!("{}", stats::interval_line(format.get(), &ctx, now - started, &totals, &rates));
+                let dwell = ctl.dwell();
+                println!(
+                    "{}",
+                    stats::interval_line(format.get(), &ctx, now - started, &totals, &rates, dwell.as_ref())
+                );
             }
             last = (now, totals);
             next_stats = now.max(next_stats) + interval.get();
@@ -613,6 +625,7 @@ fn serve<B: Backend>(
             elapsed,
             &workers,
             (kernel != Counters::default()).then_some(&kernel),
+            ctl.dwell().as_ref(),
             cpu
         )
     );

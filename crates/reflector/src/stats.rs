@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::ValueEnum;
-use reflector_core::{Counters, Reject, Signature};
+use reflector_core::{Counters, Dwell, Reject, Signature};
 use serde_json::{Value, json};
 
 /// How statistics are printed on stdout.
@@ -61,7 +61,19 @@ pub fn header(format: StatsFormat) -> Option<&'static str> {
     (format == StatsFormat::Csv).then_some(CSV_HEADER)
 }
 
-fn json_record(kind: &str, ctx: &Context, elapsed: Duration, totals: &Counters, rates: &Rates) -> Value {
+/// `{"p50": …, "p99": …, "p999": …}` in nanoseconds (bucket upper bounds), for `dwell_ns`.
+pub fn dwell_json(d: &Dwell) -> Value {
+    json!({"p50": d.quantile(0.5), "p99": d.quantile(0.99), "p999": d.quantile(0.999), "count": d.count()})
+}
+
+fn json_record(
+    kind: &str,
+    ctx: &Context,
+    elapsed: Duration,
+    totals: &Counters,
+    rates: &Rates,
+    dwell: Option<&Dwell>,
+) -> Value {
     let mut m = serde_json::Map::new();
     m.insert("type".into(), json!(kind));
     m.insert("elapsed_s".into(), json!((elapsed.as_secs_f64() * 1000.0).round() / 1000.0));
@@ -72,6 +84,9 @@ fn json_record(kind: &str, ctx: &Context, elapsed: Duration, totals: &Counters, 
     m.insert("rx_mbps".into(), json!((rates.rx_mbps * 1000.0).round() / 1000.0));
     m.insert("pps".into(), json!(rates.pps.round()));
     m.insert("mbps".into(), json!((rates.mbps * 1000.0).round() / 1000.0));
+    if let Some(d) = dwell {
+        m.insert("dwell_ns".into(), dwell_json(d));
+    }
     Value::Object(m)
 }
 
@@ -105,20 +120,32 @@ pub fn interval_line(
     elapsed: Duration,
     totals: &Counters,
     rates: &Rates,
+    dwell: Option<&Dwell>,
 ) -> String {
     match format {
-        StatsFormat::Json => json_record("stats", ctx, elapsed, totals, rates).to_string(),
+        StatsFormat::Json => json_record("stats", ctx, elapsed, totals, rates, dwell).to_string(),
         StatsFormat::Csv => csv_row("stats", elapsed, totals, rates),
-        StatsFormat::Text => format!(
-            "[{:7.1}s] reflected {:.0} pps {:.2} Mb/s | received {:.0} pps | total reflected {} rejected {} tx errors {}",
-            elapsed.as_secs_f64(),
-            rates.pps,
-            rates.mbps,
-            rates.rx_pps,
-            totals.reflected_packets,
-            totals.rejected_packets(),
-            totals.tx_errors
-        ),
+        StatsFormat::Text => {
+            format!(
+                "[{:7.1}s] reflected {:.0} pps {:.2} Mb/s | received {:.0} pps | total reflected {} rejected {} tx errors {}",
+                elapsed.as_secs_f64(),
+                rates.pps,
+                rates.mbps,
+                rates.rx_pps,
+                totals.reflected_packets,
+                totals.rejected_packets(),
+                totals.tx_errors
+            ) + &dwell_text(dwell)
+        }
+    }
+}
+
+fn dwell_text(dwell: Option<&Dwell>) -> String {
+    let us =
+        |q| dwell.and_then(|d| d.quantile(q)).map_or("-".into(), |ns| format!("{:.1}", ns as f64 / 1000.0));
+    match dwell {
+        Some(_) => format!(" | dwell p50 {} us p99 {} us p999 {} us", us(0.5), us(0.99), us(0.999)),
+        None => String::new(),
     }
 }
 
@@ -130,6 +157,7 @@ pub fn summary(
     elapsed: Duration,
     workers: &[Counters],
     kernel: Option<&Counters>,
+    dwell: Option<&Dwell>,
     cpu: Option<(Duration, Duration)>,
 ) -> String {
     let mut total = Counters::default();
@@ -138,7 +166,7 @@ pub fn summary(
     let rates = Rates::over(totals, elapsed);
     match format {
         StatsFormat::Json => {
-            let mut record = json_record("summary", ctx, elapsed, totals, &rates);
+            let mut record = json_record("summary", ctx, elapsed, totals, &rates, dwell);
             let per_worker: Vec<Value> = workers
                 .iter()
                 .enumerate()
@@ -202,17 +230,23 @@ mod tests {
         c.rejected[Reject::Oui as usize] = 2;
         let r = Rates::over(&c, Duration::from_secs(2));
         assert_eq!((r.rx_pps, r.pps, r.mbps), (5.0, 4.0, 0.0032));
-        let j: Value =
-            serde_json::from_str(&interval_line(StatsFormat::Json, &ctx, Duration::from_secs(2), &c, &r))
-                .unwrap();
+        let j: Value = serde_json::from_str(&interval_line(
+            StatsFormat::Json,
+            &ctx,
+            Duration::from_secs(2),
+            &c,
+            &r,
+            None,
+        ))
+        .unwrap();
         assert_eq!(j["type"], "stats");
         assert_eq!(j["pps"], 4.0);
         assert_eq!(j["rejected"]["oui"], 2);
         assert_eq!(j["backend"], "af-packet");
-        let csv = interval_line(StatsFormat::Csv, &ctx, Duration::from_secs(2), &c, &r);
+        let csv = interval_line(StatsFormat::Csv, &ctx, Duration::from_secs(2), &c, &r, None);
         assert_eq!(csv.split(',').count(), CSV_HEADER.split(',').count());
         assert_eq!(csv, "stats,2.000,10,1000,8,800,2,0,5,4,0.003");
-        let text = summary(StatsFormat::Text, &ctx, Duration::from_secs(2), &[c], None, None);
+        let text = summary(StatsFormat::Text, &ctx, Duration::from_secs(2), &[c], None, None, None);
         assert!(text.contains("reflected 8 (800 bytes; probeot 8), rejected 2 (oui 2)"), "{text}");
         let mut kernel = Counters { rx_packets: 3, ..Counters::default() };
         kernel.rejected[Reject::Oui as usize] = 3;
@@ -222,6 +256,11 @@ mod tests {
             Duration::from_secs(2),
             &[c, c],
             Some(&kernel),
+            Some(&{
+                let mut d = Dwell::default();
+                d.record(3000, 4);
+                d
+            }),
             Some((Duration::from_millis(1500), Duration::ZERO)),
         ))
         .unwrap();
@@ -229,6 +268,7 @@ mod tests {
         assert_eq!(j["reflected_packets"], 16);
         assert_eq!((j["rejected"]["oui"].as_u64(), j["rx_packets"].as_u64()), (Some(7), Some(23)));
         assert_eq!(j["kernel"]["rejected"]["oui"], 3);
+        assert_eq!((j["dwell_ns"]["p50"].as_u64(), j["dwell_ns"]["count"].as_u64()), (Some(4095), Some(4)));
         assert_eq!(j["workers"][1]["reflected_packets"], 8);
         assert_eq!(j["workers"][0]["placement"], "cpu 0");
     }

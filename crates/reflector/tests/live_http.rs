@@ -290,3 +290,32 @@ fn the_terminal_ui_runs_in_a_real_terminal_and_q_quits() {
     let _ = tmux(&["kill-session", "-t", &session]);
     assert_eq!(std::fs::read_to_string(&status_file).unwrap().trim(), "0", "exit status after q");
 }
+
+#[test]
+fn latency_gives_dwell_time_percentiles() {
+    require_live!();
+    for backend in common::BACKENDS {
+        let pair = NetnsPair::for_backend(backend);
+        let reflector = pair
+            .start_reflector_on(Some(backend), &["--latency", "--stats", "json", "--stats-interval", "0.2"]);
+        let tester = pair.tester();
+        for _ in 0..500 {
+            tester.send(&Frame::ito_v4().bytes()).unwrap();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        assert_eq!(receive_reflections(&tester, 500, Duration::from_secs(2)).len(), 500, "{backend}");
+        std::thread::sleep(Duration::from_millis(300));
+        let (status, lines) = reflector.signal_and_wait("TERM");
+        assert!(status.success());
+        let s = common::summary(&lines);
+        let d = &s["dwell_ns"];
+        assert_eq!(d["count"], 500, "{backend}: every reflection has a dwell time: {s}");
+        let (p50, p99, p999) =
+            (d["p50"].as_u64().unwrap(), d["p99"].as_u64().unwrap(), d["p999"].as_u64().unwrap());
+        assert!(p50 > 0 && p50 <= p99 && p99 <= p999, "{backend}: {d}");
+        assert!(
+            lines.iter().any(|l| l.contains("\"dwell_ns\"") && l.contains("\"type\":\"stats\"")),
+            "per-interval lines carry it"
+        );
+    }
+}
