@@ -54,6 +54,32 @@ fn flags_override_the_file_which_overrides_the_defaults() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("port 3842;") && err.contains("mode mac;"), "{err}");
+    // Round trip: what the file says is what the running reflector reports.
+    std::fs::write(
+        &path,
+        "interface = \"va\"\nbackend = \"af-packet\"\nport = 9999\nmode = \"mac-ip\"\nsignatures = [\"ito\", \"custom\"]\noui = \"52:54:00\"\n[http]\nlisten = \"127.0.0.1:9185\"\n[[signature]]\noffset = 3\nhex = \"c0ffee\"\n",
+    )
+    .unwrap();
+    let reflector = pair.start_reflector(&["--config", config]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let body = common::NetnsPair::in_ns(&pair.reflector_ns, || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect("127.0.0.1:9185").unwrap();
+        s.write_all(b"GET /api/v1/config HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        raw.split_once("\r\n\r\n").unwrap().1.to_string()
+    });
+    let c: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (c["port"].as_u64(), c["mode"].as_str(), c["oui"].as_str(), c["backend"].as_str()),
+        (Some(9999), Some("mac-ip"), Some("52:54:00"), Some("af-packet")),
+        "{c}"
+    );
+    assert_eq!(c["signatures"], serde_json::json!(["ito", "custom"]));
+    assert_eq!(c["custom_signatures"], serde_json::json!([{"offset": 3, "hex": "c0ffee"}]));
+    drop(reflector.signal_and_wait("TERM"));
+
     // Neither IFACE nor an interface in the file: a usage error.
     std::fs::write(&path, "port = 1\n").unwrap();
     let out = pair.run_reflector_cmd(&[], &["run", "--config", config]);
