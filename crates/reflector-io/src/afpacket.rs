@@ -174,21 +174,9 @@ impl AfPacket {
             "setsockopt(PACKET_VERSION)",
         )?;
         // Reflections skip the qdisc: they are answers, not new traffic to shape.
-        sys::setsockopt(
-            &fd,
-            sys::SOL_PACKET,
-            sys::PACKET_QDISC_BYPASS,
-            &1i32,
-            "setsockopt(PACKET_QDISC_BYPASS)",
-        )?;
+        sys::enable_packet_option(&fd, sys::PACKET_QDISC_BYPASS, "setsockopt(PACKET_QDISC_BYPASS)")?;
         // Our own transmissions must not come back in through the RX ring.
-        sys::setsockopt(
-            &fd,
-            sys::SOL_PACKET,
-            sys::PACKET_IGNORE_OUTGOING,
-            &1i32,
-            "setsockopt(PACKET_IGNORE_OUTGOING)",
-        )?;
+        sys::enable_packet_option(&fd, sys::PACKET_IGNORE_OUTGOING, "setsockopt(PACKET_IGNORE_OUTGOING)")?;
         sys::attach_filter(&fd, config.program)?;
         let frame_size = slot_size(config.mtu);
         let rx_req = ring_request(frame_size, config.rx_frames);

@@ -23,14 +23,8 @@ impl PacketSocket {
     /// Opens a socket on the interface with index `ifindex` (in the calling thread's namespace).
     pub fn open(ifindex: u32) -> Result<PacketSocket, AfPacketError> {
         let fd = crate::afpacket::open_socket()?;
-        sys::setsockopt(
-            &fd,
-            sys::SOL_PACKET,
-            sys::PACKET_IGNORE_OUTGOING,
-            &1i32,
-            "setsockopt(PACKET_IGNORE_OUTGOING)",
-        )?;
-        sys::setsockopt(&fd, sys::SOL_PACKET, sys::PACKET_AUXDATA, &1i32, "setsockopt(PACKET_AUXDATA)")?;
+        sys::enable_packet_option(&fd, sys::PACKET_IGNORE_OUTGOING, "setsockopt(PACKET_IGNORE_OUTGOING)")?;
+        sys::enable_packet_option(&fd, sys::PACKET_AUXDATA, "setsockopt(PACKET_AUXDATA)")?;
         sys::bind_packet(&fd, ifindex, sys::ETH_P_ALL)?;
         Ok(PacketSocket { fd })
     }

@@ -120,6 +120,11 @@ pub(crate) fn packet_statistics(fd: &OwnedFd) -> SysResult<(u32, u32)> {
     Ok((stats[0], stats[1]))
 }
 
+/// Turns on the packet-socket option `option` (`setsockopt(SOL_PACKET, option, 1)`).
+pub(crate) fn enable_packet_option(fd: &OwnedFd, option: libc::c_int, call: &'static str) -> SysResult<()> {
+    setsockopt(fd, SOL_PACKET, option, &1i32, call)
+}
+
 /// Attaches a classic BPF program (`SO_ATTACH_FILTER`).
 pub fn attach_filter(fd: &OwnedFd, program: &[reflector_bpf::cbpf::Insn]) -> SysResult<()> {
     #[repr(C)]
