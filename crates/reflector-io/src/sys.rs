@@ -108,15 +108,26 @@ pub(crate) fn add_promiscuous(fd: &OwnedFd, ifindex: u32) -> SysResult<()> {
     setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq, "setsockopt(PACKET_ADD_MEMBERSHIP)")
 }
 
+/// `getsockopt` into a plain-data value.
+pub(crate) fn getsockopt<T: Copy + Default>(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    call: &'static str,
+) -> SysResult<T> {
+    let mut value = T::default();
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` is a live T of the size passed for the kernel to fill.
+    let ret =
+        unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, (&mut value as *mut T).cast(), &mut len) };
+    check(ret, call)?;
+    Ok(value)
+}
+
 /// `getsockopt(PACKET_STATISTICS)`: (frames received, frames dropped) since the last call.
 pub(crate) fn packet_statistics(fd: &OwnedFd) -> SysResult<(u32, u32)> {
-    let mut stats = [0u32; 2]; // struct tpacket_stats { tp_packets, tp_drops }
-    let mut len = size_of::<[u32; 2]>() as libc::socklen_t;
-    // SAFETY: `stats` is a live buffer of `len` bytes for the kernel to fill.
-    let ret = unsafe {
-        libc::getsockopt(fd.as_raw_fd(), SOL_PACKET, PACKET_STATISTICS, stats.as_mut_ptr().cast(), &mut len)
-    };
-    check(ret, "getsockopt(PACKET_STATISTICS)")?;
+    // struct tpacket_stats { tp_packets, tp_drops }
+    let stats: [u32; 2] = getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, "getsockopt(PACKET_STATISTICS)")?;
     Ok((stats[0], stats[1]))
 }
 

@@ -146,26 +146,11 @@ impl Drop for Mapping {
 }
 
 fn setsockopt<T: Copy>(fd: &OwnedFd, name: libc::c_int, value: &T, call: &'static str) -> SysResult<()> {
-    // SAFETY: `value` is a live T of the size passed; the kernel only reads it.
-    let ret = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            SOL_XDP,
-            name,
-            (value as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    };
-    if ret < 0 { Err(SysError::last(call)) } else { Ok(()) }
+    crate::sys::setsockopt(fd, SOL_XDP, name, value, call)
 }
 
 fn getsockopt<T: Copy + Default>(fd: &OwnedFd, name: libc::c_int, call: &'static str) -> SysResult<T> {
-    let mut value = T::default();
-    let mut len = size_of::<T>() as libc::socklen_t;
-    // SAFETY: `value` is a live T of the size passed for the kernel to fill.
-    let ret =
-        unsafe { libc::getsockopt(fd.as_raw_fd(), SOL_XDP, name, (&mut value as *mut T).cast(), &mut len) };
-    if ret < 0 { Err(SysError::last(call)) } else { Ok(value) }
+    crate::sys::getsockopt(fd, SOL_XDP, name, call)
 }
 
 fn ring_memory(map: &Mapping, off: &RingOffset, size: u32) -> RingMemory {
