@@ -216,6 +216,13 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Counts `frame` if it is a reflection of one of `config`'s probes.
+    pub fn take(&mut self, config: &ProbeConfig, frame: &reflector_io::afpacket::Received<'_>) {
+        if let Some((seq, sent_ns)) = config.parse_reflection(frame.data) {
+            self.record(seq, sent_ns, frame.timestamp_ns);
+        }
+    }
+
     /// Records the reflection of probe `seq`, sent at `sent_ns`, received at `received_ns`.
     pub fn record(&mut self, seq: u32, sent_ns: u64, received_ns: u64) {
         let (word, bit) = (seq as usize / 64, seq % 64);

@@ -251,11 +251,7 @@ impl Prober {
                     last_send = Instant::now();
                 }
             }
-            let received = self.socket.receive(Duration::ZERO, |frame| {
-                if let Some((seq, sent_ns)) = config.parse_reflection(frame.data) {
-                    tally.record(seq, sent_ns, frame.timestamp_ns);
-                }
-            })?;
+            let received = self.socket.receive(Duration::ZERO, |frame| tally.take(&config, &frame))?;
             if now >= next_progress {
                 progress(&tally, now - started);
                 next_progress += Duration::from_secs(1);
@@ -266,11 +262,8 @@ impl Prober {
                 let until = if sending { pacer.next_at() } else { now + Duration::from_millis(10) };
                 let idle = until.saturating_duration_since(Instant::now());
                 if idle > Duration::from_micros(200) {
-                    self.socket.receive(idle - Duration::from_micros(100), |frame| {
-                        if let Some((seq, sent_ns)) = config.parse_reflection(frame.data) {
-                            tally.record(seq, sent_ns, frame.timestamp_ns);
-                        }
-                    })?;
+                    self.socket
+                        .receive(idle - Duration::from_micros(100), |frame| tally.take(&config, &frame))?;
                 } else {
                     std::hint::spin_loop();
                 }

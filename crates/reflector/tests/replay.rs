@@ -11,6 +11,20 @@ fn reflector(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_reflector")).args(args).output().expect("the binary runs")
 }
 
+/// `reflector replay IN -o OUT --local-mac 02:00:00:00:00:01 EXTRA...`.
+fn replay(input: &Path, output: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "replay",
+        input.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+        "--local-mac",
+        "02:00:00:00:00:01",
+    ];
+    args.extend_from_slice(extra);
+    reflector(&args)
+}
+
 /// The corpus cases judged with the default filter: what `replay` with default flags sees.
 fn default_cases() -> Vec<Case> {
     let default = reflector_testkit::default_filter();
@@ -47,14 +61,7 @@ fn replay_reflects_the_test_packets_of_a_mixed_capture() {
         .collect();
     write_capture(&input, &frames);
 
-    let out = reflector(&[
-        "replay",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--local-mac",
-        "02:00:00:00:00:01",
-    ]);
+    let out = replay(&input, &output, &[]);
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let json: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
 
@@ -95,16 +102,7 @@ fn replay_flags_change_the_verdicts() {
     let custom = reflector_testkit::Frame { payload: reflector_testkit::custom_payload(), ..probe.clone() };
     write_capture(&input, &[(1, probe.bytes()), (2, other_vendor.bytes()), (3, custom.bytes())]);
     let run = |extra: &[&str]| -> Value {
-        let mut args = vec![
-            "replay",
-            input.to_str().unwrap(),
-            "-o",
-            output.to_str().unwrap(),
-            "--local-mac",
-            "02:00:00:00:00:01",
-        ];
-        args.extend_from_slice(extra);
-        let out = reflector(&args);
+        let out = replay(&input, &output, extra);
         assert!(out.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).unwrap()
     };
@@ -141,14 +139,7 @@ fn cut_records_are_counted_not_judged() {
     bytes.extend(60u32.to_le_bytes());
     bytes.extend(&reflector_testkit::ITO_IPV4_GOLDEN[..40]);
     std::fs::write(&input, bytes).unwrap();
-    let out = reflector(&[
-        "replay",
-        input.to_str().unwrap(),
-        "-o",
-        output.to_str().unwrap(),
-        "--local-mac",
-        "02:00:00:00:00:01",
-    ]);
+    let out = replay(&input, &output, &[]);
     assert!(out.status.success());
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
