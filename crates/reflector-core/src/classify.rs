@@ -277,14 +277,16 @@ pub fn classify(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
     let Some(eth) = frame.first_chunk::<ETH_HEADER_LEN>() else {
         return Err(Reject::ShortEthernet);
     };
-    let (macs, _) = eth.split_first_chunk::<12>().expect("14 > 12");
-    let (dst, src) = macs.split_first_chunk::<6>().expect("12 > 6");
-    let (dst, src) = (mac_array_bits(dst), mac_array_bits(src.first_chunk::<6>().expect("6 = 6")));
-    if dst != filter.local_mac_bits {
+    // Two overlapping words: bytes 0..8 (destination, then two bytes of the source) and 6..14
+    // (source, then the EtherType).
+    let w0 = le64(eth.first_chunk::<8>().expect("14 > 8"));
+    let w1 = le64(eth.last_chunk::<8>().expect("14 > 8"));
+    let src = w1 & MAC_MASK;
+    if w0 & MAC_MASK != filter.local_mac_bits {
         return Err(Reject::DstMac);
     }
-    // I/G bit: the lowest bit of the first byte (the top byte of the 48-bit integer).
-    if src & (1 << 40) != 0 {
+    // I/G bit: the lowest bit of the first byte, bit 0 of the little-endian word.
+    if src & 1 != 0 {
         return Err(Reject::SrcMacGroup);
     }
     if src == 0 {
@@ -294,7 +296,7 @@ pub fn classify(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
         return Err(Reject::SrcMacOwn);
     }
 
-    let mut ethertype = u16::from_be_bytes([eth[12], eth[13]]);
+    let mut ethertype = ((w1 >> 48) as u16).swap_bytes();
     let mut l3 = ETH_HEADER_LEN;
     let mut vlan_tags = 0u8;
     while is_vlan_tpid(ethertype) {
@@ -334,7 +336,7 @@ pub fn classify(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
 
     let payload = &frame[l4 + UDP_HEADER_LEN..end];
     let signature = match_signature(payload, filter).ok_or(Reject::NoSignature)?;
-    if filter.oui_families.contains(signature.family()) && (src >> 24) as u32 != filter.oui_bits {
+    if filter.oui_families.contains(signature.family()) && (src & 0xff_ffff) as u32 != filter.oui_bits {
         return Err(Reject::Oui);
     }
 
@@ -361,10 +363,11 @@ fn ipv4(frame: &[u8], l3: usize) -> Result<(usize, usize), Reject> {
         return Err(Reject::ShortIpv4);
     };
     let version_ihl = h[0];
-    let header_len = (version_ihl & 0x0f) as usize * 4;
-    if version_ihl >> 4 != 4 || header_len < IPV4_MIN_HEADER_LEN {
+    // Version 4 with an IHL of at least 5 is exactly the bytes 0x45..=0x4f.
+    if version_ihl.wrapping_sub(0x45) > 0x0a {
         return Err(Reject::Ipv4Header);
     }
+    let header_len = (version_ihl & 0x0f) as usize * 4;
     if rest < header_len {
         return Err(Reject::ShortIpv4);
     }
@@ -373,19 +376,24 @@ fn ipv4(frame: &[u8], l3: usize) -> Result<(usize, usize), Reject> {
     if total_len < header_len || total_len > rest {
         return Err(Reject::Ipv4Length);
     }
-    // Flags/fragment offset: MF (0x2000) or any offset (0x1fff) marks a fragment (RFC 791).
-    if u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
+    // Flags/fragment offset: MF (0x2000) or any offset (0x1fff) marks a fragment (RFC 791);
+    // read little-endian, the mask is 0xff3f.
+    if u16::from_le_bytes([h[6], h[7]]) & 0xff3f != 0 {
         return Err(Reject::Ipv4Fragment);
     }
     if h[9] != IPPROTO_UDP {
         return Err(Reject::NotUdp);
     }
     // 0.0.0.0, 224.0.0.0/4 and 255.255.255.255 never send or receive a unicast test flow.
-    let bad = |a: u32| a == 0 || a >> 28 == 0xe || a == u32::MAX;
-    if bad(u32::from_be_bytes([h[12], h[13], h[14], h[15]])) {
+    // Addresses are read little-endian, so the first octet is the low byte.
+    let ips = h.last_chunk::<8>().expect("20 > 8");
+    let src = u32::from_le_bytes(*ips.first_chunk::<4>().expect("8 > 4"));
+    let dst = u32::from_le_bytes(*ips.last_chunk::<4>().expect("8 > 4"));
+    let bad = |a: u32| a == 0 || a & 0xf0 == 0xe0 || a == u32::MAX;
+    if bad(src) {
         return Err(Reject::SrcIp);
     }
-    if bad(u32::from_be_bytes([h[16], h[17], h[18], h[19]])) {
+    if bad(dst) {
         return Err(Reject::DstIp);
     }
     Ok((l3 + header_len, l3 + total_len))

@@ -348,7 +348,7 @@ impl Filter {
         Ok(Filter {
             local_mac: config.local_mac,
             local_mac_bits: config.local_mac.bits(),
-            oui_bits: u32::from_be_bytes([0, oui[0], oui[1], oui[2]]),
+            oui_bits: u32::from_le_bytes([oui[0], oui[1], oui[2], 0]),
             port: config.port,
             families: config.families,
             oui: config.oui,
@@ -400,7 +400,7 @@ impl Filter {
     #[inline(always)]
     pub fn process(&self, frame: &mut [u8]) -> Result<crate::Hit, crate::Reject> {
         let hit = crate::classify(frame, self)?;
-        crate::reflect(frame, &hit, self.mode);
+        crate::reflect::reflect_accepted(frame, &hit, self);
         Ok(hit)
     }
 }

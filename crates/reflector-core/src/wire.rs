@@ -46,31 +46,44 @@ pub fn be16(buf: &[u8], at: usize) -> Option<u16> {
     }
 }
 
-/// A MAC as a big-endian integer (one 4-byte and one 2-byte load): comparing MACs as
-/// integers keeps the per-packet path free of `memcmp` calls.
+/// The low 48 bits of a `u64`: a MAC address read as a little-endian word.
+pub const MAC_MASK: u64 = (1 << 48) - 1;
+
+/// Eight bytes as a little-endian integer. Frames are compared as little-endian words so that
+/// reading a field is one load with no byte swap; the constants they are compared with are
+/// built the same way.
 #[inline(always)]
-pub fn mac_array_bits(m: &[u8; 6]) -> u64 {
-    let hi = u32::from_be_bytes(*m.first_chunk::<4>().expect("6 > 4")) as u64;
-    let lo = u16::from_be_bytes(*m.last_chunk::<2>().expect("6 > 2")) as u64;
-    hi << 16 | lo
+pub fn le64(b: &[u8; 8]) -> u64 {
+    u64::from_le_bytes(*b)
 }
 
-/// The seven bytes at `b[at..at + 7]` as an integer, `None` past the end (signature compare).
+/// The seven bytes at `b[at..at + 7]` as a little-endian integer (the top byte zero), `None`
+/// past the end (signature compare).
 ///
-/// Read as two overlapping 4-byte words (bytes 0..4 and 3..7), which is two loads instead of
-/// seven; [`sig_const`] builds the same value from a constant.
+/// At a non-zero offset this is one 8-byte load starting a byte early, shifted; at offset 0,
+/// two overlapping 4-byte loads (bytes 0..4 and 3..7). [`sig_const`] builds the same value
+/// from a constant.
 #[inline(always)]
 pub fn sig_bits(b: &[u8], at: usize) -> Option<u64> {
-    let s: &[u8; 7] = b.get(at..at.checked_add(7)?)?.try_into().ok()?;
-    Some(sig_const(s))
+    let end = at.checked_add(7)?;
+    match at.checked_sub(1) {
+        Some(before) => {
+            let w: &[u8; 8] = b.get(before..end)?.try_into().ok()?;
+            Some(le64(w) >> 8)
+        }
+        None => {
+            let s: &[u8; 7] = b.get(..end)?.try_into().ok()?;
+            let lo = u32::from_le_bytes(*s.first_chunk::<4>().expect("7 > 4")) as u64;
+            let hi = u32::from_le_bytes(*s.last_chunk::<4>().expect("7 > 4")) as u64;
+            Some(lo | hi << 24)
+        }
+    }
 }
 
 /// A 7-byte signature as the integer [`sig_bits`] reads.
 #[inline(always)]
 pub const fn sig_const(s: &[u8; 7]) -> u64 {
-    let lo = u32::from_le_bytes(*s.first_chunk::<4>().expect("7 > 4")) as u64;
-    let hi = u32::from_le_bytes(*s.last_chunk::<4>().expect("7 > 4")) as u64;
-    lo | hi << 32
+    u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], 0])
 }
 
 /// A 48-bit Ethernet address.
@@ -93,10 +106,11 @@ impl MacAddr {
         self.0 == [0; 6]
     }
 
-    /// The address as the integer [`mac_array_bits`] reads.
+    /// The address as the classifier reads it from a frame: a little-endian word masked
+    /// with [`MAC_MASK`].
     pub const fn bits(&self) -> u64 {
         let m = self.0;
-        u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+        u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0])
     }
 
     /// The first three bytes (the OUI).
