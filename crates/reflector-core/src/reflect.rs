@@ -38,18 +38,12 @@ pub fn reflect(frame: &mut [u8], hit: &Hit, mode: Mode) {
     }
 }
 
-/// Rotates the `N`-byte word at `at` by half its width: swaps its two halves. Out of range is
-/// a no-op.
+/// Swaps the two 4-byte halves of the 8 bytes at `at` (one load, a rotation, one store). Out
+/// of range is a no-op.
 #[inline(always)]
-fn swap_halves<const N: usize>(frame: &mut [u8], at: usize) {
-    if let Some(word) = frame.get_mut(at..).and_then(|w| w.first_chunk_mut::<N>()) {
-        match N {
-            8 => {
-                let w: &mut [u8; 8] = word.as_mut_slice().try_into().expect("N = 8");
-                *w = le64(w).rotate_left(32).to_le_bytes();
-            }
-            _ => word.rotate_left(N / 2),
-        }
+fn swap_halves_8(frame: &mut [u8], at: usize) {
+    if let Some(word) = frame.get_mut(at..).and_then(|w| w.first_chunk_mut::<8>()) {
+        *word = le64(word).rotate_left(32).to_le_bytes();
     }
 }
 
@@ -69,7 +63,7 @@ pub(crate) fn reflect_accepted(frame: &mut [u8], hit: &Hit, filter: &Filter) {
         return;
     }
     match hit.l3() {
-        L3Kind::V4 => swap_halves::<8>(frame, hit.l3_offset() + 12),
+        L3Kind::V4 => swap_halves_8(frame, hit.l3_offset() + 12),
         L3Kind::V6 => swap_adjacent::<16>(frame, hit.l3_offset() + 8),
     }
     if filter.mode == Mode::All {
