@@ -414,3 +414,46 @@ fn a_second_af_xdp_reflector_on_the_interface_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("CAP_BPF") && err.trim_end().lines().count() == 1, "{err}");
 }
+
+#[test]
+fn another_tools_xdp_program_is_kept_unless_replace_is_given() {
+    require_live!();
+    use reflector_bpf::ebpf::{Asm, R0};
+    use reflector_io::xdp::{bpf, netlink};
+    let pair = NetnsPair::for_backend("af-xdp");
+    // Another tool's program (XDP_PASS), attached through netlink the way `ip link set ... xdp`
+    // does, so it stays after its loader is gone.
+    let (index, foreign) = NetnsPair::in_ns(&pair.reflector_ns, || {
+        let mut a = Asm::default();
+        a.mov_imm(R0, reflector_bpf::xdp::XDP_PASS);
+        a.exit();
+        let prog = bpf::prog_load(&a.finish().unwrap(), "other_tool").expect("load");
+        let index = reflector_io::sys::iface_info("va").expect("va").index;
+        netlink::attach(index, &prog, bpf::XDP_FLAGS_DRV_MODE).expect("attach through netlink");
+        (index, netlink::attached_prog_id(index).unwrap().expect("attached"))
+    });
+    let attached_id = || NetnsPair::in_ns(&pair.reflector_ns, || netlink::attached_prog_id(index).unwrap());
+
+    // Without --replace: refused in one line that names it, and it stays.
+    let out = pair.run_reflector_cmd(&[], &["run", "va", "--backend", "af-xdp"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("another XDP program (id {foreign})")) && err.contains("--replace"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(attached_id(), Some(foreign));
+
+    // With --replace: it is removed, ours runs and reflects, and nothing is left afterwards.
+    let reflector = pair.start_reflector_on(Some("af-xdp"), &["--replace", "--stats", "json"]);
+    let ours = attached_id().expect("our program is attached");
+    assert_ne!(ours, foreign);
+    let tester = pair.tester();
+    let frame = Frame::ito_v4().bytes();
+    tester.send(&frame).unwrap();
+    assert_eq!(receive_reflections(&tester, 1, Duration::from_secs(2)).len(), 1);
+    let (status, _) = reflector.signal_and_wait("TERM");
+    assert!(status.success());
+    assert_eq!(attached_id(), None, "the interface keeps no program after --replace");
+}

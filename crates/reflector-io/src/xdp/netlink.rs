@@ -1,5 +1,7 @@
-//! Two rtnetlink requests about an interface's XDP program: which one is attached
-//! (`IFLA_XDP_PROG_ID`), and detaching one that was attached through netlink (for `--replace`).
+//! rtnetlink requests about an interface's XDP program: which one is attached
+//! (`IFLA_XDP_PROG_ID`), detaching one that was attached through netlink (for `--replace`), and
+//! attaching one the old way, as `ip link set ... xdp` does (how other tools' programs arrive;
+//! the tests use it to play such a tool).
 #![allow(unsafe_code)]
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -14,6 +16,7 @@ const NLM_F_ACK: u16 = 4;
 const NLMSG_ERROR: u16 = 2;
 const IFLA_XDP: u16 = 43;
 const IFLA_XDP_FD: u16 = 1;
+const IFLA_XDP_FLAGS: u16 = 3;
 const IFLA_XDP_PROG_ID: u16 = 4;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
@@ -114,18 +117,26 @@ pub fn attached_prog_id(ifindex: u32) -> SysResult<Option<u32>> {
 
 /// Detaches the XDP program that was attached to `ifindex` through netlink.
 pub fn detach(ifindex: u32) -> SysResult<()> {
-    let xdp = attr(IFLA_XDP | 0x8000, &attr(IFLA_XDP_FD, &(-1i32).to_ne_bytes()));
+    set_xdp(ifindex, -1, 0, "netlink RTM_SETLINK (detach XDP)")
+}
+
+/// Attaches `prog` to `ifindex` through netlink with `flags` (`XDP_FLAGS_*`). Unlike a
+/// bpf_link, such a program stays attached after its loader exits.
+pub fn attach(ifindex: u32, prog: &OwnedFd, flags: u32) -> SysResult<()> {
+    set_xdp(ifindex, prog.as_raw_fd(), flags, "netlink RTM_SETLINK (attach XDP)")
+}
+
+fn set_xdp(ifindex: u32, fd: i32, flags: u32, call: &'static str) -> SysResult<()> {
+    let mut nested = attr(IFLA_XDP_FD, &fd.to_ne_bytes());
+    if flags != 0 {
+        nested.extend(attr(IFLA_XDP_FLAGS, &flags.to_ne_bytes()));
+    }
+    let xdp = attr(IFLA_XDP | 0x8000, &nested);
     let reply = exchange(&request(RTM_SETLINK, NLM_F_ACK, ifindex, &xdp))?;
     match error_code(&reply) {
         Some(0) => Ok(()),
-        Some(code) => Err(SysError {
-            call: "netlink RTM_SETLINK (detach XDP)",
-            err: std::io::Error::from_raw_os_error(-code),
-        }),
-        None => Err(SysError {
-            call: "netlink RTM_SETLINK (detach XDP)",
-            err: std::io::Error::from_raw_os_error(libc::EPROTO),
-        }),
+        Some(code) => Err(SysError { call, err: std::io::Error::from_raw_os_error(-code) }),
+        None => Err(SysError { call, err: std::io::Error::from_raw_os_error(libc::EPROTO) }),
     }
 }
 
