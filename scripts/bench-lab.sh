@@ -33,18 +33,22 @@ probe="02 00 00 00 00 01 00 c0 17 12 34 56 08 00 45 00 00 2e 00 00 40 00 40 11 b
 { echo "{"; for b in $probe; do printf '0x%s, ' "$b"; done; echo "}"; } > "$work/probe.cfg"
 
 stat() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/$3"; }
+# trafgen --cpus 1 pins its one sending process to CPU 0 itself (a taskset around it is
+# overridden), so the reflector goes on the last CPU: its workers pin to the CPUs it is
+# allowed, in order. On one CPU both share it.
 cpus=$(nproc)
-sender_cpu=$((cpus > 1 ? 1 : 0))
+reflector_cpu=$((cpus - 1))
+rfl=(taskset -c "$reflector_cpu" "$bin")
 
 rows=()
 for backend in af-packet af-xdp; do
   ip -n "$ns_t" addr flush dev vb
-  timeout $((secs + 30)) ip netns exec "$ns_r" "$bin" run va --backend "$backend" --stats json \
+  timeout $((secs + 30)) ip netns exec "$ns_r" "${rfl[@]}" run va --backend "$backend" --stats json \
     --duration $((secs + 2)) > "$work/$backend.json" 2> "$work/$backend.err" &
   pid=$!
   sleep 1
   tx0=$(stat "$ns_t" vb tx_packets); rx0=$(stat "$ns_t" vb rx_packets)
-  timeout -s INT "$secs" ip netns exec "$ns_t" taskset -c "$sender_cpu" trafgen --dev vb --conf "$work/probe.cfg" \
+  timeout -s INT "$secs" ip netns exec "$ns_t" trafgen --dev vb --conf "$work/probe.cfg" \
     --cpus 1 --num 0 > "$work/trafgen.out" 2>&1 || true
   sleep 0.5
   tx1=$(stat "$ns_t" vb tx_packets); rx1=$(stat "$ns_t" vb rx_packets)
@@ -52,12 +56,12 @@ for backend in af-packet af-xdp; do
 
   # The same offered rate for every backend, below each one's maximum: CPU per packet compared
   # like with like.
-  timeout $((secs + 30)) ip netns exec "$ns_r" "$bin" run va --backend "$backend" --stats json \
+  timeout $((secs + 30)) ip netns exec "$ns_r" "${rfl[@]}" run va --backend "$backend" --stats json \
     --duration $((secs + 2)) > "$work/$backend.fixed.json" 2> /dev/null &
   pid=$!
   sleep 1
   ftx0=$(stat "$ns_t" vb tx_packets)
-  timeout -s INT "$secs" ip netns exec "$ns_t" taskset -c "$sender_cpu" trafgen --dev vb --conf "$work/probe.cfg" \
+  timeout -s INT "$secs" ip netns exec "$ns_t" trafgen --dev vb --conf "$work/probe.cfg" \
     --cpus 1 --num 0 --rate "${FIXED_PPS:-100000}pps" > /dev/null 2>&1 || true
   sleep 0.5
   ftx1=$(stat "$ns_t" vb tx_packets)
@@ -65,13 +69,13 @@ for backend in af-packet af-xdp; do
 
   # Round trips: the tester needs its address for probe's source.
   ip -n "$ns_t" addr add 192.0.2.10/24 dev vb
-  timeout 60 ip netns exec "$ns_r" "$bin" run va --backend "$backend" --stats json --duration 30 \
+  timeout 60 ip netns exec "$ns_r" "${rfl[@]}" run va --backend "$backend" --stats json --duration 30 \
     > /dev/null 2> "$work/$backend.rtt.err" &
   pid=$!
   sleep 1
   half=$(( (tx1 - tx0) / secs / 2 ))
   for rate in 1000 "$half"; do
-    timeout 30 ip netns exec "$ns_t" "$bin" probe vb --dst-mac 02:00:00:00:00:01 --rate "$rate" \
+    timeout 30 ip netns exec "$ns_t" taskset -c 0 "$bin" probe vb --dst-mac 02:00:00:00:00:01 --rate "$rate" \
       --duration 3 --json > "$work/$backend.$rate.json" 2>/dev/null || true
   done
   kill -TERM "$pid"; wait "$pid" || true
@@ -107,7 +111,7 @@ ip -n "$ns_t" addr flush dev vb
 ip -n "$ns_r" link set lo up
 http_run() { # $1 = label, $2... = extra reflector flags
   local label="$1"; shift
-  timeout $((secs + 30)) ip netns exec "$ns_r" "$bin" run va --backend af-xdp --stats json \
+  timeout $((secs + 30)) ip netns exec "$ns_r" "${rfl[@]}" run va --backend af-xdp --stats json \
     --duration $((secs + 3)) "$@" > "$work/http-$label.json" 2> /dev/null &
   local pid=$!
   sleep 1
@@ -129,7 +133,7 @@ while time.time() < end:
     sleep 1
   fi
   local t0; t0=$(stat "$ns_t" vb rx_packets)
-  timeout -s INT "$secs" ip netns exec "$ns_t" taskset -c "$sender_cpu" trafgen --dev vb --conf "$work/probe.cfg" \
+  timeout -s INT "$secs" ip netns exec "$ns_t" trafgen --dev vb --conf "$work/probe.cfg" \
     --cpus 1 --num 0 > /dev/null 2>&1 || true
   local t1; t1=$(stat "$ns_t" vb rx_packets)
   for p in "${extra[@]}"; do wait "$p" || true; done
@@ -142,6 +146,7 @@ with=$(http_run with --http 127.0.0.1:9200)
 printf '%-10s %11s %13s %6s %8s %11s %10s %11s %15s %15s %9s %9s\n' backend offered_pps reflected_pps ratio \
   drops cpu_ns/pkt fixed_pps fixed_cpu_ns rtt1k_p50/p99us rtt_half_p50/p99 half_pps startup
 printf '%s\n' "${rows[@]}"
+echo "placement: trafgen on cpu 0; reflector $(grep -o '[0-9]* worker[^;]*' "$work/af-xdp.err" | head -1)"
 python3 - "$work" "$without" "$with" <<'PY'
 import json, sys
 work, without, with_ = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
