@@ -80,7 +80,7 @@ pub struct Config {
     pub oui_scope: Option<FamilySet>,
     /// Workers.
     pub workers: Option<u16>,
-    /// UMEM per socket in MiB.
+    /// UMEM in MiB, shared by the af-xdp sockets.
     pub umem_size_mib: Option<u32>,
     /// Busy polling.
     pub busy_poll: Option<bool>,

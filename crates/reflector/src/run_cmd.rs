@@ -70,7 +70,7 @@ pub struct RunArgs {
     /// queue; with af-xdp, N workers serve queues 0..N and the other queues go to the stack].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     workers: Option<u16>,
-    /// af-xdp: UMEM per socket, in MiB (4 KiB frames).
+    /// af-xdp: UMEM in MiB (4 KiB frames), shared by the sockets (one per queue) in equal parts.
     #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     umem_size: u32,
     /// af-xdp: remove another XDP program attached to the interface instead of refusing.
@@ -351,22 +351,22 @@ fn open_af_xdp(
         None => queues,
     };
     let attachment = Attachment::attach(filter, iface.index, iface_name, queues, args.replace)?;
-    let mut sockets = Vec::new();
-    for queue in 0..served {
-        let mut xsk = Xsk::open(iface.index, queue, args.umem_size as usize * 1024 * 1024)
-            .with_context(|| format!("AF_XDP socket on {} queue {queue}", iface_name))?;
+    let mut sockets = Xsk::open_queues(iface.index, served, args.umem_size as usize * 1024 * 1024)
+        .with_context(|| format!("AF_XDP sockets on {} queues 0..{served}", iface_name))?;
+    for xsk in &mut sockets {
         if args.busy_poll {
             xsk.set_busy_poll()?;
         }
-        attachment.register(queue, xsk.raw_fd())?;
-        sockets.push(xsk);
+        attachment.register(xsk.queue, xsk.raw_fd())?;
     }
     let copy = if sockets.iter().all(|s| s.zero_copy) { "zero-copy" } else { "copy mode" };
     let mut details = format!(
-        "XDP {} mode, {} instructions; AF_XDP {copy}, {} MiB UMEM per socket; queues 0..{}{}",
+        "XDP {} mode, {} instructions; AF_XDP {copy}, {} MiB UMEM shared by {} socket{}; queues 0..{}{}",
         attachment.mode,
         attachment.instructions,
         args.umem_size,
+        served,
+        if served == 1 { "" } else { "s" },
         served,
         if args.busy_poll { "; busy polling" } else { "" }
     );

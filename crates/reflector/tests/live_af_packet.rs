@@ -337,7 +337,8 @@ fn af_xdp_serves_every_queue_of_a_multi_queue_veth() {
     let pair = NetnsPair::with_queues(1500, 4);
     let reflector = pair.start_reflector_on(Some("af-xdp"), &["--stats", "json"]);
     assert!(
-        reflector.start_line.contains("4 workers") && reflector.start_line.contains("queues 0..4"),
+        reflector.start_line.contains("4 workers")
+            && reflector.start_line.contains("16 MiB UMEM shared by 4 sockets; queues 0..4"),
         "{}",
         reflector.start_line
     );

@@ -1,10 +1,15 @@
-//! One AF_XDP socket with its own UMEM, bound to one receive queue.
+//! AF_XDP sockets, one per receive queue, sharing one UMEM.
+//!
+//! The UMEM is registered on the first socket; the others bind with `XDP_SHARED_UMEM`, each
+//! with its own fill and completion rings (the kernel's rule for sharing across queues). The
+//! frames are split into one equal share per socket, and a share only ever circulates through
+//! its own socket's rings, so each worker thread touches only its own frames.
 //!
 //! Frames are reflected where they land: an RX descriptor's frame is handed to the core in
 //! the UMEM and, when it is a test packet, the same address goes on the TX ring. A rejected
 //! frame's address goes straight back to the fill ring, a sent frame's when it completes, so
-//! every frame is always in exactly one place and the fill ring (as large as the UMEM has
-//! frames) can never overflow.
+//! every frame is always in exactly one place and the fill ring (as large as the share) can
+//! never overflow.
 #![allow(unsafe_code)]
 
 use std::mem::size_of;
@@ -54,6 +59,7 @@ const XDP_PGOFF_RX_RING: libc::off_t = 0;
 const XDP_PGOFF_TX_RING: libc::off_t = 0x8000_0000;
 const XDP_UMEM_PGOFF_FILL_RING: libc::off_t = 0x1_0000_0000;
 const XDP_UMEM_PGOFF_COMPLETION_RING: libc::off_t = 0x1_8000_0000;
+const XDP_SHARED_UMEM: u16 = 1 << 0;
 const XDP_COPY: u16 = 1 << 1;
 const XDP_ZEROCOPY: u16 = 1 << 2;
 const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
@@ -62,6 +68,16 @@ const XDP_OPTIONS_ZEROCOPY: u32 = 1;
 pub const FRAME_SIZE: u32 = 4096;
 /// Frames handled per batch.
 const BATCH: u32 = 64;
+/// The smallest share of the UMEM a socket gets: one full batch.
+pub const MIN_SHARE: u32 = BATCH;
+
+/// Frames per socket when `umem_bytes` of UMEM are shared by `sockets` sockets: an equal
+/// share, rounded down to a power of two (ring sizes must be), `None` below [`MIN_SHARE`].
+pub fn share(umem_bytes: usize, sockets: u32) -> Option<u32> {
+    let frames = umem_bytes / FRAME_SIZE as usize / sockets.max(1) as usize;
+    let frames = u32::try_from(frames).unwrap_or(u32::MAX);
+    (frames >= MIN_SHARE).then(|| 1 << frames.ilog2())
+}
 
 /// `struct xdp_umem_reg` (the 32-byte layout, `tx_metadata_len` 0).
 #[repr(C)]
@@ -108,6 +124,16 @@ pub enum XskError {
     /// Not allowed to open the socket.
     #[error("opening an AF_XDP socket needs CAP_NET_RAW (run as root)")]
     Permission,
+    /// The UMEM is too small to give every socket a share of at least [`MIN_SHARE`] frames.
+    #[error(
+        "a UMEM of {mib} MiB is too small for {sockets} sockets (at least {MIN_SHARE} 4 KiB frames each)"
+    )]
+    UmemTooSmall {
+        /// UMEM size in MiB.
+        mib: usize,
+        /// Sockets to share it.
+        sockets: u32,
+    },
     /// The UMEM could not be locked in memory.
     #[error(
         "registering {0} MiB of UMEM failed: the locked-memory limit is too small (raise it with 'ulimit -l', or run with CAP_IPC_LOCK)"
@@ -141,6 +167,13 @@ impl Mapping {
         Ok(Mapping { ptr: ptr.cast(), len })
     }
 }
+
+// SAFETY: a mapping is only an address range: it hands out its pointer and unmaps on drop.
+// Every access through the pointer is an `unsafe` block with its own argument (for the shared
+// UMEM: each socket touches only its own share).
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `&Mapping` offers nothing but the pointer and the length.
+unsafe impl Sync for Mapping {}
 
 impl Drop for Mapping {
     fn drop(&mut self) {
@@ -179,7 +212,11 @@ pub struct Xsk {
     tx: Producer<XdpDesc>,
     // Mappings are dropped after the ring sides that point into them, and before the socket.
     _rings: [Mapping; 4],
-    umem: Mapping,
+    /// The whole UMEM, shared with the other sockets (unmapped when the last one goes).
+    umem: std::sync::Arc<Mapping>,
+    /// This socket's share: frames `[first, first + span)` bytes into the UMEM.
+    first: u64,
+    span: u64,
     fd: OwnedFd,
     /// Zero-copy mode is active (else copy mode).
     pub zero_copy: bool,
@@ -191,16 +228,36 @@ pub struct Xsk {
     stats: (std::time::Instant, u64),
 }
 
-// SAFETY: the ring sides and UMEM pointers all point into mappings this value owns and moves
-// with it; one worker thread uses it at a time.
+// SAFETY: the ring sides point into mappings this value owns and moves with it; of the shared
+// UMEM it only touches its own share (checked for every descriptor), which no other socket's
+// rings ever carry; one worker thread uses it at a time.
 unsafe impl Send for Xsk {}
 
 impl Xsk {
-    /// Opens a socket with a UMEM of `umem_bytes` (4 KiB frames) bound to `queue` of
-    /// `ifindex`: zero-copy if the driver offers it, else copy mode.
-    pub fn open(ifindex: u32, queue: u32, umem_bytes: usize) -> Result<Xsk, XskError> {
-        let frames = (umem_bytes / FRAME_SIZE as usize).next_power_of_two() as u32;
-        let umem_len = frames as usize * FRAME_SIZE as usize;
+    /// Opens one socket per queue `0..queues` of `ifindex`, sharing a UMEM of `umem_bytes`
+    /// (4 KiB frames, split equally): zero-copy if the driver offers it, else copy mode.
+    pub fn open_queues(ifindex: u32, queues: u32, umem_bytes: usize) -> Result<Vec<Xsk>, XskError> {
+        let share = share(umem_bytes, queues)
+            .ok_or(XskError::UmemTooSmall { mib: umem_bytes >> 20, sockets: queues })?;
+        let umem_len = share as usize * queues as usize * FRAME_SIZE as usize;
+        let umem = std::sync::Arc::new(Mapping::new(umem_len, None, "mmap(UMEM)")?);
+        let mut sockets: Vec<Xsk> = Vec::with_capacity(queues as usize);
+        for queue in 0..queues {
+            let owner = sockets.first().map(|s| s.fd.as_raw_fd());
+            sockets.push(Xsk::open_one(ifindex, queue, &umem, share, owner)?);
+        }
+        Ok(sockets)
+    }
+
+    /// One socket on `queue` whose share is frames `queue * share ..`; `owner` is the fd of the
+    /// socket the UMEM is registered on (`None`: this one registers it).
+    fn open_one(
+        ifindex: u32,
+        queue: u32,
+        umem: &std::sync::Arc<Mapping>,
+        frames: u32,
+        owner: Option<i32>,
+    ) -> Result<Xsk, XskError> {
         // SAFETY: plain syscall; the fd is owned below.
         let raw = unsafe { libc::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if raw < 0 {
@@ -209,25 +266,27 @@ impl Xsk {
         }
         // SAFETY: `raw` was just returned by socket() and is owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let umem = Mapping::new(umem_len, None, "mmap(UMEM)")?;
-        let reg = UmemReg {
-            addr: umem.ptr as u64,
-            len: umem_len as u64,
-            chunk_size: FRAME_SIZE,
-            headroom: 0,
-            flags: 0,
-            tx_metadata_len: 0,
-        };
-        if let Err(e) = setsockopt(&fd, XDP_UMEM_REG, &reg, "setsockopt(XDP_UMEM_REG)") {
-            return Err(
-                if matches!(e.errno(), Some(libc::ENOBUFS) | Some(libc::ENOMEM) | Some(libc::EPERM)) {
-                    XskError::Memlock(umem_len >> 20)
-                } else {
-                    e.into()
-                },
-            );
+        if owner.is_none() {
+            let reg = UmemReg {
+                addr: umem.ptr as u64,
+                len: umem.len as u64,
+                chunk_size: FRAME_SIZE,
+                headroom: 0,
+                flags: 0,
+                tx_metadata_len: 0,
+            };
+            if let Err(e) = setsockopt(&fd, XDP_UMEM_REG, &reg, "setsockopt(XDP_UMEM_REG)") {
+                return Err(
+                    if matches!(e.errno(), Some(libc::ENOBUFS) | Some(libc::ENOMEM) | Some(libc::EPERM)) {
+                        XskError::Memlock(umem.len >> 20)
+                    } else {
+                        e.into()
+                    },
+                );
+            }
         }
-        // Every ring as large as the UMEM has frames (see the module documentation).
+        // Every ring as large as the share (see the module documentation); a socket sharing
+        // the UMEM on another queue needs fill and completion rings of its own.
         setsockopt(&fd, XDP_UMEM_FILL_RING, &frames, "setsockopt(XDP_UMEM_FILL_RING)")?;
         setsockopt(&fd, XDP_UMEM_COMPLETION_RING, &frames, "setsockopt(XDP_UMEM_COMPLETION_RING)")?;
         setsockopt(&fd, XDP_RX_RING, &frames, "setsockopt(XDP_RX_RING)")?;
@@ -252,18 +311,20 @@ impl Xsk {
                 Producer::new(ring_memory(&tx_map, &off.tx, frames)),
             )
         };
-        // All frames start in the fill ring, for the kernel to receive into.
+        // The share's frames start in the fill ring, for the kernel to receive into.
+        let span = frames as u64 * FRAME_SIZE as u64;
+        let first = queue as u64 * span;
         for i in 0..frames as u64 {
-            fill.push(i * FRAME_SIZE as u64);
+            fill.push(first + i * FRAME_SIZE as u64);
         }
         fill.submit();
         let bind = |flags: u16| -> SysResult<()> {
             let addr = SockaddrXdp {
                 family: AF_XDP as u16,
-                flags: flags | XDP_USE_NEED_WAKEUP,
+                flags,
                 ifindex,
                 queue_id: queue,
-                shared_umem_fd: 0,
+                shared_umem_fd: owner.unwrap_or(0) as u32,
             };
             // SAFETY: `addr` is a live sockaddr_xdp of the size passed.
             let ret = unsafe {
@@ -275,9 +336,15 @@ impl Xsk {
             };
             if ret < 0 { Err(SysError::last("bind(AF_XDP)")) } else { Ok(()) }
         };
-        // Zero-copy where the driver offers it; copy mode otherwise (veth, virtio, most NICs
-        // without AF_XDP support in the driver).
-        bind(XDP_ZEROCOPY).or_else(|_| bind(XDP_COPY))?;
+        match owner {
+            // Zero-copy where the driver offers it; copy mode otherwise (veth, virtio, most NICs
+            // without AF_XDP support in the driver).
+            None => {
+                bind(XDP_ZEROCOPY | XDP_USE_NEED_WAKEUP).or_else(|_| bind(XDP_COPY | XDP_USE_NEED_WAKEUP))?
+            }
+            // A sharing socket inherits the owner's mode and need_wakeup; naming them is EINVAL.
+            Some(_) => bind(XDP_SHARED_UMEM)?,
+        }
         let options: u32 = getsockopt(&fd, XDP_OPTIONS, "getsockopt(XDP_OPTIONS)")?;
         Ok(Xsk {
             fill,
@@ -285,7 +352,9 @@ impl Xsk {
             rx,
             tx,
             _rings: [rx_map, tx_map, fr_map, cr_map],
-            umem,
+            umem: umem.clone(),
+            first,
+            span,
             fd,
             zero_copy: options & XDP_OPTIONS_ZEROCOPY != 0,
             queue,
@@ -413,15 +482,23 @@ impl Backend for Xsk {
         while (batch.received as u32) < budget {
             let Some(desc) = self.rx.pop() else { break };
             batch.received += 1;
-            let start = desc.addr as usize;
-            let end = start + desc.len as usize;
-            let hit = if end <= self.umem.len {
-                // SAFETY: the frame lies inside the UMEM (checked above) and belongs to us
-                // until its address goes back on the fill or TX ring.
-                let frame =
-                    unsafe { std::slice::from_raw_parts_mut(self.umem.ptr.add(start), desc.len as usize) };
+            let frame_start = desc.addr - desc.addr % FRAME_SIZE as u64;
+            if !(self.first..self.first + self.span).contains(&frame_start) {
+                // Not this socket's share (never seen from the kernel): touching it could race
+                // another worker, and it is not ours to put back.
+                batch.rx_invalid += 1;
+                continue;
+            }
+            let hit = if desc.addr + desc.len as u64 <= frame_start + FRAME_SIZE as u64 {
+                // SAFETY: the frame lies inside this socket's share of the UMEM (checked
+                // above), which no other socket touches, and belongs to us until its address
+                // goes back on the fill or TX ring.
+                let frame = unsafe {
+                    std::slice::from_raw_parts_mut(self.umem.ptr.add(desc.addr as usize), desc.len as usize)
+                };
                 handle(frame)
             } else {
+                batch.rx_invalid += 1;
                 false
             };
             if hit && self.tx.push(desc) {
@@ -432,7 +509,7 @@ impl Backend for Xsk {
                     batch.tx_error_bytes += desc.len as u64;
                 }
                 // Back to the fill ring at the start of its frame.
-                self.fill.push(desc.addr - desc.addr % FRAME_SIZE as u64);
+                self.fill.push(frame_start);
                 returned += 1;
             }
         }
@@ -467,5 +544,28 @@ impl Backend for Xsk {
             };
         }
         Ok(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_umem_is_shared_in_equal_power_of_two_parts() {
+        const MIB: usize = 1 << 20;
+        // The default 16 MiB: 4096 frames.
+        assert_eq!(share(16 * MIB, 1), Some(4096));
+        assert_eq!(share(16 * MIB, 4), Some(1024));
+        // Three sockets: 1365 frames each, rounded down to 1024 (ring sizes are powers of two).
+        assert_eq!(share(16 * MIB, 3), Some(1024));
+        // 1 MiB is 256 frames: four shares of 64 are enough, eight of 32 are not.
+        assert_eq!(share(MIB, 4), Some(MIN_SHARE));
+        assert_eq!(share(MIB, 8), None);
+        let e = XskError::UmemTooSmall { mib: 1, sockets: 8 };
+        assert_eq!(
+            e.to_string(),
+            "a UMEM of 1 MiB is too small for 8 sockets (at least 64 4 KiB frames each)"
+        );
     }
 }
