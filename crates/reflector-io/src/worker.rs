@@ -199,18 +199,33 @@ fn work<B: Backend>(
     Ok(counters)
 }
 
+/// Where the worker threads run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pin {
+    /// Wherever the scheduler puts them.
+    No,
+    /// Worker `i` on the `i`-th CPU the process may use.
+    Allowed,
+    /// Worker `i` on the `i`-th of these CPUs.
+    Cpus(Vec<usize>),
+}
+
 impl Runtime {
-    /// Starts one thread per backend. With `pin`, worker `i` is pinned to the `i`-th CPU the
-    /// process may use (best effort: a failure is reported in its [`Placement`]).
-    /// With `latency`, each worker also keeps a dwell-time histogram.
+    /// Starts one thread per backend, placed as `pin` says (best effort: a failure is reported
+    /// in the worker's [`Placement`]). With `latency`, each worker also keeps a dwell-time
+    /// histogram.
     pub fn start<B: Backend>(
         backends: Vec<B>,
         filter: Arc<FilterCell>,
-        pin: bool,
+        pin: Pin,
         latency: bool,
     ) -> std::io::Result<Runtime> {
         let stop = Arc::new(AtomicBool::new(false));
-        let cpus = allowed_cpus();
+        let cpus = match &pin {
+            Pin::Cpus(list) => Ok(list.clone()),
+            Pin::No | Pin::Allowed => allowed_cpus(),
+        };
+        let pin = pin != Pin::No;
         let mut workers = Vec::new();
         for (i, backend) in backends.into_iter().enumerate() {
             let shared = Arc::new(SharedCounters::default());
@@ -277,16 +292,18 @@ impl Runtime {
     }
 }
 
+/// The CPUs this process may run on.
 #[cfg(target_os = "linux")]
-fn allowed_cpus() -> Result<Vec<usize>, String> {
+pub fn allowed_cpus() -> Result<Vec<usize>, String> {
     crate::sys::allowed_cpus().map_err(|e| e.to_string())
 }
 #[cfg(target_os = "linux")]
 fn pin_to(cpu: usize) -> Result<(), String> {
     crate::sys::pin_current_thread(cpu).map_err(|e| e.to_string())
 }
+/// The CPUs this process may run on.
 #[cfg(not(target_os = "linux"))]
-fn allowed_cpus() -> Result<Vec<usize>, String> {
+pub fn allowed_cpus() -> Result<Vec<usize>, String> {
     Err("CPU pinning is not supported on this OS".into())
 }
 #[cfg(not(target_os = "linux"))]
@@ -316,7 +333,8 @@ mod tests {
             outputs.push(backend.tx.clone());
             backends.push(backend);
         }
-        let runtime = Runtime::start(backends, FilterCell::new(Arc::new(default)), true, true).unwrap();
+        let runtime =
+            Runtime::start(backends, FilterCell::new(Arc::new(default)), Pin::Allowed, true).unwrap();
         assert_eq!(runtime.workers.len(), 2);
         for w in &runtime.workers {
             assert!(matches!(w.placement, Placement::Pinned(_)), "{:?}", w.placement);

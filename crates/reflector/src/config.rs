@@ -26,6 +26,7 @@ struct Raw {
     oui_filter: Option<Spanned<bool>>,
     oui_scope: Option<Spanned<Vec<String>>>,
     workers: Option<Spanned<u16>>,
+    cpus: Option<Spanned<String>>,
     umem_size_mib: Option<Spanned<u32>>,
     busy_poll: Option<Spanned<bool>>,
     replace: Option<Spanned<bool>>,
@@ -80,6 +81,8 @@ pub struct Config {
     pub oui_scope: Option<FamilySet>,
     /// Workers.
     pub workers: Option<u16>,
+    /// CPUs the workers are pinned to.
+    pub cpus: Option<crate::cpus::CpuList>,
     /// UMEM in MiB, shared by the af-xdp sockets.
     pub umem_size_mib: Option<u32>,
     /// Busy polling.
@@ -198,6 +201,9 @@ impl Config {
             }
             config.workers = Some(w.into_inner());
         }
+        if let Some(c) = raw.cpus {
+            config.cpus = Some(c.get_ref().parse().map_err(|m| at(c.span(), "cpus", m))?);
+        }
         if let Some(u) = raw.umem_size_mib {
             if !(1..=4096).contains(u.get_ref()) {
                 return Err(at(u.span(), "umem_size_mib", format!("{} is not in 1..=4096", u.get_ref())));
@@ -287,6 +293,7 @@ oui = "52:54:00"
 oui_filter = true
 oui_scope = ["ito"]
 workers = 2
+cpus = "0-1"
 umem_size_mib = 32
 busy_poll = true
 replace = true
@@ -303,6 +310,7 @@ hex = "0xdead"
         .unwrap();
         assert_eq!(c.backend, Some(crate::run_cmd::BackendChoice::AfPacket));
         assert_eq!((c.port, c.workers, c.umem_size_mib), (Some(9), Some(2), Some(32)));
+        assert_eq!(c.cpus, Some(crate::cpus::CpuList(vec![0, 1])));
         assert_eq!(c.oui, Some([0x52, 0x54, 0x00]));
         assert_eq!(c.signatures.unwrap().to_string(), "ito,custom");
         assert_eq!(c.duration, Some(Duration::from_millis(2500)));
@@ -314,12 +322,16 @@ hex = "0xdead"
     fn each_kind_of_bad_file_gives_its_exact_message() {
         assert_eq!(
             err("port = 3842\nprot = 1\n"),
-            "r.toml:2: unknown field `prot`, expected one of `interface`, `backend`, `mode`, `port`, `signatures`, `oui`, `oui_filter`, `oui_scope`, `workers`, `umem_size_mib`, `busy_poll`, `replace`, `duration`, `latency`, `stats`, `http`, `signature`"
+            "r.toml:2: unknown field `prot`, expected one of `interface`, `backend`, `mode`, `port`, `signatures`, `oui`, `oui_filter`, `oui_scope`, `workers`, `cpus`, `umem_size_mib`, `busy_poll`, `replace`, `duration`, `latency`, `stats`, `http`, `signature`"
         );
         assert_eq!(err("port = \"3842\"\n"), "r.toml:1: port: invalid type: string \"3842\", expected u16");
         assert_eq!(err("\nport = 70000\n"), "r.toml:2: port: invalid value: integer `70000`, expected u16");
         assert_eq!(err("mode = \"swap\"\n"), "r.toml:1: mode: unknown mode (expected mac, mac-ip or all)");
         assert_eq!(err("workers = 0\n"), "r.toml:1: workers: 0 is not in 1..=64");
+        assert_eq!(
+            err("cpus = \"2-1\"\n"),
+            "r.toml:1: cpus: '2-1' is not a CPU range (the first CPU comes first)"
+        );
         assert_eq!(err("oui = \"00:c0\"\n"), "r.toml:1: oui: expected three hex bytes like \"00:c0:17\"");
         assert_eq!(
             err("signatures = [\"ito\", \"bogus\"]\n"),

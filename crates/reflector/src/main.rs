@@ -9,6 +9,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 mod config;
 #[cfg(unix)]
 mod control;
+mod cpus;
 mod filter_args;
 #[cfg(unix)]
 mod http;

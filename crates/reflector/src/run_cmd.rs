@@ -13,9 +13,10 @@ use crate::control::{Control, KernelRejects};
 use crate::http::HttpConfig;
 use reflector_io::backend::Backend;
 use reflector_io::iface::{IfaceError, IfaceInfo, iface_info};
-use reflector_io::worker::{FilterCell, Placement, Runtime};
+use reflector_io::worker::{FilterCell, Pin, Placement, Runtime, allowed_cpus};
 
 use crate::UsageError;
+use crate::cpus::CpuList;
 use crate::filter_args::FilterArgs;
 use crate::stats::{self, Context, Rates, StatsFormat};
 
@@ -70,6 +71,10 @@ pub struct RunArgs {
     /// queue; with af-xdp, N workers serve queues 0..N and the other queues go to the stack].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     workers: Option<u16>,
+    /// Pin worker i to the i-th of these CPUs, e.g. 2,3 or 2-5 [default: the CPUs the process
+    /// may use, in order]. Only the workers are pinned; the control plane runs anywhere.
+    #[arg(long, value_name = "LIST")]
+    cpus: Option<CpuList>,
     /// af-xdp: UMEM in MiB (4 KiB frames), shared by the sockets (one per queue) in equal parts.
     #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     umem_size: u32,
@@ -164,6 +169,7 @@ fn with_config(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<(Ru
         take!("oui_scope", f.oui_scope, c.oui_scope.map(Some));
         take!("custom_sig", f.custom_sig, (!c.custom.is_empty()).then_some(c.custom));
         take!("workers", a.workers, c.workers.map(Some));
+        take!("cpus", a.cpus, c.cpus.map(Some));
         take!("umem_size", a.umem_size, c.umem_size_mib);
         take!("replace", a.replace, c.replace);
         take!("busy_poll", a.busy_poll, c.busy_poll);
@@ -418,6 +424,7 @@ fn reload(
         ("interface", new.iface != running.iface),
         ("backend", new.backend != running.backend),
         ("workers", new.workers != running.workers),
+        ("cpus", new.cpus != running.cpus),
         ("umem_size_mib", new.umem_size != running.umem_size),
         ("busy_poll", new.busy_poll != running.busy_poll),
         ("replace", new.replace != running.replace),
@@ -491,9 +498,17 @@ fn serve<B: Backend>(
     if let Some(h) = &http {
         h.check()?;
     }
+    let pin = match &args.cpus {
+        None => Pin::Allowed,
+        Some(list) => {
+            let allowed = allowed_cpus().map_err(|e| UsageError(format!("--cpus: {e}")))?;
+            list.check(&allowed, backends.len()).map_err(UsageError)?;
+            Pin::Cpus(list.0.clone())
+        }
+    };
     let cell = FilterCell::new(filter.clone());
     let runtime =
-        Runtime::start(backends, cell.clone(), true, args.latency).context("cannot start worker threads")?;
+        Runtime::start(backends, cell.clone(), pin, args.latency).context("cannot start worker threads")?;
     let placements: Vec<String> = runtime
         .workers
         .iter()

@@ -458,3 +458,31 @@ fn another_tools_xdp_program_is_kept_unless_replace_is_given() {
     assert!(status.success());
     assert_eq!(attached_id(), None, "the interface keeps no program after --replace");
 }
+
+#[test]
+fn workers_go_on_the_cpus_asked_for() {
+    require_live!();
+    // An MTU both backends take.
+    let pair = NetnsPair::for_backend("af-xdp");
+    let allowed = reflector_io::worker::allowed_cpus().unwrap();
+    let last = allowed.last().unwrap().to_string();
+    for backend in BACKENDS {
+        let reflector = pair.start_reflector_on(Some(backend), &["--cpus", &last, "--duration", "1"]);
+        assert!(reflector.start_line.contains(&format!("1 worker (cpu {last})")), "{}", reflector.start_line);
+        let (status, _) = reflector.wait();
+        assert!(status.success());
+    }
+    let first = allowed[0].to_string();
+    for (args, message) in [
+        (vec!["--cpus", "x"], "'x' is not a CPU list (expected CPU numbers like 2, 2,3 or 2-5)"),
+        (vec!["--cpus", "1023"], "--cpus: CPU 1023 is not one this process may use (allowed: "),
+        (vec!["--cpus", &first, "--workers", "2"], "--cpus lists 1 CPU for 2 workers (one CPU per worker)"),
+    ] {
+        let mut full = vec!["run", "va", "--backend", "af-packet", "--duration", "1"];
+        full.extend_from_slice(&args);
+        let out = pair.run_reflector_cmd(&[], &full);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(message) && err.trim_end().lines().count() == 1, "{args:?}: {err}");
+    }
+}
