@@ -27,23 +27,26 @@ ip link add va netns "$ns_r" address 02:00:00:00:00:01 type veth peer name vb ne
 ip -n "$ns_r" addr add 192.0.2.1/24 dev va
 ip -n "$ns_r" link set va up; ip -n "$ns_t" link set vb up
 
-# The 60-byte ITO probe of the test corpus (checksums included), as trafgen bytes.
-probe="02 00 00 00 00 01 00 c0 17 12 34 56 08 00 45 00 00 2e 00 00 40 00 40 11 b6 b3 c0 00 02 0a c0 00
+# The 60-byte ITO probe of the test corpus (checksums included), as trafgen bytes, except that
+# its source MAC (00:c0:17:12:34:57) is not the tester veth's own: reflections come back to a
+# MAC the tester's kernel does not own, so it counts them (rx_packets) and drops them at once
+# as "other host". On a veth pair the tester's receive path runs on the reflector's CPU; a
+# real tester is another machine.
+probe="02 00 00 00 00 01 00 c0 17 12 34 57 08 00 45 00 00 2e 00 00 40 00 40 11 b6 b3 c0 00 02 0a c0 00
 02 01 c3 50 0f 02 00 1a be f4 00 01 02 03 04 50 52 4f 42 45 4f 54 00 00 00 00 00 2a"
 { echo "{"; for b in $probe; do printf '0x%s, ' "$b"; done; echo "}"; } > "$work/probe.cfg"
 
 stat() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/$3"; }
 # trafgen --cpus 1 pins its one sending process to CPU 0 itself (a taskset around it is
-# overridden), so the reflector goes on the last CPU: its workers pin to the CPUs it is
-# allowed, in order. On one CPU both share it.
+# overridden), so the reflector's worker goes on the last CPU (--cpus; the rest of the
+# reflector, its control plane, runs anywhere). On one CPU both share it.
 cpus=$(nproc)
 reflector_cpu=$((cpus - 1))
-rfl=(taskset -c "$reflector_cpu" "$bin")
 
 rows=()
 for backend in af-packet af-xdp; do
   ip -n "$ns_t" addr flush dev vb
-  timeout $((secs + 30)) ip netns exec "$ns_r" "${rfl[@]}" run va --backend "$backend" --stats json \
+  timeout $((secs + 30)) ip netns exec "$ns_r" "$bin" run va --cpus "$reflector_cpu" --backend "$backend" --stats json \
     --duration $((secs + 2)) > "$work/$backend.json" 2> "$work/$backend.err" &
   pid=$!
   sleep 1
@@ -56,7 +59,7 @@ for backend in af-packet af-xdp; do
 
   # The same offered rate for every backend, below each one's maximum: CPU per packet compared
   # like with like.
-  timeout $((secs + 30)) ip netns exec "$ns_r" "${rfl[@]}" run va --backend "$backend" --stats json \
+  timeout $((secs + 30)) ip netns exec "$ns_r" "$bin" run va --cpus "$reflector_cpu" --backend "$backend" --stats json \
     --duration $((secs + 2)) > "$work/$backend.fixed.json" 2> /dev/null &
   pid=$!
   sleep 1
@@ -69,7 +72,7 @@ for backend in af-packet af-xdp; do
 
   # Round trips: the tester needs its address for probe's source.
   ip -n "$ns_t" addr add 192.0.2.10/24 dev vb
-  timeout 60 ip netns exec "$ns_r" "${rfl[@]}" run va --backend "$backend" --stats json --duration 30 \
+  timeout 60 ip netns exec "$ns_r" "$bin" run va --cpus "$reflector_cpu" --backend "$backend" --stats json --duration 30 \
     > /dev/null 2> "$work/$backend.rtt.err" &
   pid=$!
   sleep 1
@@ -106,18 +109,20 @@ PY
 done
 # The control plane under load: the same full-speed run twice with af-xdp, once plain, once with
 # --http scraped ten times a second (/metrics and /api/v1/stats) and the dashboard open in
-# headless Chromium (which polls the API twice a second).
+# headless Chromium (which polls the API twice a second). The clients stand in for a browser
+# elsewhere: they run on the sender's CPU, so they cannot take the reflector's; the sender's
+# rate then varies, so each run reports what was offered as well as what came back.
 ip -n "$ns_t" addr flush dev vb
 ip -n "$ns_r" link set lo up
 http_run() { # $1 = label, $2... = extra reflector flags
   local label="$1"; shift
-  timeout $((secs + 30)) ip netns exec "$ns_r" "${rfl[@]}" run va --backend af-xdp --stats json \
+  timeout $((secs + 30)) ip netns exec "$ns_r" "$bin" run va --cpus "$reflector_cpu" --backend af-xdp --stats json \
     --duration $((secs + 3)) "$@" > "$work/http-$label.json" 2> /dev/null &
   local pid=$!
   sleep 1
   local extra=()
   if [ "$label" = with ]; then
-    timeout $((secs + 2)) ip netns exec "$ns_r" python3 -c "
+    timeout $((secs + 2)) ip netns exec "$ns_r" taskset -c 0 python3 -c "
 import time, urllib.request
 end = time.time() + $secs + 1
 while time.time() < end:
@@ -126,19 +131,19 @@ while time.time() < end:
     time.sleep(0.1)
 " &
     extra+=($!)
-    timeout $((secs + 2)) ip netns exec "$ns_r" chromium --headless --no-sandbox --disable-gpu --disable-quic \
+    timeout $((secs + 2)) ip netns exec "$ns_r" taskset -c 0 chromium --headless --no-sandbox --disable-gpu --disable-quic \
       --no-first-run --disable-background-networking --disable-component-update --disable-sync \
       --user-data-dir="$work/chromium" --remote-debugging-port=0 http://127.0.0.1:9200/ > /dev/null 2>&1 &
     extra+=($!)
     sleep 1
   fi
-  local t0; t0=$(stat "$ns_t" vb rx_packets)
+  local t0 o0; t0=$(stat "$ns_t" vb rx_packets); o0=$(stat "$ns_t" vb tx_packets)
   timeout -s INT "$secs" ip netns exec "$ns_t" trafgen --dev vb --conf "$work/probe.cfg" \
     --cpus 1 --num 0 > /dev/null 2>&1 || true
-  local t1; t1=$(stat "$ns_t" vb rx_packets)
+  local t1 o1; t1=$(stat "$ns_t" vb rx_packets); o1=$(stat "$ns_t" vb tx_packets)
   for p in "${extra[@]}"; do wait "$p" || true; done
   wait "$pid" || true
-  echo $(( (t1 - t0) / secs ))
+  echo "$(( (o1 - o0) / secs )) $(( (t1 - t0) / secs ))"
 }
 without=$(http_run without)
 with=$(http_run with --http 127.0.0.1:9200)
@@ -147,12 +152,14 @@ printf '%-10s %11s %13s %6s %8s %11s %10s %11s %15s %15s %9s %9s\n' backend offe
   drops cpu_ns/pkt fixed_pps fixed_cpu_ns rtt1k_p50/p99us rtt_half_p50/p99 half_pps startup
 printf '%s\n' "${rows[@]}"
 echo "placement: trafgen on cpu 0; reflector $(grep -o '[0-9]* worker[^;]*' "$work/af-xdp.err" | head -1)"
-python3 - "$work" "$without" "$with" <<'PY'
+python3 - "$work" $without $with <<'PY'
 import json, sys
-work, without, with_ = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+work = sys.argv[1]
+(off_without, without, off_with, with_) = map(int, sys.argv[2:6])
 def cpu(label):
     s = [json.loads(l) for l in open(f"{work}/http-{label}.json") if '"summary"' in l][-1]
     return (s["cpu_user_s"] + s["cpu_system_s"]) * 1e9 / max(s["reflected_packets"], 1)
-print(f"af-xdp reflected pps without HTTP: {without}, with HTTP scraped 10/s and the dashboard open: {with_} "
-      f"(ratio {with_ / max(without, 1):.3f}); reflector CPU per packet {cpu('without'):.0f} ns vs {cpu('with'):.0f} ns")
+print(f"af-xdp without HTTP: offered {off_without} pps, reflected {without} pps ({without / max(off_without, 1):.3f}); "
+      f"with HTTP scraped 10/s and the dashboard open: offered {off_with}, reflected {with_} ({with_ / max(off_with, 1):.3f}); "
+      f"reflected with/without {with_ / max(without, 1):.3f}; reflector CPU per packet {cpu('without'):.0f} ns vs {cpu('with'):.0f} ns")
 PY
