@@ -274,6 +274,31 @@ fn is_vlan_tpid(ethertype: u16) -> bool {
 /// Classifies `frame` against `filter`. Never panics and never allocates.
 #[inline(always)]
 pub fn classify(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
+    let eth = ethernet(frame, filter)?;
+    match ito_ipv4_fast(frame, filter, &eth) {
+        Some(hit) => Ok(hit),
+        None => after_ethernet(frame, filter, &eth),
+    }
+}
+
+/// [`classify`] without its fast path: every frame through the ordered checks. For tests that
+/// hold the fast path to the same answers; not part of the API.
+#[doc(hidden)]
+pub fn classify_ordered(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
+    after_ethernet(frame, filter, &ethernet(frame, filter)?)
+}
+
+/// What the Ethernet checks found.
+pub(crate) struct Ethernet {
+    /// The source MAC as a little-endian word (see [`MAC_MASK`]).
+    src: u64,
+    /// The outer EtherType.
+    ethertype: u16,
+}
+
+/// The Ethernet checks: our destination, a usable source.
+#[inline(always)]
+pub(crate) fn ethernet(frame: &[u8], filter: &Filter) -> Result<Ethernet, Reject> {
     let Some(eth) = frame.first_chunk::<ETH_HEADER_LEN>() else {
         return Err(Reject::ShortEthernet);
     };
@@ -295,8 +320,13 @@ pub fn classify(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
     if src == filter.local_mac_bits {
         return Err(Reject::SrcMacOwn);
     }
+    Ok(Ethernet { src, ethertype: ((w1 >> 48) as u16).swap_bytes() })
+}
 
-    let mut ethertype = ((w1 >> 48) as u16).swap_bytes();
+/// The ordered checks after [`ethernet`]: every rule, in order, so a reject gets its reason.
+#[inline(always)]
+pub(crate) fn after_ethernet(frame: &[u8], filter: &Filter, eth: &Ethernet) -> Result<Hit, Reject> {
+    let (src, mut ethertype) = (eth.src, eth.ethertype);
     let mut l3 = ETH_HEADER_LEN;
     let mut vlan_tags = 0u8;
     while is_vlan_tpid(ethertype) {
@@ -353,6 +383,83 @@ pub fn classify(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
         vlan_tags,
     })
 }
+
+/// The common test packet with few instructions: untagged IPv4 without options, carrying UDP
+/// with an ITO signature, after [`ethernet`] passed. `Some` only for a frame the ordered checks
+/// would accept with the same result; every other frame gets `None` and goes through them
+/// (which also find a reject's reason).
+///
+/// The header is read as little-endian words at fixed offsets. Ordinary traffic leaves at the
+/// first test (not UDP, or another port). The other fields that must equal something (version
+/// and IHL, no fragment, the OUI, the ITO family selected) are XORed with what they must be and
+/// ORed into one word, so they cost one test; the relations (lengths, addresses, signature)
+/// follow.
+#[inline(always)]
+pub(crate) fn ito_ipv4_fast(frame: &[u8], filter: &Filter, eth: &Ethernet) -> Option<Hit> {
+    // Ethernet (14) + IPv4 (20) + UDP (8) + the ITO header (5) and signature (7).
+    const SPAN: usize = 54;
+    if eth.ethertype != ETHERTYPE_IPV4 {
+        return None;
+    }
+    let b: &[u8; SPAN] = frame.first_chunk()?;
+    let word = |at: usize| le64(b[at..at + 8].try_into().expect("8 bytes"));
+    // Screens most other traffic fails, as branches so that it leaves at once: not UDP, or
+    // not to our port (bytes 23 and 36..38).
+    let dst_port = u16::from_le_bytes([b[36], b[37]]) as u64;
+    if b[23] != IPPROTO_UDP || (dst_port ^ filter.fast.port) & filter.fast.port_mask != 0 {
+        return None;
+    }
+    // Bytes 16..24: total length, identification, flags / fragment offset, TTL, protocol.
+    let w16 = word(16);
+    let must_match = (b[14] ^ 0x45) as u64
+        | ((w16 >> 32) & 0xff3f)
+        | ((eth.src ^ filter.oui_bits as u64) & filter.fast.oui_mask)
+        | filter.fast.no_ito;
+    if must_match != 0 {
+        return None;
+    }
+    let total_len = (w16 as u16).swap_bytes() as usize;
+    let udp_len = u16::from_be_bytes([b[38], b[39]]) as usize;
+    // Bytes 26..34: source and destination addresses.
+    let w26 = word(26);
+    // The signature: its first byte tells which one it can be (bits 2..5 of 'P', 'D', 'L'
+    // differ), so one compare against that one decides.
+    let signature = le64(b[46..54].try_into().expect("8 bytes")) >> 8;
+    let slot = (signature >> 2 & 7) as usize;
+    // 0.0.0.0 and 255.255.255.255 (one compare: a - 1 wraps to the top two values), 224.0.0.0/4.
+    let usable = |a: u32| (a.wrapping_sub(1) < u32::MAX - 1) & (a & 0xf0 != 0xe0);
+    // The IP packet holds the UDP header and the whole signature and fits the frame
+    // (`frame.len() >= SPAN` here); the UDP length is exactly the IP payload.
+    let ok = (total_len.wrapping_sub(SPAN - ETH_HEADER_LEN) <= frame.len() - SPAN)
+        & (udp_len + IPV4_MIN_HEADER_LEN == total_len)
+        & (signature == ITO_BY_SLOT[slot])
+        & usable(w26 as u32)
+        & usable((w26 >> 32) as u32);
+    ok.then_some(Hit {
+        signature: ITO_INDEX_BY_SLOT[slot],
+        ip_version: 4,
+        l3_offset: ETH_HEADER_LEN as u16,
+        l4_offset: (ETH_HEADER_LEN + IPV4_MIN_HEADER_LEN) as u16,
+        vlan_tags: 0,
+    })
+}
+
+/// The ITO signatures by bits 2..5 of their first byte ('P' 4, 'D' 1, 'L' 3); `u64::MAX`
+/// (never a 7-byte value) elsewhere.
+const ITO_BY_SLOT: [u64; 8] = {
+    let mut t = [u64::MAX; 8];
+    t[(b'P' >> 2 & 7) as usize] = sig_const(b"PROBEOT");
+    t[(b'D' >> 2 & 7) as usize] = sig_const(b"DATA:OT");
+    t[(b'L' >> 2 & 7) as usize] = sig_const(b"LATENCY");
+    t
+};
+/// Their indices in [`Signature::ALL`], by the same slots.
+const ITO_INDEX_BY_SLOT: [u8; 8] = {
+    let mut t = [0; 8];
+    t[(b'D' >> 2 & 7) as usize] = Signature::DataOt as u8;
+    t[(b'L' >> 2 & 7) as usize] = Signature::Latency as u8;
+    t
+};
 
 /// Checks an IPv4 header at `l3`; returns (UDP offset, end of IP packet).
 #[inline(always)]

@@ -317,6 +317,21 @@ pub struct Filter {
     pub(crate) custom: [CustomSignature; MAX_CUSTOM_SIGNATURES],
     pub(crate) custom_len: usize,
     pub(crate) mode: Mode,
+    /// The configuration as the fast path for ITO over IPv4 compares it.
+    pub(crate) fast: FastMasks,
+}
+
+/// Words [`crate::classify`]'s fast path XORs and masks with (see `ito_ipv4_fast`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FastMasks {
+    /// The destination port as its two bytes read little-endian.
+    pub(crate) port: u64,
+    /// 0xffff, or 0 when any port is accepted.
+    pub(crate) port_mask: u64,
+    /// 0xff_ffff (the OUI's bytes of the source MAC word) when the OUI applies to ITO, else 0.
+    pub(crate) oui_mask: u64,
+    /// Non-zero when the ITO family is not selected.
+    pub(crate) no_ito: u64,
 }
 
 impl Filter {
@@ -356,6 +371,16 @@ impl Filter {
             custom,
             custom_len: config.custom.len(),
             mode: config.mode,
+            fast: FastMasks {
+                port: config.port.swap_bytes() as u64,
+                port_mask: if config.port == 0 { 0 } else { 0xffff },
+                oui_mask: if config.oui.is_some() && config.oui_families.contains(Family::Ito) {
+                    0xff_ffff
+                } else {
+                    0
+                },
+                no_ito: !config.families.contains(Family::Ito) as u64,
+            },
         })
     }
 
@@ -399,7 +424,14 @@ impl Filter {
     /// A rejected frame is never modified.
     #[inline(always)]
     pub fn process(&self, frame: &mut [u8]) -> Result<crate::Hit, crate::Reject> {
-        let hit = crate::classify(frame, self)?;
+        use crate::classify::{after_ethernet, ethernet, ito_ipv4_fast};
+        let eth = ethernet(frame, self)?;
+        // Two calls of the same reflection: in the first, the offsets are constants.
+        if let Some(hit) = ito_ipv4_fast(frame, self, &eth) {
+            crate::reflect::reflect_accepted(frame, &hit, self);
+            return Ok(hit);
+        }
+        let hit = after_ethernet(frame, self, &eth)?;
         crate::reflect::reflect_accepted(frame, &hit, self);
         Ok(hit)
     }
