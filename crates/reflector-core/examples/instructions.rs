@@ -1,0 +1,57 @@
+//! The criterion benchmark's loop (`benches/classify.rs`) as a plain program, for counting
+//! instructions under valgrind, which unlike wall-clock time does not move with the machine's
+//! load: `scripts/bench-core-instructions.sh` runs it twice with different pass counts and
+//! divides the difference by the frames processed.
+//!
+//! Usage: `instructions KIND PASSES`, KIND one of `v4` (the 60-byte ITO frame), `v6`, `vlan`,
+//! `tcp` (a TCP segment to us) or `dns` (UDP to another port); one pass is 64 frames.
+
+use std::hint::black_box;
+use std::process::ExitCode;
+
+use reflector_core::{Filter, FilterConfig, MacAddr};
+use reflector_testkit::{Frame, TESTER_MAC, default_filter};
+
+const BATCH: usize = 64;
+const SLOT: usize = 2048;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(kind), Some(Ok(passes))) = (args.get(1), args.get(2).map(|p| p.parse::<usize>())) else {
+        eprintln!("usage: instructions v4|v6|vlan|tcp|dns PASSES");
+        return ExitCode::from(2);
+    };
+    let other = MacAddr([0x52, 0x54, 0x00, 0x11, 0x22, 0x33]);
+    let (frame, hits) = match kind.as_str() {
+        "v4" => (Frame::ito_v4().bytes(), true),
+        "v6" => (Frame::ito_v6().bytes(), true),
+        "vlan" => (Frame { vlans: vec![(0x8100, 100)], ..Frame::ito_v4() }.bytes(), true),
+        "tcp" => {
+            let mut tcp = Frame { src_mac: other, ..Frame::ito_v4() }.bytes();
+            tcp[23] = 6;
+            (tcp, false)
+        }
+        "dns" => (Frame { src_mac: other, dst_port: 53, ..Frame::ito_v4() }.bytes(), false),
+        _ => {
+            eprintln!("instructions: unknown kind '{kind}' (v4, v6, vlan, tcp, dns)");
+            return ExitCode::from(2);
+        }
+    };
+    let there = default_filter();
+    // Reflected frames go back through a filter on the tester's side, as in the benchmark.
+    let back = Filter::new(&FilterConfig { oui: None, port: 0, ..FilterConfig::new(TESTER_MAC) }).unwrap();
+    let mut umem = vec![0u8; BATCH * SLOT];
+    for slot in umem.chunks_mut(SLOT) {
+        slot[..frame.len()].copy_from_slice(&frame);
+    }
+    let len = frame.len();
+    let mut accepted = 0;
+    for pass in 0..passes {
+        let filter = if pass % 2 == 0 || !hits { &there } else { &back };
+        for slot in umem.chunks_mut(SLOT) {
+            accepted += filter.process(black_box(&mut slot[..len])).is_ok() as usize;
+        }
+    }
+    assert_eq!(accepted, if hits { passes * BATCH } else { 0 });
+    ExitCode::SUCCESS
+}
