@@ -48,8 +48,8 @@ fn main() -> ExitCode {
     let mut accepted = 0;
     for pass in 0..passes {
         let filter = if pass % 2 == 0 || !hits { &there } else { &back };
-        for slot in umem.chunks_mut(SLOT) {
-            accepted += filter.process(black_box(&mut slot[..len])).is_ok() as usize;
+        for slot in black_box(&mut umem).chunks_mut(SLOT) {
+            accepted += filter.process(&mut slot[..len]).is_ok() as usize;
         }
     }
     assert_eq!(accepted, if hits { passes * BATCH } else { 0 });

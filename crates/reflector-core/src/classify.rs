@@ -275,8 +275,8 @@ fn is_vlan_tpid(ethertype: u16) -> bool {
 #[inline(always)]
 pub fn classify(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
     let eth = ethernet(frame, filter)?;
-    match ito_ipv4_fast(frame, filter, &eth) {
-        Some(hit) => Ok(hit),
+    match ipv4_fast(frame, filter, &eth) {
+        Some(verdict) => verdict,
         None => after_ethernet(frame, filter, &eth),
     }
 }
@@ -384,64 +384,77 @@ pub(crate) fn after_ethernet(frame: &[u8], filter: &Filter, eth: &Ethernet) -> R
     })
 }
 
-/// The common test packet with few instructions: untagged IPv4 without options, carrying UDP
-/// with an ITO signature, after [`ethernet`] passed. `Some` only for a frame the ordered checks
-/// would accept with the same result; every other frame gets `None` and goes through them
-/// (which also find a reject's reason).
+/// The common frame with few instructions: untagged IPv4 without options, at least 54 bytes,
+/// after [`ethernet`] passed. `Some` only with the answer the ordered checks would give: a hit
+/// for an ITO test packet, or the reject for a frame that is not UDP, has a multicast,
+/// broadcast or zero address, or goes to another port. Anything else (a bad IPv4 header,
+/// another signature, UDP lengths that disagree, the OUI) gets `None` and goes through the
+/// ordered checks, which find the reason.
 ///
-/// The header is read as little-endian words at fixed offsets. Ordinary traffic leaves at the
-/// first test (not UDP, or another port). The other fields that must equal something (version
-/// and IHL, no fragment, the OUI, the ITO family selected) are XORed with what they must be and
-/// ORed into one word, so they cost one test; the relations (lengths, addresses, signature)
-/// follow.
+/// The header is read as little-endian words at fixed offsets; the IPv4 header checks are
+/// evaluated together and tested once, and the fields that must equal something for an ITO
+/// hit (the OUI where it applies, the family selected) are XORed with what they must be and
+/// ORed into one word.
 #[inline(always)]
-pub(crate) fn ito_ipv4_fast(frame: &[u8], filter: &Filter, eth: &Ethernet) -> Option<Hit> {
+pub(crate) fn ipv4_fast(frame: &[u8], filter: &Filter, eth: &Ethernet) -> Option<Result<Hit, Reject>> {
     // Ethernet (14) + IPv4 (20) + UDP (8) + the ITO header (5) and signature (7).
     const SPAN: usize = 54;
+    const L4: usize = ETH_HEADER_LEN + IPV4_MIN_HEADER_LEN;
     if eth.ethertype != ETHERTYPE_IPV4 {
         return None;
     }
     let b: &[u8; SPAN] = frame.first_chunk()?;
     let word = |at: usize| le64(b[at..at + 8].try_into().expect("8 bytes"));
-    // Screens most other traffic fails, as branches so that it leaves at once: not UDP, or
-    // not to our port (bytes 23 and 36..38).
-    let dst_port = u16::from_le_bytes([b[36], b[37]]) as u64;
-    if b[23] != IPPROTO_UDP || (dst_port ^ filter.fast.port) & filter.fast.port_mask != 0 {
-        return None;
-    }
     // Bytes 16..24: total length, identification, flags / fragment offset, TTL, protocol.
     let w16 = word(16);
-    let must_match = (b[14] ^ 0x45) as u64
-        | ((w16 >> 32) & 0xff3f)
-        | ((eth.src ^ filter.oui_bits as u64) & filter.fast.oui_mask)
-        | filter.fast.no_ito;
-    if must_match != 0 {
+    let total_len = (w16 as u16).swap_bytes() as usize;
+    // The ordered IPv4 checks for IHL 5: version 4, the total length at least the header and
+    // at most the frame, not a fragment.
+    let header_ok = (b[14] == 0x45)
+        & (total_len.wrapping_sub(IPV4_MIN_HEADER_LEN) <= frame.len() - L4)
+        & ((w16 >> 32) & 0xff3f == 0);
+    if !header_ok {
         return None;
     }
-    let total_len = (w16 as u16).swap_bytes() as usize;
-    let udp_len = u16::from_be_bytes([b[38], b[39]]) as usize;
-    // Bytes 26..34: source and destination addresses.
+    if b[23] != IPPROTO_UDP {
+        return Some(Err(Reject::NotUdp));
+    }
+    // Bytes 26..34: source and destination addresses. Neither 0.0.0.0 nor 255.255.255.255
+    // (one compare: a - 1 wraps to the top two values), and no first octet in 224..=239.
     let w26 = word(26);
-    // The signature: its first byte tells which one it can be (bits 2..5 of 'P', 'D', 'L'
-    // differ), so one compare against that one decides.
+    let usable = |a: u32| (a.wrapping_sub(1) < u32::MAX - 1) & (a & 0xf0 != 0xe0);
+    if !usable(w26 as u32) {
+        return Some(Err(Reject::SrcIp));
+    }
+    if !usable((w26 >> 32) as u32) {
+        return Some(Err(Reject::DstIp));
+    }
+    // The UDP header fits and its length is exactly the IP payload (compared in wire order:
+    // what it must be is swapped instead); otherwise the ordered checks say which is wrong.
+    let udp_len_wire = u16::from_le_bytes([b[38], b[39]]);
+    if (total_len < IPV4_MIN_HEADER_LEN + UDP_HEADER_LEN)
+        | (udp_len_wire != (total_len.wrapping_sub(IPV4_MIN_HEADER_LEN) as u16).swap_bytes())
+    {
+        return None;
+    }
+    let dst_port = u16::from_le_bytes([b[36], b[37]]) as u64;
+    if (dst_port ^ filter.fast.port) & filter.fast.port_mask != 0 {
+        return Some(Err(Reject::DstPort));
+    }
+    // The signature: its first byte tells which ITO one it can be (bits 2..5 of 'P', 'D', 'L'
+    // differ), so one compare against that one decides. The packet must hold all of it.
     let signature = le64(b[46..54].try_into().expect("8 bytes")) >> 8;
     let slot = (signature >> 2 & 7) as usize;
-    // 0.0.0.0 and 255.255.255.255 (one compare: a - 1 wraps to the top two values), 224.0.0.0/4.
-    let usable = |a: u32| (a.wrapping_sub(1) < u32::MAX - 1) & (a & 0xf0 != 0xe0);
-    // The IP packet holds the UDP header and the whole signature and fits the frame
-    // (`frame.len() >= SPAN` here); the UDP length is exactly the IP payload.
-    let ok = (total_len.wrapping_sub(SPAN - ETH_HEADER_LEN) <= frame.len() - SPAN)
-        & (udp_len + IPV4_MIN_HEADER_LEN == total_len)
-        & (signature == ITO_BY_SLOT[slot])
-        & usable(w26 as u32)
-        & usable((w26 >> 32) as u32);
-    ok.then_some(Hit {
+    let ito = (signature == ITO_BY_SLOT[slot])
+        & (total_len >= SPAN - ETH_HEADER_LEN)
+        & (((eth.src ^ filter.oui_bits as u64) & filter.fast.oui_mask) | filter.fast.no_ito == 0);
+    ito.then_some(Ok(Hit {
         signature: ITO_INDEX_BY_SLOT[slot],
         ip_version: 4,
         l3_offset: ETH_HEADER_LEN as u16,
-        l4_offset: (ETH_HEADER_LEN + IPV4_MIN_HEADER_LEN) as u16,
+        l4_offset: L4 as u16,
         vlan_tags: 0,
-    })
+    }))
 }
 
 /// The ITO signatures by bits 2..5 of their first byte ('P' 4, 'D' 1, 'L' 3); `u64::MAX`

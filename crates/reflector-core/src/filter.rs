@@ -321,7 +321,7 @@ pub struct Filter {
     pub(crate) fast: FastMasks,
 }
 
-/// Words [`crate::classify`]'s fast path XORs and masks with (see `ito_ipv4_fast`).
+/// Words [`crate::classify`]'s fast path XORs and masks with (see `ipv4_fast`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FastMasks {
     /// The destination port as its two bytes read little-endian.
@@ -332,6 +332,35 @@ pub(crate) struct FastMasks {
     pub(crate) oui_mask: u64,
     /// Non-zero when the ITO family is not selected.
     pub(crate) no_ito: u64,
+    /// The reflection mode as rotations of the address pair (32, or 0 for `mac`) and of the
+    /// port pair (16 for `all`, else 0).
+    pub(crate) rotate_addresses: u32,
+    pub(crate) rotate_ports: u32,
+}
+
+impl FastMasks {
+    fn new(config: &FilterConfig<'_>) -> FastMasks {
+        FastMasks {
+            port: config.port.swap_bytes() as u64,
+            port_mask: if config.port == 0 { 0 } else { 0xffff },
+            oui_mask: if config.oui.is_some() && config.oui_families.contains(Family::Ito) {
+                0xff_ffff
+            } else {
+                0
+            },
+            no_ito: !config.families.contains(Family::Ito) as u64,
+            rotate_addresses: Self::rotations(config.mode).0,
+            rotate_ports: Self::rotations(config.mode).1,
+        }
+    }
+
+    fn rotations(mode: Mode) -> (u32, u32) {
+        match mode {
+            Mode::Mac => (0, 0),
+            Mode::MacIp => (32, 0),
+            Mode::All => (32, 16),
+        }
+    }
 }
 
 impl Filter {
@@ -371,16 +400,7 @@ impl Filter {
             custom,
             custom_len: config.custom.len(),
             mode: config.mode,
-            fast: FastMasks {
-                port: config.port.swap_bytes() as u64,
-                port_mask: if config.port == 0 { 0 } else { 0xffff },
-                oui_mask: if config.oui.is_some() && config.oui_families.contains(Family::Ito) {
-                    0xff_ffff
-                } else {
-                    0
-                },
-                no_ito: !config.families.contains(Family::Ito) as u64,
-            },
+            fast: FastMasks::new(config),
         })
     }
 
@@ -416,6 +436,7 @@ impl Filter {
     /// The same filter with another reflection mode (a mode never makes a filter invalid).
     pub fn with_mode(mut self, mode: Mode) -> Filter {
         self.mode = mode;
+        (self.fast.rotate_addresses, self.fast.rotate_ports) = FastMasks::rotations(mode);
         self
     }
 
@@ -424,11 +445,11 @@ impl Filter {
     /// A rejected frame is never modified.
     #[inline(always)]
     pub fn process(&self, frame: &mut [u8]) -> Result<crate::Hit, crate::Reject> {
-        use crate::classify::{after_ethernet, ethernet, ito_ipv4_fast};
+        use crate::classify::{after_ethernet, ethernet, ipv4_fast};
         let eth = ethernet(frame, self)?;
-        // Two calls of the same reflection: in the first, the offsets are constants.
-        if let Some(hit) = ito_ipv4_fast(frame, self, &eth) {
-            crate::reflect::reflect_accepted(frame, &hit, self);
+        if let Some(verdict) = ipv4_fast(frame, self, &eth) {
+            let hit = verdict?;
+            crate::reflect::reflect_ito_ipv4(frame, self);
             return Ok(hit);
         }
         let hit = after_ethernet(frame, self, &eth)?;
