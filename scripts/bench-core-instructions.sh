@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { apt-get update -q && apt-get install -y -q valgrind; } >/dev/null
 cargo build --release -q -p reflector-core --example instructions
-bin=target/release/examples/instructions
+bin="${CARGO_TARGET_DIR:-target}/release/examples/instructions"
 count() { # $1 kind, $2 passes -> instructions executed
   valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1 |
     awk '/I *refs/ { gsub(",", "", $NF); print $NF }'
