@@ -47,17 +47,23 @@ fn swap_halves_8(frame: &mut [u8], at: usize) {
     }
 }
 
+/// Destination := source, source := ours: the swap, for a frame whose destination classify
+/// found to be our MAC. One load and two stores.
+#[inline(always)]
+fn turn_macs(macs: &mut [u8; 12], filter: &Filter) {
+    let src = le64(macs.last_chunk::<8>().expect("12 > 8")) >> 16;
+    let (low, high) = macs.split_first_chunk_mut::<8>().expect("12 > 8");
+    *low = (src | filter.local_mac_bits << 48).to_le_bytes();
+    high.copy_from_slice(&((filter.local_mac_bits >> 16) as u32).to_le_bytes());
+}
+
 /// What [`Filter::process`] does to a frame [`crate::classify`] accepted for `filter`: the same
-/// bytes as [`reflect`], in fewer instructions. The frame's destination is our MAC (classify
-/// checked), so swapping the MACs is "destination := source, source := ours": one load and two
-/// stores. The IP addresses and ports are word rotations.
+/// bytes as [`reflect`], in fewer instructions: the MACs by [`turn_macs`], the IP addresses
+/// and ports as word rotations.
 #[inline(always)]
 pub(crate) fn reflect_accepted(frame: &mut [u8], hit: &Hit, filter: &Filter) {
     if let Some(macs) = frame.first_chunk_mut::<12>() {
-        let src = le64(macs.last_chunk::<8>().expect("12 > 8")) >> 16;
-        let (low, high) = macs.split_first_chunk_mut::<8>().expect("12 > 8");
-        *low = (src | filter.local_mac_bits << 48).to_le_bytes();
-        high.copy_from_slice(&((filter.local_mac_bits >> 16) as u32).to_le_bytes());
+        turn_macs(macs, filter);
     }
     if filter.mode == Mode::Mac {
         return;
@@ -82,10 +88,7 @@ pub(crate) fn reflect_accepted(frame: &mut [u8], hit: &Hit, filter: &Filter) {
 pub(crate) fn reflect_ito_ipv4(frame: &mut [u8], filter: &Filter) {
     let Some(b) = frame.first_chunk_mut::<38>() else { return };
     let (macs, rest) = b.split_first_chunk_mut::<12>().expect("38 > 12");
-    let src = le64(macs.last_chunk::<8>().expect("12 > 8")) >> 16;
-    let (low, high) = macs.split_first_chunk_mut::<8>().expect("12 > 8");
-    *low = (src | filter.local_mac_bits << 48).to_le_bytes();
-    high.copy_from_slice(&((filter.local_mac_bits >> 16) as u32).to_le_bytes());
+    turn_macs(macs, filter);
     // `rest` starts at byte 12: the addresses are at 26..34, the ports at 34..38.
     let (addresses, ports) = rest[14..].split_first_chunk_mut::<8>().expect("26 > 8");
     *addresses = le64(addresses).rotate_left(filter.fast.rotate_addresses).to_le_bytes();
