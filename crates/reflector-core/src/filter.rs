@@ -340,6 +340,7 @@ pub(crate) struct FastMasks {
 
 impl FastMasks {
     fn new(config: &FilterConfig<'_>) -> FastMasks {
+        let (rotate_addresses, rotate_ports) = Self::rotations(config.mode);
         FastMasks {
             port: config.port.swap_bytes() as u64,
             port_mask: if config.port == 0 { 0 } else { 0xffff },
@@ -349,8 +350,8 @@ impl FastMasks {
                 0
             },
             no_ito: !config.families.contains(Family::Ito) as u64,
-            rotate_addresses: Self::rotations(config.mode).0,
-            rotate_ports: Self::rotations(config.mode).1,
+            rotate_addresses,
+            rotate_ports,
         }
     }
 
