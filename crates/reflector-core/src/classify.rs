@@ -443,7 +443,7 @@ pub(crate) fn ipv4_fast(frame: &[u8], filter: &Filter, eth: &Ethernet) -> Option
     }
     // The signature: its first byte tells which ITO one it can be (bits 2..5 of 'P', 'D', 'L'
     // differ), so one compare against that one decides. The packet must hold all of it.
-    let signature = le64(b[46..54].try_into().expect("8 bytes")) >> 8;
+    let signature = word(46) >> 8;
     let slot = (signature >> 2 & 7) as usize;
     let ito = (signature == ITO_BY_SLOT[slot])
         & (total_len >= SPAN - ETH_HEADER_LEN)
