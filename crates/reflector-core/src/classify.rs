@@ -274,16 +274,24 @@ fn is_vlan_tpid(ethertype: u16) -> bool {
 /// Classifies `frame` against `filter`. Never panics and never allocates.
 #[inline(always)]
 pub fn classify(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
-    let eth = ethernet(frame, filter)?;
-    match ipv4_fast(frame, filter, &eth) {
+    match ipv4_fast(frame, filter) {
         Some(verdict) => verdict,
-        None => after_ethernet(frame, filter, &eth),
+        None => classify_ordered(frame, filter),
     }
+}
+
+/// [`classify`]'s fast path alone: `None` where it leaves the frame to the ordered checks. For
+/// tests that hold it to their answers and check that it decides what it should; not part of
+/// the API.
+#[doc(hidden)]
+pub fn classify_fast(frame: &[u8], filter: &Filter) -> Option<Result<Hit, Reject>> {
+    ipv4_fast(frame, filter)
 }
 
 /// [`classify`] without its fast path: every frame through the ordered checks. For tests that
 /// hold the fast path to the same answers; not part of the API.
 #[doc(hidden)]
+#[inline(always)]
 pub fn classify_ordered(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
     after_ethernet(frame, filter, &ethernet(frame, filter)?)
 }
@@ -384,71 +392,118 @@ pub(crate) fn after_ethernet(frame: &[u8], filter: &Filter, eth: &Ethernet) -> R
     })
 }
 
-/// The common frame with few instructions: untagged IPv4 without options, at least 54 bytes,
-/// after [`ethernet`] passed. `Some` only with the answer the ordered checks would give: a hit
-/// for an ITO test packet, or the reject for a frame that is not UDP, has a multicast,
-/// broadcast or zero address, or goes to another port. Anything else (a bad IPv4 header,
-/// another signature, UDP lengths that disagree, the OUI) gets `None` and goes through the
-/// ordered checks, which find the reason.
+/// The common frame with few instructions: untagged IPv4 without options, at least 54 bytes
+/// long. `Some` only with the answer the ordered checks would give: a hit for an ITO test
+/// packet, or a reject with its reason. `None` for anything else (another layout, another
+/// signature, a total length too short for the ITO signature), which the ordered checks decide.
 ///
-/// The header is read as little-endian words at fixed offsets; the IPv4 header checks are
-/// evaluated together and tested once, and the fields that must equal something for an ITO
-/// hit (the OUI where it applies, the family selected) are XORed with what they must be and
-/// ORed into one word.
+/// A source MAC starting with the trusted OUI ([`crate::filter::FastMasks`]) passes the source
+/// checks by itself, so a tester's frame skips them. The fields are read as little-endian words
+/// at fixed offsets and compared with words the filter holds.
 #[inline(always)]
-pub(crate) fn ipv4_fast(frame: &[u8], filter: &Filter, eth: &Ethernet) -> Option<Result<Hit, Reject>> {
-    // Ethernet (14) + IPv4 (20) + UDP (8) + the ITO header (5) and signature (7).
-    const SPAN: usize = 54;
-    const L4: usize = ETH_HEADER_LEN + IPV4_MIN_HEADER_LEN;
-    if eth.ethertype != ETHERTYPE_IPV4 {
+pub(crate) fn ipv4_fast(frame: &[u8], filter: &Filter) -> Option<Result<Hit, Reject>> {
+    let b: &[u8; FAST_SPAN] = frame.first_chunk()?;
+    let fast = &filter.fast;
+    let word = |at: usize| word_at(b, at);
+    // Bytes 8..16 against the trusted OUI's last byte, the IPv4 EtherType, version 4 and IHL 5.
+    let w8 = word(8) ^ fast.head8;
+    if w8 & fast.ipv4_mask != 0 {
         return None;
     }
-    let b: &[u8; SPAN] = frame.first_chunk()?;
-    let word = |at: usize| le64(b[at..at + 8].try_into().expect("8 bytes"));
-    // Bytes 16..24: total length, identification, flags / fragment offset, TTL, protocol.
-    let w16 = word(16);
-    let total_len = (w16 as u16).swap_bytes() as usize;
-    // The ordered IPv4 checks for IHL 5: version 4, the total length at least the header and
-    // at most the frame, not a fragment.
-    let header_ok = (b[14] == 0x45)
-        & (total_len.wrapping_sub(IPV4_MIN_HEADER_LEN) <= frame.len() - L4)
-        & ((w16 >> 32) & 0xff3f == 0);
-    if !header_ok {
-        return None;
+    // Our MAC and the trusted OUI's first two bytes, then its last byte. The two paths differ
+    // in the source checks and the OUI; each is compiled on its own, as one straight line.
+    if word(0) != fast.head || w8 as u8 != 0 {
+        if (word(0) ^ filter.local_mac_bits) << 16 != 0 {
+            return Some(Err(Reject::DstMac));
+        }
+        let src = word(6) & MAC_MASK;
+        if src & 1 != 0 {
+            return Some(Err(Reject::SrcMacGroup));
+        }
+        if src == 0 {
+            return Some(Err(Reject::SrcMacZero));
+        }
+        if src == filter.local_mac_bits {
+            return Some(Err(Reject::SrcMacOwn));
+        }
+        return ipv4_after_macs::<false>(frame, b, filter, src);
+    }
+    ipv4_after_macs::<true>(frame, b, filter, 0)
+}
+
+/// Ethernet (14) + IPv4 (20) + UDP (8) + the ITO header (5) and signature (7): what
+/// [`ipv4_fast`] reads.
+const FAST_SPAN: usize = 54;
+
+/// The little-endian word at `at` in `b` (the offsets are constants, so the bounds are checked
+/// when compiling).
+#[inline(always)]
+fn word_at(b: &[u8; FAST_SPAN], at: usize) -> u64 {
+    le64(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// [`ipv4_fast`] after the MAC checks, for a source with the trusted OUI or another (`src`),
+/// on the frame's first bytes `b`. Rejects that ordinary traffic rarely gets are marked cold,
+/// so that the checks a test packet passes stay in one line.
+#[inline(always)]
+fn ipv4_after_macs<const TRUSTED: bool>(
+    frame: &[u8],
+    b: &[u8; FAST_SPAN],
+    filter: &Filter,
+    src: u64,
+) -> Option<Result<Hit, Reject>> {
+    const SPAN: usize = FAST_SPAN;
+    const L4: usize = ETH_HEADER_LEN + IPV4_MIN_HEADER_LEN;
+    let fast = &filter.fast;
+    let total_len = u16::from_be_bytes([b[16], b[17]]) as usize;
+    // At most the frame and at least the ITO signature's end (20 + 8 + 12); otherwise the
+    // ordered checks, unless the length is wrong for any IPv4 packet.
+    if total_len.wrapping_sub(SPAN - ETH_HEADER_LEN) > frame.len() - SPAN {
+        core::hint::cold_path();
+        return (total_len.wrapping_sub(IPV4_MIN_HEADER_LEN) > frame.len() - L4)
+            .then_some(Err(Reject::Ipv4Length));
+    }
+    // MF or a fragment offset (bytes 20, 21, read little-endian).
+    if u16::from_le_bytes([b[20], b[21]]) & 0xff3f != 0 {
+        core::hint::cold_path();
+        return Some(Err(Reject::Ipv4Fragment));
     }
     if b[23] != IPPROTO_UDP {
         return Some(Err(Reject::NotUdp));
     }
-    // Bytes 26..34: source and destination addresses. Neither 0.0.0.0 nor 255.255.255.255
-    // (one compare: a - 1 wraps to the top two values), and no first octet in 224..=239.
-    let w26 = word(26);
-    let usable = |a: u32| (a.wrapping_sub(1) < u32::MAX - 1) & (a & 0xf0 != 0xe0);
-    if !usable(w26 as u32) {
-        return Some(Err(Reject::SrcIp));
+    // The addresses by their first octets (see FIRST_OCTET); the whole address only when
+    // that octet is 0 or 255.
+    if FIRST_OCTET[b[26] as usize] | FIRST_OCTET[b[30] as usize] != 0 {
+        core::hint::cold_path();
+        let w26 = word_at(b, 26);
+        if unusable_ipv4(w26 as u32) {
+            return Some(Err(Reject::SrcIp));
+        }
+        if unusable_ipv4((w26 >> 32) as u32) {
+            return Some(Err(Reject::DstIp));
+        }
     }
-    if !usable((w26 >> 32) as u32) {
-        return Some(Err(Reject::DstIp));
+    // The UDP length is the IP payload (compared in wire order).
+    if u16::from_le_bytes([b[38], b[39]]) != ((total_len - IPV4_MIN_HEADER_LEN) as u16).swap_bytes() {
+        core::hint::cold_path();
+        return Some(Err(Reject::UdpLength));
     }
-    // The UDP header fits and its length is exactly the IP payload (compared in wire order:
-    // what it must be is swapped instead); otherwise the ordered checks say which is wrong.
-    let udp_len_wire = u16::from_le_bytes([b[38], b[39]]);
-    if (total_len < IPV4_MIN_HEADER_LEN + UDP_HEADER_LEN)
-        | (udp_len_wire != (total_len.wrapping_sub(IPV4_MIN_HEADER_LEN) as u16).swap_bytes())
-    {
-        return None;
-    }
-    let dst_port = u16::from_le_bytes([b[36], b[37]]) as u64;
-    if (dst_port ^ filter.fast.port) & filter.fast.port_mask != 0 {
+    if (u16::from_le_bytes([b[36], b[37]]) as u64 ^ fast.port) & fast.port_mask != 0 {
         return Some(Err(Reject::DstPort));
     }
     // The signature: its first byte tells which ITO one it can be (bits 2..5 of 'P', 'D', 'L'
-    // differ), so one compare against that one decides. The packet must hold all of it.
-    let signature = word(46) >> 8;
+    // differ), so one compare against that one decides. A trusted source has its own table,
+    // which is empty when the OUI filter asks for another OUI.
+    let signature = word_at(b, 46) >> 8;
     let slot = (signature >> 2 & 7) as usize;
-    let ito = (signature == ITO_BY_SLOT[slot])
-        & (total_len >= SPAN - ETH_HEADER_LEN)
-        & (((eth.src ^ filter.oui_bits as u64) & filter.fast.oui_mask) | filter.fast.no_ito == 0);
-    ito.then_some(Ok(Hit {
+    let table = if TRUSTED { &fast.trusted_ito } else { &fast.ito };
+    if signature != table[slot] {
+        return None;
+    }
+    if !TRUSTED && (src ^ filter.oui_bits as u64) & fast.oui_mask != 0 {
+        return Some(Err(Reject::Oui));
+    }
+    Some(Ok(Hit {
         signature: ITO_INDEX_BY_SLOT[slot],
         ip_version: 4,
         l3_offset: ETH_HEADER_LEN as u16,
@@ -457,9 +512,30 @@ pub(crate) fn ipv4_fast(frame: &[u8], filter: &Filter, eth: &Ethernet) -> Option
     }))
 }
 
+/// An IPv4 address that never sends or receives a unicast test flow: 0.0.0.0, 224.0.0.0/4,
+/// 255.255.255.255. Read little-endian, so the first octet is the low byte.
+#[inline(always)]
+fn unusable_ipv4(a: u32) -> bool {
+    a == 0 || a & 0xf0 == 0xe0 || a == u32::MAX
+}
+
+/// By an IPv4 address's first octet: non-zero when [`unusable_ipv4`] may hold (224..=239 it
+/// does; 0 and 255 it may), zero when it cannot. One load per address on the fast path.
+const FIRST_OCTET: [u8; 256] = {
+    let mut t = [0; 256];
+    let mut octet = 0xe0;
+    while octet <= 0xef {
+        t[octet] = 1;
+        octet += 1;
+    }
+    t[0] = 1;
+    t[0xff] = 1;
+    t
+};
+
 /// The ITO signatures by bits 2..5 of their first byte ('P' 4, 'D' 1, 'L' 3); `u64::MAX`
 /// (never a 7-byte value) elsewhere.
-const ITO_BY_SLOT: [u64; 8] = {
+pub(crate) const ITO_BY_SLOT: [u64; 8] = {
     let mut t = [u64::MAX; 8];
     t[(b'P' >> 2 & 7) as usize] = sig_const(b"PROBEOT");
     t[(b'D' >> 2 & 7) as usize] = sig_const(b"DATA:OT");
@@ -504,16 +580,13 @@ fn ipv4(frame: &[u8], l3: usize) -> Result<(usize, usize), Reject> {
     if h[9] != IPPROTO_UDP {
         return Err(Reject::NotUdp);
     }
-    // 0.0.0.0, 224.0.0.0/4 and 255.255.255.255 never send or receive a unicast test flow.
-    // Addresses are read little-endian, so the first octet is the low byte.
     let ips = h.last_chunk::<8>().expect("20 > 8");
     let src = u32::from_le_bytes(*ips.first_chunk::<4>().expect("8 > 4"));
     let dst = u32::from_le_bytes(*ips.last_chunk::<4>().expect("8 > 4"));
-    let bad = |a: u32| a == 0 || a & 0xf0 == 0xe0 || a == u32::MAX;
-    if bad(src) {
+    if unusable_ipv4(src) {
         return Err(Reject::SrcIp);
     }
-    if bad(dst) {
+    if unusable_ipv4(dst) {
         return Err(Reject::DstIp);
     }
     Ok((l3 + header_len, l3 + total_len))

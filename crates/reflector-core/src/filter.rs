@@ -3,6 +3,7 @@
 use core::fmt;
 use core::str::FromStr;
 
+use crate::classify::ITO_BY_SLOT;
 use crate::wire::MacAddr;
 
 /// Default UDP destination port of NetAlly / Fluke ITO test traffic.
@@ -330,8 +331,20 @@ pub(crate) struct FastMasks {
     pub(crate) port_mask: u64,
     /// 0xff_ffff (the OUI's bytes of the source MAC word) when the OUI applies to ITO, else 0.
     pub(crate) oui_mask: u64,
-    /// Non-zero when the ITO family is not selected.
-    pub(crate) no_ito: u64,
+    /// What `ipv4_fast` compares the frame's first 16 bytes with, as two little-endian words:
+    /// our MAC and the first two bytes of the trusted OUI (see [`trusted_oui`]); then the OUI's
+    /// last byte, the IPv4 EtherType, version 4 and IHL 5. `ipv4_mask` selects the EtherType,
+    /// version and IHL in the second. In the filter rather than the code, so that each is an
+    /// operand in memory, not a 64-bit constant taking a register.
+    pub(crate) head: u64,
+    pub(crate) head8: u64,
+    pub(crate) ipv4_mask: u64,
+    /// The ITO signatures by the slot their first byte selects (see `ITO_BY_SLOT` in
+    /// `classify`), all `u64::MAX` (never a 7-byte value) when the ITO family is off.
+    pub(crate) ito: [u64; 8],
+    /// The same for a source with the trusted OUI, also all `u64::MAX` when the OUI filter
+    /// applies to ITO and names another OUI.
+    pub(crate) trusted_ito: [u64; 8],
     /// The reflection mode as rotations of the address pair (32, or 0 for `mac`) and of the
     /// port pair (16 for `all`, else 0).
     pub(crate) rotate_addresses: u32,
@@ -341,15 +354,19 @@ pub(crate) struct FastMasks {
 impl FastMasks {
     fn new(config: &FilterConfig<'_>) -> FastMasks {
         let (rotate_addresses, rotate_ports) = Self::rotations(config.mode);
+        let trusted = trusted_oui(config);
+        let ito = config.families.contains(Family::Ito);
+        let oui_on_ito = config.oui.is_some() && config.oui_families.contains(Family::Ito);
+        let table = |on: bool| if on { ITO_BY_SLOT } else { [u64::MAX; 8] };
         FastMasks {
             port: config.port.swap_bytes() as u64,
             port_mask: if config.port == 0 { 0 } else { 0xffff },
-            oui_mask: if config.oui.is_some() && config.oui_families.contains(Family::Ito) {
-                0xff_ffff
-            } else {
-                0
-            },
-            no_ito: !config.families.contains(Family::Ito) as u64,
+            oui_mask: if oui_on_ito { 0xff_ffff } else { 0 },
+            head: config.local_mac.bits() | (trusted[0] as u64) << 48 | (trusted[1] as u64) << 56,
+            head8: trusted[2] as u64 | 0x45_0008 << 32,
+            ipv4_mask: 0xff_ffff << 32,
+            ito: table(ito),
+            trusted_ito: table(ito && !(oui_on_ito && config.oui != Some(trusted))),
             rotate_addresses,
             rotate_ports,
         }
@@ -362,6 +379,18 @@ impl FastMasks {
             Mode::All => (32, 16),
         }
     }
+}
+
+/// An OUI that makes a source MAC pass the source checks by itself: not a group address (the
+/// I/G bit is in the OUI), not zero, not our own. The configured one (default 00:c0:17) when it
+/// can; when it cannot, the first of the default and two locally administered OUIs that can.
+fn trusted_oui(config: &FilterConfig<'_>) -> [u8; 3] {
+    let usable = |oui: &[u8; 3]| oui[0] & 1 == 0 && *oui != [0; 3] && *oui != config.local_mac.oui();
+    // Of three different usable candidates at most one is our own.
+    [config.oui.unwrap_or(DEFAULT_OUI), DEFAULT_OUI, [0x02, 0, 0], [0x06, 0, 0]]
+        .into_iter()
+        .find(usable)
+        .expect("three different candidates, at most one is ours")
 }
 
 impl Filter {
@@ -447,13 +476,12 @@ impl Filter {
     #[inline(always)]
     pub fn process(&self, frame: &mut [u8]) -> Result<crate::Hit, crate::Reject> {
         use crate::classify::{after_ethernet, ethernet, ipv4_fast};
-        let eth = ethernet(frame, self)?;
-        if let Some(verdict) = ipv4_fast(frame, self, &eth) {
+        if let Some(verdict) = ipv4_fast(frame, self) {
             let hit = verdict?;
             crate::reflect::reflect_ito_ipv4(frame, self);
             return Ok(hit);
         }
-        let hit = after_ethernet(frame, self, &eth)?;
+        let hit = after_ethernet(frame, self, &ethernet(frame, self)?)?;
         crate::reflect::reflect_accepted(frame, &hit, self);
         Ok(hit)
     }

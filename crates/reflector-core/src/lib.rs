@@ -21,7 +21,7 @@ mod filter;
 mod reflect;
 pub mod wire;
 
-pub use classify::{Hit, L3Kind, Reject, Signature, classify, classify_ordered};
+pub use classify::{Hit, L3Kind, Reject, Signature, classify, classify_fast, classify_ordered};
 pub use counters::{Counters, DWELL_BUCKETS, Dwell};
 pub use filter::{
     ConfigError, CustomSignature, DEFAULT_OUI, DEFAULT_PORT, Family, FamilySet, Filter, FilterConfig,

@@ -2,8 +2,10 @@
 
 use proptest::prelude::*;
 use reflector_core::build::IpAddrs;
-use reflector_core::{Filter, Mode, classify, classify_ordered, reflect};
-use reflector_testkit::{Frame, Rng, corpus, default_filter, filter_with, mutated};
+use reflector_core::{
+    Family, Filter, L3Kind, MacAddr, Mode, Reject, classify, classify_fast, classify_ordered, reflect,
+};
+use reflector_testkit::{Frame, LOCAL_MAC, Rng, TESTER_MAC, corpus, default_filter, filter_with, mutated};
 
 /// Runs `frame` through `filter` and checks the invariants every frame must keep.
 fn check_invariants(filter: &Filter, frame: &[u8]) -> bool {
@@ -58,13 +60,16 @@ fn a_million_random_and_mutated_frames() {
     assert!(hits > N / 20, "only {hits} hits in {N} frames");
 }
 
-/// `classify` has a fast path for ITO over untagged IPv4; it must give exactly what the
-/// ordered checks give, hit or reject, for every frame. Every single-byte change of the ITO
-/// frames (each position, each value), every length from 0 to 80, and a million mutated corpus
-/// frames, under filters that switch each of the fast path's inputs (port, OUI and its scope,
-/// the ITO family).
+/// The fast path for untagged IPv4 gives the answer the ordered checks give, hit or reject,
+/// and `process` reflects exactly what they accept, for every frame: every single-byte change
+/// of ITO frames (each position, each value) from testers with different OUIs, every length
+/// from 0 to 80, and a million mutated corpus frames. The filters switch each of the fast
+/// path's inputs: the port, the OUI filter and its scope, the ITO family, the mode, and the
+/// trusted OUI, which is the configured one, the default, or a stand-in when the configured one
+/// is a group address, zero, or ours.
 #[test]
 fn the_fast_path_agrees_with_the_ordered_checks() {
+    let ours_in_tester_oui = MacAddr([0x00, 0xc0, 0x17, 0x00, 0x00, 0x01]);
     let filters = [
         default_filter(),
         filter_with(|c| c.port = 0),
@@ -74,37 +79,101 @@ fn the_fast_path_agrees_with_the_ordered_checks() {
             c.families = "rfc2544,y1564".parse().unwrap();
             c.oui_families = "rfc2544".parse().unwrap();
         }),
+        filter_with(|c| c.oui = Some([0x00, 0x11, 0x22])),
+        filter_with(|c| c.oui = Some([0x01, 0x00, 0x5e])),
+        filter_with(|c| c.oui = Some([0x00, 0x00, 0x00])),
+        filter_with(|c| c.oui = Some(LOCAL_MAC.oui())),
+        filter_with(|c| c.local_mac = ours_in_tester_oui),
+        filter_with(|c| {
+            c.local_mac = ours_in_tester_oui;
+            c.oui = None;
+        }),
+        filter_with(|c| c.mode = Mode::Mac),
+        filter_with(|c| c.mode = Mode::MacIp),
     ];
-    let agree = |frame: &[u8]| {
-        for f in &filters {
-            assert_eq!(classify(frame, f), classify_ordered(frame, f), "{frame:02x?} under {f:?}");
+    let mut decided = [[0usize; Reject::COUNT + 1]; 13];
+    let mut agree = |frame: &[u8], only: Option<usize>| {
+        for (i, f) in filters.iter().enumerate().filter(|(i, _)| only.is_none_or(|o| o == *i)) {
+            let want = classify_ordered(frame, f);
+            match classify_fast(frame, f) {
+                Some(fast) => {
+                    assert_eq!(fast, want, "fast path: {frame:02x?} under {f:?}");
+                    decided[i][fast.err().map_or(Reject::COUNT, |r| r as usize)] += 1;
+                }
+                // Every ITO hit over untagged IPv4 without options is the fast path's.
+                None => assert!(
+                    !want.is_ok_and(|h| h.signature().family() == Family::Ito
+                        && h.l3() == L3Kind::V4
+                        && h.vlan_tags() == 0
+                        && h.l4_offset() == 34),
+                    "left to the ordered checks: {frame:02x?} under {f:?}"
+                ),
+            }
+            assert_eq!(classify(frame, f), want, "{frame:02x?} under {f:?}");
+            let (mut processed, mut reflected) = (frame.to_vec(), frame.to_vec());
+            assert_eq!(f.process(&mut processed), want, "process: {frame:02x?} under {f:?}");
+            if let Ok(hit) = want {
+                reflect(&mut reflected, &hit, f.mode());
+            }
+            assert_eq!(processed, reflected, "process: {frame:02x?} under {f:?}");
         }
     };
-    let mut fast_hits = 0;
-    for sig in [&b"PROBEOT"[..], b"DATA:OT", b"LATENCY"] {
-        let mut base = Frame::ito_v4();
-        base.payload[5..12].copy_from_slice(sig);
-        let base = base.bytes();
-        for len in 0..=80 {
-            let mut f = base.clone();
-            f.resize(len, 0);
-            agree(&f);
-        }
-        for at in 0..base.len() {
-            for value in 0..=255u8 {
+    for (i, f) in filters.iter().enumerate() {
+        let local = f.local_mac();
+        // Testers in the default OUI, in the stand-in, in another, and one byte from our MAC.
+        let mut near_us = local;
+        near_us.0[5] ^= 1;
+        let sources = [
+            TESTER_MAC,
+            MacAddr([0x02, 0, 0, 0x12, 0x34, 0x56]),
+            MacAddr([0x00, 0x11, 0x22, 1, 2, 3]),
+            near_us,
+        ];
+        for (src_mac, sig) in
+            sources.into_iter().flat_map(|s| [b"PROBEOT", b"DATA:OT", b"LATENCY"].map(|g| (s, g)))
+        {
+            let mut base = Frame { dst_mac: local, src_mac, ..Frame::ito_v4() };
+            base.payload[5..12].copy_from_slice(sig);
+            let base = base.bytes();
+            for len in 0..=80 {
                 let mut f = base.clone();
-                f[at] = value;
-                agree(&f);
-                fast_hits += classify(&f, &filters[0]).is_ok() as usize;
+                f.resize(len, 0);
+                agree(&f, Some(i));
+            }
+            for at in 0..base.len() {
+                for value in 0..=255u8 {
+                    let mut f = base.clone();
+                    f[at] = value;
+                    agree(&f, Some(i));
+                }
             }
         }
     }
-    // Most single-byte changes leave a test packet (payload bytes, ports, checksums, TTL...).
-    assert!(fast_hits > 10_000, "{fast_hits}");
     let corpus = corpus();
     let mut rng = Rng::new(0xfa57_2026);
     for _ in 0..1_000_000 {
-        agree(&mutated(&mut rng, &corpus));
+        agree(&mutated(&mut rng, &corpus), None);
+    }
+    // Besides its hits, the fast path must give every reason it can give.
+    let hits: usize = decided.iter().map(|d| d[Reject::COUNT]).sum();
+    assert!(hits > 100_000, "{hits} fast hits");
+    let fast_reasons = [
+        Reject::DstMac,
+        Reject::SrcMacGroup,
+        Reject::SrcMacZero,
+        Reject::SrcMacOwn,
+        Reject::Ipv4Length,
+        Reject::Ipv4Fragment,
+        Reject::NotUdp,
+        Reject::SrcIp,
+        Reject::DstIp,
+        Reject::UdpLength,
+        Reject::DstPort,
+        Reject::Oui,
+    ];
+    for reason in fast_reasons {
+        let n: usize = decided.iter().map(|d| d[reason as usize]).sum();
+        assert!(n > 0, "the fast path never rejected a frame as {reason}");
     }
 }
 
