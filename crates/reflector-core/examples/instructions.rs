@@ -49,8 +49,10 @@ fn main() -> ExitCode {
     let there = default_filter();
     if !hits {
         let mut frame = frame;
-        let rejected = (0..passes * BATCH).filter(|_| there.process(black_box(&mut frame)).is_err()).count();
-        assert_eq!(rejected, passes * BATCH);
+        // The reason is kept from the optimizer, as criterion keeps a benchmark's result.
+        for _ in 0..passes * BATCH {
+            black_box(there.process(black_box(&mut frame)).expect_err("a reject"));
+        }
         return ExitCode::SUCCESS;
     }
     // Reflected frames go back through a filter on the tester's side, as in the benchmark.
@@ -64,7 +66,7 @@ fn main() -> ExitCode {
     for pass in 0..passes {
         let filter = if pass % 2 == 0 { &there } else { &back };
         for slot in black_box(&mut umem).chunks_mut(SLOT) {
-            accepted += filter.process(&mut slot[..len]).is_ok() as usize;
+            accepted += filter.process(&mut slot[..len]).map_or(0, |h| 1 + h.signature() as usize);
         }
     }
     assert_eq!(accepted, passes * BATCH);

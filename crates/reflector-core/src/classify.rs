@@ -10,6 +10,7 @@ use crate::wire::*;
 
 /// Which test signature a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
 pub enum Signature {
     /// ITO `PROBEOT`.
     ProbeOt,
@@ -81,6 +82,15 @@ impl Signature {
         }
     }
 }
+
+// `Hit::signature` maps an index to the signature declared at it.
+const _: () = {
+    let mut i = 0;
+    while i < Signature::COUNT {
+        assert!(Signature::ALL[i] as usize == i);
+        i += 1;
+    }
+};
 
 /// The ITO signature follows a 5-byte header in the UDP payload.
 pub(crate) const ITO_SIGNATURE_OFFSET: usize = 5;
@@ -244,8 +254,18 @@ pub struct Hit {
 
 impl Hit {
     /// The signature that matched.
+    #[inline(always)]
     pub fn signature(&self) -> Signature {
-        Signature::ALL[self.signature as usize % Signature::COUNT]
+        // The index is always below COUNT; as a match on the declared values (not an indexed
+        // table with a bounds check) this compiles to a clamp.
+        match self.signature {
+            0 => Signature::ProbeOt,
+            1 => Signature::DataOt,
+            2 => Signature::Latency,
+            3 => Signature::Rfc2544,
+            4 => Signature::Y1564,
+            _ => Signature::Custom,
+        }
     }
     /// IPv4 or IPv6.
     #[inline(always)]
