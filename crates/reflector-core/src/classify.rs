@@ -422,12 +422,17 @@ pub(crate) fn after_ethernet(frame: &[u8], filter: &Filter, eth: &Ethernet) -> R
 /// at fixed offsets and compared with words the filter holds.
 #[inline(always)]
 pub(crate) fn ipv4_fast(frame: &[u8], filter: &Filter) -> Option<Result<Hit, Reject>> {
-    let b: &[u8; FAST_SPAN] = frame.first_chunk()?;
+    // Frames shorter than this and other layouts take the ordered checks, out of this line.
+    let Some(b) = frame.first_chunk::<FAST_SPAN>() else {
+        core::hint::cold_path();
+        return None;
+    };
     let fast = &filter.fast;
     let word = |at: usize| word_at(b, at);
     // Bytes 8..16 against the trusted OUI's last byte, the IPv4 EtherType, version 4 and IHL 5.
     let w8 = word(8) ^ fast.head8;
     if w8 & fast.ipv4_mask != 0 {
+        core::hint::cold_path();
         return None;
     }
     // Our MAC and the trusted OUI's first two bytes, then its last byte. The two paths differ
