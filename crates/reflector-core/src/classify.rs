@@ -488,12 +488,14 @@ fn ipv4_after_macs<const TRUSTED: bool>(
         return (total_len.wrapping_sub(IPV4_MIN_HEADER_LEN) > frame.len() - L4)
             .then_some(Err(Reject::Ipv4Length));
     }
-    // MF or a fragment offset (bytes 20, 21, read little-endian).
-    if u16::from_le_bytes([b[20], b[21]]) & 0xff3f != 0 {
-        core::hint::cold_path();
-        return Some(Err(Reject::Ipv4Fragment));
-    }
-    if b[23] != IPPROTO_UDP {
+    // Bytes 20..24: neither MF nor a fragment offset (the mask 0xff3f read little-endian), and
+    // the protocol UDP, in one compare; which one failed only when one did.
+    let fragment_protocol = u32::from_le_bytes(b[20..24].try_into().expect("4 bytes"));
+    if fragment_protocol & 0xff00_ff3f != (IPPROTO_UDP as u32) << 24 {
+        if fragment_protocol & 0xff3f != 0 {
+            core::hint::cold_path();
+            return Some(Err(Reject::Ipv4Fragment));
+        }
         return Some(Err(Reject::NotUdp));
     }
     // The addresses by their first octets (see FIRST_OCTET); the whole address only when
