@@ -477,13 +477,12 @@ fn ipv4_after_macs<const TRUSTED: bool>(
     filter: &Filter,
     src: u64,
 ) -> Option<Result<Hit, Reject>> {
-    const SPAN: usize = FAST_SPAN;
     const L4: usize = ETH_HEADER_LEN + IPV4_MIN_HEADER_LEN;
     let fast = &filter.fast;
     let total_len = u16::from_be_bytes([b[16], b[17]]) as usize;
     // At most the frame and at least the ITO signature's end (20 + 8 + 12); otherwise the
     // ordered checks, unless the length is wrong for any IPv4 packet.
-    if total_len.wrapping_sub(SPAN - ETH_HEADER_LEN) > frame.len() - SPAN {
+    if total_len.wrapping_sub(FAST_SPAN - ETH_HEADER_LEN) > frame.len() - FAST_SPAN {
         core::hint::cold_path();
         return (total_len.wrapping_sub(IPV4_MIN_HEADER_LEN) > frame.len() - L4)
             .then_some(Err(Reject::Ipv4Length));
