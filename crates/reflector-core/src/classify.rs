@@ -443,12 +443,15 @@ pub(crate) fn ipv4_fast(frame: &[u8], filter: &Filter) -> Option<Result<Hit, Rej
         }
         let src = word(6) & MAC_MASK;
         if src & 1 != 0 {
+            core::hint::cold_path();
             return Some(Err(Reject::SrcMacGroup));
         }
         if src == 0 {
+            core::hint::cold_path();
             return Some(Err(Reject::SrcMacZero));
         }
         if src == filter.local_mac_bits {
+            core::hint::cold_path();
             return Some(Err(Reject::SrcMacOwn));
         }
         return ipv4_after_macs::<false>(frame, b, filter, src);
