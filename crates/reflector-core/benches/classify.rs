@@ -10,8 +10,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use reflector_core::{Filter, FilterConfig, MacAddr};
-use reflector_testkit::{Frame, TESTER_MAC, default_filter};
+use reflector_core::{Filter, FilterConfig};
+use reflector_testkit::{Frame, TESTER_MAC, default_filter, ordinary_traffic};
 
 const BATCH: usize = 64;
 const SLOT: usize = 2048;
@@ -60,16 +60,7 @@ fn bench_rejects(c: &mut Criterion) {
     let mut group = c.benchmark_group("reject");
     group.throughput(Throughput::Elements(1));
     let filter = default_filter();
-    let other = MacAddr([0x52, 0x54, 0x00, 0x11, 0x22, 0x33]);
-    // Ordinary traffic a host sees: a broadcast ARP, a TCP segment to us, UDP to another port.
-    let mut arp = Frame::ito_v4().bytes();
-    arp[0..6].copy_from_slice(&[0xff; 6]);
-    arp[6..12].copy_from_slice(&other.0);
-    arp[12..14].copy_from_slice(&[0x08, 0x06]);
-    let mut tcp = Frame { src_mac: other, ..Frame::ito_v4() }.bytes();
-    tcp[23] = 6;
-    let dns = Frame { src_mac: other, dst_port: 53, ..Frame::ito_v4() }.bytes();
-    for (name, mut frame) in [("arp_broadcast", arp), ("tcp_to_us", tcp), ("udp_other_port", dns)] {
+    for (name, mut frame) in ordinary_traffic() {
         let original = frame.clone();
         // The reason is the result (criterion keeps it from the optimizer), as a worker's
         // counters use it.

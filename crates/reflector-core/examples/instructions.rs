@@ -11,8 +11,8 @@
 use std::hint::black_box;
 use std::process::ExitCode;
 
-use reflector_core::{Filter, FilterConfig, MacAddr};
-use reflector_testkit::{Frame, TESTER_MAC, default_filter};
+use reflector_core::{Filter, FilterConfig};
+use reflector_testkit::{Frame, TESTER_MAC, default_filter, ordinary_traffic};
 
 const BATCH: usize = 64;
 const SLOT: usize = 2048;
@@ -23,24 +23,14 @@ fn main() -> ExitCode {
         eprintln!("usage: instructions v4|v6|vlan|arp|tcp|dns PASSES");
         return ExitCode::from(2);
     };
-    let other = MacAddr([0x52, 0x54, 0x00, 0x11, 0x22, 0x33]);
+    let [arp, tcp, udp] = ordinary_traffic().map(|(_, frame)| frame);
     let (frame, hits) = match kind.as_str() {
         "v4" => (Frame::ito_v4().bytes(), true),
         "v6" => (Frame::ito_v6().bytes(), true),
         "vlan" => (Frame { vlans: vec![(0x8100, 100)], ..Frame::ito_v4() }.bytes(), true),
-        "arp" => {
-            let mut arp = Frame::ito_v4().bytes();
-            arp[0..6].copy_from_slice(&[0xff; 6]);
-            arp[6..12].copy_from_slice(&other.0);
-            arp[12..14].copy_from_slice(&[0x08, 0x06]);
-            (arp, false)
-        }
-        "tcp" => {
-            let mut tcp = Frame { src_mac: other, ..Frame::ito_v4() }.bytes();
-            tcp[23] = 6;
-            (tcp, false)
-        }
-        "dns" => (Frame { src_mac: other, dst_port: 53, ..Frame::ito_v4() }.bytes(), false),
+        "arp" => (arp, false),
+        "tcp" => (tcp, false),
+        "dns" => (udp, false),
         _ => {
             eprintln!("instructions: unknown kind '{kind}' (v4, v6, vlan, arp, tcp, dns)");
             return ExitCode::from(2);

@@ -149,6 +149,21 @@ impl Frame {
     }
 }
 
+/// Ordinary traffic a host sees, none of it a test packet, as the core's benchmarks reject it:
+/// a broadcast ARP request, a TCP segment to us and a UDP datagram to another port (both from
+/// a source outside the testers' OUI).
+pub fn ordinary_traffic() -> [(&'static str, Vec<u8>); 3] {
+    let other = MacAddr([0x52, 0x54, 0x00, 0x11, 0x22, 0x33]);
+    let mut arp = Frame::ito_v4().bytes();
+    arp[0..6].copy_from_slice(&[0xff; 6]);
+    arp[6..12].copy_from_slice(&other.0);
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    let mut tcp = Frame { src_mac: other, ..Frame::ito_v4() }.bytes();
+    tcp[23] = 6;
+    let udp = Frame { src_mac: other, dst_port: 53, ..Frame::ito_v4() }.bytes();
+    [("arp_broadcast", arp), ("tcp_to_us", tcp), ("udp_other_port", udp)]
+}
+
 /// The default filter, adjusted by `f`.
 pub fn filter_with(f: impl FnOnce(&mut FilterConfig<'static>)) -> Filter {
     static CUSTOM: std::sync::OnceLock<[CustomSignature; 1]> = std::sync::OnceLock::new();
