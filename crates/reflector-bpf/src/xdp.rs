@@ -57,6 +57,78 @@ fn need(a: &mut Asm, base: Reg, n: i32, bounds: &[Reg], fail: Label) {
     }
 }
 
+/// The stack slot where the L3 dispatch keeps the IP version (4 or 6) for the late checks.
+const IP_VERSION_SLOT: i16 = -8;
+
+/// The checks a frame meets only once it passed every other rule, as the core's
+/// `late_checks`: the UDP source port is not a reflector's (`loop`), the source IP is not ours
+/// (`src_ip_own`), an IPv4 header's checksum is right (`ipv4_checksum`). On entry r4 is the IP
+/// header and r9 the UDP payload; r5 (the IP end) is free.
+fn late_checks(a: &mut Asm, filter: &Filter, r: &dyn Fn(Reject) -> Label) {
+    // The ports, 8 and 6 bytes before the payload (wire order, compared as read).
+    a.load(Size::H, R0, R9, -8);
+    a.load(Size::H, R1, R9, -6);
+    a.jump_reg(Cond::Eq, R0, R1, r(Reject::Loop));
+    a.jump32_imm(Cond::Eq, R0, le16(reflector_core::DEFAULT_PORT.to_be_bytes()), r(Reject::Loop));
+
+    let (v6, done) = (a.label(), a.label());
+    // The IP version the dispatch spilled (a constant the verifier follows per path).
+    a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+    a.jump_imm(Cond::Eq, R0, 6, v6);
+
+    // IPv4: our addresses, then the header checksum: the header's 32-bit words summed in 64
+    // bits (r3), up to the IHL (r5 = end of the header), folded to 16 bits (`need` uses r2).
+    a.load(Size::W, R0, R4, 12);
+    for own in filter.local_v4() {
+        a.jump32_imm(Cond::Eq, R0, le32(own), r(Reject::SrcIpOwn));
+    }
+    a.load(Size::B, R5, R4, 0);
+    a.alu_imm(Alu::And, R5, 0x0f);
+    a.alu_imm(Alu::Lsh, R5, 2);
+    a.alu_reg(Alu::Add, R5, R4);
+    a.mov_imm(R3, 0);
+    let fold = a.label();
+    for word in 0..15i16 {
+        if word >= 5 {
+            // Past the IHL: done. The check against data_end is for the verifier (the header
+            // end was found inside the frame).
+            need(a, R4, 4 * word as i32 + 4, &[R5], fold);
+            need(a, R4, 4 * word as i32 + 4, &[R8], r(Reject::ShortIpv4));
+        }
+        a.load(Size::W, R1, R4, 4 * word);
+        a.alu_reg(Alu::Add, R3, R1);
+    }
+    a.place(fold);
+    // Fold 64 -> 32 bits (r3 = low + high), then 32 -> 16 three times.
+    a.mov(R1, R3);
+    a.alu_imm(Alu::Rsh, R1, 32);
+    a.alu_imm(Alu::Lsh, R3, 32);
+    a.alu_imm(Alu::Rsh, R3, 32);
+    a.alu_reg(Alu::Add, R3, R1);
+    for _ in 0..3 {
+        a.mov(R1, R3);
+        a.alu_imm(Alu::Rsh, R1, 16);
+        a.alu_imm(Alu::And, R3, 0xffff);
+        a.alu_reg(Alu::Add, R3, R1);
+    }
+    a.jump_imm(Cond::Ne, R3, 0xffff, r(Reject::Ipv4Checksum));
+    a.goto(done);
+
+    // IPv6: our addresses, word by word.
+    a.place(v6);
+    for own in filter.local_v6() {
+        let next = a.label();
+        for word in 0..4 {
+            let at = 4 * word;
+            a.load(Size::W, R0, R4, 8 + at as i16);
+            a.jump32_imm(Cond::Ne, R0, le32(own[at..at + 4].try_into().expect("4 bytes")), next);
+        }
+        a.goto(r(Reject::SrcIpOwn));
+        a.place(next);
+    }
+    a.place(done);
+}
+
 /// The program for `filter`. With `counters_fd` (a per-CPU array of `u64` with
 /// [`Reject::COUNT`] entries), every rejected frame increments the entry of its reason, the
 /// same reason the core gives, so the counters say why even though rejected frames never
@@ -123,6 +195,8 @@ pub fn program(filter: &Filter, on_hit: OnHit, counters_fd: Option<i32>) -> Opti
 
     // IPv4.
     a.place(v4);
+    a.mov_imm(R0, 4);
+    a.store(Size::W, R10, IP_VERSION_SLOT, R0);
     need(&mut a, R9, 20, &[R8], r(Reject::ShortIpv4));
     a.load(Size::B, R2, R9, 0);
     a.mov(R3, R2);
@@ -146,20 +220,26 @@ pub fn program(filter: &Filter, on_hit: OnHit, counters_fd: Option<i32>) -> Opti
     a.load(Size::B, R0, R9, 9);
     a.jump32_imm(Cond::Ne, R0, 17, r(Reject::NotUdp));
     for (off, reason) in [(12, Reject::SrcIp), (16, Reject::DstIp)] {
-        // Not 0.0.0.0, 224.0.0.0/4 or 255.255.255.255 (in memory order: first byte lowest).
+        // Not 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 or 255.255.255.255 (in memory order: the
+        // first byte lowest).
         a.load(Size::W, R0, R9, off);
-        a.jump32_imm(Cond::Eq, R0, 0, r(reason));
         a.jump32_imm(Cond::Eq, R0, u32::MAX, r(reason));
         a.mov(R1, R0);
+        a.alu_imm(Alu::And, R1, 0xff);
+        a.jump32_imm(Cond::Eq, R1, 0, r(reason));
+        a.jump32_imm(Cond::Eq, R1, 127, r(reason));
         a.alu_imm(Alu::And, R1, 0xf0);
         a.jump32_imm(Cond::Eq, R1, 0xe0, r(reason));
     }
+    a.mov(R4, R9); // r4 = the IP header, for the late checks
     a.mov(R9, R3);
     a.goto(udp);
 
     // IPv6: header, extension headers, then the addresses (the core's order). r4 keeps the
     // IPv6 header while r9 walks.
     a.place(v6);
+    a.mov_imm(R0, 6);
+    a.store(Size::W, R10, IP_VERSION_SLOT, R0);
     need(&mut a, R9, 40, &[R8], r(Reject::ShortIpv6));
     a.load(Size::B, R0, R9, 0);
     a.alu_imm(Alu::Rsh, R0, 4);
@@ -205,15 +285,20 @@ pub fn program(filter: &Filter, on_hit: OnHit, counters_fd: Option<i32>) -> Opti
     }
     a.place(v6_addresses);
     for (off, reason) in [(8, Reject::SrcIp), (24, Reject::DstIp)] {
-        // Not :: and not ff00::/8.
-        a.load(Size::W, R0, R4, off);
-        for word in 1..4 {
-            a.load(Size::W, R1, R4, off + 4 * word);
-            a.alu_reg(Alu::Or, R0, R1);
-        }
-        a.jump_imm(Cond::Eq, R0, 0, r(reason));
+        // Not ff00::/8, ::/96 or ::ffff:0:0/96.
         a.load(Size::B, R0, R4, off);
         a.jump32_imm(Cond::Eq, R0, 0xff, r(reason));
+        let usable = a.label();
+        a.load(Size::W, R0, R4, off);
+        a.load(Size::W, R1, R4, off + 4);
+        a.alu_reg(Alu::Or, R0, R1);
+        a.load(Size::H, R1, R4, off + 8);
+        a.alu_reg(Alu::Or, R0, R1);
+        a.jump_imm(Cond::Ne, R0, 0, usable);
+        a.load(Size::H, R0, R4, off + 10);
+        a.jump32_imm(Cond::Eq, R0, 0, r(reason));
+        a.jump32_imm(Cond::Eq, R0, 0xffff, r(reason));
+        a.place(usable);
     }
 
     // UDP: header inside the IP packet, length exactly the IP payload, our port.
@@ -315,6 +400,7 @@ pub fn program(filter: &Filter, on_hit: OnHit, counters_fd: Option<i32>) -> Opti
     }
 
     a.place(hit);
+    late_checks(&mut a, filter, &r);
     match on_hit {
         OnHit::ReturnTx => a.mov_imm(R0, XDP_TX),
         OnHit::Redirect { xsk_map_fd } => {

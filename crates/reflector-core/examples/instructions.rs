@@ -11,7 +11,7 @@
 use std::hint::black_box;
 use std::process::ExitCode;
 
-use reflector_core::{Filter, FilterConfig};
+use reflector_core::{Filter, FilterConfig, Mode};
 use reflector_testkit::{Frame, TESTER_MAC, default_filter, ordinary_traffic};
 
 const BATCH: usize = 64;
@@ -45,8 +45,13 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    // Reflected frames go back through a filter on the tester's side, as in the benchmark.
-    let back = Filter::new(&FilterConfig { oui: None, port: 0, ..FilterConfig::new(TESTER_MAC) }).unwrap();
+    // Reflected frames go back through a filter on the tester's side, as in the benchmark (both
+    // in mode mac-ip: in mode all the answer comes from the test port, which the loop guard
+    // refuses on the way back).
+    let there = there.with_mode(Mode::MacIp);
+    let back =
+        Filter::new(&FilterConfig { oui: None, port: 0, mode: Mode::MacIp, ..FilterConfig::new(TESTER_MAC) })
+            .unwrap();
     let mut umem = vec![0u8; BATCH * SLOT];
     for slot in umem.chunks_mut(SLOT) {
         slot[..frame.len()].copy_from_slice(&frame);

@@ -152,11 +152,19 @@ pub enum Reject {
     NoSignature,
     /// Source OUI is not the required one.
     Oui,
+    /// The UDP source port is a reflector's: the destination port, or the well-known test
+    /// port 3842. Such a frame is another reflector's answer; reflecting it again would start
+    /// a loop between two reflectors.
+    Loop,
+    /// Source IP is one of our own interface's addresses.
+    SrcIpOwn,
+    /// The IPv4 header checksum is wrong.
+    Ipv4Checksum,
 }
 
 impl Reject {
     /// Number of reasons (the length of per-reason counter arrays).
-    pub const COUNT: usize = 26;
+    pub const COUNT: usize = 29;
     /// Every reason, in check order.
     pub const ALL: [Reject; Self::COUNT] = [
         Reject::ShortEthernet,
@@ -185,6 +193,9 @@ impl Reject {
         Reject::DstPort,
         Reject::NoSignature,
         Reject::Oui,
+        Reject::Loop,
+        Reject::SrcIpOwn,
+        Reject::Ipv4Checksum,
     ];
 
     /// Stable name used as a JSON key and metric label.
@@ -216,6 +227,9 @@ impl Reject {
             Reject::DstPort => "dst_port",
             Reject::NoSignature => "no_signature",
             Reject::Oui => "oui",
+            Reject::Loop => "loop",
+            Reject::SrcIpOwn => "src_ip_own",
+            Reject::Ipv4Checksum => "ipv4_checksum",
         }
     }
 }
@@ -397,6 +411,7 @@ pub(crate) fn after_ethernet(frame: &[u8], filter: &Filter, eth: &Ethernet) -> R
     if filter.oui_families.contains(signature.family()) && (src & 0xff_ffff) as u32 != filter.oui_bits {
         return Err(Reject::Oui);
     }
+    late_checks(frame, kind, l3, l4, filter)?;
 
     Ok(Hit {
         signature: signature as u8,
@@ -532,6 +547,26 @@ fn ipv4_after_macs<const TRUSTED: bool>(
     if !TRUSTED && (src ^ filter.oui_bits as u64) & fast.oui_mask != 0 {
         return Some(Err(Reject::Oui));
     }
+    // The late checks (see `late_checks`) at this layout's fixed offsets.
+    if is_loop([b[34], b[35]], [b[36], b[37]]) {
+        core::hint::cold_path();
+        return Some(Err(Reject::Loop));
+    }
+    // A tester's address differs from ours in its last octet, as a rule: one table load
+    // decides, and the whole address is compared only where that octet is one of ours.
+    if fast.own_v4_last_octet[b[29] as usize] != 0 {
+        core::hint::cold_path();
+        if filter.local_v4.contains(&(word_at(b, 26) as u32)) {
+            return Some(Err(Reject::SrcIpOwn));
+        }
+    }
+    // The 20 header bytes as five 32-bit words summed in 64 bits (no carry is lost).
+    let word32 = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as u64;
+    let header_sum = word32(14) + word32(18) + word32(22) + word32(26) + word32(30);
+    if !crate::checksum::fold_is_all_ones(header_sum) {
+        core::hint::cold_path();
+        return Some(Err(Reject::Ipv4Checksum));
+    }
     Some(Ok(Hit {
         signature: ITO_INDEX_BY_SLOT[slot],
         ip_version: 4,
@@ -541,15 +576,26 @@ fn ipv4_after_macs<const TRUSTED: bool>(
     }))
 }
 
-/// An IPv4 address that never sends or receives a unicast test flow: 0.0.0.0, 224.0.0.0/4,
-/// 255.255.255.255. Read little-endian, so the first octet is the low byte.
+/// An IPv4 address that never sends or receives a test flow on the wire: 0.0.0.0/8 ("this
+/// network"), 127.0.0.0/8 (loopback), 224.0.0.0/4 (multicast), 255.255.255.255. Read
+/// little-endian, so the first octet is the low byte.
 #[inline(always)]
 fn unusable_ipv4(a: u32) -> bool {
-    a == 0 || a & 0xf0 == 0xe0 || a == u32::MAX
+    let first = a & 0xff;
+    first == 0 || first == 127 || a & 0xf0 == 0xe0 || a == u32::MAX
 }
 
-/// By an IPv4 address's first octet: non-zero when [`unusable_ipv4`] may hold (224..=239 it
-/// does; 0 and 255 it may), zero when it cannot. One load per address on the fast path.
+/// An IPv6 address that never sends or receives a test flow on the wire: ::/96 (unspecified,
+/// loopback, the deprecated IPv4-compatible ones), ::ffff:0:0/96 (IPv4-mapped, which RFC 4291
+/// §2.5.5.2 keeps off the wire) and ff00::/8 (multicast).
+#[inline(always)]
+fn unusable_ipv6(a: &[u8; 16]) -> bool {
+    let (head, tail) = a.split_at(10);
+    a[0] == 0xff || (head == [0; 10] && matches!(tail[..2], [0, 0] | [0xff, 0xff]))
+}
+
+/// By an IPv4 address's first octet: non-zero when [`unusable_ipv4`] may hold (0, 127 and
+/// 224..=239 it does; 255 it may), zero when it cannot. One load per address on the fast path.
 const FIRST_OCTET: [u8; 256] = {
     let mut t = [0; 256];
     let mut octet = 0xe0;
@@ -558,9 +604,53 @@ const FIRST_OCTET: [u8; 256] = {
         octet += 1;
     }
     t[0] = 1;
+    t[127] = 1;
     t[0xff] = 1;
     t
 };
+
+/// The checks a frame pays for only once it has passed every other rule (no ordinary traffic
+/// gets this far, so no reject is slower for them): the UDP source port is not a reflector's
+/// ([`Reject::Loop`]), the source IP is not ours ([`Reject::SrcIpOwn`]), and an IPv4 header
+/// carries its right checksum ([`Reject::Ipv4Checksum`]). `l3` and `l4` are the offsets the
+/// ordered checks found, so every read below is inside the frame.
+#[inline(always)]
+fn late_checks(frame: &[u8], kind: L3Kind, l3: usize, l4: usize, filter: &Filter) -> Result<(), Reject> {
+    let ports = frame.get(l4..l4 + 4).ok_or(Reject::ShortUdp)?;
+    if is_loop([ports[0], ports[1]], [ports[2], ports[3]]) {
+        return Err(Reject::Loop);
+    }
+    match kind {
+        L3Kind::V4 => {
+            let header_len = (frame[l3] & 0x0f) as usize * 4;
+            let header = frame.get(l3..l3 + header_len).ok_or(Reject::ShortIpv4)?;
+            let src = u32::from_le_bytes([header[12], header[13], header[14], header[15]]);
+            // Unused entries are 0.0.0.0, which never gets here (`src_ip`).
+            if filter.local_v4.contains(&src) {
+                return Err(Reject::SrcIpOwn);
+            }
+            if !crate::checksum::ipv4_header_ok(header) {
+                return Err(Reject::Ipv4Checksum);
+            }
+        }
+        L3Kind::V6 => {
+            let src = frame.get(l3 + 8..l3 + 24).ok_or(Reject::ShortIpv6)?;
+            if filter.local_v6[..filter.local_v6_len].iter().any(|own| own == src) {
+                return Err(Reject::SrcIpOwn);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A frame from a reflector's port: from its own destination port, or from the well-known test
+/// port. A reflector in mode `all` answers from the port it was sent to, so its answer comes
+/// from one of these; a tester sends from a port of its own.
+/// The ports as they are on the wire.
+#[inline(always)]
+fn is_loop(src_port: [u8; 2], dst_port: [u8; 2]) -> bool {
+    src_port == dst_port || src_port == crate::filter::DEFAULT_PORT.to_be_bytes()
+}
 
 /// The ITO signatures by bits 2..5 of their first byte ('P' 4, 'D' 1, 'L' 3); `u64::MAX`
 /// (never a 7-byte value) elsewhere.
@@ -666,12 +756,12 @@ fn ipv6(frame: &[u8], l3: usize) -> Result<(usize, usize), Reject> {
             _ => return Err(Reject::NotUdp),
         }
     }
-    let src = &h[8..24];
-    if src == [0u8; 16] || src[0] == 0xff {
+    let addresses: &[u8; 32] = h[8..40].try_into().expect("40-byte header checked");
+    let (src, dst) = addresses.split_at(16);
+    if unusable_ipv6(src.try_into().expect("16 bytes")) {
         return Err(Reject::SrcIp);
     }
-    let dst = &h[24..40];
-    if dst == [0u8; 16] || dst[0] == 0xff {
+    if unusable_ipv6(dst.try_into().expect("16 bytes")) {
         return Err(Reject::DstIp);
     }
     Ok((l4, end))

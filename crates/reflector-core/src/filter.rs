@@ -1,6 +1,7 @@
 //! The validated filter configuration that classification runs against.
 
 use core::fmt;
+use core::net::IpAddr;
 use core::str::FromStr;
 
 use crate::classify::ITO_BY_SLOT;
@@ -14,6 +15,8 @@ pub const DEFAULT_OUI: [u8; 3] = [0x00, 0xc0, 0x17];
 pub const MAX_CUSTOM_SIGNATURES: usize = 8;
 /// Longest user-defined signature, in bytes.
 pub const MAX_SIGNATURE_LEN: usize = 32;
+/// How many of the interface's own addresses of each IP version a filter holds.
+pub const MAX_LOCAL_ADDRESSES: usize = 8;
 /// Largest offset of a user-defined signature in the UDP payload (a 9000-byte jumbo frame's payload).
 const MAX_SIGNATURE_OFFSET: u16 = 8972;
 
@@ -228,6 +231,9 @@ pub struct FilterConfig<'a> {
     pub custom: &'a [CustomSignature],
     /// What reflection swaps.
     pub mode: Mode,
+    /// The interface's own IP addresses: a frame from one of them is not a tester's
+    /// ([`crate::Reject::SrcIpOwn`]). At most [`MAX_LOCAL_ADDRESSES`] of each version.
+    pub local_ips: &'a [IpAddr],
 }
 
 impl<'a> FilterConfig<'a> {
@@ -245,6 +251,7 @@ impl<'a> FilterConfig<'a> {
             oui_families: FamilySet::only(Family::Ito),
             custom: &[],
             mode: Mode::All,
+            local_ips: &[],
         }
     }
 }
@@ -272,6 +279,8 @@ pub enum ConfigError {
     UnknownMode,
     /// A family name other than `ito`, `rfc2544`, `y1564`, `custom`, `all`.
     UnknownFamily,
+    /// More than [`MAX_LOCAL_ADDRESSES`] own addresses of one IP version.
+    TooManyAddresses,
 }
 
 impl fmt::Display for ConfigError {
@@ -297,6 +306,7 @@ impl fmt::Display for ConfigError {
             ConfigError::UnknownFamily => {
                 "unknown signature family (expected ito, rfc2544, y1564, custom or all)"
             }
+            ConfigError::TooManyAddresses => "the interface has more than 8 IPv4 or 8 IPv6 addresses",
         })
     }
 }
@@ -318,6 +328,12 @@ pub struct Filter {
     pub(crate) custom: [CustomSignature; MAX_CUSTOM_SIGNATURES],
     pub(crate) custom_len: usize,
     pub(crate) mode: Mode,
+    /// Our own addresses, IPv4 ones as little-endian words; `local_v4_len` and `local_v6_len`
+    /// of them are used.
+    pub(crate) local_v4: [u32; MAX_LOCAL_ADDRESSES],
+    pub(crate) local_v4_len: usize,
+    pub(crate) local_v6: [[u8; 16]; MAX_LOCAL_ADDRESSES],
+    pub(crate) local_v6_len: usize,
     /// The configuration as the fast path for ITO over IPv4 compares it.
     pub(crate) fast: FastMasks,
 }
@@ -349,6 +365,9 @@ pub(crate) struct FastMasks {
     /// port pair (16 for `all`, else 0).
     pub(crate) rotate_addresses: u32,
     pub(crate) rotate_ports: u32,
+    /// Non-zero at the last octets of our IPv4 addresses: the fast path compares a source with
+    /// them only where this says it can match.
+    pub(crate) own_v4_last_octet: [u8; 256],
 }
 
 impl FastMasks {
@@ -369,6 +388,15 @@ impl FastMasks {
             trusted_ito: table(ito && !(oui_on_ito && config.oui != Some(trusted))),
             rotate_addresses,
             rotate_ports,
+            own_v4_last_octet: {
+                let mut t = [0u8; 256];
+                for ip in config.local_ips {
+                    if let IpAddr::V4(v4) = ip {
+                        t[v4.octets()[3] as usize] = 1;
+                    }
+                }
+                t
+            },
         }
     }
 
@@ -415,6 +443,21 @@ impl Filter {
         if config.oui.is_some() && config.oui_families.iter().any(|f| !config.families.contains(f)) {
             return Err(ConfigError::OuiFamilyNotSelected);
         }
+        let (mut local_v4, mut local_v4_len) = ([0u32; MAX_LOCAL_ADDRESSES], 0);
+        let (mut local_v6, mut local_v6_len) = ([[0u8; 16]; MAX_LOCAL_ADDRESSES], 0);
+        for ip in config.local_ips {
+            match ip {
+                IpAddr::V4(v4) if local_v4_len < MAX_LOCAL_ADDRESSES => {
+                    local_v4[local_v4_len] = u32::from_le_bytes(v4.octets());
+                    local_v4_len += 1;
+                }
+                IpAddr::V6(v6) if local_v6_len < MAX_LOCAL_ADDRESSES => {
+                    local_v6[local_v6_len] = v6.octets();
+                    local_v6_len += 1;
+                }
+                _ => return Err(ConfigError::TooManyAddresses),
+            }
+        }
         let placeholder = CustomSignature { offset: 0, len: 0, bytes: [0; MAX_SIGNATURE_LEN] };
         let mut custom = [placeholder; MAX_CUSTOM_SIGNATURES];
         custom[..config.custom.len()].copy_from_slice(config.custom);
@@ -430,6 +473,10 @@ impl Filter {
             custom,
             custom_len: config.custom.len(),
             mode: config.mode,
+            local_v4,
+            local_v4_len,
+            local_v6,
+            local_v6_len,
             fast: FastMasks::new(config),
         })
     }
@@ -461,6 +508,14 @@ impl Filter {
     /// Reflection mode.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+    /// Our own IPv4 addresses (frames from them are rejected).
+    pub fn local_v4(&self) -> impl Iterator<Item = [u8; 4]> + '_ {
+        self.local_v4[..self.local_v4_len].iter().map(|a| a.to_le_bytes())
+    }
+    /// Our own IPv6 addresses (frames from them are rejected).
+    pub fn local_v6(&self) -> &[[u8; 16]] {
+        &self.local_v6[..self.local_v6_len]
     }
 
     /// The same filter with another reflection mode (a mode never makes a filter invalid).

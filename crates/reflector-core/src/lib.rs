@@ -25,7 +25,7 @@ pub use classify::{Hit, L3Kind, Reject, Signature, classify, classify_fast, clas
 pub use counters::{Counters, DWELL_BUCKETS, Dwell};
 pub use filter::{
     ConfigError, CustomSignature, DEFAULT_OUI, DEFAULT_PORT, Family, FamilySet, Filter, FilterConfig,
-    MAX_CUSTOM_SIGNATURES, MAX_SIGNATURE_LEN, Mode,
+    MAX_CUSTOM_SIGNATURES, MAX_LOCAL_ADDRESSES, MAX_SIGNATURE_LEN, Mode,
 };
 pub use reflect::reflect;
 pub use wire::MacAddr;

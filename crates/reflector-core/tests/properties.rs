@@ -170,6 +170,9 @@ fn the_fast_path_agrees_with_the_ordered_checks() {
         Reject::UdpLength,
         Reject::DstPort,
         Reject::Oui,
+        Reject::Loop,
+        Reject::SrcIpOwn,
+        Reject::Ipv4Checksum,
     ];
     for reason in fast_reasons {
         let n: usize = decided.iter().map(|d| d[reason as usize]).sum();
@@ -237,17 +240,20 @@ proptest! {
         let filter = filter_with(|c| c.oui = None);
         let parsed = etherparse::PacketHeaders::from_ethernet_slice(&bytes).expect("built frames parse");
         let verdict = classify(&bytes, &filter);
+        // Written out from the rules, independently of the core's code.
+        let usable4 = |a: [u8; 4]| a[0] != 0 && a[0] != 127 && a[0] >> 4 != 0xe && a != [255; 4];
+        let usable6 = |a: [u8; 16]| {
+            a[0] != 0xff && !(a[..10] == [0; 10] && (a[10..12] == [0, 0] || a[10..12] == [0xff, 0xff]))
+        };
         let addresses_ok = match frame.ip {
-            IpAddrs::V4 { src, dst } => {
-                src != [0; 4] && src[0] >> 4 != 0xe && src != [255; 4]
-                    && dst != [0; 4] && dst[0] >> 4 != 0xe && dst != [255; 4]
-            }
-            IpAddrs::V6 { src, dst } => src != [0; 16] && src[0] != 0xff && dst != [0; 16] && dst[0] != 0xff,
+            IpAddrs::V4 { src, dst } => usable4(src) && usable4(dst) && src != reflector_testkit::LOCAL_V4,
+            IpAddrs::V6 { src, dst } => usable6(src) && usable6(dst) && src != reflector_testkit::LOCAL_V6,
         };
         let sig_ok = matches!(frame.payload.get(5..12), Some(b"PROBEOT" | b"LATENCY"))
             || frame.payload.starts_with(b"RFC2544") || frame.payload.starts_with(b"Y.1564 ");
         let src_ok = !frame.src_mac.is_group() && !frame.src_mac.is_zero() && frame.src_mac != reflector_testkit::LOCAL_MAC;
-        let should_hit = addresses_ok && sig_ok && src_ok && frame.dst_port == 3842;
+        let not_a_reflection = frame.src_port != frame.dst_port && frame.src_port != 3842;
+        let should_hit = addresses_ok && sig_ok && src_ok && frame.dst_port == 3842 && not_a_reflection;
         prop_assert_eq!(verdict.is_ok(), should_hit, "verdict {:?}", verdict);
         if let Ok(hit) = verdict {
             prop_assert_eq!(hit.vlan_tags(), parsed.link_exts.len());

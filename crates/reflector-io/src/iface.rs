@@ -31,6 +31,51 @@ pub enum IfaceError {
     Sys(#[from] crate::error::SysError),
 }
 
+/// The IPv4 and IPv6 addresses configured on `name` (on Linux, in the calling thread's network
+/// namespace), in the order `getifaddrs` lists them. The packet rules refuse test packets from
+/// them.
+#[allow(unsafe_code)]
+pub fn iface_addresses(name: &str) -> Result<Vec<std::net::IpAddr>, crate::error::SysError> {
+    use std::ffi::CStr;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`, freed below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(crate::error::SysError::last("getifaddrs"));
+    }
+    let mut out = Vec::new();
+    let mut entry = list;
+    while !entry.is_null() {
+        // SAFETY: `entry` is a node of the list getifaddrs returned, alive until freeifaddrs.
+        let ifa = unsafe { &*entry };
+        entry = ifa.ifa_next;
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        if ifa.ifa_name.is_null() || unsafe { CStr::from_ptr(ifa.ifa_name) }.to_bytes() != name.as_bytes() {
+            continue;
+        }
+        if ifa.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr points to a sockaddr whose family says which kind it is.
+        match unsafe { (*ifa.ifa_addr).sa_family } as libc::c_int {
+            libc::AF_INET => {
+                // SAFETY: an AF_INET address is a sockaddr_in.
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))));
+            }
+            libc::AF_INET6 => {
+                // SAFETY: an AF_INET6 address is a sockaddr_in6.
+                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                out.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+            }
+            _ => {}
+        }
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(out)
+}
+
 /// Looks up `name` (on Linux, in the calling thread's network namespace).
 #[cfg(target_os = "linux")]
 pub fn iface_info(name: &str) -> Result<IfaceInfo, IfaceError> {

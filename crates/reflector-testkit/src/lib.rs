@@ -6,6 +6,8 @@
 //! agrees with the core on exactly these frames.
 #![forbid(unsafe_code)]
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use reflector_core::build::{FrameSpec, IpAddrs};
 use reflector_core::{
     CustomSignature, Family, FamilySet, Filter, FilterConfig, MacAddr, Mode, Reject, Signature,
@@ -25,6 +27,11 @@ pub const LOCAL_V4: [u8; 4] = [192, 0, 2, 1];
 pub const TESTER_V6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a];
 /// Reflector IPv6 address.
 pub const LOCAL_V6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01];
+/// The reflector's own addresses, as every corpus filter knows them.
+pub const LOCAL_IPS: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::new(LOCAL_V4[0], LOCAL_V4[1], LOCAL_V4[2], LOCAL_V4[3])),
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0x0db8, 0, 0, 0, 0, 0, 1)),
+];
 /// Tester's UDP source port.
 pub const TESTER_PORT: u16 = 50000;
 /// The custom signature used by custom-family cases.
@@ -168,7 +175,7 @@ pub fn ordinary_traffic() -> [(&'static str, Vec<u8>); 3] {
 pub fn filter_with(f: impl FnOnce(&mut FilterConfig<'static>)) -> Filter {
     static CUSTOM: std::sync::OnceLock<[CustomSignature; 1]> = std::sync::OnceLock::new();
     let custom = CUSTOM.get_or_init(|| [CustomSignature::new(CUSTOM_OFFSET, CUSTOM_SIG).unwrap()]);
-    let mut config = FilterConfig::new(LOCAL_MAC);
+    let mut config = FilterConfig { local_ips: &LOCAL_IPS, ..FilterConfig::new(LOCAL_MAC) };
     f(&mut config);
     if config.families.contains(Family::Custom) && config.custom.is_empty() {
         config.custom = custom;
@@ -176,7 +183,8 @@ pub fn filter_with(f: impl FnOnce(&mut FilterConfig<'static>)) -> Filter {
     Filter::new(&config).expect("corpus filters are valid")
 }
 
-/// The default filter (port 3842, ITO + RFC 2544 + Y.1564, OUI 00:c0:17 for ITO, mode all).
+/// The default filter (port 3842, ITO + RFC 2544 + Y.1564, OUI 00:c0:17 for ITO, mode all,
+/// our addresses [`LOCAL_IPS`]).
 pub fn default_filter() -> Filter {
     filter_with(|_| {})
 }
@@ -419,6 +427,94 @@ pub fn rejects() -> Vec<Case> {
         case("custom_not_selected", Frame { payload: custom_payload(), ..v4() }, d(), Err(NoSignature)),
         case("ito_wrong_oui", Frame { src_mac: OTHER_MAC, ..v4() }, d(), Err(Oui)),
         case("ito_wrong_oui_v6", Frame { src_mac: OTHER_MAC, ..v6() }, d(), Err(Oui)),
+        case(
+            "ipv4_src_this_network",
+            Frame { ip: IpAddrs::V4 { src: [0, 1, 2, 3], dst: LOCAL_V4 }, ..v4() },
+            d(),
+            Err(SrcIp),
+        ),
+        case(
+            "ipv4_src_loopback",
+            Frame { ip: IpAddrs::V4 { src: [127, 0, 0, 1], dst: LOCAL_V4 }, ..v4() },
+            d(),
+            Err(SrcIp),
+        ),
+        case(
+            "ipv4_dst_loopback",
+            Frame { ip: IpAddrs::V4 { src: TESTER_V4, dst: [127, 3, 2, 1] }, ..v4() },
+            d(),
+            Err(DstIp),
+        ),
+        case(
+            "ipv6_src_loopback",
+            Frame { ip: IpAddrs::V6 { src: v6_loopback(), dst: LOCAL_V6 }, ..v6() },
+            d(),
+            Err(SrcIp),
+        ),
+        case(
+            "ipv6_src_v4_mapped",
+            Frame { ip: IpAddrs::V6 { src: v4_mapped(TESTER_V4), dst: LOCAL_V6 }, ..v6() },
+            d(),
+            Err(SrcIp),
+        ),
+        case(
+            "ipv6_dst_v4_mapped",
+            Frame { ip: IpAddrs::V6 { src: TESTER_V6, dst: v4_mapped(LOCAL_V4) }, ..v6() },
+            d(),
+            Err(DstIp),
+        ),
+        // Another reflector's answer: from the test port, or from the port it was sent to.
+        case("ito_from_test_port", Frame { src_port: 3842, ..v4() }, d(), Err(Loop)),
+        case("ito_from_test_port_v6", Frame { src_port: 3842, ..v6() }, d(), Err(Loop)),
+        case(
+            "rfc2544_same_ports",
+            Frame { src_port: 7000, dst_port: 7000, ..other_v4(head_payload(b"RFC2544", 20)) },
+            filter_with(|c| c.port = 0),
+            Err(Loop),
+        ),
+        case(
+            "rfc2544_from_3842_any_port",
+            Frame { src_port: 3842, dst_port: 5000, ..other_v4(head_payload(b"RFC2544", 20)) },
+            filter_with(|c| c.port = 0),
+            Err(Loop),
+        ),
+        case(
+            "ito_v4_vlan_loop",
+            Frame { src_port: 3842, vlans: vec![(0x8100, 100)], ..v4() },
+            d(),
+            Err(Loop),
+        ),
+        case(
+            "ito_from_own_ip",
+            Frame { ip: IpAddrs::V4 { src: LOCAL_V4, dst: TESTER_V4 }, ..v4() },
+            d(),
+            Err(SrcIpOwn),
+        ),
+        case(
+            "ito_from_own_ip_v6",
+            Frame { ip: IpAddrs::V6 { src: LOCAL_V6, dst: TESTER_V6 }, ..v6() },
+            d(),
+            Err(SrcIpOwn),
+        ),
+        case(
+            "rfc2544_from_own_ip_options",
+            Frame {
+                ip: IpAddrs::V4 { src: LOCAL_V4, dst: TESTER_V4 },
+                ipv4_options: vec![1, 1, 1, 0],
+                ..other_v4(head_payload(b"RFC2544", 20))
+            },
+            d(),
+            Err(SrcIpOwn),
+        ),
+        case("ipv4_bad_checksum", v4(), d(), Err(Ipv4Checksum)),
+        case(
+            "ipv4_bad_checksum_options",
+            Frame { ipv4_options: vec![1, 1, 1, 0], ..v4() },
+            d(),
+            Err(Ipv4Checksum),
+        ),
+        case("ipv4_bad_checksum_vlan", Frame { vlans: vec![(0x8100, 100)], ..v4() }, d(), Err(Ipv4Checksum)),
+        case("rfc2544_bad_checksum", other_v4(head_payload(b"RFC2544", 20)), d(), Err(Ipv4Checksum)),
     ];
     // Byte-level mutations that a builder cannot express.
     let l3 = 14;
@@ -443,6 +539,17 @@ pub fn rejects() -> Vec<Case> {
     let mut ext = Frame { ipv6_ext: vec![60], ..v6() }.bytes();
     ext[l3 + 40 + 1] = 200; // extension header longer than the payload
     mutate(&mut cases, "ipv6_ext_len_beyond", ext);
+    // A wrong IPv4 header checksum: its low byte off by one (the header starts after the tags).
+    for (name, l3) in [
+        ("ipv4_bad_checksum", 14),
+        ("ipv4_bad_checksum_options", 14),
+        ("ipv4_bad_checksum_vlan", 18),
+        ("rfc2544_bad_checksum", 14),
+    ] {
+        let mut bytes = cases.iter().find(|c| c.name == name).expect("named case exists").bytes.clone();
+        bytes[l3 + 11] ^= 1;
+        mutate(&mut cases, name, bytes);
+    }
     mutate(&mut cases, "udp_len_long", set_byte(g.clone(), 34 + 5, 27));
     mutate(&mut cases, "udp_len_short", set_byte(g.clone(), 34 + 5, 25));
 
@@ -471,6 +578,23 @@ pub fn rejects() -> Vec<Case> {
     short_udp6[l3 + 5] = 7;
     cases.push(raw("cut_udp_header_v6", short_udp6, ShortUdp));
     cases
+}
+
+fn v6_loopback() -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[15] = 1;
+    a
+}
+
+fn v4_mapped(v4: [u8; 4]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[10..12].copy_from_slice(&[0xff, 0xff]);
+    a[12..].copy_from_slice(&v4);
+    a
+}
+
+fn other_v4(payload: Vec<u8>) -> Frame {
+    Frame { src_mac: OTHER_MAC, payload, ..Frame::ito_v4() }
 }
 
 fn mcast6() -> [u8; 16] {

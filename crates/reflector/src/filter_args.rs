@@ -1,5 +1,7 @@
 //! The filter flags shared by `run` and `replay`.
 
+use std::net::IpAddr;
+
 use clap::Args;
 use reflector_core::wire::parse_hex_bytes;
 use reflector_core::{CustomSignature, Family, FamilySet, Filter, FilterConfig, MacAddr, Mode};
@@ -34,8 +36,8 @@ pub struct FilterArgs {
 }
 
 impl FilterArgs {
-    /// The validated filter for an interface with MAC `local_mac`.
-    pub fn filter(&self, local_mac: MacAddr) -> Result<Filter, UsageError> {
+    /// The validated filter for an interface with MAC `local_mac` and addresses `local_ips`.
+    pub fn filter(&self, local_mac: MacAddr, local_ips: &[IpAddr]) -> Result<Filter, UsageError> {
         let families = self.sig.unwrap_or_else(|| {
             let mut set: FamilySet = "ito,rfc2544,y1564".parse().expect("a fixed, valid list");
             if !self.custom_sig.is_empty() {
@@ -54,6 +56,7 @@ impl FilterArgs {
             }),
             custom: &self.custom_sig,
             mode: self.mode,
+            local_ips,
         };
         Filter::new(&config).map_err(|e| UsageError(format!("invalid filter: {e}")))
     }

@@ -25,12 +25,16 @@ pub struct ReplayArgs {
     /// The reflector's MAC address: test frames must be addressed to it.
     #[arg(long, value_name = "MAC", value_parser = parse_mac)]
     local_mac: MacAddr,
+    /// One of the reflector's own IP addresses: frames from it are not a tester's
+    /// (reason src_ip_own); repeatable.
+    #[arg(long = "local-ip", value_name = "IP")]
+    local_ips: Vec<std::net::IpAddr>,
     #[command(flatten)]
     filter: FilterArgs,
 }
 
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
-    let filter = args.filter.filter(args.local_mac)?;
+    let filter = args.filter.filter(args.local_mac, &args.local_ips)?;
     let input = File::open(&args.input)
         .map_err(|e| UsageError(format!("cannot open {}: {e}", args.input.display())))?;
     // Write next to OUT and rename at the end, so a failed replay leaves nothing at OUT.

@@ -141,6 +141,11 @@ pub fn usable_interface(name: &str) -> anyhow::Result<IfaceInfo> {
     Ok(iface)
 }
 
+/// The addresses of interface `name`, which the packet rules refuse test packets from.
+fn interface_addresses(name: &str) -> anyhow::Result<Vec<std::net::IpAddr>> {
+    reflector_io::iface::iface_addresses(name).with_context(|| format!("cannot read the addresses of {name}"))
+}
+
 /// The arguments with the config file's settings filled in where the command line gave none.
 fn with_config(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<(RunArgs, String)> {
     let mut a = args.clone();
@@ -194,9 +199,10 @@ pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     let (args, iface_name) = with_config(args, matches)?;
     let args = &args;
     let iface = usable_interface(&iface_name)?;
+    let local_ips = interface_addresses(&iface_name)?;
     let filter = Arc::new(
         args.filter
-            .filter(iface.mac)
+            .filter(iface.mac, &local_ips)
             .map_err(|e| UsageError(format!("{e} (interface {} has MAC {})", iface_name, iface.mac)))?,
     );
     let program =
@@ -440,7 +446,12 @@ fn reload(
     for (key, _) in fixed.iter().filter(|(_, changed)| *changed) {
         say(format!("{key} cannot change while running; keeping the old value (restart to apply)"));
     }
-    match new.filter.filter(mac) {
+    // The interface's addresses may have changed since start (DHCP, SLAAC): read them again.
+    let local_ips = match running.iface.as_deref().map(interface_addresses).transpose() {
+        Ok(ips) => ips.unwrap_or_default(),
+        Err(e) => return say(format!("{e:#}; keeping the old filter")),
+    };
+    match new.filter.filter(mac, &local_ips) {
         Err(e) => say(format!("{}; keeping the old filter", e.0)),
         Ok(f) if f == *cell.get() => {}
         Ok(f) => {

@@ -11,7 +11,8 @@ fn reflector(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_reflector")).args(args).output().expect("the binary runs")
 }
 
-/// `reflector replay IN -o OUT --local-mac 02:00:00:00:00:01 EXTRA...`.
+/// `reflector replay IN -o OUT --local-mac 02:00:00:00:00:01 --local-ip 192.0.2.1 --local-ip
+/// 2001:db8::1 EXTRA...`: the reflector of the corpus.
 fn replay(input: &Path, output: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "replay",
@@ -20,6 +21,10 @@ fn replay(input: &Path, output: &Path, extra: &[&str]) -> Output {
         output.to_str().unwrap(),
         "--local-mac",
         "02:00:00:00:00:01",
+        "--local-ip",
+        "192.0.2.1",
+        "--local-ip",
+        "2001:db8::1",
     ];
     args.extend_from_slice(extra);
     reflector(&args)

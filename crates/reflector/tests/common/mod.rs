@@ -147,25 +147,37 @@ impl NetnsPair {
     /// Starts `reflector run va [--backend BACKEND] ARGS` in the reflector namespace and waits
     /// for its start line, which must name that backend.
     pub fn start_reflector_on(&self, backend: Option<&str>, args: &[&str]) -> Reflector {
-        let bin = env!("CARGO_BIN_EXE_reflector");
-        let mut full = vec!["60", "ip", "netns", "exec", &self.reflector_ns, bin, "run", "va"];
-        if let Some(b) = backend {
-            full.extend_from_slice(&["--backend", b]);
-        }
-        full.extend_from_slice(args);
-        let mut child = Command::new("timeout")
-            .args(&full)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("reflector starts");
-        let stdout = lines(child.stdout.take().unwrap());
-        let stderr = lines(child.stderr.take().unwrap());
-        let start = stderr.recv_timeout(Duration::from_secs(20)).expect("a start line on stderr");
-        let named = backend.is_none_or(|b| start.starts_with(&format!("reflector: {b} on va ")));
-        assert!(named && start.contains(" on va "), "unexpected start line: {start}");
-        Reflector { child, stdout, stderr, start_line: start }
+        start_reflector_in(&self.reflector_ns, "va", backend, args)
     }
+
+    /// Starts a second reflector, on the tester's side (`vb`), facing the first one.
+    pub fn start_facing_reflector(&self, backend: Option<&str>, args: &[&str]) -> Reflector {
+        start_reflector_in(&self.tester_ns, "vb", backend, args)
+    }
+}
+
+/// Starts `reflector run DEV [--backend BACKEND] ARGS` in namespace `ns` (under `timeout 60`)
+/// and waits for its start line, which must name that backend and interface.
+fn start_reflector_in(ns: &str, dev: &str, backend: Option<&str>, args: &[&str]) -> Reflector {
+    let bin = env!("CARGO_BIN_EXE_reflector");
+    let mut full = vec!["60", "ip", "netns", "exec", ns, bin, "run", dev];
+    if let Some(b) = backend {
+        full.extend_from_slice(&["--backend", b]);
+    }
+    full.extend_from_slice(args);
+    let mut child = Command::new("timeout")
+        .args(&full)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("reflector starts");
+    let stdout = lines(child.stdout.take().unwrap());
+    let stderr = lines(child.stderr.take().unwrap());
+    let start = stderr.recv_timeout(Duration::from_secs(20)).expect("a start line on stderr");
+    let on = format!(" on {dev} ");
+    let named = backend.is_none_or(|b| start.starts_with(&format!("reflector: {b}{on}")));
+    assert!(named && start.contains(&on), "unexpected start line: {start}");
+    Reflector { child, stdout, stderr, start_line: start }
 }
 
 impl Drop for NetnsPair {

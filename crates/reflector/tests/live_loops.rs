@@ -1,0 +1,66 @@
+//! Two reflectors facing each other across a veth pair never turn a test packet around
+//! between them for ever: each packet is reflected at most once by each side, and the side that
+//! refuses the other's answer counts it as `loop`. Needs root and network namespaces.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{BACKENDS, NetnsPair, summary};
+use reflector_testkit::{Frame, head_payload, ito_payload};
+
+/// One injected frame of each family, from the facing side: from a tester port to the test
+/// port, and from the test port to itself (the frame the field report saw ping-pong).
+fn injected() -> Vec<Frame> {
+    let mut frames = Vec::new();
+    for payload in [ito_payload(b"PROBEOT"), head_payload(b"RFC2544", 20), head_payload(b"Y.1564 ", 20)] {
+        for (src_port, dst_port) in [(12345, 3842), (3842, 3842)] {
+            frames.push(Frame { src_port, dst_port, payload: payload.clone(), ..Frame::ito_v4() });
+            frames.push(Frame { src_port, dst_port, payload: payload.clone(), ..Frame::ito_v6() });
+        }
+    }
+    frames
+}
+
+fn counted(summary: &serde_json::Value, key: &str) -> u64 {
+    summary[key].as_u64().unwrap_or_else(|| panic!("{key} in {summary}"))
+}
+
+#[test]
+fn two_reflectors_facing_each_other_reflect_a_packet_at_most_once_each() {
+    require_live!();
+    // Both sides accept any vendor, and (second case) any port: the widest configurations.
+    let configs: [&[&str]; 2] = [&["--no-oui-filter"], &["--no-oui-filter", "--port", "0"]];
+    for backend in BACKENDS {
+        for config in configs {
+            let pair = NetnsPair::for_backend(backend);
+            let mut args = vec!["--stats", "json", "--duration", "4"];
+            args.extend_from_slice(config);
+            let a = pair.start_reflector_on(Some(backend), &args);
+            let b = pair.start_facing_reflector(Some(backend), &args);
+            let frames = injected();
+            let socket = pair.tester();
+            for frame in &frames {
+                socket.send(&frame.bytes()).expect("inject");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let (_, a_lines) = a.wait();
+            let (_, b_lines) = b.wait();
+            let (a, b) = (summary(&a_lines), summary(&b_lines));
+            let rejected = |s: &serde_json::Value, reason: &str| s["rejected"][reason].as_u64().unwrap_or(0);
+            let what = format!("{backend} {config:?}: A {a} / B {b}");
+            // A reflects the frames from a tester port once and refuses those from the test
+            // port (loop); B refuses every answer of A's: as a loop, or (B on port 3842) because
+            // A answers to the tester's port.
+            let from_tester_port = frames.iter().filter(|f| f.src_port != 3842).count() as u64;
+            assert_eq!(counted(&a, "reflected_packets"), from_tester_port, "{what}");
+            assert_eq!(rejected(&a, "loop"), frames.len() as u64 - from_tester_port, "{what}");
+            assert_eq!(counted(&b, "reflected_packets"), 0, "{what}");
+            assert_eq!(rejected(&b, "loop") + rejected(&b, "dst_port"), from_tester_port, "{what}");
+            if config.contains(&"0") {
+                assert_eq!(rejected(&b, "loop"), from_tester_port, "{what}");
+            }
+        }
+    }
+}
