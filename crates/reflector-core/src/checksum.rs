@@ -50,7 +50,7 @@ pub fn ipv4_header_ok(header: &[u8]) -> bool {
 /// is a multiply and a shift, fewer steps than folding.
 #[inline(always)]
 pub(crate) fn fold_is_all_ones(sum: u64) -> bool {
-    sum != 0 && sum % 0xffff == 0
+    sum != 0 && sum.is_multiple_of(0xffff)
 }
 
 /// The checksum of `data`.
