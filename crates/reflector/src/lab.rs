@@ -13,6 +13,7 @@ use clap::Args;
 use reflector_core::{MacAddr, Mode, Signature};
 use serde_json::{Value, json};
 
+use crate::output;
 use crate::probe_cmd::{Amount, ProbeArgs, Prober, report_json};
 use crate::run_cmd::BackendChoice;
 
@@ -252,24 +253,24 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
         v["reflected"] = json!(reflected);
         v["reflector_cpu_s"] = json!(cpu_s);
         v["interrupted"] = json!(interrupted);
-        println!("{v}");
+        output::line(v)?;
     } else {
-        println!(
+        output::line(format!(
             "lab report{}: backend {}, {:.1} s",
             if interrupted { " (interrupted)" } else { "" },
             summary.as_ref().and_then(|s| s["backend"].as_str()).unwrap_or("?"),
             elapsed.as_secs_f64()
-        );
-        println!("{}", report.text());
-        match (cpu_s, reflected) {
-            (Some(cpu), Some(n)) => println!(
+        ))?;
+        output::line(report.text())?;
+        output::line(match (cpu_s, reflected) {
+            (Some(cpu), Some(n)) => format!(
                 "reflector: reflected {n}, CPU {:.2} s ({:.1}% of one core, {:.0} ns per reflected packet)",
                 cpu,
                 100.0 * cpu / elapsed.as_secs_f64(),
                 if n > 0 { cpu * 1e9 / n as f64 } else { 0.0 }
             ),
-            _ => println!("reflector: no summary received"),
-        }
+            _ => "reflector: no summary received".into(),
+        })?;
     }
     if report.sent > 0 && report.received == 0 {
         bail!("no reflections came back: 100% loss");

@@ -15,6 +15,7 @@ mod filter_args;
 mod http;
 #[cfg(target_os = "linux")]
 mod lab;
+mod output;
 #[cfg(target_os = "linux")]
 mod probe;
 #[cfg(target_os = "linux")]
@@ -103,12 +104,14 @@ fn main() -> ExitCode {
         #[cfg(target_os = "linux")]
         Command::Probe(args) => probe_cmd::run(args),
         Command::Replay(args) => replay_cmd::run(args),
-        Command::Config(ConfigCommand::Check { file }) => {
-            config::Config::load(file).map(|_| println!("{}: ok", file.display())).map_err(Into::into)
-        }
+        Command::Config(ConfigCommand::Check { file }) => config::Config::load(file)
+            .map_err(anyhow::Error::from)
+            .and_then(|_| Ok(output::line(format!("{}: ok", file.display()))?)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away: nothing more to say, as `head` expects.
+        Err(e) if matches!(e.downcast_ref(), Some(output::OutputError::Closed)) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("reflector: {e:#}");
             ExitCode::from(if e.is::<UsageError>() { 2 } else { 1 })

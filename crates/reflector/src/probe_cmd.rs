@@ -303,9 +303,9 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     })?;
     let report = tally.report();
     if args.json {
-        println!("{}", report_json(&report, &description, started.elapsed()));
+        crate::output::line(report_json(&report, &description, started.elapsed()))?;
     } else {
-        println!("{}", report.text());
+        crate::output::line(report.text())?;
     }
     if report.sent > 0 && report.received == 0 {
         anyhow::bail!(

@@ -4,6 +4,8 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
+use std::os::unix::fs::PermissionsExt;
+
 use anyhow::Context;
 use clap::Args;
 use reflector_core::MacAddr;
@@ -37,23 +39,38 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let filter = args.filter.filter(args.local_mac, &args.local_ips)?;
     let input = File::open(&args.input)
         .map_err(|e| UsageError(format!("cannot open {}: {e}", args.input.display())))?;
-    // Write next to OUT and rename at the end, so a failed replay leaves nothing at OUT.
-    let dir = match args.output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let temp = tempfile::Builder::new()
-        .prefix(".reflector-replay-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-    let out = BufWriter::new(temp.as_file());
-    let summary = replay(BufReader::new(input), out, &filter).map_err(|e| -> anyhow::Error {
-        match e {
-            ReplayError::Capture(e) => UsageError(format!("{}: {e}", args.input.display())).into(),
-            ReplayError::Write(e) => anyhow::anyhow!("cannot write {}: {e}", args.output.display()),
+    let to_stdout = args.output.as_os_str() == "-";
+    let summary = if to_stdout {
+        let out = std::io::stdout().lock();
+        replay_into(args, input, BufWriter::new(out), &filter)?
+    } else {
+        match Target::of(&args.output)? {
+            Target::File(path) => {
+                // Write next to OUT and rename at the end, so a failed replay leaves nothing at
+                // OUT. The file is created 0666 less the umask, as any new file.
+                let dir = match path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+                let temp = tempfile::Builder::new()
+                    .prefix(".reflector-replay-")
+                    .permissions(std::fs::Permissions::from_mode(0o666))
+                    .tempfile_in(dir)
+                    .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+                let summary = replay_into(args, input, BufWriter::new(temp.as_file()), &filter)?;
+                temp.persist(&path).with_context(|| format!("cannot write {}", args.output.display()))?;
+                summary
+            }
+            // A device, a FIFO or a socket: written as it is, never replaced.
+            Target::Special(path) => {
+                let out = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .with_context(|| format!("cannot open {} for writing", args.output.display()))?;
+                replay_into(args, input, BufWriter::new(out), &filter)?
+            }
         }
-    })?;
-    temp.persist(&args.output).with_context(|| format!("cannot write {}", args.output.display()))?;
+    };
 
     let mut report = serde_json::Map::new();
     report.insert("input".into(), json!(args.input.display().to_string()));
@@ -61,6 +78,62 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     report.insert("records".into(), json!(summary.records));
     report.insert("truncated_records".into(), json!(summary.truncated_records));
     report.extend(crate::report::counters_json(&summary.counters));
-    println!("{}", Value::Object(report));
-    Ok(())
+    if to_stdout {
+        // The capture went to stdout: the summary goes to stderr.
+        eprintln!("{}", Value::Object(report));
+        Ok(())
+    } else {
+        Ok(crate::output::line(Value::Object(report))?)
+    }
+}
+
+fn replay_into(
+    args: &ReplayArgs,
+    input: File,
+    out: impl std::io::Write,
+    filter: &reflector_core::Filter,
+) -> anyhow::Result<reflector_io::replay::ReplaySummary> {
+    replay(BufReader::new(input), out, filter).map_err(|e| -> anyhow::Error {
+        match e {
+            ReplayError::Capture(e) => UsageError(format!("{}: {e}", args.input.display())).into(),
+            ReplayError::Write(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                crate::output::OutputError::Closed.into()
+            }
+            ReplayError::Write(e) => anyhow::anyhow!("cannot write {}: {e}", args.output.display()),
+        }
+    })
+}
+
+/// Where `-o` writes: a regular file (new, or replaced whole), or something that is written
+/// through as it is. A symbolic link is followed to what it names, so the link stays.
+enum Target {
+    File(PathBuf),
+    Special(PathBuf),
+}
+
+impl Target {
+    fn of(path: &Path) -> anyhow::Result<Target> {
+        let mut path = path.to_path_buf();
+        // Follow links (a bounded number, as the kernel does) to the path that is written.
+        for _ in 0..40 {
+            match std::fs::symlink_metadata(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Target::File(path)),
+                Err(e) => return Err(anyhow::anyhow!("cannot write {}: {e}", path.display())),
+                Ok(m) if m.file_type().is_symlink() => {
+                    let link = std::fs::read_link(&path)
+                        .with_context(|| format!("cannot read the link {}", path.display()))?;
+                    path = match path.parent() {
+                        Some(dir) if link.is_relative() => dir.join(link),
+                        _ => link,
+                    };
+                }
+                Ok(m) if m.file_type().is_file() => return Ok(Target::File(path)),
+                Ok(m) if m.file_type().is_dir() => {
+                    return Err(UsageError(format!("{} is a directory", path.display())).into());
+                }
+                Ok(_) => return Ok(Target::Special(path)),
+            }
+        }
+        Err(UsageError(format!("{}: too many levels of symbolic links", path.display())).into())
+    }
 }

@@ -584,8 +584,17 @@ fn serve<B: Backend>(
     let format = std::cell::Cell::new(args.stats.unwrap_or(StatsFormat::Text));
     let interval = std::cell::Cell::new(args.stats_interval);
     let tui = crate::tui::wanted(args.tui, args.stats.is_some());
+    // A stats line that cannot be written ends the run: quietly when stdout was closed
+    // (`| head`), with a one-line error otherwise (`> /dev/full`).
+    let output_error: std::cell::RefCell<Option<crate::output::OutputError>> = Default::default();
+    let write_line = |text: String| {
+        if let Err(e) = crate::output::line(text) {
+            output_error.borrow_mut().get_or_insert(e);
+            stop.store(true, Ordering::Relaxed);
+        }
+    };
     if let (false, Some(h)) = (tui, stats::header(format.get())) {
-        println!("{h}");
+        write_line(h.to_string());
     }
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
@@ -607,10 +616,14 @@ fn serve<B: Backend>(
             *ctl.rates.lock().expect("rates lock") = rates;
             if !tui {
                 let dwell = ctl.dwell();
-                println!(
-                    "{}",
-                    stats::interval_line(format.get(), &ctx, now - started, &totals, &rates, dwell.as_ref())
-                );
+                write_line(stats::interval_line(
+                    format.get(),
+                    &ctx,
+                    now - started,
+                    &totals,
+                    &rates,
+                    dwell.as_ref(),
+                ));
             }
             last = (now, totals);
             next_stats = now.max(next_stats) + interval.get();
@@ -641,19 +654,18 @@ fn serve<B: Backend>(
     if let Some((t, _)) = http_thread {
         let _ = t.join();
     }
+    if let Some(e) = output_error.take() {
+        return Err(e.into());
+    }
     let cpu = reflector_io::os::process_cpu_time().ok();
     let kernel = ctl.kernel_counters();
-    println!(
-        "{}",
-        stats::summary(
-            format.get(),
-            &ctx,
-            elapsed,
-            &workers,
-            (kernel != Counters::default()).then_some(&kernel),
-            ctl.dwell().as_ref(),
-            cpu
-        )
-    );
-    Ok(())
+    Ok(crate::output::line(stats::summary(
+        format.get(),
+        &ctx,
+        elapsed,
+        &workers,
+        (kernel != Counters::default()).then_some(&kernel),
+        ctl.dwell().as_ref(),
+        cpu,
+    ))?)
 }

@@ -1,0 +1,32 @@
+//! Lines on stdout, with a closed or full stdout handled as command-line tools do: a reader
+//! that went away (`run … | head -n1`) ends the program quietly with exit code 0; any other
+//! write error (`> /dev/full`) is a one-line error with exit code 1.
+
+use std::fmt::Display;
+use std::io::Write;
+
+/// Writing to stdout failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// The reader of stdout went away (EPIPE). `main` ends quietly with exit code 0.
+    #[error("stdout was closed")]
+    Closed,
+    /// Any other write error.
+    #[error("cannot write to stdout: {0}")]
+    Failed(std::io::Error),
+}
+
+impl From<std::io::Error> for OutputError {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe { OutputError::Closed } else { OutputError::Failed(e) }
+    }
+}
+
+/// Writes `text` and a newline to stdout, and flushes it (so a full device is noticed at once,
+/// not at exit).
+pub fn line(text: impl Display) -> Result<(), OutputError> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()?;
+    Ok(())
+}
