@@ -72,7 +72,7 @@ pub struct Config {
     /// Test port.
     pub port: Option<u16>,
     /// Signature families.
-    pub signatures: Option<FamilySet>,
+    pub signatures: Option<crate::filter_args::SigList>,
     /// Required OUI.
     pub oui: Option<[u8; 3]>,
     /// `false` turns the OUI filter off.
@@ -180,13 +180,18 @@ impl Config {
             );
         }
         config.port = raw.port.map(Spanned::into_inner);
-        let families = |v: Spanned<Vec<String>>, key: &str| -> Result<FamilySet, UsageError> {
+        fn list<T: std::str::FromStr<Err = reflector_core::ConfigError>>(
+            v: Spanned<Vec<String>>,
+            key: &str,
+            at: &dyn Fn(std::ops::Range<usize>, &str, String) -> UsageError,
+        ) -> Result<T, UsageError> {
             v.get_ref()
                 .join(",")
                 .parse()
                 .map_err(|e: reflector_core::ConfigError| at(v.span(), key, e.to_string()))
-        };
-        config.signatures = raw.signatures.map(|v| families(v, "signatures")).transpose()?;
+        }
+        let families = |v, key: &str| list::<FamilySet>(v, key, &at);
+        config.signatures = raw.signatures.map(|v| list(v, "signatures", &at)).transpose()?;
         config.oui_scope = raw.oui_scope.map(|v| families(v, "oui_scope")).transpose()?;
         if let Some(o) = raw.oui {
             config.oui = Some(
@@ -213,7 +218,8 @@ impl Config {
         config.busy_poll = raw.busy_poll.map(Spanned::into_inner);
         config.replace = raw.replace.map(Spanned::into_inner);
         let seconds = |v: Spanned<f64>, key: &str| -> Result<Duration, UsageError> {
-            crate::parse_secs(&v.get_ref().to_string()).map_err(|m| at(v.span(), key, m))
+            let parse = if key == "stats.interval" { crate::parse_interval } else { crate::parse_secs };
+            parse(&v.get_ref().to_string()).map_err(|m| at(v.span(), key, m))
         };
         config.duration = raw.duration.map(|d| seconds(d, "duration")).transpose()?;
         config.latency = raw.latency.map(Spanned::into_inner);
@@ -343,7 +349,7 @@ hex = "0xdead"
         );
         assert_eq!(
             err("[stats]\ninterval = 0\n"),
-            "r.toml:2: stats.interval: '0' must be more than 0 seconds"
+            "r.toml:2: stats.interval: '0' must be from 0.1 to 1e9 seconds"
         );
         assert_eq!(
             err("[[signature]]\noffset = 1\n"),

@@ -17,10 +17,11 @@ pub struct FilterArgs {
     /// UDP destination port of test packets; 0 accepts any port.
     #[arg(long, default_value_t = reflector_core::DEFAULT_PORT)]
     pub port: u16,
-    /// Signature families to accept: ito, rfc2544, y1564, custom, all (comma-separated)
+    /// Signature families to accept: ito, rfc2544, y1564, custom, all (comma-separated; all =
+    /// every built-in family, plus custom when --custom-sig is given)
     /// [default: ito,rfc2544,y1564, plus custom when --custom-sig is given].
-    #[arg(long, value_parser = parse_families)]
-    pub sig: Option<FamilySet>,
+    #[arg(long, value_parser = parse_sig_list)]
+    pub sig: Option<SigList>,
     /// A user-defined signature, OFFSET:TEXT or OFFSET:0xHEX (offset in the UDP payload); repeatable.
     #[arg(long = "custom-sig", value_name = "OFFSET:BYTES", value_parser = parse_custom)]
     pub custom_sig: Vec<CustomSignature>,
@@ -35,16 +36,50 @@ pub struct FilterArgs {
     pub oui_scope: Option<FamilySet>,
 }
 
+/// The families `--sig` (or the config's `signatures`) names. `all` stands for every built-in
+/// family, and for custom too when custom signatures are defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SigList {
+    /// The families named one by one (or built-in ones, for `all`).
+    pub families: FamilySet,
+    /// `all` was among them.
+    pub all: bool,
+}
+
+impl std::str::FromStr for SigList {
+    type Err = reflector_core::ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut list = SigList { families: FamilySet::EMPTY, all: false };
+        for name in s.split(',').map(str::trim) {
+            if name == "all" {
+                list.all = true;
+                [Family::Ito, Family::Rfc2544, Family::Y1564]
+                    .into_iter()
+                    .for_each(|f| list.families.insert(f));
+            } else {
+                let one: FamilySet = name.parse()?;
+                one.iter().for_each(|f| list.families.insert(f));
+            }
+        }
+        Ok(list)
+    }
+}
+
+impl std::fmt::Display for SigList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.families.fmt(f)
+    }
+}
+
 impl FilterArgs {
     /// The validated filter for an interface with MAC `local_mac` and addresses `local_ips`.
     pub fn filter(&self, local_mac: MacAddr, local_ips: &[IpAddr]) -> Result<Filter, UsageError> {
-        let families = self.sig.unwrap_or_else(|| {
-            let mut set: FamilySet = "ito,rfc2544,y1564".parse().expect("a fixed, valid list");
-            if !self.custom_sig.is_empty() {
-                set.insert(Family::Custom);
-            }
-            set
-        });
+        let sig =
+            self.sig.unwrap_or(SigList { families: "ito,rfc2544,y1564".parse().expect("valid"), all: true });
+        let mut families = sig.families;
+        if sig.all && !self.custom_sig.is_empty() {
+            families.insert(Family::Custom);
+        }
         let config = FilterConfig {
             local_mac,
             port: self.port,
@@ -63,6 +98,10 @@ impl FilterArgs {
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
+    s.parse().map_err(|e: reflector_core::ConfigError| e.to_string())
+}
+
+fn parse_sig_list(s: &str) -> Result<SigList, String> {
     s.parse().map_err(|e: reflector_core::ConfigError| e.to_string())
 }
 

@@ -46,6 +46,13 @@ impl HttpConfig {
         if self.token.as_deref().is_some_and(str::is_empty) {
             return Err(UsageError("--http-token must not be empty".into()));
         }
+        // A token travels in an Authorization header, whose value is visible ASCII; one with a
+        // space or a control character could never be matched.
+        if self.token.as_deref().is_some_and(|t| !t.bytes().all(|b| b.is_ascii_graphic())) {
+            return Err(UsageError(
+                "--http-token must be printable ASCII without spaces or control characters".into(),
+            ));
+        }
         Ok(())
     }
 }

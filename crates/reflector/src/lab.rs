@@ -81,7 +81,36 @@ fn lines(reader: impl std::io::Read + Send + 'static, sink: impl Fn(String) + Se
     });
 }
 
+/// The veth pair's MTU (the kernel's default for veth).
+const LAB_MTU: usize = 1500;
+
+/// The checks of the arguments that `probe` would make later, made before anything is created.
+fn check_args(args: &LabArgs) -> Result<(), crate::UsageError> {
+    let probe = crate::probe::ProbeConfig {
+        src_mac: TESTER_MAC,
+        dst_mac: REFLECTOR_MAC,
+        src_ip: std::net::Ipv4Addr::new(192, 0, 2, 10).into(),
+        dst_ip: std::net::Ipv4Addr::new(192, 0, 2, 1).into(),
+        src_port: 0,
+        dst_port: reflector_core::DEFAULT_PORT,
+        signature: Signature::ProbeOt,
+        size: args.size,
+        mode: Mode::All,
+        session: 0,
+    };
+    let max = LAB_MTU + 14 + crate::probe::FCS_LEN;
+    if !(probe.min_size()..=max).contains(&args.size) {
+        return Err(crate::UsageError(format!(
+            "--size {} is outside {}..={max} (a PROBEOT probe over IPv4 on the lab's 1500-byte MTU)",
+            args.size,
+            probe.min_size()
+        )));
+    }
+    Ok(())
+}
+
 pub fn run(args: &LabArgs) -> anyhow::Result<()> {
+    check_args(args)?;
     if !reflector_io::sys::is_root() {
         bail!("lab creates network namespaces and needs root (try: sudo reflector lab)");
     }

@@ -67,13 +67,31 @@ enum ConfigCommand {
     },
 }
 
-/// Parses a positive number of seconds (fractions allowed).
+/// Parses a number of seconds (fractions allowed) for a duration or a wait: at least 0.01 s.
 pub fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
+    parse_secs_at_least(s, 0.01)
+}
+
+/// Parses the seconds between stats lines: at least 0.1 s, so that no setting makes the control
+/// loop spin.
+pub fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    parse_secs_at_least(s, 0.1)
+}
+
+fn parse_secs_at_least(s: &str, min: f64) -> Result<std::time::Duration, String> {
     let secs: f64 = s.parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
-    if !(secs > 0.0 && secs <= 1e9) {
-        return Err(format!("'{s}' must be more than 0 seconds"));
+    if !(secs >= min && secs <= 1e9) {
+        return Err(format!("'{s}' must be from {min} to 1e9 seconds"));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// `config check`: every check `run --config FILE` makes before it looks at the system.
+fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    return run_cmd::check_config_file(file);
+    #[cfg(not(unix))]
+    return config::Config::load(file).map(|_| ()).map_err(Into::into);
 }
 
 fn main() -> ExitCode {
@@ -86,11 +104,12 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // One line: clap's first line names the flag and the problem.
+            // One line: clap's first paragraph names the flag and the problem (a value with a
+            // newline in it spans lines there, so paragraphs, not lines).
             let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid command line");
+            let first = rendered.split("\n\n").next().unwrap_or("invalid command line").trim_end();
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("reflector: {first} (see 'reflector --help')");
+            eprintln!("reflector: {} (see 'reflector --help')", output::one_line(first));
             return ExitCode::from(2);
         }
     };
@@ -104,16 +123,16 @@ fn main() -> ExitCode {
         #[cfg(target_os = "linux")]
         Command::Probe(args) => probe_cmd::run(args),
         Command::Replay(args) => replay_cmd::run(args),
-        Command::Config(ConfigCommand::Check { file }) => config::Config::load(file)
-            .map_err(anyhow::Error::from)
-            .and_then(|_| Ok(output::line(format!("{}: ok", file.display()))?)),
+        Command::Config(ConfigCommand::Check { file }) => {
+            check_config(file).and_then(|()| Ok(output::line(format!("{}: ok", file.display()))?))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of our output went away: nothing more to say, as `head` expects.
         Err(e) if matches!(e.downcast_ref(), Some(output::OutputError::Closed)) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("reflector: {e:#}");
+            eprintln!("reflector: {}", output::one_line(&format!("{e:#}")));
             ExitCode::from(if e.is::<UsageError>() { 2 } else { 1 })
         }
     }

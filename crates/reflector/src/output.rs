@@ -30,3 +30,9 @@ pub fn line(text: impl Display) -> Result<(), OutputError> {
     out.flush()?;
     Ok(())
 }
+
+/// `s` with its control characters escaped (`\n`, `\t`, `\u{1b}`), so that an error quoting a
+/// value the user gave stays one line and cannot move the terminal's cursor.
+pub fn one_line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+}

@@ -103,7 +103,7 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "stats")]
     tui: bool,
     /// Seconds between statistics lines.
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = crate::parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = crate::parse_interval)]
     stats_interval: Duration,
     /// Stop after this many seconds (default: run until SIGINT / SIGTERM).
     #[arg(long, value_name = "SECS", value_parser = crate::parse_secs)]
@@ -146,8 +146,51 @@ fn interface_addresses(name: &str) -> anyhow::Result<Vec<std::net::IpAddr>> {
     reflector_io::iface::iface_addresses(name).with_context(|| format!("cannot read the addresses of {name}"))
 }
 
-/// The arguments with the config file's settings filled in where the command line gave none.
+/// The arguments with the config file's settings filled in, checked as `run` checks them before
+/// it touches the system, and the interface to run on.
 fn with_config(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<(RunArgs, String)> {
+    let a = apply_config(args, matches)?;
+    check_settings(&a)?;
+    let iface = a
+        .iface
+        .clone()
+        .ok_or_else(|| UsageError("no interface given (pass IFACE, or set interface in --config)".into()))?;
+    Ok((a, iface))
+}
+
+/// `reflector config check FILE`: the file read as `run --config FILE` reads it, with every
+/// check `run` makes before it looks at the interface.
+pub fn check_config_file(path: &std::path::Path) -> anyhow::Result<()> {
+    use clap::{Args as _, FromArgMatches as _};
+    let command = RunArgs::augment_args(clap::Command::new("run").no_binary_name(true));
+    let matches = command.try_get_matches_from([std::ffi::OsStr::new("--config"), path.as_os_str()])?;
+    let args = RunArgs::from_arg_matches(&matches)?;
+    check_settings(&apply_config(&args, &matches)?)?;
+    Ok(())
+}
+
+/// The checks of settings that need nothing from the system: the filter (with a stand-in MAC;
+/// the interface's own is checked again at start), the HTTP access rule, and flags that only
+/// one backend takes.
+fn check_settings(args: &RunArgs) -> Result<(), UsageError> {
+    args.filter.filter(reflector_core::MacAddr([0x02, 0, 0, 0, 0, 1]), &[])?;
+    if let Some(addr) = args.http {
+        HttpConfig { addr, token: args.http_token.clone(), insecure: args.http_insecure }.check()?;
+    }
+    let (backend, _) = args.backend.resolve();
+    let xdp_only =
+        [(args.replace, "--replace"), (args.busy_poll, "--busy-poll"), (args.umem_size != 16, "--umem-size")];
+    if backend != BackendChoice::AfXdp
+        && args.backend != BackendChoice::Auto
+        && let Some((_, flag)) = xdp_only.iter().find(|(set, _)| *set)
+    {
+        return Err(UsageError(format!("{flag} applies to --backend af-xdp only")));
+    }
+    Ok(())
+}
+
+/// The arguments with the config file's settings filled in where the command line gave none.
+fn apply_config(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<RunArgs> {
     let mut a = args.clone();
     if let Some(path) = &args.config {
         let c = crate::config::Config::load(path)?;
@@ -186,11 +229,7 @@ fn with_config(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<(Ru
         take!("http_token", a.http_token, c.http_token.map(Some));
         take!("http_insecure", a.http_insecure, c.http_insecure);
     }
-    let iface = a
-        .iface
-        .clone()
-        .ok_or_else(|| UsageError("no interface given (pass IFACE, or set interface in --config)".into()))?;
-    Ok((a, iface))
+    Ok(a)
 }
 
 pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
@@ -208,14 +247,6 @@ pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     let program =
         reflector_bpf::cbpf::program(&filter).context("the kernel filter does not fit in classic BPF")?;
     let (backend, why) = args.backend.resolve();
-    let xdp_only =
-        [(args.replace, "--replace"), (args.busy_poll, "--busy-poll"), (args.umem_size != 16, "--umem-size")];
-    if backend != BackendChoice::AfXdp
-        && args.backend != BackendChoice::Auto
-        && let Some((_, flag)) = xdp_only.iter().find(|(set, _)| *set)
-    {
-        return Err(UsageError(format!("{flag} applies to --backend af-xdp only")).into());
-    }
     #[cfg(target_os = "linux")]
     let (backend, why) = if backend == BackendChoice::AfXdp {
         let started = std::time::Instant::now();
@@ -418,7 +449,7 @@ fn reload(
     interval: &std::cell::Cell<Duration>,
     tui: bool,
 ) {
-    let say = |msg: String| eprintln!("reflector: SIGHUP: {msg}");
+    let say = |msg: String| eprintln!("reflector: SIGHUP: {}", crate::output::one_line(&msg));
     if running.config.is_none() {
         return say("nothing to reload (started without --config)".into());
     }
