@@ -198,7 +198,7 @@ impl Pacer {
 }
 
 /// What came back, tallied as reflections arrive.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tally {
     /// Probes sent.
     pub sent: u64,
@@ -208,11 +208,100 @@ pub struct Tally {
     pub duplicated: u64,
     /// Probes that came back after a later one.
     pub reordered: u64,
-    seen: Vec<u64>,
-    highest: Option<u32>,
-    rtts_ns: Vec<u64>,
+    /// Reflections of probes more than [`SEQ_WINDOW`] behind the newest one: too late to tell
+    /// a first arrival from a duplicate, so not counted as received.
+    pub too_late: u64,
+    window: SeqWindow,
+    /// Round trips in nanoseconds (3 significant digits, bounded memory), and the exact extremes.
+    rtts_ns: hdrhistogram::Histogram<u64>,
+    rtt_min_max_ns: Option<(u64, u64)>,
     jitter_ns: f64,
     last_transit_ns: Option<i64>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            sent: 0,
+            received: 0,
+            duplicated: 0,
+            reordered: 0,
+            too_late: 0,
+            window: SeqWindow::default(),
+            rtts_ns: hdrhistogram::Histogram::new(3).expect("3 significant digits is a valid precision"),
+            rtt_min_max_ns: None,
+            jitter_ns: 0.0,
+            last_transit_ns: None,
+        }
+    }
+}
+
+/// How many sequence numbers behind the newest one a reflection is still told apart from a
+/// duplicate (128 KiB of bits, whatever the run's length).
+pub const SEQ_WINDOW: u64 = 1 << 20;
+
+/// Which of the last [`SEQ_WINDOW`] sequence numbers have come back. Sequence numbers are 32
+/// bits on the wire and wrap; they are extended to 64 bits around the newest one seen
+/// (RFC 1982 serial number arithmetic), so a long run wraps without confusion.
+#[derive(Debug)]
+struct SeqWindow {
+    bits: Vec<u64>,
+    newest: Option<u64>,
+}
+
+impl Default for SeqWindow {
+    fn default() -> Self {
+        SeqWindow { bits: vec![0; (SEQ_WINDOW / 64) as usize], newest: None }
+    }
+}
+
+/// What [`SeqWindow::mark`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum Arrival {
+    /// First arrival; `late` when a later probe came first.
+    First {
+        late: bool,
+    },
+    Duplicate,
+    TooLate,
+}
+
+impl SeqWindow {
+    /// `seq` as the 64-bit sequence number nearest the newest one.
+    fn extend(&self, seq: u32) -> u64 {
+        let Some(newest) = self.newest else { return seq as u64 };
+        let delta = seq.wrapping_sub(newest as u32) as i32 as i64;
+        (newest as i64 + delta).max(0) as u64
+    }
+
+    fn mark(&mut self, seq: u32) -> Arrival {
+        let s = self.extend(seq);
+        let newest = self.newest.unwrap_or(s);
+        if s + SEQ_WINDOW <= newest {
+            return Arrival::TooLate;
+        }
+        if s > newest || self.newest.is_none() {
+            // Forget what slides out of the window: the slots of newest+1..=s.
+            if s - newest >= SEQ_WINDOW {
+                self.bits.fill(0);
+            } else {
+                for n in newest + 1..=s {
+                    self.clear(n);
+                }
+            }
+            self.newest = Some(s);
+        }
+        let (word, bit) = ((s % SEQ_WINDOW / 64) as usize, s % 64);
+        if self.bits[word] & (1 << bit) != 0 {
+            return Arrival::Duplicate;
+        }
+        self.bits[word] |= 1 << bit;
+        Arrival::First { late: s < newest }
+    }
+
+    fn clear(&mut self, n: u64) {
+        self.bits[(n % SEQ_WINDOW / 64) as usize] &= !(1 << (n % 64));
+    }
 }
 
 impl Tally {
@@ -225,22 +314,28 @@ impl Tally {
 
     /// Records the reflection of probe `seq`, sent at `sent_ns`, received at `received_ns`.
     pub fn record(&mut self, seq: u32, sent_ns: u64, received_ns: u64) {
-        let (word, bit) = (seq as usize / 64, seq % 64);
-        if self.seen.len() <= word {
-            self.seen.resize(word + 1, 0);
-        }
-        if self.seen[word] & (1 << bit) != 0 {
-            self.duplicated += 1;
-            return;
-        }
-        self.seen[word] |= 1 << bit;
-        self.received += 1;
-        match self.highest {
-            Some(h) if seq < h => self.reordered += 1,
-            _ => self.highest = Some(seq),
+        match self.window.mark(seq) {
+            Arrival::Duplicate => {
+                self.duplicated += 1;
+                return;
+            }
+            Arrival::TooLate => {
+                self.too_late += 1;
+                return;
+            }
+            Arrival::First { late } => {
+                self.received += 1;
+                self.reordered += late as u64;
+            }
         }
         let rtt = received_ns.saturating_sub(sent_ns);
-        self.rtts_ns.push(rtt);
+        // Values beyond the histogram's range grow it (auto-resize); a value it cannot hold
+        // at all (over 2^63) is only in min / max.
+        let _ = self.rtts_ns.record(rtt);
+        self.rtt_min_max_ns = Some(match self.rtt_min_max_ns {
+            None => (rtt, rtt),
+            Some((min, max)) => (min.min(rtt), max.max(rtt)),
+        });
         // RFC 3550 §6.4.1: J += (|D| - J) / 16, D the change in transit time between
         // consecutive arrivals (here the round trip, both ends on one clock).
         let transit = rtt as i64;
@@ -253,15 +348,16 @@ impl Tally {
 
     /// The summary so far.
     pub fn report(&self) -> Report {
-        let mut rtts = self.rtts_ns.clone();
-        rtts.sort_unstable();
+        let h = &self.rtts_ns;
+        // Nearest rank, as the histogram keeps it; a bucket stands for its middle value.
         let pct = |p: f64| -> Option<f64> {
-            if rtts.is_empty() {
-                return None;
-            }
-            // Nearest rank.
-            let rank = ((p / 100.0) * rtts.len() as f64).ceil().max(1.0) as usize;
-            Some(rtts[rank.min(rtts.len()) - 1] as f64 / 1000.0)
+            let (min, max) = self.rtt_min_max_ns?;
+            let v = match p {
+                0.0 => min,
+                100.0 => max,
+                _ => h.median_equivalent(h.value_at_quantile(p / 100.0)).clamp(min, max),
+            };
+            Some(v as f64 / 1000.0)
         };
         Report {
             sent: self.sent,
@@ -269,6 +365,7 @@ impl Tally {
             lost: self.sent.saturating_sub(self.received),
             duplicated: self.duplicated,
             reordered: self.reordered,
+            too_late: self.too_late,
             loss_pct: if self.sent == 0 {
                 0.0
             } else {
@@ -293,6 +390,8 @@ pub struct Report {
     pub duplicated: u64,
     /// Probes that arrived after a later one.
     pub reordered: u64,
+    /// Reflections too far behind the newest to be told from duplicates (not in `received`).
+    pub too_late: u64,
     /// `lost / sent` in percent.
     pub loss_pct: f64,
     /// Round trip min, p50, p90, p99, max in microseconds (`None` with nothing received).
@@ -312,6 +411,7 @@ impl Report {
         m.insert("lost".into(), json!(self.lost));
         m.insert("duplicated".into(), json!(self.duplicated));
         m.insert("reordered".into(), json!(self.reordered));
+        m.insert("too_late".into(), json!(self.too_late));
         m.insert("loss_pct".into(), json!((self.loss_pct * 1000.0).round() / 1000.0));
         m.insert(
             "rtt_us".into(),
@@ -326,13 +426,14 @@ impl Report {
     pub fn text(&self) -> String {
         let f = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.1}"));
         format!(
-            "sent {}, received {}, lost {} ({:.3}%), duplicated {}, reordered {}\nround trip (us): min {} p50 {} p90 {} p99 {} max {}; jitter {:.1} us",
+            "sent {}, received {}, lost {} ({:.3}%), duplicated {}, reordered {}{}\nround trip (us): min {} p50 {} p90 {} p99 {} max {}; jitter {:.1} us",
             self.sent,
             self.received,
             self.lost,
             self.loss_pct,
             self.duplicated,
             self.reordered,
+            if self.too_late > 0 { format!(", too late to judge {}", self.too_late) } else { String::new() },
             f(self.rtt_us[0]),
             f(self.rtt_us[1]),
             f(self.rtt_us[2]),
@@ -449,7 +550,12 @@ mod tests {
         let r = t.report();
         assert_eq!((r.sent, r.received, r.lost, r.duplicated, r.reordered), (6, 4, 2, 1, 1));
         assert!((r.loss_pct - 33.333).abs() < 0.01);
-        assert_eq!(r.rtt_us, [Some(100.0), Some(200.0), Some(300.0), Some(300.0), Some(300.0)]);
+        // Min and max exact; the percentiles within the histogram's 0.1%.
+        let want = [100.0, 200.0, 300.0, 300.0, 300.0];
+        for (got, want) in r.rtt_us.iter().zip(want) {
+            assert!((got.unwrap() - want).abs() <= want * 0.001, "{:?}", r.rtt_us);
+        }
+        assert_eq!((r.rtt_us[0], r.rtt_us[4]), (Some(100.0), Some(300.0)));
         // D = 200, 100, 0 us: J = 12.5, then 12.5 + (100 - 12.5)/16, then that - J/16.
         let j1 = 200.0 / 16.0;
         let j2 = j1 + (100.0 - j1) / 16.0;
@@ -457,5 +563,31 @@ mod tests {
         assert!((r.jitter_us - j3).abs() < 1e-6, "{}", r.jitter_us);
         let empty = Tally { sent: 3, ..Tally::default() }.report();
         assert_eq!((empty.lost, empty.loss_pct, empty.rtt_us[1]), (3, 100.0, None));
+    }
+
+    #[test]
+    fn tally_memory_is_bounded_and_sequence_numbers_wrap() {
+        let mut t = Tally::default();
+        // Ten million probes, through the 32-bit wrap, one duplicate and one reordering in the
+        // window at the end, one reflection far too late.
+        let start = u32::MAX - 5_000_000;
+        t.record(start, 0, 1_999);
+        let histogram_slots = t.rtts_ns.distinct_values();
+        for i in 1..10_000_000u32 {
+            let seq = start.wrapping_add(i);
+            t.record(seq, 0, 1_000 + (i % 1000) as u64);
+        }
+        let last = start.wrapping_add(9_999_999);
+        t.record(last, 0, 1_000); // duplicate of the newest
+        t.record(last.wrapping_sub(100), 0, 1_000); // duplicate inside the window
+        t.record(start, 0, 1_000); // ten million behind: too late to tell
+        t.record(last.wrapping_add(2), 0, 1_000);
+        t.record(last.wrapping_add(1), 0, 1_000); // reordered
+        assert_eq!((t.received, t.duplicated, t.too_late, t.reordered), (10_000_002, 2, 1, 1));
+        // The window and the histogram stay their size, whatever the run's length.
+        assert_eq!(t.window.bits.len(), (SEQ_WINDOW / 64) as usize);
+        assert_eq!(t.rtts_ns.distinct_values(), histogram_slots);
+        let r = t.report();
+        assert_eq!((r.rtt_us[0], r.rtt_us[4]), (Some(1.0), Some(1.999)));
     }
 }

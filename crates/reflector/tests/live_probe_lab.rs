@@ -70,6 +70,44 @@ fn probe_against_a_reflector_gets_every_probe_back() {
     drop(reflector.signal_and_wait("TERM"));
 }
 
+/// Resident memory of process `pid` in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process runs");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("a number")
+}
+
+#[test]
+fn probe_memory_stays_flat_at_full_rate() {
+    require_live!();
+    let pair = NetnsPair::new();
+    let reflector = pair.start_reflector(&["--stats", "json"]);
+    let mut child = Command::new("timeout")
+        .args(["30", "ip", "netns", "exec", &pair.tester_ns, BIN, "probe", "vb"])
+        .args(["--dst-mac", "02:00:00:00:00:01", "--rate", "0", "--duration", "7", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("probe runs");
+    let pid = common::child_of(child.id());
+    std::thread::sleep(Duration::from_secs(2));
+    let early = rss_kib(pid);
+    std::thread::sleep(Duration::from_millis(4500));
+    let late = rss_kib(pid);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let r = json(&out);
+    let received = r["received"].as_u64().unwrap();
+    // What keeping every round trip would have cost over the 4.5 s between the samples.
+    let per_probe_before = 8 * received * 45 / 70 / 1024;
+    assert!(received > 100_000, "too few probes to tell: {r}");
+    assert!(
+        late.saturating_sub(early) < 2048,
+        "RSS grew from {early} to {late} KiB over 4.5 s ({received} probes; a list of round trips would add {per_probe_before} KiB)"
+    );
+    drop(reflector.signal_and_wait("TERM"));
+}
+
 #[test]
 fn probe_against_nothing_reports_total_loss_and_exits_1() {
     require_live!();
