@@ -82,7 +82,7 @@ fn probe_memory_stays_flat_at_full_rate() {
     require_live!();
     let pair = NetnsPair::new();
     let reflector = pair.start_reflector(&["--stats", "json"]);
-    let mut child = Command::new("timeout")
+    let child = Command::new("timeout")
         .args(["30", "ip", "netns", "exec", &pair.tester_ns, BIN, "probe", "vb"])
         .args(["--dst-mac", "02:00:00:00:00:01", "--rate", "0", "--duration", "7", "--json"])
         .stdout(Stdio::piped())
