@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{BACKENDS, NetnsPair, kernel_view, receive_reflections, summary};
 use reflector_bpf::cbpf;
-use reflector_core::{Mode, Reject};
+use reflector_core::{MacAddr, Mode, Reject};
 use reflector_testkit::{Case, Frame, default_filter, golden, rejects};
 
 /// The golden cases a reflector started with `--custom-sig 2:ACME-TEST` reflects.
@@ -384,6 +384,66 @@ fn af_xdp_kill_9_under_load_leaves_no_program_and_ping_works() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(pair.tester_cmd(&["ping", "-c", "2", "-W", "2", "192.0.2.1"]), "ping failed after kill -9");
+}
+
+/// A counter of `ethtool -S DEV` in namespace `ns`.
+fn ethtool_stat(ns: &str, dev: &str, name: &str) -> u64 {
+    let out =
+        std::process::Command::new("ip").args(["netns", "exec", ns, "ethtool", "-S", dev]).output().unwrap();
+    assert!(out.status.success(), "ethtool -S {dev}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")).and_then(|v| v.parse().ok()))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// Offers `frame` as fast as one trafgen process can from the tester's side for `secs`.
+fn flood(pair: &NetnsPair, frame: &[u8], secs: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("frame.cfg");
+    let bytes: Vec<String> = frame.iter().map(|b| format!("0x{b:02x}")).collect();
+    std::fs::write(&cfg, format!("{{ {} }}\n", bytes.join(", "))).unwrap();
+    let status = std::process::Command::new("timeout")
+        .args([
+            "-s",
+            "INT",
+            &secs.to_string(),
+            "ip",
+            "netns",
+            "exec",
+            &pair.tester_ns,
+            "trafgen",
+            "--dev",
+            "vb",
+        ])
+        .args(["--conf", cfg.to_str().unwrap(), "--cpus", "1", "--num", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("trafgen runs (Debian: netsniff-ng)");
+    // timeout's SIGINT ends trafgen: exit 124 from timeout.
+    assert!(status.code() == Some(124) || status.success(), "trafgen: {status}");
+}
+
+#[test]
+fn af_xdp_rx_dropped_equals_the_interfaces_drops_under_overload() {
+    require_live!();
+    let pair = NetnsPair::for_backend("af-xdp");
+    // A 1 MiB UMEM (256 frames) cannot keep up with a flood: the kernel drops frames for want of
+    // a fill-ring buffer, and counts each drop once on the interface.
+    let reflector =
+        pair.start_reflector_on(Some("af-xdp"), &["--umem-size", "1", "--stats", "json", "--duration", "5"]);
+    let before = ethtool_stat(&pair.reflector_ns, "va", "rx_queue_0_drops");
+    // From a MAC the tester does not own, so its kernel drops the reflections at once.
+    let frame = Frame { src_mac: MacAddr([0x00, 0xc0, 0x17, 0x12, 0x34, 0x57]), ..Frame::ito_v4() }.bytes();
+    flood(&pair, &frame, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let dropped = ethtool_stat(&pair.reflector_ns, "va", "rx_queue_0_drops") - before;
+    let (status, lines) = reflector.wait();
+    assert!(status.success());
+    let summary = common::summary(&lines);
+    assert!(dropped > 0, "no drops to compare: {summary}");
+    assert_eq!(summary["rx_dropped"].as_u64(), Some(dropped), "{summary}");
 }
 
 #[test]
