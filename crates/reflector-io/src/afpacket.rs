@@ -342,6 +342,14 @@ impl Backend for AfPacket {
             }
             batch.received += 1;
             let snaplen = self.rx.read_u32(rx_slot, 8) as usize;
+            if (self.rx.read_u32(rx_slot, 4) as usize) > snaplen {
+                // tp_len over tp_snaplen: the frame did not fit the ring's slot (the MTU grew
+                // after the rings were sized). Never judged on a part: counted as invalid.
+                batch.rx_invalid += 1;
+                self.rx.status(rx_slot).store(TP_STATUS_KERNEL, Ordering::Release);
+                self.rx_head = (self.rx_head + 1) % self.rx.frames;
+                continue;
+            }
             let mac = self.rx.read_u16(rx_slot, 12) as usize;
             let vlan_tci = self.rx.read_u16(rx_slot, 24);
             let vlan_tpid = self.rx.read_u16(rx_slot, 26);

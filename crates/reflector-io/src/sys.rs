@@ -226,6 +226,11 @@ impl Drop for Mmap {
 }
 
 /// Waits until `fd` is readable or `timeout` passes; true when readable.
+///
+/// A socket error (POLLERR: for a packet socket, ENETDOWN when its interface goes down) is
+/// read and so cleared, and the call returns `false`: the error says nothing the worker must
+/// act on (the control loop watches the interface), and left pending it would make every
+/// later poll return at once, a worker spinning at 100% for as long as the link is down.
 pub fn poll_readable(fd: RawFd, timeout: Duration) -> SysResult<bool> {
     let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
@@ -234,6 +239,28 @@ pub fn poll_readable(fd: RawFd, timeout: Duration) -> SysResult<bool> {
     if n < 0 {
         let e = SysError::last("poll");
         return if e.errno() == Some(libc::EINTR) { Ok(false) } else { Err(e) };
+    }
+    if n > 0 && pfd.revents & libc::POLLERR != 0 && pfd.revents & libc::POLLIN == 0 {
+        let mut err: libc::c_int = 0;
+        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `err` is a live c_int of the size passed; SO_ERROR reads and clears the
+        // socket's pending error.
+        let ret = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut err as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        check(ret, "getsockopt(SO_ERROR)")?;
+        if err == 0 {
+            // POLLERR without a pending error (an error queue): wait out the timeout instead
+            // of returning at once again and again.
+            std::thread::sleep(timeout);
+        }
+        return Ok(false);
     }
     Ok(n > 0 && pfd.revents & libc::POLLIN != 0)
 }
@@ -245,7 +272,17 @@ pub fn kick_tx(fd: RawFd) -> SysResult<()> {
     if n < 0 {
         let e = SysError::last("send(TX ring)");
         // Nothing could be queued right now; the frames stay in the ring for the next kick.
-        if matches!(e.errno(), Some(libc::EAGAIN) | Some(libc::ENOBUFS) | Some(libc::EINTR)) {
+        // ENETDOWN / ENXIO: the interface is down (or its error from going down was still
+        // pending): the frames wait too, and count as TX errors if it stays down (the control
+        // loop says so, and ends the run if the interface is deleted).
+        if matches!(
+            e.errno(),
+            Some(libc::EAGAIN)
+                | Some(libc::ENOBUFS)
+                | Some(libc::EINTR)
+                | Some(libc::ENETDOWN)
+                | Some(libc::ENXIO)
+        ) {
             return Ok(());
         }
         return Err(e);

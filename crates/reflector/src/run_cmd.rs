@@ -636,11 +636,17 @@ fn serve<B: Backend>(
     let end = args.duration.map(|d| started + d);
     // Every interval: the rates of that interval for the API and UI, and a stats line. And,
     // after SIGHUP, the configuration read again.
+    let mut link = LinkWatch::new(iface_name, iface);
+    let link_error: std::cell::RefCell<Option<anyhow::Error>> = Default::default();
     let mut tick = || {
         if hup.swap(false, Ordering::Relaxed) {
             reload(args, &chosen, &cell, iface.mac, &format, &interval, tui);
         }
         let now = Instant::now();
+        if let Err(e) = link.check(now) {
+            link_error.borrow_mut().get_or_insert(e);
+            stop.store(true, Ordering::Relaxed);
+        }
         if now >= next_stats {
             let totals = ctl.totals();
             let rates = Rates::over(&totals.delta(&last.1), now - last.0);
@@ -681,7 +687,14 @@ fn serve<B: Backend>(
     }
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed); // ends the HTTP thread too
-    let workers = runtime.stop().context("a worker failed")?;
+    let workers = match runtime.stop() {
+        Ok(workers) => workers,
+        // A worker that failed because its interface went away: say that.
+        Err(e) => {
+            let gone = link_error.take().or_else(|| link.check(Instant::now() + LinkWatch::EVERY).err());
+            return Err(gone.unwrap_or_else(|| anyhow::Error::new(e).context("a worker failed")));
+        }
+    };
     if let Some((t, _)) = http_thread {
         let _ = t.join();
     }
@@ -690,7 +703,7 @@ fn serve<B: Backend>(
     }
     let cpu = reflector_io::os::process_cpu_time().ok();
     let kernel = ctl.kernel_counters();
-    Ok(crate::output::line(stats::summary(
+    crate::output::line(stats::summary(
         format.get(),
         &ctx,
         elapsed,
@@ -698,5 +711,68 @@ fn serve<B: Backend>(
         (kernel != Counters::default()).then_some(&kernel),
         ctl.dwell().as_ref(),
         cpu,
-    ))?)
+    ))?;
+    link_error.take().map_or(Ok(()), Err)
+}
+
+/// The interface as the control loop watches it: a change of link state or MTU is said on
+/// stderr; its deletion ends the run (exit code 1), since no data path survives it.
+struct LinkWatch<'a> {
+    name: &'a str,
+    index: u32,
+    running: bool,
+    mtu: u32,
+    started_mtu: u32,
+    next: Instant,
+}
+
+impl<'a> LinkWatch<'a> {
+    /// How often the interface is looked at (a few ioctls).
+    const EVERY: Duration = Duration::from_millis(200);
+
+    fn new(name: &'a str, iface: &IfaceInfo) -> Self {
+        LinkWatch {
+            name,
+            index: iface.index,
+            running: iface.running,
+            mtu: iface.mtu,
+            started_mtu: iface.mtu,
+            next: Instant::now(),
+        }
+    }
+
+    fn check(&mut self, now: Instant) -> anyhow::Result<()> {
+        if now < self.next {
+            return Ok(());
+        }
+        self.next = now + Self::EVERY;
+        let name = self.name;
+        let info = match iface_info(name) {
+            Err(IfaceError::NotFound(_)) => anyhow::bail!("interface {name} was deleted"),
+            // Looked up again at the next check.
+            Err(_) => return Ok(()),
+            Ok(info) if info.index != self.index => {
+                anyhow::bail!("interface {name} was deleted (another interface now has its name)")
+            }
+            Ok(info) => info,
+        };
+        if info.running != self.running {
+            self.running = info.running;
+            let state = if info.running { "up again: reflecting" } else { "down (no carrier): waiting" };
+            eprintln!("reflector: {name}: link {state}");
+        }
+        if info.mtu != self.mtu {
+            self.mtu = info.mtu;
+            let note = if info.mtu > self.started_mtu {
+                format!(
+                    "; the data path was sized for MTU {} at start: longer frames are counted (af-packet: rx_invalid, af-xdp: rx_dropped), not reflected, until a restart",
+                    self.started_mtu
+                )
+            } else {
+                String::new()
+            };
+            eprintln!("reflector: {name}: MTU now {}{note}", info.mtu);
+        }
+        Ok(())
+    }
 }
