@@ -9,6 +9,8 @@ pub mod backend;
 #[cfg(unix)]
 pub mod bsdbpf;
 pub mod capture;
+#[cfg(target_os = "linux")]
+pub mod claim;
 pub mod error;
 #[cfg(unix)]
 pub mod iface;

@@ -238,6 +238,9 @@ pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     let (args, iface_name) = with_config(args, matches)?;
     let args = &args;
     let iface = usable_interface(&iface_name)?;
+    // One reflector per interface, whatever the data paths: held until this returns.
+    #[cfg(target_os = "linux")]
+    let _claim = reflector_io::claim::claim(iface.index, &iface_name)?;
     let local_ips = interface_addresses(&iface_name)?;
     let filter = Arc::new(
         args.filter

@@ -447,26 +447,30 @@ fn af_xdp_rx_dropped_equals_the_interfaces_drops_under_overload() {
 }
 
 #[test]
-fn a_second_af_xdp_reflector_on_the_interface_is_refused() {
+fn a_second_reflector_on_the_interface_is_refused_whatever_the_backends() {
     require_live!();
     let pair = NetnsPair::for_backend("af-xdp");
-    let first = pair.start_reflector_on(Some("af-xdp"), &[]);
-    let out = pair.run_reflector_cmd(&[], &["run", "va", "--backend", "af-xdp"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("another XDP program (id ") && err.contains("--replace"), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    // `auto` falls back to af-packet beside it and says why.
-    let second = pair.start_reflector(&["--duration", "1"]);
-    assert!(
-        second.start_line.starts_with("reflector: af-packet on va")
-            && second.start_line.contains("because af-xdp failed"),
-        "{}",
-        second.start_line
-    );
-    let (status, _) = second.wait();
-    assert!(status.success());
-    drop(first.signal_and_wait("TERM"));
+    for first_backend in BACKENDS {
+        let first = pair.start_reflector_on(Some(first_backend), &[]);
+        let pid = common::child_of(first.pid());
+        for second in [&["--backend", "af-xdp"][..], &["--backend", "af-packet"], &[], &["--replace"]] {
+            let mut args = vec!["run", "va"];
+            args.extend_from_slice(second);
+            let out = pair.run_reflector_cmd(&[], &args);
+            let err = String::from_utf8_lossy(&out.stderr);
+            let what = format!("{first_backend} first, then {second:?}");
+            assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "{what}: {err}");
+            assert!(
+                err.contains(&format!("another reflector (pid {pid}) already serves va")),
+                "{what}: {err}"
+            );
+        }
+        drop(first.signal_and_wait("TERM"));
+    }
+    // The first one gone, the interface is free again.
+    let again = pair.start_reflector(&["--duration", "0.5"]);
+    assert!(again.wait().0.success());
 
     // Without the privileges BPF needs, the message names them.
     let unprivileged = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"];
@@ -479,6 +483,15 @@ fn a_second_af_xdp_reflector_on_the_interface_is_refused() {
 #[test]
 fn another_tools_xdp_program_is_kept_unless_replace_is_given() {
     require_live!();
+    use reflector_io::xdp::bpf;
+    for mode in [bpf::XDP_FLAGS_DRV_MODE, bpf::XDP_FLAGS_SKB_MODE] {
+        replace_another_tools_program(mode);
+    }
+}
+
+/// Another tool's program attached in `mode` (native or generic) is refused without
+/// `--replace`, and removed with it.
+fn replace_another_tools_program(mode: u32) {
     use reflector_bpf::ebpf::{Asm, R0};
     use reflector_io::xdp::{bpf, netlink};
     let pair = NetnsPair::for_backend("af-xdp");
@@ -490,7 +503,7 @@ fn another_tools_xdp_program_is_kept_unless_replace_is_given() {
         a.exit();
         let prog = bpf::prog_load(&a.finish().unwrap(), "other_tool").expect("load");
         let index = reflector_io::sys::iface_info("va").expect("va").index;
-        netlink::attach(index, &prog, bpf::XDP_FLAGS_DRV_MODE).expect("attach through netlink");
+        netlink::attach(index, &prog, mode).expect("attach through netlink");
         (index, netlink::attached_prog_id(index).unwrap().expect("attached"))
     });
     let attached_id = || NetnsPair::in_ns(&pair.reflector_ns, || netlink::attached_prog_id(index).unwrap());

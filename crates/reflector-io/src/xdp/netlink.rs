@@ -115,9 +115,19 @@ pub fn attached_prog_id(ifindex: u32) -> SysResult<Option<u32>> {
     Ok(None)
 }
 
-/// Detaches the XDP program that was attached to `ifindex` through netlink.
+/// Detaches the XDP program that was attached to `ifindex` through netlink, in native or in
+/// generic mode (a request without a mode flag addresses only the driver's mode, so a generic
+/// program would stay). Detaching a mode with no program is not an error.
 pub fn detach(ifindex: u32) -> SysResult<()> {
-    set_xdp(ifindex, -1, 0, "netlink RTM_SETLINK (detach XDP)")
+    use super::bpf::{XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+    let native = set_xdp(ifindex, -1, XDP_FLAGS_DRV_MODE, "netlink RTM_SETLINK (detach native XDP)");
+    // A driver without native XDP refuses the native request: only generic can be there.
+    if let Err(e) = &native
+        && e.errno() != Some(libc::EOPNOTSUPP)
+    {
+        return native;
+    }
+    set_xdp(ifindex, -1, XDP_FLAGS_SKB_MODE, "netlink RTM_SETLINK (detach generic XDP)")
 }
 
 /// Attaches `prog` to `ifindex` through netlink with `flags` (`XDP_FLAGS_*`). Unlike a
