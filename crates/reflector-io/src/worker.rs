@@ -160,20 +160,36 @@ fn work<B: Backend>(
     let mut histogram = Dwell::default();
     let mut generation = cell.generation();
     let mut filter = cell.get();
+    let mut pending_kernel_update = false;
     while !stop.load(Ordering::Relaxed) {
         if cell.generation() != generation {
             generation = cell.generation();
             filter = cell.get();
+            pending_kernel_update = true;
+        }
+        if pending_kernel_update {
+            pending_kernel_update = false;
             backend.update_filter(&filter)?;
         }
         // With dwell times on: the clock is read when the batch's first frame is handed over
         // (so time spent waiting for it does not count) and once more after the batch was
         // queued for transmission; every frame reflected in the batch gets that interval.
         let mut first_frame: Option<std::time::Instant> = None;
+        let mut first = true;
         let reflected_before = counters.reflected_packets;
         let batch = backend.process(IDLE_WAIT, |frame| {
-            if dwell.is_some() && first_frame.is_none() {
-                first_frame = Some(std::time::Instant::now());
+            if first {
+                first = false;
+                // A filter that came while the backend waited for this batch applies to it
+                // already (the kernel side follows after the batch).
+                if cell.generation() != generation {
+                    generation = cell.generation();
+                    filter = cell.get();
+                    pending_kernel_update = true;
+                }
+                if dwell.is_some() {
+                    first_frame = Some(std::time::Instant::now());
+                }
             }
             let verdict = filter.process(frame);
             counters.record(frame.len(), &verdict);

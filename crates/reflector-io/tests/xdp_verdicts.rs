@@ -129,6 +129,12 @@ fn a_broken_program_reports_the_verifier_log() {
     a.exit();
     let err = bpf::prog_load(&a.finish().unwrap(), "broken").unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("verifier log"), "{text}");
+    // One line naming the failure and the file with the whole log.
+    assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.contains("invalid access to packet"), "{text}");
+    let bpf::LoadError::Verifier { saved_to: Some(path), .. } = &err else { panic!("{err:?}") };
+    assert!(text.ends_with(&format!("full verifier log: {}", path.display())), "{text}");
+    let log = std::fs::read_to_string(path).unwrap();
+    assert!(log.contains("invalid access to packet") && log.lines().count() > 1, "{log}");
+    std::fs::remove_file(path).unwrap();
 }

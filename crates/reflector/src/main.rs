@@ -95,6 +95,11 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Before anything else: a SIGHUP during a run's start-up is taken up once it is ready.
+    #[cfg(unix)]
+    if std::env::args_os().nth(1).is_some_and(|a| a == "run") {
+        run_cmd::defer_sighup();
+    }
     let parsed = Cli::command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
     let (cli, matches) = match parsed {
         Ok(parsed) => parsed,

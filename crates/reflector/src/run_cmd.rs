@@ -232,7 +232,48 @@ fn apply_config(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<Ru
     Ok(a)
 }
 
+/// The run's signal flags. The handlers are installed before anything else, so a signal
+/// during start-up is never fatal: SIGINT / SIGTERM end the run as soon as it is ready (with a
+/// summary), and a SIGHUP is taken up then (the configuration read again).
+struct Signals {
+    stop: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
+}
+
+/// The SIGHUP flag, registered by [`defer_sighup`] before the command line is parsed.
+static EARLY_HUP: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+
+/// Called first thing in `main` for `run`: from here on a SIGHUP only sets a flag (its default
+/// action would end the process, exit code 129, before the run has even started).
+pub fn defer_sighup() {
+    let flag = Arc::new(AtomicBool::new(false));
+    if signal_hook::flag::register(signal_hook::consts::SIGHUP, flag.clone()).is_ok() {
+        let _ = EARLY_HUP.set(flag);
+    }
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        let hup = match EARLY_HUP.get() {
+            Some(flag) => flag.clone(),
+            None => {
+                let flag = Arc::new(AtomicBool::new(false));
+                signal_hook::flag::register(signal_hook::consts::SIGHUP, flag.clone())
+                    .context("cannot install signal handlers")?;
+                flag
+            }
+        };
+        let signals = Signals { stop: Arc::default(), hup };
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, signals.stop.clone())
+                .context("cannot install signal handlers")?;
+        }
+        Ok(signals)
+    }
+}
+
 pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    let signals = Signals::install()?;
     let original = args;
     let reload = || with_config(original, matches).map(|(a, _)| a);
     let (args, iface_name) = with_config(args, matches)?;
@@ -274,6 +315,7 @@ pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
                         kernel_rejects: Some(rejects),
                         kernel_update: Some(&update),
                         reload: &reload,
+                        signals: &signals,
                     },
                 );
                 drop(attachment); // detaches the program (it would go with the process anyway)
@@ -327,6 +369,7 @@ pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
                     kernel_rejects: None,
                     kernel_update: None,
                     reload: &reload,
+                    signals: &signals,
                 },
             )
         }
@@ -357,6 +400,7 @@ pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
                     kernel_rejects: None,
                     kernel_update: None,
                     reload: &reload,
+                    signals: &signals,
                 },
             )
         }
@@ -438,6 +482,8 @@ struct Chosen<'a> {
     kernel_update: Option<&'a KernelUpdate<'a>>,
     /// Re-reads the configuration (SIGHUP): the arguments as they would be now.
     reload: &'a dyn Fn() -> anyhow::Result<RunArgs>,
+    /// The run's signal flags.
+    signals: &'a Signals,
 }
 
 /// SIGHUP: reads the configuration again and applies what can change while running (the
@@ -460,6 +506,11 @@ fn reload(
         Ok(new) => new,
         Err(e) => return say(format!("{e:#}; keeping the running configuration")),
     };
+    // Said first, so that a reload that changes nothing is seen to have happened; what changed
+    // follows on lines of its own.
+    if let Some(path) = &running.config {
+        say(format!("{} read again", path.display()));
+    }
     let fixed = [
         ("interface", new.iface != running.iface),
         ("backend", new.backend != running.backend),
@@ -531,10 +582,7 @@ fn serve<B: Backend>(
     let (backend_name, why, details) = (chosen.name, chosen.why, chosen.details);
     let (_quiet, quiet_note) = hold_test_port(filter.port());
 
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone()).context("cannot install signal handlers")?;
-    }
+    let stop = chosen.signals.stop.clone();
     let http = args.http.map(|addr| HttpConfig {
         addr,
         token: args.http_token.clone(),
@@ -630,9 +678,7 @@ fn serve<B: Backend>(
     if let (false, Some(h)) = (tui, stats::header(format.get())) {
         write_line(h.to_string());
     }
-    let hup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
-        .context("cannot install signal handlers")?;
+    let hup = &chosen.signals.hup;
     let started = Instant::now();
     let mut last = (started, ctl.totals());
     let mut next_stats = started + args.stats_interval;

@@ -147,14 +147,19 @@ fn name16(name: &str) -> [u8; 16] {
 /// Why a program did not load.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    /// The verifier said no; its log says why.
-    #[error("the kernel rejected the XDP program ({source}); verifier log:\n{log}")]
+    /// The verifier said no; its log says why. One line: the log's line that names the
+    /// failure, and where the whole log was written.
+    #[error("the kernel's verifier rejected the XDP program ({source}): {reason}; full verifier log: {}", match saved_to { Some(p) => p.display().to_string(), None => "not saved".into() })]
     Verifier {
         /// The error the load returned.
         #[source]
         source: std::io::Error,
-        /// The verifier's log.
+        /// The line of the log that names what failed.
+        reason: String,
+        /// The verifier's log (its last lines when it is long).
         log: String,
+        /// The file the whole log was written to.
+        saved_to: Option<std::path::PathBuf>,
     },
     /// Not allowed.
     #[error(
@@ -202,7 +207,17 @@ pub fn prog_load(insns: &[Insn], name: &str) -> Result<OwnedFd, LoadError> {
         (ret, std::io::Error::last_os_error())
     };
     let mut log = Vec::new();
-    let (ret, err) = attempt(&mut log, 0);
+    // EAGAIN and EINTR are passing (a signal, or memory the kernel could not get at once):
+    // try again a few times before calling it a failure.
+    let mut tries = 0;
+    let (ret, err) = loop {
+        let (ret, err) = attempt(&mut log, 0);
+        tries += 1;
+        if ret >= 0 || !matches!(err.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR)) || tries == 8 {
+            break (ret, err);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(tries));
+    };
     if ret >= 0 {
         // SAFETY: the kernel returned a new program fd.
         return Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) });
@@ -216,10 +231,27 @@ pub fn prog_load(insns: &[Insn], name: &str) -> Result<OwnedFd, LoadError> {
     let (_, err2) = attempt(&mut log, 1);
     let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
     let text = String::from_utf8_lossy(&log[..end]);
-    // The last lines say what failed; the whole log can be megabytes.
+    // The last lines say what failed; the whole log can be megabytes, so it goes to a file.
     let tail: Vec<&str> = text.lines().rev().take(30).collect();
+    // The verifier's own words: its last "invalid ..." line, else its last line before the
+    // summary ("processed N insns ...").
+    let said =
+        |l: &&&str| !l.is_empty() && !l.starts_with("processed ") && !l.starts_with("verification time");
+    let reason = tail
+        .iter()
+        .take(5)
+        .find(|l| l.starts_with("invalid "))
+        .or_else(|| tail.iter().find(said))
+        .map_or("no reason in the log".to_string(), |l| l.trim().to_string());
     let log = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
-    Err(LoadError::Verifier { source: if err2.raw_os_error().is_some() { err2 } else { err }, log })
+    let saved_to = std::env::temp_dir().join(format!("reflector-verifier-{}.log", std::process::id()));
+    let saved_to = std::fs::write(&saved_to, text.as_bytes()).ok().map(|()| saved_to);
+    Err(LoadError::Verifier {
+        source: if err2.raw_os_error().is_some() { err2 } else { err },
+        reason,
+        log,
+        saved_to,
+    })
 }
 
 /// Runs `prog` once over `frame` (`BPF_PROG_TEST_RUN`) and returns its action.
