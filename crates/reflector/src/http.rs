@@ -1,27 +1,52 @@
-//! The HTTP server: a REST API under `/api/v1/` (docs/openapi.yaml) and Prometheus metrics at
-//! `/metrics` (OpenMetrics text). It reads only the control plane's view, so it cannot stall
-//! a worker.
+//! The HTTP server: a REST API under `/api/v1/` (docs/openapi.yaml), Prometheus metrics at
+//! `/metrics` (OpenMetrics text) and the dashboard page at `/`. It reads only the control
+//! plane's view, so it cannot stall a worker.
 //!
-//! Access: it binds to loopback unless told otherwise; any other address needs a token
-//! (`Authorization: Bearer TOKEN`, compared in constant time), which then guards every
-//! endpoint, or an explicit `--http-insecure`. Counter reset, the one mutating endpoint, needs
-//! the token whenever one is set, and without one is allowed on loopback only.
+//! hyper (HTTP/1.1) on a single-threaded tokio runtime in a thread of its own. Every connection
+//! is a task of its own, so a slow or stuck client holds its connection and nothing else. What
+//! one client may cost is bounded before any request is looked at: the request line and
+//! headers ([`MAX_HEAD`]), the time to send them ([`HEADER_TIMEOUT`]), the time a connection
+//! may go without reading or writing a byte ([`IDLE_TIMEOUT`]), and the number of connections
+//! ([`MAX_CONNECTIONS`]; past it a short 503). Request bodies are never read.
+//!
+//! Access (the README's table says the same):
+//! - `GET /` (the dashboard page, which holds no data) is served to anyone who can connect.
+//! - With a token (`Authorization: Bearer TOKEN`, compared in constant time): on a non-loopback
+//!   address every other request needs it; on loopback the reads are open and the reset needs it.
+//! - Without a token, on loopback: reads are open; the reset needs a same-origin proof (no
+//!   `Origin` from another site, no cross-site `Sec-Fetch-Site`), so a web page cannot reset it.
+//! - Without a token, elsewhere (`--http-insecure`): reads are open, the reset is refused.
+//! - On a loopback address, a `Host` other than a loopback address or `localhost` is refused
+//!   (DNS rebinding).
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
 use reflector_core::{Counters, Reject, Signature};
 use serde_json::{Value, json};
-use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::UsageError;
 use crate::control::Control;
 
-/// The web dashboard (web/dashboard.html), built into the binary.
-const DASHBOARD: &str = include_str!("../../../web/dashboard.html");
+/// Connections served at once; one more gets a 503 and is closed.
+const MAX_CONNECTIONS: usize = 64;
+/// Bytes of request line and headers a connection may send before its request is answered
+/// (hyper's read buffer; past it, 431 and the connection is closed).
+const MAX_HEAD: usize = 16 * 1024;
+/// Time a client has to send a request's line and headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a connection may go without a byte read or written (an idle keep-alive connection, or
+/// a client that sends requests and never reads the answers).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where and how to serve.
 #[derive(Debug, Clone)]
@@ -35,7 +60,8 @@ pub struct HttpConfig {
 }
 
 impl HttpConfig {
-    /// Refuses a non-loopback address without a token or `insecure`.
+    /// Refuses a non-loopback address without a token or `insecure`, and a token that no
+    /// header could carry.
     pub fn check(&self) -> Result<(), UsageError> {
         if !self.addr.ip().is_loopback() && self.token.is_none() && !self.insecure {
             return Err(UsageError(format!(
@@ -57,6 +83,9 @@ impl HttpConfig {
     }
 }
 
+/// The web dashboard (web/dashboard.html), built into the binary.
+const DASHBOARD: &str = include_str!("../../../web/dashboard.html");
+
 /// Equal without an early exit, so the time taken does not say how much of a guess was right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = (a.len() ^ b.len()) as u8 | ((a.len() ^ b.len()) >> 8) as u8;
@@ -66,10 +95,21 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-fn json_response(status: u16, body: &Value) -> Response<std::io::Cursor<Vec<u8>>> {
-    Response::from_string(body.to_string())
-        .with_status_code(status)
-        .with_header(Header::from_bytes("Content-Type", "application/json").expect("valid header"))
+type Body = Full<Bytes>;
+
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+    respond(status, "application/json", body.to_string())
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Body> {
+    json_response(status, &json!({ "error": message }))
 }
 
 fn status_json(ctl: &Control) -> Value {
@@ -188,77 +228,241 @@ pub fn metrics(ctl: &Control) -> String {
     out
 }
 
-fn handle(req: Request, ctl: &Control, config: &HttpConfig) {
-    let authorized = config.token.as_deref().map(|token| {
-        req.headers().iter().any(|h| {
-            h.field.equiv("Authorization")
-                && h.value
-                    .as_str()
-                    .strip_prefix("Bearer ")
+/// What a request is allowed, by its token and where it comes from.
+struct Access<'a> {
+    config: &'a HttpConfig,
+    /// `Some(true)` with the right token, `Some(false)` with none or a wrong one, `None` when
+    /// no token is set.
+    authorized: Option<bool>,
+    loopback: bool,
+}
+
+impl<'a> Access<'a> {
+    fn of(req: &Request<Incoming>, config: &'a HttpConfig) -> Self {
+        let authorized = config.token.as_deref().map(|token| {
+            req.headers().get_all(header::AUTHORIZATION).iter().any(|v| {
+                v.to_str()
+                    .ok()
+                    .and_then(|v| v.strip_prefix("Bearer "))
                     .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
-        })
-    });
-    let path = req.url().split('?').next().unwrap_or("").to_string();
-    let loopback = config.addr.ip().is_loopback();
-    // With a token on a non-loopback address, everything needs it.
-    if authorized == Some(false) && !loopback {
-        let _ = req.respond(json_response(401, &json!({"error": "missing or wrong bearer token"})));
-        return;
+            })
+        });
+        Access { config, authorized, loopback: config.addr.ip().is_loopback() }
     }
-    // The dashboard page holds no data (its script fetches the API with the token), so it is
-    // served to anyone who can reach the server.
-    if req.method() == &Method::Get && (path == "/" || path == "/index.html") {
-        let page = Response::from_string(DASHBOARD).with_header(
-            Header::from_bytes("Content-Type", "text/html; charset=utf-8").expect("valid header"),
-        );
-        let _ = req.respond(page);
-        return;
+
+    /// The reads: open, except with a token on a non-loopback address.
+    fn may_read(&self) -> bool {
+        self.authorized != Some(false) || self.loopback
     }
-    let response = match (req.method(), path.as_str()) {
-        (Method::Get, "/api/v1/status") => json_response(200, &status_json(ctl)),
-        (Method::Get, "/api/v1/stats") => json_response(200, &stats_json(ctl)),
-        (Method::Get, "/api/v1/workers") => json_response(200, &workers_json(ctl)),
-        (Method::Get, "/api/v1/config") => json_response(200, &config_json(ctl)),
-        (Method::Post, "/api/v1/counters/reset") => match authorized {
-            Some(false) => json_response(401, &json!({"error": "missing or wrong bearer token"})),
-            None if !loopback => {
-                json_response(403, &json!({"error": "set --http-token to reset counters over the network"}))
+
+    /// The counter reset: the token when one is set; else loopback and the same origin.
+    fn may_reset(&self, req: &Request<Incoming>) -> Result<(), Response<Body>> {
+        match self.authorized {
+            Some(true) => Ok(()),
+            Some(false) => Err(error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")),
+            None if !self.loopback => {
+                Err(error(StatusCode::FORBIDDEN, "set --http-token to reset counters over the network"))
             }
-            _ => {
-                ctl.reset();
-                json_response(200, &json!({"reset": true}))
-            }
-        },
-        (Method::Get, "/metrics") => Response::from_string(metrics(ctl)).with_header(
-            Header::from_bytes("Content-Type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
-                .expect("valid header"),
-        ),
-        (
-            _,
-            "/api/v1/status"
+            None if !same_origin(req, self.config) => Err(error(
+                StatusCode::FORBIDDEN,
+                "cross-origin request refused (set --http-token to reset from other origins)",
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A request that a browser sent on behalf of a page of ours, or that no browser sent at all
+/// (curl has no `Origin` and no `Sec-Fetch-Site`). Browsers send `Origin` with every POST and
+/// `Sec-Fetch-Site` with every request, so a page elsewhere cannot pass for us.
+fn same_origin(req: &Request<Incoming>, config: &HttpConfig) -> bool {
+    let value = |name| req.headers().get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
+    if let Some(site) = value(header::HeaderName::from_static("sec-fetch-site"))
+        && !matches!(site, "same-origin" | "none")
+    {
+        return false;
+    }
+    match value(header::ORIGIN) {
+        None => true,
+        Some(origin) => {
+            let host = value(header::HOST).unwrap_or_default();
+            origin.strip_prefix("http://").is_some_and(|o| o == host && host_is_ours(host, config))
+        }
+    }
+}
+
+/// On a loopback bind, the `Host` a request names must be a loopback address or `localhost`:
+/// a page of another site whose name was made to resolve to 127.0.0.1 (DNS rebinding) sends
+/// its own name. Elsewhere, any (the token guards those binds). A request without `Host`
+/// (HTTP/1.0) came from no browser.
+fn host_is_ours(host: &str, config: &HttpConfig) -> bool {
+    if !config.addr.ip().is_loopback() {
+        return true;
+    }
+    // Strip a port: "[::1]:9180", "127.0.0.1:9180", "localhost:9180", "localhost".
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host
+            .rsplit_once(':')
+            .map_or(host, |(n, port)| if port.bytes().all(|b| b.is_ascii_digit()) { n } else { host }),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+const METRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn handle(req: &Request<Incoming>, ctl: &Control, config: &HttpConfig) -> Response<Body> {
+    if let Some(host) = req.headers().get(header::HOST)
+        && !host.to_str().is_ok_and(|h| host_is_ours(h, config))
+    {
+        return error(StatusCode::FORBIDDEN, "this server answers to a loopback address or localhost only");
+    }
+    let access = Access::of(req, config);
+    // HEAD is GET without the body (hyper leaves the body out).
+    let read = matches!(*req.method(), Method::GET | Method::HEAD);
+    let path = req.uri().path();
+    // The dashboard page holds no data (its script fetches the API with the token from the
+    // URL's fragment), so it is served to anyone who can reach the server.
+    if read && (path == "/" || path == "/index.html") {
+        return respond(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD);
+    }
+    let known = matches!(
+        path,
+        "/api/v1/status"
             | "/api/v1/stats"
             | "/api/v1/workers"
             | "/api/v1/config"
             | "/api/v1/counters/reset"
-            | "/metrics",
-        ) => json_response(405, &json!({"error": "method not allowed"})),
-        _ => json_response(404, &json!({"error": "not found"})),
-    };
-    let _ = req.respond(response);
+            | "/metrics"
+    );
+    if !known {
+        return error(StatusCode::NOT_FOUND, "not found");
+    }
+    if !access.may_read() {
+        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    }
+    match (req.method(), path) {
+        (_, "/api/v1/status") if read => json_response(StatusCode::OK, &status_json(ctl)),
+        (_, "/api/v1/stats") if read => json_response(StatusCode::OK, &stats_json(ctl)),
+        (_, "/api/v1/workers") if read => json_response(StatusCode::OK, &workers_json(ctl)),
+        (_, "/api/v1/config") if read => json_response(StatusCode::OK, &config_json(ctl)),
+        (_, "/metrics") if read => respond(StatusCode::OK, METRICS_TYPE, metrics(ctl)),
+        (&Method::POST, "/api/v1/counters/reset") => match access.may_reset(req) {
+            Ok(()) => {
+                ctl.reset();
+                json_response(StatusCode::OK, &json!({"reset": true}))
+            }
+            Err(refused) => refused,
+        },
+        (_, "/api/v1/counters/reset") => {
+            allow(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"), "POST")
+        }
+        _ => allow(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"), "GET, HEAD"),
+    }
 }
 
-/// Serves until `stop` is set. Errors binding are returned before anything starts.
+fn allow(mut r: Response<Body>, methods: &'static str) -> Response<Body> {
+    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(methods));
+    r
+}
+
+/// Binds `config.addr` (errors are returned before anything starts), then serves from a thread
+/// of its own until `stop` is set.
 pub fn start(config: HttpConfig, ctl: Arc<Control>, stop: Arc<AtomicBool>) -> anyhow::Result<JoinHandle<()>> {
     config.check()?;
-    let server = Server::http(config.addr)
+    let listener = std::net::TcpListener::bind(config.addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| anyhow::anyhow!("cannot serve HTTP on {}: {e}", config.addr))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the HTTP runtime: {e}"))?;
     Ok(std::thread::Builder::new().name("reflector-http".into()).spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            if let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(100)) {
-                handle(req, &ctl, &config);
+        runtime.block_on(serve(listener, Arc::new(config), ctl, stop));
+    })?)
+}
+
+/// The accept loop: each connection a task, at most [`MAX_CONNECTIONS`] of them.
+async fn serve(
+    listener: std::net::TcpListener,
+    config: Arc<HttpConfig>,
+    ctl: Arc<Control>,
+    stop: Arc<AtomicBool>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => return eprintln!("reflector: HTTP stopped: {e}"),
+    };
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut check_stop = tokio::time::interval(Duration::from_millis(100));
+    while !stop.load(Ordering::Relaxed) {
+        tokio::select! {
+            _ = check_stop.tick() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS => {
+                    tokio::spawn(refuse(stream));
+                }
+                Ok((stream, _)) => {
+                    let slot = Slot::take(&open);
+                    let (config, ctl) = (config.clone(), ctl.clone());
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        connection(stream, config, ctl).await;
+                    });
+                }
+                // Out of file descriptors (EMFILE, ENFILE) or memory: the connection waits in
+                // the backlog. Try again shortly, when connections have closed, instead of
+                // spinning on the error or giving up.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
-    })?)
+    }
+}
+
+/// One of the [`MAX_CONNECTIONS`] places, given back when the connection ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(open: &Arc<AtomicUsize>) -> Slot {
+        open.fetch_add(1, Ordering::Relaxed);
+        Slot(open.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Past the connection cap: a short 503, then the connection is closed.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = r#"{"error":"too many connections; try again shortly"}"#;
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
+}
+
+/// Serves one connection with the bounds of the module's documentation.
+async fn connection(stream: tokio::net::TcpStream, config: Arc<HttpConfig>, ctl: Arc<Control>) {
+    let mut timed = tokio_io_timeout::TimeoutStream::new(stream);
+    timed.set_read_timeout(Some(IDLE_TIMEOUT));
+    timed.set_write_timeout(Some(IDLE_TIMEOUT));
+    let io = hyper_util::rt::TokioIo::new(Box::pin(timed));
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let answer = handle(&req, &ctl, &config);
+        async move { Ok::<_, Infallible>(answer) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(io, service)
+        .await;
 }
 
 #[cfg(test)]

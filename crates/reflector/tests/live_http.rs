@@ -319,3 +319,202 @@ fn latency_gives_dwell_time_percentiles() {
         );
     }
 }
+
+/// Sends `text` as is on a new connection from inside the reflector's namespace and reads
+/// the answer until the server closes or `wait` passes: (status, head, body).
+fn raw(pair: &NetnsPair, addr: &str, text: &str) -> (u16, String, String) {
+    NetnsPair::in_ns(&pair.reflector_ns, || {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(text.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let raw = String::from_utf8_lossy(&raw).into_owned();
+        let status = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        (status, head.to_string(), body.to_string())
+    })
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn head_host_and_cross_origin_rules_on_loopback() {
+    require_live!();
+    let pair = NetnsPair::for_backend("af-packet");
+    let addr = "127.0.0.1:9191";
+    let reflector = pair.start_reflector_on(Some("af-packet"), &["--http", addr]);
+    std::thread::sleep(Duration::from_millis(200));
+    let req = |method: &str, path: &str, headers: &str| {
+        raw(
+            &pair,
+            addr,
+            &format!("{method} {path} HTTP/1.1\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    // HEAD: the GET's head, no body.
+    for path in ["/api/v1/status", "/metrics", "/"] {
+        let (status, head, body) = req("HEAD", path, &format!("Host: {addr}\r\n"));
+        assert_eq!(status, 200, "HEAD {path}: {head}");
+        assert!(head.to_ascii_lowercase().contains("content-length: "), "{head}");
+        assert!(body.is_empty(), "HEAD {path} has a body: {body}");
+    }
+    let (status, head, _) = req("PUT", "/api/v1/status", &format!("Host: {addr}\r\n"));
+    assert_eq!(status, 405);
+    assert!(head.to_ascii_lowercase().contains("allow: get, head"), "{head}");
+    // Host: loopback names only (DNS rebinding).
+    for host in ["evil.example:9191", "evil.example", "192.0.2.1:9191"] {
+        assert_eq!(req("GET", "/api/v1/status", &format!("Host: {host}\r\n")).0, 403, "Host {host}");
+    }
+    for host in ["localhost:9191", "LOCALHOST", "127.0.0.1:9191", "127.0.0.1"] {
+        assert_eq!(req("GET", "/api/v1/status", &format!("Host: {host}\r\n")).0, 200, "Host {host}");
+    }
+    // The reset: refused to another site's page, allowed to our own page and to curl.
+    let reset =
+        |headers: &str| req("POST", "/api/v1/counters/reset", &format!("Host: {addr}\r\n{headers}")).0;
+    assert_eq!(reset("Origin: http://evil.example\r\n"), 403);
+    assert_eq!(reset("Origin: null\r\n"), 403);
+    assert_eq!(reset("Sec-Fetch-Site: cross-site\r\n"), 403);
+    assert_eq!(reset("Sec-Fetch-Site: same-site\r\n"), 403);
+    assert_eq!(reset(&format!("Origin: http://{addr}\r\nSec-Fetch-Site: same-origin\r\n")), 200);
+    assert_eq!(reset(""), 200);
+    drop(reflector.signal_and_wait("TERM"));
+}
+
+#[test]
+fn an_endless_header_line_costs_bounded_memory() {
+    require_live!();
+    let pair = NetnsPair::for_backend("af-packet");
+    let addr = "127.0.0.1:9192";
+    let reflector = pair.start_reflector_on(Some("af-packet"), &["--http", addr]);
+    let pid = common::child_of(reflector.pid());
+    std::thread::sleep(Duration::from_millis(200));
+    let before = rss_kib(pid);
+    let (sent, answer) = NetnsPair::in_ns(&pair.reflector_ns, || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: ").unwrap();
+        let chunk = vec![b'a'; 1 << 20];
+        let mut sent = 0;
+        // 64 MiB of one header line, never finished: the server gives up long before.
+        while sent < 64 << 20 {
+            match s.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        (sent, String::from_utf8_lossy(&answer).into_owned())
+    });
+    let after = rss_kib(pid);
+    assert!(sent < 64 << 20, "the server read all 64 MiB");
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(after.saturating_sub(before) < 4096, "RSS {before} -> {after} KiB");
+    // And it still answers.
+    assert_eq!(request(&pair, "GET", addr, "/api/v1/status", None).0, 200);
+    drop(reflector.signal_and_wait("TERM"));
+}
+
+#[test]
+fn connections_past_the_cap_or_the_fd_limit_do_not_stop_the_server() {
+    require_live!();
+    let pair = NetnsPair::for_backend("af-packet");
+    let addr = "127.0.0.1:9193";
+    // A low file descriptor limit, as a service manager might set: the connections below run
+    // into it before the server's own cap.
+    let reflector =
+        pair.start_reflector_under(&["prlimit", "--nofile=48"], Some("af-packet"), &["--http", addr]);
+    std::thread::sleep(Duration::from_millis(200));
+    NetnsPair::in_ns(&pair.reflector_ns, || {
+        let idle: Vec<TcpStream> = (0..100).map(|_| TcpStream::connect(addr).expect("connect")).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        drop(idle);
+    });
+    // Closed again: answered within a second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        if request(&pair, "GET", addr, "/api/v1/status", None).0 == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the server does not answer after the fd limit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(reflector.signal_and_wait("TERM"));
+
+    // With descriptors to spare, the server's own cap: a clear 503 for one connection too many.
+    let reflector = pair.start_reflector_on(Some("af-packet"), &["--http", addr]);
+    std::thread::sleep(Duration::from_millis(200));
+    NetnsPair::in_ns(&pair.reflector_ns, || {
+        let idle: Vec<TcpStream> = (0..64).map(|_| TcpStream::connect(addr).expect("connect")).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut extra = TcpStream::connect(addr).unwrap();
+        extra.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut answer = String::new();
+        let _ = extra.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 503 Service Unavailable"), "{answer}");
+        drop(idle);
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(request(&pair, "GET", addr, "/api/v1/status", None).0, 200);
+    drop(reflector.signal_and_wait("TERM"));
+}
+
+#[test]
+fn a_client_that_never_reads_stalls_no_one_else() {
+    require_live!();
+    let pair = NetnsPair::for_backend("af-packet");
+    let addr = "127.0.0.1:9194";
+    let reflector = pair.start_reflector_on(Some("af-packet"), &["--http", addr]);
+    std::thread::sleep(Duration::from_millis(200));
+    std::thread::scope(|s| {
+        let ns = pair.reflector_ns.clone();
+        s.spawn(move || {
+            NetnsPair::in_ns(&ns, || {
+                let mut stuck = TcpStream::connect(addr).unwrap();
+                stuck.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+                let one = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+                let many = one.repeat(20_000);
+                // Pipelined requests, answers never read: its buffers fill and it blocks.
+                let _ = stuck.write_all(many.as_bytes());
+                std::thread::sleep(Duration::from_secs(3));
+            })
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        for _ in 0..10 {
+            let started = std::time::Instant::now();
+            assert_eq!(request(&pair, "GET", addr, "/api/v1/status", None).0, 200);
+            assert!(started.elapsed() < Duration::from_secs(1), "answered after {:?}", started.elapsed());
+        }
+    });
+    drop(reflector.signal_and_wait("TERM"));
+}
+
+#[test]
+fn the_dashboard_page_loads_without_the_token_and_the_browser_uses_it() {
+    require_live!();
+    if Command::new("chromium").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: chromium is not installed (scripts/test.sh installs it as root)");
+        return;
+    }
+    let pair = NetnsPair::for_backend("af-packet");
+    let addr = "192.0.2.1:9195";
+    let reflector = pair.start_reflector_on(Some("af-packet"), &["--http", addr, "--http-token", "t0ken"]);
+    std::thread::sleep(Duration::from_millis(200));
+    // The page itself: no token needed; the data: the token needed.
+    assert_eq!(request(&pair, "GET", addr, "/", None).0, 200);
+    assert_eq!(request(&pair, "GET", addr, "/api/v1/status", None).0, 401);
+    let dom = render(&pair, &format!("http://{addr}/#token=t0ken"), &["--dump-dom"]);
+    assert!(
+        shown(&dom, "facts").starts_with("af-packet on va (02:00:00:00:00:01)"),
+        "{}",
+        shown(&dom, "facts")
+    );
+    drop(reflector.signal_and_wait("TERM"));
+}

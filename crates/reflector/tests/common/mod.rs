@@ -159,8 +159,27 @@ impl NetnsPair {
 /// Starts `reflector run DEV [--backend BACKEND] ARGS` in namespace `ns` (under `timeout 60`)
 /// and waits for its start line, which must name that backend and interface.
 fn start_reflector_in(ns: &str, dev: &str, backend: Option<&str>, args: &[&str]) -> Reflector {
+    start_reflector_under(ns, dev, &[], backend, args)
+}
+
+impl NetnsPair {
+    /// Starts `PREFIX... reflector run va [--backend BACKEND] ARGS` (e.g. under `prlimit`).
+    pub fn start_reflector_under(&self, prefix: &[&str], backend: Option<&str>, args: &[&str]) -> Reflector {
+        start_reflector_under(&self.reflector_ns, "va", prefix, backend, args)
+    }
+}
+
+fn start_reflector_under(
+    ns: &str,
+    dev: &str,
+    prefix: &[&str],
+    backend: Option<&str>,
+    args: &[&str],
+) -> Reflector {
     let bin = env!("CARGO_BIN_EXE_reflector");
-    let mut full = vec!["60", "ip", "netns", "exec", ns, bin, "run", dev];
+    let mut full = vec!["60", "ip", "netns", "exec", ns];
+    full.extend_from_slice(prefix);
+    full.extend_from_slice(&[bin, "run", dev]);
     if let Some(b) = backend {
         full.extend_from_slice(&["--backend", b]);
     }
