@@ -256,14 +256,14 @@ impl<'a> Access<'a> {
     }
 
     /// The counter reset: the token when one is set; else loopback and the same origin.
-    fn may_reset(&self, req: &Request<Incoming>) -> Result<(), Response<Body>> {
+    fn may_reset(&self, req: &Request<Incoming>) -> Result<(), (StatusCode, &'static str)> {
         match self.authorized {
             Some(true) => Ok(()),
-            Some(false) => Err(error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")),
+            Some(false) => Err((StatusCode::UNAUTHORIZED, "missing or wrong bearer token")),
             None if !self.loopback => {
-                Err(error(StatusCode::FORBIDDEN, "set --http-token to reset counters over the network"))
+                Err((StatusCode::FORBIDDEN, "set --http-token to reset counters over the network"))
             }
-            None if !same_origin(req, self.config) => Err(error(
+            None if !same_origin(req, self.config) => Err((
                 StatusCode::FORBIDDEN,
                 "cross-origin request refused (set --http-token to reset from other origins)",
             )),
@@ -353,7 +353,7 @@ fn handle(req: &Request<Incoming>, ctl: &Control, config: &HttpConfig) -> Respon
                 ctl.reset();
                 json_response(StatusCode::OK, &json!({"reset": true}))
             }
-            Err(refused) => refused,
+            Err((status, why)) => error(status, why),
         },
         (_, "/api/v1/counters/reset") => {
             allow(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"), "POST")
