@@ -444,11 +444,12 @@ impl Xsk {
                 };
                 if ret < 0 {
                     let e = SysError::last("sendto(AF_XDP)");
-                    if !matches!(
-                        e.errno(),
-                        Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::EINTR)
-                    ) {
-                        return Err(e);
+                    match e.errno() {
+                        Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::EINTR) => {}
+                        // The interface is down (or gone, which the control loop sees): the
+                        // frames wait on the TX ring until it is up again.
+                        Some(libc::ENETDOWN) | Some(libc::ENXIO) => break,
+                        _ => return Err(e),
                     }
                 }
             }

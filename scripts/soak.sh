@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Soak test (not in CI): each live backend reflects the fastest load one core can offer
+# (trafgen) through a veth pair for MINUTES, while this script samples the reflector every
+# 10 s: resident memory, open file descriptors, its counters and the interfaces' counters.
+# Half way through: a link flap (the reflector's side down for 2 s) and a burst of 50 SIGHUPs
+# with a changed and a broken configuration file. At the end it checks that the counters
+# account for every frame offered, and prints one table per backend.
+# Usage (root): scripts/soak.sh [MINUTES]     (default 10, per backend)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+minutes="${1:-10}"
+[ "$(id -u)" = 0 ] || { echo "soak: needs root (network namespaces)" >&2; exit 2; }
+command -v trafgen >/dev/null || { apt-get update -q && apt-get install -y -q netsniff-ng; } >/dev/null
+cargo build --release -q -p reflector
+bin="$PWD/target/release/reflector"
+secs=$((minutes * 60))
+
+ns_r="rfl-soak-$$-r"; ns_t="rfl-soak-$$-t"; work=$(mktemp -d)
+cleanup() {
+  for p in $(jobs -p); do kill "$p" 2>/dev/null || true; done
+  ip netns del "$ns_r" 2>/dev/null || true; ip netns del "$ns_t" 2>/dev/null || true; rm -rf "$work"
+}
+trap cleanup EXIT
+ip netns add "$ns_r"; ip netns add "$ns_t"
+ip link add va netns "$ns_r" address 02:00:00:00:00:01 type veth peer name vb netns "$ns_t" address 00:c0:17:12:34:56
+ip -n "$ns_r" addr add 192.0.2.1/24 dev va
+ip -n "$ns_r" link set va up; ip -n "$ns_t" link set vb up
+
+# The 60-byte ITO probe of the corpus, from a MAC the tester does not own (its kernel drops the
+# reflections at once; see bench-lab.sh).
+probe="02 00 00 00 00 01 00 c0 17 12 34 57 08 00 45 00 00 2e 00 00 40 00 40 11 b6 b3 c0 00 02 0a c0 00
+02 01 c3 50 0f 02 00 1a be f4 00 01 02 03 04 50 52 4f 42 45 4f 54 00 00 00 00 00 2a"
+{ echo "{"; for b in $probe; do printf '0x%s, ' "$b"; done; echo "}"; } > "$work/probe.cfg"
+stat() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/$3"; }
+cpus=$(nproc); reflector_cpu=$((cpus - 1))
+
+for backend in af-xdp af-packet; do
+  printf 'backend = "%s"\n[stats]\nformat = "json"\ninterval = 10\n' "$backend" > "$work/r.toml"
+  o0=$(stat "$ns_t" vb tx_packets); d0=$(stat "$ns_t" vb tx_dropped)
+  timeout $((secs + 120)) ip netns exec "$ns_r" "$bin" run va --config "$work/r.toml" --cpus "$reflector_cpu" \
+    > "$work/$backend.json" 2> "$work/$backend.err" &
+  runner=$!
+  sleep 2
+  pid=$(cat "/proc/$runner/task/$runner/children" | awk '{print $1}')
+  timeout -s INT "$secs" ip netns exec "$ns_t" trafgen --dev vb --conf "$work/probe.cfg" --cpus 1 --num 0 \
+    > /dev/null 2>&1 &
+  sender=$!
+  : > "$work/$backend.samples"
+  start=$(date +%s)
+  flapped=0
+  while kill -0 "$sender" 2>/dev/null; do
+    sleep 10
+    kill -0 "$sender" 2>/dev/null || break
+    now=$(( $(date +%s) - start ))
+    if [ ! -d "/proc/$pid" ]; then
+      status=0; wait "$runner" || status=$?
+      echo "soak: the reflector ($backend) ended early (exit status $status):" >&2; cat "$work/$backend.err" >&2
+      tail -c 600 "$work/$backend.json" >&2; exit 1
+    fi
+    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
+    fds=$(ls "/proc/$pid/fd" | wc -l)
+    echo "$now $rss $fds" >> "$work/$backend.samples"
+    if [ "$flapped" = 0 ] && [ "$now" -ge $((secs / 2)) ]; then
+      flapped=1
+      ip -n "$ns_r" link set va down; sleep 2; ip -n "$ns_r" link set va up
+      [ -d "/proc/$pid" ] || { echo "soak: the reflector ($backend) ended at the link flap:" >&2; cat "$work/$backend.err" >&2; exit 1; }
+      for i in $(seq 1 50); do
+        if [ $((i % 2)) = 0 ]; then
+          printf 'backend = "%s"\nsignatures = ["ito"]\n[stats]\nformat = "json"\ninterval = 10\n' "$backend" > "$work/r.toml.new"
+        else
+          echo 'port = "broken"' > "$work/r.toml.new"
+        fi
+        mv "$work/r.toml.new" "$work/r.toml"
+        kill -HUP "$pid"; sleep 0.05
+      done
+    fi
+  done
+  wait "$sender" || true
+  sleep 1
+  o1=$(stat "$ns_t" vb tx_packets); d1=$(stat "$ns_t" vb tx_dropped)
+  kill -TERM "$pid"
+  wait "$runner" || { echo "soak: the reflector ($backend) failed:" >&2; tail -5 "$work/$backend.err" >&2; exit 1; }
+  python3 - "$work" "$backend" "$((o1 - o0))" "$((d1 - d0))" "$minutes" <<'PY'
+import json, sys
+work, backend, offered, tx_dropped, minutes = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+s = [json.loads(l) for l in open(f"{work}/{backend}.json") if '"summary"' in l][-1]
+samples = [tuple(map(int, l.split())) for l in open(f"{work}/{backend}.samples")]
+said = open(f"{work}/{backend}.err").read().splitlines()
+# Every frame the tester's veth passed on (tx_packets; those it dropped while the link was down
+# are counted apart, in tx_dropped) reached the reflector's side; there, each is judged
+# (rx_packets: reflected or rejected) or counted as dropped before a worker saw it
+# (rx_dropped) or as invalid.
+accounted = s["rx_packets"] + s["rx_dropped"] + s["rx_invalid"]
+rss = [r for _, r, _ in samples]; fds = [f for _, _, f in samples]
+print(f"soak {backend}, {minutes} min: sent {offered} ({offered / (int(minutes) * 60):.0f} pps); "
+      f"not sent while the link was down: {tx_dropped}")
+print(f"  reflector: rx {s['rx_packets']} reflected {s['reflected_packets']} rejected {s['rejected_packets']} "
+      f"rx_dropped {s['rx_dropped']} rx_invalid {s['rx_invalid']} tx_errors {s['tx_errors']}")
+print(f"  accounted for: {accounted} of {offered} sent "
+      f"({'every frame' if accounted >= offered else 'MISSING ' + str(offered - accounted)}; "
+      f"the host's own frames add a few)")
+print(f"  RSS KiB first/max/last: {rss[0]}/{max(rss)}/{rss[-1]}; open fds first/max/last: {fds[0]}/{max(fds)}/{fds[-1]}")
+print(f"  link messages: {sum('link down' in l for l in said)} down, {sum('link up again' in l for l in said)} up; "
+      f"reloads said: {sum('read again' in l for l in said)}, refused files: {sum('keeping the running' in l for l in said)}")
+ok = accounted >= offered and max(rss) - rss[0] < 8192 and max(fds) == fds[0]
+print(f"  verdict: {'ok' if ok else 'CHECK'}")
+PY
+done
