@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README "Tests"; .ci/run calls exactly this).
 # Installs what the tests need, then runs format, lint, docs and every test.
-# Tests that need root and network namespaces run when this runs as root (as CI does).
+# Tests that need root and network namespaces are marked #[ignore = "needs root ..."]: a plain
+# `cargo test` reports them as ignored; this runs them too when it runs as root (as CI does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,4 +28,9 @@ python3 -c "import prometheus_client" 2>/dev/null || python3 -m pip install -q p
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
-cargo test --workspace --locked
+if [ "$(id -u)" = 0 ]; then
+    cargo test --workspace --locked -- --include-ignored
+else
+    echo "test.sh: not root: the live tests (network namespaces, BPF) are reported as ignored" >&2
+    cargo test --workspace --locked
+fi

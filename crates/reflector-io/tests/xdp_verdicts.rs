@@ -10,12 +10,12 @@ use reflector_core::{Filter, Reject, classify};
 use reflector_io::xdp::bpf;
 use reflector_testkit::{Rng, corpus, default_filter, filter_with, mutated};
 
-fn skip() -> bool {
-    if !reflector_io::os::is_root() {
-        eprintln!("SKIPPED: not root: loading BPF programs needs root");
-        return true;
-    }
-    false
+/// These tests are `#[ignore = "needs root (BPF)"]`: the test command runs them as root.
+fn require_root() {
+    assert!(
+        reflector_io::os::is_root(),
+        "loading BPF programs needs root (run as root, as scripts/test.sh does)"
+    );
 }
 
 /// Frames `BPF_PROG_TEST_RUN` takes for XDP: at least an Ethernet header, at most what fits
@@ -55,10 +55,9 @@ impl Loaded {
 }
 
 #[test]
+#[ignore = "needs root (BPF)"]
 fn kernel_verdicts_and_reasons_equal_the_core_on_the_corpus_and_random_frames() {
-    if skip() {
-        return;
-    }
+    require_root();
     let corpus = corpus();
     let mut checked = 0;
     let mut filters: Vec<Filter> = Vec::new();
@@ -103,10 +102,9 @@ fn kernel_verdicts_and_reasons_equal_the_core_on_the_corpus_and_random_frames() 
 }
 
 #[test]
+#[ignore = "needs root (BPF)"]
 fn the_redirecting_program_passes_the_verifier() {
-    if skip() {
-        return;
-    }
+    require_root();
     let map = bpf::map_create(bpf::BPF_MAP_TYPE_XSKMAP, 4, 4, "xsks").unwrap();
     let counters = reflector_io::xdp::reject_counters().unwrap();
     let on_hit = OnHit::Redirect { xsk_map_fd: map.as_raw_fd() };
@@ -118,10 +116,9 @@ fn the_redirecting_program_passes_the_verifier() {
 }
 
 #[test]
+#[ignore = "needs root (BPF)"]
 fn a_broken_program_reports_the_verifier_log() {
-    if skip() {
-        return;
-    }
+    require_root();
     use reflector_bpf::ebpf::*;
     let mut a = Asm::default();
     a.load(Size::W, R0, R1, 0); // data

@@ -32,6 +32,7 @@ fn config_check_accepts_the_example_and_names_file_line_and_key_otherwise() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn flags_override_the_file_which_overrides_the_defaults() {
     require_live!();
     let pair = common::NetnsPair::for_backend("af-packet");
@@ -88,6 +89,7 @@ fn flags_override_the_file_which_overrides_the_defaults() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn sighup_reloads_a_changed_filter_while_traffic_flows() {
     require_live!();
     use common::{BACKENDS, NetnsPair, receive_reflections};

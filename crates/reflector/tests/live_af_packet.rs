@@ -19,6 +19,7 @@ fn live_golden() -> Vec<Case> {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn golden_frames_come_back_exactly_in_every_mode() {
     require_live!();
     let cases = live_golden();
@@ -56,6 +57,7 @@ fn golden_frames_come_back_exactly_in_every_mode() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn rejected_frames_are_not_reflected_and_counted_by_reason() {
     require_live!();
     for backend in BACKENDS {
@@ -104,6 +106,7 @@ fn rejected_frames_are_not_reflected_and_counted_by_reason() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn host_answers_ping_and_arp_but_never_the_test_packets() {
     require_live!();
     for backend in BACKENDS {
@@ -153,6 +156,7 @@ fn host_quiet(backend: &str) {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn a_burst_is_reflected_without_loss() {
     require_live!();
     for backend in BACKENDS {
@@ -210,6 +214,7 @@ fn burst(backend: &str) {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn low_rate_probes_are_each_reflected() {
     require_live!();
     for backend in BACKENDS {
@@ -229,6 +234,7 @@ fn low_rate_probes_are_each_reflected() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn duration_and_signals_end_the_run_with_a_summary() {
     require_live!();
     let pair = NetnsPair::new();
@@ -247,6 +253,7 @@ fn duration_and_signals_end_the_run_with_a_summary() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn bad_interfaces_and_missing_privileges_are_one_line_errors() {
     require_live!();
     let pair = NetnsPair::new();
@@ -290,6 +297,7 @@ fn bad_interfaces_and_missing_privileges_are_one_line_errors() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn several_workers_share_the_interface_through_fanout() {
     require_live!();
     const FLOWS: u16 = 64;
@@ -332,6 +340,7 @@ fn xdp_attached(pair: &NetnsPair) -> bool {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn af_xdp_serves_every_queue_of_a_multi_queue_veth() {
     require_live!();
     let pair = NetnsPair::with_queues(1500, 4);
@@ -363,6 +372,7 @@ fn af_xdp_serves_every_queue_of_a_multi_queue_veth() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn af_xdp_kill_9_under_load_leaves_no_program_and_ping_works() {
     require_live!();
     let pair = NetnsPair::for_backend("af-xdp");
@@ -426,6 +436,7 @@ fn flood(pair: &NetnsPair, frame: &[u8], secs: u32) {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn af_xdp_rx_dropped_equals_the_interfaces_drops_under_overload() {
     require_live!();
     let pair = NetnsPair::for_backend("af-xdp");
@@ -447,6 +458,7 @@ fn af_xdp_rx_dropped_equals_the_interfaces_drops_under_overload() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn a_second_reflector_on_the_interface_is_refused_whatever_the_backends() {
     require_live!();
     let pair = NetnsPair::for_backend("af-xdp");
@@ -481,6 +493,7 @@ fn a_second_reflector_on_the_interface_is_refused_whatever_the_backends() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn another_tools_xdp_program_is_kept_unless_replace_is_given() {
     require_live!();
     use reflector_io::xdp::bpf;
@@ -533,6 +546,7 @@ fn replace_another_tools_program(mode: u32) {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn workers_go_on_the_cpus_asked_for() {
     require_live!();
     // An MTU both backends take.

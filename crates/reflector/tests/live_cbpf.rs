@@ -14,6 +14,7 @@ use reflector_io::packet_socket::PacketSocket;
 use reflector_testkit::{corpus, default_filter};
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn the_kernel_runs_the_program_as_the_interpreter_does() {
     require_live!();
     let pair = NetnsPair::new();

@@ -40,6 +40,7 @@ fn round(pair: &NetnsPair, n: usize) -> usize {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn reflection_survives_link_flaps_without_spinning() {
     require_live!();
     for backend in BACKENDS {
@@ -78,6 +79,7 @@ fn reflection_survives_link_flaps_without_spinning() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn a_deleted_interface_ends_the_run_within_a_second() {
     require_live!();
     for backend in BACKENDS {
@@ -100,6 +102,7 @@ fn a_deleted_interface_ends_the_run_within_a_second() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn an_mtu_increase_is_said_and_frames_beyond_the_rings_are_counted() {
     require_live!();
     let pair = NetnsPair::with_mtu(1500);

@@ -24,6 +24,7 @@ fn json(out: &Output) -> Value {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn probe_against_a_reflector_gets_every_probe_back() {
     require_live!();
     let pair = NetnsPair::new();
@@ -78,6 +79,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn probe_memory_stays_flat_at_full_rate() {
     require_live!();
     let pair = NetnsPair::new();
@@ -109,6 +111,7 @@ fn probe_memory_stays_flat_at_full_rate() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn probe_against_nothing_reports_total_loss_and_exits_1() {
     require_live!();
     let pair = NetnsPair::new();
@@ -129,6 +132,7 @@ fn probe_against_nothing_reports_total_loss_and_exits_1() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn probe_paces_its_rate() {
     require_live!();
     let pair = NetnsPair::new();
@@ -142,6 +146,7 @@ fn probe_paces_its_rate() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn probe_input_errors_are_one_line() {
     require_live!();
     let pair = NetnsPair::new();
@@ -205,6 +210,7 @@ fn start_lab(secs: &str, args: &[&str]) -> (std::process::Child, u32) {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn lab_with_defaults_reports_and_cleans_up() {
     require_live!();
     let (child, pid) = start_lab("60", &["--json"]);
@@ -227,6 +233,7 @@ fn lab_with_defaults_reports_and_cleans_up() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn lab_interrupted_with_sigint_still_cleans_up() {
     require_live!();
     let (mut child, pid) = start_lab("60", &["--duration", "20"]);
@@ -250,6 +257,7 @@ fn lab_interrupted_with_sigint_still_cleans_up() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn lab_refuses_without_root() {
     require_live!();
     let out = Command::new("timeout")

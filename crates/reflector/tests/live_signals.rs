@@ -50,6 +50,7 @@ fn spawn(pair: &NetnsPair, args: &[&str]) -> (std::process::Child, u32) {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn sighup_during_start_up_is_taken_up_once_ready() {
     require_live!();
     for backend in BACKENDS {
@@ -92,6 +93,7 @@ fn sighup_during_start_up_is_taken_up_once_ready() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn sigterm_during_start_up_ends_the_run_cleanly() {
     require_live!();
     for backend in BACKENDS {
@@ -119,6 +121,7 @@ fn sigterm_during_start_up_ends_the_run_cleanly() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces"]
 fn a_hundred_reloads_with_good_and_bad_files_lose_no_probe() {
     require_live!();
     for backend in BACKENDS {
