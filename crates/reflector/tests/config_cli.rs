@@ -66,7 +66,8 @@ fn flags_override_the_file_which_overrides_the_defaults() {
     let body = common::NetnsPair::in_ns(&pair.reflector_ns, || {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect("127.0.0.1:9185").unwrap();
-        s.write_all(b"GET /api/v1/config HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        s.write_all(b"GET /api/v1/config HTTP/1.1\r\nHost: 127.0.0.1:9185\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let mut raw = String::new();
         s.read_to_string(&mut raw).unwrap();
         raw.split_once("\r\n\r\n").unwrap().1.to_string()

@@ -182,3 +182,35 @@ fn a_hundred_reloads_with_good_and_bad_files_lose_no_probe() {
         assert!(status.success(), "{backend}");
     }
 }
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn a_closed_stdout_ends_the_run_quietly_and_a_full_one_with_one_line() {
+    require_live!();
+    let pair = NetnsPair::for_backend("af-packet");
+    let args = ["--backend", "af-packet", "--stats", "json", "--stats-interval", "0.1", "--duration", "20"];
+    // `run ... | head -n 0`: the reader is gone before the first stats line.
+    let (mut child, _) = spawn(&pair, &args);
+    drop(child.stdout.take());
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(started.elapsed() < Duration::from_secs(5), "it ran on");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "only the start line: {stderr}");
+    // `run ... > /dev/full`.
+    let full = std::fs::File::create("/dev/full").unwrap();
+    let out = Command::new("timeout")
+        .args(["30", "ip", "netns", "exec", &pair.reflector_ns, BIN, "run", "va"])
+        .args(args)
+        .stdout(full)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        Some("reflector: cannot write to stdout: No space left on device (os error 28)"),
+        "{stderr}"
+    );
+}
