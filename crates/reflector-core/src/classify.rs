@@ -625,8 +625,9 @@ fn late_checks(frame: &[u8], kind: L3Kind, l3: usize, l4: usize, filter: &Filter
             let header_len = (frame[l3] & 0x0f) as usize * 4;
             let header = frame.get(l3..l3 + header_len).ok_or(Reject::ShortIpv4)?;
             let src = u32::from_le_bytes([header[12], header[13], header[14], header[15]]);
-            // Unused entries are 0.0.0.0, which never gets here (`src_ip`).
-            if filter.local_v4.contains(&src) {
+            // As on the fast path: the whole address only where its last octet is one of ours
+            // (unused entries are 0.0.0.0, which never gets here: `src_ip`).
+            if filter.fast.own_v4_last_octet[header[15] as usize] != 0 && filter.local_v4.contains(&src) {
                 return Err(Reject::SrcIpOwn);
             }
             if !crate::checksum::ipv4_header_ok(header) {
