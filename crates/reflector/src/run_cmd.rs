@@ -240,30 +240,29 @@ struct Signals {
     hup: Arc<AtomicBool>,
 }
 
-/// The SIGHUP flag, registered by [`defer_sighup`] before the command line is parsed.
+/// The SIGHUP flag, registered once: by [`defer_sighup`] before the command line is parsed.
 static EARLY_HUP: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
 
 /// Called first thing in `main` for `run`: from here on a SIGHUP only sets a flag (its default
 /// action would end the process, exit code 129, before the run has even started).
 pub fn defer_sighup() {
-    let flag = Arc::new(AtomicBool::new(false));
-    if signal_hook::flag::register(signal_hook::consts::SIGHUP, flag.clone()).is_ok() {
-        let _ = EARLY_HUP.set(flag);
+    // A failure here is reported by `Signals::install`, which tries again.
+    let _ = hup_flag();
+}
+
+fn hup_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    if let Some(flag) = EARLY_HUP.get() {
+        return Ok(flag.clone());
     }
+    let flag = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, flag.clone())
+        .context("cannot install signal handlers")?;
+    Ok(EARLY_HUP.get_or_init(|| flag).clone())
 }
 
 impl Signals {
     fn install() -> anyhow::Result<Signals> {
-        let hup = match EARLY_HUP.get() {
-            Some(flag) => flag.clone(),
-            None => {
-                let flag = Arc::new(AtomicBool::new(false));
-                signal_hook::flag::register(signal_hook::consts::SIGHUP, flag.clone())
-                    .context("cannot install signal handlers")?;
-                flag
-            }
-        };
-        let signals = Signals { stop: Arc::default(), hup };
+        let signals = Signals { stop: Arc::default(), hup: hup_flag()? };
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             signal_hook::flag::register(signal, signals.stop.clone())
                 .context("cannot install signal handlers")?;
