@@ -327,39 +327,45 @@ fn handle(req: &Request<Incoming>, ctl: &Control, config: &HttpConfig) -> Respon
     if read && (path == "/" || path == "/index.html") {
         return respond(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD);
     }
-    let known = matches!(
-        path,
-        "/api/v1/status"
-            | "/api/v1/stats"
-            | "/api/v1/workers"
-            | "/api/v1/config"
-            | "/api/v1/counters/reset"
-            | "/metrics"
-    );
-    if !known {
-        return error(StatusCode::NOT_FOUND, "not found");
-    }
+    let route = match path {
+        "/api/v1/status" => Route::Status,
+        "/api/v1/stats" => Route::Stats,
+        "/api/v1/workers" => Route::Workers,
+        "/api/v1/config" => Route::Config,
+        "/api/v1/counters/reset" => Route::Reset,
+        "/metrics" => Route::Metrics,
+        _ => return error(StatusCode::NOT_FOUND, "not found"),
+    };
     if !access.may_read() {
         return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
     }
-    match (req.method(), path) {
-        (_, "/api/v1/status") if read => json_response(StatusCode::OK, &status_json(ctl)),
-        (_, "/api/v1/stats") if read => json_response(StatusCode::OK, &stats_json(ctl)),
-        (_, "/api/v1/workers") if read => json_response(StatusCode::OK, &workers_json(ctl)),
-        (_, "/api/v1/config") if read => json_response(StatusCode::OK, &config_json(ctl)),
-        (_, "/metrics") if read => respond(StatusCode::OK, METRICS_TYPE, metrics(ctl)),
-        (&Method::POST, "/api/v1/counters/reset") => match access.may_reset(req) {
+    let not_allowed = |methods| allow(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"), methods);
+    match route {
+        Route::Reset if req.method() == Method::POST => match access.may_reset(req) {
             Ok(()) => {
                 ctl.reset();
                 json_response(StatusCode::OK, &json!({"reset": true}))
             }
             Err((status, why)) => error(status, why),
         },
-        (_, "/api/v1/counters/reset") => {
-            allow(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"), "POST")
-        }
-        _ => allow(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"), "GET, HEAD"),
+        Route::Reset => not_allowed("POST"),
+        _ if !read => not_allowed("GET, HEAD"),
+        Route::Status => json_response(StatusCode::OK, &status_json(ctl)),
+        Route::Stats => json_response(StatusCode::OK, &stats_json(ctl)),
+        Route::Workers => json_response(StatusCode::OK, &workers_json(ctl)),
+        Route::Config => json_response(StatusCode::OK, &config_json(ctl)),
+        Route::Metrics => respond(StatusCode::OK, METRICS_TYPE, metrics(ctl)),
     }
+}
+
+/// The endpoints besides the dashboard page.
+enum Route {
+    Status,
+    Stats,
+    Workers,
+    Config,
+    Reset,
+    Metrics,
 }
 
 fn allow(mut r: Response<Body>, methods: &'static str) -> Response<Body> {
