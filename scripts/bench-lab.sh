@@ -16,27 +16,9 @@ command -v trafgen >/dev/null || { apt-get update -q && apt-get install -y -q ne
 cargo build --release -q -p reflector
 bin="$PWD/target/release/reflector"
 
-ns_r="rfl-bench-$$-r"; ns_t="rfl-bench-$$-t"; work=$(mktemp -d)
-cleanup() { ip netns del "$ns_r" 2>/dev/null || true; ip netns del "$ns_t" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-ip netns add "$ns_r"; ip netns add "$ns_t"
-ip link add va netns "$ns_r" address 02:00:00:00:00:01 type veth peer name vb netns "$ns_t" address 00:c0:17:12:34:56
-# The tester namespace gets its address only for the probe runs: during the trafgen run,
-# reflections are counted by the device and dropped before IP, whose processing on veth would
-# otherwise run on the reflector's CPU (a real tester is another machine).
-ip -n "$ns_r" addr add 192.0.2.1/24 dev va
-ip -n "$ns_r" link set va up; ip -n "$ns_t" link set vb up
+source scripts/veth-lab.sh
+veth_lab bench
 
-# The 60-byte ITO probe of the test corpus (checksums included), as trafgen bytes, except that
-# its source MAC (00:c0:17:12:34:57) is not the tester veth's own: reflections come back to a
-# MAC the tester's kernel does not own, so it counts them (rx_packets) and drops them at once
-# as "other host". On a veth pair the tester's receive path runs on the reflector's CPU; a
-# real tester is another machine.
-probe="02 00 00 00 00 01 00 c0 17 12 34 57 08 00 45 00 00 2e 00 00 40 00 40 11 b6 b3 c0 00 02 0a c0 00
-02 01 c3 50 0f 02 00 1a be f4 00 01 02 03 04 50 52 4f 42 45 4f 54 00 00 00 00 00 2a"
-{ echo "{"; for b in $probe; do printf '0x%s, ' "$b"; done; echo "}"; } > "$work/probe.cfg"
-
-stat() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/$3"; }
 # trafgen --cpus 1 pins its one sending process to CPU 0 itself (a taskset around it is
 # overridden), so the reflector's worker goes on the last CPU (--cpus; the rest of the
 # reflector, its control plane, runs anywhere). On one CPU both share it.

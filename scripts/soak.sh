@@ -17,23 +17,9 @@ cargo build --release -q -p reflector
 bin="$PWD/target/release/reflector"
 secs=$((minutes * 60))
 
-ns_r="rfl-soak-$$-r"; ns_t="rfl-soak-$$-t"; work=$(mktemp -d)
-cleanup() {
-  for p in $(jobs -p); do kill "$p" 2>/dev/null || true; done
-  ip netns del "$ns_r" 2>/dev/null || true; ip netns del "$ns_t" 2>/dev/null || true; rm -rf "$work"
-}
-trap cleanup EXIT
-ip netns add "$ns_r"; ip netns add "$ns_t"
-ip link add va netns "$ns_r" address 02:00:00:00:00:01 type veth peer name vb netns "$ns_t" address 00:c0:17:12:34:56
-ip -n "$ns_r" addr add 192.0.2.1/24 dev va
-ip -n "$ns_r" link set va up; ip -n "$ns_t" link set vb up
-
-# The 60-byte ITO probe of the corpus, from a MAC the tester does not own (its kernel drops the
-# reflections at once; see bench-lab.sh).
-probe="02 00 00 00 00 01 00 c0 17 12 34 57 08 00 45 00 00 2e 00 00 40 00 40 11 b6 b3 c0 00 02 0a c0 00
-02 01 c3 50 0f 02 00 1a be f4 00 01 02 03 04 50 52 4f 42 45 4f 54 00 00 00 00 00 2a"
-{ echo "{"; for b in $probe; do printf '0x%s, ' "$b"; done; echo "}"; } > "$work/probe.cfg"
-stat() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/$3"; }
+source scripts/veth-lab.sh
+on_exit() { for p in $(jobs -p); do kill "$p" 2>/dev/null || true; done; }
+veth_lab soak
 cpus=$(nproc); reflector_cpu=$((cpus - 1))
 
 for backend in "${backends[@]}"; do
