@@ -6,30 +6,26 @@
 //! ring. When idle, the worker sleeps in `poll()`, which wakes on the next frame: TPACKET_V2
 //! has no block timeout that could hold a lone probe back.
 //!
-//! Ring protocol (Documentation/networking/packet_mmap.rst): a slot belongs to userspace
-//! while its `tp_status` says so; userspace reads the status with acquire ordering before
-//! touching the slot and hands it back with a release store after the last write.
-#![allow(unsafe_code)]
+//! The rings themselves (slot ownership, the header layout) are `reflector_sys::tpacket`; the
+//! walk over them is here, and is tested in plain memory.
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reflector_bpf::cbpf::Insn;
+use reflector_sys::error::SysError;
+use reflector_sys::mmap::Mmap;
+pub use reflector_sys::packet::AfPacketError;
+use reflector_sys::packet::{self as sys, TpacketReq};
+use reflector_sys::sock::{poll_readable, setsockopt};
+use reflector_sys::tpacket::{
+    Direction, FrameRing, TP_STATUS_AVAILABLE, TP_STATUS_KERNEL, TP_STATUS_SEND_REQUEST,
+    TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID, TP_STATUS_WRONG_FORMAT, TX_DATA_OFFSET,
+};
 
 use crate::backend::{Backend, BackendError, Batch};
-use crate::sys::{self, Mmap, SysError, TpacketReq};
 
-// tp_status values (linux/if_packet.h).
-const TP_STATUS_KERNEL: u32 = 0;
-const TP_STATUS_USER: u32 = 1;
-const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
-const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
-const TP_STATUS_AVAILABLE: u32 = 0;
-const TP_STATUS_SEND_REQUEST: u32 = 1;
-const TP_STATUS_WRONG_FORMAT: u32 = 4;
-/// TX data starts after the aligned `tpacket2_hdr` (TPACKET2_HDRLEN - sizeof(sockaddr_ll)).
-const TX_DATA_OFFSET: usize = 32;
 /// RX data starts at `tp_mac`, at most this far in for Ethernet (see `tpacket_rcv`).
 const RX_MAX_MAC_OFFSET: usize = 96;
 /// Frames per batch: the TX ring is flushed once per batch.
@@ -38,27 +34,6 @@ const BATCH: usize = 64;
 const STATS_EVERY: Duration = Duration::from_millis(100);
 /// How long a worker waits for a TX slot before counting a reflection as a TX error.
 const TX_SLOT_WAIT: Duration = Duration::from_millis(20);
-
-/// Why the backend could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum AfPacketError {
-    /// The process may not open packet sockets.
-    #[error(
-        "opening a packet socket needs CAP_NET_RAW (run as root, or grant it: setcap cap_net_raw,cap_net_admin+ep reflector)"
-    )]
-    Permission,
-    /// A syscall failed.
-    #[error(transparent)]
-    Sys(#[from] SysError),
-}
-
-/// Opens a packet socket, naming the missing capability when that is why it fails.
-pub(crate) fn open_socket() -> Result<OwnedFd, AfPacketError> {
-    sys::packet_socket().map_err(|e| match e.errno() {
-        Some(libc::EPERM) | Some(libc::EACCES) => AfPacketError::Permission,
-        _ => AfPacketError::Sys(e),
-    })
-}
 
 /// How to open one AF_PACKET worker socket.
 #[derive(Debug, Clone)]
@@ -80,70 +55,17 @@ pub struct AfPacketConfig<'a> {
     pub promiscuous: bool,
 }
 
-/// Slot geometry of one ring inside the shared mapping.
-#[derive(Debug)]
-struct Ring {
-    base: *mut u8,
-    frame_size: usize,
-    frames: usize,
-}
-
-impl Ring {
-    /// The slot's status word.
-    fn status(&self, slot: usize) -> &AtomicU32 {
-        debug_assert!(slot < self.frames);
-        // SAFETY: the slot lies inside the mapping (slot < frames, frames * frame_size is within
-        // the ring), `tp_status` is the first, 4-byte aligned field of `tpacket2_hdr`, and the
-        // kernel accesses it concurrently, hence the atomic view.
-        unsafe { &*(self.base.add(slot * self.frame_size) as *const AtomicU32) }
-    }
-
-    /// A `u32` / `u16` header field at byte `offset` of the slot.
-    fn read_u32(&self, slot: usize, offset: usize) -> u32 {
-        // SAFETY: inside the slot's header, aligned, and owned by userspace (status USER).
-        unsafe { (self.base.add(slot * self.frame_size + offset) as *const u32).read_volatile() }
-    }
-    fn read_u16(&self, slot: usize, offset: usize) -> u16 {
-        // SAFETY: as in `read_u32`.
-        unsafe { (self.base.add(slot * self.frame_size + offset) as *const u16).read_volatile() }
-    }
-    fn write_u32(&self, slot: usize, offset: usize, value: u32) {
-        // SAFETY: inside the slot's header, aligned, and owned by userspace (status AVAILABLE).
-        unsafe { (self.base.add(slot * self.frame_size + offset) as *mut u32).write_volatile(value) }
-    }
-
-    /// The slot's bytes from `offset` to its end.
-    #[allow(clippy::mut_from_ref)]
-    fn bytes(&self, slot: usize, offset: usize) -> &mut [u8] {
-        assert!(offset <= self.frame_size);
-        // SAFETY: the range lies inside one slot; the caller holds the slot (its status says
-        // userspace owns it) and no other reference to it is alive while this one is used.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                self.base.add(slot * self.frame_size + offset),
-                self.frame_size - offset,
-            )
-        }
-    }
-}
-
 /// One worker's packet socket with its RX and TX rings.
 #[derive(Debug)]
 pub struct AfPacket {
-    // Field order matters for drop: the rings' mapping goes before the socket is closed.
-    rx: Ring,
-    tx: Ring,
-    map: Mmap,
+    // Field order matters for drop: the rings (and their mapping) go before the socket closes.
+    rx: FrameRing,
+    tx: FrameRing,
+    ring_bytes: usize,
     fd: OwnedFd,
-    rx_head: usize,
-    tx_head: usize,
     /// When the kernel's drop counter was last read.
     stats_read: Instant,
 }
-
-// SAFETY: the raw pointers in `Ring` point into `map`, which this value owns and which moves
-// with it; nothing else in the process refers to the mapping.
-unsafe impl Send for AfPacket {}
 
 fn slot_size(mtu: u32) -> usize {
     // Room for the RX header and MAC offset, a frame of MTU plus Ethernet and two VLAN tags.
@@ -165,8 +87,8 @@ impl AfPacket {
     /// Opens, configures and binds a socket with its rings; it receives only after `bind`,
     /// when the filter is already in place.
     pub fn open(config: &AfPacketConfig<'_>) -> Result<AfPacket, AfPacketError> {
-        let fd = open_socket()?;
-        sys::setsockopt(
+        let fd = sys::open_socket()?;
+        setsockopt(
             &fd,
             sys::SOL_PACKET,
             sys::PACKET_VERSION,
@@ -181,57 +103,33 @@ impl AfPacket {
         let frame_size = slot_size(config.mtu);
         let rx_req = ring_request(frame_size, config.rx_frames);
         let tx_req = ring_request(frame_size, config.tx_frames);
-        sys::setsockopt(&fd, sys::SOL_PACKET, sys::PACKET_RX_RING, &rx_req, "setsockopt(PACKET_RX_RING)")?;
-        sys::setsockopt(&fd, sys::SOL_PACKET, sys::PACKET_TX_RING, &tx_req, "setsockopt(PACKET_TX_RING)")?;
+        setsockopt(&fd, sys::SOL_PACKET, sys::PACKET_RX_RING, &rx_req, "setsockopt(PACKET_RX_RING)")?;
+        setsockopt(&fd, sys::SOL_PACKET, sys::PACKET_TX_RING, &tx_req, "setsockopt(PACKET_TX_RING)")?;
         let rx_len = rx_req.block_size as usize * rx_req.block_nr as usize;
         let tx_len = tx_req.block_size as usize * tx_req.block_nr as usize;
         // The TX ring follows the RX ring in one mapping.
-        let map = Mmap::new(&fd, rx_len + tx_len)?;
-        let rx = Ring { base: map.as_ptr(), frame_size, frames: rx_req.frame_nr as usize };
-        // SAFETY: rx_len < map.len(), so the TX ring's base is inside the mapping.
-        let tx_base = unsafe { map.as_ptr().add(rx_len) };
-        let tx = Ring { base: tx_base, frame_size, frames: tx_req.frame_nr as usize };
+        let map = Arc::new(Mmap::shared(&fd, 0, rx_len + tx_len, "mmap(packet rings)")?);
+        let ring = |offset, req: &TpacketReq, direction| {
+            FrameRing::new(map.clone(), offset, frame_size, req.frame_nr as usize, direction).ok_or(
+                SysError { call: "mmap(packet rings)", err: std::io::Error::from_raw_os_error(libc::EINVAL) },
+            )
+        };
+        let rx = ring(0, &rx_req, Direction::Rx)?;
+        let tx = ring(rx_len, &tx_req, Direction::Tx)?;
         sys::bind_packet(&fd, config.ifindex, sys::ETH_P_ALL)?;
         if config.promiscuous {
             sys::add_promiscuous(&fd, config.ifindex)?;
         }
         if let Some(group) = config.fanout_group {
             let arg: u32 = group as u32 | (sys::PACKET_FANOUT_HASH << 16);
-            sys::setsockopt(&fd, sys::SOL_PACKET, sys::PACKET_FANOUT, &arg, "setsockopt(PACKET_FANOUT)")?;
+            setsockopt(&fd, sys::SOL_PACKET, sys::PACKET_FANOUT, &arg, "setsockopt(PACKET_FANOUT)")?;
         }
-        Ok(AfPacket { rx, tx, map, fd, rx_head: 0, tx_head: 0, stats_read: Instant::now() })
+        Ok(AfPacket { rx, tx, ring_bytes: map.len(), fd, stats_read: Instant::now() })
     }
 
     /// Bytes of ring memory mapped.
     pub fn ring_bytes(&self) -> usize {
-        self.map.len()
-    }
-
-    /// Waits until the TX slot at `tx_head` is free. Returns the bytes of a frame the kernel
-    /// refused in it, if any, or `None` when it stayed busy past [`TX_SLOT_WAIT`].
-    fn claim_tx_slot(&mut self) -> Result<Option<Option<u32>>, BackendError> {
-        let slot = self.tx_head;
-        let mut deadline: Option<Instant> = None;
-        loop {
-            match self.tx.status(slot).load(Ordering::Acquire) {
-                TP_STATUS_AVAILABLE => return Ok(Some(None)),
-                TP_STATUS_WRONG_FORMAT => {
-                    let len = self.tx.read_u32(slot, 4);
-                    self.tx.status(slot).store(TP_STATUS_AVAILABLE, Ordering::Release);
-                    return Ok(Some(Some(len)));
-                }
-                _ => {
-                    // Still queued or being sent: push the ring and wait a little.
-                    sys::kick_tx(self.fd.as_raw_fd())?;
-                    let now = Instant::now();
-                    match deadline {
-                        None => deadline = Some(now + TX_SLOT_WAIT),
-                        Some(d) if now >= d => return Ok(None),
-                        Some(_) => std::thread::yield_now(),
-                    }
-                }
-            }
-        }
+        self.ring_bytes
     }
 }
 
@@ -255,22 +153,17 @@ impl AfPacket {
     ) -> Result<usize, BackendError> {
         let mut queued = 0;
         while queued < max {
-            let slot = self.tx_head;
-            match self.tx.status(slot).load(Ordering::Acquire) {
-                TP_STATUS_AVAILABLE | TP_STATUS_WRONG_FORMAT => {}
-                _ => break,
-            }
-            let len = fill(self.tx.bytes(slot, TX_DATA_OFFSET));
+            let Some(mut slot) = self.tx.head() else { break };
+            let len = fill(slot.bytes_mut(TX_DATA_OFFSET));
             if len == 0 {
                 break;
             }
-            self.tx.write_u32(slot, 4, len as u32);
-            self.tx.status(slot).store(TP_STATUS_SEND_REQUEST, Ordering::Release);
-            self.tx_head = (self.tx_head + 1) % self.tx.frames;
+            slot.set_len(len as u32);
+            slot.hand_over(TP_STATUS_SEND_REQUEST);
             queued += 1;
         }
         if queued > 0 {
-            sys::kick_tx(self.fd.as_raw_fd())?;
+            sys::kick_tx(self.fd.as_fd())?;
         }
         Ok(queued)
     }
@@ -282,26 +175,19 @@ impl AfPacket {
         wait: Duration,
         mut handle: impl FnMut(Received<'_>),
     ) -> Result<usize, BackendError> {
-        if self.rx.status(self.rx_head).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+        if !self.rx.head_is_ours() {
             if wait.is_zero() {
                 return Ok(0);
             }
-            sys::poll_readable(self.fd.as_raw_fd(), wait)?;
+            poll_readable(self.fd.as_fd(), wait)?;
         }
         let mut n = 0;
-        loop {
-            let slot = self.rx_head;
-            if self.rx.status(slot).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
-                break;
-            }
-            let snaplen = self.rx.read_u32(slot, 8) as usize;
-            let mac = self.rx.read_u16(slot, 12) as usize;
-            let timestamp_ns =
-                self.rx.read_u32(slot, 16) as u64 * 1_000_000_000 + self.rx.read_u32(slot, 20) as u64;
-            let bytes = self.rx.bytes(slot, mac.min(self.rx.frame_size));
-            handle(Received { data: &bytes[..snaplen.min(bytes.len())], timestamp_ns });
-            self.rx.status(slot).store(TP_STATUS_KERNEL, Ordering::Release);
-            self.rx_head = (self.rx_head + 1) % self.rx.frames;
+        while let Some(slot) = self.rx.head() {
+            let hdr = slot.header();
+            let bytes = slot.bytes(hdr.tp_mac as usize);
+            let timestamp_ns = hdr.tp_sec as u64 * 1_000_000_000 + hdr.tp_nsec as u64;
+            handle(Received { data: &bytes[..(hdr.tp_snaplen as usize).min(bytes.len())], timestamp_ns });
+            slot.hand_over(TP_STATUS_KERNEL);
             n += 1;
         }
         Ok(n)
@@ -329,73 +215,14 @@ impl Backend for AfPacket {
         wait: Duration,
         mut handle: F,
     ) -> Result<Batch, BackendError> {
-        let mut batch = Batch::default();
-        if self.rx.status(self.rx_head).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
-            sys::poll_readable(self.fd.as_raw_fd(), wait)?;
+        if !self.rx.head_is_ours() {
+            poll_readable(self.fd.as_fd(), wait)?;
         }
-        let mut queued = 0;
-        while batch.received < BATCH {
-            let rx_slot = self.rx_head;
-            let status = self.rx.status(rx_slot).load(Ordering::Acquire);
-            if status & TP_STATUS_USER == 0 {
-                break;
-            }
-            batch.received += 1;
-            let snaplen = self.rx.read_u32(rx_slot, 8) as usize;
-            if (self.rx.read_u32(rx_slot, 4) as usize) > snaplen {
-                // tp_len over tp_snaplen: the frame did not fit the ring's slot (the MTU grew
-                // after the rings were sized). Never judged on a part: counted as invalid.
-                batch.rx_invalid += 1;
-                self.rx.status(rx_slot).store(TP_STATUS_KERNEL, Ordering::Release);
-                self.rx_head = (self.rx_head + 1) % self.rx.frames;
-                continue;
-            }
-            let mac = self.rx.read_u16(rx_slot, 12) as usize;
-            let vlan_tci = self.rx.read_u16(rx_slot, 24);
-            let vlan_tpid = self.rx.read_u16(rx_slot, 26);
-
-            match self.claim_tx_slot()? {
-                None => {
-                    // The TX ring stayed full: this reflection is lost, and counted as such.
-                    batch.tx_error_packets += 1;
-                    batch.tx_error_bytes += snaplen as u64;
-                }
-                Some(refused) => {
-                    if let Some(len) = refused {
-                        batch.tx_error_packets += 1;
-                        batch.tx_error_bytes += len as u64;
-                    }
-                    let src = &self.rx.bytes(rx_slot, mac)[..snaplen.min(self.rx.frame_size - mac)];
-                    let dst = self.tx.bytes(self.tx_head, TX_DATA_OFFSET);
-                    let len = if status & TP_STATUS_VLAN_VALID != 0
-                        && src.len() >= 12
-                        && src.len() + 4 <= dst.len()
-                    {
-                        // The kernel moved the outer tag into metadata; put it back where it was.
-                        let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 { vlan_tpid } else { 0x8100 };
-                        dst[..12].copy_from_slice(&src[..12]);
-                        dst[12..14].copy_from_slice(&tpid.to_be_bytes());
-                        dst[14..16].copy_from_slice(&vlan_tci.to_be_bytes());
-                        dst[16..16 + src.len() - 12].copy_from_slice(&src[12..]);
-                        src.len() + 4
-                    } else {
-                        let n = src.len().min(dst.len());
-                        dst[..n].copy_from_slice(&src[..n]);
-                        n
-                    };
-                    if handle(&mut dst[..len]) {
-                        self.tx.write_u32(self.tx_head, 4, len as u32); // tp_len
-                        self.tx.status(self.tx_head).store(TP_STATUS_SEND_REQUEST, Ordering::Release);
-                        self.tx_head = (self.tx_head + 1) % self.tx.frames;
-                        queued += 1;
-                    }
-                }
-            }
-            self.rx.status(rx_slot).store(TP_STATUS_KERNEL, Ordering::Release);
-            self.rx_head = (self.rx_head + 1) % self.rx.frames;
-        }
+        let fd = self.fd.as_fd();
+        let (mut batch, queued) =
+            walk(&mut self.rx, &mut self.tx, &mut || Ok(sys::kick_tx(fd)?), &mut handle)?;
         if queued > 0 {
-            sys::kick_tx(self.fd.as_raw_fd())?;
+            sys::kick_tx(self.fd.as_fd())?;
         }
         // Ring-full drops, read (and reset) by the kernel call a few times a second.
         if self.stats_read.elapsed() >= STATS_EVERY {
@@ -404,6 +231,90 @@ impl Backend for AfPacket {
         }
         Ok(batch)
     }
+}
+
+/// Waits until the TX ring's head slot is ours, pushing the ring with `kick` meanwhile; false
+/// when it stayed busy past [`TX_SLOT_WAIT`].
+fn wait_for_tx_slot(
+    tx: &FrameRing,
+    kick: &mut impl FnMut() -> Result<(), BackendError>,
+) -> Result<bool, BackendError> {
+    let mut deadline: Option<Instant> = None;
+    while !tx.head_is_ours() {
+        // Still queued or being sent: push the ring and wait a little.
+        kick()?;
+        let now = Instant::now();
+        match deadline {
+            None => deadline = Some(now + TX_SLOT_WAIT),
+            Some(d) if now >= d => return Ok(false),
+            Some(_) => std::thread::yield_now(),
+        }
+    }
+    Ok(true)
+}
+
+/// Moves up to [`BATCH`] frames from the RX ring through `handle` into the TX ring: each is
+/// copied into a TX slot (with a VLAN tag the kernel took off put back), reflected there in
+/// place, and queued when `handle` says so. Returns what happened and how many were queued.
+fn walk<F: FnMut(&mut [u8]) -> bool>(
+    rx: &mut FrameRing,
+    tx: &mut FrameRing,
+    kick: &mut impl FnMut() -> Result<(), BackendError>,
+    handle: &mut F,
+) -> Result<(Batch, usize), BackendError> {
+    let mut batch = Batch::default();
+    let mut queued = 0;
+    while batch.received < BATCH {
+        let Some(rx_slot) = rx.head() else { break };
+        batch.received += 1;
+        let hdr = rx_slot.header();
+        let snaplen = hdr.tp_snaplen as usize;
+        if hdr.tp_len as usize > snaplen {
+            // tp_len over tp_snaplen: the frame did not fit the ring's slot (the MTU grew after
+            // the rings were sized). Never judged on a part: counted as invalid.
+            batch.rx_invalid += 1;
+            rx_slot.hand_over(TP_STATUS_KERNEL);
+            continue;
+        }
+        let tx_slot = if wait_for_tx_slot(tx, kick)? { tx.head() } else { None };
+        let Some(mut tx_slot) = tx_slot else {
+            // The TX ring stayed full: this reflection is lost, and counted as such.
+            batch.tx_error_packets += 1;
+            batch.tx_error_bytes += snaplen as u64;
+            rx_slot.hand_over(TP_STATUS_KERNEL);
+            continue;
+        };
+        if tx_slot.status() == TP_STATUS_WRONG_FORMAT {
+            // The kernel refused the frame it last held: count it, and take the slot back.
+            batch.tx_error_packets += 1;
+            batch.tx_error_bytes += tx_slot.header().tp_len as u64;
+            tx_slot.set_status(TP_STATUS_AVAILABLE);
+        }
+        let src = rx_slot.bytes(hdr.tp_mac as usize);
+        let src = &src[..snaplen.min(src.len())];
+        let dst = tx_slot.bytes_mut(TX_DATA_OFFSET);
+        let status = rx_slot.status();
+        let len = if status & TP_STATUS_VLAN_VALID != 0 && src.len() >= 12 && src.len() + 4 <= dst.len() {
+            // The kernel moved the outer tag into metadata; put it back where it was.
+            let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 { hdr.tp_vlan_tpid } else { 0x8100 };
+            dst[..12].copy_from_slice(&src[..12]);
+            dst[12..14].copy_from_slice(&tpid.to_be_bytes());
+            dst[14..16].copy_from_slice(&hdr.tp_vlan_tci.to_be_bytes());
+            dst[16..16 + src.len() - 12].copy_from_slice(&src[12..]);
+            src.len() + 4
+        } else {
+            let n = src.len().min(dst.len());
+            dst[..n].copy_from_slice(&src[..n]);
+            n
+        };
+        if handle(&mut dst[..len]) {
+            tx_slot.set_len(len as u32);
+            tx_slot.hand_over(TP_STATUS_SEND_REQUEST);
+            queued += 1;
+        }
+        rx_slot.hand_over(TP_STATUS_KERNEL);
+    }
+    Ok((batch, queued))
 }
 
 #[cfg(test)]
@@ -419,5 +330,91 @@ mod tests {
         let req = ring_request(16384, 100);
         assert_eq!((req.block_size, req.frame_nr), (65536, 100));
         assert_eq!(req.block_size as usize % 4096, 0);
+    }
+
+    use reflector_sys::tpacket::Tpacket2Hdr;
+    use reflector_sys::tpacket::testing::ring;
+
+    fn frame(n: u8, len: usize) -> Vec<u8> {
+        (0..len).map(|i| n.wrapping_add(i as u8)).collect()
+    }
+
+    #[test]
+    fn the_ring_walk_in_plain_memory() {
+        let (mut rx, krx) = ring(2048, 8, Direction::Rx);
+        let (mut tx, ktx) = ring(2048, 8, Direction::Tx);
+        let mut kicks = 0;
+        let mut kick = || -> Result<(), BackendError> {
+            kicks += 1;
+            Ok(())
+        };
+        // Slot 0: an ordinary frame; 1: a tagged frame whose tag the kernel took off (802.1ad
+        // TPID); 2: cut short (tp_len over tp_snaplen); 3: one the handler refuses.
+        assert!(krx.deliver(0, &frame(1, 60), 66, Tpacket2Hdr::default()));
+        let tagged = Tpacket2Hdr {
+            tp_status: TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID,
+            tp_vlan_tci: 0x0123,
+            tp_vlan_tpid: 0x88a8,
+            ..Default::default()
+        };
+        assert!(krx.deliver(1, &frame(2, 60), 66, tagged));
+        assert!(krx.deliver(2, &frame(3, 60), 66, Tpacket2Hdr { tp_len: 9000, ..Default::default() }));
+        assert!(krx.deliver(3, &frame(4, 60), 66, Tpacket2Hdr::default()));
+        let mut seen = Vec::new();
+        let mut handle = |f: &mut [u8]| {
+            seen.push(f.to_vec());
+            f[0] ^= 0xff; // "reflect" in place
+            f[12] != 4 + 12
+        };
+        let (batch, queued) = walk(&mut rx, &mut tx, &mut kick, &mut handle).unwrap();
+        assert_eq!(
+            batch,
+            Batch { received: 4, rx_invalid: 1, ..Default::default() },
+            "four frames, one of them cut short"
+        );
+        assert_eq!(queued, 2);
+        assert_eq!(seen.len(), 3, "the cut-short frame is never judged");
+        // The tag is back in place, between the MACs and the EtherType.
+        let mut want = frame(2, 60);
+        want.splice(12..12, [0x88, 0xa8, 0x01, 0x23]);
+        assert_eq!(seen[1], want);
+        // What the kernel is asked to send: the reflections, in order.
+        let mut sent0 = frame(1, 60);
+        sent0[0] ^= 0xff;
+        want[0] ^= 0xff;
+        assert_eq!(ktx.take_sent(0, false), Some(sent0));
+        assert_eq!(ktx.take_sent(1, false), Some(want));
+        assert_eq!(ktx.take_sent(2, false), None, "the refused frame is not sent");
+        for slot in 0..4 {
+            assert_eq!(krx.status_of(slot), TP_STATUS_KERNEL, "RX slot {slot} handed back");
+        }
+        assert_eq!(kicks, 0, "free TX slots need no push");
+    }
+
+    #[test]
+    fn a_full_tx_ring_costs_counted_reflections_and_a_refused_frame_is_counted() {
+        let (mut rx, krx) = ring(2048, 8, Direction::Rx);
+        let (mut tx, ktx) = ring(2048, 2, Direction::Tx);
+        let kicks = std::cell::Cell::new(0);
+        let mut kick = || -> Result<(), BackendError> {
+            kicks.set(kicks.get() + 1);
+            Ok(())
+        };
+        for slot in 0..3 {
+            assert!(krx.deliver(slot, &frame(slot as u8, 60), 66, Tpacket2Hdr::default()));
+        }
+        let (batch, queued) = walk(&mut rx, &mut tx, &mut kick, &mut |_: &mut [u8]| true).unwrap();
+        // Two TX slots: the third reflection waits TX_SLOT_WAIT, pushing the ring, then counts.
+        assert_eq!(queued, 2);
+        assert_eq!((batch.received, batch.tx_error_packets, batch.tx_error_bytes), (3, 1, 60));
+        assert!(kicks.get() > 0);
+        // The kernel refuses the first frame and sends the second.
+        assert!(ktx.take_sent(0, true).is_some());
+        assert!(ktx.take_sent(1, false).is_some());
+        assert!(krx.deliver(3, &frame(9, 70), 66, Tpacket2Hdr::default()));
+        let (batch, queued) = walk(&mut rx, &mut tx, &mut kick, &mut |_: &mut [u8]| true).unwrap();
+        assert_eq!(queued, 1);
+        assert_eq!((batch.received, batch.tx_error_packets, batch.tx_error_bytes), (1, 1, 60), "the refusal");
+        assert_eq!(ktx.take_sent(0, false), Some(frame(9, 70)));
     }
 }

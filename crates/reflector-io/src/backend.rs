@@ -20,7 +20,7 @@ pub struct Batch {
 /// A data path failure that ends the worker.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct BackendError(#[from] pub crate::error::SysError);
+pub struct BackendError(#[from] pub reflector_sys::error::SysError);
 
 /// A packet path: receive, let the handler reflect in place, transmit.
 ///

@@ -57,9 +57,14 @@ pub fn claim(ifindex: u32, iface: &str) -> Result<Claim, ClaimError> {
 fn holder(addr: &SocketAddr) -> Option<i32> {
     let stream = UnixStream::connect_addr(addr).ok()?;
     let fd = OwnedFd::from(stream);
-    crate::sys::getsockopt::<Ucred>(&fd, libc::SOL_SOCKET, libc::SO_PEERCRED, "getsockopt(SO_PEERCRED)")
-        .ok()
-        .map(|c| c.pid)
+    reflector_sys::sock::getsockopt::<Ucred>(
+        &fd,
+        libc::SOL_SOCKET,
+        libc::SO_PEERCRED,
+        "getsockopt(SO_PEERCRED)",
+    )
+    .ok()
+    .map(|c| c.pid)
 }
 
 /// `struct ucred`.

@@ -311,11 +311,11 @@ impl Runtime {
 /// The CPUs this process may run on.
 #[cfg(target_os = "linux")]
 pub fn allowed_cpus() -> Result<Vec<usize>, String> {
-    crate::sys::allowed_cpus().map_err(|e| e.to_string())
+    reflector_sys::process::allowed_cpus().map_err(|e| e.to_string())
 }
 #[cfg(target_os = "linux")]
 fn pin_to(cpu: usize) -> Result<(), String> {
-    crate::sys::pin_current_thread(cpu).map_err(|e| e.to_string())
+    reflector_sys::process::pin_current_thread(cpu).map_err(|e| e.to_string())
 }
 /// The CPUs this process may run on.
 #[cfg(not(target_os = "linux"))]

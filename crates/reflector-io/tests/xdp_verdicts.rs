@@ -7,13 +7,13 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use reflector_bpf::xdp::{OnHit, XDP_PASS, XDP_TX, program};
 use reflector_core::{Filter, Reject, classify};
-use reflector_io::xdp::bpf;
+use reflector_sys::xdp::bpf;
 use reflector_testkit::{Rng, corpus, default_filter, filter_with, mutated};
 
 /// These tests are `#[ignore = "needs root (BPF)"]`: the test command runs them as root.
 fn require_root() {
     assert!(
-        reflector_io::os::is_root(),
+        reflector_sys::process::is_root(),
         "loading BPF programs needs root (run as root, as scripts/test.sh does)"
     );
 }

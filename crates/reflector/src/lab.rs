@@ -111,7 +111,7 @@ fn check_args(args: &LabArgs) -> Result<(), crate::UsageError> {
 
 pub fn run(args: &LabArgs) -> anyhow::Result<()> {
     check_args(args)?;
-    if !reflector_io::sys::is_root() {
+    if !reflector_sys::process::is_root() {
         bail!("lab creates network namespaces and needs root (try: sudo reflector lab)");
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -212,7 +212,7 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
     let tester_ns = lab.tester_ns.clone();
     let (tally, description) = std::thread::scope(|s| {
         s.spawn(|| -> anyhow::Result<_> {
-            reflector_io::sys::enter_netns(&format!("/run/netns/{tester_ns}"))?;
+            reflector_sys::process::enter_netns(&format!("/run/netns/{tester_ns}"))?;
             let prober = Prober::open(&probe_args)?;
             let description = prober.description.clone();
             if !json {
@@ -252,7 +252,7 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
 
     // Stop the reflector and read its summary.
     let mut child = lab.reflector.take().expect("started above");
-    if reflector_io::sys::signal_process(child.id(), libc::SIGTERM).is_err() {
+    if reflector_sys::process::signal_process(child.id(), libc::SIGTERM).is_err() {
         // Already gone, or not ours to signal any more: make sure, then collect it below.
         let _ = child.kill();
     }

@@ -12,8 +12,8 @@ use reflector_core::{Counters, Filter};
 use crate::control::{Control, KernelRejects};
 use crate::http::HttpConfig;
 use reflector_io::backend::Backend;
-use reflector_io::iface::{IfaceError, IfaceInfo, iface_info};
 use reflector_io::worker::{FilterCell, Pin, Placement, Runtime, allowed_cpus};
+use reflector_sys::iface::{IfaceError, IfaceInfo, iface_info};
 
 use crate::UsageError;
 use crate::cpus::CpuList;
@@ -143,7 +143,8 @@ pub fn usable_interface(name: &str) -> anyhow::Result<IfaceInfo> {
 
 /// The addresses of interface `name`, which the packet rules refuse test packets from.
 fn interface_addresses(name: &str) -> anyhow::Result<Vec<std::net::IpAddr>> {
-    reflector_io::iface::iface_addresses(name).with_context(|| format!("cannot read the addresses of {name}"))
+    reflector_sys::iface::iface_addresses(name)
+        .with_context(|| format!("cannot read the addresses of {name}"))
 }
 
 /// The arguments with the config file's settings filled in, checked as `run` checks them before
@@ -749,7 +750,7 @@ fn serve<B: Backend>(
     if let Some(e) = output_error.take() {
         return Err(e.into());
     }
-    let cpu = reflector_io::os::process_cpu_time().ok();
+    let cpu = reflector_sys::process::process_cpu_time().ok();
     let kernel = ctl.kernel_counters();
     crate::output::line(stats::summary(
         format.get(),

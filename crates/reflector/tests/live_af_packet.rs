@@ -496,7 +496,7 @@ fn a_second_reflector_on_the_interface_is_refused_whatever_the_backends() {
 #[ignore = "needs root and network namespaces"]
 fn another_tools_xdp_program_is_kept_unless_replace_is_given() {
     require_live!();
-    use reflector_io::xdp::bpf;
+    use reflector_sys::xdp::bpf;
     for mode in [bpf::XDP_FLAGS_DRV_MODE, bpf::XDP_FLAGS_SKB_MODE] {
         replace_another_tools_program(mode);
     }
@@ -506,7 +506,7 @@ fn another_tools_xdp_program_is_kept_unless_replace_is_given() {
 /// `--replace`, and removed with it.
 fn replace_another_tools_program(mode: u32) {
     use reflector_bpf::ebpf::{Asm, R0};
-    use reflector_io::xdp::{bpf, netlink};
+    use reflector_sys::xdp::{bpf, netlink};
     let pair = NetnsPair::for_backend("af-xdp");
     // Another tool's program (XDP_PASS), attached through netlink the way `ip link set ... xdp`
     // does, so it stays after its loader is gone.
@@ -515,7 +515,7 @@ fn replace_another_tools_program(mode: u32) {
         a.mov_imm(R0, reflector_bpf::xdp::XDP_PASS);
         a.exit();
         let prog = bpf::prog_load(&a.finish().unwrap(), "other_tool").expect("load");
-        let index = reflector_io::sys::iface_info("va").expect("va").index;
+        let index = reflector_sys::iface::iface_info("va").expect("va").index;
         netlink::attach(index, &prog, mode).expect("attach through netlink");
         (index, netlink::attached_prog_id(index).unwrap().expect("attached"))
     });

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{NetnsPair, kernel_view};
 use reflector_bpf::cbpf::{ACCEPT, program, run};
-use reflector_io::packet_socket::PacketSocket;
+use reflector_sys::packet_socket::PacketSocket;
 use reflector_testkit::{corpus, default_filter};
 
 #[test]
@@ -21,7 +21,7 @@ fn the_kernel_runs_the_program_as_the_interpreter_does() {
     let filter = default_filter();
     let prog = program(&filter).unwrap();
     let listener = NetnsPair::in_ns(&pair.reflector_ns, || {
-        let index = reflector_io::sys::iface_info("va").unwrap().index;
+        let index = reflector_sys::iface::iface_info("va").unwrap().index;
         let socket = PacketSocket::open(index).unwrap();
         socket.attach_filter(&prog).unwrap();
         socket.set_recv_buffer(16 << 20).unwrap();

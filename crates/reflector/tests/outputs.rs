@@ -25,7 +25,7 @@ fn expected(dir: &Path) -> Vec<u8> {
 }
 
 fn is_root() -> bool {
-    reflector_io::os::is_root()
+    reflector_sys::process::is_root()
 }
 
 #[test]

@@ -7,8 +7,7 @@
 //! is a thin layer of `open`, `ioctl`, `read` and `write` on the request numbers of
 //! `ioctl.rs`. The filter is the same classic BPF program the AF_PACKET backend attaches.
 
-pub mod device;
-pub mod ioctl;
+pub use reflector_sys::bpf_device::{self as device, ioctl};
 
 use std::io;
 use std::time::Duration;
@@ -34,6 +33,30 @@ pub trait BpfDevice: Send + 'static {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     /// One `write()`: one frame.
     fn write(&mut self, frame: &[u8]) -> io::Result<usize>;
+}
+
+impl BpfDevice for device::Device {
+    fn ioctl_uint(&mut self, request: u64, value: u32) -> io::Result<u32> {
+        device::Device::ioctl_uint(self, request, value)
+    }
+    fn get_uint(&mut self, request: u64) -> io::Result<u32> {
+        device::Device::get_uint(self, request)
+    }
+    fn set_interface(&mut self, name: &str) -> io::Result<()> {
+        device::Device::set_interface(self, name)
+    }
+    fn set_filter(&mut self, program: &[Insn]) -> io::Result<()> {
+        device::Device::set_filter(self, program)
+    }
+    fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        device::Device::set_read_timeout(self, timeout)
+    }
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        device::Device::read(self, buf)
+    }
+    fn write(&mut self, frame: &[u8]) -> io::Result<usize> {
+        device::Device::write(self, frame)
+    }
 }
 
 /// Buffer sizes tried, largest first.
@@ -165,7 +188,7 @@ impl<D: BpfDevice> BpfBackend<D> {
 impl<D: BpfDevice> Backend for BpfBackend<D> {
     /// BIOCSETF replaces the device's filter.
     fn update_filter(&mut self, filter: &reflector_core::Filter) -> Result<(), BackendError> {
-        let fail = |err| BackendError(crate::error::SysError { call: "BIOCSETF", err });
+        let fail = |err| BackendError(reflector_sys::error::SysError { call: "BIOCSETF", err });
         let program = reflector_bpf::cbpf::program(filter)
             .ok_or_else(|| fail(io::Error::from_raw_os_error(libc::E2BIG)))?;
         self.dev.set_filter(&program).map_err(fail)
@@ -180,7 +203,9 @@ impl<D: BpfDevice> Backend for BpfBackend<D> {
         let n = match self.dev.read(&mut self.buf) {
             Ok(n) => n,
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EAGAIN)) => 0,
-            Err(e) => return Err(BackendError(crate::error::SysError { call: "read(/dev/bpf)", err: e })),
+            Err(e) => {
+                return Err(BackendError(reflector_sys::error::SysError { call: "read(/dev/bpf)", err: e }));
+            }
         };
         let mut batch = Batch::default();
         let n = n.min(self.buf.len());

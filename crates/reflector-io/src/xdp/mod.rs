@@ -1,22 +1,22 @@
 //! The AF_XDP data path: the generated XDP program, loaded and attached with raw `bpf(2)`,
 //! and AF_XDP sockets that receive what it redirects.
 
-pub mod bpf;
-pub mod netlink;
-pub mod ring;
 pub mod xsk;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
+use reflector_sys::error::SysError;
+use reflector_sys::xdp::{bpf, netlink};
+
 use reflector_core::{Filter, Reject};
 
 /// A per-CPU array with one `u64` per reject reason, for the program to count into.
-pub fn reject_counters() -> Result<OwnedFd, crate::error::SysError> {
+pub fn reject_counters() -> Result<OwnedFd, SysError> {
     bpf::map_create(bpf::BPF_MAP_TYPE_PERCPU_ARRAY, 8, Reject::COUNT as u32, "reflector_rej")
 }
 
 /// Reads a map made by [`reject_counters`], summed over CPUs.
-pub fn read_reject_counters(map: &OwnedFd) -> Result<[u64; Reject::COUNT], crate::error::SysError> {
+pub fn read_reject_counters(map: &OwnedFd) -> Result<[u64; Reject::COUNT], SysError> {
     let mut out = [0u64; Reject::COUNT];
     for (i, v) in out.iter_mut().enumerate() {
         *v = bpf::percpu_sum(map, i as u32)?;
@@ -62,7 +62,7 @@ pub enum AttachError {
     Permission,
     /// A step failed.
     #[error(transparent)]
-    Sys(#[from] crate::error::SysError),
+    Sys(#[from] SysError),
 }
 
 impl Attachment {
@@ -76,7 +76,7 @@ impl Attachment {
         queues: u32,
         replace: bool,
     ) -> Result<Attachment, AttachError> {
-        let denied = |e: crate::error::SysError| {
+        let denied = |e: SysError| {
             if e.errno() == Some(libc::EPERM) { AttachError::Permission } else { AttachError::Sys(e) }
         };
         let map =
@@ -86,7 +86,7 @@ impl Attachment {
         let insns = reflector_bpf::xdp::program(filter, on_hit, Some(counters.as_raw_fd()))
             .ok_or(AttachError::Assemble)?;
         let prog = bpf::prog_load(&insns, "reflector")?;
-        let busy = |e: &crate::error::SysError| matches!(e.errno(), Some(libc::EBUSY) | Some(libc::EEXIST));
+        let busy = |e: &SysError| matches!(e.errno(), Some(libc::EBUSY) | Some(libc::EEXIST));
         let link = |flags| bpf::link_create(&prog, ifindex, flags);
         let attempt = |replace_now: bool| -> Result<(OwnedFd, &'static str), AttachError> {
             if replace_now {
@@ -129,7 +129,7 @@ impl Attachment {
     }
 
     /// Frames the program rejected so far, per reason (indexed in `Reject::ALL` order).
-    pub fn rejected(&self) -> Result<[u64; Reject::COUNT], crate::error::SysError> {
+    pub fn rejected(&self) -> Result<[u64; Reject::COUNT], SysError> {
         read_reject_counters(&self.counters)
     }
 
@@ -146,7 +146,7 @@ impl Attachment {
     }
 
     /// Puts socket `xsk_fd` in the XSKMAP slot of `queue`.
-    pub fn register(&self, queue: u32, xsk_fd: i32) -> Result<(), crate::error::SysError> {
+    pub fn register(&self, queue: u32, xsk_fd: i32) -> Result<(), SysError> {
         bpf::map_update(&self.map, queue, xsk_fd as u32)
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use reflector_io::packet_socket::PacketSocket;
+use reflector_sys::packet_socket::PacketSocket;
 use reflector_testkit::{LOCAL_MAC, TESTER_MAC};
 
 /// Why live tests cannot run here, or `None` when they can.
@@ -109,7 +109,7 @@ impl NetnsPair {
     pub fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
         std::thread::scope(|s| {
             s.spawn(|| {
-                reflector_io::sys::enter_netns(&format!("/run/netns/{ns}")).expect("setns");
+                reflector_sys::process::enter_netns(&format!("/run/netns/{ns}")).expect("setns");
                 f()
             })
             .join()
@@ -120,7 +120,7 @@ impl NetnsPair {
     /// A tester socket on `vb`.
     pub fn tester(&self) -> PacketSocket {
         NetnsPair::in_ns(&self.tester_ns, || {
-            let index = reflector_io::sys::iface_info("vb").expect("vb exists").index;
+            let index = reflector_sys::iface::iface_info("vb").expect("vb exists").index;
             let socket = PacketSocket::open(index).expect("tester socket");
             socket.set_recv_buffer(64 << 20).expect("receive buffer");
             socket

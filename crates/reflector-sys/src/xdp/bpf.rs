@@ -1,8 +1,6 @@
 //! The `bpf(2)` system call, for the few commands the XDP path needs. Each `union bpf_attr`
 //! variant is a `#[repr(C)]` struct of exactly the fields used (the kernel treats bytes past
 //! the size passed as zero).
-#![allow(unsafe_code)]
-
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 

@@ -1,8 +1,6 @@
 //! The real `/dev/bpf` device: `open`, `ioctl`, `read`, `write` and nothing else. It builds on
 //! every Unix (the request numbers are our own constants), and on Linux, which has no such
 //! device, opening reports that clearly.
-#![allow(unsafe_code)]
-
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -10,7 +8,8 @@ use std::time::Duration;
 
 use reflector_bpf::cbpf::Insn;
 
-use super::{BpfDevice, ioctl};
+pub mod ioctl;
+use ioctl::{BIOCSETF, BIOCSETIF, BIOCSRTIMEOUT, IFREQ_SIZE};
 
 /// An open `/dev/bpfN`.
 #[derive(Debug)]
@@ -76,50 +75,57 @@ impl Device {
     }
 }
 
-impl BpfDevice for Device {
-    fn ioctl_uint(&mut self, request: u64, value: u32) -> io::Result<u32> {
+impl Device {
+    /// An ioctl that takes a `u_int` and (for BIOCSBLEN) answers with one.
+    pub fn ioctl_uint(&mut self, request: u64, value: u32) -> io::Result<u32> {
         let mut v: libc::c_uint = value;
         self.ioctl_ptr(request, &mut v)?;
         Ok(v)
     }
 
-    fn get_uint(&mut self, request: u64) -> io::Result<u32> {
+    /// An ioctl that reads a `u_int` (BIOCGDLT).
+    pub fn get_uint(&mut self, request: u64) -> io::Result<u32> {
         let mut v: libc::c_uint = 0;
         self.ioctl_ptr(request, &mut v)?;
         Ok(v)
     }
 
-    fn set_interface(&mut self, name: &str) -> io::Result<()> {
-        let mut ifreq = [0u8; ioctl::IFREQ_SIZE];
+    /// BIOCSETIF.
+    pub fn set_interface(&mut self, name: &str) -> io::Result<()> {
+        let mut ifreq = [0u8; IFREQ_SIZE];
         if name.is_empty() || name.len() >= 16 {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         ifreq[..name.len()].copy_from_slice(name.as_bytes());
-        self.ioctl_ptr(ioctl::BIOCSETIF, ifreq.as_mut_ptr())
+        self.ioctl_ptr(BIOCSETIF, ifreq.as_mut_ptr())
     }
 
-    fn set_filter(&mut self, program: &[Insn]) -> io::Result<()> {
+    /// BIOCSETF.
+    pub fn set_filter(&mut self, program: &[Insn]) -> io::Result<()> {
         #[repr(C)]
         struct BpfProgram {
             bf_len: libc::c_uint,
             bf_insns: *const Insn,
         }
         let mut prog = BpfProgram { bf_len: program.len() as libc::c_uint, bf_insns: program.as_ptr() };
-        self.ioctl_ptr(ioctl::BIOCSETF, &mut prog)
+        self.ioctl_ptr(BIOCSETF, &mut prog)
     }
 
-    fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+    /// BIOCSRTIMEOUT.
+    pub fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
         let mut tv = libc::timeval { tv_sec: timeout.as_secs() as _, tv_usec: timeout.subsec_micros() as _ };
-        self.ioctl_ptr(ioctl::BIOCSRTIMEOUT, &mut tv)
+        self.ioctl_ptr(BIOCSRTIMEOUT, &mut tv)
     }
 
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// One `read()`: a buffer of records, 0 at the read timeout.
+    pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: `buf` is a live, writable buffer of the length passed.
         let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
     }
 
-    fn write(&mut self, frame: &[u8]) -> io::Result<usize> {
+    /// One `write()`: one frame.
+    pub fn write(&mut self, frame: &[u8]) -> io::Result<usize> {
         // SAFETY: `frame` is a live buffer of the length passed; the kernel only reads it.
         let n = unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
         if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }

@@ -1,17 +1,13 @@
 //! A plain packet socket for sending and receiving single frames: the tester side of the
 //! live tests (and the base of `probe`). Frames are received whole: a VLAN tag the kernel
 //! moved into metadata is put back from the `PACKET_AUXDATA` control message.
-#![allow(unsafe_code)]
-
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use crate::afpacket::AfPacketError;
-use crate::sys::{self, SysError, SysResult, TpacketAuxdata};
-
-const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
-const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+use crate::error::{SysError, SysResult};
+use crate::packet::{self as sys, AfPacketError, TpacketAuxdata};
+use crate::tpacket::{TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID};
 
 /// A bound `AF_PACKET` socket that does not see its own transmissions.
 #[derive(Debug)]
@@ -22,7 +18,7 @@ pub struct PacketSocket {
 impl PacketSocket {
     /// Opens a socket on the interface with index `ifindex` (in the calling thread's namespace).
     pub fn open(ifindex: u32) -> Result<PacketSocket, AfPacketError> {
-        let fd = crate::afpacket::open_socket()?;
+        let fd = sys::open_socket()?;
         sys::enable_packet_option(&fd, sys::PACKET_IGNORE_OUTGOING, "setsockopt(PACKET_IGNORE_OUTGOING)")?;
         sys::enable_packet_option(&fd, sys::PACKET_AUXDATA, "setsockopt(PACKET_AUXDATA)")?;
         sys::bind_packet(&fd, ifindex, sys::ETH_P_ALL)?;
@@ -37,7 +33,7 @@ impl PacketSocket {
     /// Sets the receive buffer to `bytes` (beyond `rmem_max` when the process may, as root).
     pub fn set_recv_buffer(&self, bytes: usize) -> SysResult<()> {
         let value = bytes.min(i32::MAX as usize) as i32;
-        sys::setsockopt(
+        crate::sock::setsockopt(
             &self.fd,
             libc::SOL_SOCKET,
             libc::SO_RCVBUFFORCE,
@@ -45,18 +41,19 @@ impl PacketSocket {
             "setsockopt(SO_RCVBUFFORCE)",
         )
         .or_else(|_| {
-            sys::setsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &value, "setsockopt(SO_RCVBUF)")
+            crate::sock::setsockopt(
+                &self.fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                &value,
+                "setsockopt(SO_RCVBUF)",
+            )
         })
     }
 
     /// Sends one frame as it is.
     pub fn send(&self, frame: &[u8]) -> SysResult<()> {
-        // SAFETY: `frame` is a live slice of the length passed; the kernel only reads it.
-        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-        if n < 0 {
-            return Err(SysError { call: "send(AF_PACKET)", err: std::io::Error::last_os_error() });
-        }
-        Ok(())
+        crate::sock::send(self.fd.as_fd(), frame, "send(AF_PACKET)").map(|_| ())
     }
 
     /// Receives one frame into `buf` (which needs 4 spare bytes for a restored VLAN tag),
@@ -73,7 +70,7 @@ impl PacketSocket {
             if left.is_zero() {
                 return Ok(None);
             }
-            if !sys::poll_readable(self.fd.as_raw_fd(), left.min(Duration::from_millis(100)))? {
+            if !crate::sock::poll_readable(self.fd.as_fd(), left.min(Duration::from_millis(100)))? {
                 continue;
             }
             // Receive at offset 4, leaving room to put a stripped tag back in front of the

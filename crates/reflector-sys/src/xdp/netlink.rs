@@ -2,8 +2,6 @@
 //! (`IFLA_XDP_PROG_ID`), detaching one that was attached through netlink (for `--replace`), and
 //! attaching one the old way, as `ip link set ... xdp` does (how other tools' programs arrive;
 //! the tests use it to play such a tool).
-#![allow(unsafe_code)]
-
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::error::{SysError, SysResult};
@@ -169,7 +167,7 @@ mod tests {
 
     #[test]
     fn loopback_has_no_xdp_program() {
-        let lo = crate::sys::iface_info("lo").unwrap().index;
+        let lo = crate::iface::iface_info("lo").unwrap().index;
         assert_eq!(attached_prog_id(lo).unwrap(), None);
     }
 }

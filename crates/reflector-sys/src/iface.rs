@@ -1,5 +1,7 @@
 //! Facts about a network interface, looked up the way each system offers them.
 
+use crate::error::SysError;
+
 /// Facts about a network interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IfaceInfo {
@@ -28,20 +30,19 @@ pub enum IfaceError {
     BadName(String),
     /// A system call failed.
     #[error(transparent)]
-    Sys(#[from] crate::error::SysError),
+    Sys(#[from] SysError),
 }
 
 /// The IPv4 and IPv6 addresses configured on `name` (on Linux, in the calling thread's network
 /// namespace), in the order `getifaddrs` lists them. The packet rules refuse test packets from
 /// them.
-#[allow(unsafe_code)]
-pub fn iface_addresses(name: &str) -> Result<Vec<std::net::IpAddr>, crate::error::SysError> {
+pub fn iface_addresses(name: &str) -> Result<Vec<std::net::IpAddr>, SysError> {
     use std::ffi::CStr;
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `list`, freed below with freeifaddrs.
     if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return Err(crate::error::SysError::last("getifaddrs"));
+        return Err(SysError::last("getifaddrs"));
     }
     let mut out = Vec::new();
     let mut entry = list;
@@ -76,17 +77,99 @@ pub fn iface_addresses(name: &str) -> Result<Vec<std::net::IpAddr>, crate::error
     Ok(out)
 }
 
-/// Looks up `name` (on Linux, in the calling thread's network namespace).
+// linux/sockios.h
+#[cfg(target_os = "linux")]
+const SIOCGIFFLAGS: libc::c_ulong = 0x8913;
+#[cfg(target_os = "linux")]
+const SIOCGIFMTU: libc::c_ulong = 0x8921;
+#[cfg(target_os = "linux")]
+const SIOCGIFHWADDR: libc::c_ulong = 0x8927;
+#[cfg(target_os = "linux")]
+const SIOCGIFINDEX: libc::c_ulong = 0x8933;
+#[cfg(target_os = "linux")]
+const SIOCGIFADDR: libc::c_ulong = 0x8915;
+
+#[cfg(target_os = "linux")]
+fn ifreq_for(name: &str) -> Result<libc::ifreq, IfaceError> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+        return Err(IfaceError::BadName(name.into()));
+    }
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    Ok(req)
+}
+
+#[cfg(target_os = "linux")]
+fn ioctl_ifreq(
+    fd: &std::os::fd::OwnedFd,
+    request: libc::c_ulong,
+    req: &mut libc::ifreq,
+    call: &'static str,
+) -> crate::error::SysResult<()> {
+    // SAFETY: `req` is a live ifreq, which is what these SIOCGIF* requests read and write.
+    crate::sock::check(
+        unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(fd), request as _, req as *mut libc::ifreq) },
+        call,
+    )
+    .map(|_| ())
+}
+
+/// Looks up `name` in the calling thread's network namespace.
 #[cfg(target_os = "linux")]
 pub fn iface_info(name: &str) -> Result<IfaceInfo, IfaceError> {
-    crate::sys::iface_info(name)
+    let mut req = ifreq_for(name)?;
+    let fd = crate::sock::socket(libc::AF_INET, libc::SOCK_DGRAM, 0, "socket(AF_INET)")?;
+    if let Err(e) = ioctl_ifreq(&fd, SIOCGIFINDEX, &mut req, "ioctl(SIOCGIFINDEX)") {
+        return Err(if e.errno() == Some(libc::ENODEV) {
+            IfaceError::NotFound(name.into())
+        } else {
+            e.into()
+        });
+    }
+    // SAFETY: SIOCGIFINDEX filled the ifru_ifindex member of the union.
+    let index = unsafe { req.ifr_ifru.ifru_ifindex } as u32;
+    ioctl_ifreq(&fd, SIOCGIFHWADDR, &mut req, "ioctl(SIOCGIFHWADDR)")?;
+    // SAFETY: SIOCGIFHWADDR filled the ifru_hwaddr member.
+    let hw = unsafe { req.ifr_ifru.ifru_hwaddr };
+    let mut mac = [0u8; 6];
+    for (dst, src) in mac.iter_mut().zip(hw.sa_data.iter()) {
+        *dst = *src as u8;
+    }
+    ioctl_ifreq(&fd, SIOCGIFFLAGS, &mut req, "ioctl(SIOCGIFFLAGS)")?;
+    // SAFETY: SIOCGIFFLAGS filled the ifru_flags member.
+    let flags = unsafe { req.ifr_ifru.ifru_flags } as libc::c_int;
+    ioctl_ifreq(&fd, SIOCGIFMTU, &mut req, "ioctl(SIOCGIFMTU)")?;
+    // SAFETY: SIOCGIFMTU filled the ifru_mtu member.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu } as u32;
+    // No address is not an error: the interface may carry only IPv6, or nothing.
+    let ipv4 = ioctl_ifreq(&fd, SIOCGIFADDR, &mut req, "ioctl(SIOCGIFADDR)").ok().map(|()| {
+        // SAFETY: SIOCGIFADDR filled the ifru_addr member with a sockaddr_in.
+        let addr = unsafe { req.ifr_ifru.ifru_addr };
+        std::net::Ipv4Addr::new(
+            addr.sa_data[2] as u8,
+            addr.sa_data[3] as u8,
+            addr.sa_data[4] as u8,
+            addr.sa_data[5] as u8,
+        )
+    });
+    Ok(IfaceInfo {
+        index,
+        ipv4,
+        mac: reflector_core::MacAddr(mac),
+        up: flags & libc::IFF_UP != 0,
+        running: flags & libc::IFF_RUNNING != 0,
+        mtu,
+    })
 }
 
 /// Looks up `name` with `getifaddrs`: the link-layer entry gives the MAC and MTU, an IPv4
 /// entry the address. (Built only on macOS and FreeBSD; see docs/MACOS.md for what has been
 /// verified there.)
 #[cfg(any(target_os = "macos", target_os = "freebsd"))]
-#[allow(unsafe_code)]
 pub fn iface_info(name: &str) -> Result<IfaceInfo, IfaceError> {
     use std::ffi::{CStr, CString};
     let c_name = CString::new(name).map_err(|_| IfaceError::BadName(name.into()))?;
@@ -101,7 +184,7 @@ pub fn iface_info(name: &str) -> Result<IfaceInfo, IfaceError> {
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `list`, freed below with freeifaddrs.
     if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return Err(crate::error::SysError::last("getifaddrs").into());
+        return Err(SysError::last("getifaddrs").into());
     }
     let mut info = IfaceInfo {
         index,
@@ -157,4 +240,20 @@ pub fn iface_info(name: &str) -> Result<IfaceInfo, IfaceError> {
     // SAFETY: `list` came from getifaddrs and is freed once.
     unsafe { libc::freeifaddrs(list) };
     Ok(info)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_lookup() {
+        let lo = iface_info("lo").expect("loopback exists");
+        assert!(lo.index >= 1 && lo.up && lo.mtu >= 1500);
+        assert_eq!(lo.mac, reflector_core::MacAddr::ZERO);
+        assert_eq!(lo.ipv4, Some(std::net::Ipv4Addr::LOCALHOST));
+        assert!(matches!(iface_info("no-such-if0"), Err(IfaceError::NotFound(_))));
+        assert!(matches!(iface_info("this-name-is-far-too-long"), Err(IfaceError::BadName(_))));
+        assert!(matches!(iface_info(""), Err(IfaceError::BadName(_))));
+    }
 }
