@@ -11,10 +11,18 @@
 //! to its counters). A test runs the corpus and random frames through the kernel
 //! (`BPF_PROG_TEST_RUN`) and compares every verdict and every reason with the core's.
 //!
+//! The generator follows the same stages as `classify`, one function each: Ethernet, VLAN tags,
+//! IPv4 or IPv6, UDP, the signatures and their OUI, the late checks, then the verdict.
+//!
 //! Registers: r6 = rx queue index, r7 = data, r8 = data_end, r9 = cursor, r5 = end of the IP
 //! packet, r0-r4 scratch. Every load is preceded by a check against data_end that the verifier
 //! can follow; checks against the IP end (r5) are the rules' own length checks.
 
+use reflector_core::wire::{
+    ETH_HEADER_LEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPPROTO_UDP, IPV4_MIN_HEADER_LEN, IPV6_EXT_DEST_OPTS,
+    IPV6_EXT_FRAGMENT, IPV6_EXT_HOP_BY_HOP, IPV6_EXT_ROUTING, IPV6_HEADER_LEN, MAX_IPV6_EXT_HEADERS,
+    MAX_VLAN_TAGS, UDP_HEADER_LEN, VLAN_TAG_LEN, VLAN_TPIDS,
+};
 use reflector_core::{Family, Filter, Reject, Signature};
 
 use crate::ebpf::*;
@@ -59,6 +67,374 @@ fn need(a: &mut Asm, base: Reg, n: i32, bounds: &[Reg], fail: Label) {
 
 /// The stack slot where the L3 dispatch keeps the IP version (4 or 6) for the late checks.
 const IP_VERSION_SLOT: i16 = -8;
+
+/// The program being generated: the assembler, the filter, and one label per reject reason
+/// (`r0 = reason; goto count`, or straight to pass without counters).
+struct Gen<'a> {
+    a: Asm,
+    filter: &'a Filter,
+    reasons: Vec<Label>,
+}
+
+impl Gen<'_> {
+    /// Where a frame rejected for `reason` goes.
+    fn r(&self, reason: Reject) -> Label {
+        self.reasons[reason as usize]
+    }
+
+    /// Emits `if base + n > bound goto fail` for one or more bounds.
+    fn need(&mut self, base: Reg, n: usize, bounds: &[Reg], fail: Label) {
+        need(&mut self.a, base, n as i32, bounds, fail);
+    }
+
+    /// `struct xdp_md`: data, data_end, data_meta, ingress_ifindex, rx_queue_index.
+    fn context(&mut self) {
+        self.a.load(Size::W, R6, R1, 16);
+        self.a.load(Size::W, R7, R1, 0);
+        self.a.load(Size::W, R8, R1, 4);
+    }
+
+    /// Ethernet: ours, from a unicast, non-zero MAC that is not ours.
+    fn ethernet(&mut self) {
+        let mac = self.filter.local_mac().0;
+        let (mac_lo, mac_hi) = (le32([mac[0], mac[1], mac[2], mac[3]]), le16([mac[4], mac[5]]));
+        self.need(R7, ETH_HEADER_LEN, &[R8], self.r(Reject::ShortEthernet));
+        let a = &mut self.a;
+        a.load(Size::W, R2, R7, 0);
+        a.jump32_imm(Cond::Ne, R2, mac_lo, self.reasons[Reject::DstMac as usize]);
+        a.load(Size::H, R2, R7, 4);
+        a.jump32_imm(Cond::Ne, R2, mac_hi, self.reasons[Reject::DstMac as usize]);
+        a.load(Size::B, R2, R7, 6);
+        a.jump32_imm(Cond::Set, R2, 1, self.reasons[Reject::SrcMacGroup as usize]);
+        a.load(Size::W, R2, R7, 6);
+        a.load(Size::H, R3, R7, 10);
+        a.mov(R4, R2);
+        a.alu_reg(Alu::Or, R4, R3);
+        a.jump_imm(Cond::Eq, R4, 0, self.reasons[Reject::SrcMacZero as usize]);
+        let not_own = a.label();
+        a.jump32_imm(Cond::Ne, R2, mac_lo, not_own);
+        a.jump32_imm(Cond::Eq, R3, mac_hi, self.reasons[Reject::SrcMacOwn as usize]);
+        a.place(not_own);
+    }
+
+    /// Up to [`MAX_VLAN_TAGS`] tags, then the EtherType: on to `v4` or `v6`. Leaves r9 at the
+    /// L3 header.
+    fn vlan_and_ethertype(&mut self, v4: Label, v6: Label) {
+        let tpids = VLAN_TPIDS.map(|t| le16(t.to_be_bytes()));
+        let dispatch = self.a.label();
+        self.a.mov(R9, R7);
+        self.a.alu_imm(Alu::Add, R9, ETH_HEADER_LEN as i32);
+        self.a.load(Size::H, R4, R7, 12);
+        for _ in 0..MAX_VLAN_TAGS {
+            let tag = self.a.label();
+            for t in tpids {
+                self.a.jump32_imm(Cond::Eq, R4, t, tag);
+            }
+            self.a.goto(dispatch);
+            self.a.place(tag);
+            self.need(R9, VLAN_TAG_LEN, &[R8], self.r(Reject::ShortVlan));
+            self.a.load(Size::H, R4, R9, 2);
+            self.a.alu_imm(Alu::Add, R9, VLAN_TAG_LEN as i32);
+        }
+        for t in tpids {
+            self.a.jump32_imm(Cond::Eq, R4, t, self.r(Reject::VlanDepth));
+        }
+        self.a.place(dispatch);
+        self.a.jump32_imm(Cond::Eq, R4, le16(ETHERTYPE_IPV4.to_be_bytes()), v4);
+        self.a.jump32_imm(Cond::Eq, R4, le16(ETHERTYPE_IPV6.to_be_bytes()), v6);
+        self.a.goto(self.r(Reject::NotIp));
+    }
+
+    /// Remembers the IP version for the late checks.
+    fn spill_ip_version(&mut self, version: i32) {
+        self.a.mov_imm(R0, version);
+        self.a.store(Size::W, R10, IP_VERSION_SLOT, R0);
+    }
+
+    /// IPv4 at r9: header, length, fragments, protocol, addresses. Leaves r4 at the IP header,
+    /// r5 at the end of the IP packet and r9 at the UDP header, and goes on to `udp`.
+    fn ipv4(&mut self, udp: Label) {
+        self.spill_ip_version(4);
+        self.need(R9, IPV4_MIN_HEADER_LEN, &[R8], self.r(Reject::ShortIpv4));
+        let r = |reason: Reject| self.reasons[reason as usize];
+        let a = &mut self.a;
+        a.load(Size::B, R2, R9, 0);
+        a.mov(R3, R2);
+        a.alu_imm(Alu::Rsh, R3, 4);
+        a.jump_imm(Cond::Ne, R3, 4, r(Reject::Ipv4Header));
+        a.alu_imm(Alu::And, R2, 0x0f);
+        a.jump_imm(Cond::Lt, R2, 5, r(Reject::Ipv4Header));
+        a.alu_imm(Alu::Lsh, R2, 2); // header length, 20..60
+        a.mov(R3, R9);
+        a.alu_reg(Alu::Add, R3, R2); // r3 = UDP header
+        a.jump_reg(Cond::Gt, R3, R8, r(Reject::ShortIpv4));
+        a.load(Size::H, R4, R9, 2);
+        a.to_be(R4, 16);
+        a.alu_imm(Alu::And, R4, 0xffff); // total length, bounded for the verifier
+        a.jump_reg(Cond::Lt, R4, R2, r(Reject::Ipv4Length));
+        a.mov(R5, R9);
+        a.alu_reg(Alu::Add, R5, R4); // r5 = end of the IP packet
+        a.jump_reg(Cond::Gt, R5, R8, r(Reject::Ipv4Length));
+        a.load(Size::H, R0, R9, 6);
+        a.jump32_imm(Cond::Set, R0, le16([0x3f, 0xff]), r(Reject::Ipv4Fragment)); // MF or offset
+        a.load(Size::B, R0, R9, 9);
+        a.jump32_imm(Cond::Ne, R0, IPPROTO_UDP as u32, r(Reject::NotUdp));
+        for (off, reason) in [(12, Reject::SrcIp), (16, Reject::DstIp)] {
+            // Not 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 or 255.255.255.255 (in memory order: the
+            // first byte lowest).
+            a.load(Size::W, R0, R9, off);
+            a.jump32_imm(Cond::Eq, R0, u32::MAX, r(reason));
+            a.mov(R1, R0);
+            a.alu_imm(Alu::And, R1, 0xff);
+            a.jump32_imm(Cond::Eq, R1, 0, r(reason));
+            a.jump32_imm(Cond::Eq, R1, 127, r(reason));
+            a.alu_imm(Alu::And, R1, 0xf0);
+            a.jump32_imm(Cond::Eq, R1, 0xe0, r(reason));
+        }
+        a.mov(R4, R9); // r4 = the IP header, for the late checks
+        a.mov(R9, R3);
+        a.goto(udp);
+    }
+
+    /// IPv6 at r9: header, extension headers, then the addresses (the core's order). r4 keeps
+    /// the IPv6 header while r9 walks; r5 is the end of the IP packet. Falls through to UDP.
+    fn ipv6(&mut self) {
+        self.spill_ip_version(6);
+        self.need(R9, IPV6_HEADER_LEN, &[R8], self.r(Reject::ShortIpv6));
+        let a = &mut self.a;
+        let r = |reason: Reject| self.reasons[reason as usize];
+        a.load(Size::B, R0, R9, 0);
+        a.alu_imm(Alu::Rsh, R0, 4);
+        a.jump_imm(Cond::Ne, R0, 6, r(Reject::Ipv6Header));
+        a.load(Size::H, R3, R9, 4);
+        a.to_be(R3, 16);
+        a.alu_imm(Alu::And, R3, 0xffff);
+        a.jump_imm(Cond::Eq, R3, 0, r(Reject::Ipv6Length)); // jumbogram
+        a.mov(R5, R9);
+        a.alu_imm(Alu::Add, R5, IPV6_HEADER_LEN as i32);
+        a.alu_reg(Alu::Add, R5, R3);
+        a.jump_reg(Cond::Gt, R5, R8, r(Reject::Ipv6Length));
+        a.mov(R4, R9);
+        a.load(Size::B, R3, R9, 6); // next header
+        a.alu_imm(Alu::Add, R9, IPV6_HEADER_LEN as i32);
+        let v6_addresses = a.label();
+        let (udp, hop, routing, dest, fragment) = (
+            IPPROTO_UDP as u32,
+            IPV6_EXT_HOP_BY_HOP as u32,
+            IPV6_EXT_ROUTING as u32,
+            IPV6_EXT_DEST_OPTS as u32,
+            IPV6_EXT_FRAGMENT as u32,
+        );
+        for walked in 0..=MAX_IPV6_EXT_HEADERS {
+            let ext = a.label();
+            let last = walked == MAX_IPV6_EXT_HEADERS;
+            a.jump32_imm(Cond::Eq, R3, udp, v6_addresses);
+            // Hop-by-hop options only come first.
+            a.jump32_imm(Cond::Eq, R3, hop, if walked == 0 { ext } else { r(Reject::Ipv6Ext) });
+            let more = if last { r(Reject::Ipv6ExtDepth) } else { ext };
+            a.jump32_imm(Cond::Eq, R3, routing, more);
+            a.jump32_imm(Cond::Eq, R3, dest, more);
+            a.jump32_imm(Cond::Eq, R3, fragment, r(Reject::Ipv6Fragment));
+            a.goto(r(Reject::NotUdp));
+            a.place(ext);
+            if last {
+                break;
+            }
+            need(a, R9, 8, &[R5, R8], r(Reject::Ipv6Ext));
+            a.load(Size::B, R0, R9, 1);
+            a.alu_imm(Alu::Add, R0, 1);
+            a.alu_imm(Alu::Lsh, R0, 3); // 8..2048
+            a.mov(R2, R9);
+            a.alu_reg(Alu::Add, R2, R0);
+            a.jump_reg(Cond::Gt, R2, R5, r(Reject::Ipv6Ext));
+            a.load(Size::B, R3, R9, 0);
+            a.mov(R9, R2);
+        }
+        a.place(v6_addresses);
+        for (off, reason) in [(8, Reject::SrcIp), (24, Reject::DstIp)] {
+            // Not ff00::/8, ::/96 or ::ffff:0:0/96.
+            a.load(Size::B, R0, R4, off);
+            a.jump32_imm(Cond::Eq, R0, 0xff, r(reason));
+            let usable = a.label();
+            a.load(Size::W, R0, R4, off);
+            a.load(Size::W, R1, R4, off + 4);
+            a.alu_reg(Alu::Or, R0, R1);
+            a.load(Size::H, R1, R4, off + 8);
+            a.alu_reg(Alu::Or, R0, R1);
+            a.jump_imm(Cond::Ne, R0, 0, usable);
+            a.load(Size::H, R0, R4, off + 10);
+            a.jump32_imm(Cond::Eq, R0, 0, r(reason));
+            a.jump32_imm(Cond::Eq, R0, 0xffff, r(reason));
+            a.place(usable);
+        }
+    }
+
+    /// UDP at r9: header inside the IP packet, length exactly the IP payload, our port. Leaves
+    /// r9 at the payload.
+    fn udp(&mut self) {
+        self.need(R9, UDP_HEADER_LEN, &[R5, R8], self.r(Reject::ShortUdp));
+        self.a.load(Size::H, R0, R9, 4);
+        self.a.to_be(R0, 16);
+        self.a.alu_imm(Alu::And, R0, 0xffff);
+        self.a.mov(R1, R9);
+        self.a.alu_reg(Alu::Add, R1, R0);
+        self.a.jump_reg(Cond::Ne, R1, R5, self.r(Reject::UdpLength));
+        if self.filter.port() != 0 {
+            self.a.load(Size::H, R0, R9, 2);
+            self.a.jump32_imm(Cond::Ne, R0, le16(self.filter.port().to_be_bytes()), self.r(Reject::DstPort));
+        }
+        self.a.alu_imm(Alu::Add, R9, UDP_HEADER_LEN as i32);
+    }
+
+    /// 7 signature bytes at r9 + `offset` against `sigs`, as two overlapping words (bytes 0..4
+    /// and 3..7) held in r0 and r1; a payload too short for them goes on (to the next family),
+    /// a frame too short for the verifier is `no_signature`. Returns each signature's label.
+    /// With `one`, every signature goes to that label (a family matched as a whole).
+    fn seven_byte_signatures(
+        &mut self,
+        offset: usize,
+        sigs: &[Signature],
+        one: Option<Label>,
+    ) -> Vec<(Family, Label)> {
+        let no_sig = self.r(Reject::NoSignature);
+        let after = self.a.label();
+        self.need(R9, offset + 7, &[R5], after);
+        self.need(R9, offset + 7, &[R8], no_sig);
+        self.a.load(Size::W, R0, R9, offset as i16);
+        self.a.load(Size::W, R1, R9, offset as i16 + 3);
+        let mut hits = Vec::new();
+        for sig in sigs {
+            let bytes = sig.bytes().expect("built-in");
+            let (w0, w1) = (
+                le32([bytes[0], bytes[1], bytes[2], bytes[3]]),
+                le32([bytes[3], bytes[4], bytes[5], bytes[6]]),
+            );
+            let l = one.unwrap_or_else(|| self.a.label());
+            let next = self.a.label();
+            self.a.jump32_imm(Cond::Ne, R0, w0, next);
+            self.a.jump32_imm(Cond::Eq, R1, w1, l);
+            self.a.place(next);
+            hits.push((sig.family(), l));
+        }
+        self.a.place(after);
+        hits
+    }
+
+    /// The user's signatures, each compared in words, halves and bytes.
+    fn custom_signatures(&mut self) -> Option<Label> {
+        let no_sig = self.r(Reject::NoSignature);
+        let l = self.a.label();
+        for custom in self.filter.custom_signatures() {
+            let next = self.a.label();
+            let (off, bytes) = (custom.offset() as usize, custom.bytes());
+            self.need(R9, off + bytes.len(), &[R5], next);
+            self.need(R9, off + bytes.len(), &[R8], no_sig);
+            let mut at = 0;
+            while at < bytes.len() {
+                let rest = &bytes[at..];
+                let (size, n, value) = match rest.len() {
+                    1 => (Size::B, 1, rest[0] as u32),
+                    2 | 3 => (Size::H, 2, le16([rest[0], rest[1]])),
+                    _ => (Size::W, 4, le32([rest[0], rest[1], rest[2], rest[3]])),
+                };
+                self.a.load(size, R0, R9, i16::try_from(off + at).ok()?);
+                self.a.jump32_imm(Cond::Ne, R0, value, next);
+                at += n;
+            }
+            self.a.goto(l);
+            self.a.place(next);
+        }
+        Some(l)
+    }
+
+    /// The signatures in the core's order (the first match decides the family), then the OUI
+    /// requirement of the matching family; a frame that passes goes to `hit`.
+    fn signatures_and_oui(&mut self, hit: Label) -> Option<()> {
+        let families = self.filter.families();
+        let mut hits: Vec<(Family, Label)> = Vec::new();
+        if families.contains(Family::Ito) {
+            let ito = [Signature::ProbeOt, Signature::DataOt, Signature::Latency];
+            let offset = Signature::ProbeOt.offset().expect("built-in");
+            // One label for the whole family.
+            let l = self.a.label();
+            self.seven_byte_signatures(offset, &ito, Some(l));
+            hits.push((Family::Ito, l));
+        }
+        let head: Vec<Signature> = [Signature::Rfc2544, Signature::Y1564]
+            .into_iter()
+            .filter(|s| families.contains(s.family()))
+            .collect();
+        if !head.is_empty() {
+            hits.extend(self.seven_byte_signatures(0, &head, None));
+        }
+        if families.contains(Family::Custom) {
+            let l = self.custom_signatures()?;
+            hits.push((Family::Custom, l));
+        }
+        self.a.goto(self.r(Reject::NoSignature));
+        let oui_families = self.filter.oui_families();
+        for (family, label) in hits {
+            self.a.place(label);
+            if let (true, Some(oui)) = (oui_families.contains(family), self.filter.oui()) {
+                self.a.load(Size::W, R0, R7, 6);
+                self.a.alu_imm(Alu::And, R0, 0x00ff_ffff);
+                self.a.jump32_imm(Cond::Ne, R0, le32([oui[0], oui[1], oui[2], 0]), self.r(Reject::Oui));
+            }
+            self.a.goto(hit);
+        }
+        Some(())
+    }
+
+    /// A test packet: redirect it to its queue's socket (or return `XDP_TX` for tests).
+    fn on_hit(&mut self, on_hit: OnHit) {
+        match on_hit {
+            OnHit::ReturnTx => self.a.mov_imm(R0, XDP_TX),
+            OnHit::Redirect { xsk_map_fd } => {
+                // bpf_redirect_map(map, key, flags): the low bits of flags are the action when
+                // the queue has no socket in the map, so such frames go on to the stack.
+                self.a.load_map_fd(R1, xsk_map_fd);
+                self.a.mov(R2, R6);
+                self.a.mov_imm(R3, XDP_PASS);
+                self.a.call(BPF_FUNC_REDIRECT_MAP);
+            }
+        }
+        self.a.exit();
+    }
+
+    /// Rejected: count the reason (when there are counters), then on to the stack.
+    fn rejected(&mut self, counters_fd: Option<i32>) {
+        let a = &mut self.a;
+        let (pass, count) = (a.label(), a.label());
+        for (reason, label) in Reject::ALL.iter().zip(&self.reasons) {
+            if !a.is_used(*label) {
+                continue;
+            }
+            a.place(*label);
+            if counters_fd.is_some() {
+                a.mov_imm(R0, *reason as i32);
+                a.goto(count);
+            } else {
+                a.goto(pass);
+            }
+        }
+        a.place(count);
+        if let Some(fd) = counters_fd {
+            a.store(Size::W, R10, -4, R0);
+            a.load_map_fd(R1, fd);
+            a.mov(R2, R10);
+            a.alu_imm(Alu::Add, R2, -4);
+            a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
+            a.jump_imm(Cond::Eq, R0, 0, pass);
+            // A per-CPU entry: only this CPU writes it, so no atomic is needed.
+            a.load(Size::DW, R1, R0, 0);
+            a.alu_imm(Alu::Add, R1, 1);
+            a.store(Size::DW, R0, 0, R1);
+        }
+        a.place(pass);
+        a.mov_imm(R0, XDP_PASS);
+        a.exit();
+    }
+}
 
 /// The checks a frame meets only once it passed every other rule, as the core's
 /// `late_checks`: the UDP source port is not a reflector's (`loop`), the source IP is not ours
@@ -135,313 +511,23 @@ fn late_checks(a: &mut Asm, filter: &Filter, r: &dyn Fn(Reject) -> Label) {
 /// reach userspace.
 pub fn program(filter: &Filter, on_hit: OnHit, counters_fd: Option<i32>) -> Option<Vec<Insn>> {
     let mut a = Asm::default();
-    let pass = a.label();
-    let count = a.label();
-    let hit = a.label();
-    // One label per reason: `r0 = reason; goto count` (or straight to pass without counters).
-    let reasons: Vec<Label> = Reject::ALL.iter().map(|_| a.label()).collect();
-    let r = |reason: Reject| reasons[reason as usize];
-    let mac = filter.local_mac().0;
-    let (mac_lo, mac_hi) = (le32([mac[0], mac[1], mac[2], mac[3]]), le16([mac[4], mac[5]]));
-
-    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index.
-    a.load(Size::W, R6, R1, 16);
-    a.load(Size::W, R7, R1, 0);
-    a.load(Size::W, R8, R1, 4);
-
-    // Ethernet: ours, from a unicast, non-zero MAC that is not ours.
-    need(&mut a, R7, 14, &[R8], r(Reject::ShortEthernet));
-    a.load(Size::W, R2, R7, 0);
-    a.jump32_imm(Cond::Ne, R2, mac_lo, r(Reject::DstMac));
-    a.load(Size::H, R2, R7, 4);
-    a.jump32_imm(Cond::Ne, R2, mac_hi, r(Reject::DstMac));
-    a.load(Size::B, R2, R7, 6);
-    a.jump32_imm(Cond::Set, R2, 1, r(Reject::SrcMacGroup));
-    a.load(Size::W, R2, R7, 6);
-    a.load(Size::H, R3, R7, 10);
-    a.mov(R4, R2);
-    a.alu_reg(Alu::Or, R4, R3);
-    a.jump_imm(Cond::Eq, R4, 0, r(Reject::SrcMacZero));
-    let not_own = a.label();
-    a.jump32_imm(Cond::Ne, R2, mac_lo, not_own);
-    a.jump32_imm(Cond::Eq, R3, mac_hi, r(Reject::SrcMacOwn));
-    a.place(not_own);
-
-    // Up to two VLAN tags.
-    let tpids = [0x8100u16, 0x88a8, 0x9100].map(|t| le16(t.to_be_bytes()));
-    let dispatch = a.label();
-    a.mov(R9, R7);
-    a.alu_imm(Alu::Add, R9, 14);
-    a.load(Size::H, R4, R7, 12);
-    for _ in 0..2 {
-        let tag = a.label();
-        for t in tpids {
-            a.jump32_imm(Cond::Eq, R4, t, tag);
-        }
-        a.goto(dispatch);
-        a.place(tag);
-        need(&mut a, R9, 4, &[R8], r(Reject::ShortVlan));
-        a.load(Size::H, R4, R9, 2);
-        a.alu_imm(Alu::Add, R9, 4);
-    }
-    for t in tpids {
-        a.jump32_imm(Cond::Eq, R4, t, r(Reject::VlanDepth));
-    }
-    a.place(dispatch);
-    let (v4, v6, udp) = (a.label(), a.label(), a.label());
-    a.jump32_imm(Cond::Eq, R4, le16([0x08, 0x00]), v4);
-    a.jump32_imm(Cond::Eq, R4, le16([0x86, 0xdd]), v6);
-    a.goto(r(Reject::NotIp));
-
-    // IPv4.
-    a.place(v4);
-    a.mov_imm(R0, 4);
-    a.store(Size::W, R10, IP_VERSION_SLOT, R0);
-    need(&mut a, R9, 20, &[R8], r(Reject::ShortIpv4));
-    a.load(Size::B, R2, R9, 0);
-    a.mov(R3, R2);
-    a.alu_imm(Alu::Rsh, R3, 4);
-    a.jump_imm(Cond::Ne, R3, 4, r(Reject::Ipv4Header));
-    a.alu_imm(Alu::And, R2, 0x0f);
-    a.jump_imm(Cond::Lt, R2, 5, r(Reject::Ipv4Header));
-    a.alu_imm(Alu::Lsh, R2, 2); // header length, 20..60
-    a.mov(R3, R9);
-    a.alu_reg(Alu::Add, R3, R2); // r3 = UDP header
-    a.jump_reg(Cond::Gt, R3, R8, r(Reject::ShortIpv4));
-    a.load(Size::H, R4, R9, 2);
-    a.to_be(R4, 16);
-    a.alu_imm(Alu::And, R4, 0xffff); // total length, bounded for the verifier
-    a.jump_reg(Cond::Lt, R4, R2, r(Reject::Ipv4Length));
-    a.mov(R5, R9);
-    a.alu_reg(Alu::Add, R5, R4); // r5 = end of the IP packet
-    a.jump_reg(Cond::Gt, R5, R8, r(Reject::Ipv4Length));
-    a.load(Size::H, R0, R9, 6);
-    a.jump32_imm(Cond::Set, R0, le16([0x3f, 0xff]), r(Reject::Ipv4Fragment)); // MF or offset
-    a.load(Size::B, R0, R9, 9);
-    a.jump32_imm(Cond::Ne, R0, 17, r(Reject::NotUdp));
-    for (off, reason) in [(12, Reject::SrcIp), (16, Reject::DstIp)] {
-        // Not 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 or 255.255.255.255 (in memory order: the
-        // first byte lowest).
-        a.load(Size::W, R0, R9, off);
-        a.jump32_imm(Cond::Eq, R0, u32::MAX, r(reason));
-        a.mov(R1, R0);
-        a.alu_imm(Alu::And, R1, 0xff);
-        a.jump32_imm(Cond::Eq, R1, 0, r(reason));
-        a.jump32_imm(Cond::Eq, R1, 127, r(reason));
-        a.alu_imm(Alu::And, R1, 0xf0);
-        a.jump32_imm(Cond::Eq, R1, 0xe0, r(reason));
-    }
-    a.mov(R4, R9); // r4 = the IP header, for the late checks
-    a.mov(R9, R3);
-    a.goto(udp);
-
-    // IPv6: header, extension headers, then the addresses (the core's order). r4 keeps the
-    // IPv6 header while r9 walks.
-    a.place(v6);
-    a.mov_imm(R0, 6);
-    a.store(Size::W, R10, IP_VERSION_SLOT, R0);
-    need(&mut a, R9, 40, &[R8], r(Reject::ShortIpv6));
-    a.load(Size::B, R0, R9, 0);
-    a.alu_imm(Alu::Rsh, R0, 4);
-    a.jump_imm(Cond::Ne, R0, 6, r(Reject::Ipv6Header));
-    a.load(Size::H, R3, R9, 4);
-    a.to_be(R3, 16);
-    a.alu_imm(Alu::And, R3, 0xffff);
-    a.jump_imm(Cond::Eq, R3, 0, r(Reject::Ipv6Length)); // jumbogram
-    a.mov(R5, R9);
-    a.alu_imm(Alu::Add, R5, 40);
-    a.alu_reg(Alu::Add, R5, R3);
-    a.jump_reg(Cond::Gt, R5, R8, r(Reject::Ipv6Length));
-    a.mov(R4, R9);
-    a.load(Size::B, R3, R9, 6); // next header
-    a.alu_imm(Alu::Add, R9, 40);
-    let v6_addresses = a.label();
-    for walked in 0..=4 {
-        let ext = a.label();
-        a.jump32_imm(Cond::Eq, R3, 17, v6_addresses);
-        a.jump32_imm(Cond::Eq, R3, 0, if walked == 0 { ext } else { r(Reject::Ipv6Ext) });
-        if walked == 4 {
-            a.jump32_imm(Cond::Eq, R3, 43, r(Reject::Ipv6ExtDepth));
-            a.jump32_imm(Cond::Eq, R3, 60, r(Reject::Ipv6ExtDepth));
-        } else {
-            a.jump32_imm(Cond::Eq, R3, 43, ext);
-            a.jump32_imm(Cond::Eq, R3, 60, ext);
-        }
-        a.jump32_imm(Cond::Eq, R3, 44, r(Reject::Ipv6Fragment));
-        a.goto(r(Reject::NotUdp));
-        a.place(ext);
-        if walked == 4 {
-            break;
-        }
-        need(&mut a, R9, 8, &[R5, R8], r(Reject::Ipv6Ext));
-        a.load(Size::B, R0, R9, 1);
-        a.alu_imm(Alu::Add, R0, 1);
-        a.alu_imm(Alu::Lsh, R0, 3); // 8..2048
-        a.mov(R2, R9);
-        a.alu_reg(Alu::Add, R2, R0);
-        a.jump_reg(Cond::Gt, R2, R5, r(Reject::Ipv6Ext));
-        a.load(Size::B, R3, R9, 0);
-        a.mov(R9, R2);
-    }
-    a.place(v6_addresses);
-    for (off, reason) in [(8, Reject::SrcIp), (24, Reject::DstIp)] {
-        // Not ff00::/8, ::/96 or ::ffff:0:0/96.
-        a.load(Size::B, R0, R4, off);
-        a.jump32_imm(Cond::Eq, R0, 0xff, r(reason));
-        let usable = a.label();
-        a.load(Size::W, R0, R4, off);
-        a.load(Size::W, R1, R4, off + 4);
-        a.alu_reg(Alu::Or, R0, R1);
-        a.load(Size::H, R1, R4, off + 8);
-        a.alu_reg(Alu::Or, R0, R1);
-        a.jump_imm(Cond::Ne, R0, 0, usable);
-        a.load(Size::H, R0, R4, off + 10);
-        a.jump32_imm(Cond::Eq, R0, 0, r(reason));
-        a.jump32_imm(Cond::Eq, R0, 0xffff, r(reason));
-        a.place(usable);
-    }
-
-    // UDP: header inside the IP packet, length exactly the IP payload, our port.
-    a.place(udp);
-    need(&mut a, R9, 8, &[R5, R8], r(Reject::ShortUdp));
-    a.load(Size::H, R0, R9, 4);
-    a.to_be(R0, 16);
-    a.alu_imm(Alu::And, R0, 0xffff);
-    a.mov(R1, R9);
-    a.alu_reg(Alu::Add, R1, R0);
-    a.jump_reg(Cond::Ne, R1, R5, r(Reject::UdpLength));
-    if filter.port() != 0 {
-        a.load(Size::H, R0, R9, 2);
-        a.jump32_imm(Cond::Ne, R0, le16(filter.port().to_be_bytes()), r(Reject::DstPort));
-    }
-    a.alu_imm(Alu::Add, R9, 8); // payload
-
-    // Signatures, in the core's order; the first match decides the family.
-    let no_sig = r(Reject::NoSignature);
-    let families = filter.families();
-    let mut hits: Vec<(Family, Label)> = Vec::new();
-    // 7 bytes as two overlapping words (bytes 0..4 and 3..7), compared held in r0 and r1.
-    let word_pair =
-        |sig: &[u8; 7]| (le32([sig[0], sig[1], sig[2], sig[3]]), le32([sig[3], sig[4], sig[5], sig[6]]));
-    if families.contains(Family::Ito) {
-        let after = a.label();
-        let l = a.label();
-        need(&mut a, R9, 12, &[R5], after);
-        need(&mut a, R9, 12, &[R8], no_sig);
-        a.load(Size::W, R0, R9, 5);
-        a.load(Size::W, R1, R9, 8);
-        for sig in [Signature::ProbeOt, Signature::DataOt, Signature::Latency] {
-            let (w0, w1) = word_pair(sig.bytes().expect("built-in"));
-            let next = a.label();
-            a.jump32_imm(Cond::Ne, R0, w0, next);
-            a.jump32_imm(Cond::Eq, R1, w1, l);
-            a.place(next);
-        }
-        a.place(after);
-        hits.push((Family::Ito, l));
-    }
-    let head: Vec<Signature> = [Signature::Rfc2544, Signature::Y1564]
-        .into_iter()
-        .filter(|s| families.contains(s.family()))
-        .collect();
-    if !head.is_empty() {
-        let after = a.label();
-        need(&mut a, R9, 7, &[R5], after);
-        need(&mut a, R9, 7, &[R8], no_sig);
-        a.load(Size::W, R0, R9, 0);
-        a.load(Size::W, R1, R9, 3);
-        for sig in head {
-            let l = a.label();
-            let (w0, w1) = word_pair(sig.bytes().expect("built-in"));
-            let next = a.label();
-            a.jump32_imm(Cond::Ne, R0, w0, next);
-            a.jump32_imm(Cond::Eq, R1, w1, l);
-            a.place(next);
-            hits.push((sig.family(), l));
-        }
-        a.place(after);
-    }
-    if families.contains(Family::Custom) {
-        let l = a.label();
-        for custom in filter.custom_signatures() {
-            let next = a.label();
-            let (off, bytes) = (custom.offset() as i32, custom.bytes());
-            need(&mut a, R9, off + bytes.len() as i32, &[R5], next);
-            need(&mut a, R9, off + bytes.len() as i32, &[R8], no_sig);
-            let mut at = 0;
-            while at < bytes.len() {
-                let rest = &bytes[at..];
-                let (size, n, value) = match rest.len() {
-                    1 => (Size::B, 1, rest[0] as u32),
-                    2 | 3 => (Size::H, 2, le16([rest[0], rest[1]])),
-                    _ => (Size::W, 4, le32([rest[0], rest[1], rest[2], rest[3]])),
-                };
-                a.load(size, R0, R9, i16::try_from(off + at as i32).ok()?);
-                a.jump32_imm(Cond::Ne, R0, value, next);
-                at += n;
-            }
-            a.goto(l);
-            a.place(next);
-        }
-        hits.push((Family::Custom, l));
-    }
-    a.goto(no_sig);
-
-    // A signature matched: the OUI requirement of its family, then the hit.
-    let oui_families = filter.oui_families();
-    for (family, label) in hits {
-        a.place(label);
-        if let (true, Some(oui)) = (oui_families.contains(family), filter.oui()) {
-            a.load(Size::W, R0, R7, 6);
-            a.alu_imm(Alu::And, R0, 0x00ff_ffff);
-            a.jump32_imm(Cond::Ne, R0, le32([oui[0], oui[1], oui[2], 0]), r(Reject::Oui));
-        }
-        a.goto(hit);
-    }
-
-    a.place(hit);
-    late_checks(&mut a, filter, &r);
-    match on_hit {
-        OnHit::ReturnTx => a.mov_imm(R0, XDP_TX),
-        OnHit::Redirect { xsk_map_fd } => {
-            // bpf_redirect_map(map, key, flags): the low bits of flags are the action when
-            // the queue has no socket in the map, so such frames go on to the stack.
-            a.load_map_fd(R1, xsk_map_fd);
-            a.mov(R2, R6);
-            a.mov_imm(R3, XDP_PASS);
-            a.call(BPF_FUNC_REDIRECT_MAP);
-        }
-    }
-    a.exit();
-
-    // Rejected: count the reason, then on to the stack.
-    for (reason, label) in Reject::ALL.iter().zip(&reasons) {
-        if !a.is_used(*label) {
-            continue;
-        }
-        a.place(*label);
-        if counters_fd.is_some() {
-            a.mov_imm(R0, *reason as i32);
-            a.goto(count);
-        } else {
-            a.goto(pass);
-        }
-    }
-    a.place(count);
-    if let Some(fd) = counters_fd {
-        a.store(Size::W, R10, -4, R0);
-        a.load_map_fd(R1, fd);
-        a.mov(R2, R10);
-        a.alu_imm(Alu::Add, R2, -4);
-        a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
-        a.jump_imm(Cond::Eq, R0, 0, pass);
-        // A per-CPU entry: only this CPU writes it, so no atomic is needed.
-        a.load(Size::DW, R1, R0, 0);
-        a.alu_imm(Alu::Add, R1, 1);
-        a.store(Size::DW, R0, 0, R1);
-    }
-    a.place(pass);
-    a.mov_imm(R0, XDP_PASS);
-    a.exit();
-    a.finish()
+    let reasons = Reject::ALL.iter().map(|_| a.label()).collect();
+    let mut g = Gen { a, filter, reasons };
+    let (v4, v6, udp, hit) = (g.a.label(), g.a.label(), g.a.label(), g.a.label());
+    g.context();
+    g.ethernet();
+    g.vlan_and_ethertype(v4, v6);
+    g.a.place(v4);
+    g.ipv4(udp);
+    g.a.place(v6);
+    g.ipv6();
+    g.a.place(udp);
+    g.udp();
+    g.signatures_and_oui(hit)?;
+    g.a.place(hit);
+    let reasons = g.reasons.clone();
+    late_checks(&mut g.a, filter, &|reason| reasons[reason as usize]);
+    g.on_hit(on_hit);
+    g.rejected(counters_fd);
+    g.a.finish()
 }

@@ -5,95 +5,9 @@
 
 use core::fmt;
 
-use crate::filter::{Family, Filter};
+use crate::filter::Filter;
+use crate::signature::{Family, ITO_INDEX_BY_SLOT, ITO_SIGNATURE_OFFSET, Signature};
 use crate::wire::*;
-
-/// Which test signature a frame carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Signature {
-    /// ITO `PROBEOT`.
-    ProbeOt,
-    /// ITO `DATA:OT`.
-    DataOt,
-    /// ITO `LATENCY`.
-    Latency,
-    /// `RFC2544` at offset 0.
-    Rfc2544,
-    /// `Y.1564 ` at offset 0.
-    Y1564,
-    /// A user-defined signature.
-    Custom,
-}
-
-impl Signature {
-    /// Number of signatures (the length of per-signature counter arrays).
-    pub const COUNT: usize = 6;
-    /// Every signature, in counter order.
-    pub const ALL: [Signature; Self::COUNT] = [
-        Signature::ProbeOt,
-        Signature::DataOt,
-        Signature::Latency,
-        Signature::Rfc2544,
-        Signature::Y1564,
-        Signature::Custom,
-    ];
-
-    /// Stable name used as a JSON key and metric label.
-    pub fn name(self) -> &'static str {
-        match self {
-            Signature::ProbeOt => "probeot",
-            Signature::DataOt => "data_ot",
-            Signature::Latency => "latency",
-            Signature::Rfc2544 => "rfc2544",
-            Signature::Y1564 => "y1564",
-            Signature::Custom => "custom",
-        }
-    }
-
-    /// The family the signature belongs to.
-    pub fn family(self) -> Family {
-        match self {
-            Signature::ProbeOt | Signature::DataOt | Signature::Latency => Family::Ito,
-            Signature::Rfc2544 => Family::Rfc2544,
-            Signature::Y1564 => Family::Y1564,
-            Signature::Custom => Family::Custom,
-        }
-    }
-
-    /// The 7 signature bytes of a built-in signature (`None` for custom ones).
-    pub fn bytes(self) -> Option<&'static [u8; 7]> {
-        match self {
-            Signature::ProbeOt => Some(b"PROBEOT"),
-            Signature::DataOt => Some(b"DATA:OT"),
-            Signature::Latency => Some(b"LATENCY"),
-            Signature::Rfc2544 => Some(b"RFC2544"),
-            Signature::Y1564 => Some(b"Y.1564 "),
-            Signature::Custom => None,
-        }
-    }
-
-    /// Offset of a built-in signature in the UDP payload (`None` for custom ones).
-    pub fn offset(self) -> Option<usize> {
-        match self.family() {
-            Family::Ito => Some(ITO_SIGNATURE_OFFSET),
-            Family::Rfc2544 | Family::Y1564 => Some(0),
-            Family::Custom => None,
-        }
-    }
-}
-
-// `Hit::signature` maps an index to the signature declared at it.
-const _: () = {
-    let mut i = 0;
-    while i < Signature::COUNT {
-        assert!(Signature::ALL[i] as usize == i);
-        i += 1;
-    }
-};
-
-/// The ITO signature follows a 5-byte header in the UDP payload.
-pub(crate) const ITO_SIGNATURE_OFFSET: usize = 5;
 
 /// Why a frame is not a test packet. Declared in the order the checks run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -652,23 +566,6 @@ fn late_checks(frame: &[u8], kind: L3Kind, l3: usize, l4: usize, filter: &Filter
 fn is_loop(src_port: [u8; 2], dst_port: [u8; 2]) -> bool {
     src_port == dst_port || src_port == crate::filter::DEFAULT_PORT.to_be_bytes()
 }
-
-/// The ITO signatures by bits 2..5 of their first byte ('P' 4, 'D' 1, 'L' 3); `u64::MAX`
-/// (never a 7-byte value) elsewhere.
-pub(crate) const ITO_BY_SLOT: [u64; 8] = {
-    let mut t = [u64::MAX; 8];
-    t[(b'P' >> 2 & 7) as usize] = sig_const(b"PROBEOT");
-    t[(b'D' >> 2 & 7) as usize] = sig_const(b"DATA:OT");
-    t[(b'L' >> 2 & 7) as usize] = sig_const(b"LATENCY");
-    t
-};
-/// Their indices in [`Signature::ALL`], by the same slots.
-const ITO_INDEX_BY_SLOT: [u8; 8] = {
-    let mut t = [0; 8];
-    t[(b'D' >> 2 & 7) as usize] = Signature::DataOt as u8;
-    t[(b'L' >> 2 & 7) as usize] = Signature::Latency as u8;
-    t
-};
 
 /// Checks an IPv4 header at `l3`; returns (UDP offset, end of IP packet).
 #[inline(always)]

@@ -4,7 +4,7 @@ use core::fmt;
 use core::net::IpAddr;
 use core::str::FromStr;
 
-use crate::classify::ITO_BY_SLOT;
+use crate::signature::{Family, FamilySet, ITO_BY_SLOT};
 use crate::wire::MacAddr;
 
 /// Default UDP destination port of NetAlly / Fluke ITO test traffic.
@@ -55,91 +55,7 @@ impl FromStr for Mode {
     }
 }
 
-/// A family of signatures that can be switched on and off together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// NetAlly / Fluke / NETSCOUT: `PROBEOT`, `DATA:OT`, `LATENCY` at payload offset 5.
-    Ito,
-    /// RFC 2544 testers: `RFC2544` at offset 0.
-    Rfc2544,
-    /// Y.1564 testers: `Y.1564 ` at offset 0.
-    Y1564,
-    /// User-defined signatures.
-    Custom,
-}
-
-impl Family {
-    /// Every family, in matching order.
-    pub const ALL: [Family; 4] = [Family::Ito, Family::Rfc2544, Family::Y1564, Family::Custom];
-
-    /// The name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::Ito => "ito",
-            Family::Rfc2544 => "rfc2544",
-            Family::Y1564 => "y1564",
-            Family::Custom => "custom",
-        }
-    }
-
-    fn bit(self) -> u8 {
-        1 << self as u8
-    }
-}
-
-/// A set of [`Family`] values.
-#[derive(Clone, Copy, PartialEq, Eq, Default)]
-pub struct FamilySet(u8);
-
-impl FamilySet {
-    /// No family.
-    pub const EMPTY: FamilySet = FamilySet(0);
-
-    /// Just `family`.
-    pub fn only(family: Family) -> Self {
-        FamilySet(family.bit())
-    }
-
-    /// Adds `family`.
-    pub fn insert(&mut self, family: Family) {
-        self.0 |= family.bit();
-    }
-
-    /// True when `family` is in the set.
-    #[inline(always)]
-    pub fn contains(self, family: Family) -> bool {
-        self.0 & family.bit() != 0
-    }
-
-    /// True when the set is empty.
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    /// The families in the set, in matching order.
-    pub fn iter(self) -> impl Iterator<Item = Family> {
-        Family::ALL.into_iter().filter(move |f| self.contains(*f))
-    }
-}
-
-impl fmt::Debug for FamilySet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.iter().map(Family::name)).finish()
-    }
-}
-
-impl fmt::Display for FamilySet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, family) in self.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            f.write_str(family.name())?;
-        }
-        Ok(())
-    }
-}
-
+// Parsed here, where its error lives.
 impl FromStr for FamilySet {
     type Err = ConfigError;
     /// Parses a comma-separated list of `ito`, `rfc2544`, `y1564`, `custom` and `all`.
@@ -523,22 +439,6 @@ impl Filter {
         self.mode = mode;
         (self.fast.rotate_addresses, self.fast.rotate_ports) = FastMasks::rotations(mode);
         self
-    }
-
-    /// Classifies `frame` and, when it is a test packet, reflects it in place.
-    ///
-    /// A rejected frame is never modified.
-    #[inline(always)]
-    pub fn process(&self, frame: &mut [u8]) -> Result<crate::Hit, crate::Reject> {
-        use crate::classify::{after_ethernet, ethernet, ipv4_fast};
-        if let Some(verdict) = ipv4_fast(frame, self) {
-            let hit = verdict?;
-            crate::reflect::reflect_ito_ipv4(frame, self);
-            return Ok(hit);
-        }
-        let hit = after_ethernet(frame, self, &ethernet(frame, self)?)?;
-        crate::reflect::reflect_accepted(frame, &hit, self);
-        Ok(hit)
     }
 }
 
