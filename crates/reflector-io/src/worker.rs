@@ -125,7 +125,33 @@ pub enum Placement {
     /// Pinned to this CPU.
     Pinned(usize),
     /// Not pinned, and why.
-    Unpinned(String),
+    Unpinned(Unpinned),
+}
+
+/// Why a worker is not pinned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unpinned {
+    /// Pinning was not asked for.
+    NotRequested,
+    /// The process may run on no CPU at all (an empty affinity set).
+    NoCpu,
+    /// Reading the allowed CPUs or pinning failed (the system's error).
+    Failed(String),
+    /// The worker thread ended before it said where it runs.
+    NotStarted,
+}
+
+impl std::fmt::Display for Placement {
+    /// "cpu 2", or "unpinned: " and why.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Placement::Pinned(cpu) => write!(f, "cpu {cpu}"),
+            Placement::Unpinned(Unpinned::NotRequested) => f.write_str("unpinned: pinning not requested"),
+            Placement::Unpinned(Unpinned::NoCpu) => f.write_str("unpinned: no CPU available"),
+            Placement::Unpinned(Unpinned::Failed(e)) => write!(f, "unpinned: {e}"),
+            Placement::Unpinned(Unpinned::NotStarted) => f.write_str("unpinned: worker did not start"),
+        }
+    }
 }
 
 /// One running worker.
@@ -253,19 +279,17 @@ impl Runtime {
             let (filter, shared_w, stop_w) = (filter.clone(), shared.clone(), stop.clone());
             let thread = std::thread::Builder::new().name(format!("reflector-w{i}")).spawn(move || {
                 let placement = match (pin, cpu) {
-                    (false, _) => Placement::Unpinned("pinning not requested".into()),
-                    (true, None) => {
-                        Placement::Unpinned(cpus_error.unwrap_or_else(|| "no CPU available".into()))
-                    }
+                    (false, _) => Placement::Unpinned(Unpinned::NotRequested),
+                    (true, None) => Placement::Unpinned(cpus_error.map_or(Unpinned::NoCpu, Unpinned::Failed)),
                     (true, Some(cpu)) => match pin_to(cpu) {
                         Ok(()) => Placement::Pinned(cpu),
-                        Err(e) => Placement::Unpinned(e),
+                        Err(e) => Placement::Unpinned(Unpinned::Failed(e)),
                     },
                 };
                 let _ = placed_tx.send(placement);
                 work(backend, &filter, &shared_w, dwell_w.as_deref(), &stop_w)
             })?;
-            let placement = placed_rx.recv().unwrap_or(Placement::Unpinned("worker did not start".into()));
+            let placement = placed_rx.recv().unwrap_or(Placement::Unpinned(Unpinned::NotStarted));
             workers.push(WorkerHandle { counters: shared, dwell, placement, thread: Some(thread) });
         }
         Ok(Runtime { workers, stop })

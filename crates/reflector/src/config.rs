@@ -11,7 +11,7 @@ use reflector_core::{CustomSignature, FamilySet, Mode};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::UsageError;
+use crate::input::UsageError;
 
 /// The file as written.
 #[derive(Debug, Default, Deserialize)]
@@ -66,7 +66,7 @@ pub struct Config {
     /// Interface to reflect on.
     pub interface: Option<String>,
     /// Backend name (checked by the caller's parser).
-    pub backend: Option<crate::run_cmd::BackendChoice>,
+    pub backend: Option<crate::run::BackendChoice>,
     /// Reflection mode.
     pub mode: Option<Mode>,
     /// Test port.
@@ -157,8 +157,8 @@ impl Config {
             ..Config::default()
         };
         if let Some(b) = raw.backend {
-            config.backend = Some(
-                <crate::run_cmd::BackendChoice as clap::ValueEnum>::from_str(b.get_ref(), false).map_err(
+            config.backend =
+                Some(<crate::run::BackendChoice as clap::ValueEnum>::from_str(b.get_ref(), false).map_err(
                     |_| {
                         at(
                             b.span(),
@@ -169,8 +169,7 @@ impl Config {
                             ),
                         )
                     },
-                )?,
-            );
+                )?);
         }
         if let Some(m) = raw.mode {
             config.mode = Some(
@@ -218,7 +217,8 @@ impl Config {
         config.busy_poll = raw.busy_poll.map(Spanned::into_inner);
         config.replace = raw.replace.map(Spanned::into_inner);
         let seconds = |v: Spanned<f64>, key: &str| -> Result<Duration, UsageError> {
-            let parse = if key == "stats.interval" { crate::parse_interval } else { crate::parse_secs };
+            let parse =
+                if key == "stats.interval" { crate::input::parse_interval } else { crate::input::parse_secs };
             parse(&v.get_ref().to_string()).map_err(|m| at(v.span(), key, m))
         };
         config.duration = raw.duration.map(|d| seconds(d, "duration")).transpose()?;
@@ -314,7 +314,7 @@ hex = "0xdead"
             "r.toml",
         )
         .unwrap();
-        assert_eq!(c.backend, Some(crate::run_cmd::BackendChoice::AfPacket));
+        assert_eq!(c.backend, Some(crate::run::BackendChoice::AfPacket));
         assert_eq!((c.port, c.workers, c.umem_size_mib), (Some(9), Some(2), Some(32)));
         assert_eq!(c.cpus, Some(crate::cpus::CpuList(vec![0, 1])));
         assert_eq!(c.oui, Some([0x52, 0x54, 0x00]));

@@ -8,6 +8,7 @@ use std::time::Instant;
 use reflector_core::{Counters, Dwell, MacAddr, Reject};
 use reflector_io::worker::{FilterCell, SharedCounters, SharedDwell};
 
+use crate::run::BackendInfo;
 use crate::stats::Rates;
 
 /// Per-reason counts of frames a kernel program rejected before any worker saw them.
@@ -17,8 +18,8 @@ pub type KernelRejects = Arc<dyn Fn() -> Option<[u64; Reject::COUNT]> + Send + S
 pub struct Control {
     /// When the run started.
     pub started: Instant,
-    /// Backend in use.
-    pub backend: &'static str,
+    /// The data path in use, as opened.
+    pub info: BackendInfo,
     /// Interface name.
     pub interface: String,
     /// Interface MAC.
@@ -29,10 +30,6 @@ pub struct Control {
     pub workers: Vec<(Arc<SharedCounters>, String)>,
     /// The kernel program's reject counts, for backends that have one.
     pub kernel: Option<KernelRejects>,
-    /// Backend facts from the start line (XDP mode, zero-copy or copy, ring sizes, …).
-    pub details: String,
-    /// Whether frames are moved without a copy (af-xdp zero-copy); false for every copy path.
-    pub zero_copy: bool,
     /// Each worker's dwell-time histogram (empty without `--latency`).
     pub dwell: Vec<Arc<SharedDwell>>,
     /// What a counter reset subtracts.
@@ -44,7 +41,7 @@ pub struct Control {
 impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Control")
-            .field("backend", &self.backend)
+            .field("backend", &self.info.backend)
             .field("interface", &self.interface)
             .finish_non_exhaustive()
     }
@@ -53,25 +50,21 @@ impl std::fmt::Debug for Control {
 impl Control {
     /// A view of a run that starts now.
     pub fn new(
-        backend: &'static str,
+        info: BackendInfo,
         interface: String,
         mac: MacAddr,
         filter: Arc<FilterCell>,
         workers: Vec<(Arc<SharedCounters>, String)>,
         kernel: Option<KernelRejects>,
-        details: String,
     ) -> Control {
-        let zero_copy = details.contains("zero-copy");
         Control {
             started: Instant::now(),
-            backend,
+            info,
             interface,
             mac,
             filter,
             workers,
             kernel,
-            details,
-            zero_copy,
             dwell: Vec::new(),
             baseline: Mutex::default(),
             rates: Mutex::new(Rates { rx_pps: 0.0, rx_mbps: 0.0, pps: 0.0, mbps: 0.0 }),

@@ -6,7 +6,7 @@ use clap::Args;
 use reflector_core::wire::parse_hex_bytes;
 use reflector_core::{CustomSignature, Family, FamilySet, Filter, FilterConfig, MacAddr, Mode};
 
-use crate::UsageError;
+use crate::input::UsageError;
 
 /// Which frames are test packets, and how they are turned around.
 #[derive(Debug, Clone, Args)]

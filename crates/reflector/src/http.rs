@@ -34,8 +34,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use reflector_core::{Counters, Reject, Signature};
 use serde_json::{Value, json};
 
-use crate::UsageError;
 use crate::control::Control;
+use crate::input::UsageError;
 
 /// Connections served at once; one more gets a 503 and is closed.
 const MAX_CONNECTIONS: usize = 64;
@@ -115,13 +115,14 @@ fn error(status: StatusCode, message: &str) -> Response<Body> {
 fn status_json(ctl: &Control) -> Value {
     json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "backend": ctl.backend,
+        "backend": ctl.info.backend.name(),
         "interface": ctl.interface,
         "mac": ctl.mac.to_string(),
         "uptime_s": (ctl.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         "workers": ctl.workers.len(),
-        "zero_copy": ctl.zero_copy,
-        "details": ctl.details,
+        "zero_copy": ctl.info.zero_copy(),
+        "details": ctl.info.details(),
+        "backend_info": ctl.info,
     })
 }
 
@@ -129,7 +130,7 @@ fn stats_json(ctl: &Control) -> Value {
     let totals = ctl.totals();
     let rates = *ctl.rates.lock().expect("rates lock");
     let mut m = crate::report::counters_json(&totals);
-    m.insert("backend".into(), json!(ctl.backend));
+    m.insert("backend".into(), json!(ctl.info.backend.name()));
     m.insert("interface".into(), json!(ctl.interface));
     m.insert("rx_pps".into(), json!(rates.rx_pps.round()));
     m.insert("rx_mbps".into(), json!((rates.rx_mbps * 1000.0).round() / 1000.0));
@@ -161,7 +162,7 @@ fn config_json(ctl: &Control) -> Value {
     let f = &ctl.filter.get();
     json!({
         "interface": ctl.interface,
-        "backend": ctl.backend,
+        "backend": ctl.info.backend.name(),
         "local_mac": f.local_mac().to_string(),
         "mode": f.mode().name(),
         "port": f.port(),
@@ -220,7 +221,7 @@ pub fn metrics(ctl: &Control) -> String {
     let _ = writeln!(
         out,
         "# TYPE reflector_running info\n# HELP reflector_running The running reflector.\nreflector_running_info{{backend=\"{}\",interface=\"{}\",version=\"{}\"}} 1",
-        ctl.backend,
+        ctl.info.backend.name(),
         ctl.interface.replace('"', ""),
         env!("CARGO_PKG_VERSION")
     );

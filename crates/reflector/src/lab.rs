@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::output;
 use crate::probe_cmd::{Amount, ProbeArgs, Prober, report_json};
-use crate::run_cmd::BackendChoice;
+use crate::run::BackendChoice;
 
 /// The reflector's side of the veth pair.
 const REFLECTOR_MAC: MacAddr = MacAddr([0x02, 0x52, 0x46, 0x4c, 0x00, 0x01]);
@@ -35,7 +35,7 @@ pub struct LabArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 128)]
     size: usize,
     /// Seconds of traffic.
-    #[arg(long, value_name = "SECS", default_value = "8", value_parser = crate::parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "8", value_parser = crate::input::parse_secs)]
     duration: Duration,
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -81,11 +81,27 @@ fn lines(reader: impl std::io::Read + Send + 'static, sink: impl Fn(String) + Se
     });
 }
 
+/// What the reflector's start record says it opened, in one line.
+fn start_description(start: &Value) -> String {
+    let text = |key: &str| start[key].as_str().unwrap_or("?").to_string();
+    let placements: Vec<&str> =
+        start["placements"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    format!(
+        "reflector {} on {} [{}]; {} worker(s) ({}); {}",
+        text("backend"),
+        text("interface"),
+        text("why"),
+        placements.len(),
+        placements.join(", "),
+        text("details")
+    )
+}
+
 /// The veth pair's MTU (the kernel's default for veth).
 const LAB_MTU: usize = 1500;
 
 /// The checks of the arguments that `probe` would make later, made before anything is created.
-fn check_args(args: &LabArgs) -> Result<(), crate::UsageError> {
+fn check_args(args: &LabArgs) -> Result<(), crate::input::UsageError> {
     let probe = crate::probe::ProbeConfig {
         src_mac: TESTER_MAC,
         dst_mac: REFLECTOR_MAC,
@@ -100,7 +116,7 @@ fn check_args(args: &LabArgs) -> Result<(), crate::UsageError> {
     };
     let max = LAB_MTU + 14 + crate::probe::FCS_LEN;
     if !(probe.min_size()..=max).contains(&args.size) {
-        return Err(crate::UsageError(format!(
+        return Err(crate::input::UsageError(format!(
             "--size {} is outside {}..={max} (a PROBEOT probe over IPv4 on the lab's 1500-byte MTU)",
             args.size,
             probe.min_size()
@@ -125,39 +141,60 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
             eprintln!("lab: {msg}");
         }
     };
-
     say(&format!(
         "creating namespaces {} (reflector) and {} (tester), joined by a veth pair",
         lab.reflector_ns, lab.tester_ns
     ));
-    ip(&["netns", "add", &lab.reflector_ns])?;
-    ip(&["netns", "add", &lab.tester_ns])?;
-    ip(&[
-        "link",
-        "add",
-        "va",
-        "netns",
-        &lab.reflector_ns,
-        "address",
-        &REFLECTOR_MAC.to_string(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "vb",
-        "netns",
-        &lab.tester_ns,
-        "address",
-        &TESTER_MAC.to_string(),
-    ])?;
-    for (ns, dev, addr) in
-        [(&lab.reflector_ns, "va", "192.0.2.1/24"), (&lab.tester_ns, "vb", "192.0.2.10/24")]
-    {
-        ip(&["-n", ns, "addr", "add", addr, "dev", dev])?;
-        ip(&["-n", ns, "link", "set", dev, "up"])?;
-    }
+    lab.create()?;
+    let latest_stats = start_reflector(&mut lab, args, &say)?;
+    let started = Instant::now();
+    let (tally, description) = probe(args, &lab.tester_ns, &stop, &latest_stats)?;
+    let elapsed = started.elapsed();
+    let interrupted = stop.load(Ordering::Relaxed);
+    let summary = stop_reflector(&mut lab, &latest_stats, interrupted)?;
+    drop(lab); // namespaces go before the report is printed
+    report(args, &tally.report(), &description, elapsed, summary.as_ref(), interrupted)
+}
 
-    // The reflector: this same program, in its namespace, under `timeout` as a safety net.
+impl Lab {
+    /// The two namespaces, joined by a veth pair with our MACs and addresses, up.
+    fn create(&self) -> anyhow::Result<()> {
+        ip(&["netns", "add", &self.reflector_ns])?;
+        ip(&["netns", "add", &self.tester_ns])?;
+        ip(&[
+            "link",
+            "add",
+            "va",
+            "netns",
+            &self.reflector_ns,
+            "address",
+            &REFLECTOR_MAC.to_string(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vb",
+            "netns",
+            &self.tester_ns,
+            "address",
+            &TESTER_MAC.to_string(),
+        ])?;
+        for (ns, dev, addr) in
+            [(&self.reflector_ns, "va", "192.0.2.1/24"), (&self.tester_ns, "vb", "192.0.2.10/24")]
+        {
+            ip(&["-n", ns, "addr", "add", addr, "dev", dev])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        }
+        Ok(())
+    }
+}
+
+/// The latest stats record of the reflector (its summary at the end).
+type LatestStats = Arc<Mutex<Option<Value>>>;
+
+/// Starts the reflector: this same program, in its namespace, under `timeout` as a safety net,
+/// and waits for its start record, which says what it opened.
+fn start_reflector(lab: &mut Lab, args: &LabArgs, say: &dyn Fn(&str)) -> anyhow::Result<LatestStats> {
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let limit = (args.duration.as_secs_f64() + 60.0).ceil().to_string();
     let backend = args.backend.name();
@@ -170,27 +207,40 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
         .stderr(Stdio::piped())
         .spawn()
         .context("cannot start the reflector")?;
-    let latest_stats: Arc<Mutex<Option<Value>>> = Arc::default();
+    // Its first JSON record says what it opened; the stats records follow, then the summary.
+    let latest_stats: LatestStats = Arc::default();
     let stats_sink = latest_stats.clone();
+    let (start_tx, start_rx) = std::sync::mpsc::channel();
     lines(child.stdout.take().expect("piped"), move |l| {
         if let Ok(v) = serde_json::from_str::<Value>(&l) {
-            *stats_sink.lock().expect("stats lock") = Some(v);
+            if v["type"] == "start" {
+                let _ = start_tx.send(v);
+            } else {
+                *stats_sink.lock().expect("stats lock") = Some(v);
+            }
         }
     });
-    let (start_tx, start_rx) = std::sync::mpsc::channel();
+    let stderr_tail: Arc<Mutex<Option<String>>> = Arc::default();
+    let tail_sink = stderr_tail.clone();
     lines(child.stderr.take().expect("piped"), move |l| {
-        let _ = start_tx.send(l);
+        *tail_sink.lock().expect("stderr lock") = Some(l);
     });
     lab.reflector = Some(child);
-    let start_line = start_rx
-        .recv_timeout(Duration::from_secs(15))
-        .map_err(|_| anyhow::anyhow!("the reflector did not start"))?;
-    if !start_line.starts_with("reflector: ") || start_line.starts_with("reflector: cannot") {
-        bail!("the reflector did not start: {start_line}");
-    }
-    say(&start_line.replacen("reflector: ", "reflector ", 1));
+    let start = start_rx.recv_timeout(Duration::from_secs(15)).map_err(|_| {
+        let said = stderr_tail.lock().expect("stderr lock").take();
+        anyhow::anyhow!("the reflector did not start: {}", said.as_deref().unwrap_or("no output"))
+    })?;
+    say(&start_description(&start));
+    Ok(latest_stats)
+}
 
-    // The prober, in the tester namespace, in this process.
+/// The prober, in the tester namespace, in a thread of this process, for `--duration`.
+fn probe(
+    args: &LabArgs,
+    tester_ns: &str,
+    stop: &AtomicBool,
+    latest_stats: &LatestStats,
+) -> anyhow::Result<(crate::probe::Tally, String)> {
     let probe_args = ProbeArgs {
         iface: "vb".into(),
         dst_mac: REFLECTOR_MAC,
@@ -207,10 +257,26 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
         wait: Duration::from_millis(500),
         json: args.json,
     };
-    let started = Instant::now();
     let json = args.json;
-    let tester_ns = lab.tester_ns.clone();
-    let (tally, description) = std::thread::scope(|s| {
+    let progress = |t: &crate::probe::Tally, elapsed: Duration| {
+        if json {
+            return;
+        }
+        let reflector_pps = latest_stats
+            .lock()
+            .expect("stats lock")
+            .as_ref()
+            .and_then(|v| v["pps"].as_f64())
+            .map_or("-".to_string(), |p| format!("{p:.0}"));
+        eprintln!(
+            "lab: [{:4.1}s] sent {} received {} | reflector {} pps",
+            elapsed.as_secs_f64(),
+            t.sent,
+            t.received,
+            reflector_pps
+        );
+    };
+    std::thread::scope(|s| {
         s.spawn(|| -> anyhow::Result<_> {
             reflector_sys::process::enter_netns(&format!("/run/netns/{tester_ns}"))?;
             let prober = Prober::open(&probe_args)?;
@@ -218,40 +284,22 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
             if !json {
                 eprintln!("lab: prober {description}");
             }
-            let tally = prober.run(
-                Amount::Duration(args.duration),
-                args.rate,
-                probe_args.wait,
-                &stop,
-                |t, elapsed| {
-                    if json {
-                        return;
-                    }
-                    let reflector_pps = latest_stats
-                        .lock()
-                        .expect("stats lock")
-                        .as_ref()
-                        .and_then(|v| v["pps"].as_f64())
-                        .map_or("-".to_string(), |p| format!("{p:.0}"));
-                    eprintln!(
-                        "lab: [{:4.1}s] sent {} received {} | reflector {} pps",
-                        elapsed.as_secs_f64(),
-                        t.sent,
-                        t.received,
-                        reflector_pps
-                    );
-                },
-            )?;
+            let tally =
+                prober.run(Amount::Duration(args.duration), args.rate, probe_args.wait, stop, progress)?;
             Ok((tally, description))
         })
         .join()
         .expect("prober thread")
-    })?;
-    let elapsed = started.elapsed();
-    let interrupted = stop.load(Ordering::Relaxed);
+    })
+}
 
-    // Stop the reflector and read its summary.
-    let mut child = lab.reflector.take().expect("started above");
+/// Stops the reflector and returns its summary record.
+fn stop_reflector(
+    lab: &mut Lab,
+    latest_stats: &LatestStats,
+    interrupted: bool,
+) -> anyhow::Result<Option<Value>> {
+    let mut child = lab.reflector.take().expect("started before");
     if reflector_sys::process::signal_process(child.id(), libc::SIGTERM).is_err() {
         // Already gone, or not ours to signal any more: make sure, then collect it below.
         let _ = child.kill();
@@ -269,16 +317,24 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
     if !status.success() && !interrupted {
         bail!("the reflector ended with {status}");
     }
-    drop(lab); // namespaces go before the report is printed
+    Ok(summary)
+}
 
-    let report = tally.report();
-    let cpu_s = summary
-        .as_ref()
-        .map(|s| s["cpu_user_s"].as_f64().unwrap_or(0.0) + s["cpu_system_s"].as_f64().unwrap_or(0.0));
-    let reflected = summary.as_ref().and_then(|s| s["reflected_packets"].as_u64());
+/// The lab report: the prober's, with the reflector's count and CPU time.
+fn report(
+    args: &LabArgs,
+    report: &crate::probe::Report,
+    description: &str,
+    elapsed: Duration,
+    summary: Option<&Value>,
+    interrupted: bool,
+) -> anyhow::Result<()> {
+    let cpu_s =
+        summary.map(|s| s["cpu_user_s"].as_f64().unwrap_or(0.0) + s["cpu_system_s"].as_f64().unwrap_or(0.0));
+    let reflected = summary.and_then(|s| s["reflected_packets"].as_u64());
     if args.json {
-        let mut v = report_json(&report, &description, elapsed);
-        v["backend"] = json!(summary.as_ref().map(|s| s["backend"].clone()));
+        let mut v = report_json(report, description, elapsed);
+        v["backend"] = json!(summary.map(|s| s["backend"].clone()));
         v["reflected"] = json!(reflected);
         v["reflector_cpu_s"] = json!(cpu_s);
         v["interrupted"] = json!(interrupted);
@@ -287,7 +343,7 @@ pub fn run(args: &LabArgs) -> anyhow::Result<()> {
         output::line(format!(
             "lab report{}: backend {}, {:.1} s",
             if interrupted { " (interrupted)" } else { "" },
-            summary.as_ref().and_then(|s| s["backend"].as_str()).unwrap_or("?"),
+            summary.and_then(|s| s["backend"].as_str()).unwrap_or("?"),
             elapsed.as_secs_f64()
         ))?;
         output::line(report.text())?;

@@ -11,8 +11,8 @@ use reflector_core::{Family, MacAddr, Mode, Signature};
 use reflector_io::afpacket::{AfPacket, AfPacketConfig};
 use serde_json::json;
 
-use crate::UsageError;
 use crate::filter_args::parse_mac;
+use crate::input::UsageError;
 use crate::probe::{FCS_LEN, Pacer, ProbeConfig, Report, Tally};
 
 /// Arguments of `reflector probe`.
@@ -46,7 +46,7 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "N", conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..=u32::MAX as u64))]
     pub count: Option<u64>,
     /// Send for this many seconds.
-    #[arg(long, value_name = "SECS", value_parser = crate::parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = crate::input::parse_secs)]
     pub duration: Option<Duration>,
     /// Signature to carry: PROBEOT, DATA:OT, LATENCY, RFC2544 or Y.1564.
     #[arg(long, default_value = "PROBEOT", value_parser = parse_signature)]
@@ -58,7 +58,7 @@ pub struct ProbeArgs {
     #[arg(long, default_value_t = reflector_core::DEFAULT_PORT)]
     pub port: u16,
     /// Seconds to wait for late reflections after the last probe.
-    #[arg(long, value_name = "SECS", default_value = "1", value_parser = crate::parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = crate::input::parse_secs)]
     pub wait: Duration,
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -103,7 +103,7 @@ fn now_ns() -> u64 {
 impl Prober {
     /// Checks the arguments and opens the socket (in the calling thread's namespace).
     pub fn open(args: &ProbeArgs) -> anyhow::Result<Prober> {
-        let iface = crate::run_cmd::usable_interface(&args.iface)?;
+        let iface = crate::run::usable_interface(&args.iface)?;
         if args.dst_mac.is_group() || args.dst_mac.is_zero() {
             return Err(UsageError(format!("--dst-mac {} is not a unicast address", args.dst_mac)).into());
         }

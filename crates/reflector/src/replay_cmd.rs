@@ -12,8 +12,8 @@ use reflector_core::MacAddr;
 use reflector_io::replay::{ReplayError, replay};
 use serde_json::{Value, json};
 
-use crate::UsageError;
 use crate::filter_args::{FilterArgs, parse_mac};
+use crate::input::UsageError;
 
 /// Arguments of `reflector replay`.
 #[derive(Debug, Args)]

@@ -61,6 +61,22 @@ pub fn header(format: StatsFormat) -> Option<&'static str> {
     (format == StatsFormat::Csv).then_some(CSV_HEADER)
 }
 
+/// The first JSON record of a run: `{"type": "start", …}` with what was opened (`lab` reads it).
+pub fn start_record(format: StatsFormat, ctx: &Context, info: &crate::run::BackendInfo) -> Option<String> {
+    (format == StatsFormat::Json).then(|| {
+        json!({
+            "type": "start",
+            "backend": ctx.backend,
+            "interface": ctx.interface,
+            "placements": ctx.placements,
+            "why": info.why(),
+            "details": info.details(),
+            "backend_info": info,
+        })
+        .to_string()
+    })
+}
+
 /// `{"p50": …, "p99": …, "p999": …}` in nanoseconds (bucket upper bounds), for `dwell_ns`.
 pub fn dwell_json(d: &Dwell) -> Value {
     json!({"p50": d.quantile(0.5), "p99": d.quantile(0.99), "p999": d.quantile(0.999), "count": d.count()})

@@ -39,7 +39,7 @@ impl View {
         View {
             title: format!(
                 "{} on {} ({}), {} worker(s)",
-                ctl.backend,
+                ctl.info.backend.name(),
                 ctl.interface,
                 ctl.mac,
                 ctl.workers.len()

@@ -52,6 +52,23 @@ fn golden_frames_come_back_exactly_in_every_mode() {
         let s = summary(&lines);
         assert_eq!(s["reflected_packets"], cases.len(), "{backend} {flag}");
         assert_eq!(s["by_signature"]["custom"], 1);
+        // The first record says what was opened.
+        let start: serde_json::Value = serde_json::from_str(&lines[0]).expect("a JSON start record");
+        let info = &start["backend_info"];
+        assert_eq!(
+            (start["type"].as_str(), info["backend"].as_str()),
+            (Some("start"), Some(backend)),
+            "{start}"
+        );
+        if backend == "af-xdp" {
+            let xdp = &info["xdp"];
+            assert_eq!(
+                (xdp["mode"].as_str(), xdp["zero_copy"].as_bool()),
+                (Some("native"), Some(false)),
+                "{xdp}"
+            );
+            assert_eq!((xdp["sockets"].as_u64(), xdp["queues"].as_u64()), (Some(1), Some(1)), "{xdp}");
+        }
         assert_eq!(s["tx_errors"], 0);
     }
 }

@@ -80,6 +80,13 @@ fn every_endpoint_and_metrics_that_move_with_traffic() {
     assert_eq!(status["mac"], "02:00:00:00:00:01");
     assert_eq!(status["zero_copy"], false, "af-packet copies");
     assert!(status["details"].as_str().unwrap().contains("kernel filter"), "{status}");
+    let info = &status["backend_info"];
+    assert_eq!(
+        (info["backend"].as_str(), info["choice"]["how"].as_str()),
+        (Some("af-packet"), Some("asked"))
+    );
+    assert!(info["kernel_filter_instructions"].as_u64().unwrap() > 10, "{info}");
+    assert!(info.get("xdp").is_none(), "{info}");
     let config = get_json(&pair, addr, "/api/v1/config");
     assert_eq!(
         (config["port"].as_u64(), config["mode"].as_str(), config["oui"].as_str()),

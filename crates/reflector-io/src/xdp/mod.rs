@@ -32,10 +32,29 @@ pub struct Attachment {
     counters: OwnedFd,
     prog: std::sync::Mutex<OwnedFd>,
     link: OwnedFd,
-    /// "native" (in the driver) or "generic" (in the stack).
-    pub mode: &'static str,
+    /// Where the program runs.
+    pub mode: XdpMode,
     /// Instructions in the program.
     pub instructions: usize,
+}
+
+/// Where an XDP program runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    /// In the driver.
+    Native,
+    /// In the stack, after the driver (drivers without XDP, or MTUs native mode refuses).
+    Generic,
+}
+
+impl XdpMode {
+    /// "native" or "generic".
+    pub fn name(self) -> &'static str {
+        match self {
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+        }
+    }
 }
 
 /// Why the program could not be attached.
@@ -88,12 +107,12 @@ impl Attachment {
         let prog = bpf::prog_load(&insns, "reflector")?;
         let busy = |e: &SysError| matches!(e.errno(), Some(libc::EBUSY) | Some(libc::EEXIST));
         let link = |flags| bpf::link_create(&prog, ifindex, flags);
-        let attempt = |replace_now: bool| -> Result<(OwnedFd, &'static str), AttachError> {
+        let attempt = |replace_now: bool| -> Result<(OwnedFd, XdpMode), AttachError> {
             if replace_now {
                 netlink::detach(ifindex)?;
             }
             match link(bpf::XDP_FLAGS_DRV_MODE) {
-                Ok(l) => Ok((l, "native")),
+                Ok(l) => Ok((l, XdpMode::Native)),
                 Err(e) if busy(&e) => Err(AttachError::Busy {
                     iface: iface.into(),
                     id: netlink::attached_prog_id(ifindex)
@@ -109,7 +128,7 @@ impl Attachment {
                         Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) | Some(libc::ERANGE)
                     ) =>
                 {
-                    Ok((link(bpf::XDP_FLAGS_SKB_MODE)?, "generic"))
+                    Ok((link(bpf::XDP_FLAGS_SKB_MODE)?, XdpMode::Generic))
                 }
                 Err(e) => Err(e.into()),
             }

@@ -1,0 +1,284 @@
+//! A run once its data path is open: the workers started, the start line, the control loop
+//! (stats lines, SIGHUP, the interface watch, the stop conditions) and the summary.
+
+use std::cell::{Cell, RefCell};
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use reflector_core::{Counters, Filter};
+use reflector_io::backend::Backend;
+use reflector_io::worker::{FilterCell, Pin, Runtime, allowed_cpus};
+use reflector_sys::iface::IfaceInfo;
+
+use super::args::RunArgs;
+use super::link::LinkWatch;
+use super::open::{BackendInfo, KernelProgram};
+use super::signals::Signals;
+use crate::control::Control;
+use crate::http::HttpConfig;
+use crate::input::UsageError;
+use crate::output::OutputError;
+use crate::stats::{self, Context, Rates, StatsFormat};
+
+/// Everything a run holds while it serves.
+pub(super) struct Run<'a> {
+    /// The settings in force.
+    pub args: &'a RunArgs,
+    /// The interface's name and facts at start.
+    pub iface_name: &'a str,
+    pub iface: &'a IfaceInfo,
+    /// What was opened.
+    pub info: BackendInfo,
+    /// The interface-wide kernel program, if the data path has one.
+    pub kernel: Option<KernelProgram>,
+    /// Re-reads the configuration (SIGHUP): the settings as they would be now.
+    pub reload: &'a dyn Fn() -> anyhow::Result<RunArgs>,
+    /// The run's signal flags.
+    pub signals: &'a Signals,
+}
+
+/// How statistics are shown; SIGHUP may change the format and the interval.
+pub(super) struct Output {
+    pub format: Cell<StatsFormat>,
+    pub interval: Cell<Duration>,
+    /// The terminal UI is showing (no stats lines).
+    pub tui: bool,
+    /// The first stdout write that failed (which ends the run).
+    error: RefCell<Option<OutputError>>,
+}
+
+impl Output {
+    /// Writes a stats line; a failure stops the run: quietly when stdout was closed (`| head`),
+    /// with a one-line error otherwise (`> /dev/full`).
+    fn line(&self, text: String, stop: &AtomicBool) {
+        if let Err(e) = crate::output::line(text) {
+            self.error.borrow_mut().get_or_insert(e);
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Keeps the host's own stack from answering test packets: with a socket bound to the test
+/// port, the kernel queues them (and drops them when the small buffer is full) instead of
+/// sending ICMP port-unreachable back to the tester. The socket is never read.
+fn hold_test_port(port: u16) -> (Option<UdpSocket>, String) {
+    if port == 0 {
+        return (None, "port any: the host may answer test packets with ICMP port-unreachable".into());
+    }
+    // A dual-stack IPv6 socket covers IPv4 too; without IPv6, fall back to IPv4.
+    match UdpSocket::bind(("::", port)).or_else(|_| UdpSocket::bind(("0.0.0.0", port))) {
+        Ok(socket) => (Some(socket), format!("udp/{port} held so the host stays quiet")),
+        Err(e) => {
+            (None, format!("udp/{port} not held ({e}): another program there also receives test packets"))
+        }
+    }
+}
+
+/// The workers started on `backends` and the control plane's view of them, with the HTTP
+/// server when asked for.
+fn start<B: Backend>(
+    run: &Run<'_>,
+    cell: &Arc<FilterCell>,
+    backends: Vec<B>,
+) -> anyhow::Result<(Runtime, Arc<Control>, Option<std::thread::JoinHandle<()>>)> {
+    let args = run.args;
+    let http = args.http.map(|addr| HttpConfig {
+        addr,
+        token: args.http_token.clone(),
+        insecure: args.http_insecure,
+    });
+    if let Some(h) = &http {
+        h.check()?;
+    }
+    let pin = match &args.cpus {
+        None => Pin::Allowed,
+        Some(list) => {
+            let allowed = allowed_cpus().map_err(|e| UsageError(format!("--cpus: {e}")))?;
+            list.check(&allowed, backends.len()).map_err(UsageError)?;
+            Pin::Cpus(list.0.clone())
+        }
+    };
+    let runtime =
+        Runtime::start(backends, cell.clone(), pin, args.latency).context("cannot start worker threads")?;
+    // Frames a kernel program rejected never reach the workers: the control plane adds its
+    // per-reason counts (as received and rejected frames; their bytes are not counted).
+    let mut control = Control::new(
+        run.info.clone(),
+        run.iface_name.to_string(),
+        run.iface.mac,
+        cell.clone(),
+        runtime.workers.iter().map(|w| (w.counters.clone(), w.placement.to_string())).collect(),
+        run.kernel.as_ref().map(|k| k.rejects.clone()),
+    );
+    control.dwell = runtime.workers.iter().filter_map(|w| w.dwell.clone()).collect();
+    let ctl = Arc::new(control);
+    let http_thread = match http {
+        Some(h) => match crate::http::start(h, ctl.clone(), run.signals.stop.clone()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let _ = runtime.stop();
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    Ok((runtime, ctl, http_thread))
+}
+
+/// The start line on stderr: what runs where, with which rules.
+fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note: &str) {
+    let iface = run.iface;
+    let oui = match filter.oui() {
+        Some(o) if !filter.oui_families().is_empty() => {
+            format!("OUI {:02x}:{:02x}:{:02x} for {}", o[0], o[1], o[2], filter.oui_families())
+        }
+        _ => "any vendor".into(),
+    };
+    eprintln!(
+        "reflector: {} on {} ({}, mtu {}{}) [{}]; port {}; signatures {}; {oui}; mode {}; {} worker{} ({}); {}; {quiet_note}",
+        run.info.backend.name(),
+        run.iface_name,
+        iface.mac,
+        iface.mtu,
+        if iface.running { "" } else { ", no carrier" },
+        run.info.why(),
+        if filter.port() == 0 { "any".to_string() } else { filter.port().to_string() },
+        filter.families(),
+        filter.mode().name(),
+        placements.len(),
+        if placements.len() == 1 { "" } else { "s" },
+        placements.join(", "),
+        run.info.details(),
+    );
+    if let Some(addr) = run.args.http {
+        eprintln!(
+            "reflector: HTTP on http://{addr} (/api/v1/status, /api/v1/stats, /api/v1/workers, /api/v1/config, /metrics)"
+        );
+    }
+}
+
+/// Runs the workers until stopped, printing the start line, stats lines and the summary.
+pub(super) fn serve<B: Backend>(run: Run<'_>, filter: Arc<Filter>, backends: Vec<B>) -> anyhow::Result<()> {
+    let (_quiet, quiet_note) = hold_test_port(filter.port());
+    let cell = FilterCell::new(filter.clone());
+    let (runtime, ctl, http_thread) = start(&run, &cell, backends)?;
+    let placements: Vec<String> = ctl.workers.iter().map(|(_, p)| p.clone()).collect();
+    start_line(&run, &filter, &placements, &quiet_note);
+    let ctx = Context { backend: run.info.backend.name(), interface: run.iface_name.to_string(), placements };
+    let output = Output {
+        format: Cell::new(run.args.stats.unwrap_or(StatsFormat::Text)),
+        interval: Cell::new(run.args.stats_interval),
+        tui: crate::tui::wanted(run.args.tui, run.args.stats.is_some()),
+        error: RefCell::default(),
+    };
+    let stop = run.signals.stop.clone();
+    if !output.tui {
+        if let Some(h) = stats::header(output.format.get()) {
+            output.line(h.to_string(), &stop);
+        }
+        if let Some(record) = stats::start_record(output.format.get(), &ctx, &run.info) {
+            output.line(record, &stop);
+        }
+    }
+    let mut link = LinkWatch::new(run.iface_name, run.iface);
+    let (elapsed, link_error) = control_loop(&run, &cell, &ctl, &runtime, &output, &ctx, &mut link)?;
+    stop.store(true, Ordering::Relaxed); // ends the HTTP thread too
+    let workers = match runtime.stop() {
+        Ok(workers) => workers,
+        // A worker that failed because its interface went away: say that.
+        Err(e) => {
+            let gone = link_error.or_else(|| link.check(Instant::now() + LinkWatch::EVERY).err());
+            return Err(gone.unwrap_or_else(|| anyhow::Error::new(e).context("a worker failed")));
+        }
+    };
+    if let Some(t) = http_thread {
+        let _ = t.join();
+    }
+    if let Some(e) = output.error.take() {
+        return Err(e.into());
+    }
+    let cpu = reflector_sys::process::process_cpu_time().ok();
+    let kernel = ctl.kernel_counters();
+    crate::output::line(stats::summary(
+        output.format.get(),
+        &ctx,
+        elapsed,
+        &workers,
+        (kernel != Counters::default()).then_some(&kernel),
+        ctl.dwell().as_ref(),
+        cpu,
+    ))?;
+    link_error.map_or(Ok(()), Err)
+}
+
+/// Until a signal, `--duration`, a worker's end or an unusable interface: every interval the
+/// rates of that interval for the API and UI, and a stats line; after SIGHUP the configuration
+/// read again; the interface watched. Returns the run's length and why the interface ended it.
+fn control_loop(
+    run: &Run<'_>,
+    cell: &FilterCell,
+    ctl: &Arc<Control>,
+    runtime: &Runtime,
+    output: &Output,
+    ctx: &Context,
+    link: &mut LinkWatch<'_>,
+) -> anyhow::Result<(Duration, Option<anyhow::Error>)> {
+    let stop = &run.signals.stop;
+    let started = Instant::now();
+    let mut last = (started, ctl.totals());
+    let mut next_stats = started + run.args.stats_interval;
+    let end = run.args.duration.map(|d| started + d);
+    let mut link_error = None;
+    let mut tick = || {
+        if run.signals.hup.swap(false, Ordering::Relaxed) {
+            super::reload::reload(run, cell, output);
+        }
+        let now = Instant::now();
+        if let Err(e) = link.check(now) {
+            link_error.get_or_insert(e);
+            stop.store(true, Ordering::Relaxed);
+        }
+        if now >= next_stats {
+            let totals = ctl.totals();
+            let rates = Rates::over(&totals.delta(&last.1), now - last.0);
+            *ctl.rates.lock().expect("rates lock") = rates;
+            if !output.tui {
+                let dwell = ctl.dwell();
+                let line = stats::interval_line(
+                    output.format.get(),
+                    ctx,
+                    now - started,
+                    &totals,
+                    &rates,
+                    dwell.as_ref(),
+                );
+                output.line(line, stop);
+            }
+            last = (now, totals);
+            next_stats = now.max(next_stats) + output.interval.get();
+        }
+        next_stats
+    };
+    if output.tui {
+        crate::tui::run(ctl, stop, end, || {
+            tick();
+            !runtime.any_finished()
+        })?;
+    } else {
+        loop {
+            let now = Instant::now();
+            if stop.load(Ordering::Relaxed) || end.is_some_and(|e| now >= e) || runtime.any_finished() {
+                break;
+            }
+            let mut wake = tick();
+            if let Some(e) = end {
+                wake = wake.min(e);
+            }
+            std::thread::sleep(wake.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)));
+        }
+    }
+    Ok((started.elapsed(), link_error))
+}
