@@ -36,6 +36,8 @@ pub struct Control {
     baseline: Mutex<Counters>,
     /// Rates over the last statistics interval (written by the main loop).
     pub rates: Mutex<Rates>,
+    /// The settings in force, as `/api/v1/config` shows them (replaced on SIGHUP).
+    settings: Mutex<serde_json::Value>,
 }
 
 impl std::fmt::Debug for Control {
@@ -68,6 +70,7 @@ impl Control {
             dwell: Vec::new(),
             baseline: Mutex::default(),
             rates: Mutex::new(Rates { rx_pps: 0.0, rx_mbps: 0.0, pps: 0.0, mbps: 0.0 }),
+            settings: Mutex::new(serde_json::Value::Null),
         }
     }
 
@@ -109,6 +112,16 @@ impl Control {
             self.dwell.iter().for_each(|w| d.add(&w.snapshot()));
             d
         })
+    }
+
+    /// Records the settings in force.
+    pub fn set_settings(&self, settings: serde_json::Value) {
+        *self.settings.lock().expect("settings lock") = settings;
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> serde_json::Value {
+        self.settings.lock().expect("settings lock").clone()
     }
 
     /// Zeroes the counters the control plane shows (the workers' own counters go on).

@@ -2,38 +2,77 @@
 
 use std::net::IpAddr;
 
-use clap::Args;
 use reflector_core::wire::parse_hex_bytes;
 use reflector_core::{CustomSignature, Family, FamilySet, Filter, FilterConfig, MacAddr, Mode};
 
 use crate::input::UsageError;
 
-/// Which frames are test packets, and how they are turned around.
-#[derive(Debug, Clone, Args)]
-pub struct FilterArgs {
+crate::settings::settings! {
+    /// Which frames are test packets, and how they are turned around.
+    pub struct FilterArgs {}
+
     /// What to swap: `all` (MACs, IPs, UDP ports), `mac-ip`, or `mac`.
     #[arg(long, default_value = "all", value_parser = parse_mode)]
-    pub mode: Mode,
+    #[serde(serialize_with = "mode_name")]
+    mode: Mode => key "mode": String, reload Live;
     /// UDP destination port of test packets; 0 accepts any port.
     #[arg(long, default_value_t = reflector_core::DEFAULT_PORT)]
-    pub port: u16,
+    port: u16 => key "port": u16, reload Live;
     /// Signature families to accept: ito, rfc2544, y1564, custom, all (comma-separated; all =
     /// every built-in family, plus custom when --custom-sig is given)
     /// [default: ito,rfc2544,y1564, plus custom when --custom-sig is given].
     #[arg(long, value_parser = parse_sig_list)]
-    pub sig: Option<SigList>,
+    #[serde(serialize_with = "sig_names")]
+    sig: Option<SigList> => key "signatures": Vec<String>, reload Live;
     /// A user-defined signature, OFFSET:TEXT or OFFSET:0xHEX (offset in the UDP payload); repeatable.
     #[arg(long = "custom-sig", value_name = "OFFSET:BYTES", value_parser = parse_custom)]
-    pub custom_sig: Vec<CustomSignature>,
+    #[serde(serialize_with = "custom_signatures")]
+    custom_sig: Vec<CustomSignature> => key "signature": Vec<crate::settings::SignatureTable>, reload Live;
     /// Required source OUI (first three MAC bytes) for the families in --oui-scope.
     #[arg(long, value_name = "XX:XX:XX", default_value = "00:c0:17", value_parser = parse_oui)]
-    pub oui: [u8; 3],
+    #[serde(serialize_with = "oui_hex")]
+    oui: [u8; 3] => key "oui": String, reload Live;
     /// Accept test packets from any vendor.
     #[arg(long, conflicts_with_all = ["oui", "oui_scope"])]
-    pub no_oui_filter: bool,
+    no_oui_filter: bool => key "oui_filter": bool [inverted], reload Live;
     /// Signature families the OUI requirement applies to [default: ito, when selected].
     #[arg(long, value_name = "FAMILIES", value_parser = parse_families)]
-    pub oui_scope: Option<FamilySet>,
+    #[serde(serialize_with = "family_names")]
+    oui_scope: Option<FamilySet> => key "oui_scope": Vec<String>, reload Live;
+}
+
+fn mode_name<S: serde::Serializer>(m: &Mode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.name())
+}
+
+/// A family list as the file writes it: `["all"]`, or the names.
+fn sig_names<S: serde::Serializer>(v: &Option<SigList>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(SigList { all: true, .. }) => s.collect_seq(["all"]),
+        Some(list) => family_names(&Some(list.families), s),
+        None => s.serialize_none(),
+    }
+}
+
+fn family_names<S: serde::Serializer>(v: &Option<FamilySet>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(set) => s.collect_seq(set.iter().map(Family::name)),
+        None => s.serialize_none(),
+    }
+}
+
+fn oui_hex<S: serde::Serializer>(o: &[u8; 3], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_args!("{:02x}:{:02x}:{:02x}", o[0], o[1], o[2]))
+}
+
+fn custom_signatures<S: serde::Serializer>(sigs: &[CustomSignature], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(sigs.len()))?;
+    for sig in sigs {
+        let hex: String = sig.bytes().iter().map(|b| format!("{b:02x}")).collect();
+        seq.serialize_element(&serde_json::json!({"offset": sig.offset(), "hex": hex}))?;
+    }
+    seq.end()
 }
 
 /// The families `--sig` (or the config's `signatures`) names. `all` stands for every built-in
@@ -110,7 +149,7 @@ fn parse_families(s: &str) -> Result<FamilySet, String> {
 }
 
 fn parse_oui(s: &str) -> Result<[u8; 3], String> {
-    parse_hex_bytes::<3>(s).map_err(|_| "expected three hex bytes like 00:c0:17".into())
+    parse_hex_bytes::<3>(s).map_err(|_| "expected three hex bytes like \"00:c0:17\"".into())
 }
 
 /// Parses a MAC address for clap.

@@ -170,6 +170,7 @@ fn config_json(ctl: &Control) -> Value {
         "oui": f.oui().filter(|_| !f.oui_families().is_empty()).map(|o| format!("{:02x}:{:02x}:{:02x}", o[0], o[1], o[2])),
         "oui_scope": f.oui_families().iter().map(|x| x.name()).collect::<Vec<_>>(),
         "custom_signatures": f.custom_signatures().iter().map(|s| json!({"offset": s.offset(), "hex": s.bytes().iter().map(|b| format!("{b:02x}")).collect::<String>()})).collect::<Vec<_>>(),
+        "settings": ctl.settings(),
     })
 }
 

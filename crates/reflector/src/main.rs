@@ -26,6 +26,7 @@ mod replay_cmd;
 mod report;
 #[cfg(unix)]
 mod run;
+mod settings;
 mod stats;
 #[cfg(unix)]
 mod tui;

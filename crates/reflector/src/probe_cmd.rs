@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::filter_args::parse_mac;
 use crate::input::UsageError;
 use crate::probe::{FCS_LEN, Pacer, ProbeConfig, Report, Tally};
+use reflector_sys::iface::IfaceInfo;
 
 /// Arguments of `reflector probe`.
 #[derive(Debug, Args)]
@@ -96,6 +97,67 @@ pub struct Prober {
     pub description: String,
 }
 
+/// The probes' source and destination addresses: as given, else the documentation prefixes
+/// (the interface's IPv4 address as the source when it has one).
+fn addresses(args: &ProbeArgs, iface: &IfaceInfo) -> Result<(IpAddr, IpAddr), UsageError> {
+    let v6 = matches!(args.dst_ip, Some(IpAddr::V6(_))) || matches!(args.src_ip, Some(IpAddr::V6(_)));
+    let src_ip = args.src_ip.unwrap_or(if v6 {
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xa))
+    } else {
+        IpAddr::V4(iface.ipv4.unwrap_or(Ipv4Addr::new(192, 0, 2, 10)))
+    });
+    let dst_ip = args.dst_ip.unwrap_or(if v6 {
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))
+    });
+    if src_ip.is_ipv4() != dst_ip.is_ipv4() {
+        return Err(UsageError(format!(
+            "--src-ip {src_ip} and --dst-ip {dst_ip} are of different IP versions"
+        )));
+    }
+    Ok((src_ip, dst_ip))
+}
+
+/// The probes' source MAC, and whether the socket must receive for a MAC not the interface's:
+/// ITO probes go out from a NetAlly OUI unless told otherwise, as the reflector expects.
+fn source_mac(args: &ProbeArgs, iface: &IfaceInfo) -> Result<(MacAddr, bool), UsageError> {
+    let (src_mac, promiscuous) = match args.src_mac {
+        Some(mac) => (mac, mac != iface.mac),
+        None if args.sig.family() == Family::Ito && iface.mac.oui() != reflector_core::DEFAULT_OUI => {
+            let m = iface.mac.0;
+            let oui = reflector_core::DEFAULT_OUI;
+            (MacAddr([oui[0], oui[1], oui[2], m[3], m[4], m[5]]), true)
+        }
+        None => (iface.mac, false),
+    };
+    if src_mac.is_group() || src_mac.is_zero() {
+        return Err(UsageError(format!("--src-mac {src_mac} is not a unicast address")));
+    }
+    Ok((src_mac, promiscuous))
+}
+
+/// `--size` fits the signature's headers and the interface's MTU.
+fn check_size(args: &ProbeArgs, config: &ProbeConfig, iface: &IfaceInfo) -> Result<(), UsageError> {
+    if args.size < config.min_size() {
+        return Err(UsageError(format!(
+            "--size {} is too small for {} over IPv{} (minimum {})",
+            args.size,
+            args.sig.name(),
+            if config.src_ip.is_ipv4() { 4 } else { 6 },
+            config.min_size()
+        )));
+    }
+    let max = iface.mtu as usize + 14 + FCS_LEN;
+    if args.size > max {
+        return Err(UsageError(format!(
+            "--size {} exceeds the interface's MTU {} (maximum {max})",
+            args.size, iface.mtu
+        )));
+    }
+    Ok(())
+}
+
 fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
@@ -107,46 +169,16 @@ impl Prober {
         if args.dst_mac.is_group() || args.dst_mac.is_zero() {
             return Err(UsageError(format!("--dst-mac {} is not a unicast address", args.dst_mac)).into());
         }
-        let v6 = matches!(args.dst_ip, Some(IpAddr::V6(_))) || matches!(args.src_ip, Some(IpAddr::V6(_)));
-        let src_ip = args.src_ip.unwrap_or(if v6 {
-            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xa))
-        } else {
-            IpAddr::V4(iface.ipv4.unwrap_or(Ipv4Addr::new(192, 0, 2, 10)))
-        });
-        let dst_ip = args.dst_ip.unwrap_or(if v6 {
-            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))
-        } else {
-            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))
-        });
-        if src_ip.is_ipv4() != dst_ip.is_ipv4() {
-            return Err(UsageError(format!(
-                "--src-ip {src_ip} and --dst-ip {dst_ip} are of different IP versions"
-            ))
-            .into());
-        }
-        let (src_mac, promiscuous) = match args.src_mac {
-            Some(mac) => (mac, mac != iface.mac),
-            None if args.sig.family() == Family::Ito && iface.mac.oui() != reflector_core::DEFAULT_OUI => {
-                let m = iface.mac.0;
-                let oui = reflector_core::DEFAULT_OUI;
-                (MacAddr([oui[0], oui[1], oui[2], m[3], m[4], m[5]]), true)
-            }
-            None => (iface.mac, false),
-        };
-        if src_mac.is_group() || src_mac.is_zero() {
-            return Err(UsageError(format!("--src-mac {src_mac} is not a unicast address")).into());
-        }
+        let (src_ip, dst_ip) = addresses(args, &iface)?;
+        let (src_mac, promiscuous) = source_mac(args, &iface)?;
         // Hold a UDP port on our side: it names our probes, and the host's stack then does not
         // answer reflections with ICMP port-unreachable.
-        let port = UdpSocket::bind((
-            if src_ip.is_ipv4() {
-                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-            } else {
-                IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-            },
-            0,
-        ))
-        .context("cannot reserve a UDP source port")?;
+        let unspecified = if src_ip.is_ipv4() {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        };
+        let port = UdpSocket::bind((unspecified, 0)).context("cannot reserve a UDP source port")?;
         let src_port = port.local_addr().context("cannot read the reserved port")?.port();
         let config = ProbeConfig {
             src_mac,
@@ -160,24 +192,7 @@ impl Prober {
             mode: args.mode,
             session: (std::process::id() as u16) ^ (now_ns() as u16),
         };
-        if args.size < config.min_size() {
-            return Err(UsageError(format!(
-                "--size {} is too small for {} over IPv{} (minimum {})",
-                args.size,
-                args.sig.name(),
-                if src_ip.is_ipv4() { 4 } else { 6 },
-                config.min_size()
-            ))
-            .into());
-        }
-        let max = iface.mtu as usize + 14 + FCS_LEN;
-        if args.size > max {
-            return Err(UsageError(format!(
-                "--size {} exceeds the interface's MTU {} (maximum {max})",
-                args.size, iface.mtu
-            ))
-            .into());
-        }
+        check_size(args, &config, &iface)?;
         let program = reflector_bpf::cbpf::match_bytes_program(config.data_frame_offset(), &config.marker())
             .context("receive filter")?;
         let socket = AfPacket::open(&AfPacketConfig {

@@ -16,7 +16,7 @@ fn config_check_accepts_the_example_and_names_file_line_and_key_otherwise() {
     let dir = tempfile::tempdir().unwrap();
     for (text, message) in [
         ("port = 3842\nmode = \"swap\"\n", "bad.toml:2: mode: unknown mode"),
-        ("[stats]\nformat = 7\n", "bad.toml:2: format: invalid type: integer `7`, expected a string"),
+        ("[stats]\nformat = 7\n", "bad.toml:2: stats.format: invalid type: integer `7`, expected a string"),
         ("colour = \"blue\"\n", "bad.toml:1: unknown field `colour`"),
     ] {
         let path = dir.path().join("bad.toml");

@@ -6,11 +6,12 @@ use reflector_io::worker::FilterCell;
 
 use super::args::interface_addresses;
 use super::serve::{Output, Run};
+use crate::control::Control;
 
 /// SIGHUP: reads the configuration again and applies what can change while running (the
 /// filter, in the core and in the kernel; the stats format and interval); reports what cannot
 /// and keeps its old value. A bad file changes nothing.
-pub(super) fn reload(run: &Run<'_>, cell: &FilterCell, output: &Output) {
+pub(super) fn reload(run: &Run<'_>, cell: &FilterCell, output: &Output, ctl: &Control) {
     let (running, mac, tui) = (run.args, run.iface.mac, output.tui);
     let (format, interval) = (&output.format, &output.interval);
     let say = |msg: String| eprintln!("reflector: SIGHUP: {}", crate::output::one_line(&msg));
@@ -26,26 +27,12 @@ pub(super) fn reload(run: &Run<'_>, cell: &FilterCell, output: &Output) {
     if let Some(path) = &running.config {
         say(format!("{} read again", path.display()));
     }
-    let fixed = [
-        ("interface", new.iface != running.iface),
-        ("backend", new.backend != running.backend),
-        ("workers", new.workers != running.workers),
-        ("cpus", new.cpus != running.cpus),
-        ("umem_size_mib", new.umem_size != running.umem_size),
-        ("busy_poll", new.busy_poll != running.busy_poll),
-        ("replace", new.replace != running.replace),
-        ("duration", new.duration != running.duration),
-        ("latency", new.latency != running.latency),
-        (
-            "http",
-            new.http != running.http
-                || new.http_token != running.http_token
-                || new.http_insecure != running.http_insecure,
-        ),
-    ];
-    for (key, _) in fixed.iter().filter(|(_, changed)| *changed) {
+    for key in running.needs_restart(&new) {
         say(format!("{key} cannot change while running; keeping the old value (restart to apply)"));
     }
+    // What runs from here on: the settings that need a restart as they were, the others as
+    // they are applied below.
+    let mut applied = running.clone();
     // The interface's addresses may have changed since start (DHCP, SLAAC): read them again.
     let local_ips = match running.iface.as_deref().map(interface_addresses).transpose() {
         Ok(ips) => ips.unwrap_or_default(),
@@ -53,7 +40,7 @@ pub(super) fn reload(run: &Run<'_>, cell: &FilterCell, output: &Output) {
     };
     match new.filter.filter(mac, &local_ips) {
         Err(e) => say(format!("{}; keeping the old filter", e.0)),
-        Ok(f) if f == *cell.get() => {}
+        Ok(f) if f == *cell.get() => applied.filter = new.filter.clone(),
         Ok(f) => {
             if let Some(kernel) = &run.kernel
                 && let Err(e) = (kernel.update)(&f)
@@ -67,6 +54,7 @@ pub(super) fn reload(run: &Run<'_>, cell: &FilterCell, output: &Output) {
                 f.mode().name()
             ));
             cell.set(Arc::new(f));
+            applied.filter = new.filter.clone();
         }
     }
     if let Some(fmt) = new.stats
@@ -76,11 +64,14 @@ pub(super) fn reload(run: &Run<'_>, cell: &FilterCell, output: &Output) {
             say("the terminal UI is showing; stats format unchanged".into());
         } else {
             format.set(fmt);
+            applied.stats = Some(fmt);
             say(format!("stats format now {fmt:?}").to_lowercase());
         }
     }
     if new.stats_interval != interval.get() {
         interval.set(new.stats_interval);
+        applied.stats_interval = new.stats_interval;
         say(format!("stats interval now {:.3} s", new.stats_interval.as_secs_f64()));
     }
+    ctl.set_settings(applied.to_json());
 }

@@ -114,6 +114,7 @@ fn start<B: Backend>(
         run.kernel.as_ref().map(|k| k.rejects.clone()),
     );
     control.dwell = runtime.workers.iter().filter_map(|w| w.dwell.clone()).collect();
+    control.set_settings(args.to_json());
     let ctl = Arc::new(control);
     let http_thread = match http {
         Some(h) => match crate::http::start(h, ctl.clone(), run.signals.stop.clone()) {
@@ -234,7 +235,7 @@ fn control_loop(
     let mut link_error = None;
     let mut tick = || {
         if run.signals.hup.swap(false, Ordering::Relaxed) {
-            super::reload::reload(run, cell, output);
+            super::reload::reload(run, cell, output, ctl);
         }
         let now = Instant::now();
         if let Err(e) = link.check(now) {
