@@ -8,7 +8,7 @@ use std::time::Instant;
 use reflector_core::{Counters, Dwell, MacAddr, Reject};
 use reflector_io::worker::{FilterCell, SharedCounters, SharedDwell};
 
-use crate::run::BackendInfo;
+use crate::backend_info::BackendInfo;
 use crate::stats::Rates;
 
 /// Per-reason counts of frames a kernel program rejected before any worker saw them.

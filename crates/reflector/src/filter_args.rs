@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use reflector_core::wire::parse_hex_bytes;
 use reflector_core::{CustomSignature, Family, FamilySet, Filter, FilterConfig, MacAddr, Mode};
 
-use crate::input::UsageError;
+use crate::input::{UsageError, parse_hex};
 
 crate::settings::settings! {
     /// Which frames are test packets, and how they are turned around.
@@ -150,24 +150,6 @@ fn parse_families(s: &str) -> Result<FamilySet, String> {
 
 fn parse_oui(s: &str) -> Result<[u8; 3], String> {
     parse_hex_bytes::<3>(s).map_err(|_| "expected three hex bytes like \"00:c0:17\"".into())
-}
-
-/// Parses a MAC address for clap.
-pub fn parse_mac(s: &str) -> Result<MacAddr, String> {
-    s.parse().map_err(|e: reflector_core::wire::ParseMacError| e.to_string())
-}
-
-/// Parses `0xHEX` (or bare hex) into bytes.
-pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
-    let hex = s.strip_prefix("0x").unwrap_or(s);
-    if hex.is_empty() || !hex.len().is_multiple_of(2) || !hex.is_ascii() {
-        return Err(format!("bad hex '{hex}' (an even number of hex digits)"));
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| format!("bad hex '{hex}'"))
 }
 
 fn parse_custom(s: &str) -> Result<CustomSignature, String> {

@@ -24,3 +24,21 @@ fn parse_secs_at_least(s: &str, min: f64) -> Result<std::time::Duration, String>
     }
     Ok(std::time::Duration::from_secs_f64(secs))
 }
+
+/// Parses a MAC address for clap.
+pub fn parse_mac(s: &str) -> Result<reflector_core::MacAddr, String> {
+    s.parse().map_err(|e: reflector_core::wire::ParseMacError| e.to_string())
+}
+
+/// Parses `0xHEX` (or bare hex) into bytes.
+pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    let hex = s.strip_prefix("0x").unwrap_or(s);
+    if hex.is_empty() || !hex.len().is_multiple_of(2) || !hex.is_ascii() {
+        return Err(format!("bad hex '{hex}' (an even number of hex digits)"));
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| format!("bad hex '{hex}'"))
+}

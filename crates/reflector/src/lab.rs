@@ -13,9 +13,9 @@ use clap::Args;
 use reflector_core::{MacAddr, Mode, Signature};
 use serde_json::{Value, json};
 
+use crate::backend_info::BackendChoice;
 use crate::output;
-use crate::probe_cmd::{Amount, ProbeArgs, Prober, report_json};
-use crate::run::BackendChoice;
+use crate::prober::{Amount, ProbeArgs, Prober, report_json};
 
 /// The reflector's side of the veth pair.
 const REFLECTOR_MAC: MacAddr = MacAddr([0x02, 0x52, 0x46, 0x4c, 0x00, 0x01]);

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod backend_info;
 mod config;
 #[cfg(unix)]
 mod control;
@@ -15,6 +16,8 @@ mod filter_args;
 #[cfg(unix)]
 mod http;
 mod input;
+#[cfg(unix)]
+mod interface;
 #[cfg(target_os = "linux")]
 mod lab;
 mod output;
@@ -22,6 +25,8 @@ mod output;
 mod probe;
 #[cfg(target_os = "linux")]
 mod probe_cmd;
+#[cfg(target_os = "linux")]
+mod prober;
 mod replay_cmd;
 mod report;
 #[cfg(unix)]
@@ -48,7 +53,7 @@ enum Command {
     Run(run::RunArgs),
     /// Send test packets to a reflector and report loss, round-trip time and jitter.
     #[cfg(target_os = "linux")]
-    Probe(probe_cmd::ProbeArgs),
+    Probe(prober::ProbeArgs),
     /// Reflect the test packets of a capture offline; prints a JSON summary.
     Replay(replay_cmd::ReplayArgs),
     /// Configuration files.

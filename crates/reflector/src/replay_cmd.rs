@@ -12,8 +12,9 @@ use reflector_core::MacAddr;
 use reflector_io::replay::{ReplayError, replay};
 use serde_json::{Value, json};
 
-use crate::filter_args::{FilterArgs, parse_mac};
+use crate::filter_args::FilterArgs;
 use crate::input::UsageError;
+use crate::input::parse_mac;
 
 /// Arguments of `reflector replay`.
 #[derive(Debug, Args)]

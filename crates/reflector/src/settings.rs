@@ -246,7 +246,7 @@ impl FileValue for Vec<SignatureTable> {
         for table in self {
             let bytes = match (&table.text, &table.hex) {
                 (Some(t), None) => t.as_bytes().to_vec(),
-                (None, Some(h)) => crate::filter_args::parse_hex(h).map_err(|message| FileError {
+                (None, Some(h)) => crate::input::parse_hex(h).map_err(|message| FileError {
                     field: Some("hex"),
                     name_field: true,
                     message,

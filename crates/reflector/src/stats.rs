@@ -62,7 +62,11 @@ pub fn header(format: StatsFormat) -> Option<&'static str> {
 }
 
 /// The first JSON record of a run: `{"type": "start", …}` with what was opened (`lab` reads it).
-pub fn start_record(format: StatsFormat, ctx: &Context, info: &crate::run::BackendInfo) -> Option<String> {
+pub fn start_record(
+    format: StatsFormat,
+    ctx: &Context,
+    info: &crate::backend_info::BackendInfo,
+) -> Option<String> {
     (format == StatsFormat::Json).then(|| {
         json!({
             "type": "start",

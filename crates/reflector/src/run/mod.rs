@@ -14,8 +14,7 @@ mod signals;
 
 use std::sync::Arc;
 
-pub use args::{RunArgs, check_config_file, usable_interface};
-pub use open::{BackendChoice, BackendInfo};
+pub use args::{RunArgs, check_config_file};
 pub use signals::defer_sighup;
 
 use crate::input::UsageError;
@@ -27,11 +26,11 @@ pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     let signals = signals::Signals::install()?;
     let reload = || args::with_config(args, matches).map(|(a, _)| a);
     let (args, iface_name) = args::with_config(args, matches)?;
-    let iface = usable_interface(&iface_name)?;
+    let iface = crate::interface::usable_interface(&iface_name)?;
     // One reflector per interface, whatever the data paths: held until this returns.
     #[cfg(target_os = "linux")]
     let _claim = reflector_io::claim::claim(iface.index, &iface_name)?;
-    let local_ips = args::interface_addresses(&iface_name)?;
+    let local_ips = crate::interface::interface_addresses(&iface_name)?;
     let filter = Arc::new(
         args.filter
             .filter(iface.mac, &local_ips)

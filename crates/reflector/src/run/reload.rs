@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use reflector_io::worker::FilterCell;
 
-use super::args::interface_addresses;
 use super::serve::{Output, Run};
 use crate::control::Control;
+use crate::interface::interface_addresses;
 
 /// SIGHUP: reads the configuration again and applies what can change while running (the
 /// filter, in the core and in the kernel; the stats format and interval); reports what cannot

@@ -15,8 +15,9 @@ use reflector_sys::iface::IfaceInfo;
 
 use super::args::RunArgs;
 use super::link::LinkWatch;
-use super::open::{BackendInfo, KernelProgram};
+use super::open::KernelProgram;
 use super::signals::Signals;
+use crate::backend_info::BackendInfo;
 use crate::control::Control;
 use crate::http::HttpConfig;
 use crate::input::UsageError;

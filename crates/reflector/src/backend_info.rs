@@ -1,0 +1,225 @@
+//! What a run opened, as every report shows it: the backend, how it was chosen, and its facts.
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+/// Which data path to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// The best one available here: af-xdp, else af-packet on Linux; bpf on macOS and FreeBSD.
+    Auto,
+    /// An XDP program hands test packets to AF_XDP sockets, one per queue (Linux).
+    AfXdp,
+    /// AF_PACKET with mmap rings and a kernel pre-filter (Linux).
+    AfPacket,
+    /// A /dev/bpf device with the same classic BPF filter (macOS, FreeBSD); one worker.
+    Bpf,
+}
+
+impl BackendChoice {
+    /// The backend `auto` stands for on this system.
+    pub fn resolve(self) -> Backend {
+        match self {
+            BackendChoice::Auto if cfg!(target_os = "linux") => Backend::AfXdp,
+            BackendChoice::Auto => Backend::Bpf,
+            BackendChoice::AfXdp => Backend::AfXdp,
+            BackendChoice::AfPacket => Backend::AfPacket,
+            BackendChoice::Bpf => Backend::Bpf,
+        }
+    }
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::AfXdp => Backend::AfXdp.name(),
+            BackendChoice::AfPacket => Backend::AfPacket.name(),
+            BackendChoice::Bpf => Backend::Bpf.name(),
+        }
+    }
+}
+
+/// A data path that runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// XDP program and AF_XDP sockets.
+    AfXdp,
+    /// AF_PACKET rings.
+    AfPacket,
+    /// A /dev/bpf device.
+    Bpf,
+}
+
+impl Backend {
+    /// The name used on the command line, in reports and as a metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::AfXdp => "af-xdp",
+            Backend::AfPacket => "af-packet",
+            Backend::Bpf => "bpf",
+        }
+    }
+}
+
+/// How the backend came to be chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "how")]
+pub enum Choice {
+    /// The user named it.
+    Asked,
+    /// `auto` chose it.
+    Auto,
+    /// `auto` chose af-xdp, which failed to open: af-packet instead.
+    Fallback {
+        /// Why af-xdp failed.
+        reason: String,
+    },
+}
+
+/// Facts about an XDP program and its AF_XDP sockets.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct XdpInfo {
+    /// "native" or "generic".
+    pub mode: &'static str,
+    /// Instructions in the program.
+    pub instructions: usize,
+    /// Frames move without a copy (else copy mode).
+    pub zero_copy: bool,
+    /// UMEM size, shared by the sockets.
+    pub umem_mib: u32,
+    /// Sockets (served queues 0..sockets).
+    pub sockets: u32,
+    /// Receive queues of the interface (the ones past `sockets` go to the stack).
+    pub queues: u32,
+    /// Workers spin instead of sleeping.
+    pub busy_poll: bool,
+}
+
+/// What was opened, as every report shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackendInfo {
+    /// The data path.
+    pub backend: Backend,
+    /// How it was chosen.
+    pub choice: Choice,
+    /// af-xdp: the program and sockets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xdp: Option<XdpInfo>,
+    /// af-packet and bpf: instructions of the classic BPF filter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_filter_instructions: Option<usize>,
+    /// bpf: the device opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// bpf: its buffer, in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buffer_bytes: Option<u32>,
+    /// af-xdp: milliseconds from the first step to sockets ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_ms: Option<f64>,
+}
+
+impl BackendInfo {
+    /// What a backend opened with nothing to say yet.
+    pub fn new(backend: Backend, choice: Choice) -> BackendInfo {
+        BackendInfo {
+            backend,
+            choice,
+            xdp: None,
+            kernel_filter_instructions: None,
+            device: None,
+            buffer_bytes: None,
+            ready_ms: None,
+        }
+    }
+
+    /// Frames move without a copy.
+    pub fn zero_copy(&self) -> bool {
+        self.xdp.as_ref().is_some_and(|x| x.zero_copy)
+    }
+
+    /// Why this backend, for the start line.
+    pub fn why(&self) -> String {
+        match (&self.choice, self.backend) {
+            (Choice::Asked, _) => "as asked".into(),
+            (Choice::Auto, Backend::Bpf) => "auto: bpf (no AF_PACKET on this system)".into(),
+            (Choice::Auto, b) => format!("auto: {}", b.name()),
+            (Choice::Fallback { reason }, b) => {
+                format!("auto: {}, because af-xdp failed: {reason}", b.name())
+            }
+        }
+    }
+
+    /// The backend's facts in a few words, for the start line and `details` in the API.
+    pub fn details(&self) -> String {
+        let mut out = String::new();
+        if let Some(x) = &self.xdp {
+            out = format!(
+                "XDP {} mode, {} instructions; AF_XDP {}, {} MiB UMEM shared by {} socket{}; queues 0..{}{}",
+                x.mode,
+                x.instructions,
+                if x.zero_copy { "zero-copy" } else { "copy mode" },
+                x.umem_mib,
+                x.sockets,
+                if x.sockets == 1 { "" } else { "s" },
+                x.sockets,
+                if x.busy_poll { "; busy polling" } else { "" }
+            );
+            if x.sockets < x.queues {
+                out.push_str(&format!(" (queues {}..{} go to the stack)", x.sockets, x.queues));
+            }
+        }
+        match (&self.device, self.buffer_bytes, self.kernel_filter_instructions) {
+            (Some(dev), Some(buffer), Some(n)) => {
+                out = format!("{dev}, buffer {} KiB, filter {n} instructions", buffer / 1024)
+            }
+            (_, _, Some(n)) => out = format!("kernel filter {n} instructions"),
+            _ => {}
+        }
+        if let Some(ms) = self.ready_ms {
+            out.push_str(&format!("; ready in {ms:.1} ms"));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_start_line_says_what_was_opened_and_why() {
+        let mut info = BackendInfo::new(Backend::AfXdp, Choice::Auto);
+        info.xdp = Some(XdpInfo {
+            mode: "native",
+            instructions: 463,
+            zero_copy: false,
+            umem_mib: 16,
+            sockets: 2,
+            queues: 4,
+            busy_poll: true,
+        });
+        info.ready_ms = Some(26.71);
+        assert_eq!(info.why(), "auto: af-xdp");
+        assert_eq!(
+            info.details(),
+            "XDP native mode, 463 instructions; AF_XDP copy mode, 16 MiB UMEM shared by 2 sockets; queues 0..2; busy polling (queues 2..4 go to the stack); ready in 26.7 ms"
+        );
+        assert!(!info.zero_copy());
+        let mut packet =
+            BackendInfo::new(Backend::AfPacket, Choice::Fallback { reason: "MTU 9000 too large".into() });
+        packet.kernel_filter_instructions = Some(41);
+        assert_eq!(packet.why(), "auto: af-packet, because af-xdp failed: MTU 9000 too large");
+        assert_eq!(packet.details(), "kernel filter 41 instructions");
+        let mut bpf = BackendInfo::new(Backend::Bpf, Choice::Auto);
+        (bpf.kernel_filter_instructions, bpf.device, bpf.buffer_bytes) =
+            (Some(41), Some("/dev/bpf3".into()), Some(1 << 20));
+        assert_eq!(bpf.why(), "auto: bpf (no AF_PACKET on this system)");
+        assert_eq!(bpf.details(), "/dev/bpf3, buffer 1024 KiB, filter 41 instructions");
+        let json = serde_json::to_value(&packet).unwrap();
+        assert_eq!(json["backend"], "af-packet");
+        assert_eq!(json["choice"], serde_json::json!({"how": "fallback", "reason": "MTU 9000 too large"}));
+        assert!(json.get("xdp").is_none());
+    }
+}
