@@ -231,14 +231,12 @@ pub fn classify(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
 /// [`classify`]'s fast path alone: `None` where it leaves the frame to the ordered checks. For
 /// tests that hold it to their answers and check that it decides what it should; not part of
 /// the API.
-#[doc(hidden)]
 pub fn classify_fast(frame: &[u8], filter: &Filter) -> Option<Result<Hit, Reject>> {
     ipv4_fast(frame, filter)
 }
 
 /// [`classify`] without its fast path: every frame through the ordered checks. For tests that
 /// hold the fast path to the same answers; not part of the API.
-#[doc(hidden)]
 #[inline(always)]
 pub fn classify_ordered(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
     after_ethernet(frame, filter, &ethernet(frame, filter)?)

@@ -2,9 +2,8 @@
 
 use proptest::prelude::*;
 use reflector_core::build::IpAddrs;
-use reflector_core::{
-    Family, Filter, L3Kind, MacAddr, Mode, Reject, classify, classify_fast, classify_ordered, reflect,
-};
+use reflector_core::testing::{classify_fast, classify_ordered};
+use reflector_core::{Family, Filter, L3Kind, MacAddr, Mode, Reject, classify, reflect};
 use reflector_testkit::{Frame, LOCAL_MAC, Rng, TESTER_MAC, corpus, default_filter, filter_with, mutated};
 
 /// Runs `frame` through `filter` and checks the invariants every frame must keep.

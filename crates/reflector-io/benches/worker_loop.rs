@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use reflector_core::Counters;
-use reflector_io::backend::{Backend, MemoryBackend};
+use reflector_io::backend::Backend;
+use reflector_io::testing::MemoryBackend;
 use reflector_testkit::{Frame, default_filter};
 
 fn worker_loop(c: &mut Criterion) {

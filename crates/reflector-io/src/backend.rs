@@ -43,38 +43,3 @@ pub trait Backend: Send + 'static {
         Ok(())
     }
 }
-
-/// An in-process backend for tests and benchmarks: frames in from a queue, out into a list.
-#[derive(Debug, Default)]
-pub struct MemoryBackend {
-    /// Frames still to be received.
-    pub rx: std::collections::VecDeque<Vec<u8>>,
-    /// Frames sent back, shared with whoever inspects them.
-    pub tx: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
-    /// Frames per batch.
-    pub batch: usize,
-}
-
-impl Backend for MemoryBackend {
-    fn process<F: FnMut(&mut [u8]) -> bool>(
-        &mut self,
-        wait: Duration,
-        mut handle: F,
-    ) -> Result<Batch, BackendError> {
-        if self.rx.is_empty() {
-            std::thread::sleep(wait.min(Duration::from_millis(1)));
-            return Ok(Batch::default());
-        }
-        let mut batch = Batch::default();
-        let mut sent = Vec::new();
-        for _ in 0..self.batch.max(1) {
-            let Some(mut frame) = self.rx.pop_front() else { break };
-            batch.received += 1;
-            if handle(&mut frame) {
-                sent.push(frame);
-            }
-        }
-        self.tx.lock().expect("tx list lock").extend(sent);
-        Ok(batch)
-    }
-}

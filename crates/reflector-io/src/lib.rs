@@ -12,6 +12,7 @@ pub mod capture;
 #[cfg(target_os = "linux")]
 pub mod claim;
 pub mod replay;
+pub mod testing;
 pub mod worker;
 #[cfg(target_os = "linux")]
 pub mod xdp;

@@ -354,7 +354,7 @@ fn pin_to(_cpu: usize) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::MemoryBackend;
+    use crate::testing::MemoryBackend;
     use reflector_testkit::{corpus, default_filter};
 
     #[test]
