@@ -1,7 +1,7 @@
 //! The OS-facing side of `reflector`: capture files, packet backends and the worker runtime.
 //!
-//! No `unsafe` here: every syscall, mapping and ring view comes from `reflector-sys`.
-#![forbid(unsafe_code)]
+//! Every syscall, mapping and ring view comes from `reflector-sys`; this crate has none of its
+//! own (the workspace forbids it everywhere else).
 
 #[cfg(target_os = "linux")]
 pub mod afpacket;

@@ -3,12 +3,11 @@
 //! reached only through views built here, bounds-checked: [`mmap::Mmap`] (the one mapping
 //! owner), the TPACKET_V2 ring slots ([`tpacket`]), the AF_XDP ring cursors and UMEM shares
 //! ([`xdp`]). Every `unsafe` block carries a `SAFETY:` note; every other crate of the workspace
-//! is `#![forbid(unsafe_code)]`.
+//! forbids unsafe code (the workspace lints; this crate has lints of its own).
 //!
 //! Per system, as quinn-udp does it: Linux gets packet sockets, TPACKET rings, AF_XDP, `bpf(2)`
 //! and netlink; every Unix gets the process calls, interface lookup and the `/dev/bpf` device
 //! of macOS and FreeBSD.
-#![allow(unsafe_code)]
 
 #[cfg(unix)]
 pub mod bpf_device;

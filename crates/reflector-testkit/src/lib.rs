@@ -4,7 +4,6 @@
 //! give. The core's tests check the verdicts and the reflected bytes; the kernel-side filters
 //! (classic BPF, the generated XDP program) are checked against the same cases, so every path
 //! agrees with the core on exactly these frames.
-#![forbid(unsafe_code)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

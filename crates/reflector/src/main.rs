@@ -1,7 +1,6 @@
 //! `reflector`: turns network test packets around at line rate.
 //!
 //! Exit codes: 0 success, 2 usage or configuration error, 1 runtime failure.
-#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
