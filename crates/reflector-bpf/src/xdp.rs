@@ -42,8 +42,12 @@ pub enum OnHit {
         /// The XSKMAP's file descriptor.
         xsk_map_fd: i32,
     },
-    /// Return [`XDP_TX`] (for checking verdicts with `BPF_PROG_TEST_RUN`).
+    /// Return [`XDP_TX`] with the frame untouched (for checking verdicts with
+    /// `BPF_PROG_TEST_RUN`).
     ReturnTx,
+    /// Reflect the frame in place as the filter's mode says, as the core does, and return
+    /// [`XDP_TX`]: the driver sends it back out of the interface it came in on.
+    Reflect,
 }
 
 /// `BPF_FUNC_map_lookup_elem`.
@@ -385,10 +389,15 @@ impl Gen<'_> {
         Some(())
     }
 
-    /// A test packet: redirect it to its queue's socket (or return `XDP_TX` for tests).
+    /// A test packet: redirect it to its queue's socket, reflect it in place and send it back
+    /// (`XDP_TX`), or return `XDP_TX` untouched for tests.
     fn on_hit(&mut self, on_hit: OnHit) {
         match on_hit {
             OnHit::ReturnTx => self.a.mov_imm(R0, XDP_TX),
+            OnHit::Reflect => {
+                self.reflect();
+                self.a.mov_imm(R0, XDP_TX);
+            }
             OnHit::Redirect { xsk_map_fd } => {
                 // bpf_redirect_map(map, key, flags): the low bits of flags are the action when
                 // the queue has no socket in the map, so such frames go on to the stack.
@@ -399,6 +408,53 @@ impl Gen<'_> {
             }
         }
         self.a.exit();
+    }
+
+    /// The core's reflection, in place: the destination MAC becomes the source (which was
+    /// ours), the source ours; in mode `mac-ip` and `all` the IP addresses swap, in mode `all`
+    /// the UDP ports too. Swapping fields of a header leaves its one's-complement checksums
+    /// valid. On entry r4 is the IP header and r9 the UDP payload (as the late checks left
+    /// them), the IP version in its stack slot; every byte written was read by a check before,
+    /// so the verifier knows it is inside the frame.
+    fn reflect(&mut self) {
+        let mac = self.filter.local_mac().0;
+        let a = &mut self.a;
+        a.load(Size::W, R0, R7, 6);
+        a.load(Size::H, R1, R7, 10);
+        a.store(Size::W, R7, 0, R0);
+        a.store(Size::H, R7, 4, R1);
+        a.mov_imm(R0, le32([mac[0], mac[1], mac[2], mac[3]]) as i32);
+        a.store(Size::W, R7, 6, R0);
+        a.mov_imm(R0, le16([mac[4], mac[5]]) as i32);
+        a.store(Size::H, R7, 10, R0);
+        if self.filter.mode() == reflector_core::Mode::Mac {
+            return;
+        }
+        let (v6, ports) = (a.label(), a.label());
+        a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+        a.jump_imm(Cond::Eq, R0, 6, v6);
+        // IPv4: the addresses at 12 and 16.
+        a.load(Size::W, R0, R4, 12);
+        a.load(Size::W, R1, R4, 16);
+        a.store(Size::W, R4, 12, R1);
+        a.store(Size::W, R4, 16, R0);
+        a.goto(ports);
+        // IPv6: the addresses at 8 and 24, a word at a time.
+        a.place(v6);
+        for word in 0..4i16 {
+            a.load(Size::W, R0, R4, 8 + 4 * word);
+            a.load(Size::W, R1, R4, 24 + 4 * word);
+            a.store(Size::W, R4, 8 + 4 * word, R1);
+            a.store(Size::W, R4, 24 + 4 * word, R0);
+        }
+        a.place(ports);
+        if self.filter.mode() == reflector_core::Mode::All {
+            // The ports, 8 and 6 bytes before the payload.
+            a.load(Size::H, R0, R9, -8);
+            a.load(Size::H, R1, R9, -6);
+            a.store(Size::H, R9, -8, R1);
+            a.store(Size::H, R9, -6, R0);
+        }
     }
 
     /// Rejected: count the reason (when there are counters), then on to the stack.

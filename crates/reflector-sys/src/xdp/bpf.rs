@@ -252,8 +252,17 @@ pub fn prog_load(insns: &[Insn], name: &str) -> Result<OwnedFd, LoadError> {
     })
 }
 
-/// Runs `prog` once over `frame` (`BPF_PROG_TEST_RUN`) and returns its action.
-pub fn prog_test_run(prog: &OwnedFd, frame: &[u8]) -> SysResult<u32> {
+/// What one `BPF_PROG_TEST_RUN` of a program did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRun {
+    /// The action it returned (`XDP_PASS`, `XDP_TX`, …).
+    pub action: u32,
+    /// The frame as it left the program.
+    pub frame: Vec<u8>,
+}
+
+/// Runs `prog` once over `frame` (`BPF_PROG_TEST_RUN`): its action and the frame it left.
+pub fn prog_test_run(prog: &OwnedFd, frame: &[u8]) -> SysResult<TestRun> {
     #[repr(C)]
     struct Attr {
         prog_fd: u32,
@@ -276,11 +285,13 @@ pub fn prog_test_run(prog: &OwnedFd, frame: &[u8]) -> SysResult<u32> {
         repeat: 1,
         duration: 0,
     };
-    // SAFETY: `attr` is a live BPF_PROG_TEST_RUN attribute; the buffers outlive the call.
+    // SAFETY: `attr` is a live BPF_PROG_TEST_RUN attribute; the buffers outlive the call, and
+    // the kernel writes at most `data_size_out` bytes to `out`.
     if unsafe { bpf(BPF_PROG_TEST_RUN, &mut attr) } < 0 {
         return Err(SysError::last("bpf(BPF_PROG_TEST_RUN)"));
     }
-    Ok(attr.retval)
+    out.truncate((attr.data_size_out as usize).min(out.len()));
+    Ok(TestRun { action: attr.retval, frame: out })
 }
 
 /// Attaches `prog` to interface `ifindex` through a bpf_link (`BPF_LINK_CREATE`), which the
