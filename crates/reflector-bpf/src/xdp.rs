@@ -52,6 +52,20 @@ pub enum OnHit {
 
 /// `BPF_FUNC_map_lookup_elem`.
 const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
+/// `BPF_FUNC_xdp_get_buff_len`.
+const BPF_FUNC_XDP_GET_BUFF_LEN: i32 = 188;
+
+/// The counters map of the reflecting program ([`OnHit::Reflect`]): a per-CPU array of `u64`,
+/// the rejects per reason first (indexed as [`Reject::ALL`], as in the other programs), then
+/// the reflected frames per signature (from [`HITS`], indexed as [`Signature::ALL`]), then
+/// their bytes ([`REFLECTED_BYTES`]).
+pub const HITS: u32 = Reject::COUNT as u32;
+/// Where the reflecting program counts the bytes it reflected.
+pub const REFLECTED_BYTES: u32 = HITS + Signature::COUNT as u32;
+/// Entries of the reflecting program's counters map.
+pub const REFLECT_COUNTERS: u32 = REFLECTED_BYTES + 1;
+/// The stack slot where a hit keeps its signature's index for the counters.
+const SIGNATURE_SLOT: i16 = -16;
 
 fn le16(bytes: [u8; 2]) -> u32 {
     u16::from_le_bytes(bytes) as u32
@@ -78,6 +92,8 @@ struct Gen<'a> {
     a: Asm,
     filter: &'a Filter,
     reasons: Vec<Label>,
+    /// Hits are counted per signature (the reflecting program with counters).
+    count_hits: bool,
 }
 
 impl Gen<'_> {
@@ -91,9 +107,14 @@ impl Gen<'_> {
         need(&mut self.a, base, n as i32, bounds, fail);
     }
 
-    /// `struct xdp_md`: data, data_end, data_meta, ingress_ifindex, rx_queue_index.
+    /// `struct xdp_md`: data, data_end, data_meta, ingress_ifindex, rx_queue_index. r6 keeps
+    /// the queue (to redirect) or, when hits are counted, the context (for the frame's length).
     fn context(&mut self) {
-        self.a.load(Size::W, R6, R1, 16);
+        if self.count_hits {
+            self.a.mov(R6, R1);
+        } else {
+            self.a.load(Size::W, R6, R1, 16);
+        }
         self.a.load(Size::W, R7, R1, 0);
         self.a.load(Size::W, R8, R1, 4);
     }
@@ -299,7 +320,7 @@ impl Gen<'_> {
         offset: usize,
         sigs: &[Signature],
         one: Option<Label>,
-    ) -> Vec<(Family, Label)> {
+    ) -> Vec<(Signature, Label)> {
         let no_sig = self.r(Reject::NoSignature);
         let after = self.a.label();
         self.need(R9, offset + 7, &[R5], after);
@@ -318,7 +339,7 @@ impl Gen<'_> {
             self.a.jump32_imm(Cond::Ne, R0, w0, next);
             self.a.jump32_imm(Cond::Eq, R1, w1, l);
             self.a.place(next);
-            hits.push((sig.family(), l));
+            hits.push((*sig, l));
         }
         self.a.place(after);
         hits
@@ -355,14 +376,18 @@ impl Gen<'_> {
     /// requirement of the matching family; a frame that passes goes to `hit`.
     fn signatures_and_oui(&mut self, hit: Label) -> Option<()> {
         let families = self.filter.families();
-        let mut hits: Vec<(Family, Label)> = Vec::new();
+        let mut hits: Vec<(Signature, Label)> = Vec::new();
         if families.contains(Family::Ito) {
             let ito = [Signature::ProbeOt, Signature::DataOt, Signature::Latency];
             let offset = Signature::ProbeOt.offset().expect("built-in");
-            // One label for the whole family.
-            let l = self.a.label();
-            self.seven_byte_signatures(offset, &ito, Some(l));
-            hits.push((Family::Ito, l));
+            if self.count_hits {
+                hits.extend(self.seven_byte_signatures(offset, &ito, None));
+            } else {
+                // One label for the whole family.
+                let l = self.a.label();
+                self.seven_byte_signatures(offset, &ito, Some(l));
+                hits.push((Signature::ProbeOt, l));
+            }
         }
         let head: Vec<Signature> = [Signature::Rfc2544, Signature::Y1564]
             .into_iter()
@@ -373,16 +398,20 @@ impl Gen<'_> {
         }
         if families.contains(Family::Custom) {
             let l = self.custom_signatures()?;
-            hits.push((Family::Custom, l));
+            hits.push((Signature::Custom, l));
         }
         self.a.goto(self.r(Reject::NoSignature));
         let oui_families = self.filter.oui_families();
-        for (family, label) in hits {
+        for (signature, label) in hits {
             self.a.place(label);
-            if let (true, Some(oui)) = (oui_families.contains(family), self.filter.oui()) {
+            if let (true, Some(oui)) = (oui_families.contains(signature.family()), self.filter.oui()) {
                 self.a.load(Size::W, R0, R7, 6);
                 self.a.alu_imm(Alu::And, R0, 0x00ff_ffff);
                 self.a.jump32_imm(Cond::Ne, R0, le32([oui[0], oui[1], oui[2], 0]), self.r(Reject::Oui));
+            }
+            if self.count_hits {
+                self.a.mov_imm(R0, signature as i32);
+                self.a.store(Size::W, R10, SIGNATURE_SLOT, R0);
             }
             self.a.goto(hit);
         }
@@ -391,11 +420,14 @@ impl Gen<'_> {
 
     /// A test packet: redirect it to its queue's socket, reflect it in place and send it back
     /// (`XDP_TX`), or return `XDP_TX` untouched for tests.
-    fn on_hit(&mut self, on_hit: OnHit) {
+    fn on_hit(&mut self, on_hit: OnHit, counters_fd: Option<i32>) {
         match on_hit {
             OnHit::ReturnTx => self.a.mov_imm(R0, XDP_TX),
             OnHit::Reflect => {
                 self.reflect();
+                if let Some(fd) = counters_fd.filter(|_| self.count_hits) {
+                    self.count_hit(fd);
+                }
                 self.a.mov_imm(R0, XDP_TX);
             }
             OnHit::Redirect { xsk_map_fd } => {
@@ -455,6 +487,41 @@ impl Gen<'_> {
             a.store(Size::H, R9, -8, R1);
             a.store(Size::H, R9, -6, R0);
         }
+    }
+
+    /// Adds 1, or `value` (a register the helper call keeps: r6-r9), to the entry of the
+    /// per-CPU counters map `fd` whose index is in r0.
+    fn add_to(&mut self, fd: i32, value: Option<Reg>) {
+        let a = &mut self.a;
+        let skip = a.label();
+        a.store(Size::W, R10, -4, R0);
+        a.load_map_fd(R1, fd);
+        a.mov(R2, R10);
+        a.alu_imm(Alu::Add, R2, -4);
+        a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
+        a.jump_imm(Cond::Eq, R0, 0, skip);
+        // A per-CPU entry: only this CPU writes it, so no atomic is needed.
+        a.load(Size::DW, R1, R0, 0);
+        match value {
+            Some(v) => a.alu_reg(Alu::Add, R1, v),
+            None => a.alu_imm(Alu::Add, R1, 1),
+        }
+        a.store(Size::DW, R0, 0, R1);
+        a.place(skip);
+    }
+
+    /// A reflected frame counted: its signature's entry, and its bytes.
+    fn count_hit(&mut self, fd: i32) {
+        self.a.load(Size::W, R0, R10, SIGNATURE_SLOT);
+        self.a.alu_imm(Alu::Add, R0, HITS as i32);
+        self.add_to(fd, None);
+        // The frame's length (the helper needs the context, kept in r6), kept in r9: the
+        // payload pointer is not needed any more.
+        self.a.mov(R1, R6);
+        self.a.call(BPF_FUNC_XDP_GET_BUFF_LEN);
+        self.a.mov(R9, R0);
+        self.a.mov_imm(R0, REFLECTED_BYTES as i32);
+        self.add_to(fd, Some(R9));
     }
 
     /// Rejected: count the reason (when there are counters), then on to the stack.
@@ -568,7 +635,8 @@ fn late_checks(a: &mut Asm, filter: &Filter, r: &dyn Fn(Reject) -> Label) {
 pub fn program(filter: &Filter, on_hit: OnHit, counters_fd: Option<i32>) -> Option<Vec<Insn>> {
     let mut a = Asm::default();
     let reasons = Reject::ALL.iter().map(|_| a.label()).collect();
-    let mut g = Gen { a, filter, reasons };
+    let count_hits = on_hit == OnHit::Reflect && counters_fd.is_some();
+    let mut g = Gen { a, filter, reasons, count_hits };
     let (v4, v6, udp, hit) = (g.a.label(), g.a.label(), g.a.label(), g.a.label());
     g.context();
     g.ethernet();
@@ -583,7 +651,7 @@ pub fn program(filter: &Filter, on_hit: OnHit, counters_fd: Option<i32>) -> Opti
     g.a.place(hit);
     let reasons = g.reasons.clone();
     late_checks(&mut g.a, filter, &|reason| reasons[reason as usize]);
-    g.on_hit(on_hit);
+    g.on_hit(on_hit, counters_fd);
     g.rejected(counters_fd);
     g.a.finish()
 }

@@ -126,9 +126,10 @@ fn the_reflecting_program_turns_frames_around_byte_for_byte_as_the_core_does() {
     for base in &filters {
         for mode in [Mode::All, Mode::MacIp, Mode::Mac] {
             let filter = base.clone().with_mode(mode);
-            let counters = reflector_io::xdp::reject_counters().unwrap();
+            let counters = reflector_io::xdp::reflect_counters().unwrap();
             let insns =
                 program(&filter, OnHit::Reflect, Some(counters.as_raw_fd())).expect("program assembles");
+            let mut want = reflector_core::Counters::default();
             let prog = bpf::prog_load(&insns, "reflector_tx").unwrap_or_else(|e| panic!("{e}"));
             let mut last = [0u64; Reject::COUNT];
             let frames = corpus
@@ -143,7 +144,9 @@ fn the_reflecting_program_turns_frames_around_byte_for_byte_as_the_core_does() {
                     Reject::ALL.iter().copied().filter(|r| now[*r as usize] != last[*r as usize]).collect();
                 last = now;
                 let mut core = frame.clone();
-                match filter.process(&mut core) {
+                let verdict = filter.process(&mut core);
+                want.record(frame.len(), &verdict);
+                match verdict {
                     Ok(_) => {
                         assert_eq!(run.action as i32, XDP_TX, "{mode:?}: the core reflects {frame:02x?}");
                         assert_eq!(run.frame, core, "{mode:?}: reflected bytes differ for {frame:02x?}");
@@ -161,6 +164,11 @@ fn the_reflecting_program_turns_frames_around_byte_for_byte_as_the_core_does() {
                     }
                 }
             }
+            // The kernel's counters: what the core would have counted (the bytes of rejected
+            // frames are not counted in the kernel).
+            let got = reflector_io::xdp::read_reflect_counters(&counters).unwrap();
+            want.rx_bytes = want.reflected_bytes;
+            assert_eq!(got, want, "{mode:?}: the program's counters");
         }
     }
     eprintln!("{} filters x 3 modes: {reflected} frames reflected, {passed} passed", filters.len());

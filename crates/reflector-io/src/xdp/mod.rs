@@ -15,6 +15,31 @@ pub fn reject_counters() -> Result<OwnedFd, SysError> {
     bpf::map_create(bpf::BPF_MAP_TYPE_PERCPU_ARRAY, 8, Reject::COUNT as u32, "reflector_rej")
 }
 
+/// A per-CPU array for the reflecting program (`reflector_bpf::xdp::REFLECT_COUNTERS` entries:
+/// rejects per reason, reflected frames per signature, reflected bytes).
+pub fn reflect_counters() -> Result<OwnedFd, SysError> {
+    bpf::map_create(bpf::BPF_MAP_TYPE_PERCPU_ARRAY, 8, reflector_bpf::xdp::REFLECT_COUNTERS, "reflector_cnt")
+}
+
+/// A map made by [`reflect_counters`] as counters, summed over CPUs: the rejects, the reflected
+/// frames per signature and their bytes; received = rejected + reflected (the bytes of rejected
+/// frames are not counted, so received bytes are the reflected ones).
+pub fn read_reflect_counters(map: &OwnedFd) -> Result<reflector_core::Counters, SysError> {
+    use reflector_bpf::xdp::{HITS, REFLECTED_BYTES};
+    let mut c = reflector_core::Counters::default();
+    for (i, v) in c.rejected.iter_mut().enumerate() {
+        *v = bpf::percpu_sum(map, i as u32)?;
+    }
+    for (i, v) in c.by_signature.iter_mut().enumerate() {
+        *v = bpf::percpu_sum(map, HITS + i as u32)?;
+    }
+    c.reflected_packets = c.by_signature.iter().sum();
+    c.reflected_bytes = bpf::percpu_sum(map, REFLECTED_BYTES)?;
+    c.rx_packets = c.reflected_packets + c.rejected_packets();
+    c.rx_bytes = c.reflected_bytes;
+    Ok(c)
+}
+
 /// Reads a map made by [`reject_counters`], summed over CPUs.
 pub fn read_reject_counters(map: &OwnedFd) -> Result<[u64; Reject::COUNT], SysError> {
     let mut out = [0u64; Reject::COUNT];
