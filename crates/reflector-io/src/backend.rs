@@ -43,3 +43,14 @@ pub trait Backend: Send + 'static {
         Ok(())
     }
 }
+
+/// The backend of a data path with no workers: the reflection runs in the kernel (`xdp-tx`).
+/// It has no values, so a runtime of it has no threads.
+#[derive(Debug)]
+pub enum InKernel {}
+
+impl Backend for InKernel {
+    fn process<F: FnMut(&mut [u8]) -> bool>(&mut self, _: Duration, _: F) -> Result<Batch, BackendError> {
+        match *self {}
+    }
+}

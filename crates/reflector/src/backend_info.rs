@@ -14,6 +14,9 @@ pub enum BackendChoice {
     AfPacket,
     /// A /dev/bpf device with the same classic BPF filter (macOS, FreeBSD); one worker.
     Bpf,
+    /// An XDP program applies the rules and reflects test packets in the driver (XDP_TX);
+    /// no workers (Linux).
+    XdpTx,
 }
 
 impl BackendChoice {
@@ -25,6 +28,7 @@ impl BackendChoice {
             BackendChoice::AfXdp => Backend::AfXdp,
             BackendChoice::AfPacket => Backend::AfPacket,
             BackendChoice::Bpf => Backend::Bpf,
+            BackendChoice::XdpTx => Backend::XdpTx,
         }
     }
 
@@ -35,6 +39,7 @@ impl BackendChoice {
             BackendChoice::AfXdp => Backend::AfXdp.name(),
             BackendChoice::AfPacket => Backend::AfPacket.name(),
             BackendChoice::Bpf => Backend::Bpf.name(),
+            BackendChoice::XdpTx => Backend::XdpTx.name(),
         }
     }
 }
@@ -49,6 +54,8 @@ pub enum Backend {
     AfPacket,
     /// A /dev/bpf device.
     Bpf,
+    /// An XDP program that reflects in the driver.
+    XdpTx,
 }
 
 impl Backend {
@@ -58,6 +65,7 @@ impl Backend {
             Backend::AfXdp => "af-xdp",
             Backend::AfPacket => "af-packet",
             Backend::Bpf => "bpf",
+            Backend::XdpTx => "xdp-tx",
         }
     }
 }
@@ -96,6 +104,15 @@ pub struct XdpInfo {
     pub busy_poll: bool,
 }
 
+/// Facts about an XDP program that reflects in the driver.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InDriverInfo {
+    /// "native" or "generic".
+    pub mode: &'static str,
+    /// Instructions in the program.
+    pub instructions: usize,
+}
+
 /// What was opened, as every report shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BackendInfo {
@@ -106,6 +123,9 @@ pub struct BackendInfo {
     /// af-xdp: the program and sockets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub xdp: Option<XdpInfo>,
+    /// xdp-tx: the program.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_driver: Option<InDriverInfo>,
     /// af-packet and bpf: instructions of the classic BPF filter.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_filter_instructions: Option<usize>,
@@ -127,6 +147,7 @@ impl BackendInfo {
             backend,
             choice,
             xdp: None,
+            in_driver: None,
             kernel_filter_instructions: None,
             device: None,
             buffer_bytes: None,
@@ -169,6 +190,18 @@ impl BackendInfo {
             if x.sockets < x.queues {
                 out.push_str(&format!(" (queues {}..{} go to the stack)", x.sockets, x.queues));
             }
+        }
+        if let Some(d) = &self.in_driver {
+            out = format!(
+                "XDP {} mode, {} instructions; test packets reflected in the {} (XDP_TX), no workers",
+                d.mode,
+                d.instructions,
+                if d.mode == "native" {
+                    "driver"
+                } else {
+                    "kernel's generic XDP path (the driver has no native XDP here: far slower than native)"
+                }
+            );
         }
         match (&self.device, self.buffer_bytes, self.kernel_filter_instructions) {
             (Some(dev), Some(buffer), Some(n)) => {

@@ -5,14 +5,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use reflector_core::{Counters, Dwell, MacAddr, Reject};
+use reflector_core::{Counters, Dwell, MacAddr};
 use reflector_io::worker::{FilterCell, SharedCounters, SharedDwell};
 
 use crate::backend_info::BackendInfo;
 use crate::stats::Rates;
 
-/// Per-reason counts of frames a kernel program rejected before any worker saw them.
-pub type KernelRejects = Arc<dyn Fn() -> Option<[u64; Reject::COUNT]> + Send + Sync>;
+/// What a kernel program counted, per CPU: the frames it rejected before any worker saw them
+/// (af-xdp), or everything it judged and reflected in the driver (xdp-tx).
+pub type KernelCounters = Arc<dyn Fn() -> Option<Vec<Counters>> + Send + Sync>;
 
 /// Everything the control plane shows about a run.
 pub struct Control {
@@ -29,7 +30,7 @@ pub struct Control {
     /// Each worker's published counters and where it runs.
     pub workers: Vec<(Arc<SharedCounters>, String)>,
     /// The kernel program's reject counts, for backends that have one.
-    pub kernel: Option<KernelRejects>,
+    pub kernel: Option<KernelCounters>,
     /// Each worker's dwell-time histogram (empty without `--latency`).
     pub dwell: Vec<Arc<SharedDwell>>,
     /// What a counter reset subtracts.
@@ -57,7 +58,7 @@ impl Control {
         mac: MacAddr,
         filter: Arc<FilterCell>,
         workers: Vec<(Arc<SharedCounters>, String)>,
-        kernel: Option<KernelRejects>,
+        kernel: Option<KernelCounters>,
     ) -> Control {
         Control {
             started: Instant::now(),
@@ -85,12 +86,11 @@ impl Control {
         total
     }
 
-    /// The kernel program's rejects as counters.
+    /// The kernel program's counters, over all CPUs.
     pub fn kernel_counters(&self) -> Counters {
         let mut c = Counters::default();
-        if let Some(rejected) = self.kernel.as_ref().and_then(|f| f()) {
-            c.rejected = rejected;
-            c.rx_packets = rejected.iter().sum();
+        for cpu in self.kernel.as_ref().and_then(|f| f()).unwrap_or_default() {
+            c.add(&cpu);
         }
         c
     }
@@ -100,9 +100,19 @@ impl Control {
         self.lifetime().delta(&self.baseline.lock().expect("baseline lock"))
     }
 
-    /// Each worker's counters since the run started (a reset applies to the totals).
-    pub fn per_worker(&self) -> Vec<Counters> {
-        self.workers.iter().map(|(w, _)| w.snapshot()).collect()
+    /// Where the work is done and what each place counted since the run started (a reset
+    /// applies to the totals): the workers with their placement,
+    /// or, for a data path without workers (xdp-tx), each CPU the kernel reflected on.
+    pub fn worker_rows(&self) -> Vec<(String, Counters)> {
+        if !self.workers.is_empty() {
+            return self.workers.iter().map(|(w, p)| (p.clone(), w.snapshot())).collect();
+        }
+        let cpus = self.kernel.as_ref().and_then(|f| f()).unwrap_or_default();
+        cpus.into_iter()
+            .enumerate()
+            .filter(|(_, c)| c.rx_packets > 0)
+            .map(|(i, c)| (format!("cpu {i}, in the driver"), c))
+            .collect()
     }
 
     /// The workers' dwell times together, when measured (over the whole run).

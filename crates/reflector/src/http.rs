@@ -144,11 +144,10 @@ fn stats_json(ctl: &Control) -> Value {
 
 fn workers_json(ctl: &Control) -> Value {
     let list: Vec<Value> = ctl
-        .per_worker()
+        .worker_rows()
         .iter()
-        .zip(&ctl.workers)
         .enumerate()
-        .map(|(i, (c, (_, placement)))| {
+        .map(|(i, (placement, c))| {
             let mut m = crate::report::counters_json(c);
             m.insert("worker".into(), json!(i));
             m.insert("placement".into(), json!(placement));
@@ -207,10 +206,10 @@ pub fn metrics(ctl: &Control) -> String {
         .collect();
     counter("rejected_packets", "Frames rejected, per reason.", &reasons);
     let workers: Vec<(String, u64)> = ctl
-        .per_worker()
+        .worker_rows()
         .iter()
         .enumerate()
-        .map(|(i, w)| (format!("{{worker=\"{i}\"}}"), w.reflected_packets))
+        .map(|(i, (_, w))| (format!("{{worker=\"{i}\"}}"), w.reflected_packets))
         .collect();
     counter("worker_reflected_packets", "Test packets reflected, per worker.", &workers);
     let rates = *ctl.rates.lock().expect("rates lock");

@@ -86,13 +86,15 @@ fn start_description(start: &Value) -> String {
     let text = |key: &str| start[key].as_str().unwrap_or("?").to_string();
     let placements: Vec<&str> =
         start["placements"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let workers = match placements.len() {
+        0 => "no workers".to_string(),
+        n => format!("{n} worker(s) ({})", placements.join(", ")),
+    };
     format!(
-        "reflector {} on {} [{}]; {} worker(s) ({}); {}",
+        "reflector {} on {} [{}]; {workers}; {}",
         text("backend"),
         text("interface"),
         text("why"),
-        placements.len(),
-        placements.join(", "),
         text("details")
     )
 }
@@ -279,6 +281,15 @@ fn probe(
     std::thread::scope(|s| {
         s.spawn(|| -> anyhow::Result<_> {
             reflector_sys::process::enter_netns(&format!("/run/netns/{tester_ns}"))?;
+            // A veth takes frames its peer sends with XDP_TX only when it runs an XDP program
+            // itself: one that passes everything, for as long as the probe runs.
+            let _peer = match args.backend {
+                BackendChoice::XdpTx => {
+                    let vb = reflector_sys::iface::iface_info("vb")?.index;
+                    Some(reflector_io::xdp::attach_pass(vb).context("an XDP program on the tester's veth")?)
+                }
+                _ => None,
+            };
             let prober = Prober::open(&probe_args)?;
             let description = prober.description.clone();
             if !json {
@@ -347,12 +358,18 @@ fn report(
             elapsed.as_secs_f64()
         ))?;
         output::line(report.text())?;
+        let in_kernel = summary.and_then(|s| s["backend"].as_str()) == Some("xdp-tx");
         output::line(match (cpu_s, reflected) {
             (Some(cpu), Some(n)) => format!(
-                "reflector: reflected {n}, CPU {:.2} s ({:.1}% of one core, {:.0} ns per reflected packet)",
+                "reflector: reflected {n}, CPU {:.2} s ({:.1}% of one core, {:.0} ns per reflected packet){}",
                 cpu,
                 100.0 * cpu / elapsed.as_secs_f64(),
-                if n > 0 { cpu * 1e9 / n as f64 } else { 0.0 }
+                if n > 0 { cpu * 1e9 / n as f64 } else { 0.0 },
+                if in_kernel {
+                    "; the reflection itself runs in the kernel's receive path, not in this process's CPU time"
+                } else {
+                    ""
+                }
             ),
             _ => "reflector: no summary received".into(),
         })?;

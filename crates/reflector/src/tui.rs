@@ -46,7 +46,7 @@ impl View {
             ),
             totals: ctl.totals(),
             rates: Some(*ctl.rates.lock().expect("rates lock")),
-            workers: ctl.workers.iter().map(|(_, p)| p.clone()).zip(ctl.per_worker()).collect(),
+            workers: ctl.worker_rows(),
             uptime_s: ctl.started.elapsed().as_secs_f64(),
         }
     }

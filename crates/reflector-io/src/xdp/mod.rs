@@ -25,19 +25,61 @@ pub fn reflect_counters() -> Result<OwnedFd, SysError> {
 /// frames per signature and their bytes; received = rejected + reflected (the bytes of rejected
 /// frames are not counted, so received bytes are the reflected ones).
 pub fn read_reflect_counters(map: &OwnedFd) -> Result<reflector_core::Counters, SysError> {
+    let mut total = reflector_core::Counters::default();
+    read_reflect_counters_per_cpu(map)?.iter().for_each(|c| total.add(c));
+    Ok(total)
+}
+
+/// A map made by [`reflect_counters`] as counters, one per possible CPU.
+pub fn read_reflect_counters_per_cpu(map: &OwnedFd) -> Result<Vec<reflector_core::Counters>, SysError> {
     use reflector_bpf::xdp::{HITS, REFLECTED_BYTES};
-    let mut c = reflector_core::Counters::default();
-    for (i, v) in c.rejected.iter_mut().enumerate() {
-        *v = bpf::percpu_sum(map, i as u32)?;
+    let mut cpus = vec![reflector_core::Counters::default(); bpf::possible_cpus()];
+    let mut each = |key: u32, set: &dyn Fn(&mut reflector_core::Counters, u64)| -> Result<(), SysError> {
+        for (c, v) in cpus.iter_mut().zip(bpf::percpu_values(map, key)?) {
+            set(c, v);
+        }
+        Ok(())
+    };
+    for r in 0..Reject::COUNT {
+        each(r as u32, &|c, v| c.rejected[r] = v)?;
     }
-    for (i, v) in c.by_signature.iter_mut().enumerate() {
-        *v = bpf::percpu_sum(map, HITS + i as u32)?;
+    for s in 0..reflector_core::Signature::COUNT {
+        each(HITS + s as u32, &|c, v| c.by_signature[s] = v)?;
     }
-    c.reflected_packets = c.by_signature.iter().sum();
-    c.reflected_bytes = bpf::percpu_sum(map, REFLECTED_BYTES)?;
-    c.rx_packets = c.reflected_packets + c.rejected_packets();
-    c.rx_bytes = c.reflected_bytes;
-    Ok(c)
+    each(REFLECTED_BYTES, &|c, v| c.reflected_bytes = v)?;
+    for c in &mut cpus {
+        c.reflected_packets = c.by_signature.iter().sum();
+        c.rx_packets = c.reflected_packets + c.rejected_packets();
+        c.rx_bytes = c.reflected_bytes;
+    }
+    Ok(cpus)
+}
+
+/// What the attached program does with a test packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Redirect it to the AF_XDP socket of its queue (an XSKMAP of `queues` entries).
+    Redirect {
+        /// Entries of the XSKMAP.
+        queues: u32,
+    },
+    /// Reflect it in place and send it back out (`XDP_TX`): no socket, no worker.
+    Reflect,
+}
+
+/// A program that passes every frame to the stack, attached to `ifindex` through a bpf_link
+/// for as long as the returned fd lives. On a veth, a program on the peer is what lets the
+/// peer take frames another program sends with `XDP_TX`.
+pub fn attach_pass(ifindex: u32) -> Result<OwnedFd, SysError> {
+    use reflector_bpf::ebpf::{Asm, R0};
+    let mut a = Asm::default();
+    a.mov_imm(R0, reflector_bpf::xdp::XDP_PASS);
+    a.exit();
+    let insns = a.finish().expect("two instructions assemble");
+    let prog = bpf::prog_load(&insns, "reflector_pass")
+        .map_err(|e| SysError { call: "bpf(BPF_PROG_LOAD)", err: std::io::Error::other(e.to_string()) })?;
+    bpf::link_create(&prog, ifindex, bpf::XDP_FLAGS_DRV_MODE)
+        .or_else(|_| bpf::link_create(&prog, ifindex, bpf::XDP_FLAGS_SKB_MODE))
 }
 
 /// Reads a map made by [`reject_counters`], summed over CPUs.
@@ -53,7 +95,9 @@ pub fn read_reject_counters(map: &OwnedFd) -> Result<[u64; Reject::COUNT], SysEr
 /// Dropping it (or the process dying) detaches the program.
 #[derive(Debug)]
 pub struct Attachment {
-    map: OwnedFd,
+    /// The XSKMAP (redirecting programs only).
+    map: Option<OwnedFd>,
+    ending: Ending,
     counters: OwnedFd,
     prog: std::sync::Mutex<OwnedFd>,
     link: OwnedFd,
@@ -110,25 +154,30 @@ pub enum AttachError {
 }
 
 impl Attachment {
-    /// Builds the program for `filter`, loads it, and attaches it to `ifindex` in native mode
-    /// (generic mode where the driver has no XDP). `queues` sizes the XSKMAP. With `replace`,
-    /// a program another tool attached through netlink is removed first.
+    /// Builds the program for `filter` with `ending`, loads it, and attaches it to `ifindex`
+    /// in native mode (generic mode where the driver has no XDP). With `replace`, a program
+    /// another tool attached through netlink is removed first.
     pub fn attach(
         filter: &Filter,
         ifindex: u32,
         iface: &str,
-        queues: u32,
+        ending: Ending,
         replace: bool,
     ) -> Result<Attachment, AttachError> {
         let denied = |e: SysError| {
             if e.errno() == Some(libc::EPERM) { AttachError::Permission } else { AttachError::Sys(e) }
         };
-        let map =
-            bpf::map_create(bpf::BPF_MAP_TYPE_XSKMAP, 4, queues.max(1), "reflector_xsks").map_err(denied)?;
-        let counters = reject_counters().map_err(denied)?;
-        let on_hit = reflector_bpf::xdp::OnHit::Redirect { xsk_map_fd: map.as_raw_fd() };
-        let insns = reflector_bpf::xdp::program(filter, on_hit, Some(counters.as_raw_fd()))
-            .ok_or(AttachError::Assemble)?;
+        let (map, counters) = match ending {
+            Ending::Redirect { queues } => (
+                Some(
+                    bpf::map_create(bpf::BPF_MAP_TYPE_XSKMAP, 4, queues.max(1), "reflector_xsks")
+                        .map_err(denied)?,
+                ),
+                reject_counters().map_err(denied)?,
+            ),
+            Ending::Reflect => (None, reflect_counters().map_err(denied)?),
+        };
+        let insns = program(filter, map.as_ref(), &counters)?;
         let prog = bpf::prog_load(&insns, "reflector")?;
         let busy = |e: &SysError| matches!(e.errno(), Some(libc::EBUSY) | Some(libc::EEXIST));
         let link = |flags| bpf::link_create(&prog, ifindex, flags);
@@ -164,6 +213,7 @@ impl Attachment {
         };
         Ok(Attachment {
             map,
+            ending,
             counters,
             prog: std::sync::Mutex::new(prog),
             link,
@@ -177,22 +227,50 @@ impl Attachment {
         read_reject_counters(&self.counters)
     }
 
+    /// Counters of a reflecting program, one per possible CPU (see [`read_reflect_counters`]);
+    /// a redirecting program counts only its rejects.
+    pub fn counters_per_cpu(&self) -> Result<Vec<reflector_core::Counters>, SysError> {
+        match self.ending {
+            Ending::Reflect => read_reflect_counters_per_cpu(&self.counters),
+            Ending::Redirect { .. } => {
+                let mut c = reflector_core::Counters { rejected: self.rejected()?, ..Default::default() };
+                c.rx_packets = c.rejected_packets();
+                Ok(vec![c])
+            }
+        }
+    }
+
     /// Replaces the program with one for `filter` (same sockets, same counters), atomically:
     /// every frame meets either the old program or the new one.
     pub fn update(&self, filter: &Filter) -> Result<(), AttachError> {
-        let on_hit = reflector_bpf::xdp::OnHit::Redirect { xsk_map_fd: self.map.as_raw_fd() };
-        let insns = reflector_bpf::xdp::program(filter, on_hit, Some(self.counters.as_raw_fd()))
-            .ok_or(AttachError::Assemble)?;
+        let insns = program(filter, self.map.as_ref(), &self.counters)?;
         let prog = bpf::prog_load(&insns, "reflector")?;
         bpf::link_update(&self.link, &prog)?;
         *self.prog.lock().expect("program lock") = prog;
         Ok(())
     }
 
-    /// Puts socket `xsk_fd` in the XSKMAP slot of `queue`.
+    /// Puts socket `xsk_fd` in the XSKMAP slot of `queue` (a redirecting program's).
     pub fn register(&self, queue: u32, xsk_fd: i32) -> Result<(), SysError> {
-        bpf::map_update(&self.map, queue, xsk_fd as u32)
+        let map = self
+            .map
+            .as_ref()
+            .ok_or(SysError { call: "XSKMAP", err: std::io::Error::from_raw_os_error(libc::EINVAL) })?;
+        bpf::map_update(map, queue, xsk_fd as u32)
     }
+}
+
+/// The program for `filter`: redirecting to the sockets of `xsks`, or, without one, reflecting.
+fn program(
+    filter: &Filter,
+    xsks: Option<&OwnedFd>,
+    counters: &OwnedFd,
+) -> Result<Vec<reflector_bpf::ebpf::Insn>, AttachError> {
+    let on_hit = match xsks {
+        Some(map) => reflector_bpf::xdp::OnHit::Redirect { xsk_map_fd: map.as_raw_fd() },
+        None => reflector_bpf::xdp::OnHit::Reflect,
+    };
+    reflector_bpf::xdp::program(filter, on_hit, Some(counters.as_raw_fd())).ok_or(AttachError::Assemble)
 }
 
 /// The number of receive queues of `iface` (from sysfs; 1 when it cannot be read).

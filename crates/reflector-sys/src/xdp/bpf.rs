@@ -110,6 +110,11 @@ pub fn possible_cpus() -> usize {
 
 /// The sum over all CPUs of the `u64` at `key` of a per-CPU array.
 pub fn percpu_sum(map: &OwnedFd, key: u32) -> SysResult<u64> {
+    Ok(percpu_values(map, key)?.iter().sum())
+}
+
+/// The `u64` at `key` of a per-CPU array, one per possible CPU.
+pub fn percpu_values(map: &OwnedFd, key: u32) -> SysResult<Vec<u64>> {
     #[repr(C)]
     struct Attr {
         map_fd: u32,
@@ -131,7 +136,7 @@ pub fn percpu_sum(map: &OwnedFd, key: u32) -> SysResult<u64> {
     if unsafe { bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) } < 0 {
         return Err(SysError::last("bpf(BPF_MAP_LOOKUP_ELEM)"));
     }
-    Ok(values.iter().sum())
+    Ok(values)
 }
 
 fn name16(name: &str) -> [u8; 16] {

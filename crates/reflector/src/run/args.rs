@@ -169,13 +169,24 @@ fn check_settings(args: &RunArgs) -> Result<(), UsageError> {
         HttpConfig { addr, token: args.http_token.clone(), insecure: args.http_insecure }.check()?;
     }
     let backend = args.backend.resolve();
-    let xdp_only =
-        [(args.replace, "--replace"), (args.busy_poll, "--busy-poll"), (args.umem_size != 16, "--umem-size")];
+    let xdp_only = [(args.busy_poll, "--busy-poll"), (args.umem_size != 16, "--umem-size")];
     if backend != Backend::AfXdp
         && args.backend != BackendChoice::Auto
         && let Some((_, flag)) = xdp_only.iter().find(|(set, _)| *set)
     {
         return Err(UsageError(format!("{flag} applies to --backend af-xdp only")));
+    }
+    if args.replace && !matches!(backend, Backend::AfXdp | Backend::XdpTx) {
+        return Err(UsageError("--replace applies to --backend af-xdp and xdp-tx only".into()));
+    }
+    let workers_only =
+        [(args.workers.is_some(), "--workers"), (args.cpus.is_some(), "--cpus"), (args.latency, "--latency")];
+    if backend == Backend::XdpTx
+        && let Some((_, flag)) = workers_only.iter().find(|(set, _)| *set)
+    {
+        return Err(UsageError(format!(
+            "{flag} does not apply to --backend xdp-tx: it has no workers (the driver reflects on the CPU that receives)"
+        )));
     }
     Ok(())
 }
@@ -434,7 +445,7 @@ hex = "0xdead"
         );
         assert_eq!(
             err("backend = \"dpdk\"\n"),
-            "r.toml:1: backend: unknown backend 'dpdk' (expected auto, af-xdp, af-packet or bpf)"
+            "r.toml:1: backend: unknown backend 'dpdk' (expected auto, af-xdp, af-packet, bpf or xdp-tx)"
         );
         assert_eq!(
             err("[http]\nlisten = \"localhost\"\n"),
@@ -473,6 +484,31 @@ hex = "0xdead"
             assert_eq!(back[*key], json[*key], "{key} through a file:\n{text}");
         }
         keys
+    }
+
+    #[test]
+    fn settings_only_some_backends_take_are_refused_with_the_others() {
+        let check = |args: &[&str]| check_settings(&cli(args)).map_err(|e| e.0);
+        assert_eq!(
+            check(&["--backend", "xdp-tx", "--workers", "2"]).unwrap_err(),
+            "--workers does not apply to --backend xdp-tx: it has no workers (the driver reflects on the CPU that receives)"
+        );
+        assert!(
+            check(&["--backend", "xdp-tx", "--latency"]).unwrap_err().starts_with("--latency does not apply")
+        );
+        assert!(
+            check(&["--backend", "xdp-tx", "--cpus", "1"]).unwrap_err().starts_with("--cpus does not apply")
+        );
+        assert_eq!(
+            check(&["--backend", "xdp-tx", "--busy-poll"]).unwrap_err(),
+            "--busy-poll applies to --backend af-xdp only"
+        );
+        assert!(check(&["--backend", "xdp-tx", "--replace"]).is_ok());
+        assert!(check(&["--backend", "af-xdp", "--replace", "--workers", "1"]).is_ok());
+        assert_eq!(
+            check(&["--backend", "af-packet", "--replace"]).unwrap_err(),
+            "--replace applies to --backend af-xdp and xdp-tx only"
+        );
     }
 
     /// Every setting: in `--help`, in the example file (its key, with the default where the

@@ -52,5 +52,6 @@ pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
         #[cfg(target_os = "linux")]
         Workers::AfPacket(sockets) => serve::serve(run, filter, sockets),
         Workers::Bpf(devices) => serve::serve(run, filter, devices),
+        Workers::InKernel => serve::serve(run, filter, Vec::<reflector_io::backend::InKernel>::new()),
     }
 }

@@ -8,17 +8,17 @@ use reflector_core::Filter;
 use reflector_sys::iface::IfaceInfo;
 
 use super::args::RunArgs;
-use crate::backend_info::{Backend, BackendChoice, BackendInfo, Choice, XdpInfo};
+use crate::backend_info::{Backend, BackendChoice, BackendInfo, Choice, InDriverInfo, XdpInfo};
 use crate::input::UsageError;
 
 /// Replaces an interface-wide kernel program with the one for a new filter.
 pub type KernelUpdate = Box<dyn Fn(&Filter) -> anyhow::Result<()>>;
 
-/// Per-reason counts of a kernel program's rejects, and a way to bring it in line with a new
-/// filter: what an interface-wide program (af-xdp) adds to the workers.
+/// What an interface-wide program (af-xdp, xdp-tx) counts, and a way to bring it in line with
+/// a new filter.
 pub struct KernelProgram {
-    /// Frames it rejected, per reason.
-    pub rejects: crate::control::KernelRejects,
+    /// What it counted, per CPU.
+    pub counters: crate::control::KernelCounters,
     /// Replaces it with the program for a new filter.
     pub update: KernelUpdate,
 }
@@ -39,6 +39,8 @@ pub enum Workers {
     AfPacket(Vec<reflector_io::afpacket::AfPacket>),
     /// The /dev/bpf device.
     Bpf(Vec<reflector_io::bsdbpf::BpfBackend<reflector_io::bsdbpf::device::Device>>),
+    /// None: the kernel program reflects.
+    InKernel,
 }
 
 /// An opened data path.
@@ -75,8 +77,10 @@ pub fn open(args: &RunArgs, iface_name: &str, iface: &IfaceInfo, filter: &Filter
         },
         #[cfg(target_os = "linux")]
         Backend::AfPacket => open_af_packet(args, iface_name, iface, &program, choice),
+        #[cfg(target_os = "linux")]
+        Backend::XdpTx => open_xdp_tx(args, iface_name, iface, filter, choice),
         #[cfg(not(target_os = "linux"))]
-        b @ (Backend::AfXdp | Backend::AfPacket) => {
+        b @ (Backend::AfXdp | Backend::AfPacket | Backend::XdpTx) => {
             Err(UsageError(format!("the {} backend is Linux only (use --backend bpf)", b.name())).into())
         }
         Backend::Bpf => open_bpf(args, iface_name, &program, choice),
@@ -145,7 +149,7 @@ fn open_af_xdp(
     filter: &Filter,
 ) -> anyhow::Result<Opened> {
     use reflector_io::xdp::{
-        Attachment, rx_queues,
+        Attachment, Ending, rx_queues,
         xsk::{FRAME_SIZE, Xsk},
     };
     let started = std::time::Instant::now();
@@ -168,7 +172,8 @@ fn open_af_xdp(
         Some(w) => u32::from(w),
         None => queues,
     };
-    let attachment = Attachment::attach(filter, iface.index, iface_name, queues, args.replace)?;
+    let attachment =
+        Attachment::attach(filter, iface.index, iface_name, Ending::Redirect { queues }, args.replace)?;
     let mut sockets = Xsk::open_queues(iface.index, served, args.umem_size as usize * 1024 * 1024)
         .with_context(|| format!("AF_XDP sockets on {iface_name} queues 0..{served}"))?;
     for xsk in &mut sockets {
@@ -188,11 +193,36 @@ fn open_af_xdp(
         busy_poll: args.busy_poll,
     });
     info.ready_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-    // The program stays attached as long as a clone of this is alive (the run's), and is
-    // detached when the last goes (it would go with the process anyway).
+    Ok(Opened { workers: Workers::AfXdp(sockets), kernel: Some(kernel_program(attachment)), info })
+}
+
+/// The counters and the update of an attached program, which stays attached as long as either
+/// is alive (the run's), and is detached when the last goes (it would go with the process
+/// anyway).
+#[cfg(target_os = "linux")]
+fn kernel_program(attachment: reflector_io::xdp::Attachment) -> KernelProgram {
     let attachment = Arc::new(attachment);
     let (counted, updated) = (attachment.clone(), attachment);
-    let rejects: crate::control::KernelRejects = Arc::new(move || counted.rejected().ok());
+    let counters: crate::control::KernelCounters = Arc::new(move || counted.counters_per_cpu().ok());
     let update = Box::new(move |f: &Filter| -> anyhow::Result<()> { updated.update(f).map_err(Into::into) });
-    Ok(Opened { workers: Workers::AfXdp(sockets), kernel: Some(KernelProgram { rejects, update }), info })
+    KernelProgram { counters, update }
+}
+
+/// Attaches the reflecting XDP program: test packets are turned around in the driver.
+#[cfg(target_os = "linux")]
+fn open_xdp_tx(
+    args: &RunArgs,
+    iface_name: &str,
+    iface: &IfaceInfo,
+    filter: &Filter,
+    choice: Choice,
+) -> anyhow::Result<Opened> {
+    use reflector_io::xdp::{Attachment, Ending};
+    let started = std::time::Instant::now();
+    let attachment = Attachment::attach(filter, iface.index, iface_name, Ending::Reflect, args.replace)?;
+    let mut info = BackendInfo::new(Backend::XdpTx, choice);
+    info.in_driver =
+        Some(InDriverInfo { mode: attachment.mode.name(), instructions: attachment.instructions });
+    info.ready_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    Ok(Opened { workers: Workers::InKernel, kernel: Some(kernel_program(attachment)), info })
 }

@@ -112,7 +112,7 @@ fn start<B: Backend>(
         run.iface.mac,
         cell.clone(),
         runtime.workers.iter().map(|w| (w.counters.clone(), w.placement.to_string())).collect(),
-        run.kernel.as_ref().map(|k| k.rejects.clone()),
+        run.kernel.as_ref().map(|k| k.counters.clone()),
     );
     control.dwell = runtime.workers.iter().filter_map(|w| w.dwell.clone()).collect();
     control.set_settings(args.to_json());
@@ -139,8 +139,12 @@ fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note:
         }
         _ => "any vendor".into(),
     };
+    let workers = match placements.len() {
+        0 => "no workers".to_string(),
+        n => format!("{n} worker{} ({})", if n == 1 { "" } else { "s" }, placements.join(", ")),
+    };
     eprintln!(
-        "reflector: {} on {} ({}, mtu {}{}) [{}]; port {}; signatures {}; {oui}; mode {}; {} worker{} ({}); {}; {quiet_note}",
+        "reflector: {} on {} ({}, mtu {}{}) [{}]; port {}; signatures {}; {oui}; mode {}; {workers}; {}; {quiet_note}",
         run.info.backend.name(),
         run.iface_name,
         iface.mac,
@@ -150,9 +154,6 @@ fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note:
         if filter.port() == 0 { "any".to_string() } else { filter.port().to_string() },
         filter.families(),
         filter.mode().name(),
-        placements.len(),
-        if placements.len() == 1 { "" } else { "s" },
-        placements.join(", "),
         run.info.details(),
     );
     if let Some(addr) = run.args.http {

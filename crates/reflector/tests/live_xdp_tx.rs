@@ -1,0 +1,132 @@
+//! `reflector run --backend xdp-tx`: the rules and the turn-around in the driver, over a veth
+//! pair between two namespaces (root; ignored otherwise). A veth takes frames its peer sends
+//! with `XDP_TX` only when it runs an XDP program itself, so the tester's end gets one that
+//! passes everything.
+
+mod common;
+
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use common::{NetnsPair, receive_reflections, summary};
+use reflector_core::Mode;
+use reflector_testkit::{Case, Frame, default_filter, golden};
+
+/// An XDP program that passes everything on the tester's veth, for as long as the fd lives.
+fn peer_program(pair: &NetnsPair) -> OwnedFd {
+    NetnsPair::in_ns(&pair.tester_ns, || {
+        let vb = reflector_sys::iface::iface_info("vb").expect("vb exists").index;
+        reflector_io::xdp::attach_pass(vb).expect("an XDP program on vb")
+    })
+}
+
+fn xdp_attached(pair: &NetnsPair) -> bool {
+    let out = std::process::Command::new("ip")
+        .args(["-n", &pair.reflector_ns, "link", "show", "va"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn golden_frames_come_back_exactly_in_every_mode_from_the_driver() {
+    require_live!();
+    let default = default_filter();
+    let cases: Vec<Case> = golden()
+        .into_iter()
+        .filter(|c| (c.filter == default || c.name == "custom_v4") && c.bytes.len() <= 1514)
+        .collect();
+    assert!(
+        cases.iter().any(|c| c.name == "ito_v4_qinq") && cases.iter().any(|c| c.name == "ito_v6_hop_by_hop")
+    );
+    // A datagram to another port: refused, and counted under its reason.
+    let mut other_port = Frame::ito_v4();
+    other_port.dst_port = 9;
+    for (mode, flag) in [(Mode::All, "all"), (Mode::MacIp, "mac-ip"), (Mode::Mac, "mac")] {
+        let pair = NetnsPair::with_mtu(1500);
+        let _peer = peer_program(&pair);
+        let args = ["--mode", flag, "--custom-sig", "2:ACME-TEST", "--stats", "json"];
+        let reflector = pair.start_reflector_on(Some("xdp-tx"), &args);
+        let tester = pair.tester();
+        for case in &cases {
+            tester.send(&case.bytes).unwrap();
+        }
+        tester.send(&other_port.bytes()).unwrap();
+        let mut got = receive_reflections(&tester, cases.len(), Duration::from_secs(2));
+        let mut want: Vec<Vec<u8>> =
+            cases.iter().map(|c| c.frame.as_ref().unwrap().reflected(mode).bytes()).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got.len(), want.len(), "{flag}: reflections received");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g, w, "{flag}: reflected bytes");
+        }
+        let (status, lines) = reflector.signal_and_wait("TERM");
+        assert!(status.success(), "{flag}: exit {status}");
+        let s = summary(&lines);
+        assert_eq!(s["reflected_packets"], cases.len(), "{flag}: {s}");
+        assert_eq!(s["by_signature"]["custom"], 1, "{flag}");
+        assert_eq!(s["rejected"]["dst_port"], 1, "{flag}: {s}");
+        let start: serde_json::Value = serde_json::from_str(&lines[0]).expect("a JSON start record");
+        let info = &start["backend_info"];
+        assert_eq!(info["backend"], "xdp-tx", "{start}");
+        assert_eq!(info["in_driver"]["mode"], "native", "{start}");
+        assert!(start["placements"].as_array().unwrap().is_empty(), "no workers: {start}");
+    }
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn a_burst_comes_back_whole_and_the_api_counts_it() {
+    require_live!();
+    let pair = NetnsPair::with_mtu(1500);
+    let _peer = peer_program(&pair);
+    let reflector = pair.start_reflector_on(Some("xdp-tx"), &["--http", "127.0.0.1:9190"]);
+    let tester = pair.tester();
+    let frame = Frame::ito_v4().bytes();
+    let mut got = 0;
+    for _ in 0..20 {
+        for _ in 0..1000 {
+            tester.send(&frame).unwrap();
+        }
+        got += receive_reflections(&tester, 1000, Duration::from_millis(500)).len();
+    }
+    assert_eq!(got, 20_000, "reflections of a 20 000-probe burst");
+    let metrics = NetnsPair::in_ns(&pair.reflector_ns, || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect("127.0.0.1:9190").unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:9190\r\nConnection: close\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    });
+    assert!(metrics.contains("reflector_reflected_packets_total 20000\n"), "{metrics}");
+    assert!(
+        metrics.contains("reflector_signature_packets_total{signature=\"probeot\"} 20000\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("backend=\"xdp-tx\""), "{metrics}");
+    drop(reflector.signal_and_wait("TERM"));
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn kill_9_leaves_no_program_and_the_host_still_answers() {
+    require_live!();
+    let pair = NetnsPair::with_mtu(1500);
+    let _peer = peer_program(&pair);
+    let reflector = pair.start_reflector_on(Some("xdp-tx"), &[]);
+    assert!(xdp_attached(&pair), "the program is attached while it runs");
+    assert!(pair.tester_cmd(&["ping", "-c", "2", "-W", "2", "192.0.2.1"]), "ping while it runs");
+    let pid = common::child_of(reflector.pid());
+    assert!(std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
+    let (status, _) = reflector.wait();
+    assert!(!status.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while xdp_attached(&pair) {
+        assert!(Instant::now() < deadline, "the XDP program outlived the reflector");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(pair.tester_cmd(&["ping", "-c", "2", "-W", "2", "192.0.2.1"]), "ping after kill -9");
+}
