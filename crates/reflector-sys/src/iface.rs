@@ -242,6 +242,83 @@ pub fn iface_info(name: &str) -> Result<IfaceInfo, IfaceError> {
     Ok(info)
 }
 
+/// An interface's driver and its statistics as `ethtool -S` lists them.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriverStats {
+    /// The driver's name (`veth`, `mlx5_core`, …).
+    pub driver: String,
+    /// Each statistic's name and value, in the driver's order.
+    pub stats: Vec<(String, u64)>,
+}
+
+/// The driver and the statistics of `name` (`SIOCETHTOOL`: `ETHTOOL_GDRVINFO`, then
+/// `ETHTOOL_GSTRINGS` and `ETHTOOL_GSTATS` of the statistics string set).
+#[cfg(target_os = "linux")]
+pub fn driver_stats(name: &str) -> Result<DriverStats, IfaceError> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_GDRVINFO: u32 = 0x03;
+    const ETHTOOL_GSTRINGS: u32 = 0x1b;
+    const ETHTOOL_GSTATS: u32 = 0x1d;
+    const ETH_SS_STATS: u32 = 1;
+    const ETH_GSTRING_LEN: usize = 32;
+    /// `struct ethtool_drvinfo`: the driver's name at 4, the number of statistics at 180.
+    const DRVINFO_LEN: usize = 196;
+    let fd = crate::sock::socket(libc::AF_INET, libc::SOCK_DGRAM, 0, "socket(AF_INET)")?;
+    // One SIOCETHTOOL request over `buf` (u64 words, so every struct is aligned).
+    let request = |buf: &mut [u64], call: &'static str| -> Result<(), IfaceError> {
+        let mut req = ifreq_for(name)?;
+        req.ifr_ifru.ifru_data = buf.as_mut_ptr().cast();
+        // SAFETY: `req` names the interface and points to `buf`, which is as large as the
+        // command written at its start says (the callers size it from the counts the kernel
+        // gave), and lives across the call.
+        let ret = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&fd), SIOCETHTOOL as _, &mut req) };
+        if ret < 0 {
+            let e = SysError::last(call);
+            return Err(if e.errno() == Some(libc::ENODEV) {
+                IfaceError::NotFound(name.into())
+            } else {
+                e.into()
+            });
+        }
+        Ok(())
+    };
+    // Requests are laid out in bytes and carried in u64 words (so every struct is aligned).
+    let bytes = |words: &[u64]| -> Vec<u8> { words.iter().flat_map(|w| w.to_ne_bytes()).collect() };
+    let words = |b: &[u8]| -> Vec<u64> {
+        b.chunks(8)
+            .map(|c| {
+                let mut w = [0u8; 8];
+                w[..c.len()].copy_from_slice(c);
+                u64::from_ne_bytes(w)
+            })
+            .collect()
+    };
+    let header = |fields: &[u32], total: usize| -> Vec<u64> {
+        let mut b: Vec<u8> = fields.iter().flat_map(|f| f.to_ne_bytes()).collect();
+        b.resize(total.max(b.len()), 0);
+        words(&b)
+    };
+    let mut info = header(&[ETHTOOL_GDRVINFO], DRVINFO_LEN);
+    request(&mut info, "ioctl(SIOCETHTOOL, ETHTOOL_GDRVINFO)")?;
+    let raw = bytes(&info);
+    let text =
+        |b: &[u8]| String::from_utf8_lossy(b.split(|c| *c == 0).next().unwrap_or_default()).into_owned();
+    let driver = text(&raw[4..36]);
+    let n = u32::from_ne_bytes([raw[180], raw[181], raw[182], raw[183]]) as usize;
+    // struct ethtool_gstrings { cmd, string_set, len, data[len * 32] }
+    let mut strings = header(&[ETHTOOL_GSTRINGS, ETH_SS_STATS, n as u32], 12 + n * ETH_GSTRING_LEN);
+    request(&mut strings, "ioctl(SIOCETHTOOL, ETHTOOL_GSTRINGS)")?;
+    let raw = bytes(&strings);
+    // struct ethtool_stats { cmd, n_stats, data[n_stats] }
+    let mut values = header(&[ETHTOOL_GSTATS, n as u32], 8 + 8 * n);
+    request(&mut values, "ioctl(SIOCETHTOOL, ETHTOOL_GSTATS)")?;
+    let stats = (0..n)
+        .map(|i| (text(&raw[12 + i * ETH_GSTRING_LEN..12 + (i + 1) * ETH_GSTRING_LEN]), values[1 + i]))
+        .collect();
+    Ok(DriverStats { driver, stats })
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
@@ -255,5 +332,10 @@ mod tests {
         assert!(matches!(iface_info("no-such-if0"), Err(IfaceError::NotFound(_))));
         assert!(matches!(iface_info("this-name-is-far-too-long"), Err(IfaceError::BadName(_))));
         assert!(matches!(iface_info(""), Err(IfaceError::BadName(_))));
+    }
+
+    #[test]
+    fn driver_statistics_of_a_missing_interface_are_an_error() {
+        assert!(matches!(driver_stats("no-such-if0"), Err(IfaceError::NotFound(_))));
     }
 }

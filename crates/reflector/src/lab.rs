@@ -191,6 +191,16 @@ impl Lab {
     }
 }
 
+/// The first and the last CPU this process may use, when there are two or more: the prober
+/// and the reflector's worker go on different ones.
+fn separate_cpus() -> Option<(usize, usize)> {
+    let cpus = reflector_io::worker::allowed_cpus().ok()?;
+    match (cpus.first(), cpus.last()) {
+        (Some(&first), Some(&last)) if first != last => Some((first, last)),
+        _ => None,
+    }
+}
+
 /// The latest stats record of the reflector (its summary at the end).
 type LatestStats = Arc<Mutex<Option<Value>>>;
 
@@ -200,10 +210,18 @@ fn start_reflector(lab: &mut Lab, args: &LabArgs, say: &dyn Fn(&str)) -> anyhow:
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let limit = (args.duration.as_secs_f64() + 60.0).ceil().to_string();
     let backend = args.backend.name();
+    // With two CPUs or more, the reflector's worker gets the last one and the prober the first
+    // (`probe`), so they do not take turns on one CPU.
+    let mut placement = Vec::new();
+    if let (Some(last), true) = (separate_cpus().map(|(_, last)| last), args.backend != BackendChoice::XdpTx)
+    {
+        placement = vec!["--cpus".to_string(), last.to_string()];
+    }
     let mut child = Command::new("timeout")
         .args(["-s", "TERM", &limit, "ip", "netns", "exec", &lab.reflector_ns])
         .arg(&exe)
         .args(["run", "va", "--backend", backend, "--stats", "json"])
+        .args(&placement)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -281,6 +299,10 @@ fn probe(
     std::thread::scope(|s| {
         s.spawn(|| -> anyhow::Result<_> {
             reflector_sys::process::enter_netns(&format!("/run/netns/{tester_ns}"))?;
+            if let Some((first, _)) = separate_cpus() {
+                // Best effort: unpinned, it still works, only slower.
+                let _ = reflector_sys::process::pin_current_thread(first);
+            }
             // A veth takes frames its peer sends with XDP_TX only when it runs an XDP program
             // itself: one that passes everything, for as long as the probe runs.
             let _peer = match args.backend {

@@ -96,8 +96,9 @@ fn sighup_reloads_a_changed_filter_while_traffic_flows() {
     use common::{BACKENDS, NetnsPair, receive_reflections};
     use reflector_testkit::Frame;
     use std::time::{Duration, Instant};
-    for backend in BACKENDS {
+    for backend in BACKENDS.into_iter().chain(["xdp-tx"]) {
         let pair = NetnsPair::for_backend(backend);
+        let _peer = (backend == "xdp-tx").then(|| pair.peer_xdp_pass());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.toml");
         let write = |port: u16, extra: &str| {
@@ -128,7 +129,7 @@ fn sighup_reloads_a_changed_filter_while_traffic_flows() {
                     std::thread::sleep(Duration::from_millis(2));
                 }
             });
-            write(4000, "workers = 2\n");
+            write(4000, "duration = 100\n");
             let pid = common::child_of(reflector.pid());
             assert!(Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap().success());
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -140,7 +141,7 @@ fn sighup_reloads_a_changed_filter_while_traffic_flows() {
                     Err(_) => panic!("{backend}: no reload message: {said:?}"),
                 }
             }
-            assert!(said.iter().any(|l| l.contains("workers cannot change while running")), "{said:?}");
+            assert!(said.iter().any(|l| l.contains("duration cannot change while running")), "{said:?}");
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
         // Let the reflections of the old port drain, then: the new port is reflected, the old not.

@@ -514,14 +514,16 @@ fn a_second_reflector_on_the_interface_is_refused_whatever_the_backends() {
 fn another_tools_xdp_program_is_kept_unless_replace_is_given() {
     require_live!();
     use reflector_sys::xdp::bpf;
-    for mode in [bpf::XDP_FLAGS_DRV_MODE, bpf::XDP_FLAGS_SKB_MODE] {
-        replace_another_tools_program(mode);
+    for backend in ["af-xdp", "xdp-tx"] {
+        for mode in [bpf::XDP_FLAGS_DRV_MODE, bpf::XDP_FLAGS_SKB_MODE] {
+            replace_another_tools_program(backend, mode);
+        }
     }
 }
 
 /// Another tool's program attached in `mode` (native or generic) is refused without
-/// `--replace`, and removed with it.
-fn replace_another_tools_program(mode: u32) {
+/// `--replace` by `backend`, and removed with it.
+fn replace_another_tools_program(backend: &str, mode: u32) {
     use reflector_bpf::ebpf::{Asm, R0};
     use reflector_sys::xdp::{bpf, netlink};
     let pair = NetnsPair::for_backend("af-xdp");
@@ -539,7 +541,7 @@ fn replace_another_tools_program(mode: u32) {
     let attached_id = || NetnsPair::in_ns(&pair.reflector_ns, || netlink::attached_prog_id(index).unwrap());
 
     // Without --replace: refused in one line that names it, and it stays.
-    let out = pair.run_reflector_cmd(&[], &["run", "va", "--backend", "af-xdp"]);
+    let out = pair.run_reflector_cmd(&[], &["run", "va", "--backend", backend]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -550,7 +552,8 @@ fn replace_another_tools_program(mode: u32) {
     assert_eq!(attached_id(), Some(foreign));
 
     // With --replace: it is removed, ours runs and reflects, and nothing is left afterwards.
-    let reflector = pair.start_reflector_on(Some("af-xdp"), &["--replace", "--stats", "json"]);
+    let _peer = (backend == "xdp-tx").then(|| pair.peer_xdp_pass());
+    let reflector = pair.start_reflector_on(Some(backend), &["--replace", "--stats", "json"]);
     let ours = attached_id().expect("our program is attached");
     assert_ne!(ours, foreign);
     let tester = pair.tester();

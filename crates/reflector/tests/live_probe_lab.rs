@@ -234,13 +234,33 @@ fn lab_with_defaults_reports_and_cleans_up() {
 
 #[test]
 #[ignore = "needs root and network namespaces"]
+fn lab_reflects_in_the_driver_with_xdp_tx() {
+    require_live!();
+    let (child, pid) = start_lab("60", &["--json", "--backend", "xdp-tx", "--duration", "2"]);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = json(&out);
+    assert_eq!(r["backend"], "xdp-tx");
+    assert_eq!(r["lost"], 0, "{r}");
+    assert_eq!(r["reflected"], r["sent"], "{r}");
+    assert!(lab_leftovers(pid).is_empty(), "left behind: {:?}", lab_leftovers(pid));
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
 fn lab_interrupted_with_sigint_still_cleans_up() {
     require_live!();
     let (mut child, pid) = start_lab("60", &["--duration", "20"]);
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let mut saw_progress = false;
+    // With two CPUs or more, the reflector's worker is on the last one (the prober on the first).
+    let cpus = reflector_io::worker::allowed_cpus().unwrap();
+    let mut placed = cpus.len() < 2;
     for line in stderr.lines() {
         let line = line.unwrap();
+        if line.starts_with("lab: reflector ") {
+            placed |= line.contains(&format!("1 worker(s) (cpu {})", cpus.last().unwrap()));
+        }
         if line.starts_with("lab: [") {
             saw_progress = true;
             assert!(!lab_leftovers(pid).is_empty(), "namespaces exist while it runs");
@@ -249,6 +269,7 @@ fn lab_interrupted_with_sigint_still_cleans_up() {
         }
     }
     assert!(saw_progress, "no progress line");
+    assert!(placed, "the reflector's worker is not on the last CPU");
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", out.status);

@@ -5,20 +5,11 @@
 
 mod common;
 
-use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use common::{NetnsPair, receive_reflections, summary};
 use reflector_core::Mode;
 use reflector_testkit::{Case, Frame, default_filter, golden};
-
-/// An XDP program that passes everything on the tester's veth, for as long as the fd lives.
-fn peer_program(pair: &NetnsPair) -> OwnedFd {
-    NetnsPair::in_ns(&pair.tester_ns, || {
-        let vb = reflector_sys::iface::iface_info("vb").expect("vb exists").index;
-        reflector_io::xdp::attach_pass(vb).expect("an XDP program on vb")
-    })
-}
 
 fn xdp_attached(pair: &NetnsPair) -> bool {
     let out = std::process::Command::new("ip")
@@ -45,7 +36,7 @@ fn golden_frames_come_back_exactly_in_every_mode_from_the_driver() {
     other_port.dst_port = 9;
     for (mode, flag) in [(Mode::All, "all"), (Mode::MacIp, "mac-ip"), (Mode::Mac, "mac")] {
         let pair = NetnsPair::with_mtu(1500);
-        let _peer = peer_program(&pair);
+        let _peer = pair.peer_xdp_pass();
         let args = ["--mode", flag, "--custom-sig", "2:ACME-TEST", "--stats", "json"];
         let reflector = pair.start_reflector_on(Some("xdp-tx"), &args);
         let tester = pair.tester();
@@ -78,13 +69,19 @@ fn golden_frames_come_back_exactly_in_every_mode_from_the_driver() {
 
 #[test]
 #[ignore = "needs root and network namespaces"]
-fn a_burst_comes_back_whole_and_the_api_counts_it() {
+fn single_probes_and_a_burst_come_back_whole_and_the_api_counts_them() {
     require_live!();
     let pair = NetnsPair::with_mtu(1500);
-    let _peer = peer_program(&pair);
+    let _peer = pair.peer_xdp_pass();
     let reflector = pair.start_reflector_on(Some("xdp-tx"), &["--http", "127.0.0.1:9190"]);
     let tester = pair.tester();
     let frame = Frame::ito_v4().bytes();
+    // Single probes, 100 ms apart: each comes back on its own.
+    for i in 0..20 {
+        tester.send(&frame).unwrap();
+        assert_eq!(receive_reflections(&tester, 1, Duration::from_millis(100)).len(), 1, "single probe {i}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let mut got = 0;
     for _ in 0..20 {
         for _ in 0..1000 {
@@ -101,9 +98,9 @@ fn a_burst_comes_back_whole_and_the_api_counts_it() {
         s.read_to_string(&mut body).unwrap();
         body
     });
-    assert!(metrics.contains("reflector_reflected_packets_total 20000\n"), "{metrics}");
+    assert!(metrics.contains("reflector_reflected_packets_total 20020\n"), "{metrics}");
     assert!(
-        metrics.contains("reflector_signature_packets_total{signature=\"probeot\"} 20000\n"),
+        metrics.contains("reflector_signature_packets_total{signature=\"probeot\"} 20020\n"),
         "{metrics}"
     );
     assert!(metrics.contains("backend=\"xdp-tx\""), "{metrics}");
@@ -115,7 +112,7 @@ fn a_burst_comes_back_whole_and_the_api_counts_it() {
 fn kill_9_leaves_no_program_and_the_host_still_answers() {
     require_live!();
     let pair = NetnsPair::with_mtu(1500);
-    let _peer = peer_program(&pair);
+    let _peer = pair.peer_xdp_pass();
     let reflector = pair.start_reflector_on(Some("xdp-tx"), &[]);
     assert!(xdp_attached(&pair), "the program is attached while it runs");
     assert!(pair.tester_cmd(&["ping", "-c", "2", "-W", "2", "192.0.2.1"]), "ping while it runs");
@@ -129,4 +126,32 @@ fn kill_9_leaves_no_program_and_the_host_still_answers() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(pair.tester_cmd(&["ping", "-c", "2", "-W", "2", "192.0.2.1"]), "ping after kill -9");
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn reflections_a_veth_peer_cannot_take_are_counted_and_said() {
+    require_live!();
+    // No XDP program on the tester's end: the veth drops every frame sent with XDP_TX.
+    let pair = NetnsPair::with_mtu(1500);
+    let reflector = pair.start_reflector_on(Some("xdp-tx"), &["--stats", "json", "--stats-interval", "0.2"]);
+    let tester = pair.tester();
+    let frame = Frame::ito_v4().bytes();
+    for _ in 0..10 {
+        tester.send(&frame).unwrap();
+    }
+    assert!(receive_reflections(&tester, 10, Duration::from_millis(500)).is_empty());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut said = Vec::new();
+    while !said.iter().any(|l: &String| l.contains("dropped 10 reflections after XDP_TX")) {
+        match reflector.stderr.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => said.push(line),
+            Err(_) => panic!("no warning: {said:?}"),
+        }
+    }
+    assert!(said.iter().any(|l| l.contains("the peer must run an XDP program")), "{said:?}");
+    let (status, lines) = reflector.signal_and_wait("TERM");
+    assert!(status.success());
+    let s = summary(&lines);
+    assert_eq!((s["tx_errors"].as_u64(), s["reflected_packets"].as_u64()), (Some(10), Some(0)), "{s}");
 }

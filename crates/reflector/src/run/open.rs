@@ -193,17 +193,30 @@ fn open_af_xdp(
         busy_poll: args.busy_poll,
     });
     info.ready_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-    Ok(Opened { workers: Workers::AfXdp(sockets), kernel: Some(kernel_program(attachment)), info })
+    Ok(Opened { workers: Workers::AfXdp(sockets), kernel: Some(kernel_program(attachment, None)), info })
 }
 
 /// The counters and the update of an attached program, which stays attached as long as either
 /// is alive (the run's), and is detached when the last goes (it would go with the process
 /// anyway).
 #[cfg(target_os = "linux")]
-fn kernel_program(attachment: reflector_io::xdp::Attachment) -> KernelProgram {
+fn kernel_program(attachment: reflector_io::xdp::Attachment, tx_errors_of: Option<String>) -> KernelProgram {
     let attachment = Arc::new(attachment);
     let (counted, updated) = (attachment.clone(), attachment);
-    let counters: crate::control::KernelCounters = Arc::new(move || counted.counters_per_cpu().ok());
+    // Reflections the driver failed to send after XDP_TX (a veth whose peer runs no XDP
+    // program drops them all): moved from reflected to TX errors, on the CPU that reflected
+    // most (the driver does not say which; their bytes stay counted as reflected).
+    let at_start = tx_errors_of.as_deref().map(|i| driver_tx_errors(i).unwrap_or(0));
+    let counters: crate::control::KernelCounters = Arc::new(move || {
+        let mut cpus = counted.counters_per_cpu().ok()?;
+        if let (Some(iface), Some(base)) = (&tx_errors_of, at_start) {
+            let failed = driver_tx_errors(iface).unwrap_or(base).saturating_sub(base);
+            if let Some(cpu) = cpus.iter_mut().max_by_key(|c| c.reflected_packets) {
+                cpu.record_tx_errors(failed, 0);
+            }
+        }
+        Some(cpus)
+    });
     let update = Box::new(move |f: &Filter| -> anyhow::Result<()> { updated.update(f).map_err(Into::into) });
     KernelProgram { counters, update }
 }
@@ -224,5 +237,17 @@ fn open_xdp_tx(
     info.in_driver =
         Some(InDriverInfo { mode: attachment.mode.name(), instructions: attachment.instructions });
     info.ready_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-    Ok(Opened { workers: Workers::InKernel, kernel: Some(kernel_program(attachment)), info })
+    Ok(Opened {
+        workers: Workers::InKernel,
+        kernel: Some(kernel_program(attachment, Some(iface_name.to_string()))),
+        info,
+    })
+}
+
+/// The driver's count of frames it failed to send after `XDP_TX` (the statistics whose names
+/// say so: `rx_queue_N_xdp_tx_errors` on a veth), summed over its queues.
+#[cfg(target_os = "linux")]
+fn driver_tx_errors(iface: &str) -> Option<u64> {
+    let stats = reflector_sys::iface::driver_stats(iface).ok()?;
+    Some(stats.stats.iter().filter(|(name, _)| name.contains("xdp_tx_err")).map(|(_, v)| v).sum())
 }

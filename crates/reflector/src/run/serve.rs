@@ -17,7 +17,7 @@ use super::args::RunArgs;
 use super::link::LinkWatch;
 use super::open::KernelProgram;
 use super::signals::Signals;
-use crate::backend_info::BackendInfo;
+use crate::backend_info::{self, BackendInfo};
 use crate::control::Control;
 use crate::http::HttpConfig;
 use crate::input::UsageError;
@@ -235,6 +235,7 @@ fn control_loop(
     let mut next_stats = started + run.args.stats_interval;
     let end = run.args.duration.map(|d| started + d);
     let mut link_error = None;
+    let mut warned = false;
     let mut tick = || {
         if run.signals.hup.swap(false, Ordering::Relaxed) {
             super::reload::reload(run, cell, output, ctl);
@@ -246,6 +247,13 @@ fn control_loop(
         }
         if now >= next_stats {
             let totals = ctl.totals();
+            if run.info.backend == backend_info::Backend::XdpTx && totals.tx_errors > 0 && !warned {
+                warned = true;
+                eprintln!(
+                    "reflector: {}: the driver dropped {} reflections after XDP_TX (tx errors); on a veth, the peer must run an XDP program, or have GRO on (ethtool -K PEER gro on)",
+                    run.iface_name, totals.tx_errors
+                );
+            }
             let rates = Rates::over(&totals.delta(&last.1), now - last.0);
             *ctl.rates.lock().expect("rates lock") = rates;
             if !output.tui {

@@ -117,6 +117,16 @@ impl NetnsPair {
         })
     }
 
+    /// An XDP program that passes everything on the tester's veth, for as long as the fd
+    /// lives: a veth takes frames its peer sends with `XDP_TX` (the xdp-tx backend) only when
+    /// it runs an XDP program itself.
+    pub fn peer_xdp_pass(&self) -> std::os::fd::OwnedFd {
+        NetnsPair::in_ns(&self.tester_ns, || {
+            let vb = reflector_sys::iface::iface_info("vb").expect("vb exists").index;
+            reflector_io::xdp::attach_pass(vb).expect("an XDP program on vb")
+        })
+    }
+
     /// A tester socket on `vb`.
     pub fn tester(&self) -> PacketSocket {
         NetnsPair::in_ns(&self.tester_ns, || {
