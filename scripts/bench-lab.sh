@@ -5,7 +5,10 @@
 #    reflected pps, their ratio, kernel drops, and the reflector's CPU time per reflected packet;
 #  - round trips measured with `reflector probe` at 1000 pps and at half the offered maximum;
 #  - start-up time as the start line reports it (af-xdp: program generated, verified, attached,
-#    sockets bound).
+#    sockets bound);
+#  - in-kernel reflection (xdp-tx) against two reference XDP programs (the sender alone, a
+#    swap-only XDP_TX) and af-xdp, by system-wide CPU per packet at a fixed offered rate, and
+#    xdp-tx at the single-core maximum.
 # Usage (root): scripts/bench-lab.sh [SECONDS]     (default 5)
 # Needs trafgen (Debian: netsniff-ng), installed here when missing.
 set -euo pipefail
@@ -14,7 +17,9 @@ secs="${1:-5}"
 [ "$(id -u)" = 0 ] || { echo "bench-lab: needs root (network namespaces)" >&2; exit 2; }
 command -v trafgen >/dev/null || { apt-get update -q && apt-get install -y -q netsniff-ng; } >/dev/null
 cargo build --release -q -p reflector
+cargo build --release -q -p reflector-io --example xdp_reference
 bin="$PWD/target/release/reflector"
+ref="$PWD/target/release/examples/xdp_reference"
 
 source scripts/veth-lab.sh
 veth_lab bench
@@ -145,3 +150,59 @@ print(f"af-xdp without HTTP: offered {off_without} pps, reflected {without} pps 
       f"with HTTP scraped 10/s and the dashboard open: offered {off_with}, reflected {with_} ({with_ / max(off_with, 1):.3f}); "
       f"reflected with/without {with_ / max(without, 1):.3f}; reflector CPU per packet {cpu('without'):.0f} ns vs {cpu('with'):.0f} ns")
 PY
+
+# In-kernel reflection against two references built with our own assembler, at the same offered
+# rate, by CPU time of the whole system (all CPUs, /proc/stat) per offered packet: the sender
+# alone (an XDP program that drops every frame on the reflector's side), a program that only
+# swaps the addresses and returns XDP_TX (no rules), xdp-tx, and af-xdp. The tester's veth runs
+# an XDP program that passes everything in every case (a veth takes XDP_TX frames from its peer
+# only then). Then xdp-tx at the single-core maximum: reflected / offered.
+busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+ip -n "$ns_t" addr flush dev vb
+timeout $((4 * secs + 120)) ip netns exec "$ns_t" "$ref" pass vb $((4 * secs + 100)) &
+peer=$!
+sleep 0.5
+xdp_run() { # $1 = label, $2 = offered rate (pps, 0 = maximum); starts what $1 names on va
+  local label="$1" rate="$2" pid
+  case "$label" in
+    sender-alone) ip netns exec "$ns_r" "$ref" drop va $((secs + 2)) & pid=$! ;;
+    swap-only) ip netns exec "$ns_r" "$ref" swap va $((secs + 2)) & pid=$! ;;
+    *) local place=(); [ "$label" = af-xdp ] && place=(--cpus "$reflector_cpu")
+       timeout $((secs + 30)) ip netns exec "$ns_r" "$bin" run va --backend "$label" "${place[@]}" --stats json \
+         --duration $((secs + 2)) > "$work/tx-$label-$rate.json" 2> "$work/tx-$label.err" & pid=$! ;;
+  esac
+  sleep 1
+  local o0 t0 b0 o1 t1 b1 limit=()
+  [ "$rate" = 0 ] || limit=(--rate "${rate}pps")
+  o0=$(stat "$ns_t" vb tx_packets); t0=$(stat "$ns_t" vb rx_packets); b0=$(busy)
+  timeout -s INT "$secs" ip netns exec "$ns_t" trafgen --dev vb --conf "$work/probe.cfg" \
+    --cpus 1 --num 0 "${limit[@]}" > /dev/null 2>&1 || true
+  sleep 0.2
+  o1=$(stat "$ns_t" vb tx_packets); t1=$(stat "$ns_t" vb rx_packets); b1=$(busy)
+  wait "$pid" || true
+  echo "$label $((o1 - o0)) $((t1 - t0)) $((b1 - b0))"
+}
+fixed="${FIXED_PPS:-100000}"
+runs=()
+for label in sender-alone swap-only xdp-tx af-xdp; do runs+=("$(xdp_run "$label" "$fixed")"); done
+runs+=("$(xdp_run xdp-tx 0)")
+kill "$peer" 2>/dev/null || true; wait "$peer" 2>/dev/null || true
+python3 - "$secs" "$(getconf CLK_TCK)" "${runs[@]}" <<'PY'
+import sys
+secs, hz = float(sys.argv[1]), int(sys.argv[2])
+rows = [r.split() for r in sys.argv[3:]]
+fixed = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows[:4]}
+ns = lambda label: fixed[label][2] * 1e9 / hz / max(fixed[label][0], 1)
+base = ns("sender-alone")
+print(f"system-wide CPU per offered packet at {fixed['sender-alone'][0] / secs:.0f} pps (all CPUs, /proc/stat):")
+for label in ("sender-alone", "swap-only", "xdp-tx", "af-xdp"):
+    o, t, _ = fixed[label]
+    above = "" if label == "sender-alone" else f", {ns(label) - base:.0f} ns above the sender alone"
+    print(f"  {label:<12} {ns(label):6.0f} ns{above}; returned {t}/{o}")
+swap, tx, xdp = (ns(l) - base for l in ("swap-only", "xdp-tx", "af-xdp"))
+print(f"  xdp-tx / swap-only (above the sender): {tx / swap:.2f} (target <= 1.25); "
+      f"xdp-tx / af-xdp: {tx / xdp:.2f} (target <= 0.25)")
+label, o, t, _ = rows[4]
+print(f"xdp-tx at the single-core maximum: offered {int(o) / secs:.0f} pps, reflected {int(t) / secs:.0f} pps ({int(t) / max(int(o), 1):.3f})")
+PY
+
