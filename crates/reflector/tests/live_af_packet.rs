@@ -77,8 +77,9 @@ fn golden_frames_come_back_exactly_in_every_mode() {
 #[ignore = "needs root and network namespaces"]
 fn rejected_frames_are_not_reflected_and_counted_by_reason() {
     require_live!();
-    for backend in BACKENDS {
+    for backend in BACKENDS.into_iter().chain(["xdp-tx"]) {
         let pair = NetnsPair::for_backend(backend);
+        let _peer = (backend == "xdp-tx").then(|| pair.peer_xdp_pass());
         let reflector = pair.start_reflector_on(Some(backend), &["--stats", "json"]);
         let tester = pair.tester();
         let program = cbpf::program(&default_filter()).unwrap();
@@ -88,9 +89,9 @@ fn rejected_frames_are_not_reflected_and_counted_by_reason() {
         for case in &cases {
             tester.send(&case.bytes).unwrap();
             // AF_PACKET: the core counts what the classic BPF pre-filter lets through.
-            // AF_XDP: the XDP program judges and counts every frame in the driver.
-            let counted =
-                backend == "af-xdp" || cbpf::run(&program, &kernel_view(&case.bytes)) == Some(cbpf::ACCEPT);
+            // AF_XDP and XDP_TX: the XDP program judges and counts every frame in the driver.
+            let counted = backend != "af-packet"
+                || cbpf::run(&program, &kernel_view(&case.bytes)) == Some(cbpf::ACCEPT);
             if counted {
                 *expected.entry(case.expect.unwrap_err().name()).or_default() += 1;
             }
@@ -126,13 +127,14 @@ fn rejected_frames_are_not_reflected_and_counted_by_reason() {
 #[ignore = "needs root and network namespaces"]
 fn host_answers_ping_and_arp_but_never_the_test_packets() {
     require_live!();
-    for backend in BACKENDS {
+    for backend in BACKENDS.into_iter().chain(["xdp-tx"]) {
         host_quiet(backend);
     }
 }
 
 fn host_quiet(backend: &str) {
     let pair = NetnsPair::for_backend(backend);
+    let _peer = (backend == "xdp-tx").then(|| pair.peer_xdp_pass());
     let reflector = pair.start_reflector_on(Some(backend), &[]);
     // ARP + ICMP echo over IPv4, and ND + ICMPv6 echo over IPv6, answered by the host's stack.
     assert!(pair.tester_cmd(&["ping", "-c", "2", "-W", "2", "192.0.2.1"]), "{backend}: IPv4 ping failed");
@@ -479,10 +481,16 @@ fn af_xdp_rx_dropped_equals_the_interfaces_drops_under_overload() {
 fn a_second_reflector_on_the_interface_is_refused_whatever_the_backends() {
     require_live!();
     let pair = NetnsPair::for_backend("af-xdp");
-    for first_backend in BACKENDS {
+    for first_backend in BACKENDS.into_iter().chain(["xdp-tx"]) {
         let first = pair.start_reflector_on(Some(first_backend), &[]);
         let pid = common::child_of(first.pid());
-        for second in [&["--backend", "af-xdp"][..], &["--backend", "af-packet"], &[], &["--replace"]] {
+        for second in [
+            &["--backend", "af-xdp"][..],
+            &["--backend", "af-packet"],
+            &["--backend", "xdp-tx"],
+            &[],
+            &["--replace"],
+        ] {
             let mut args = vec!["run", "va"];
             args.extend_from_slice(second);
             let out = pair.run_reflector_cmd(&[], &args);

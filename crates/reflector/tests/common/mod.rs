@@ -67,9 +67,10 @@ impl NetnsPair {
         NetnsPair::with_mtu(9000)
     }
 
-    /// The MTU each backend's tests use: af-xdp takes frames of at most one 4 KiB UMEM frame.
+    /// The MTU each backend's tests use: af-xdp takes frames of at most one 4 KiB UMEM frame,
+    /// and native XDP on a veth (af-xdp, xdp-tx) refuses an MTU much above that.
     pub fn for_backend(backend: &str) -> NetnsPair {
-        NetnsPair::with_mtu(if backend == "af-xdp" { 1500 } else { 9000 })
+        NetnsPair::with_mtu(if backend == "af-xdp" || backend == "xdp-tx" { 1500 } else { 9000 })
     }
 
     /// A pair whose veth ends have this MTU.
