@@ -526,33 +526,24 @@ impl Gen<'_> {
 
     /// Rejected: count the reason (when there are counters), then on to the stack.
     fn rejected(&mut self, counters_fd: Option<i32>) {
-        let a = &mut self.a;
-        let (pass, count) = (a.label(), a.label());
+        let (pass, count) = (self.a.label(), self.a.label());
         for (reason, label) in Reject::ALL.iter().zip(&self.reasons) {
-            if !a.is_used(*label) {
+            if !self.a.is_used(*label) {
                 continue;
             }
-            a.place(*label);
+            self.a.place(*label);
             if counters_fd.is_some() {
-                a.mov_imm(R0, *reason as i32);
-                a.goto(count);
+                self.a.mov_imm(R0, *reason as i32);
+                self.a.goto(count);
             } else {
-                a.goto(pass);
+                self.a.goto(pass);
             }
         }
-        a.place(count);
+        self.a.place(count);
         if let Some(fd) = counters_fd {
-            a.store(Size::W, R10, -4, R0);
-            a.load_map_fd(R1, fd);
-            a.mov(R2, R10);
-            a.alu_imm(Alu::Add, R2, -4);
-            a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
-            a.jump_imm(Cond::Eq, R0, 0, pass);
-            // A per-CPU entry: only this CPU writes it, so no atomic is needed.
-            a.load(Size::DW, R1, R0, 0);
-            a.alu_imm(Alu::Add, R1, 1);
-            a.store(Size::DW, R0, 0, R1);
+            self.add_to(fd, None);
         }
+        let a = &mut self.a;
         a.place(pass);
         a.mov_imm(R0, XDP_PASS);
         a.exit();

@@ -27,11 +27,13 @@ fn golden_frames_come_back_exactly_in_every_mode() {
         cases.iter().any(|c| c.name == "ito_v4_qinq") && cases.iter().any(|c| c.name == "ito_v6_hop_by_hop")
     );
     let modes = [(Mode::All, "all"), (Mode::MacIp, "mac-ip"), (Mode::Mac, "mac")];
-    for (backend, (mode, flag)) in BACKENDS.iter().flat_map(|b| modes.map(|m| (*b, m))) {
+    let backends = BACKENDS.into_iter().chain(["xdp-tx"]);
+    for (backend, (mode, flag)) in backends.flat_map(|b| modes.map(|m| (b, m))) {
         let pair = NetnsPair::for_backend(backend);
+        let _peer = (backend == "xdp-tx").then(|| pair.peer_xdp_pass());
         // The 9000-byte frame only where the MTU takes it.
         let cases: Vec<&Case> =
-            cases.iter().filter(|c| backend != "af-xdp" || c.bytes.len() <= 1514).collect();
+            cases.iter().filter(|c| backend == "af-packet" || c.bytes.len() <= 1514).collect();
         let args = ["--mode", flag, "--custom-sig", "2:ACME-TEST", "--stats", "json"];
         let reflector = pair.start_reflector_on(Some(backend), &args);
         let tester = pair.tester();
@@ -68,6 +70,10 @@ fn golden_frames_come_back_exactly_in_every_mode() {
                 "{xdp}"
             );
             assert_eq!((xdp["sockets"].as_u64(), xdp["queues"].as_u64()), (Some(1), Some(1)), "{xdp}");
+        }
+        if backend == "xdp-tx" {
+            assert_eq!(info["in_driver"]["mode"], "native", "{start}");
+            assert!(start["placements"].as_array().unwrap().is_empty(), "no workers: {start}");
         }
         assert_eq!(s["tx_errors"], 0);
     }

@@ -1,15 +1,15 @@
 //! `reflector run --backend xdp-tx`: the rules and the turn-around in the driver, over a veth
 //! pair between two namespaces (root; ignored otherwise). A veth takes frames its peer sends
 //! with `XDP_TX` only when it runs an XDP program itself, so the tester's end gets one that
-//! passes everything.
+//! passes everything. The golden frames, rejects, host traffic and one-reflector-per-interface
+//! tests run xdp-tx with the other backends (`live_af_packet.rs`), SIGHUP in `config_cli.rs`.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{NetnsPair, receive_reflections, summary};
-use reflector_core::Mode;
-use reflector_testkit::{Case, Frame, default_filter, golden};
+use reflector_testkit::Frame;
 
 fn xdp_attached(pair: &NetnsPair) -> bool {
     let out = std::process::Command::new("ip")
@@ -17,54 +17,6 @@ fn xdp_attached(pair: &NetnsPair) -> bool {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
-}
-
-#[test]
-#[ignore = "needs root and network namespaces"]
-fn golden_frames_come_back_exactly_in_every_mode_from_the_driver() {
-    require_live!();
-    let default = default_filter();
-    let cases: Vec<Case> = golden()
-        .into_iter()
-        .filter(|c| (c.filter == default || c.name == "custom_v4") && c.bytes.len() <= 1514)
-        .collect();
-    assert!(
-        cases.iter().any(|c| c.name == "ito_v4_qinq") && cases.iter().any(|c| c.name == "ito_v6_hop_by_hop")
-    );
-    // A datagram to another port: refused, and counted under its reason.
-    let mut other_port = Frame::ito_v4();
-    other_port.dst_port = 9;
-    for (mode, flag) in [(Mode::All, "all"), (Mode::MacIp, "mac-ip"), (Mode::Mac, "mac")] {
-        let pair = NetnsPair::with_mtu(1500);
-        let _peer = pair.peer_xdp_pass();
-        let args = ["--mode", flag, "--custom-sig", "2:ACME-TEST", "--stats", "json"];
-        let reflector = pair.start_reflector_on(Some("xdp-tx"), &args);
-        let tester = pair.tester();
-        for case in &cases {
-            tester.send(&case.bytes).unwrap();
-        }
-        tester.send(&other_port.bytes()).unwrap();
-        let mut got = receive_reflections(&tester, cases.len(), Duration::from_secs(2));
-        let mut want: Vec<Vec<u8>> =
-            cases.iter().map(|c| c.frame.as_ref().unwrap().reflected(mode).bytes()).collect();
-        got.sort();
-        want.sort();
-        assert_eq!(got.len(), want.len(), "{flag}: reflections received");
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g, w, "{flag}: reflected bytes");
-        }
-        let (status, lines) = reflector.signal_and_wait("TERM");
-        assert!(status.success(), "{flag}: exit {status}");
-        let s = summary(&lines);
-        assert_eq!(s["reflected_packets"], cases.len(), "{flag}: {s}");
-        assert_eq!(s["by_signature"]["custom"], 1, "{flag}");
-        assert_eq!(s["rejected"]["dst_port"], 1, "{flag}: {s}");
-        let start: serde_json::Value = serde_json::from_str(&lines[0]).expect("a JSON start record");
-        let info = &start["backend_info"];
-        assert_eq!(info["backend"], "xdp-tx", "{start}");
-        assert_eq!(info["in_driver"]["mode"], "native", "{start}");
-        assert!(start["placements"].as_array().unwrap().is_empty(), "no workers: {start}");
-    }
 }
 
 #[test]
