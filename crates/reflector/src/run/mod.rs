@@ -3,10 +3,12 @@
 //! `args` turns the command line and the configuration file into the settings of the run;
 //! `open` chooses and opens the data path and says what it opened (`BackendInfo`); `serve`
 //! runs the workers and the control loop; `reload` applies a SIGHUP; `link` watches the
-//! interface; `signals` holds the signal flags from the first instruction.
+//! interface; `signals` holds the signal flags from the first instruction; `notify` tells a
+//! service manager (systemd) how the run goes.
 
 mod args;
 mod link;
+mod notify;
 mod open;
 mod reload;
 mod serve;

@@ -15,6 +15,7 @@ use reflector_sys::iface::IfaceInfo;
 
 use super::args::RunArgs;
 use super::link::LinkWatch;
+use super::notify::Notifier;
 use super::open::KernelProgram;
 use super::signals::Signals;
 use crate::backend_info::{self, BackendInfo};
@@ -186,8 +187,11 @@ pub(super) fn serve<B: Backend>(run: Run<'_>, filter: Arc<Filter>, backends: Vec
             output.line(record, &stop);
         }
     }
-    let mut link = LinkWatch::new(run.iface_name, run.iface);
-    let (elapsed, link_error) = control_loop(&run, &cell, &ctl, &runtime, &output, &ctx, &mut link)?;
+    let mut watch = Watch { link: LinkWatch::new(run.iface_name, run.iface), notifier: Notifier::from_env() };
+    watch.notifier.ready(&format!("reflecting on {} ({})", run.iface_name, run.info.backend.name()));
+    let (elapsed, link_error) = control_loop(&run, &cell, &ctl, &runtime, &output, &ctx, &mut watch)?;
+    watch.notifier.stopping();
+    let link = &mut watch.link;
     stop.store(true, Ordering::Relaxed); // ends the HTTP thread too
     let workers = match runtime.stop() {
         Ok(workers) => workers,
@@ -217,6 +221,13 @@ pub(super) fn serve<B: Backend>(run: Run<'_>, filter: Arc<Filter>, backends: Vec
     link_error.map_or(Ok(()), Err)
 }
 
+/// What the control loop keeps an eye on besides the counters: the interface, and the service
+/// manager it reports to.
+struct Watch<'a> {
+    link: LinkWatch<'a>,
+    notifier: Notifier,
+}
+
 /// Until a signal, `--duration`, a worker's end or an unusable interface: every interval the
 /// rates of that interval for the API and UI, and a stats line; after SIGHUP the configuration
 /// read again; the interface watched. Returns the run's length and why the interface ended it.
@@ -227,8 +238,9 @@ fn control_loop(
     runtime: &Runtime,
     output: &Output,
     ctx: &Context,
-    link: &mut LinkWatch<'_>,
+    watch: &mut Watch<'_>,
 ) -> anyhow::Result<(Duration, Option<anyhow::Error>)> {
+    let Watch { link, notifier } = watch;
     let stop = &run.signals.stop;
     let started = Instant::now();
     let mut last = (started, ctl.totals());
@@ -238,9 +250,12 @@ fn control_loop(
     let mut warned = false;
     let mut tick = || {
         if run.signals.hup.swap(false, Ordering::Relaxed) {
+            notifier.reloading();
             super::reload::reload(run, cell, output, ctl);
+            notifier.ready("reflecting (configuration read again)");
         }
         let now = Instant::now();
+        notifier.tick(now);
         if let Err(e) = link.check(now) {
             link_error.get_or_insert(e);
             stop.store(true, Ordering::Relaxed);
@@ -256,6 +271,13 @@ fn control_loop(
             }
             let rates = Rates::over(&totals.delta(&last.1), now - last.0);
             *ctl.rates.lock().expect("rates lock") = rates;
+            notifier.status(&format!(
+                "reflecting {:.0} pps of {:.0} received; {} reflected, {} rejected",
+                rates.pps,
+                rates.rx_pps,
+                totals.reflected_packets,
+                totals.rejected_packets()
+            ));
             if !output.tui {
                 let dwell = ctl.dwell();
                 let line = stats::interval_line(
