@@ -356,14 +356,6 @@ fn several_workers_share_the_interface_through_fanout() {
     assert!(shares.iter().all(|n| *n > 0), "the fanout left a worker idle: {shares:?}");
 }
 
-fn xdp_attached(pair: &NetnsPair) -> bool {
-    let out = std::process::Command::new("ip")
-        .args(["-n", &pair.reflector_ns, "link", "show", "va"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
-}
-
 #[test]
 #[ignore = "needs root and network namespaces"]
 fn af_xdp_serves_every_queue_of_a_multi_queue_veth() {
@@ -402,7 +394,7 @@ fn af_xdp_kill_9_under_load_leaves_no_program_and_ping_works() {
     require_live!();
     let pair = NetnsPair::for_backend("af-xdp");
     let reflector = pair.start_reflector_on(Some("af-xdp"), &[]);
-    assert!(xdp_attached(&pair), "the program is attached while it runs");
+    assert!(pair.xdp_attached(), "the program is attached while it runs");
     let tester = pair.tester();
     let frame = Frame::ito_v4().bytes();
     for _ in 0..2000 {
@@ -414,7 +406,7 @@ fn af_xdp_kill_9_under_load_leaves_no_program_and_ping_works() {
     assert!(!status.success());
     // The bpf_link went with the process: no program, and the host answers as before.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while xdp_attached(&pair) {
+    while pair.xdp_attached() {
         assert!(Instant::now() < deadline, "the XDP program outlived the reflector");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -11,14 +11,6 @@ use std::time::{Duration, Instant};
 use common::{NetnsPair, receive_reflections, summary};
 use reflector_testkit::Frame;
 
-fn xdp_attached(pair: &NetnsPair) -> bool {
-    let out = std::process::Command::new("ip")
-        .args(["-n", &pair.reflector_ns, "link", "show", "va"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
-}
-
 #[test]
 #[ignore = "needs root and network namespaces"]
 fn single_probes_and_a_burst_come_back_whole_and_the_api_counts_them() {
@@ -66,14 +58,14 @@ fn kill_9_leaves_no_program_and_the_host_still_answers() {
     let pair = NetnsPair::with_mtu(1500);
     let _peer = pair.peer_xdp_pass();
     let reflector = pair.start_reflector_on(Some("xdp-tx"), &[]);
-    assert!(xdp_attached(&pair), "the program is attached while it runs");
+    assert!(pair.xdp_attached(), "the program is attached while it runs");
     assert!(pair.tester_cmd(&["ping", "-c", "2", "-W", "2", "192.0.2.1"]), "ping while it runs");
     let pid = common::child_of(reflector.pid());
     assert!(std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
     let (status, _) = reflector.wait();
     assert!(!status.success());
     let deadline = Instant::now() + Duration::from_secs(5);
-    while xdp_attached(&pair) {
+    while pair.xdp_attached() {
         assert!(Instant::now() < deadline, "the XDP program outlived the reflector");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -128,6 +128,12 @@ impl NetnsPair {
         })
     }
 
+    /// Whether an XDP program is attached to `va`.
+    pub fn xdp_attached(&self) -> bool {
+        let out = Command::new("ip").args(["-n", &self.reflector_ns, "link", "show", "va"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+    }
+
     /// A tester socket on `vb`.
     pub fn tester(&self) -> PacketSocket {
         NetnsPair::in_ns(&self.tester_ns, || {
