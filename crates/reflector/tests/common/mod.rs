@@ -134,6 +134,21 @@ impl NetnsPair {
         String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
     }
 
+    /// Kills `reflector` with SIGKILL and requires that its XDP program goes with it (the
+    /// bpf_link dies with the process) and that the host still answers ping.
+    pub fn kill_9_leaves_no_program(&self, reflector: Reflector) {
+        let pid = child_of(reflector.pid());
+        assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
+        let (status, _) = reflector.wait();
+        assert!(!status.success());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.xdp_attached() {
+            assert!(Instant::now() < deadline, "the XDP program outlived the reflector");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(self.tester_cmd(&["ping", "-c", "2", "-W", "2", "192.0.2.1"]), "ping failed after kill -9");
+    }
+
     /// A tester socket on `vb`.
     pub fn tester(&self) -> PacketSocket {
         NetnsPair::in_ns(&self.tester_ns, || {
