@@ -3,7 +3,8 @@
 //!
 //! **What it decides.** The program answers one question: *is this test traffic at all?* It
 //! passes a frame that carries UDP over IPv4 or IPv6 (behind up to two VLAN tags) with a
-//! selected signature at its offset, and drops everything else, so the host's ordinary traffic
+//! selected signature at its offset, or to the STAMP port when that family is on, and drops
+//! everything else, so the host's ordinary traffic
 //! is never copied to userspace. It deliberately does *not* check the destination MAC, the
 //! port, the OUI or the addresses: those are policy, decided by the core, which counts each
 //! reason. A user whose tester is misconfigured then sees `dst_port` or `oui` climbing instead
@@ -201,9 +202,17 @@ fn signature_checks(filter: &Filter) -> Vec<SigCheck> {
 }
 
 /// Emits the signature checks for a UDP header at `udp` (X-relative when `indirect`):
-/// accept on the first match, drop when none matches.
-fn emit_signatures(asm: &mut Asm, checks: &[SigCheck], udp: usize, indirect: bool) {
+/// accept a STAMP request by its destination port (when the family is on) or a frame with a
+/// signature, on the first match; drop when none matches.
+fn emit_signatures(asm: &mut Asm, checks: &[SigCheck], stamp_port: Option<u16>, udp: usize, indirect: bool) {
     let mode = if indirect { IND } else { ABS };
+    if let Some(port) = stamp_port {
+        let not_stamp = asm.label();
+        asm.stmt(LD | H | mode, (udp + 2) as u32);
+        asm.jump(JMP | JEQ | K, port as u32, Target::Next, Target::Label(not_stamp));
+        asm.ret(ACCEPT);
+        asm.place(not_stamp);
+    }
     for check in checks {
         let next = asm.label();
         let mut at = udp + 8 + check.offset;
@@ -255,7 +264,7 @@ pub fn program(filter: &Filter) -> Option<Vec<Insn>> {
         asm.ld_h(l3 + 6);
         asm.drop_if_set(0x1fff);
         asm.stmt(LDX | B | MSH, l3 as u32);
-        emit_signatures(&mut asm, &checks, l3, true);
+        emit_signatures(&mut asm, &checks, filter.stamp_port(), l3, true);
 
         // IPv6: UDP right after the header is judged here; extension headers (not fragments)
         // are passed to the core, which walks them.
@@ -269,7 +278,7 @@ pub fn program(filter: &Filter) -> Option<Vec<Insn>> {
         asm.ret(DROP);
         asm.ret(ACCEPT);
         asm.place(udp6);
-        emit_signatures(&mut asm, &checks, l3 + 40, false);
+        emit_signatures(&mut asm, &checks, filter.stamp_port(), l3 + 40, false);
 
         asm.place(deeper);
     }

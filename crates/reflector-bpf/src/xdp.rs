@@ -23,7 +23,7 @@ use reflector_core::wire::{
     IPV6_EXT_FRAGMENT, IPV6_EXT_HOP_BY_HOP, IPV6_EXT_ROUTING, IPV6_HEADER_LEN, MAX_IPV6_EXT_HEADERS,
     MAX_VLAN_TAGS, UDP_HEADER_LEN, VLAN_TAG_LEN, VLAN_TPIDS,
 };
-use reflector_core::{Family, Filter, Reject, Signature};
+use reflector_core::{Family, Filter, Reject, Signature, stamp};
 
 use crate::ebpf::*;
 
@@ -295,8 +295,9 @@ impl Gen<'_> {
     }
 
     /// UDP at r9: header inside the IP packet, length exactly the IP payload, our port. Leaves
-    /// r9 at the payload.
-    fn udp(&mut self) {
+    /// r9 at the payload. A STAMP request (to the STAMP port, when that family is on) long
+    /// enough to be answered goes straight to `hit`: its port decides, not a signature.
+    fn udp(&mut self, hit: Label) {
         self.need(R9, UDP_HEADER_LEN, &[R5, R8], self.r(Reject::ShortUdp));
         self.a.load(Size::H, R0, R9, 4);
         self.a.to_be(R0, 16);
@@ -304,6 +305,19 @@ impl Gen<'_> {
         self.a.mov(R1, R9);
         self.a.alu_reg(Alu::Add, R1, R0);
         self.a.jump_reg(Cond::Ne, R1, R5, self.r(Reject::UdpLength));
+        if let Some(port) = self.filter.stamp_port() {
+            let not_stamp = self.a.label();
+            self.a.load(Size::H, R0, R9, 2);
+            self.a.jump32_imm(Cond::Ne, R0, le16(port.to_be_bytes()), not_stamp);
+            self.need(R9, UDP_HEADER_LEN + stamp::MIN_LEN, &[R5], self.r(Reject::StampLength));
+            self.a.alu_imm(Alu::Add, R9, UDP_HEADER_LEN as i32);
+            if self.count_hits {
+                self.a.mov_imm(R0, Signature::Stamp as i32);
+                self.a.store(Size::W, R10, SIGNATURE_SLOT, R0);
+            }
+            self.a.goto(hit);
+            self.a.place(not_stamp);
+        }
         if self.filter.port() != 0 {
             self.a.load(Size::H, R0, R9, 2);
             self.a.jump32_imm(Cond::Ne, R0, le16(self.filter.port().to_be_bytes()), self.r(Reject::DstPort));
@@ -623,7 +637,13 @@ fn late_checks(a: &mut Asm, filter: &Filter, r: &dyn Fn(Reject) -> Label) {
 /// [`Reject::COUNT`] entries), every rejected frame increments the entry of its reason, the
 /// same reason the core gives, so the counters say why even though rejected frames never
 /// reach userspace.
+///
+/// `None` when the program cannot be had: a jump too far, or [`OnHit::Reflect`] for a filter
+/// that answers STAMP (the reflecting program does not write STAMP answers yet).
 pub fn program(filter: &Filter, on_hit: OnHit, counters_fd: Option<i32>) -> Option<Vec<Insn>> {
+    if on_hit == OnHit::Reflect && filter.stamp_port().is_some() {
+        return None;
+    }
     let mut a = Asm::default();
     let reasons = Reject::ALL.iter().map(|_| a.label()).collect();
     let count_hits = on_hit == OnHit::Reflect && counters_fd.is_some();
@@ -637,7 +657,7 @@ pub fn program(filter: &Filter, on_hit: OnHit, counters_fd: Option<i32>) -> Opti
     g.a.place(v6);
     g.ipv6();
     g.a.place(udp);
-    g.udp();
+    g.udp(hit);
     g.signatures_and_oui(hit)?;
     g.a.place(hit);
     let reasons = g.reasons.clone();

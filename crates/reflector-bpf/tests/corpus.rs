@@ -4,7 +4,7 @@
 use reflector_bpf::cbpf::{ACCEPT, DROP, program, run};
 use reflector_core::build::IpAddrs;
 use reflector_core::{Reject, classify};
-use reflector_testkit::{Case, Rng, corpus, golden, mutated, rejects};
+use reflector_testkit::{Case, Rng, corpus, golden, mutated, rejects, stamp_golden};
 
 /// Whether the program must drop this reject case: it has no selected signature where one
 /// would be (or is a later IPv4 fragment, which has no UDP header). Cases whose rejection is
@@ -17,6 +17,10 @@ fn expected_verdict(case: &Case) -> Option<u32> {
         case.frame.as_ref().is_some_and(|f| matches!(f.ip, IpAddrs::V6 { .. }) && !f.ipv6_ext.is_empty());
     match reason {
         _ if has_v6_ext => None,
+        // A STAMP request to a reflector without the family carries no signature.
+        DstPort if case.name == "stamp_family_off" => Some(DROP),
+        // The STAMP port passes: the core judges the length.
+        StampLength => Some(ACCEPT),
         ShortEthernet | NotIp | NotUdp | NoSignature | VlanDepth | ShortVlan | ShortUdp => Some(DROP),
         DstMac | SrcMacGroup | SrcMacZero | SrcMacOwn | DstPort | Oui | SrcIp | DstIp | UdpLength | Loop
         | SrcIpOwn | Ipv4Checksum => Some(ACCEPT),
@@ -30,7 +34,7 @@ fn expected_verdict(case: &Case) -> Option<u32> {
 
 #[test]
 fn golden_frames_pass_policy_rejects_pass_non_test_traffic_drops() {
-    for case in golden() {
+    for case in golden().into_iter().chain(stamp_golden()) {
         let prog = program(&case.filter).expect("program fits");
         assert_eq!(run(&prog, &case.bytes), Some(ACCEPT), "{}: a test packet must pass", case.name);
     }

@@ -13,6 +13,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use reflector_core::testing::with_stamping;
 use reflector_core::{Filter, FilterConfig, Mode};
 use reflector_testkit::{Frame, TESTER_MAC, default_filter, ordinary_traffic};
 
@@ -41,19 +42,23 @@ fn bench_hits(c: &mut Criterion) {
         }
         let len = frame.len();
         let mut pass = 0usize;
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                let filter = if pass.is_multiple_of(2) { &there } else { &back };
-                pass += 1;
-                let mut hits = 0;
-                // The batch is opaque to the compiler (as frames a ring hands over are); the
-                // frames in it are not each passed through `black_box`, which would spill
-                // every slice to the stack and reload it, as a worker's loop does not. The
-                // signature is used, as a worker's counters use it.
-                for slot in black_box(&mut umem).chunks_mut(SLOT) {
-                    hits += filter.process(&mut slot[..len]).map_or(0, |h| 1 + h.signature() as usize);
-                }
-                assert_eq!(hits, BATCH);
+        with_stamping(|stamping| {
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    let filter = if pass.is_multiple_of(2) { &there } else { &back };
+                    pass += 1;
+                    let mut hits = 0;
+                    // The batch is opaque to the compiler (as frames a ring hands over are);
+                    // the frames in it are not each passed through `black_box`, which would
+                    // spill every slice to the stack and reload it, as a worker's loop does
+                    // not. The signature is used, as a worker's counters use it.
+                    for slot in black_box(&mut umem).chunks_mut(SLOT) {
+                        hits += filter
+                            .process(&mut slot[..len], stamping)
+                            .map_or(0, |h| 1 + h.signature() as usize);
+                    }
+                    assert_eq!(hits, BATCH);
+                })
             })
         });
     }
@@ -68,7 +73,9 @@ fn bench_rejects(c: &mut Criterion) {
         let original = frame.clone();
         // The reason is the result (criterion keeps it from the optimizer), as a worker's
         // counters use it.
-        group.bench_function(name, |b| b.iter(|| filter.process(black_box(&mut frame)).err()));
+        with_stamping(|stamping| {
+            group.bench_function(name, |b| b.iter(|| filter.process(black_box(&mut frame), stamping).err()))
+        });
         assert_eq!(frame, original);
     }
     group.finish();

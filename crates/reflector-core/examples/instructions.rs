@@ -11,6 +11,7 @@
 use std::hint::black_box;
 use std::process::ExitCode;
 
+use reflector_core::testing::with_stamping;
 use reflector_core::{Filter, FilterConfig, Mode};
 use reflector_testkit::{Frame, TESTER_MAC, default_filter, ordinary_traffic};
 
@@ -40,9 +41,11 @@ fn main() -> ExitCode {
     if !hits {
         let mut frame = frame;
         // The reason is kept from the optimizer, as criterion keeps a benchmark's result.
-        for _ in 0..passes * BATCH {
-            black_box(there.process(black_box(&mut frame)).expect_err("a reject"));
-        }
+        with_stamping(|stamping| {
+            for _ in 0..passes * BATCH {
+                black_box(there.process(black_box(&mut frame), stamping).expect_err("a reject"));
+            }
+        });
         return ExitCode::SUCCESS;
     }
     // Reflected frames go back through a filter on the tester's side, as in the benchmark (both
@@ -58,12 +61,15 @@ fn main() -> ExitCode {
     }
     let len = frame.len();
     let mut accepted = 0;
-    for pass in 0..passes {
-        let filter = if pass % 2 == 0 { &there } else { &back };
-        for slot in black_box(&mut umem).chunks_mut(SLOT) {
-            accepted += filter.process(&mut slot[..len]).map_or(0, |h| 1 + h.signature() as usize);
+    with_stamping(|stamping| {
+        for pass in 0..passes {
+            let filter = if pass % 2 == 0 { &there } else { &back };
+            for slot in black_box(&mut umem).chunks_mut(SLOT) {
+                accepted +=
+                    filter.process(&mut slot[..len], stamping).map_or(0, |h| 1 + h.signature() as usize);
+            }
         }
-    }
+    });
     assert_eq!(accepted, passes * BATCH);
     ExitCode::SUCCESS
 }

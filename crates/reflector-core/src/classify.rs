@@ -60,6 +60,9 @@ pub enum Reject {
     ShortUdp,
     /// UDP length disagrees with the IP payload length.
     UdpLength,
+    /// A STAMP request too short to be answered at its own size (under 41 bytes of payload:
+    /// the reflector's fields through the sender's TTL).
+    StampLength,
     /// UDP destination port is not the configured one.
     DstPort,
     /// No selected signature at its offset.
@@ -78,7 +81,7 @@ pub enum Reject {
 
 impl Reject {
     /// Number of reasons (the length of per-reason counter arrays).
-    pub const COUNT: usize = 29;
+    pub const COUNT: usize = 30;
     /// Every reason, in check order.
     pub const ALL: [Reject; Self::COUNT] = [
         Reject::ShortEthernet,
@@ -104,6 +107,7 @@ impl Reject {
         Reject::DstIp,
         Reject::ShortUdp,
         Reject::UdpLength,
+        Reject::StampLength,
         Reject::DstPort,
         Reject::NoSignature,
         Reject::Oui,
@@ -138,6 +142,7 @@ impl Reject {
             Reject::DstIp => "dst_ip",
             Reject::ShortUdp => "short_udp",
             Reject::UdpLength => "udp_length",
+            Reject::StampLength => "stamp_length",
             Reject::DstPort => "dst_port",
             Reject::NoSignature => "no_signature",
             Reject::Oui => "oui",
@@ -192,8 +197,14 @@ impl Hit {
             2 => Signature::Latency,
             3 => Signature::Rfc2544,
             4 => Signature::Y1564,
-            _ => Signature::Custom,
+            5 => Signature::Custom,
+            _ => Signature::Stamp,
         }
+    }
+    /// A STAMP request (what [`Hit::signature`] says, in one compare).
+    #[inline(always)]
+    pub(crate) fn is_stamp(&self) -> bool {
+        self.signature == Signature::Stamp as u8
     }
     /// IPv4 or IPv6.
     #[inline(always)]
@@ -278,8 +289,33 @@ pub(crate) fn ethernet(frame: &[u8], filter: &Filter) -> Result<Ethernet, Reject
 }
 
 /// The ordered checks after [`ethernet`]: every rule, in order, so a reject gets its reason.
+///
+/// A STAMP request is refused for its port by the checks compiled without STAMP (so that no
+/// other frame pays for them), and judged again by those with it, out of line.
 #[inline(always)]
 pub(crate) fn after_ethernet(frame: &[u8], filter: &Filter, eth: &Ethernet) -> Result<Hit, Reject> {
+    match ordered::<false>(frame, filter, eth) {
+        Err(Reject::DstPort) if filter.stamp_on() => {
+            core::hint::cold_path();
+            ordered_with_stamp(frame, filter, eth)
+        }
+        verdict => verdict,
+    }
+}
+
+/// [`ordered`] with the STAMP port checked.
+#[inline(never)]
+pub(crate) fn ordered_with_stamp(frame: &[u8], filter: &Filter, eth: &Ethernet) -> Result<Hit, Reject> {
+    ordered::<true>(frame, filter, eth)
+}
+
+/// The ordered checks, with or without a look for the STAMP port.
+#[inline(always)]
+pub(crate) fn ordered<const STAMP: bool>(
+    frame: &[u8],
+    filter: &Filter,
+    eth: &Ethernet,
+) -> Result<Hit, Reject> {
     let (src, mut ethertype) = (eth.src, eth.ethertype);
     let mut l3 = ETH_HEADER_LEN;
     let mut vlan_tags = 0u8;
@@ -314,6 +350,9 @@ pub(crate) fn after_ethernet(frame: &[u8], filter: &Filter, eth: &Ethernet) -> R
         return Err(Reject::UdpLength);
     }
     let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
+    if STAMP && dst_port as u32 == filter.stamp_port {
+        return stamp_request(frame, filter, kind, (l3, l4, end), vlan_tags);
+    }
     if filter.port != 0 && dst_port != filter.port {
         return Err(Reject::DstPort);
     }
@@ -333,6 +372,33 @@ pub(crate) fn after_ethernet(frame: &[u8], filter: &Filter, eth: &Ethernet) -> R
         },
         // Frames are at most 64 KiB in practice; offsets past that cannot reach here because
         // the IP length fields are 16 bits wide and the offsets are bounded by tags + header.
+        l3_offset: l3 as u16,
+        l4_offset: l4 as u16,
+        vlan_tags,
+    })
+}
+
+/// The rest of the ordered checks for a frame to the STAMP port, at the offsets they found
+/// (`l3`, `l4`, and the end of the IP packet): long enough for the answer (its fields through
+/// the sender's TTL), then the late checks.
+#[inline(always)]
+fn stamp_request(
+    frame: &[u8],
+    filter: &Filter,
+    kind: L3Kind,
+    (l3, l4, end): (usize, usize, usize),
+    vlan_tags: u8,
+) -> Result<Hit, Reject> {
+    if end - l4 < UDP_HEADER_LEN + crate::stamp::MIN_LEN {
+        return Err(Reject::StampLength);
+    }
+    late_checks(frame, kind, l3, l4, filter)?;
+    Ok(Hit {
+        signature: Signature::Stamp as u8,
+        ip_version: match kind {
+            L3Kind::V4 => 4,
+            L3Kind::V6 => 6,
+        },
         l3_offset: l3 as u16,
         l4_offset: l4 as u16,
         vlan_tags,
@@ -444,7 +510,13 @@ fn ipv4_after_macs<const TRUSTED: bool>(
         core::hint::cold_path();
         return Some(Err(Reject::UdpLength));
     }
-    if (u16::from_le_bytes([b[36], b[37]]) as u64 ^ fast.port) & fast.port_mask != 0 {
+    let dst_port = u16::from_le_bytes([b[36], b[37]]) as u64;
+    if (dst_port ^ fast.port) & fast.port_mask != 0 {
+        if dst_port == fast.stamp_port {
+            // A STAMP request: the ordered checks answer it.
+            core::hint::cold_path();
+            return None;
+        }
         return Some(Err(Reject::DstPort));
     }
     // The signature: its first byte tells which ITO one it can be (bits 2..5 of 'P', 'D', 'L'

@@ -24,6 +24,9 @@ pub struct Counters {
     pub by_signature: [u64; Signature::COUNT],
     /// Rejected frames per [`Reject`] reason, indexed in [`Reject::ALL`] order.
     pub rejected: [u64; Reject::COUNT],
+    /// Live STAMP sessions (stateful mode) whose sequence counter was taken over by a new
+    /// session because the session table was full: each starts again from 0.
+    pub stamp_sessions_evicted: u64,
 }
 
 impl Counters {
@@ -64,6 +67,7 @@ impl Counters {
         self.tx_errors += other.tx_errors;
         self.rx_dropped += other.rx_dropped;
         self.rx_invalid += other.rx_invalid;
+        self.stamp_sessions_evicted += other.stamp_sessions_evicted;
         for (a, b) in self.by_signature.iter_mut().zip(other.by_signature) {
             *a += b;
         }
@@ -82,6 +86,7 @@ impl Counters {
         out.tx_errors -= earlier.tx_errors.min(out.tx_errors);
         out.rx_dropped -= earlier.rx_dropped.min(out.rx_dropped);
         out.rx_invalid -= earlier.rx_invalid.min(out.rx_invalid);
+        out.stamp_sessions_evicted -= earlier.stamp_sessions_evicted.min(out.stamp_sessions_evicted);
         for (a, b) in out.by_signature.iter_mut().zip(earlier.by_signature) {
             *a -= b.min(*a);
         }

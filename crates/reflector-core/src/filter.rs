@@ -5,6 +5,7 @@ use core::net::IpAddr;
 use core::str::FromStr;
 
 use crate::signature::{Family, FamilySet, ITO_BY_SLOT};
+use crate::stamp::{DEFAULT_STAMP_PORT, SequenceMode, TimestampFormat};
 use crate::wire::MacAddr;
 
 /// Default UDP destination port of NetAlly / Fluke ITO test traffic.
@@ -58,7 +59,7 @@ impl FromStr for Mode {
 // Parsed here, where its error lives.
 impl FromStr for FamilySet {
     type Err = ConfigError;
-    /// Parses a comma-separated list of `ito`, `rfc2544`, `y1564`, `custom` and `all`.
+    /// Parses a comma-separated list of `ito`, `rfc2544`, `y1564`, `custom`, `stamp` and `all`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut set = FamilySet::EMPTY;
         for name in s.split(',').map(str::trim) {
@@ -150,6 +151,13 @@ pub struct FilterConfig<'a> {
     /// The interface's own IP addresses: a frame from one of them is not a tester's
     /// ([`crate::Reject::SrcIpOwn`]). At most [`MAX_LOCAL_ADDRESSES`] of each version.
     pub local_ips: &'a [IpAddr],
+    /// The UDP destination port of STAMP / TWAMP-Light requests (used when [`Family::Stamp`]
+    /// is in `families`).
+    pub stamp_port: u16,
+    /// How STAMP answers write their timestamps.
+    pub stamp_timestamps: TimestampFormat,
+    /// Where STAMP answers take their sequence numbers from.
+    pub stamp_sequence: SequenceMode,
 }
 
 impl<'a> FilterConfig<'a> {
@@ -168,6 +176,9 @@ impl<'a> FilterConfig<'a> {
             custom: &[],
             mode: Mode::All,
             local_ips: &[],
+            stamp_port: DEFAULT_STAMP_PORT,
+            stamp_timestamps: TimestampFormat::Ntp,
+            stamp_sequence: SequenceMode::Stateless,
         }
     }
 }
@@ -197,6 +208,8 @@ pub enum ConfigError {
     UnknownFamily,
     /// More than [`MAX_LOCAL_ADDRESSES`] own addresses of one IP version.
     TooManyAddresses,
+    /// The STAMP port is 0, or the port of the other test packets.
+    StampPort,
 }
 
 impl fmt::Display for ConfigError {
@@ -204,7 +217,7 @@ impl fmt::Display for ConfigError {
         f.write_str(match self {
             ConfigError::LocalMac => "the local MAC must be a unicast, non-zero address",
             ConfigError::NoFamily => {
-                "no signature family selected (choose from ito, rfc2544, y1564, custom, all)"
+                "no signature family selected (choose from ito, rfc2544, y1564, custom, stamp, all)"
             }
             ConfigError::CustomFamilyWithoutSignatures => {
                 "signature family 'custom' selected but no custom signature defined"
@@ -220,9 +233,12 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::UnknownMode => "unknown mode (expected mac, mac-ip or all)",
             ConfigError::UnknownFamily => {
-                "unknown signature family (expected ito, rfc2544, y1564, custom or all)"
+                "unknown signature family (expected ito, rfc2544, y1564, custom, stamp or all)"
             }
             ConfigError::TooManyAddresses => "the interface has more than 8 IPv4 or 8 IPv6 addresses",
+            ConfigError::StampPort => {
+                "the STAMP port must be 1 to 65535 and differ from the port of the other test packets"
+            }
         })
     }
 }
@@ -250,6 +266,10 @@ pub struct Filter {
     pub(crate) local_v4_len: usize,
     pub(crate) local_v6: [[u8; 16]; MAX_LOCAL_ADDRESSES],
     pub(crate) local_v6_len: usize,
+    /// The STAMP port, or a value no 16-bit port equals when the family is off.
+    pub(crate) stamp_port: u32,
+    pub(crate) stamp_timestamps: TimestampFormat,
+    pub(crate) stamp_sequence: SequenceMode,
     /// The configuration as the fast path for ITO over IPv4 compares it.
     pub(crate) fast: FastMasks,
 }
@@ -261,6 +281,9 @@ pub(crate) struct FastMasks {
     pub(crate) port: u64,
     /// 0xffff, or 0 when any port is accepted.
     pub(crate) port_mask: u64,
+    /// The STAMP port as its two bytes read little-endian, `u64::MAX` with the family off: a
+    /// frame to it goes to the ordered checks.
+    pub(crate) stamp_port: u64,
     /// 0xff_ffff (the OUI's bytes of the source MAC word) when the OUI applies to ITO, else 0.
     pub(crate) oui_mask: u64,
     /// What `ipv4_fast` compares the frame's first 16 bytes with, as two little-endian words:
@@ -290,12 +313,16 @@ impl FastMasks {
     fn new(config: &FilterConfig<'_>) -> FastMasks {
         let (rotate_addresses, rotate_ports) = Self::rotations(config.mode);
         let trusted = trusted_oui(config);
-        let ito = config.families.contains(Family::Ito);
+        let stamp = config.families.contains(Family::Stamp);
+        // With any port accepted, an ITO signature to the STAMP port is a STAMP request: the
+        // fast path, which does not look for the STAMP port on a hit, stays out of the way.
+        let ito = config.families.contains(Family::Ito) && !(stamp && config.port == 0);
         let oui_on_ito = config.oui.is_some() && config.oui_families.contains(Family::Ito);
         let table = |on: bool| if on { ITO_BY_SLOT } else { [u64::MAX; 8] };
         FastMasks {
             port: config.port.swap_bytes() as u64,
             port_mask: if config.port == 0 { 0 } else { 0xffff },
+            stamp_port: if stamp { config.stamp_port.swap_bytes() as u64 } else { u64::MAX },
             oui_mask: if oui_on_ito { 0xff_ffff } else { 0 },
             head: config.local_mac.bits() | (trusted[0] as u64) << 48 | (trusted[1] as u64) << 56,
             head8: trusted[2] as u64 | 0x45_0008 << 32,
@@ -359,6 +386,10 @@ impl Filter {
         if config.oui.is_some() && config.oui_families.iter().any(|f| !config.families.contains(f)) {
             return Err(ConfigError::OuiFamilyNotSelected);
         }
+        let stamp = config.families.contains(Family::Stamp);
+        if stamp && (config.stamp_port == 0 || config.stamp_port == config.port) {
+            return Err(ConfigError::StampPort);
+        }
         let (mut local_v4, mut local_v4_len) = ([0u32; MAX_LOCAL_ADDRESSES], 0);
         let (mut local_v6, mut local_v6_len) = ([[0u8; 16]; MAX_LOCAL_ADDRESSES], 0);
         for ip in config.local_ips {
@@ -393,6 +424,9 @@ impl Filter {
             local_v4_len,
             local_v6,
             local_v6_len,
+            stamp_port: if stamp { config.stamp_port as u32 } else { u32::MAX },
+            stamp_timestamps: config.stamp_timestamps,
+            stamp_sequence: config.stamp_sequence,
             fast: FastMasks::new(config),
         })
     }
@@ -428,6 +462,23 @@ impl Filter {
     /// Our own IPv4 addresses (frames from them are rejected).
     pub fn local_v4(&self) -> impl Iterator<Item = [u8; 4]> + '_ {
         self.local_v4[..self.local_v4_len].iter().map(|a| a.to_le_bytes())
+    }
+    /// True when STAMP requests are answered.
+    #[inline(always)]
+    pub(crate) fn stamp_on(&self) -> bool {
+        self.stamp_port <= u16::MAX as u32
+    }
+    /// The STAMP port, when the family is on.
+    pub fn stamp_port(&self) -> Option<u16> {
+        u16::try_from(self.stamp_port).ok()
+    }
+    /// How STAMP answers write their timestamps.
+    pub fn stamp_timestamps(&self) -> TimestampFormat {
+        self.stamp_timestamps
+    }
+    /// Where STAMP answers take their sequence numbers from.
+    pub fn stamp_sequence(&self) -> SequenceMode {
+        self.stamp_sequence
     }
     /// Our own IPv6 addresses (frames from them are rejected).
     pub fn local_v6(&self) -> &[[u8; 16]] {
@@ -506,7 +557,7 @@ mod tests {
     #[test]
     fn family_set_parses_lists() {
         assert_eq!("ito, y1564".parse::<FamilySet>().unwrap().to_string(), "ito,y1564");
-        assert_eq!("all".parse::<FamilySet>().unwrap().to_string(), "ito,rfc2544,y1564,custom");
+        assert_eq!("all".parse::<FamilySet>().unwrap().to_string(), "ito,rfc2544,y1564,custom,stamp");
         assert_eq!("ito,bogus".parse::<FamilySet>(), Err(ConfigError::UnknownFamily));
         assert_eq!("".parse::<FamilySet>(), Err(ConfigError::UnknownFamily));
         assert_eq!("mac-ip".parse::<Mode>(), Ok(Mode::MacIp));

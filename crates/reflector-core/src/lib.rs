@@ -7,7 +7,8 @@
 //! Modules in reading order, each using only those before it: `wire` (layouts, constants) →
 //! `signature` (the test signatures and their families) → `filter` (a checked configuration) →
 //! `classify` (one pass over the headers: a [`Hit`] or a [`Reject`]) → `reflect` (the in-place
-//! swap) → `process` ([`Filter::process`], the per-frame entry point). `counters` and `build`
+//! swap) and `stamp` (the STAMP / TWAMP-Light answer) → `process` ([`Filter::process`], the
+//! per-frame entry point). `counters` and `build`
 //! (test frames) sit beside them.
 //!
 //! The rules are written down in `docs/PACKET-RULES.md`; the order of checks there is the
@@ -26,6 +27,7 @@ mod filter;
 mod process;
 mod reflect;
 pub mod signature;
+pub mod stamp;
 pub mod wire;
 
 pub use classify::{Hit, L3Kind, Reject, classify};
@@ -34,6 +36,7 @@ pub use filter::{
     ConfigError, CustomSignature, DEFAULT_OUI, DEFAULT_PORT, Filter, FilterConfig, MAX_CUSTOM_SIGNATURES,
     MAX_LOCAL_ADDRESSES, MAX_SIGNATURE_LEN, Mode,
 };
+pub use process::Stamping;
 pub use reflect::reflect;
 pub use signature::{Family, FamilySet, Signature};
 pub use wire::MacAddr;
@@ -43,4 +46,35 @@ pub use wire::MacAddr;
 #[doc(hidden)]
 pub mod testing {
     pub use crate::classify::{classify_fast, classify_ordered};
+    use crate::{Filter, FilterConfig, Hit, MacAddr, Reject, Stamping, stamp};
+
+    /// The clock of [`process`]: 2026-11-30 00:00:00 UTC, in ns.
+    pub const FIXED_TIME: u64 = 1_796_083_200_000_000_000;
+
+    /// Runs `f` with a [`Stamping`] of a fixed clock ([`FIXED_TIME`]), a synchronised 1 µs
+    /// error estimate and a small session table, for the tests and benchmarks to which the time
+    /// of a STAMP answer does not matter.
+    pub fn with_stamping<R>(f: impl FnOnce(&mut Stamping<'_>) -> R) -> R {
+        let mut clock = || FIXED_TIME;
+        let mut sessions = stamp::Sessions::<16>::default();
+        let mut stamping = Stamping {
+            received: None,
+            clock: &mut clock,
+            error: stamp::ErrorEstimate::new(true, 1_000),
+            sessions: &mut sessions,
+        };
+        f(&mut stamping)
+    }
+
+    /// [`Filter::process`] for one frame with [`with_stamping`].
+    pub fn process(filter: &Filter, frame: &mut [u8]) -> Result<Hit, Reject> {
+        with_stamping(|stamping| filter.process(frame, stamping))
+    }
+
+    /// The default filter with the STAMP family added, for `local_mac`.
+    pub fn stamp_filter(local_mac: MacAddr) -> Filter {
+        let mut config = FilterConfig::new(local_mac);
+        config.families.insert(crate::Family::Stamp);
+        Filter::new(&config).expect("a valid configuration")
+    }
 }

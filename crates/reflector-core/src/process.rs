@@ -2,25 +2,91 @@
 //!
 //! Reading order of the crate, wire to verdict: [`crate::wire`] (layouts and constants) →
 //! [`crate::signature`] (what a test packet carries) → `filter` (what the user asked for) →
-//! `classify` (one pass over the headers) → `reflect` (the in-place swap) → here.
+//! `classify` (one pass over the headers) → `reflect` (the in-place swap) and [`crate::stamp`]
+//! (the STAMP answer) → here.
 
-use crate::classify::{Hit, Reject, after_ethernet, ethernet, ipv4_fast};
-use crate::filter::Filter;
+use crate::classify::{Hit, Reject, ethernet, ipv4_fast, ordered};
+use crate::filter::{Filter, Mode};
 use crate::reflect::{reflect_accepted, reflect_ito_ipv4};
+use crate::stamp::{Answer, ErrorEstimate, SequenceMode, SessionTable, Times, respond};
+
+/// What answering a STAMP request needs from the data path: the times and the session table.
+/// A worker keeps one and sets [`Stamping::received`] for each frame.
+pub struct Stamping<'a> {
+    /// When the data path received the frame (ns since the Unix epoch, UTC), if it knows.
+    pub received: Option<u64>,
+    /// Reads the clock (ns since the Unix epoch, UTC): the transmit time, and the receive time
+    /// when [`Stamping::received`] is `None`. Called only for STAMP requests.
+    pub clock: &'a mut dyn FnMut() -> u64,
+    /// The clock's error estimate.
+    pub error: ErrorEstimate,
+    /// The per-session sequence numbers (stateful mode).
+    pub sessions: &'a mut dyn SessionTable,
+}
+
+impl core::fmt::Debug for Stamping<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Stamping").field("received", &self.received).field("error", &self.error).finish()
+    }
+}
 
 impl Filter {
-    /// Classifies `frame` and, when it is a test packet, reflects it in place.
+    /// Classifies `frame` and, when it is a test packet, reflects it in place: STAMP requests
+    /// are answered with the times and sequence number from `stamp`.
     ///
     /// A rejected frame is never modified.
     #[inline(always)]
-    pub fn process(&self, frame: &mut [u8]) -> Result<Hit, Reject> {
+    pub fn process(&self, frame: &mut [u8], stamp: &mut Stamping<'_>) -> Result<Hit, Reject> {
         if let Some(verdict) = ipv4_fast(frame, self) {
             let hit = verdict?;
             reflect_ito_ipv4(frame, self);
             return Ok(hit);
         }
-        let hit = after_ethernet(frame, self, &ethernet(frame, self)?)?;
-        reflect_accepted(frame, &hit, self);
+        let eth = ethernet(frame, self)?;
+        match ordered::<false>(frame, self, &eth) {
+            Ok(hit) => {
+                reflect_accepted(frame, &hit, self, self.mode);
+                Ok(hit)
+            }
+            // Checked without STAMP, a STAMP request is refused for its port: judged again with
+            // it, out of line, so that no other frame pays for the look.
+            Err(Reject::DstPort) if self.stamp_on() => {
+                core::hint::cold_path();
+                self.process_stamp(frame, stamp)
+            }
+            Err(reason) => Err(reason),
+        }
+    }
+
+    /// [`Filter::process`] for a frame to the STAMP port (from the start: passing on what the
+    /// first pass found would keep it in memory on every frame's path).
+    #[inline(never)]
+    fn process_stamp(&self, frame: &mut [u8], stamp: &mut Stamping<'_>) -> Result<Hit, Reject> {
+        let hit = ordered::<true>(frame, self, &ethernet(frame, self)?)?;
+        if hit.is_stamp() {
+            self.answer_stamp(frame, &hit, stamp);
+        } else {
+            reflect_accepted(frame, &hit, self, self.mode);
+        }
         Ok(hit)
+    }
+
+    /// A STAMP request becomes its answer: the fields, then the addresses and ports swapped
+    /// whatever the mode (the answer goes to the sender's port, RFC 8762 §4.3). The transmit
+    /// time is read last, and never before the receive time.
+    #[inline(always)]
+    fn answer_stamp(&self, frame: &mut [u8], hit: &Hit, stamp: &mut Stamping<'_>) {
+        let received = match stamp.received {
+            Some(t) => t,
+            None => (stamp.clock)(),
+        };
+        let sequence = match self.stamp_sequence {
+            SequenceMode::Stateless => None,
+            SequenceMode::Stateful => stamp.sessions.next(frame, hit, received),
+        };
+        let answer = Answer { format: self.stamp_timestamps, error: stamp.error, sequence };
+        let sent = (stamp.clock)().max(received);
+        respond(frame, hit, &answer, Times { received, sent });
+        reflect_accepted(frame, hit, self, Mode::All);
     }
 }

@@ -21,11 +21,13 @@ pub enum Signature {
     Y1564,
     /// A user-defined signature.
     Custom,
+    /// A STAMP / TWAMP-Light test packet (recognised by its UDP port, not by bytes).
+    Stamp,
 }
 
 impl Signature {
     /// Number of signatures (the length of per-signature counter arrays).
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
     /// Every signature, in counter order.
     pub const ALL: [Signature; Self::COUNT] = [
         Signature::ProbeOt,
@@ -34,6 +36,7 @@ impl Signature {
         Signature::Rfc2544,
         Signature::Y1564,
         Signature::Custom,
+        Signature::Stamp,
     ];
 
     /// Stable name used as a JSON key and metric label.
@@ -45,6 +48,7 @@ impl Signature {
             Signature::Rfc2544 => "rfc2544",
             Signature::Y1564 => "y1564",
             Signature::Custom => "custom",
+            Signature::Stamp => "stamp",
         }
     }
 
@@ -55,10 +59,11 @@ impl Signature {
             Signature::Rfc2544 => Family::Rfc2544,
             Signature::Y1564 => Family::Y1564,
             Signature::Custom => Family::Custom,
+            Signature::Stamp => Family::Stamp,
         }
     }
 
-    /// The 7 signature bytes of a built-in signature (`None` for custom ones).
+    /// The 7 signature bytes of a built-in signature (`None` for custom ones and STAMP).
     pub fn bytes(self) -> Option<&'static [u8; 7]> {
         match self {
             Signature::ProbeOt => Some(b"PROBEOT"),
@@ -66,16 +71,16 @@ impl Signature {
             Signature::Latency => Some(b"LATENCY"),
             Signature::Rfc2544 => Some(b"RFC2544"),
             Signature::Y1564 => Some(b"Y.1564 "),
-            Signature::Custom => None,
+            Signature::Custom | Signature::Stamp => None,
         }
     }
 
-    /// Offset of a built-in signature in the UDP payload (`None` for custom ones).
+    /// Offset of a built-in signature in the UDP payload (`None` for custom ones and STAMP).
     pub fn offset(self) -> Option<usize> {
         match self.family() {
             Family::Ito => Some(ITO_SIGNATURE_OFFSET),
             Family::Rfc2544 | Family::Y1564 => Some(0),
-            Family::Custom => None,
+            Family::Custom | Family::Stamp => None,
         }
     }
 }
@@ -103,11 +108,14 @@ pub enum Family {
     Y1564,
     /// User-defined signatures.
     Custom,
+    /// STAMP (RFC 8762) and TWAMP-Light (RFC 5357) test packets to the STAMP port, answered
+    /// with timestamps.
+    Stamp,
 }
 
 impl Family {
-    /// Every family, in matching order.
-    pub const ALL: [Family; 4] = [Family::Ito, Family::Rfc2544, Family::Y1564, Family::Custom];
+    /// Every family, in matching order (STAMP is decided by the port, before any signature).
+    pub const ALL: [Family; 5] = [Family::Ito, Family::Rfc2544, Family::Y1564, Family::Custom, Family::Stamp];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
@@ -116,6 +124,7 @@ impl Family {
             Family::Rfc2544 => "rfc2544",
             Family::Y1564 => "y1564",
             Family::Custom => "custom",
+            Family::Stamp => "stamp",
         }
     }
 

@@ -2,7 +2,7 @@
 //! reflection, in every mode.
 
 use reflector_core::build::IpAddrs;
-use reflector_core::{Counters, Mode, Reject, Signature, checksum, classify};
+use reflector_core::{Counters, Mode, Reject, Signature, checksum, classify, testing};
 use reflector_testkit::{Frame, ITO_IPV4_GOLDEN, golden, rejects};
 
 const MODES: [Mode; 3] = [Mode::Mac, Mode::MacIp, Mode::All];
@@ -16,7 +16,7 @@ fn builder_writes_the_golden_bytes() {
 fn golden_ito_frame_field_by_field() {
     let filter = reflector_testkit::default_filter();
     let mut frame = ITO_IPV4_GOLDEN;
-    let hit = filter.process(&mut frame).expect("the golden frame is a test packet");
+    let hit = testing::process(&filter, &mut frame).expect("the golden frame is a test packet");
     assert_eq!(hit.signature(), Signature::ProbeOt);
     assert_eq!((hit.l3_offset(), hit.l4_offset(), hit.vlan_tags()), (14, 34, 0));
     // Ethernet swapped.
@@ -110,7 +110,8 @@ fn every_golden_case_reflects_exactly_in_every_mode() {
         for mode in MODES {
             let filter = case.filter.clone().with_mode(mode);
             let mut bytes = case.bytes.clone();
-            let hit = filter.process(&mut bytes).unwrap_or_else(|r| panic!("{}: rejected as {r}", case.name));
+            let hit = testing::process(&filter, &mut bytes)
+                .unwrap_or_else(|r| panic!("{}: rejected as {r}", case.name));
             assert_eq!(hit.signature(), want, "{}", case.name);
             let frame = case.frame.as_ref().expect("golden cases are built");
             assert_eq!(bytes, frame.reflected(mode).bytes(), "{} {mode:?}: reflected bytes", case.name);
@@ -131,7 +132,7 @@ fn every_reject_case_is_rejected_for_its_reason_and_left_unmodified() {
     for case in &cases {
         let want = case.expect.expect_err("reject cases are rejects");
         let mut bytes = case.bytes.clone();
-        assert_eq!(case.filter.process(&mut bytes), Err(want), "{}", case.name);
+        assert_eq!(testing::process(&case.filter, &mut bytes), Err(want), "{}", case.name);
         assert_eq!(bytes, case.bytes, "{}: a rejected frame is never modified", case.name);
         seen[want as usize] = true;
     }

@@ -17,27 +17,29 @@ fn worker_loop(c: &mut Criterion) {
     let frame = Frame::ito_v4().bytes();
     let mut group = c.benchmark_group("worker_loop");
     group.throughput(Throughput::Elements(BATCH as u64));
-    group.bench_function("memory_backend_64_probes", |b| {
-        b.iter_batched_ref(
-            || MemoryBackend {
-                rx: (0..BATCH).map(|_| frame.clone()).collect(),
-                batch: BATCH,
-                ..MemoryBackend::default()
-            },
-            |backend| {
-                let mut counters = Counters::default();
-                let batch = backend
-                    .process(Duration::ZERO, |f| {
-                        let v = filter.process(f);
-                        counters.record(f.len(), &v);
-                        v.is_ok()
-                    })
-                    .unwrap();
-                assert_eq!(batch.received, BATCH);
-                black_box(counters)
-            },
-            BatchSize::SmallInput,
-        )
+    reflector_core::testing::with_stamping(|stamping| {
+        group.bench_function("memory_backend_64_probes", |b| {
+            b.iter_batched_ref(
+                || MemoryBackend {
+                    rx: (0..BATCH).map(|_| frame.clone()).collect(),
+                    batch: BATCH,
+                    ..MemoryBackend::default()
+                },
+                |backend| {
+                    let mut counters = Counters::default();
+                    let batch = backend
+                        .process(Duration::ZERO, |f, _| {
+                            let v = filter.process(f, stamping);
+                            counters.record(f.len(), &v);
+                            v.is_ok()
+                        })
+                        .unwrap();
+                    assert_eq!(batch.received, BATCH);
+                    black_box(counters)
+                },
+                BatchSize::SmallInput,
+            )
+        });
     });
     group.finish();
 }

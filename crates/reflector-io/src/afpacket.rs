@@ -24,7 +24,7 @@ use reflector_sys::tpacket::{
     TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID, TP_STATUS_WRONG_FORMAT, TX_DATA_OFFSET,
 };
 
-use crate::backend::{Backend, BackendError, Batch};
+use crate::backend::{Backend, BackendError, Batch, RxTime};
 
 /// RX data starts at `tp_mac`, at most this far in for Ethernet (see `tpacket_rcv`).
 const RX_MAX_MAC_OFFSET: usize = 96;
@@ -210,7 +210,7 @@ impl Backend for AfPacket {
         Ok(())
     }
 
-    fn process<F: FnMut(&mut [u8]) -> bool>(
+    fn process<F: FnMut(&mut [u8], RxTime) -> bool>(
         &mut self,
         wait: Duration,
         mut handle: F,
@@ -256,7 +256,7 @@ fn wait_for_tx_slot(
 /// Moves up to [`BATCH`] frames from the RX ring through `handle` into the TX ring: each is
 /// copied into a TX slot (with a VLAN tag the kernel took off put back), reflected there in
 /// place, and queued when `handle` says so. Returns what happened and how many were queued.
-fn walk<F: FnMut(&mut [u8]) -> bool>(
+fn walk<F: FnMut(&mut [u8], RxTime) -> bool>(
     rx: &mut FrameRing,
     tx: &mut FrameRing,
     kick: &mut impl FnMut() -> Result<(), BackendError>,
@@ -307,7 +307,10 @@ fn walk<F: FnMut(&mut [u8]) -> bool>(
             dst[..n].copy_from_slice(&src[..n]);
             n
         };
-        if handle(&mut dst[..len]) {
+        // The kernel's receive timestamp (CLOCK_REALTIME, taken when the frame entered the
+        // packet socket's receive path).
+        let received = hdr.tp_sec as u64 * 1_000_000_000 + hdr.tp_nsec as u64;
+        if handle(&mut dst[..len], Some(received)) {
             tx_slot.set_len(len as u32);
             tx_slot.hand_over(TP_STATUS_SEND_REQUEST);
             queued += 1;
@@ -350,7 +353,12 @@ mod tests {
         };
         // Slot 0: an ordinary frame; 1: a tagged frame whose tag the kernel took off (802.1ad
         // TPID); 2: cut short (tp_len over tp_snaplen); 3: one the handler refuses.
-        assert!(krx.deliver(0, &frame(1, 60), 66, Tpacket2Hdr::default()));
+        assert!(krx.deliver(
+            0,
+            &frame(1, 60),
+            66,
+            Tpacket2Hdr { tp_sec: 5, tp_nsec: 7, ..Default::default() }
+        ));
         let tagged = Tpacket2Hdr {
             tp_status: TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID,
             tp_vlan_tci: 0x0123,
@@ -361,8 +369,10 @@ mod tests {
         assert!(krx.deliver(2, &frame(3, 60), 66, Tpacket2Hdr { tp_len: 9000, ..Default::default() }));
         assert!(krx.deliver(3, &frame(4, 60), 66, Tpacket2Hdr::default()));
         let mut seen = Vec::new();
-        let mut handle = |f: &mut [u8]| {
+        let mut times = Vec::new();
+        let mut handle = |f: &mut [u8], received: RxTime| {
             seen.push(f.to_vec());
+            times.push(received);
             f[0] ^= 0xff; // "reflect" in place
             f[12] != 4 + 12
         };
@@ -374,6 +384,7 @@ mod tests {
         );
         assert_eq!(queued, 2);
         assert_eq!(seen.len(), 3, "the cut-short frame is never judged");
+        assert_eq!(times[0], Some(5_000_000_007), "the kernel's receive time goes with the frame");
         // The tag is back in place, between the MACs and the EtherType.
         let mut want = frame(2, 60);
         want.splice(12..12, [0x88, 0xa8, 0x01, 0x23]);
@@ -403,7 +414,7 @@ mod tests {
         for slot in 0..3 {
             assert!(krx.deliver(slot, &frame(slot as u8, 60), 66, Tpacket2Hdr::default()));
         }
-        let (batch, queued) = walk(&mut rx, &mut tx, &mut kick, &mut |_: &mut [u8]| true).unwrap();
+        let (batch, queued) = walk(&mut rx, &mut tx, &mut kick, &mut |_: &mut [u8], _: RxTime| true).unwrap();
         // Two TX slots: the third reflection waits TX_SLOT_WAIT, pushing the ring, then counts.
         assert_eq!(queued, 2);
         assert_eq!((batch.received, batch.tx_error_packets, batch.tx_error_bytes), (3, 1, 60));
@@ -412,7 +423,7 @@ mod tests {
         assert!(ktx.take_sent(0, true).is_some());
         assert!(ktx.take_sent(1, false).is_some());
         assert!(krx.deliver(3, &frame(9, 70), 66, Tpacket2Hdr::default()));
-        let (batch, queued) = walk(&mut rx, &mut tx, &mut kick, &mut |_: &mut [u8]| true).unwrap();
+        let (batch, queued) = walk(&mut rx, &mut tx, &mut kick, &mut |_: &mut [u8], _: RxTime| true).unwrap();
         assert_eq!(queued, 1);
         assert_eq!((batch.received, batch.tx_error_packets, batch.tx_error_bytes), (1, 1, 60), "the refusal");
         assert_eq!(ktx.take_sent(0, false), Some(frame(9, 70)));

@@ -17,6 +17,11 @@ pub struct Batch {
     pub rx_invalid: u64,
 }
 
+/// When the data path received a frame, in nanoseconds since the Unix epoch (UTC), if it
+/// knows: af-packet has the kernel's receive timestamp; `None` where only the worker's own
+/// clock reading can stand in (the worker reads it when it takes the frame).
+pub type RxTime = Option<u64>;
+
 /// A data path failure that ends the worker.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -28,9 +33,9 @@ pub struct BackendError(#[from] pub reflector_sys::error::SysError);
 /// each backend's receive loop.
 pub trait Backend: Send + 'static {
     /// Receives a batch (waiting up to `wait` when nothing is there), calls `handle` on each
-    /// frame, which may rewrite it in place and returns whether to send it back, and queues
-    /// those for transmission.
-    fn process<F: FnMut(&mut [u8]) -> bool>(
+    /// frame with its receive time when the data path has one ([`RxTime`]), which may rewrite
+    /// it in place and returns whether to send it back, and queues those for transmission.
+    fn process<F: FnMut(&mut [u8], RxTime) -> bool>(
         &mut self,
         wait: Duration,
         handle: F,
@@ -50,7 +55,11 @@ pub trait Backend: Send + 'static {
 pub enum InKernel {}
 
 impl Backend for InKernel {
-    fn process<F: FnMut(&mut [u8]) -> bool>(&mut self, _: Duration, _: F) -> Result<Batch, BackendError> {
+    fn process<F: FnMut(&mut [u8], RxTime) -> bool>(
+        &mut self,
+        _: Duration,
+        _: F,
+    ) -> Result<Batch, BackendError> {
         match *self {}
     }
 }

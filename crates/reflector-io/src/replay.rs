@@ -2,7 +2,8 @@
 
 use std::io::{Read, Write};
 
-use reflector_core::{Counters, Filter};
+use reflector_core::stamp::{SessionTable, Sessions};
+use reflector_core::{Counters, Filter, Stamping};
 
 use crate::capture::{CaptureError, CaptureReader, PcapWriter};
 
@@ -30,23 +31,33 @@ pub enum ReplayError {
 }
 
 /// Reads every record of `input`, reflects the test packets with `filter`, and writes them to
-/// `output` with their original timestamps.
+/// `output` with their original timestamps. A STAMP answer's receive and transmit times are both
+/// the request's capture time (the moment the replayed reflector saw it), so a replay's output
+/// depends on its input alone; their error estimate says the clock is unknown
+/// ([`reflector_core::stamp::ErrorEstimate::UNKNOWN`]).
 pub fn replay<R: Read, W: Write>(input: R, output: W, filter: &Filter) -> Result<ReplaySummary, ReplayError> {
     let mut reader = CaptureReader::new(input)?;
     let mut writer = PcapWriter::new(output).map_err(ReplayError::Write)?;
     let mut summary = ReplaySummary::default();
+    let mut sessions: Box<Sessions> = Box::default();
+    // Nothing is known of the capturing clock.
+    let error = reflector_core::stamp::ErrorEstimate::UNKNOWN;
     while let Some(mut record) = reader.next_record()? {
         summary.records += 1;
         if (record.data.len() as u64) < record.orig_len as u64 {
             summary.truncated_records += 1;
             continue;
         }
-        let verdict = filter.process(&mut record.data);
+        let captured = record.timestamp_ns;
+        let mut stamping =
+            Stamping { received: Some(captured), clock: &mut || captured, error, sessions: &mut *sessions };
+        let verdict = filter.process(&mut record.data, &mut stamping);
         summary.counters.record(record.data.len(), &verdict);
         if verdict.is_ok() {
             writer.write(record.timestamp_ns, &record.data).map_err(ReplayError::Write)?;
         }
     }
+    summary.counters.stamp_sessions_evicted = sessions.evicted();
     writer.finish().map_err(ReplayError::Write)?;
     Ok(summary)
 }

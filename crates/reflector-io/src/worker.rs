@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use reflector_core::{Counters, DWELL_BUCKETS, Dwell, Filter, Reject, Signature};
+use reflector_core::stamp::{ErrorEstimate, SessionTable, Sessions};
+use reflector_core::{Counters, DWELL_BUCKETS, Dwell, Filter, Reject, Signature, Stamping};
 
 use crate::backend::{Backend, BackendError};
 
@@ -25,6 +26,7 @@ pub struct SharedCounters {
     tx_errors: AtomicU64,
     rx_dropped: AtomicU64,
     rx_invalid: AtomicU64,
+    stamp_sessions_evicted: AtomicU64,
     by_signature: [AtomicU64; Signature::COUNT],
     rejected: [AtomicU64; Reject::COUNT],
 }
@@ -38,6 +40,7 @@ impl SharedCounters {
         self.tx_errors.store(c.tx_errors, Ordering::Relaxed);
         self.rx_dropped.store(c.rx_dropped, Ordering::Relaxed);
         self.rx_invalid.store(c.rx_invalid, Ordering::Relaxed);
+        self.stamp_sessions_evicted.store(c.stamp_sessions_evicted, Ordering::Relaxed);
         for (a, v) in self.by_signature.iter().zip(c.by_signature) {
             a.store(v, Ordering::Relaxed);
         }
@@ -56,6 +59,7 @@ impl SharedCounters {
             tx_errors: self.tx_errors.load(Ordering::Relaxed),
             rx_dropped: self.rx_dropped.load(Ordering::Relaxed),
             rx_invalid: self.rx_invalid.load(Ordering::Relaxed),
+            stamp_sessions_evicted: self.stamp_sessions_evicted.load(Ordering::Relaxed),
             by_signature: std::array::from_fn(|i| self.by_signature[i].load(Ordering::Relaxed)),
             rejected: std::array::from_fn(|i| self.rejected[i].load(Ordering::Relaxed)),
         }
@@ -184,6 +188,11 @@ fn work<B: Backend>(
 ) -> Result<Counters, BackendError> {
     let mut counters = Counters::default();
     let mut histogram = Dwell::default();
+    // STAMP: the session table (stateful mode), the clock, and its error estimate read again
+    // every second.
+    let mut sessions: Box<Sessions> = Box::default();
+    let mut clock = utc_now_ns;
+    let mut error = (Instant::now(), clock_error_estimate());
     let mut generation = cell.generation();
     let mut filter = cell.get();
     let mut pending_kernel_update = false;
@@ -203,7 +212,7 @@ fn work<B: Backend>(
         let mut first_frame: Option<std::time::Instant> = None;
         let mut first = true;
         let reflected_before = counters.reflected_packets;
-        let batch = backend.process(IDLE_WAIT, |frame| {
+        let batch = backend.process(IDLE_WAIT, |frame, received| {
             if first {
                 first = false;
                 // A filter that came while the backend waited for this batch applies to it
@@ -214,13 +223,19 @@ fn work<B: Backend>(
                     pending_kernel_update = true;
                 }
                 if dwell.is_some() {
-                    first_frame = Some(std::time::Instant::now());
+                    first_frame = Some(Instant::now());
                 }
             }
-            let verdict = filter.process(frame);
+            let mut stamping =
+                Stamping { received, clock: &mut clock, error: error.1, sessions: &mut *sessions };
+            let verdict = filter.process(frame, &mut stamping);
             counters.record(frame.len(), &verdict);
             verdict.is_ok()
         })?;
+        counters.stamp_sessions_evicted = sessions.evicted();
+        if error.0.elapsed() >= Duration::from_secs(1) {
+            error = (Instant::now(), clock_error_estimate());
+        }
         if batch.tx_error_packets > 0 {
             counters.record_tx_errors(batch.tx_error_packets, batch.tx_error_bytes);
         }
@@ -239,6 +254,25 @@ fn work<B: Backend>(
     }
     shared.publish(&counters);
     Ok(counters)
+}
+
+/// The system clock (UTC) in nanoseconds since the Unix epoch: a STAMP answer's times.
+fn utc_now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The clock's error estimate for STAMP answers, from the kernel's synchronisation state.
+#[cfg(target_os = "linux")]
+pub fn clock_error_estimate() -> ErrorEstimate {
+    match reflector_sys::clock::state() {
+        Ok(s) => ErrorEstimate::new(s.synchronised, s.error_ns()),
+        Err(_) => ErrorEstimate::UNKNOWN,
+    }
+}
+/// The clock's error estimate for STAMP answers: unknown where the state cannot be read.
+#[cfg(not(target_os = "linux"))]
+pub fn clock_error_estimate() -> ErrorEstimate {
+    ErrorEstimate::UNKNOWN
 }
 
 /// Where the worker threads run.

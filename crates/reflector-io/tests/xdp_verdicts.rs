@@ -111,16 +111,18 @@ fn the_reflecting_program_turns_frames_around_byte_for_byte_as_the_core_does() {
     require_root();
     let corpus = corpus();
     let mut filters: Vec<Filter> = Vec::new();
-    for case in &corpus {
+    // The reflecting program does not answer STAMP (it refuses such filters; checked below).
+    for case in corpus.iter().filter(|c| c.filter.stamp_port().is_none()) {
         if !filters.contains(&case.filter) {
             filters.push(case.filter.clone());
         }
     }
     filters.push(filter_with(|c| c.port = 0));
     filters.push(filter_with(|c| {
-        c.families = "all".parse().unwrap();
+        c.families = "ito,rfc2544,y1564,custom".parse().unwrap();
         c.oui = None;
     }));
+    assert_eq!(program(&reflector_testkit::stamp_filter(), OnHit::Reflect, None), None);
     let mut rng = Rng::new(0x7e1_ec7);
     let (mut reflected, mut passed) = (0usize, 0usize);
     for base in &filters {
@@ -144,7 +146,7 @@ fn the_reflecting_program_turns_frames_around_byte_for_byte_as_the_core_does() {
                     Reject::ALL.iter().copied().filter(|r| now[*r as usize] != last[*r as usize]).collect();
                 last = now;
                 let mut core = frame.clone();
-                let verdict = filter.process(&mut core);
+                let verdict = reflector_core::testing::process(&filter, &mut core);
                 want.record(frame.len(), &verdict);
                 match verdict {
                     Ok(_) => {

@@ -11,6 +11,8 @@
 
 #[cfg(unix)]
 pub mod bpf_device;
+#[cfg(target_os = "linux")]
+pub mod clock;
 pub mod error;
 #[cfg(unix)]
 pub mod iface;

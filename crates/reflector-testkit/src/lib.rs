@@ -114,6 +114,21 @@ impl Frame {
         Frame { ip: IpAddrs::V6 { src: TESTER_V6, dst: LOCAL_V6 }, ..Frame::ito_v4() }
     }
 
+    /// A STAMP request over IPv4 with a `len`-byte payload ([`stamp_payload`]), to port 862.
+    pub fn stamp_v4(len: usize) -> Frame {
+        Frame {
+            src_mac: OTHER_MAC,
+            dst_port: reflector_core::stamp::DEFAULT_STAMP_PORT,
+            payload: stamp_payload(len),
+            ..Frame::ito_v4()
+        }
+    }
+
+    /// The same request over IPv6.
+    pub fn stamp_v6(len: usize) -> Frame {
+        Frame { ip: IpAddrs::V6 { src: TESTER_V6, dst: LOCAL_V6 }, ..Frame::stamp_v4(len) }
+    }
+
     /// As a borrowed [`FrameSpec`].
     pub fn spec(&self) -> FrameSpec<'_> {
         FrameSpec {
@@ -186,6 +201,43 @@ pub fn filter_with(f: impl FnOnce(&mut FilterConfig<'static>)) -> Filter {
 /// our addresses [`LOCAL_IPS`]).
 pub fn default_filter() -> Filter {
     filter_with(|_| {})
+}
+
+/// The default filter with the STAMP family (port 862, stateless, NTP timestamps).
+pub fn stamp_filter() -> Filter {
+    filter_with(|c| c.families.insert(Family::Stamp))
+}
+
+/// A STAMP Session-Sender payload of `len` bytes (RFC 8762 §4.2.1): sequence number 0x01020304,
+/// an NTP timestamp, error estimate 0x8105 (synchronised), SSID 0xbeef (RFC 8972), zeros to 44,
+/// then bytes `0x40 + i` (TLVs or padding, returned as received). Shorter lengths cut it.
+pub fn stamp_payload(len: usize) -> Vec<u8> {
+    let mut p = vec![0u8; len.max(44)];
+    p[0..4].copy_from_slice(&[1, 2, 3, 4]);
+    p[4..12].copy_from_slice(&[0xed, 0x0b, 0x5e, 0x80, 0x12, 0x34, 0x56, 0x78]);
+    p[12..14].copy_from_slice(&0x8105u16.to_be_bytes());
+    p[14..16].copy_from_slice(&0xbeefu16.to_be_bytes());
+    for (i, b) in p.iter_mut().enumerate().skip(44) {
+        *b = 0x40u8.wrapping_add(i as u8);
+    }
+    p.truncate(len);
+    p
+}
+
+/// STAMP requests the STAMP filter ([`stamp_filter`]) answers: IPv4, IPv6, a VLAN tag, and
+/// 41-, 44- and 1400-byte payloads.
+pub fn stamp_golden() -> Vec<Case> {
+    let s = stamp_filter;
+    let ok = Ok(Signature::Stamp);
+    vec![
+        case("stamp_v4_44", Frame::stamp_v4(44), s(), ok),
+        case("stamp_v4_41", Frame::stamp_v4(41), s(), ok),
+        case("stamp_v4_1400", Frame::stamp_v4(1400), s(), ok),
+        case("stamp_v6_44", Frame::stamp_v6(44), s(), ok),
+        case("stamp_v6_1400", Frame::stamp_v6(1400), s(), ok),
+        case("stamp_v4_vlan", Frame { vlans: vec![(0x8100, 100)], ..Frame::stamp_v4(44) }, s(), ok),
+        case("stamp_v6_vlan_43", Frame { vlans: vec![(0x8100, 100)], ..Frame::stamp_v6(43) }, s(), ok),
+    ]
 }
 
 /// One frame, the filter it is judged with, and the verdict the rules give.
@@ -398,6 +450,26 @@ pub fn rejects() -> Vec<Case> {
         case("udp_len_long", v4(), d(), Err(UdpLength)),
         case("udp_len_short", v4(), d(), Err(UdpLength)),
         case("wrong_port", Frame { dst_port: 3843, ..v4() }, d(), Err(DstPort)),
+        case("stamp_family_off", Frame::stamp_v4(44), d(), Err(DstPort)),
+        case("stamp_40_bytes", Frame::stamp_v4(40), stamp_filter(), Err(StampLength)),
+        case(
+            "stamp_from_stamp_port",
+            Frame { src_port: 862, ..Frame::stamp_v4(44) },
+            stamp_filter(),
+            Err(Loop),
+        ),
+        case(
+            "stamp_from_own_address",
+            Frame { ip: IpAddrs::V4 { src: LOCAL_V4, dst: LOCAL_V4 }, ..Frame::stamp_v4(44) },
+            stamp_filter(),
+            Err(SrcIpOwn),
+        ),
+        case(
+            "stamp_to_broadcast",
+            Frame { ip: IpAddrs::V4 { src: TESTER_V4, dst: [255; 4] }, ..Frame::stamp_v4(44) },
+            stamp_filter(),
+            Err(DstIp),
+        ),
         case("no_signature", Frame { payload: ito_payload(b"PROBEOX"), ..v4() }, d(), Err(NoSignature)),
         case(
             "probeot_at_offset_0",
@@ -604,9 +676,10 @@ fn mcast6() -> [u8; 16] {
     a
 }
 
-/// Every case: golden and reject.
+/// Every case: golden, STAMP and reject.
 pub fn corpus() -> Vec<Case> {
     let mut all = golden();
+    all.extend(stamp_golden());
     all.extend(rejects());
     all
 }

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use reflector_core::stamp::{SequenceMode, TimestampFormat};
 use reflector_core::wire::parse_hex_bytes;
 use reflector_core::{CustomSignature, Family, FamilySet, Filter, FilterConfig, MacAddr, Mode};
 
@@ -18,8 +19,8 @@ crate::settings::settings! {
     /// UDP destination port of test packets; 0 accepts any port.
     #[arg(long, default_value_t = reflector_core::DEFAULT_PORT)]
     port: u16 => key "port": u16, reload Live;
-    /// Signature families to accept: ito, rfc2544, y1564, custom, all (comma-separated; all =
-    /// every built-in family, plus custom when --custom-sig is given)
+    /// Signature families to accept: ito, rfc2544, y1564, stamp, custom, all (comma-separated;
+    /// all = every built-in family, STAMP included, plus custom when --custom-sig is given)
     /// [default: ito,rfc2544,y1564, plus custom when --custom-sig is given].
     #[arg(long, value_parser = parse_sig_list)]
     #[serde(serialize_with = "sig_names")]
@@ -39,6 +40,42 @@ crate::settings::settings! {
     #[arg(long, value_name = "FAMILIES", value_parser = parse_families)]
     #[serde(serialize_with = "family_names")]
     oui_scope: Option<FamilySet> => key "oui_scope": Vec<String>, reload Live;
+    /// UDP destination port of STAMP / TWAMP-Light requests (family stamp).
+    #[arg(long, default_value_t = reflector_core::stamp::DEFAULT_STAMP_PORT, value_parser = clap::value_parser!(u16).range(1..))]
+    stamp_port: u16 => key "stamp_port": u16, reload Restart;
+    /// STAMP sequence numbers: `stateless` (the sender's, copied) or `stateful` (a counter per
+    /// session, so the sender tells loss on the way out from loss on the way back).
+    #[arg(long, default_value = "stateless", value_parser = parse_sequence)]
+    #[serde(serialize_with = "sequence_name")]
+    stamp_sequence: SequenceMode => key "stamp_sequence": String, reload Live;
+    /// STAMP timestamp format: `ntp` (64-bit NTP) or `ptp` (PTPv2 truncated, Z bit set).
+    #[arg(long, default_value = "ntp", value_parser = parse_timestamps)]
+    #[serde(serialize_with = "timestamps_name")]
+    stamp_timestamps: TimestampFormat => key "stamp_timestamps": String, reload Live;
+}
+
+fn sequence_name<S: serde::Serializer>(m: &SequenceMode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.name())
+}
+
+fn timestamps_name<S: serde::Serializer>(m: &TimestampFormat, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.name())
+}
+
+fn parse_sequence(s: &str) -> Result<SequenceMode, String> {
+    match s {
+        "stateless" => Ok(SequenceMode::Stateless),
+        "stateful" => Ok(SequenceMode::Stateful),
+        _ => Err("expected stateless or stateful".into()),
+    }
+}
+
+fn parse_timestamps(s: &str) -> Result<TimestampFormat, String> {
+    match s {
+        "ntp" => Ok(TimestampFormat::Ntp),
+        "ptp" => Ok(TimestampFormat::Ptp),
+        _ => Err("expected ntp or ptp".into()),
+    }
 }
 
 fn mode_name<S: serde::Serializer>(m: &Mode, s: S) -> Result<S::Ok, S::Error> {
@@ -92,7 +129,7 @@ impl std::str::FromStr for SigList {
         for name in s.split(',').map(str::trim) {
             if name == "all" {
                 list.all = true;
-                [Family::Ito, Family::Rfc2544, Family::Y1564]
+                [Family::Ito, Family::Rfc2544, Family::Y1564, Family::Stamp]
                     .into_iter()
                     .for_each(|f| list.families.insert(f));
             } else {
@@ -131,6 +168,9 @@ impl FilterArgs {
             custom: &self.custom_sig,
             mode: self.mode,
             local_ips,
+            stamp_port: self.stamp_port,
+            stamp_timestamps: self.stamp_timestamps,
+            stamp_sequence: self.stamp_sequence,
         };
         Filter::new(&config).map_err(|e| UsageError(format!("invalid filter: {e}")))
     }

@@ -195,6 +195,11 @@ pub fn metrics(ctl: &Control) -> String {
         &[(String::new(), c.rx_dropped)],
     );
     counter("rx_invalid", "Records a backend could not take apart.", &[(String::new(), c.rx_invalid)]);
+    counter(
+        "stamp_sessions_evicted",
+        "Live STAMP sessions whose sequence counter a new session took over (table full).",
+        &[(String::new(), c.stamp_sessions_evicted)],
+    );
     let sigs: Vec<(String, u64)> = Signature::ALL
         .iter()
         .map(|s| (format!("{{signature=\"{}\"}}", s.name()), c.by_signature[*s as usize]))

@@ -499,8 +499,8 @@ mod tests {
                     assert_eq!(udp.checksum, sum);
                     assert_eq!(c.parse_reflection(frame), None, "an unreflected probe is not a reflection");
                     let filter = Filter::new(&FilterConfig { mode, ..FilterConfig::new(c.dst_mac) }).unwrap();
-                    let hit =
-                        filter.process(frame).unwrap_or_else(|r| panic!("{sig:?} {mode:?} v6={v6}: {r}"));
+                    let hit = reflector_core::testing::process(&filter, frame)
+                        .unwrap_or_else(|r| panic!("{sig:?} {mode:?} v6={v6}: {r}"));
                     assert_eq!(hit.signature(), sig);
                     assert_eq!(c.parse_reflection(frame), Some((77, 123_456_789)));
                     // A reflector in another mode changes headers we do not expect.

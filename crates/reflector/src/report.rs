@@ -18,6 +18,7 @@ pub fn counters_json(c: &Counters) -> Map<String, Value> {
     m.insert("tx_errors".into(), json!(c.tx_errors));
     m.insert("rx_dropped".into(), json!(c.rx_dropped));
     m.insert("rx_invalid".into(), json!(c.rx_invalid));
+    m.insert("stamp_sessions_evicted".into(), json!(c.stamp_sessions_evicted));
     m.insert("by_signature".into(), Value::Object(by_signature));
     m.insert("rejected".into(), Value::Object(rejected));
     m

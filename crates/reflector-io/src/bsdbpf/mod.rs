@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use reflector_bpf::cbpf::Insn;
 
-use crate::backend::{Backend, BackendError, Batch};
+use crate::backend::{Backend, BackendError, Batch, RxTime};
 use ioctl::RecordLayout;
 
 /// What the set-up and the backend need from a `/dev/bpf` device.
@@ -194,7 +194,7 @@ impl<D: BpfDevice> Backend for BpfBackend<D> {
         self.dev.set_filter(&program).map_err(fail)
     }
 
-    fn process<F: FnMut(&mut [u8]) -> bool>(
+    fn process<F: FnMut(&mut [u8], RxTime) -> bool>(
         &mut self,
         _wait: Duration,
         mut handle: F,
@@ -211,7 +211,7 @@ impl<D: BpfDevice> Backend for BpfBackend<D> {
         let n = n.min(self.buf.len());
         let (dev, buf) = (&mut self.dev, &mut self.buf[..n]);
         let walk = walk_records(buf, self.layout, |frame| {
-            if handle(frame) && dev.write(frame).map_or(true, |w| w != frame.len()) {
+            if handle(frame, None) && dev.write(frame).map_or(true, |w| w != frame.len()) {
                 batch.tx_error_packets += 1;
                 batch.tx_error_bytes += frame.len() as u64;
             }

@@ -132,6 +132,11 @@ pub enum AttachError {
     /// The configuration does not assemble (cannot happen with validated filters).
     #[error("the XDP program for this configuration does not assemble")]
     Assemble,
+    /// The reflecting program was asked to answer STAMP, which it does not do yet.
+    #[error(
+        "--backend xdp-tx does not answer STAMP yet: use --backend af-xdp or af-packet, or leave stamp out of --sig"
+    )]
+    StampInKernel,
     /// Another program is attached and `--replace` was not given.
     #[error(
         "another XDP program (id {id}) is attached to {iface}: stop its owner (another reflector?), or pass --replace to remove it"
@@ -268,6 +273,7 @@ fn program(
 ) -> Result<Vec<reflector_bpf::ebpf::Insn>, AttachError> {
     let on_hit = match xsks {
         Some(map) => reflector_bpf::xdp::OnHit::Redirect { xsk_map_fd: map.as_raw_fd() },
+        None if filter.stamp_port().is_some() => return Err(AttachError::StampInKernel),
         None => reflector_bpf::xdp::OnHit::Reflect,
     };
     reflector_bpf::xdp::program(filter, on_hit, Some(counters.as_raw_fd())).ok_or(AttachError::Assemble)

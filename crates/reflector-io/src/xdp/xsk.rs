@@ -20,7 +20,7 @@ use reflector_sys::error::SysResult;
 pub use reflector_sys::xdp::xsk::{FRAME_SIZE, MIN_SHARE, XskError, share};
 use reflector_sys::xdp::xsk::{UmemShare, XskRings, XskSocket};
 
-use crate::backend::{Backend, BackendError, Batch};
+use crate::backend::{Backend, BackendError, Batch, RxTime};
 
 /// How often the kernel's drop counters are read.
 const STATS_EVERY: Duration = Duration::from_millis(100);
@@ -120,7 +120,7 @@ impl Xsk {
 }
 
 impl Backend for Xsk {
-    fn process<F: FnMut(&mut [u8]) -> bool>(
+    fn process<F: FnMut(&mut [u8], RxTime) -> bool>(
         &mut self,
         wait: Duration,
         mut handle: F,
@@ -166,7 +166,7 @@ fn recycle_completions(rings: &mut XskRings) {
 /// frame to reflect goes on the TX ring; any other goes straight back to the fill ring, so every
 /// frame of the share is always in exactly one place. Returns what happened and how many frames
 /// were queued for sending (submitted, not yet kicked).
-fn reflect<F: FnMut(&mut [u8]) -> bool>(
+fn reflect<F: FnMut(&mut [u8], RxTime) -> bool>(
     rings: &mut XskRings,
     umem: &mut UmemShare,
     handle: &mut F,
@@ -185,7 +185,7 @@ fn reflect<F: FnMut(&mut [u8]) -> bool>(
             continue;
         };
         let hit = match umem.frame_mut(desc.addr, desc.len) {
-            Some(frame) => handle(frame),
+            Some(frame) => handle(frame, None),
             None => {
                 // Runs past the end of its frame.
                 batch.rx_invalid += 1;
@@ -250,7 +250,7 @@ mod tests {
         assert!(k.rx.push(XdpDesc { addr: stray + F - 10, len: 60, options: 0 }), "past its end");
         k.rx.submit();
         // Even frames are reflected (first byte flipped), odd ones refused.
-        let (batch, queued) = reflect(&mut rings, &mut umem, &mut |f: &mut [u8]| {
+        let (batch, queued) = reflect(&mut rings, &mut umem, &mut |f: &mut [u8], _: RxTime| {
             f[1] ^= 0xff;
             f[0].is_multiple_of(2)
         });
@@ -298,9 +298,9 @@ mod tests {
             assert!(k.rx.push(XdpDesc { addr, len: 60, options: 0 }));
         }
         k.rx.submit();
-        let (batch, queued) = reflect(&mut rings, &mut umem, &mut |_: &mut [u8]| true);
+        let (batch, queued) = reflect(&mut rings, &mut umem, &mut |_: &mut [u8], _: RxTime| true);
         assert_eq!((batch.received, queued, batch.tx_error_packets), (4, 4, 0), "exactly the room left");
-        let (batch, _) = reflect(&mut rings, &mut umem, &mut |_: &mut [u8]| true);
+        let (batch, _) = reflect(&mut rings, &mut umem, &mut |_: &mut [u8], _: RxTime| true);
         assert_eq!(batch.received, 0, "no room: the RX ring waits, nothing is dropped");
         let _ = kumem;
     }

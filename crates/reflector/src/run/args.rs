@@ -417,7 +417,7 @@ hex = "0xdead"
         assert_eq!(err("oui = \"00:c0\"\n"), "r.toml:1: oui: expected three hex bytes like \"00:c0:17\"");
         assert_eq!(
             err("signatures = [\"ito\", \"bogus\"]\n"),
-            "r.toml:1: signatures: unknown signature family (expected ito, rfc2544, y1564, custom or all)"
+            "r.toml:1: signatures: unknown signature family (expected ito, rfc2544, y1564, custom, stamp or all)"
         );
         assert_eq!(
             err("[stats]\nformat = \"xml\"\n"),
@@ -543,7 +543,7 @@ hex = "0xdead"
                 );
             }
         }
-        assert_eq!(keyed, 21, "settings with a file key: every key of the example");
+        assert_eq!(keyed, 24, "settings with a file key: every key of the example");
 
         // Every setting away from its default (in two runs: --no-oui-filter excludes --oui),
         // written to a file as the API shows it, read back.
@@ -563,6 +563,12 @@ hex = "0xdead"
             "52:54:00",
             "--oui-scope",
             "ito",
+            "--stamp-port",
+            "8620",
+            "--stamp-sequence",
+            "stateful",
+            "--stamp-timestamps",
+            "ptp",
             "--workers",
             "2",
             "--cpus",

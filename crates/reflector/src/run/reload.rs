@@ -53,6 +53,11 @@ pub(super) fn reload(run: &Run<'_>, cell: &FilterCell, output: &Output, ctl: &Co
                 f.families(),
                 f.mode().name()
             ));
+            if let (Some(port), None) = (f.stamp_port(), cell.get().stamp_port()) {
+                say(format!(
+                    "udp/{port} (STAMP) is not held by this run: the host may answer STAMP requests with ICMP port-unreachable until a restart"
+                ));
+            }
             cell.set(Arc::new(f));
             applied.filter = new.filter.clone();
         }

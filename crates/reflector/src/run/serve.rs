@@ -73,10 +73,27 @@ fn hold_test_port(port: u16) -> (Option<UdpSocket>, String) {
     // A dual-stack IPv6 socket covers IPv4 too; without IPv6, fall back to IPv4.
     match UdpSocket::bind(("::", port)).or_else(|_| UdpSocket::bind(("0.0.0.0", port))) {
         Ok(socket) => (Some(socket), format!("udp/{port} held so the host stays quiet")),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => (
+            None,
+            format!(
+                "udp/{port} not held (a port below 1024 needs CAP_NET_BIND_SERVICE): the host may answer test packets with ICMP port-unreachable"
+            ),
+        ),
         Err(e) => {
             (None, format!("udp/{port} not held ({e}): another program there also receives test packets"))
         }
     }
+}
+
+/// [`hold_test_port`] for the test port and, when STAMP is on, the STAMP port.
+fn hold_test_ports(filter: &Filter) -> (Vec<UdpSocket>, String) {
+    let (mut held, mut notes) = (Vec::new(), Vec::new());
+    for port in std::iter::once(filter.port()).chain(filter.stamp_port()) {
+        let (socket, note) = hold_test_port(port);
+        held.extend(socket);
+        notes.push(note);
+    }
+    (held, notes.join("; "))
 }
 
 /// The workers started on `backends` and the control plane's view of them, with the HTTP
@@ -166,7 +183,7 @@ fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note:
 
 /// Runs the workers until stopped, printing the start line, stats lines and the summary.
 pub(super) fn serve<B: Backend>(run: Run<'_>, filter: Arc<Filter>, backends: Vec<B>) -> anyhow::Result<()> {
-    let (_quiet, quiet_note) = hold_test_port(filter.port());
+    let (_quiet, quiet_note) = hold_test_ports(&filter);
     let cell = FilterCell::new(filter.clone());
     let (runtime, ctl, http_thread) = start(&run, &cell, backends)?;
     let placements: Vec<String> = ctl.workers.iter().map(|(_, p)| p.clone()).collect();
