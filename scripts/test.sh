@@ -25,6 +25,12 @@ fi
 # The /metrics test parses the output with the OpenMetrics parser of prometheus_client.
 python3 -c "import prometheus_client" 2>/dev/null || python3 -m pip install -q prometheus-client
 
+# The STAMP interop tests send with an independent implementation: stamp-suite 1.0.0 from
+# crates.io, built once into target/tools (tests/live_stamp.rs looks for it there).
+if [ ! -x target/tools/stamp-suite/bin/stamp-suite ]; then
+    cargo install -q stamp-suite --version 1.0.0 --locked --root target/tools/stamp-suite
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet

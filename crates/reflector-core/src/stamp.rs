@@ -173,7 +173,9 @@ pub struct Answer {
 
 /// Rewrites the STAMP request `hit` was classified from into the Session-Reflector packet (the
 /// payload only; the caller swaps the addresses and ports) and brings its UDP checksum up to
-/// date. Out of range is a no-op, so a `Hit` applied to the wrong frame cannot panic.
+/// date: incrementally (RFC 1624), or over the whole datagram when the request's checksum was
+/// left for offload to complete (it then holds the pseudo-header's sum). Out of range is a
+/// no-op, so a `Hit` applied to the wrong frame cannot panic.
 pub fn respond(frame: &mut [u8], hit: &Hit, answer: &Answer, times: Times) {
     let ttl_at = match hit.l3() {
         L3Kind::V4 => hit.l3_offset() + 8,
@@ -182,6 +184,7 @@ pub fn respond(frame: &mut [u8], hit: &Hit, answer: &Answer, times: Times) {
     let Some(&ttl) = frame.get(ttl_at) else { return };
     let v4 = hit.l3() == L3Kind::V4;
     let l4 = hit.l4_offset();
+    let Some(pseudo) = pseudo_header_sum(frame, hit) else { return };
     let Some(udp) = frame.get_mut(l4..) else { return };
     let Some(udp_len) = udp.get(4..6).map(|l| u16::from_be_bytes([l[0], l[1]]) as usize) else { return };
     let Some(udp) = udp.get_mut(..udp_len) else { return };
@@ -211,17 +214,41 @@ pub fn respond(frame: &mut [u8], hit: &Hit, answer: &Answer, times: Times) {
     let old = checksum::add(0, region);
     region.copy_from_slice(out);
     let sent = u16::from_be_bytes([header[6], header[7]]);
-    // An IPv4 sender may leave the checksum out (0); the answer does too. Otherwise RFC 1624
-    // eqn. 3: HC' = ~(~HC + ~m + m'), and a result of 0 is sent as all ones (RFC 768).
+    // An IPv4 sender may leave the checksum out (0); the answer does too.
     if v4 && sent == 0 {
         return;
     }
-    let sum = (!sent) as u32 + (!fold(old)) as u32 + fold(checksum::add(0, out)) as u32;
+    let sum = if sent == fold(pseudo) {
+        // The field holds the pseudo-header's sum alone: a checksum left for offload to
+        // complete (CHECKSUM_PARTIAL), as a sender on the same host or a veth hands it over.
+        // The answer leaves without offload, so it gets its whole checksum.
+        header[6..8].fill(0);
+        let whole = checksum::add(checksum::add(pseudo, header), payload);
+        header[6..8].copy_from_slice(&sent.to_be_bytes());
+        whole
+    } else {
+        // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), written below as the sum HC' complements.
+        (!sent) as u32 + (!fold(old)) as u32 + fold(checksum::add(0, out)) as u32
+    };
+    // A result of 0 is sent as all ones (RFC 768; RFC 8200 §8.1).
     let updated = match !fold(sum) {
         0 => 0xffff,
         c => c,
     };
     header[6..8].copy_from_slice(&updated.to_be_bytes());
+}
+
+/// The one's-complement sum of the UDP pseudo-header (RFC 768; RFC 8200 §8.1): both
+/// addresses (their order does not change it), the protocol and the UDP length.
+fn pseudo_header_sum(frame: &[u8], hit: &Hit) -> Option<u32> {
+    let l3 = hit.l3_offset();
+    let addresses = match hit.l3() {
+        L3Kind::V4 => frame.get(l3 + 12..l3 + 20)?,
+        L3Kind::V6 => frame.get(l3 + 8..l3 + 40)?,
+    };
+    let udp_len = frame.get(hit.l4_offset() + 4..hit.l4_offset() + 6)?;
+    let sum = checksum::add(0, addresses) + crate::wire::IPPROTO_UDP as u32;
+    Some(checksum::add(sum, udp_len))
 }
 
 /// A one's-complement sum folded to 16 bits.

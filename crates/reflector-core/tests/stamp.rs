@@ -133,6 +133,19 @@ fn ttl_and_checksum_edge_cases() {
     bytes[l4 + 6..l4 + 8].fill(0);
     answer(&filter, &mut bytes, &mut sessions).unwrap();
     assert_eq!(bytes[l4 + 6..l4 + 8], [0, 0], "a zero IPv4 UDP checksum stays zero");
+    // A request whose checksum a local sender left for offload to complete (the field holds
+    // the pseudo-header's folded sum), IPv4 and IPv6: the answer carries its whole checksum.
+    for frame in [Frame::stamp_v4(44), Frame::stamp_v6(100)] {
+        let mut bytes = frame.bytes();
+        let (l3, l4) = (14, if matches!(frame.ip, IpAddrs::V4 { .. }) { 34 } else { 54 });
+        let addresses = if l4 == 34 { &bytes[l3 + 12..l3 + 20] } else { &bytes[l3 + 8..l3 + 40] };
+        let mut pseudo = checksum::add(0, addresses) + 17;
+        pseudo = checksum::add(pseudo, &bytes[l4 + 4..l4 + 6]);
+        let partial = !checksum::finish(pseudo);
+        bytes[l4 + 6..l4 + 8].copy_from_slice(&partial.to_be_bytes());
+        let hit = answer(&filter, &mut bytes, &mut sessions).unwrap();
+        assert!(udp_checksum_ok(&bytes, &hit), "{:?}", frame.ip);
+    }
     // Another TTL is echoed (the IPv4 header checksum written again for the test frame).
     let mut bytes = Frame::stamp_v4(44).bytes();
     bytes[22] = 3;

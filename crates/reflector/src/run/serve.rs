@@ -85,10 +85,12 @@ fn hold_test_port(port: u16) -> (Option<UdpSocket>, String) {
     }
 }
 
-/// [`hold_test_port`] for the test port and, when STAMP is on, the STAMP port.
+/// [`hold_test_port`] for the test port (when a family other than STAMP is on) and, when STAMP
+/// is on, the STAMP port.
 fn hold_test_ports(filter: &Filter) -> (Vec<UdpSocket>, String) {
     let (mut held, mut notes) = (Vec::new(), Vec::new());
-    for port in std::iter::once(filter.port()).chain(filter.stamp_port()) {
+    let signatures = filter.families().iter().any(|f| f != reflector_core::Family::Stamp);
+    for port in signatures.then_some(filter.port()).into_iter().chain(filter.stamp_port()) {
         let (socket, note) = hold_test_port(port);
         held.extend(socket);
         notes.push(note);
@@ -148,6 +150,23 @@ fn start<B: Backend>(
     Ok((runtime, ctl, http_thread))
 }
 
+/// What the start line says of STAMP when it is on: its port, its modes, and how good the
+/// clock its timestamps come from is.
+fn stamp_note(filter: &Filter) -> String {
+    let Some(port) = filter.stamp_port() else { return String::new() };
+    let error = reflector_io::worker::clock_error_estimate();
+    let clock = if error.synchronised() {
+        format!("clock synchronised, error under {}", crate::output::duration_ns(error.error_ns()))
+    } else {
+        format!("clock NOT synchronised (error estimate {})", crate::output::duration_ns(error.error_ns()))
+    };
+    format!(
+        " (STAMP on udp/{port}, {}, {} timestamps, {clock})",
+        filter.stamp_sequence().name(),
+        filter.stamp_timestamps().name()
+    )
+}
+
 /// The start line on stderr: what runs where, with which rules.
 fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note: &str) {
     let iface = run.iface;
@@ -162,7 +181,7 @@ fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note:
         n => format!("{n} worker{} ({})", if n == 1 { "" } else { "s" }, placements.join(", ")),
     };
     eprintln!(
-        "reflector: {} on {} ({}, mtu {}{}) [{}]; port {}; signatures {}; {oui}; mode {}; {workers}; {}; {quiet_note}",
+        "reflector: {} on {} ({}, mtu {}{}) [{}]; port {}; signatures {}{}; {oui}; mode {}; {workers}; {}; {quiet_note}",
         run.info.backend.name(),
         run.iface_name,
         iface.mac,
@@ -171,6 +190,7 @@ fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note:
         run.info.why(),
         if filter.port() == 0 { "any".to_string() } else { filter.port().to_string() },
         filter.families(),
+        stamp_note(filter),
         filter.mode().name(),
         run.info.details(),
     );

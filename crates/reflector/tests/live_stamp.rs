@@ -1,0 +1,146 @@
+//! STAMP / TWAMP-Light live, against an independent sender: `stamp-suite` 1.0.0 (crates.io),
+//! which `scripts/test.sh` installs into `target/tools/stamp-suite` (root; ignored otherwise).
+//! Its sender measures through a veth pair against `reflector run --sig stamp`, over IPv4 and
+//! IPv6, on every backend that answers STAMP; every probe must be answered, with timestamps it
+//! decodes near the host clock, T2 ≤ T3, and the TTL it sent echoed.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::{BACKENDS, NetnsPair, summary};
+
+/// The stamp-suite binary `scripts/test.sh` installs.
+fn stamp_suite() -> PathBuf {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tools/stamp-suite/bin/stamp-suite");
+    assert!(
+        path.exists(),
+        "{} is missing: scripts/test.sh installs it (cargo install stamp-suite --version 1.0.0 --locked --root target/tools/stamp-suite)",
+        path.display()
+    );
+    path
+}
+
+/// One answered probe as stamp-suite prints it with `-R`: `seq=N rtt=…ms ttl=T
+/// reflector_recv_ts=T2 reflector_send_ts=T3` (the timestamps as raw 64-bit NTP values).
+#[derive(Debug)]
+struct Reply {
+    ttl: u8,
+    t2: u64,
+    t3: u64,
+}
+
+fn replies(stderr: &str) -> Vec<Reply> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("seq="))
+        .map(|l| {
+            let field = |name: &str| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(name))
+                    .unwrap_or_else(|| panic!("no {name} in {l}"))
+                    .to_string()
+            };
+            Reply {
+                ttl: field("ttl=").parse().unwrap(),
+                t2: field("reflector_recv_ts=").parse().unwrap(),
+                t3: field("reflector_send_ts=").parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// A raw NTP timestamp in seconds since the Unix epoch.
+fn ntp_to_unix(raw: u64) -> f64 {
+    (raw >> 32) as f64 - 2_208_988_800.0 + (raw & 0xffff_ffff) as f64 / 4_294_967_296.0
+}
+
+fn now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+/// Sends `count` STAMP probes from the tester namespace to `addr` with stamp-suite; returns its
+/// JSON summary and the replies it printed.
+fn stamp_suite_sender(pair: &NetnsPair, addr: &str, count: u32) -> (serde_json::Value, Vec<Reply>) {
+    let bin = stamp_suite();
+    let local = if addr.contains(':') { "::" } else { "0.0.0.0" };
+    let count = count.to_string();
+    let out = Command::new("timeout")
+        .args(["30", "ip", "netns", "exec", &pair.tester_ns])
+        .arg(&bin)
+        .args(["-r", addr, "-S", local, "-p", "862", "-c", &count, "-d", "1ms", "-L", "2"])
+        .args(["--output-format", "json", "-R"])
+        .output()
+        .expect("stamp-suite runs");
+    assert!(out.status.success(), "stamp-suite: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last =
+        stdout.lines().rev().find(|l| l.contains("\"summary\"")).expect("a JSON summary from stamp-suite");
+    (serde_json::from_str(last).unwrap(), replies(&String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn stamp_suite_gets_every_probe_answered_with_honest_timestamps() {
+    require_live!();
+    for backend in BACKENDS {
+        let pair = NetnsPair::for_backend(backend);
+        let reflector = pair.start_reflector_on(
+            Some(backend),
+            &["--sig", "stamp", "--stats", "json", "--stats-interval", "10"],
+        );
+        assert!(
+            reflector.start_line.contains("STAMP on udp/862, stateless, ntp timestamps"),
+            "{}",
+            reflector.start_line
+        );
+        assert!(reflector.start_line.contains("udp/862 held"), "{}", reflector.start_line);
+        for addr in ["192.0.2.1", "2001:db8::1"] {
+            let before = now();
+            let (report, replies) = stamp_suite_sender(&pair, addr, 1000);
+            let after = now();
+            let what = format!("{backend} {addr}");
+            assert_eq!(report["packets_sent"], 1000, "{what}: {report}");
+            assert_eq!(report["packets_received"], 1000, "{what}: {report}");
+            assert_eq!(report["measurements"]["answered_probes"], 1000, "{what}");
+            assert_eq!(replies.len(), 1000, "{what}: one line per reply");
+            for r in &replies {
+                // stamp-suite sends with TTL / hop limit 255 on a direct link.
+                assert_eq!(r.ttl, 255, "{what}: the sender's TTL echoed: {r:?}");
+                assert!(r.t2 <= r.t3, "{what}: T2 after T3: {r:?}");
+                let (t2, t3) = (ntp_to_unix(r.t2), ntp_to_unix(r.t3));
+                assert!(
+                    t2 > before - 1.0 && t3 < after + 1.0,
+                    "{what}: {t2} / {t3} not within 1 s of {before}..{after}"
+                );
+            }
+            // Its one-way delays use our timestamps: every sample decoded.
+            assert_eq!(report["owd"]["samples"], 1000, "{what}: {report}");
+        }
+        let (status, lines) = reflector.signal_and_wait("INT");
+        assert!(status.success(), "{backend}");
+        let s = summary(&lines);
+        assert_eq!(s["by_signature"]["stamp"], 2000, "{backend}: {s}");
+        assert_eq!(s["reflected_packets"], 2000, "{backend}: {s}");
+    }
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn xdp_tx_refuses_stamp_with_a_clear_error() {
+    require_live!();
+    let pair = NetnsPair::with_mtu(1500);
+    let _peer = pair.peer_xdp_pass();
+    let out = pair.run_reflector_cmd(
+        &[],
+        &["run", "va", "--backend", "xdp-tx", "--sig", "ito,stamp", "--duration", "2"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--backend xdp-tx does not answer STAMP yet"), "{stderr}");
+    assert!(!pair.xdp_attached(), "no program left behind");
+}
