@@ -13,7 +13,6 @@
 //! fields that fit; a shorter one cannot hold the answer at its own size and is rejected
 //! ([`crate::Reject::StampLength`]).
 
-use crate::checksum;
 use crate::classify::{Hit, L3Kind};
 use crate::wire::UDP_HEADER_LEN;
 
@@ -185,6 +184,7 @@ pub fn respond(frame: &mut [u8], hit: &Hit, answer: &Answer, times: Times) {
     let v4 = hit.l3() == L3Kind::V4;
     let l4 = hit.l4_offset();
     let Some(pseudo) = pseudo_header_sum(frame, hit) else { return };
+    let partial_field = fold_le(pseudo);
     let Some(udp) = frame.get_mut(l4..) else { return };
     let Some(udp_len) = udp.get(4..6).map(|l| u16::from_be_bytes([l[0], l[1]]) as usize) else { return };
     let Some(udp) = udp.get_mut(..udp_len) else { return };
@@ -192,71 +192,136 @@ pub fn respond(frame: &mut [u8], hit: &Hit, answer: &Answer, times: Times) {
         return;
     }
     let (header, payload) = udp.split_at_mut(UDP_HEADER_LEN);
-    let region = &mut payload[..(udp_len - UDP_HEADER_LEN).min(BASE_LEN)];
-    let mut request = [0u8; BASE_LEN];
-    request[..region.len()].copy_from_slice(region);
+    // The request's first 44 bytes, zero past its end (41 to 43 bytes of a TWAMP-Light one).
+    let request = match payload.first_chunk::<BASE_LEN>() {
+        Some(base) => *base,
+        None => padded(payload),
+    };
 
-    let mut out = [0u8; BASE_LEN];
-    let sequence = answer.sequence.map_or([request[0], request[1], request[2], request[3]], u32::to_be_bytes);
+    // The answer as eleven 32-bit words, little-endian (see the sums below), built from values
+    // in registers: read back from memory after narrower stores, it would stall the loads.
+    let word = |i: usize| {
+        u32::from_le_bytes([request[4 * i], request[4 * i + 1], request[4 * i + 2], request[4 * i + 3]])
+    };
     let z = match answer.format {
         TimestampFormat::Ntp => 0,
         TimestampFormat::Ptp => 0x4000,
     };
-    out[0..4].copy_from_slice(&sequence);
-    out[4..12].copy_from_slice(&answer.format.encode(times.sent));
-    out[12..14].copy_from_slice(&(answer.error.bits() | z).to_be_bytes());
-    out[14..16].copy_from_slice(&request[14..16]);
-    out[16..24].copy_from_slice(&answer.format.encode(times.received));
-    out[24..38].copy_from_slice(&request[0..14]);
-    out[40] = ttl;
-    let out = &out[..region.len()];
+    let error = (answer.error.bits() | z).to_be_bytes();
+    let (t3, t2) = (answer.format.encode(times.sent), answer.format.encode(times.received));
+    let half = |t: &[u8; 8], at: usize| u32::from_le_bytes([t[at], t[at + 1], t[at + 2], t[at + 3]]);
+    let out: [u32; 11] = [
+        answer.sequence.map_or(word(0), |n| u32::from_le_bytes(n.to_be_bytes())),
+        half(&t3, 0),
+        half(&t3, 4),
+        u32::from_le_bytes([error[0], error[1], request[14], request[15]]),
+        half(&t2, 0),
+        half(&t2, 4),
+        word(0),
+        word(1),
+        word(2),
+        u32::from_le_bytes([request[12], request[13], 0, 0]),
+        ttl as u32,
+    ];
+    match payload.first_chunk_mut::<BASE_LEN>() {
+        Some(base) => {
+            for (at, w) in base.chunks_exact_mut(4).zip(out) {
+                at.copy_from_slice(&w.to_le_bytes());
+            }
+        }
+        None => write_short(payload, &out),
+    }
 
-    let old = checksum::add(0, region);
-    region.copy_from_slice(out);
-    let sent = u16::from_be_bytes([header[6], header[7]]);
+    // Sums are taken over little-endian 32-bit words: the one's-complement sum of words read in
+    // the other byte order is the byte-swapped sum (RFC 1071 §2 (B)), so the checksum field is
+    // read, computed and written back little-endian.
+    let sent = u16::from_le_bytes([header[6], header[7]]);
     // An IPv4 sender may leave the checksum out (0); the answer does too.
     if v4 && sent == 0 {
         return;
     }
-    let sum = if sent == fold(pseudo) {
+    let updated = if sent == partial_field {
         // The field holds the pseudo-header's sum alone: a checksum left for offload to
         // complete (CHECKSUM_PARTIAL), as a sender on the same host or a veth hands it over.
         // The answer leaves without offload, so it gets its whole checksum.
         header[6..8].fill(0);
-        let whole = checksum::add(checksum::add(pseudo, header), payload);
-        header[6..8].copy_from_slice(&sent.to_be_bytes());
-        whole
+        !fold_le(pseudo + sum_le_slice(header) + sum_le_slice(payload))
     } else {
-        // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), written below as the sum HC' complements.
-        (!sent) as u32 + (!fold(old)) as u32 + fold(checksum::add(0, out)) as u32
+        // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), m and m' the sums of the 44 bytes before
+        // and after.
+        // Bytes 41..44 are zero in both, so the sums over all 44 bytes are those of the
+        // payload's first 44 bytes, or of all of a shorter one.
+        let m: u64 = (0..11).map(|i| word(i) as u64).sum();
+        let m_new: u64 = out.iter().map(|w| *w as u64).sum();
+        !fold_le((!sent) as u64 + (!fold_le(m)) as u64 + fold_le(m_new) as u64)
     };
-    // A result of 0 is sent as all ones (RFC 768; RFC 8200 §8.1).
-    let updated = match !fold(sum) {
-        0 => 0xffff,
-        c => c,
-    };
-    header[6..8].copy_from_slice(&updated.to_be_bytes());
+    // A result of 0 is sent as all ones (RFC 768; RFC 8200 §8.1), in either byte order.
+    let updated = if updated == 0 { 0xffff } else { updated };
+    header[6..8].copy_from_slice(&updated.to_le_bytes());
 }
 
-/// The one's-complement sum of the UDP pseudo-header (RFC 768; RFC 8200 §8.1): both
-/// addresses (their order does not change it), the protocol and the UDP length.
-fn pseudo_header_sum(frame: &[u8], hit: &Hit) -> Option<u32> {
-    let l3 = hit.l3_offset();
-    let addresses = match hit.l3() {
-        L3Kind::V4 => frame.get(l3 + 12..l3 + 20)?,
-        L3Kind::V6 => frame.get(l3 + 8..l3 + 40)?,
-    };
-    let udp_len = frame.get(hit.l4_offset() + 4..hit.l4_offset() + 6)?;
-    let sum = checksum::add(0, addresses) + crate::wire::IPPROTO_UDP as u32;
-    Some(checksum::add(sum, udp_len))
+/// A request shorter than the base packet, zero-padded to it.
+#[cold]
+#[inline(never)]
+fn padded(payload: &[u8]) -> [u8; BASE_LEN] {
+    let mut request = [0u8; BASE_LEN];
+    let n = payload.len().min(BASE_LEN);
+    request[..n].copy_from_slice(&payload[..n]);
+    request
 }
 
-/// A one's-complement sum folded to 16 bits.
-fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
+/// The answer (as little-endian words) into a payload shorter than the base packet.
+#[cold]
+#[inline(never)]
+fn write_short(payload: &mut [u8], out: &[u32; 11]) {
+    let mut bytes = [0u8; BASE_LEN];
+    for (at, w) in bytes.chunks_exact_mut(4).zip(out) {
+        at.copy_from_slice(&w.to_le_bytes());
     }
+    let n = payload.len().min(BASE_LEN);
+    payload[..n].copy_from_slice(&bytes[..n]);
+}
+
+/// `bytes` as little-endian 32-bit words (the last one padded with zeros), summed.
+fn sum_le_slice(bytes: &[u8]) -> u64 {
+    let mut words = bytes.chunks_exact(4);
+    let mut sum: u64 = (&mut words).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as u64).sum();
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut last = [0u8; 4];
+        last[..rest.len()].copy_from_slice(rest);
+        sum += u32::from_le_bytes(last) as u64;
+    }
+    sum
+}
+
+/// A sum of little-endian words folded to 16 bits (end-around carry).
+#[inline(always)]
+fn fold_le(mut sum: u64) -> u16 {
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
     sum as u16
+}
+
+/// The sum of the UDP pseudo-header (RFC 768; RFC 8200 §8.1) as little-endian words: both
+/// addresses (their order does not change it), the protocol and the UDP length.
+#[inline(always)]
+fn pseudo_header_sum(frame: &[u8], hit: &Hit) -> Option<u64> {
+    let l3 = hit.l3_offset();
+    let words = |w: &[u8]| -> u64 {
+        w.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as u64).sum()
+    };
+    let addresses = match hit.l3() {
+        L3Kind::V4 => words(frame.get(l3 + 12..)?.first_chunk::<8>()?),
+        L3Kind::V6 => words(frame.get(l3 + 8..)?.first_chunk::<32>()?),
+    };
+    let l4 = hit.l4_offset();
+    let udp_len = frame.get(l4 + 4..l4 + 6)?;
+    // The protocol as the 16-bit word [0, 17], read little-endian.
+    let rest = u16::from_le_bytes([udp_len[0], udp_len[1]]) as u64 + ((crate::wire::IPPROTO_UDP as u64) << 8);
+    Some(addresses + rest)
 }
 
 /// How many sessions a [`Sessions`] table of the data paths holds.
