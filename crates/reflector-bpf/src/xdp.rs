@@ -85,6 +85,18 @@ fn need(a: &mut Asm, base: Reg, n: i32, bounds: &[Reg], fail: Label) {
 
 /// The stack slot where the L3 dispatch keeps the IP version (4 or 6) for the late checks.
 const IP_VERSION_SLOT: i16 = -8;
+/// The stack slot that says whether the frame is a STAMP request (1) or not (0), for the
+/// redirecting program's receive time.
+const STAMP_SLOT: i16 = -24;
+/// The stack slot that keeps the context for the redirecting program's helper calls.
+const CTX_SLOT: i16 = -32;
+/// `BPF_FUNC_xdp_adjust_meta`.
+const BPF_FUNC_XDP_ADJUST_META: i32 = 54;
+/// `BPF_FUNC_ktime_get_tai_ns`.
+const BPF_FUNC_KTIME_GET_TAI_NS: i32 = 208;
+/// The bytes of XDP metadata the redirecting program puts in front of a STAMP request: its
+/// receive time, `bpf_ktime_get_tai_ns()` as a native-endian `u64` (CLOCK_TAI, nanoseconds).
+pub const STAMP_META_LEN: usize = 8;
 
 /// The program being generated: the assembler, the filter, and one label per reject reason
 /// (`r0 = reason; goto count`, or straight to pass without counters).
@@ -94,6 +106,8 @@ struct Gen<'a> {
     reasons: Vec<Label>,
     /// Hits are counted per signature (the reflecting program with counters).
     count_hits: bool,
+    /// STAMP requests get their receive time as metadata (the redirecting program, STAMP on).
+    stamp_meta: bool,
 }
 
 impl Gen<'_> {
@@ -110,6 +124,12 @@ impl Gen<'_> {
     /// `struct xdp_md`: data, data_end, data_meta, ingress_ifindex, rx_queue_index. r6 keeps
     /// the queue (to redirect) or, when hits are counted, the context (for the frame's length).
     fn context(&mut self) {
+        if self.stamp_meta {
+            // The receive time of a STAMP request needs the context for two helpers.
+            self.a.store(Size::DW, R10, CTX_SLOT, R1);
+            self.a.mov_imm(R0, 0);
+            self.a.store(Size::W, R10, STAMP_SLOT, R0);
+        }
         if self.count_hits {
             self.a.mov(R6, R1);
         } else {
@@ -315,6 +335,10 @@ impl Gen<'_> {
                 self.a.mov_imm(R0, Signature::Stamp as i32);
                 self.a.store(Size::W, R10, SIGNATURE_SLOT, R0);
             }
+            if self.stamp_meta {
+                self.a.mov_imm(R0, 1);
+                self.a.store(Size::W, R10, STAMP_SLOT, R0);
+            }
             self.a.goto(hit);
             self.a.place(not_stamp);
         }
@@ -445,6 +469,9 @@ impl Gen<'_> {
                 self.a.mov_imm(R0, XDP_TX);
             }
             OnHit::Redirect { xsk_map_fd } => {
+                if self.stamp_meta {
+                    self.stamp_receive_time();
+                }
                 // bpf_redirect_map(map, key, flags): the low bits of flags are the action when
                 // the queue has no socket in the map, so such frames go on to the stack.
                 self.a.load_map_fd(R1, xsk_map_fd);
@@ -454,6 +481,32 @@ impl Gen<'_> {
             }
         }
         self.a.exit();
+    }
+
+    /// A STAMP request's receive time, as XDP metadata in front of the frame
+    /// ([`STAMP_META_LEN`] bytes), which AF_XDP hands to the worker with it: the clock is read
+    /// first, then the metadata made room for. Where there is no room, the frame goes on
+    /// without it (the worker reads its own clock).
+    fn stamp_receive_time(&mut self) {
+        let a = &mut self.a;
+        let done = a.label();
+        a.load(Size::W, R0, R10, STAMP_SLOT);
+        a.jump_imm(Cond::Eq, R0, 0, done);
+        a.call(BPF_FUNC_KTIME_GET_TAI_NS);
+        a.mov(R9, R0);
+        a.load(Size::DW, R1, R10, CTX_SLOT);
+        a.mov_imm(R2, -(STAMP_META_LEN as i32));
+        a.call(BPF_FUNC_XDP_ADJUST_META);
+        a.jump_imm(Cond::Ne, R0, 0, done);
+        // The packet pointers are new after the adjustment: data_meta at 8, data at 0.
+        a.load(Size::DW, R1, R10, CTX_SLOT);
+        a.load(Size::W, R2, R1, 8);
+        a.load(Size::W, R3, R1, 0);
+        a.mov(R4, R2);
+        a.alu_imm(Alu::Add, R4, STAMP_META_LEN as i32);
+        a.jump_reg(Cond::Gt, R4, R3, done);
+        a.store(Size::DW, R2, 0, R9);
+        a.place(done);
     }
 
     /// The core's reflection, in place: the destination MAC becomes the source (which was
@@ -647,7 +700,8 @@ pub fn program(filter: &Filter, on_hit: OnHit, counters_fd: Option<i32>) -> Opti
     let mut a = Asm::default();
     let reasons = Reject::ALL.iter().map(|_| a.label()).collect();
     let count_hits = on_hit == OnHit::Reflect && counters_fd.is_some();
-    let mut g = Gen { a, filter, reasons, count_hits };
+    let stamp_meta = matches!(on_hit, OnHit::Redirect { .. }) && filter.stamp_port().is_some();
+    let mut g = Gen { a, filter, reasons, count_hits, stamp_meta };
     let (v4, v6, udp, hit) = (g.a.label(), g.a.label(), g.a.label(), g.a.label());
     g.context();
     g.ethernet();

@@ -310,7 +310,7 @@ fn walk<F: FnMut(&mut [u8], RxTime) -> bool>(
         // The kernel's receive timestamp (CLOCK_REALTIME, taken when the frame entered the
         // packet socket's receive path).
         let received = hdr.tp_sec as u64 * 1_000_000_000 + hdr.tp_nsec as u64;
-        if handle(&mut dst[..len], Some(received)) {
+        if handle(&mut dst[..len], RxTime::Utc(received)) {
             tx_slot.set_len(len as u32);
             tx_slot.hand_over(TP_STATUS_SEND_REQUEST);
             queued += 1;
@@ -384,7 +384,7 @@ mod tests {
         );
         assert_eq!(queued, 2);
         assert_eq!(seen.len(), 3, "the cut-short frame is never judged");
-        assert_eq!(times[0], Some(5_000_000_007), "the kernel's receive time goes with the frame");
+        assert_eq!(times[0], RxTime::Utc(5_000_000_007), "the kernel's receive time goes with the frame");
         // The tag is back in place, between the MACs and the EtherType.
         let mut want = frame(2, 60);
         want.splice(12..12, [0x88, 0xa8, 0x01, 0x23]);

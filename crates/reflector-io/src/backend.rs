@@ -17,10 +17,19 @@ pub struct Batch {
     pub rx_invalid: u64,
 }
 
-/// When the data path received a frame, in nanoseconds since the Unix epoch (UTC), if it
-/// knows: af-packet has the kernel's receive timestamp; `None` where only the worker's own
-/// clock reading can stand in (the worker reads it when it takes the frame).
-pub type RxTime = Option<u64>;
+/// When the data path received a frame, if it knows, in nanoseconds: af-packet has the
+/// kernel's receive timestamp (UTC), af-xdp the XDP program's for a STAMP request (TAI, which
+/// the worker turns into UTC with the kernel's TAI offset). Where it is [`RxTime::Unknown`],
+/// the worker's own clock reading stands in (taken when it takes the frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxTime {
+    /// No receive time.
+    Unknown,
+    /// Nanoseconds since the Unix epoch, UTC (CLOCK_REALTIME).
+    Utc(u64),
+    /// Nanoseconds of CLOCK_TAI.
+    Tai(u64),
+}
 
 /// A data path failure that ends the worker.
 #[derive(Debug, thiserror::Error)]

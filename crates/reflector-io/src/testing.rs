@@ -30,7 +30,7 @@ impl Backend for MemoryBackend {
         for _ in 0..self.batch.max(1) {
             let Some(mut frame) = self.rx.pop_front() else { break };
             batch.received += 1;
-            if handle(&mut frame, None) {
+            if handle(&mut frame, RxTime::Unknown) {
                 sent.push(frame);
             }
         }

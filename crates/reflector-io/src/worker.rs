@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use reflector_core::stamp::{ErrorEstimate, SessionTable, Sessions};
 use reflector_core::{Counters, DWELL_BUCKETS, Dwell, Filter, Reject, Signature, Stamping};
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, RxTime};
 
 /// How long a worker sleeps in the backend when idle before it looks at the stop flag.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
@@ -192,7 +192,7 @@ fn work<B: Backend>(
     // every second.
     let mut sessions: Box<Sessions> = Box::default();
     let mut clock = utc_now_ns;
-    let mut error = (Instant::now(), clock_error_estimate());
+    let mut clock_state = (Instant::now(), ClockState::read());
     let mut generation = cell.generation();
     let mut filter = cell.get();
     let mut pending_kernel_update = false;
@@ -226,15 +226,24 @@ fn work<B: Backend>(
                     first_frame = Some(Instant::now());
                 }
             }
-            let mut stamping =
-                Stamping { received, clock: &mut clock, error: error.1, sessions: &mut *sessions };
+            let received = match received {
+                RxTime::Unknown => None,
+                RxTime::Utc(t) => Some(t),
+                RxTime::Tai(t) => Some(t.saturating_sub(clock_state.1.tai_offset_ns)),
+            };
+            let mut stamping = Stamping {
+                received,
+                clock: &mut clock,
+                error: clock_state.1.error,
+                sessions: &mut *sessions,
+            };
             let verdict = filter.process(frame, &mut stamping);
             counters.record(frame.len(), &verdict);
             verdict.is_ok()
         })?;
         counters.stamp_sessions_evicted = sessions.evicted();
-        if error.0.elapsed() >= Duration::from_secs(1) {
-            error = (Instant::now(), clock_error_estimate());
+        if clock_state.0.elapsed() >= Duration::from_secs(1) {
+            clock_state = (Instant::now(), ClockState::read());
         }
         if batch.tx_error_packets > 0 {
             counters.record_tx_errors(batch.tx_error_packets, batch.tx_error_bytes);
@@ -261,18 +270,35 @@ fn utc_now_ns() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// The clock's error estimate for STAMP answers, from the kernel's synchronisation state.
-#[cfg(target_os = "linux")]
-pub fn clock_error_estimate() -> ErrorEstimate {
-    match reflector_sys::clock::state() {
-        Ok(s) => ErrorEstimate::new(s.synchronised, s.error_ns()),
-        Err(_) => ErrorEstimate::UNKNOWN,
+/// What a worker needs to know of the system clock for STAMP answers, read again every second.
+#[derive(Debug, Clone, Copy)]
+struct ClockState {
+    /// The error estimate answers carry.
+    error: ErrorEstimate,
+    /// TAI − UTC, in nanoseconds: what turns an XDP program's receive time into UTC.
+    tai_offset_ns: u64,
+}
+
+impl ClockState {
+    #[cfg(target_os = "linux")]
+    fn read() -> ClockState {
+        match reflector_sys::clock::state() {
+            Ok(s) => ClockState {
+                error: ErrorEstimate::new(s.synchronised, s.error_ns()),
+                tai_offset_ns: s.tai_offset_s.max(0) as u64 * 1_000_000_000,
+            },
+            Err(_) => ClockState { error: ErrorEstimate::UNKNOWN, tai_offset_ns: 0 },
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    fn read() -> ClockState {
+        ClockState { error: ErrorEstimate::UNKNOWN, tai_offset_ns: 0 }
     }
 }
-/// The clock's error estimate for STAMP answers: unknown where the state cannot be read.
-#[cfg(not(target_os = "linux"))]
+
+/// The clock's error estimate for STAMP answers, from the kernel's synchronisation state.
 pub fn clock_error_estimate() -> ErrorEstimate {
-    ErrorEstimate::UNKNOWN
+    ClockState::read().error
 }
 
 /// Where the worker threads run.

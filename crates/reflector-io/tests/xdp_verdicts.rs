@@ -211,3 +211,48 @@ fn a_broken_program_reports_the_verifier_log() {
     assert!(log.contains("invalid access to packet") && log.lines().count() > 1, "{log}");
     std::fs::remove_file(path).unwrap();
 }
+
+/// The redirecting program (af-xdp's) puts a STAMP request's receive time in front of it as
+/// XDP metadata: `BPF_PROG_TEST_RUN` hands back the metadata with the frame, so for every
+/// STAMP request the output is 8 bytes of CLOCK_TAI, between the readings taken around the
+/// run, then the frame unchanged; every other test packet comes back without metadata. (With
+/// no socket in the XSKMAP, the program passes the frame on.)
+#[test]
+#[ignore = "needs root (BPF)"]
+fn the_redirecting_program_stamps_stamp_requests_with_their_receive_time() {
+    require_root();
+    use reflector_bpf::xdp::STAMP_META_LEN;
+    let xsks = bpf::map_create(bpf::BPF_MAP_TYPE_XSKMAP, 4, 1, "test_xsks").unwrap();
+    let filter = reflector_testkit::stamp_filter();
+    let insns = program(&filter, OnHit::Redirect { xsk_map_fd: xsks.as_raw_fd() }, None).unwrap();
+    let prog = bpf::prog_load(&insns, "reflector_test").unwrap_or_else(|e| panic!("{e}"));
+    let (mut stamped, mut plain) = (0, 0);
+    let mut cases: Vec<_> = corpus().into_iter().filter(|c| c.filter == filter && c.expect.is_ok()).collect();
+    // The golden ITO frames, test packets for this filter too.
+    for mut case in reflector_testkit::golden().into_iter().filter(|c| c.filter == default_filter()) {
+        case.filter = filter.clone();
+        cases.push(case);
+    }
+    for case in &cases {
+        let before = reflector_sys::clock::tai_ns();
+        let run = bpf::prog_test_run(&prog, &case.bytes).unwrap();
+        let after = reflector_sys::clock::tai_ns();
+        assert_eq!(run.action as i32, XDP_PASS, "{}", case.name);
+        if case.expect == Ok(reflector_core::Signature::Stamp) {
+            assert_eq!(
+                run.frame.len(),
+                case.bytes.len() + STAMP_META_LEN,
+                "{}: metadata in front",
+                case.name
+            );
+            let t = u64::from_ne_bytes(run.frame[..8].try_into().unwrap());
+            assert!((before..=after).contains(&t), "{}: {t} not in {before}..={after}", case.name);
+            assert_eq!(run.frame[STAMP_META_LEN..], case.bytes[..], "{}", case.name);
+            stamped += 1;
+        } else {
+            assert_eq!(run.frame, case.bytes, "{}: no metadata", case.name);
+            plain += 1;
+        }
+    }
+    assert!(stamped >= 7 && plain >= 1, "{stamped} stamped, {plain} plain");
+}

@@ -45,6 +45,15 @@ pub fn state() -> SysResult<ClockState> {
     })
 }
 
+/// CLOCK_TAI now, in nanoseconds: the clock of an XDP program's `bpf_ktime_get_tai_ns()`.
+pub fn tai_ns() -> u64 {
+    // SAFETY: timespec is plain data; clock_gettime writes into the struct we own.
+    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a timespec we own; CLOCK_TAI exists since Linux 3.10.
+    unsafe { libc::clock_gettime(libc::CLOCK_TAI, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -211,7 +211,7 @@ impl<D: BpfDevice> Backend for BpfBackend<D> {
         let n = n.min(self.buf.len());
         let (dev, buf) = (&mut self.dev, &mut self.buf[..n]);
         let walk = walk_records(buf, self.layout, |frame| {
-            if handle(frame, None) && dev.write(frame).map_or(true, |w| w != frame.len()) {
+            if handle(frame, RxTime::Unknown) && dev.write(frame).map_or(true, |w| w != frame.len()) {
                 batch.tx_error_packets += 1;
                 batch.tx_error_bytes += frame.len() as u64;
             }

@@ -21,6 +21,7 @@ pub use reflector_sys::xdp::xsk::{FRAME_SIZE, MIN_SHARE, XskError, share};
 use reflector_sys::xdp::xsk::{UmemShare, XskRings, XskSocket};
 
 use crate::backend::{Backend, BackendError, Batch, RxTime};
+use reflector_bpf::xdp::STAMP_META_LEN;
 
 /// How often the kernel's drop counters are read.
 const STATS_EVERY: Duration = Duration::from_millis(100);
@@ -148,6 +149,20 @@ impl Backend for Xsk {
     }
 }
 
+/// The receive time the XDP program put in front of a STAMP request (CLOCK_TAI), if it did;
+/// the bytes are cleared once read, so a later frame in the same UMEM frame never finds a stale
+/// one (a frame without metadata reads as zero).
+#[inline(always)]
+fn take_receive_time(meta: &mut [u8; STAMP_META_LEN]) -> RxTime {
+    match u64::from_ne_bytes(*meta) {
+        0 => RxTime::Unknown,
+        tai => {
+            *meta = [0; STAMP_META_LEN];
+            RxTime::Tai(tai)
+        }
+    }
+}
+
 /// Sent frames back to the fill ring.
 fn recycle_completions(rings: &mut XskRings) {
     let mut n = 0;
@@ -184,8 +199,8 @@ fn reflect<F: FnMut(&mut [u8], RxTime) -> bool>(
             batch.rx_invalid += 1;
             continue;
         };
-        let hit = match umem.frame_mut(desc.addr, desc.len) {
-            Some(frame) => handle(frame, None),
+        let hit = match umem.frame_and_meta_mut::<STAMP_META_LEN>(desc.addr, desc.len) {
+            Some((meta, frame)) => handle(frame, meta.map_or(RxTime::Unknown, take_receive_time)),
             None => {
                 // Runs past the end of its frame.
                 batch.rx_invalid += 1;
@@ -242,6 +257,10 @@ mod tests {
         for i in 0..10u8 {
             let addr = free.pop().unwrap() + if i < 2 { 256 } else { 0 };
             kumem.write(addr, &[i; 60]);
+            if i == 0 {
+                // The XDP program's receive time in front of the first (a STAMP request's).
+                kumem.write(addr - 8, &12_345u64.to_ne_bytes());
+            }
             assert!(k.rx.push(XdpDesc { addr, len: 60, options: 0 }));
             delivered.push(addr);
         }
@@ -250,11 +269,16 @@ mod tests {
         assert!(k.rx.push(XdpDesc { addr: stray + F - 10, len: 60, options: 0 }), "past its end");
         k.rx.submit();
         // Even frames are reflected (first byte flipped), odd ones refused.
-        let (batch, queued) = reflect(&mut rings, &mut umem, &mut |f: &mut [u8], _: RxTime| {
+        let mut times = Vec::new();
+        let (batch, queued) = reflect(&mut rings, &mut umem, &mut |f: &mut [u8], t: RxTime| {
+            times.push(t);
             f[1] ^= 0xff;
             f[0].is_multiple_of(2)
         });
         assert_eq!((batch.received, batch.rx_invalid, queued), (12, 2, 5));
+        assert_eq!(times[0], RxTime::Tai(12_345), "the metadata's receive time");
+        assert!(times[1..].iter().all(|t| *t == RxTime::Unknown), "{times:?}");
+        assert_eq!(kumem.read(delivered[0] - 8, 8), vec![0; 8], "read once, then cleared");
         // The kernel sees five reflections on TX, in order, changed in place.
         let sent: Vec<XdpDesc> = std::iter::from_fn(|| k.tx.pop()).collect();
         k.tx.release();

@@ -191,6 +191,28 @@ impl UmemShare {
         // goes back on the fill or TX ring; `&mut self` keeps one view at a time.
         Some(unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), len as usize) })
     }
+
+    /// [`UmemShare::frame_mut`], with the `META` bytes in front of the frame (where an XDP
+    /// program's metadata lies): `None` for them when the frame starts less than `META` bytes
+    /// into its UMEM frame.
+    pub fn frame_and_meta_mut<const META: usize>(
+        &mut self,
+        addr: u64,
+        len: u32,
+    ) -> Option<(Option<&mut [u8; META]>, &mut [u8])> {
+        let start = self.frame_start(addr)?;
+        if addr + len as u64 > start + FRAME_SIZE as u64 {
+            return None;
+        }
+        let head = if addr - start >= META as u64 { META } else { 0 };
+        let from = addr as usize - head;
+        let ptr = self.map.range(from, head + len as usize)?;
+        // SAFETY: as in `frame_mut`; the bytes in front of the frame are inside the same UMEM
+        // frame (checked above), which is ours for as long as its descriptor is.
+        let whole = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), head + len as usize) };
+        let (meta, frame) = whole.split_at_mut(head);
+        Some((meta.try_into().ok(), frame))
+    }
 }
 
 /// Our sides of one socket's four rings.
@@ -496,5 +518,15 @@ mod tests {
         assert!(first.frame_mut(FRAME_SIZE as u64 - 10, 60).is_none(), "across a frame's end");
         assert!(first.frame_mut(u64::MAX - 10, 60).is_none());
         assert_eq!(first.frame_start(FRAME_SIZE as u64 + 7), Some(FRAME_SIZE as u64));
+        // The metadata in front of a frame: there when the frame starts far enough into its
+        // UMEM frame, and written where the frame's bytes are not.
+        let (meta, frame) = first.frame_and_meta_mut::<8>(256, 60).unwrap();
+        meta.expect("room in front").copy_from_slice(&7u64.to_ne_bytes());
+        frame[0] = 1;
+        assert_eq!(first.frame_mut(248, 9).unwrap(), [7, 0, 0, 0, 0, 0, 0, 0, 1]);
+        let (meta, frame) = first.frame_and_meta_mut::<8>(FRAME_SIZE as u64 + 4, 60).unwrap();
+        assert!(meta.is_none() && frame.len() == 60, "no room in front");
+        assert!(first.frame_and_meta_mut::<8>(span, 60).is_none());
+        assert!(first.frame_and_meta_mut::<8>(FRAME_SIZE as u64 - 10, 60).is_none());
     }
 }
