@@ -3,7 +3,7 @@
 //! "setsockopt(PACKET_RX_RING): Cannot allocate memory" rather than a bare errno.
 
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use crate::error::{SysError, SysResult};
@@ -27,7 +27,7 @@ pub fn socket(
 
 /// `setsockopt` with a plain-data value (`#[repr(C)]`, as the option expects).
 pub fn setsockopt<T: Copy>(
-    fd: &OwnedFd,
+    fd: impl AsFd,
     level: libc::c_int,
     name: libc::c_int,
     value: &T,
@@ -36,7 +36,7 @@ pub fn setsockopt<T: Copy>(
     // SAFETY: `value` points to a live `T` of the size passed; the kernel only reads it.
     let ret = unsafe {
         libc::setsockopt(
-            fd.as_raw_fd(),
+            fd.as_fd().as_raw_fd(),
             level,
             name,
             (value as *const T).cast(),

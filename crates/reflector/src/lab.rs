@@ -263,7 +263,8 @@ fn probe(
 ) -> anyhow::Result<(crate::probe::Tally, String)> {
     let probe_args = ProbeArgs {
         iface: "vb".into(),
-        dst_mac: REFLECTOR_MAC,
+        dst_mac: Some(REFLECTOR_MAC),
+        stamp: false,
         dst_ip: None,
         src_ip: None,
         src_mac: None,
@@ -273,7 +274,7 @@ fn probe(
         duration: Some(args.duration),
         sig: Signature::ProbeOt,
         mode: Mode::All,
-        port: reflector_core::DEFAULT_PORT,
+        port: None,
         wait: Duration::from_millis(500),
         json: args.json,
     };

@@ -31,6 +31,7 @@ mod report;
 #[cfg(unix)]
 mod run;
 mod settings;
+mod stamp_probe;
 mod stats;
 #[cfg(unix)]
 mod tui;

@@ -21,9 +21,14 @@ use reflector_sys::iface::IfaceInfo;
 pub struct ProbeArgs {
     /// Interface to send from.
     pub iface: String,
-    /// The reflector's MAC address.
-    #[arg(long, value_name = "MAC", value_parser = parse_mac)]
-    pub dst_mac: MacAddr,
+    /// The reflector's MAC address (not with --stamp).
+    #[arg(long, value_name = "MAC", value_parser = parse_mac, required_unless_present = "stamp")]
+    pub dst_mac: Option<MacAddr>,
+    /// Speak STAMP (RFC 8762) over a UDP socket to --dst-ip and --port (default 862): report
+    /// the round trip, the reflector's dwell, one-way delays and, against a stateful
+    /// reflector, the loss per direction.
+    #[arg(long, conflicts_with_all = ["dst_mac", "src_mac", "sig", "mode"])]
+    pub stamp: bool,
     /// The reflector's IP address (IPv4 or IPv6) [default: 192.0.2.1, or 2001:db8::1 with an
     /// IPv6 --src-ip].
     #[arg(long, value_name = "IP")]
@@ -55,9 +60,9 @@ pub struct ProbeArgs {
     /// What the reflector swaps (all, mac-ip, mac): reflections must come back that way.
     #[arg(long, default_value = "all", value_parser = parse_mode)]
     pub mode: Mode,
-    /// The reflector's UDP test port.
-    #[arg(long, default_value_t = reflector_core::DEFAULT_PORT)]
-    pub port: u16,
+    /// The reflector's UDP test port [default: 3842, or 862 with --stamp].
+    #[arg(long)]
+    pub port: Option<u16>,
     /// Seconds to wait for late reflections after the last probe.
     #[arg(long, value_name = "SECS", default_value = "1", value_parser = crate::input::parse_secs)]
     pub wait: Duration,
@@ -166,9 +171,11 @@ impl Prober {
     /// Checks the arguments and opens the socket (in the calling thread's namespace).
     pub fn open(args: &ProbeArgs) -> anyhow::Result<Prober> {
         let iface = crate::interface::usable_interface(&args.iface)?;
-        if args.dst_mac.is_group() || args.dst_mac.is_zero() {
-            return Err(UsageError(format!("--dst-mac {} is not a unicast address", args.dst_mac)).into());
+        let dst_mac = args.dst_mac.ok_or_else(|| UsageError("--dst-mac is required".into()))?;
+        if dst_mac.is_group() || dst_mac.is_zero() {
+            return Err(UsageError(format!("--dst-mac {dst_mac} is not a unicast address")).into());
         }
+        let dst_port = args.port.unwrap_or(reflector_core::DEFAULT_PORT);
         let (src_ip, dst_ip) = addresses(args, &iface)?;
         let (src_mac, promiscuous) = source_mac(args, &iface)?;
         // Hold a UDP port on our side: it names our probes, and the host's stack then does not
@@ -182,11 +189,11 @@ impl Prober {
         let src_port = port.local_addr().context("cannot read the reserved port")?.port();
         let config = ProbeConfig {
             src_mac,
-            dst_mac: args.dst_mac,
+            dst_mac,
             src_ip,
             dst_ip,
             src_port,
-            dst_port: args.port,
+            dst_port,
             signature: args.sig,
             size: args.size,
             mode: args.mode,
@@ -208,13 +215,13 @@ impl Prober {
         let description = format!(
             "{} -> {} on {} ({} {}:{} -> {}:{}), {} bytes, {}, expecting mode {}",
             src_mac,
-            args.dst_mac,
+            dst_mac,
             args.iface,
             args.sig.bytes().map_or("", |b| std::str::from_utf8(b).unwrap_or("")).trim_end(),
             src_ip,
             src_port,
             dst_ip,
-            args.port,
+            dst_port,
             args.size,
             if args.rate == 0 { "as fast as possible".to_string() } else { format!("{} pps", args.rate) },
             args.mode.name(),

@@ -144,3 +144,83 @@ fn xdp_tx_refuses_stamp_with_a_clear_error() {
     assert!(stderr.contains("--backend xdp-tx does not answer STAMP yet"), "{stderr}");
     assert!(!pair.xdp_attached(), "no program left behind");
 }
+
+/// Runs `reflector probe vb --stamp ARGS --json` in the tester namespace; its report.
+fn stamp_probe(pair: &NetnsPair, args: &[&str]) -> serde_json::Value {
+    let mut full = vec!["30", "ip", "netns", "exec", &pair.tester_ns, env!("CARGO_BIN_EXE_reflector")];
+    full.extend_from_slice(&["probe", "vb", "--stamp", "--json"]);
+    full.extend_from_slice(args);
+    let out = Command::new("timeout").args(&full).output().expect("probe runs");
+    assert!(out.status.success(), "probe: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("one JSON report")
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn probe_stamp_measures_against_stamp_suites_reflector_and_ours() {
+    require_live!();
+    let pair = NetnsPair::with_mtu(1500);
+    // stamp-suite's own reflector, on the reflector's side.
+    let mut theirs = Command::new("timeout")
+        .args(["20", "ip", "netns", "exec", &pair.reflector_ns])
+        .arg(stamp_suite())
+        .args(["-i", "-S", "192.0.2.1", "-o", "862"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let before = now();
+    let report = stamp_probe(&pair, &["--dst-ip", "192.0.2.1", "--count", "500", "--rate", "2000"]);
+    let _ = theirs.kill();
+    let _ = theirs.wait();
+    assert_eq!((report["sent"].as_u64(), report["received"].as_u64()), (Some(500), Some(500)), "{report}");
+    assert_eq!(report["lost"], 0);
+    // The round trip holds the reflector's dwell; both are positive and below a second.
+    let (rtt, dwell) = (&report["rtt_us"], &report["reflector_dwell_us"]);
+    assert!(rtt["min"].as_f64().unwrap() > 0.0 && rtt["max"].as_f64().unwrap() < 1e6, "{report}");
+    assert!(
+        dwell["min"].as_f64().unwrap() >= 0.0 && dwell["p50"].as_f64() <= rtt["p50"].as_f64(),
+        "{report}"
+    );
+    assert_eq!(report["ttl_at_reflector"], 64, "{report}");
+    assert!(report["elapsed_s"].as_f64().unwrap() < now() - before + 1.0);
+
+    // Ours, stateful, PTP timestamps, over IPv6: answered in full, the reflector's clock and
+    // format read from its error estimate.
+    let reflector = pair.start_reflector_on(
+        Some("af-packet"),
+        &["--sig", "stamp", "--stamp-sequence", "stateful", "--stamp-timestamps", "ptp", "--stats", "json"],
+    );
+    let report = stamp_probe(&pair, &["--dst-ip", "2001:db8::1", "--count", "300", "--size", "300"]);
+    assert_eq!(report["received"], 300, "{report}");
+    assert_eq!(report["reflector_clock"]["format"], "ptp", "{report}");
+    // Nothing lost on the way out: a stateful reflector's numbers equal ours, and per-direction
+    // loss cannot be told from a stateless one's.
+    assert!(report["lost_forward"].is_null(), "{report}");
+    let clock = reflector_sys::clock::state().unwrap();
+    assert_eq!(report["reflector_clock"]["synchronised"], clock.synchronised, "{report}");
+    assert_eq!(report["clocks_synchronised"], clock.synchronised, "{report}");
+    let (status, lines) = reflector.signal_and_wait("INT");
+    assert!(status.success());
+    assert_eq!(summary(&lines)["by_signature"]["stamp"], 300);
+}
+
+#[test]
+fn probe_stamp_refuses_what_it_does_not_use_in_one_line() {
+    for (args, message) in [
+        (&["probe", "lo", "--stamp", "--dst-mac", "02:00:00:00:00:01"][..], "cannot be used with"),
+        (&["probe", "lo", "--stamp", "--sig", "RFC2544"][..], "cannot be used with"),
+        (
+            &["probe", "lo", "--stamp", "--size", "80"][..],
+            "too small for a STAMP packet over IPv4 (minimum 90)",
+        ),
+        (&["probe", "lo"][..], "--dst-mac"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_reflector")).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
