@@ -47,7 +47,11 @@ pub const R10: Reg = Reg(10);
 // Opcode parts (linux/bpf_common.h, linux/bpf.h).
 const LD: u8 = 0x00;
 const LDX: u8 = 0x01;
+const ST: u8 = 0x02;
 const STX: u8 = 0x03;
+const ATOMIC: u8 = 0xc0;
+/// `BPF_ADD | BPF_FETCH`: an atomic add that returns the old value in the source register.
+const FETCH_ADD: i32 = 0x01;
 const JMP: u8 = 0x05;
 const JMP32: u8 = 0x06;
 const ALU64: u8 = 0x07;
@@ -93,6 +97,10 @@ pub enum Alu {
     Add = 0x00,
     /// dst -= src
     Sub = 0x10,
+    /// dst *= src
+    Mul = 0x20,
+    /// dst /= src (unsigned)
+    Div = 0x30,
     /// dst |= src
     Or = 0x40,
     /// dst &= src
@@ -101,6 +109,10 @@ pub enum Alu {
     Lsh = 0x60,
     /// dst >>= src
     Rsh = 0x70,
+    /// dst %= src (unsigned)
+    Mod = 0x90,
+    /// dst ^= src
+    Xor = 0xa0,
     /// dst = src
     Mov = 0xb0,
 }
@@ -120,6 +132,8 @@ pub enum Cond {
     Ne = 0x50,
     /// <
     Lt = 0xa0,
+    /// <=
+    Le = 0xb0,
 }
 
 /// A jump target.
@@ -164,6 +178,20 @@ impl Asm {
     /// `*(size *)(dst + off) = src`.
     pub fn store(&mut self, size: Size, dst: Reg, off: i16, src: Reg) {
         self.push(STX | MEM | size.bits(), dst, src, off, 0);
+    }
+    /// `*(size *)(dst + off) = imm`.
+    pub fn store_imm(&mut self, size: Size, dst: Reg, off: i16, imm: i32) {
+        self.push(ST | MEM | size.bits(), dst, Reg(0), off, imm);
+    }
+    /// `src = atomic_fetch_add((size *)(dst + off), src)`: adds `src` to memory and returns the
+    /// value before in `src` (W or DW).
+    pub fn atomic_fetch_add(&mut self, size: Size, dst: Reg, off: i16, src: Reg) {
+        self.push(STX | ATOMIC | size.bits(), dst, src, off, FETCH_ADD);
+    }
+    /// `dst = imm` for any 64-bit value (a 64-bit immediate load, two instruction slots).
+    pub fn load_imm64(&mut self, dst: Reg, value: u64) {
+        self.push(LD | DW | IMM, dst, Reg(0), 0, value as u32 as i32);
+        self.push(0, Reg(0), Reg(0), 0, (value >> 32) as u32 as i32);
     }
     /// 64-bit `dst op= imm`.
     pub fn alu_imm(&mut self, op: Alu, dst: Reg, imm: i32) {
@@ -274,6 +302,23 @@ mod tests {
         assert_eq!(p[3], Insn { code: 0xb7, regs: 0x00, off: 0, imm: 2 });
         assert_eq!(p[4], Insn { code: 0x95, regs: 0, off: 0, imm: 0 });
         assert_eq!(std::mem::size_of::<Insn>(), 8);
+        // The encodings the STAMP answer adds: a division by an immediate, an atomic fetch-add,
+        // a store of an immediate, a 64-bit immediate, and a jump back.
+        let mut a = Asm::default();
+        let top = a.label();
+        a.place(top);
+        a.alu_imm(Alu::Div, R1, 1_000_000_000); // r1 /= 1000000000
+        a.atomic_fetch_add(Size::W, R0, 0, R1); // r1 = atomic_fetch_add((u32 *)(r0 + 0), r1)
+        a.store_imm(Size::H, R9, 36, 0); // *(u16 *)(r9 + 36) = 0
+        a.load_imm64(R2, 0x1_0000_0002); // r2 = 0x100000002 ll
+        a.jump_imm(Cond::Lt, R2, 3, top); // if r2 < 3 goto -6
+        let p = a.finish().unwrap();
+        assert_eq!(p[0], Insn { code: 0x37, regs: 0x01, off: 0, imm: 1_000_000_000 });
+        assert_eq!(p[1], Insn { code: 0xc3, regs: 0x10, off: 0, imm: 1 });
+        assert_eq!(p[2], Insn { code: 0x6a, regs: 0x09, off: 36, imm: 0 });
+        assert_eq!(p[3], Insn { code: 0x18, regs: 0x02, off: 0, imm: 2 });
+        assert_eq!(p[4], Insn { code: 0x00, regs: 0x00, off: 0, imm: 1 });
+        assert_eq!(p[5], Insn { code: 0xa5, regs: 0x02, off: -6, imm: 3 });
         let mut a = Asm::default();
         let never = a.label();
         a.goto(never);

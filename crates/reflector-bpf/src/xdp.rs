@@ -46,12 +46,39 @@ pub enum OnHit {
     /// `BPF_PROG_TEST_RUN`).
     ReturnTx,
     /// Reflect the frame in place as the filter's mode says, as the core does, and return
-    /// [`XDP_TX`]: the driver sends it back out of the interface it came in on.
-    Reflect,
+    /// [`XDP_TX`]: the driver sends it back out of the interface it came in on. A STAMP request
+    /// is answered in full with the maps in `stamp` (a filter with STAMP on needs them).
+    Reflect {
+        /// The maps of the STAMP answer.
+        stamp: Option<StampMaps>,
+    },
 }
+
+/// The maps the reflecting program answers STAMP requests with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StampMaps {
+    /// An array of one [`STAMP_CLOCK_LEN`]-byte entry that userspace keeps current: TAI − UTC
+    /// in nanoseconds (`u64`), then the clock's error estimate (its 16 bits in a `u64`), both
+    /// native-endian.
+    pub clock_fd: i32,
+    /// An LRU hash of the sessions of stateful mode: [`SESSION_KEY_LEN`]-byte keys (both
+    /// addresses, an IPv4 one in the first 4 of its 16 bytes, then the ports as on the wire, the
+    /// SSID, 2 zero bytes), [`SESSION_VALUE_LEN`]-byte values (the next sequence number as a
+    /// `u32`, 4 zero bytes, when last seen as CLOCK_TAI nanoseconds).
+    pub sessions_fd: i32,
+}
+
+/// The value size of [`StampMaps::clock_fd`].
+pub const STAMP_CLOCK_LEN: u32 = 16;
+/// The key size of [`StampMaps::sessions_fd`].
+pub const SESSION_KEY_LEN: u32 = 40;
+/// The value size of [`StampMaps::sessions_fd`].
+pub const SESSION_VALUE_LEN: u32 = 16;
 
 /// `BPF_FUNC_map_lookup_elem`.
 const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
+/// `BPF_FUNC_map_update_elem`.
+const BPF_FUNC_MAP_UPDATE_ELEM: i32 = 2;
 /// `BPF_FUNC_xdp_get_buff_len`.
 const BPF_FUNC_XDP_GET_BUFF_LEN: i32 = 188;
 
@@ -62,8 +89,11 @@ const BPF_FUNC_XDP_GET_BUFF_LEN: i32 = 188;
 pub const HITS: u32 = Reject::COUNT as u32;
 /// Where the reflecting program counts the bytes it reflected.
 pub const REFLECTED_BYTES: u32 = HITS + Signature::COUNT as u32;
+/// Where the reflecting program counts STAMP requests it could not answer (and passed on to
+/// the stack): TX errors, for userspace.
+pub const UNANSWERED: u32 = REFLECTED_BYTES + 1;
 /// Entries of the reflecting program's counters map.
-pub const REFLECT_COUNTERS: u32 = REFLECTED_BYTES + 1;
+pub const REFLECT_COUNTERS: u32 = UNANSWERED + 1;
 /// The stack slot where a hit keeps its signature's index for the counters.
 const SIGNATURE_SLOT: i16 = -16;
 
@@ -97,6 +127,29 @@ const BPF_FUNC_KTIME_GET_TAI_NS: i32 = 208;
 /// The bytes of XDP metadata the redirecting program puts in front of a STAMP request: its
 /// receive time, `bpf_ktime_get_tai_ns()` as a native-endian `u64` (CLOCK_TAI, nanoseconds).
 pub const STAMP_META_LEN: usize = 8;
+/// Stack slots of the reflecting program's STAMP answer: the IP header pointer, the receive
+/// time (TAI), the clock map's key, TAI − UTC, the error estimate, the sequence number (wire
+/// order), the payload length, the old payload sum, the pseudo-header sum, the session key (40
+/// bytes) and value (16).
+const IP_SLOT: i16 = -40;
+const T2_SLOT: i16 = -48;
+const KEY_SLOT: i16 = -52;
+const OFFSET_SLOT: i16 = -64;
+const ERROR_SLOT: i16 = -72;
+const SEQ_SLOT: i16 = -76;
+const PAYLEN_SLOT: i16 = -88;
+const OLD_SUM_SLOT: i16 = -96;
+const PSEUDO_SLOT: i16 = -104;
+const SESSION_KEY_SLOT: i16 = -144;
+const SESSION_VALUE_SLOT: i16 = -160;
+/// Whether the request's checksum was left for offload (1) or not (0).
+const PARTIAL_SLOT: i16 = -164;
+/// The longest UDP datagram (IPv6) whose checksum the reflecting program computes whole, for a
+/// request whose checksum was left for offload (a sender on the same host): the verifier walks
+/// the summing loop once per word for every way into it, and 512 bytes is what fits its budget
+/// here (1460 does not). A longer one is not answered (counted with the TX errors:
+/// [`UNANSWERED`]).
+pub const MAX_SUM_BYTES: i32 = 512;
 
 /// The program being generated: the assembler, the filter, and one label per reject reason
 /// (`r0 = reason; goto count`, or straight to pass without counters).
@@ -108,6 +161,10 @@ struct Gen<'a> {
     count_hits: bool,
     /// STAMP requests get their receive time as metadata (the redirecting program, STAMP on).
     stamp_meta: bool,
+    /// STAMP requests are answered in full with these maps (the reflecting program, STAMP on).
+    stamp_answer: Option<StampMaps>,
+    /// The counters map, when there is one.
+    counters_fd: Option<i32>,
 }
 
 impl Gen<'_> {
@@ -124,7 +181,7 @@ impl Gen<'_> {
     /// `struct xdp_md`: data, data_end, data_meta, ingress_ifindex, rx_queue_index. r6 keeps
     /// the queue (to redirect) or, when hits are counted, the context (for the frame's length).
     fn context(&mut self) {
-        if self.stamp_meta {
+        if self.stamp_meta || self.stamp_answer.is_some() {
             // The receive time of a STAMP request needs the context for two helpers.
             self.a.store(Size::DW, R10, CTX_SLOT, R1);
             self.a.mov_imm(R0, 0);
@@ -330,14 +387,24 @@ impl Gen<'_> {
             self.a.load(Size::H, R0, R9, 2);
             self.a.jump32_imm(Cond::Ne, R0, le16(port.to_be_bytes()), not_stamp);
             self.need(R9, UDP_HEADER_LEN + stamp::MIN_LEN, &[R5], self.r(Reject::StampLength));
+            // For the verifier (the IP packet ends inside the frame).
+            self.need(R9, UDP_HEADER_LEN + stamp::MIN_LEN, &[R8], self.r(Reject::StampLength));
             self.a.alu_imm(Alu::Add, R9, UDP_HEADER_LEN as i32);
             if self.count_hits {
                 self.a.mov_imm(R0, Signature::Stamp as i32);
                 self.a.store(Size::W, R10, SIGNATURE_SLOT, R0);
             }
-            if self.stamp_meta {
+            if self.stamp_meta || self.stamp_answer.is_some() {
                 self.a.mov_imm(R0, 1);
                 self.a.store(Size::W, R10, STAMP_SLOT, R0);
+            }
+            if self.stamp_answer.is_some() {
+                // The receive time, as early as the request is known to be one (the call
+                // clobbers r1-r5: the IP header pointer is kept on the stack).
+                self.a.store(Size::DW, R10, IP_SLOT, R4);
+                self.a.call(BPF_FUNC_KTIME_GET_TAI_NS);
+                self.a.store(Size::DW, R10, T2_SLOT, R0);
+                self.a.load(Size::DW, R4, R10, IP_SLOT);
             }
             self.a.goto(hit);
             self.a.place(not_stamp);
@@ -461,8 +528,23 @@ impl Gen<'_> {
     fn on_hit(&mut self, on_hit: OnHit, counters_fd: Option<i32>) {
         match on_hit {
             OnHit::ReturnTx => self.a.mov_imm(R0, XDP_TX),
-            OnHit::Reflect => {
-                self.reflect();
+            OnHit::Reflect { .. } => {
+                if let Some(maps) = self.stamp_answer {
+                    let not_stamp = self.a.label();
+                    self.a.load(Size::W, R0, R10, STAMP_SLOT);
+                    self.a.jump_imm(Cond::Eq, R0, 0, not_stamp);
+                    self.stamp_answer(maps);
+                    // The answer goes to the sender's port whatever the mode (RFC 8762 §4.3).
+                    self.a.load(Size::DW, R4, R10, IP_SLOT);
+                    self.reflect(reflector_core::Mode::All);
+                    if let Some(fd) = counters_fd.filter(|_| self.count_hits) {
+                        self.count_hit(fd);
+                    }
+                    self.a.mov_imm(R0, XDP_TX);
+                    self.a.exit();
+                    self.a.place(not_stamp);
+                }
+                self.reflect(self.filter.mode());
                 if let Some(fd) = counters_fd.filter(|_| self.count_hits) {
                     self.count_hit(fd);
                 }
@@ -481,6 +563,168 @@ impl Gen<'_> {
             }
         }
         self.a.exit();
+    }
+
+    /// The Session-Reflector packet of RFC 8762 §4.3 written over a STAMP request, as the
+    /// core's `stamp::respond` writes it: the sequence number (the sender's, or the session's
+    /// from the LRU map), the transmit time T3 read last, the error estimate and TAI − UTC from
+    /// the clock map, the receive time T2 read when the request was recognised, the sender's
+    /// fields, its TTL, zeros; then the UDP checksum, updated as RFC 1624 says, or computed
+    /// whole when the request's was left for offload (it holds the pseudo-header's sum). Sums
+    /// are taken over little-endian words, as the core's are. On entry r4 is the IP header and
+    /// r9 the payload (at least 41 bytes, checked against the frame's end).
+    fn stamp_answer(&mut self, maps: StampMaps) {
+        let stateful = self.filter.stamp_sequence() == stamp::SequenceMode::Stateful;
+        let ptp = self.filter.stamp_timestamps() == stamp::TimestampFormat::Ptp;
+        let counters_fd = self.counters_fd;
+        let a = &mut self.a;
+        let (fail, unanswered) = (a.label(), a.label());
+        a.store(Size::DW, R10, IP_SLOT, R4);
+        // Was the request's checksum left for offload (the field holds the pseudo-header's
+        // sum)? Then IPv6 needs the datagram summed whole: one too long for that is not
+        // answered, and is found so before anything is written.
+        let (whole, not_partial, known) = (a.label(), a.label(), a.label());
+        stamp_pseudo_sum(a);
+        a.store(Size::DW, R10, PSEUDO_SLOT, R3);
+        fold16(a, R3, R2);
+        a.load(Size::H, R1, R9, -2);
+        a.jump_reg(Cond::Ne, R1, R3, not_partial);
+        a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+        a.jump_imm(Cond::Ne, R0, 6, whole);
+        a.load(Size::H, R2, R9, -4);
+        a.to_be(R2, 16);
+        a.alu_imm(Alu::And, R2, 0xffff);
+        a.jump_imm(Cond::Gt, R2, MAX_SUM_BYTES, unanswered);
+        a.place(whole);
+        a.store_imm(Size::W, R10, PARTIAL_SLOT, 1);
+        a.goto(known);
+        a.place(not_partial);
+        a.store_imm(Size::W, R10, PARTIAL_SLOT, 0);
+        a.place(known);
+        for r in [R0, R1, R2, R3, R4] {
+            a.mov_imm(r, 0);
+        }
+        // The clock map's only entry: TAI − UTC and the error estimate.
+        a.store_imm(Size::W, R10, KEY_SLOT, 0);
+        a.load_map_fd(R1, maps.clock_fd);
+        a.mov(R2, R10);
+        a.alu_imm(Alu::Add, R2, KEY_SLOT as i32);
+        a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
+        a.jump_imm(Cond::Eq, R0, 0, fail);
+        a.load(Size::DW, R1, R0, 0);
+        a.store(Size::DW, R10, OFFSET_SLOT, R1);
+        a.load(Size::DW, R1, R0, 8);
+        a.store(Size::DW, R10, ERROR_SLOT, R1);
+        if stateful {
+            stamp_session_sequence(a, maps.sessions_fd);
+        }
+        // The payload's length, and the sum of its first 44 bytes (or all of a shorter one).
+        a.load(Size::H, R1, R9, -4);
+        a.to_be(R1, 16);
+        a.alu_imm(Alu::And, R1, 0xffff);
+        a.alu_imm(Alu::Add, R1, -(UDP_HEADER_LEN as i32));
+        a.store(Size::DW, R10, PAYLEN_SLOT, R1);
+        stamp_payload_sum(a);
+        a.store(Size::DW, R10, OLD_SUM_SLOT, R3);
+        // The sender's sequence number, timestamp and error estimate to 24..38, zeros at 38.
+        for at in [0i16, 4, 8] {
+            a.load(Size::W, R1, R9, at);
+            a.store(Size::W, R9, 24 + at, R1);
+        }
+        a.load(Size::H, R1, R9, 12);
+        a.store(Size::H, R9, 36, R1);
+        a.store_imm(Size::H, R9, 38, 0);
+        // The TTL / hop limit the request came with, then zeros through byte 43 where the
+        // payload has them.
+        let (v6, ttl) = (a.label(), a.label());
+        a.load(Size::DW, R4, R10, IP_SLOT);
+        a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+        a.jump_imm(Cond::Eq, R0, 6, v6);
+        a.load(Size::B, R1, R4, 8);
+        a.goto(ttl);
+        a.place(v6);
+        a.load(Size::B, R1, R4, 7);
+        a.place(ttl);
+        a.store(Size::B, R9, 40, R1);
+        a.mov_imm(R1, 0);
+        let zeroed = a.label();
+        // (`need` takes r2: the length is in r0.)
+        a.load(Size::DW, R0, R10, PAYLEN_SLOT);
+        for at in 41..44i16 {
+            a.jump_imm(Cond::Lt, R0, at as i32 + 1, zeroed);
+            need(a, R9, at as i32 + 1, &[R8], zeroed);
+            a.store_imm(Size::B, R9, at, 0);
+        }
+        a.place(zeroed);
+        a.mov_imm(R0, 0);
+        a.mov_imm(R2, 0);
+        if stateful {
+            a.load(Size::W, R1, R10, SEQ_SLOT);
+            a.store(Size::W, R9, 0, R1);
+        }
+        a.load(Size::DW, R1, R10, ERROR_SLOT);
+        if ptp {
+            a.alu_imm(Alu::Or, R1, 0x4000);
+        }
+        a.to_be(R1, 16);
+        a.store(Size::H, R9, 12, R1);
+        // T2, then T3 read as late as the answer allows.
+        a.load(Size::DW, R0, R10, T2_SLOT);
+        stamp_timestamp(a, ptp, 16);
+        a.call(BPF_FUNC_KTIME_GET_TAI_NS);
+        stamp_timestamp(a, ptp, 4);
+        // The checksum.
+        let (done, partial, store) = (a.label(), a.label(), a.label());
+        a.load(Size::W, R0, R10, PARTIAL_SLOT);
+        a.jump_imm(Cond::Ne, R0, 0, partial);
+        a.load(Size::H, R1, R9, -2);
+        a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+        let not_v4_zero = a.label();
+        a.jump_imm(Cond::Eq, R0, 6, not_v4_zero);
+        a.jump_imm(Cond::Eq, R1, 0, done);
+        a.place(not_v4_zero);
+        // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'); r5 gathers it.
+        a.alu_imm(Alu::Xor, R1, 0xffff);
+        a.mov(R5, R1);
+        a.load(Size::DW, R3, R10, OLD_SUM_SLOT);
+        fold16(a, R3, R2);
+        a.alu_imm(Alu::Xor, R3, 0xffff);
+        a.alu_reg(Alu::Add, R5, R3);
+        stamp_payload_sum(a);
+        fold16(a, R3, R2);
+        a.alu_reg(Alu::Add, R5, R3);
+        a.mov(R3, R5);
+        a.goto(store);
+        // Left for offload: IPv4 goes without a checksum (0, RFC 768); IPv6 gets it whole, over
+        // the datagram with its checksum field zero and the pseudo-header.
+        a.place(partial);
+        a.store_imm(Size::H, R9, -2, 0);
+        a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+        a.jump_imm(Cond::Ne, R0, 6, done);
+        stamp_datagram_sum(a, unanswered);
+        a.load(Size::DW, R1, R10, PSEUDO_SLOT);
+        a.alu_reg(Alu::Add, R3, R1);
+        a.place(store);
+        fold16(a, R3, R2);
+        a.alu_imm(Alu::Xor, R3, 0xffff);
+        let nonzero = a.label();
+        a.jump_imm(Cond::Ne, R3, 0, nonzero);
+        a.mov_imm(R3, 0xffff);
+        a.place(nonzero);
+        a.store(Size::H, R9, -2, R3);
+        a.goto(done);
+        // Not answered: the clock map's entry was not there (it always is), or an IPv6
+        // datagram too long to sum. The frame goes on to the stack, counted as a reflection
+        // that could not be sent.
+        a.place(fail);
+        a.place(unanswered);
+        if let Some(fd) = counters_fd {
+            a.mov_imm(R0, UNANSWERED as i32);
+            add_to(a, fd, None);
+        }
+        a.mov_imm(R0, XDP_PASS);
+        a.exit();
+        a.place(done);
     }
 
     /// A STAMP request's receive time, as XDP metadata in front of the frame
@@ -515,7 +759,7 @@ impl Gen<'_> {
     /// valid. On entry r4 is the IP header and r9 the UDP payload (as the late checks left
     /// them), the IP version in its stack slot; every byte written was read by a check before,
     /// so the verifier knows it is inside the frame.
-    fn reflect(&mut self) {
+    fn reflect(&mut self, mode: reflector_core::Mode) {
         let mac = self.filter.local_mac().0;
         let a = &mut self.a;
         a.load(Size::W, R0, R7, 6);
@@ -526,7 +770,7 @@ impl Gen<'_> {
         a.store(Size::W, R7, 6, R0);
         a.mov_imm(R0, le16([mac[4], mac[5]]) as i32);
         a.store(Size::H, R7, 10, R0);
-        if self.filter.mode() == reflector_core::Mode::Mac {
+        if mode == reflector_core::Mode::Mac {
             return;
         }
         let (v6, ports) = (a.label(), a.label());
@@ -547,7 +791,7 @@ impl Gen<'_> {
             a.store(Size::W, R4, 24 + 4 * word, R0);
         }
         a.place(ports);
-        if self.filter.mode() == reflector_core::Mode::All {
+        if mode == reflector_core::Mode::All {
             // The ports, 8 and 6 bytes before the payload.
             a.load(Size::H, R0, R9, -8);
             a.load(Size::H, R1, R9, -6);
@@ -556,25 +800,9 @@ impl Gen<'_> {
         }
     }
 
-    /// Adds 1, or `value` (a register the helper call keeps: r6-r9), to the entry of the
-    /// per-CPU counters map `fd` whose index is in r0.
+    /// Adds 1, or `value`, to the entry at r0 of the per-CPU counters map `fd` ([`add_to`]).
     fn add_to(&mut self, fd: i32, value: Option<Reg>) {
-        let a = &mut self.a;
-        let skip = a.label();
-        a.store(Size::W, R10, -4, R0);
-        a.load_map_fd(R1, fd);
-        a.mov(R2, R10);
-        a.alu_imm(Alu::Add, R2, -4);
-        a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
-        a.jump_imm(Cond::Eq, R0, 0, skip);
-        // A per-CPU entry: only this CPU writes it, so no atomic is needed.
-        a.load(Size::DW, R1, R0, 0);
-        match value {
-            Some(v) => a.alu_reg(Alu::Add, R1, v),
-            None => a.alu_imm(Alu::Add, R1, 1),
-        }
-        a.store(Size::DW, R0, 0, R1);
-        a.place(skip);
+        add_to(&mut self.a, fd, value);
     }
 
     /// A reflected frame counted: its signature's entry, and its bytes.
@@ -614,6 +842,237 @@ impl Gen<'_> {
         a.place(pass);
         a.mov_imm(R0, XDP_PASS);
         a.exit();
+    }
+}
+
+/// Adds 1, or `value` (a register the helper call keeps: r6-r9), to the entry of the
+/// per-CPU counters map `fd` whose index is in r0.
+fn add_to(a: &mut Asm, fd: i32, value: Option<Reg>) {
+    let skip = a.label();
+    a.store(Size::W, R10, -4, R0);
+    a.load_map_fd(R1, fd);
+    a.mov(R2, R10);
+    a.alu_imm(Alu::Add, R2, -4);
+    a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
+    a.jump_imm(Cond::Eq, R0, 0, skip);
+    // A per-CPU entry: only this CPU writes it, so no atomic is needed.
+    a.load(Size::DW, R1, R0, 0);
+    match value {
+        Some(v) => a.alu_reg(Alu::Add, R1, v),
+        None => a.alu_imm(Alu::Add, R1, 1),
+    }
+    a.store(Size::DW, R0, 0, R1);
+    a.place(skip);
+}
+
+/// Folds the 64-bit one's-complement sum in `sum` to 16 bits (end-around carries), with `tmp`.
+fn fold16(a: &mut Asm, sum: Reg, tmp: Reg) {
+    a.mov(tmp, sum);
+    a.alu_imm(Alu::Rsh, tmp, 32);
+    a.alu_imm(Alu::Lsh, sum, 32);
+    a.alu_imm(Alu::Rsh, sum, 32);
+    a.alu_reg(Alu::Add, sum, tmp);
+    for _ in 0..3 {
+        a.mov(tmp, sum);
+        a.alu_imm(Alu::Rsh, tmp, 16);
+        a.alu_imm(Alu::And, sum, 0xffff);
+        a.alu_reg(Alu::Add, sum, tmp);
+    }
+}
+
+/// r3 = the STAMP payload's first 44 bytes (or all of a shorter one, at least 41) as
+/// little-endian words, summed: ten words, then bytes 40..44 one by one where they exist.
+/// Uses r0-r3; the payload's length is in its stack slot.
+fn stamp_payload_sum(a: &mut Asm) {
+    a.mov_imm(R3, 0);
+    for word in 0..10i16 {
+        a.load(Size::W, R1, R9, 4 * word);
+        a.alu_reg(Alu::Add, R3, R1);
+    }
+    a.load(Size::B, R1, R9, 40);
+    a.alu_reg(Alu::Add, R3, R1);
+    let done = a.label();
+    a.load(Size::DW, R0, R10, PAYLEN_SLOT);
+    for at in 41..44i16 {
+        a.jump_imm(Cond::Lt, R0, at as i32 + 1, done);
+        need(a, R9, at as i32 + 1, &[R8], done);
+        a.load(Size::B, R1, R9, at);
+        a.alu_imm(Alu::Lsh, R1, 8 * (at as i32 - 40));
+        a.alu_reg(Alu::Add, R3, R1);
+    }
+    // One state for the verifier to go on with, whatever the length.
+    a.place(done);
+    for r in [R0, R1, R2] {
+        a.mov_imm(r, 0);
+    }
+}
+
+/// r3 = the UDP pseudo-header as little-endian words (both addresses, the protocol, the UDP
+/// length). Uses r0-r4 (r4 = the IP header, from its slot).
+fn stamp_pseudo_sum(a: &mut Asm) {
+    let (v6, done) = (a.label(), a.label());
+    a.load(Size::DW, R4, R10, IP_SLOT);
+    a.load(Size::H, R3, R9, -4);
+    a.alu_imm(Alu::Add, R3, (IPPROTO_UDP as i32) << 8);
+    a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+    a.jump_imm(Cond::Eq, R0, 6, v6);
+    for at in [12i16, 16] {
+        a.load(Size::W, R1, R4, at);
+        a.alu_reg(Alu::Add, R3, R1);
+    }
+    a.goto(done);
+    a.place(v6);
+    for word in 0..8i16 {
+        a.load(Size::W, R1, R4, 8 + 4 * word);
+        a.alu_reg(Alu::Add, R3, R1);
+    }
+    a.place(done);
+}
+
+/// r3 = the whole UDP datagram (header and payload, the length its header says) as
+/// little-endian words, the last one padded with zeros: a bounded loop of words, then up to
+/// three bytes; on to `too_long` when the datagram is longer than [`MAX_SUM_BYTES`]. The loop
+/// costs the verifier one pass per word for each way into it, so it is kept to IPv6 (IPv4 has
+/// no checksum to give instead). Uses r0-r5.
+fn stamp_datagram_sum(a: &mut Asm, too_long: Label) {
+    let (top, bytes, done) = (a.label(), a.label(), a.label());
+    // The cursor is a packet pointer of its own, from the context, so that what the loop's
+    // checks teach the verifier about the frame's length stays with it: once the loop is
+    // left and its registers cleared, every way out is the same state, explored once.
+    a.mov(R2, R9);
+    a.alu_reg(Alu::Sub, R2, R7);
+    a.alu_imm(Alu::Add, R2, -(UDP_HEADER_LEN as i32));
+    // (An offset into one frame: the mask only tells the verifier so, small enough for it to
+    // learn ranges past it.)
+    a.alu_imm(Alu::And, R2, 0x3fff);
+    a.load(Size::DW, R1, R10, CTX_SLOT);
+    a.load(Size::W, R1, R1, 0);
+    a.alu_reg(Alu::Add, R1, R2);
+    need_into(a, R0, R1, UDP_HEADER_LEN as i32, too_long);
+    a.load(Size::H, R2, R1, 4);
+    a.to_be(R2, 16);
+    a.alu_imm(Alu::And, R2, 0xffff);
+    a.jump_imm(Cond::Gt, R2, MAX_SUM_BYTES, too_long);
+    a.mov_imm(R3, 0);
+    a.mov_imm(R5, 0);
+    a.place(top);
+    a.jump_imm(Cond::Ge, R5, MAX_SUM_BYTES / 4, bytes);
+    a.jump_imm(Cond::Lt, R2, 4, bytes);
+    need_into(a, R0, R1, 4, bytes);
+    a.load(Size::W, R0, R1, 0);
+    a.alu_reg(Alu::Add, R3, R0);
+    a.alu_imm(Alu::Add, R1, 4);
+    a.alu_imm(Alu::Add, R2, -4);
+    a.alu_imm(Alu::Add, R5, 1);
+    a.goto(top);
+    a.place(bytes);
+    for at in 0..3i16 {
+        a.jump_imm(Cond::Le, R2, at as i32, done);
+        need_into(a, R0, R1, at as i32 + 1, done);
+        a.load(Size::B, R0, R1, at);
+        a.alu_imm(Alu::Lsh, R0, 8 * at as i32);
+        a.alu_reg(Alu::Add, R3, R0);
+    }
+    a.place(done);
+    for r in [R0, R1, R2, R4, R5] {
+        a.mov_imm(r, 0);
+    }
+}
+
+/// `if base + n > data_end goto fail`, with `tmp` (r8 is data_end).
+fn need_into(a: &mut Asm, tmp: Reg, base: Reg, n: i32, fail: Label) {
+    a.mov(tmp, base);
+    a.alu_imm(Alu::Add, tmp, n);
+    a.jump_reg(Cond::Gt, tmp, R8, fail);
+}
+
+/// Writes the time in r0 (CLOCK_TAI ns) at r9 + `at` as UTC (TAI − UTC from its slot), in NTP
+/// (seconds since 1900, 2^-32 s fractions) or PTP truncated form (seconds, nanoseconds), both
+/// big-endian. Uses r0-r2 and r5.
+fn stamp_timestamp(a: &mut Asm, ptp: bool, at: i16) {
+    a.load(Size::DW, R1, R10, OFFSET_SLOT);
+    a.alu_reg(Alu::Sub, R0, R1);
+    a.mov(R1, R0);
+    a.alu_imm(Alu::Div, R1, 1_000_000_000);
+    a.mov(R2, R0);
+    a.alu_imm(Alu::Mod, R2, 1_000_000_000);
+    if !ptp {
+        a.alu_imm(Alu::Lsh, R2, 32);
+        a.alu_imm(Alu::Div, R2, 1_000_000_000);
+        a.load_imm64(R5, stamp::NTP_UNIX_OFFSET);
+        a.alu_reg(Alu::Add, R1, R5);
+    }
+    a.to_be(R1, 32);
+    a.to_be(R2, 32);
+    a.store(Size::W, R9, at, R1);
+    a.store(Size::W, R9, at + 4, R2);
+}
+
+/// The session's sequence number into its stack slot (wire order): the LRU map's entry for
+/// the request's addresses, ports and SSID, taken and counted up atomically; a session idle
+/// longer than the core's `SESSION_IDLE_NS` starts again from 0, and a new one starts at 0 (its
+/// entry created with the next number, 1). Uses r0-r5.
+fn stamp_session_sequence(a: &mut Asm, sessions_fd: i32) {
+    let (v6, key_done, new, have, fresh) = (a.label(), a.label(), a.label(), a.label(), a.label());
+    for off in (0..SESSION_KEY_LEN as i16).step_by(8) {
+        a.store_imm(Size::DW, R10, SESSION_KEY_SLOT + off, 0);
+    }
+    a.load(Size::DW, R4, R10, IP_SLOT);
+    a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+    a.jump_imm(Cond::Eq, R0, 6, v6);
+    a.load(Size::W, R1, R4, 12);
+    a.store(Size::W, R10, SESSION_KEY_SLOT, R1);
+    a.load(Size::W, R1, R4, 16);
+    a.store(Size::W, R10, SESSION_KEY_SLOT + 16, R1);
+    a.goto(key_done);
+    a.place(v6);
+    for word in 0..8i16 {
+        a.load(Size::W, R1, R4, 8 + 4 * word);
+        a.store(Size::W, R10, SESSION_KEY_SLOT + 4 * word, R1);
+    }
+    a.place(key_done);
+    a.load(Size::W, R1, R9, -8);
+    a.store(Size::W, R10, SESSION_KEY_SLOT + 32, R1);
+    a.load(Size::H, R1, R9, 14);
+    a.store(Size::H, R10, SESSION_KEY_SLOT + 36, R1);
+    a.load_map_fd(R1, sessions_fd);
+    a.mov(R2, R10);
+    a.alu_imm(Alu::Add, R2, SESSION_KEY_SLOT as i32);
+    a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
+    a.jump_imm(Cond::Eq, R0, 0, new);
+    // Idle too long (and not touched since by another CPU): from 0 again.
+    a.load(Size::DW, R1, R0, 8);
+    a.load(Size::DW, R2, R10, T2_SLOT);
+    a.jump_reg(Cond::Gt, R1, R2, fresh);
+    a.alu_reg(Alu::Sub, R2, R1);
+    a.load_imm64(R3, stamp::SESSION_IDLE_NS);
+    a.jump_reg(Cond::Le, R2, R3, fresh);
+    a.store_imm(Size::W, R0, 0, 0);
+    a.place(fresh);
+    a.load(Size::DW, R2, R10, T2_SLOT);
+    a.store(Size::DW, R0, 8, R2);
+    a.mov_imm(R1, 1);
+    a.atomic_fetch_add(Size::W, R0, 0, R1);
+    a.goto(have);
+    a.place(new);
+    a.store_imm(Size::W, R10, SESSION_VALUE_SLOT, 1);
+    a.store_imm(Size::W, R10, SESSION_VALUE_SLOT + 4, 0);
+    a.load(Size::DW, R1, R10, T2_SLOT);
+    a.store(Size::DW, R10, SESSION_VALUE_SLOT + 8, R1);
+    a.load_map_fd(R1, sessions_fd);
+    a.mov(R2, R10);
+    a.alu_imm(Alu::Add, R2, SESSION_KEY_SLOT as i32);
+    a.mov(R3, R10);
+    a.alu_imm(Alu::Add, R3, SESSION_VALUE_SLOT as i32);
+    a.mov_imm(R4, 0);
+    a.call(BPF_FUNC_MAP_UPDATE_ELEM);
+    a.mov_imm(R1, 0);
+    a.place(have);
+    a.to_be(R1, 32);
+    a.store(Size::W, R10, SEQ_SLOT, R1);
+    // One state to go on with, whichever way the session was found.
+    for r in [R0, R1, R2, R3, R4, R5] {
+        a.mov_imm(r, 0);
     }
 }
 
@@ -691,17 +1150,18 @@ fn late_checks(a: &mut Asm, filter: &Filter, r: &dyn Fn(Reject) -> Label) {
 /// same reason the core gives, so the counters say why even though rejected frames never
 /// reach userspace.
 ///
-/// `None` when the program cannot be had: a jump too far, or [`OnHit::Reflect`] for a filter
-/// that answers STAMP (the reflecting program does not write STAMP answers yet).
+/// `None` when the program cannot be had: a jump too far, or [`OnHit::Reflect`] without the
+/// STAMP maps for a filter that answers STAMP.
 pub fn program(filter: &Filter, on_hit: OnHit, counters_fd: Option<i32>) -> Option<Vec<Insn>> {
-    if on_hit == OnHit::Reflect && filter.stamp_port().is_some() {
-        return None;
-    }
+    let stamp_answer = match on_hit {
+        OnHit::Reflect { stamp } if filter.stamp_port().is_some() => Some(stamp?),
+        _ => None,
+    };
     let mut a = Asm::default();
     let reasons = Reject::ALL.iter().map(|_| a.label()).collect();
-    let count_hits = on_hit == OnHit::Reflect && counters_fd.is_some();
+    let count_hits = matches!(on_hit, OnHit::Reflect { .. }) && counters_fd.is_some();
     let stamp_meta = matches!(on_hit, OnHit::Redirect { .. }) && filter.stamp_port().is_some();
-    let mut g = Gen { a, filter, reasons, count_hits, stamp_meta };
+    let mut g = Gen { a, filter, reasons, count_hits, stamp_meta, stamp_answer, counters_fd };
     let (v4, v6, udp, hit) = (g.a.label(), g.a.label(), g.a.label(), g.a.label());
     g.context();
     g.ethernet();

@@ -32,7 +32,7 @@ pub fn read_reflect_counters(map: &OwnedFd) -> Result<reflector_core::Counters, 
 
 /// A map made by [`reflect_counters`] as counters, one per possible CPU.
 pub fn read_reflect_counters_per_cpu(map: &OwnedFd) -> Result<Vec<reflector_core::Counters>, SysError> {
-    use reflector_bpf::xdp::{HITS, REFLECTED_BYTES};
+    use reflector_bpf::xdp::{HITS, REFLECTED_BYTES, UNANSWERED};
     let mut cpus = vec![reflector_core::Counters::default(); bpf::possible_cpus()];
     let mut each = |key: u32, set: &dyn Fn(&mut reflector_core::Counters, u64)| -> Result<(), SysError> {
         for (c, v) in cpus.iter_mut().zip(bpf::percpu_values(map, key)?) {
@@ -47,9 +47,11 @@ pub fn read_reflect_counters_per_cpu(map: &OwnedFd) -> Result<Vec<reflector_core
         each(HITS + s as u32, &|c, v| c.by_signature[s] = v)?;
     }
     each(REFLECTED_BYTES, &|c, v| c.reflected_bytes = v)?;
+    // STAMP requests the program could not answer: received, and lost as TX errors.
+    each(UNANSWERED, &|c, v| c.tx_errors = v)?;
     for c in &mut cpus {
         c.reflected_packets = c.by_signature.iter().sum();
-        c.rx_packets = c.reflected_packets + c.rejected_packets();
+        c.rx_packets = c.reflected_packets + c.rejected_packets() + c.tx_errors;
         c.rx_bytes = c.reflected_bytes;
     }
     Ok(cpus)
@@ -97,6 +99,8 @@ pub fn read_reject_counters(map: &OwnedFd) -> Result<[u64; Reject::COUNT], SysEr
 pub struct Attachment {
     /// The XSKMAP (redirecting programs only).
     map: Option<OwnedFd>,
+    /// The maps of the STAMP answer (reflecting programs only).
+    stamp: Option<StampMaps>,
     ending: Ending,
     counters: OwnedFd,
     prog: std::sync::Mutex<OwnedFd>,
@@ -105,6 +109,52 @@ pub struct Attachment {
     pub mode: XdpMode,
     /// Instructions in the program.
     pub instructions: usize,
+}
+
+/// The maps of the reflecting program's STAMP answer (see [`reflector_bpf::xdp::StampMaps`]).
+#[derive(Debug)]
+pub struct StampMaps {
+    clock: bpf::SizedMap,
+    sessions: bpf::SizedMap,
+}
+
+/// Sessions the reflecting program keeps sequence numbers for (least recently used ones make
+/// room for new ones; the kernel does not say how many it evicted).
+pub const KERNEL_STAMP_SESSIONS: u32 = 16_384;
+
+impl StampMaps {
+    /// Creates the maps.
+    pub fn create() -> Result<StampMaps, SysError> {
+        use reflector_bpf::xdp::{SESSION_KEY_LEN, SESSION_VALUE_LEN, STAMP_CLOCK_LEN};
+        Ok(StampMaps {
+            clock: bpf::SizedMap::create(bpf::BPF_MAP_TYPE_ARRAY, 4, STAMP_CLOCK_LEN, 1, "reflector_clock")?,
+            sessions: bpf::SizedMap::create(
+                bpf::BPF_MAP_TYPE_LRU_HASH,
+                SESSION_KEY_LEN,
+                SESSION_VALUE_LEN,
+                KERNEL_STAMP_SESSIONS,
+                "reflector_stamp",
+            )?,
+        })
+    }
+
+    /// Writes the clock's state as the kernel has it now: TAI − UTC in ns, the error estimate.
+    pub fn refresh_clock(&self) -> Result<(), SysError> {
+        let state = reflector_sys::clock::state()?;
+        let error = reflector_core::stamp::ErrorEstimate::new(state.synchronised, state.error_ns());
+        let mut value = [0u8; 16];
+        value[..8].copy_from_slice(&(state.tai_offset_s.max(0) as u64 * 1_000_000_000).to_ne_bytes());
+        value[8..].copy_from_slice(&(error.bits() as u64).to_ne_bytes());
+        self.clock.update(&0u32.to_ne_bytes(), &value)
+    }
+
+    /// The maps as the program generator names them.
+    pub fn fds(&self) -> reflector_bpf::xdp::StampMaps {
+        reflector_bpf::xdp::StampMaps {
+            clock_fd: self.clock.as_raw_fd(),
+            sessions_fd: self.sessions.as_raw_fd(),
+        }
+    }
 }
 
 /// Where an XDP program runs.
@@ -132,11 +182,6 @@ pub enum AttachError {
     /// The configuration does not assemble (cannot happen with validated filters).
     #[error("the XDP program for this configuration does not assemble")]
     Assemble,
-    /// The reflecting program was asked to answer STAMP, which it does not do yet.
-    #[error(
-        "--backend xdp-tx does not answer STAMP yet: use --backend af-xdp or af-packet, or leave stamp out of --sig"
-    )]
-    StampInKernel,
     /// Another program is attached and `--replace` was not given.
     #[error(
         "another XDP program (id {id}) is attached to {iface}: stop its owner (another reflector?), or pass --replace to remove it"
@@ -182,7 +227,14 @@ impl Attachment {
             ),
             Ending::Reflect => (None, reflect_counters().map_err(denied)?),
         };
-        let insns = program(filter, map.as_ref(), &counters)?;
+        let stamp = match ending {
+            Ending::Reflect => Some(StampMaps::create().map_err(denied)?),
+            Ending::Redirect { .. } => None,
+        };
+        if let Some(s) = &stamp {
+            s.refresh_clock()?;
+        }
+        let insns = program(filter, map.as_ref(), &counters, stamp.as_ref())?;
         let prog = bpf::prog_load(&insns, "reflector")?;
         let busy = |e: &SysError| matches!(e.errno(), Some(libc::EBUSY) | Some(libc::EEXIST));
         let link = |flags| bpf::link_create(&prog, ifindex, flags);
@@ -218,6 +270,7 @@ impl Attachment {
         };
         Ok(Attachment {
             map,
+            stamp,
             ending,
             counters,
             prog: std::sync::Mutex::new(prog),
@@ -248,11 +301,17 @@ impl Attachment {
     /// Replaces the program with one for `filter` (same sockets, same counters), atomically:
     /// every frame meets either the old program or the new one.
     pub fn update(&self, filter: &Filter) -> Result<(), AttachError> {
-        let insns = program(filter, self.map.as_ref(), &self.counters)?;
+        let insns = program(filter, self.map.as_ref(), &self.counters, self.stamp.as_ref())?;
         let prog = bpf::prog_load(&insns, "reflector")?;
         bpf::link_update(&self.link, &prog)?;
         *self.prog.lock().expect("program lock") = prog;
         Ok(())
+    }
+
+    /// Brings the clock state a reflecting program answers STAMP with up to date (TAI − UTC and
+    /// the error estimate, as the kernel has them now). Nothing to do for a redirecting one.
+    pub fn refresh_clock(&self) -> Result<(), SysError> {
+        self.stamp.as_ref().map_or(Ok(()), StampMaps::refresh_clock)
     }
 
     /// Puts socket `xsk_fd` in the XSKMAP slot of `queue` (a redirecting program's).
@@ -265,16 +324,17 @@ impl Attachment {
     }
 }
 
-/// The program for `filter`: redirecting to the sockets of `xsks`, or, without one, reflecting.
+/// The program for `filter`: redirecting to the sockets of `xsks`, or, without one, reflecting
+/// (answering STAMP with `stamp`).
 fn program(
     filter: &Filter,
     xsks: Option<&OwnedFd>,
     counters: &OwnedFd,
+    stamp: Option<&StampMaps>,
 ) -> Result<Vec<reflector_bpf::ebpf::Insn>, AttachError> {
     let on_hit = match xsks {
         Some(map) => reflector_bpf::xdp::OnHit::Redirect { xsk_map_fd: map.as_raw_fd() },
-        None if filter.stamp_port().is_some() => return Err(AttachError::StampInKernel),
-        None => reflector_bpf::xdp::OnHit::Reflect,
+        None => reflector_bpf::xdp::OnHit::Reflect { stamp: stamp.map(StampMaps::fds) },
     };
     reflector_bpf::xdp::program(filter, on_hit, Some(counters.as_raw_fd())).ok_or(AttachError::Assemble)
 }

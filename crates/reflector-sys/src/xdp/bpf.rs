@@ -19,6 +19,10 @@ const BPF_LINK_UPDATE: libc::c_int = 29;
 pub const BPF_MAP_TYPE_XSKMAP: u32 = 17;
 /// `BPF_MAP_TYPE_PERCPU_ARRAY`.
 pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+/// `BPF_MAP_TYPE_ARRAY`.
+pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
+/// `BPF_MAP_TYPE_LRU_HASH`.
+pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 /// `BPF_XDP` attach type.
 const BPF_XDP: u32 = 37;
@@ -48,6 +52,68 @@ fn fd_result(ret: libc::c_long, call: &'static str) -> SysResult<OwnedFd> {
 
 /// Creates a map of `map_type` with 4-byte keys and `value_size`-byte values.
 pub fn map_create(map_type: u32, value_size: u32, max_entries: u32, name: &str) -> SysResult<OwnedFd> {
+    map_create_keyed(map_type, 4, value_size, max_entries, name)
+}
+
+/// A map that knows its key and value sizes, so that its elements are written through slices
+/// checked against them.
+#[derive(Debug)]
+pub struct SizedMap {
+    fd: OwnedFd,
+    key_size: usize,
+    value_size: usize,
+}
+
+impl SizedMap {
+    /// Creates a map of `map_type` with `key_size`-byte keys and `value_size`-byte values.
+    pub fn create(
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        name: &str,
+    ) -> SysResult<Self> {
+        let fd = map_create_keyed(map_type, key_size, value_size, max_entries, name)?;
+        Ok(SizedMap { fd, key_size: key_size as usize, value_size: value_size as usize })
+    }
+
+    /// The map's file descriptor (for a program to refer to).
+    pub fn as_raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
+    /// Sets `map[key] = value`; EINVAL when either is not of the map's size.
+    pub fn update(&self, key: &[u8], value: &[u8]) -> SysResult<()> {
+        if key.len() != self.key_size || value.len() != self.value_size {
+            return Err(SysError {
+                call: "bpf(BPF_MAP_UPDATE_ELEM)",
+                err: std::io::Error::from_raw_os_error(libc::EINVAL),
+            });
+        }
+        let mut attr = MapElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            _pad: 0,
+            key: key.as_ptr() as u64,
+            value: value.as_ptr() as u64,
+            flags: 0,
+        };
+        // SAFETY: `attr` is a live BPF_MAP_UPDATE_ELEM attribute; the kernel reads the map's key
+        // and value sizes from the two slices, which are exactly those sizes (checked above) and
+        // outlive the call.
+        if unsafe { bpf(BPF_MAP_UPDATE_ELEM, &mut attr) } < 0 {
+            return Err(SysError::last("bpf(BPF_MAP_UPDATE_ELEM)"));
+        }
+        Ok(())
+    }
+}
+
+fn map_create_keyed(
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    name: &str,
+) -> SysResult<OwnedFd> {
     #[repr(C)]
     struct Attr {
         map_type: u32,
@@ -61,7 +127,7 @@ pub fn map_create(map_type: u32, value_size: u32, max_entries: u32, name: &str) 
     }
     let mut attr = Attr {
         map_type,
-        key_size: 4,
+        key_size,
         value_size,
         max_entries,
         map_flags: 0,

@@ -208,6 +208,9 @@ fn kernel_program(attachment: reflector_io::xdp::Attachment, tx_errors_of: Optio
     // most (the driver does not say which; their bytes stay counted as reflected).
     let at_start = tx_errors_of.as_deref().map(|i| driver_tx_errors(i).unwrap_or(0));
     let counters: crate::control::KernelCounters = Arc::new(move || {
+        // The clock state the program answers STAMP with, kept current as the control loop
+        // reads the counters (every stats interval); a failure leaves the last one in force.
+        let _ = counted.refresh_clock();
         let mut cpus = counted.counters_per_cpu().ok()?;
         if let (Some(iface), Some(base)) = (&tx_errors_of, at_start) {
             let failed = driver_tx_errors(iface).unwrap_or(base).saturating_sub(base);
