@@ -8,7 +8,8 @@
 #    sockets bound);
 #  - in-kernel reflection (xdp-tx) against two reference XDP programs (the sender alone, a
 #    swap-only XDP_TX) and af-xdp, by system-wide CPU per packet at a fixed offered rate, and
-#    xdp-tx at the single-core maximum.
+#    xdp-tx at the single-core maximum; the same for STAMP requests answered on xdp-tx
+#    (44-byte base packets) against ITO reflection.
 # Usage (root): scripts/bench-lab.sh [SECONDS]     (default 5)
 # Needs trafgen (Debian: netsniff-ng), installed here when missing.
 set -euo pipefail
@@ -159,14 +160,19 @@ PY
 # only then). Then xdp-tx at the single-core maximum: reflected / offered.
 busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 ip -n "$ns_t" addr flush dev vb
-timeout $((4 * secs + 120)) ip netns exec "$ns_t" "$ref" pass vb $((4 * secs + 100)) &
+timeout $((8 * secs + 160)) ip netns exec "$ns_t" "$ref" pass vb $((8 * secs + 140)) &
 peer=$!
 sleep 0.5
 xdp_run() { # $1 = label, $2 = offered rate (pps, 0 = maximum); starts what $1 names on va
-  local label="$1" rate="$2" pid
+  local label="$1" rate="$2" pid cfg="$work/probe.cfg"
   case "$label" in
-    sender-alone) ip netns exec "$ns_r" "$ref" drop va $((secs + 2)) & pid=$! ;;
+    *-stamp) cfg="$work/stamp.cfg" ;;
+  esac
+  case "$label" in
+    sender-alone*) ip netns exec "$ns_r" "$ref" drop va $((secs + 2)) & pid=$! ;;
     swap-only) ip netns exec "$ns_r" "$ref" swap va $((secs + 2)) & pid=$! ;;
+    xdp-tx-stamp) timeout $((secs + 30)) ip netns exec "$ns_r" "$bin" run va --backend xdp-tx --sig ito,stamp \
+         --stats json --duration $((secs + 2)) > "$work/tx-$label-$rate.json" 2> "$work/tx-$label.err" & pid=$! ;;
     *) local place=(); [ "$label" = af-xdp ] && place=(--cpus "$reflector_cpu")
        timeout $((secs + 30)) ip netns exec "$ns_r" "$bin" run va --backend "$label" "${place[@]}" --stats json \
          --duration $((secs + 2)) > "$work/tx-$label-$rate.json" 2> "$work/tx-$label.err" & pid=$! ;;
@@ -175,7 +181,7 @@ xdp_run() { # $1 = label, $2 = offered rate (pps, 0 = maximum); starts what $1 n
   local o0 t0 b0 o1 t1 b1 limit=()
   [ "$rate" = 0 ] || limit=(--rate "${rate}pps")
   o0=$(stat "$ns_t" vb tx_packets); t0=$(stat "$ns_t" vb rx_packets); b0=$(busy)
-  timeout -s INT "$secs" ip netns exec "$ns_t" trafgen --dev vb --conf "$work/probe.cfg" \
+  timeout -s INT "$secs" ip netns exec "$ns_t" trafgen --dev vb --conf "$cfg" \
     --cpus 1 --num 0 "${limit[@]}" > /dev/null 2>&1 || true
   sleep 0.2
   o1=$(stat "$ns_t" vb tx_packets); t1=$(stat "$ns_t" vb rx_packets); b1=$(busy)
@@ -184,14 +190,17 @@ xdp_run() { # $1 = label, $2 = offered rate (pps, 0 = maximum); starts what $1 n
 }
 fixed="${FIXED_PPS:-100000}"
 runs=()
-for label in sender-alone swap-only xdp-tx af-xdp; do runs+=("$(xdp_run "$label" "$fixed")"); done
+for label in sender-alone swap-only xdp-tx af-xdp sender-alone-stamp xdp-tx-stamp; do
+  runs+=("$(xdp_run "$label" "$fixed")")
+done
 runs+=("$(xdp_run xdp-tx 0)")
+runs+=("$(xdp_run xdp-tx-stamp 0)")
 kill "$peer" 2>/dev/null || true; wait "$peer" 2>/dev/null || true
 python3 - "$secs" "$(getconf CLK_TCK)" "${runs[@]}" <<'PY'
 import sys
 secs, hz = float(sys.argv[1]), int(sys.argv[2])
 rows = [r.split() for r in sys.argv[3:]]
-fixed = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows[:4]}
+fixed = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows[:6]}
 ns = lambda label: fixed[label][2] * 1e9 / hz / max(fixed[label][0], 1)
 base = ns("sender-alone")
 print(f"system-wide CPU per offered packet at {fixed['sender-alone'][0] / secs:.0f} pps (all CPUs, /proc/stat):")
@@ -202,7 +211,11 @@ for label in ("sender-alone", "swap-only", "xdp-tx", "af-xdp"):
 swap, tx, xdp = (ns(l) - base for l in ("swap-only", "xdp-tx", "af-xdp"))
 print(f"  xdp-tx / swap-only (above the sender): {tx / swap:.2f} (target <= 1.25); "
       f"xdp-tx / af-xdp: {tx / xdp:.2f} (target <= 0.25)")
-label, o, t, _ = rows[4]
-print(f"xdp-tx at the single-core maximum: offered {int(o) / secs:.0f} pps, reflected {int(t) / secs:.0f} pps ({int(t) / max(int(o), 1):.3f})")
+stamp = ns("xdp-tx-stamp") - ns("sender-alone-stamp")
+print(f"  STAMP on xdp-tx: {ns('xdp-tx-stamp'):.0f} ns, {stamp:.0f} ns above its sender alone "
+      f"({ns('sender-alone-stamp'):.0f} ns); returned {fixed['xdp-tx-stamp'][1]}/{fixed['xdp-tx-stamp'][0]}; "
+      f"STAMP / ITO on xdp-tx (above the sender): {stamp / tx:.2f} (target <= 1.2)")
+for label, o, t, _ in rows[6:]:
+    print(f"{label} at the single-core maximum: offered {int(o) / secs:.0f} pps, reflected {int(t) / secs:.0f} pps ({int(t) / max(int(o), 1):.3f})")
 PY
 

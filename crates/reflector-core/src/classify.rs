@@ -254,6 +254,7 @@ pub fn classify_ordered(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
 }
 
 /// What the Ethernet checks found.
+#[derive(Clone, Copy)]
 pub(crate) struct Ethernet {
     /// The source MAC as a little-endian word (see [`MAC_MASK`]).
     src: u64,
@@ -289,24 +290,9 @@ pub(crate) fn ethernet(frame: &[u8], filter: &Filter) -> Result<Ethernet, Reject
 }
 
 /// The ordered checks after [`ethernet`]: every rule, in order, so a reject gets its reason.
-///
-/// A STAMP request is refused for its port by the checks compiled without STAMP (so that no
-/// other frame pays for them), and judged again by those with it, out of line.
 #[inline(always)]
 pub(crate) fn after_ethernet(frame: &[u8], filter: &Filter, eth: &Ethernet) -> Result<Hit, Reject> {
-    match ordered::<false>(frame, filter, eth) {
-        Err(Reject::DstPort) if filter.stamp_on() => {
-            core::hint::cold_path();
-            ordered_with_stamp(frame, filter, eth)
-        }
-        verdict => verdict,
-    }
-}
-
-/// [`ordered`] with the STAMP port checked.
-#[inline(never)]
-pub(crate) fn ordered_with_stamp(frame: &[u8], filter: &Filter, eth: &Ethernet) -> Result<Hit, Reject> {
-    ordered::<true>(frame, filter, eth)
+    if filter.stamp_on() { ordered::<true>(frame, filter, eth) } else { ordered::<false>(frame, filter, eth) }
 }
 
 /// The ordered checks, with or without a look for the STAMP port.
