@@ -139,8 +139,9 @@ pub struct Walk {
 }
 
 /// Walks the `bpf_hdr` records in `buf` (as filled by one `read()`), calling `each` on every
-/// whole frame, in place.
-pub fn walk_records(buf: &mut [u8], layout: RecordLayout, mut each: impl FnMut(&mut [u8])) -> Walk {
+/// whole frame, in place, with its receive time from the record's header (ns since the Unix
+/// epoch).
+pub fn walk_records(buf: &mut [u8], layout: RecordLayout, mut each: impl FnMut(&mut [u8], u64)) -> Walk {
     let mut walk = Walk::default();
     let mut at = 0;
     let u32_at = |b: &[u8], i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
@@ -163,7 +164,8 @@ pub fn walk_records(buf: &mut [u8], layout: RecordLayout, mut each: impl FnMut(&
             walk.truncated += 1;
         } else {
             walk.frames += 1;
-            each(&mut buf[at + hdrlen..at + end]);
+            let received = layout.timestamp_ns(&buf[at..at + layout.min_header]);
+            each(&mut buf[at + hdrlen..at + end], received);
         }
         at += layout.word_align(end);
     }
@@ -210,8 +212,8 @@ impl<D: BpfDevice> Backend for BpfBackend<D> {
         let mut batch = Batch::default();
         let n = n.min(self.buf.len());
         let (dev, buf) = (&mut self.dev, &mut self.buf[..n]);
-        let walk = walk_records(buf, self.layout, |frame| {
-            if handle(frame, RxTime::Unknown) && dev.write(frame).map_or(true, |w| w != frame.len()) {
+        let walk = walk_records(buf, self.layout, |frame, received| {
+            if handle(frame, RxTime::Utc(received)) && dev.write(frame).map_or(true, |w| w != frame.len()) {
                 batch.tx_error_packets += 1;
                 batch.tx_error_bytes += frame.len() as u64;
             }

@@ -72,6 +72,10 @@ impl BpfDevice for SimDevice {
 /// One record as the kernel lays it out: header (`hdrlen` bytes), data, padding to alignment.
 fn record(layout: RecordLayout, data: &[u8], datalen: usize, hdrlen: usize) -> Vec<u8> {
     let mut r = vec![0u8; hdrlen];
+    // Received at 1 796 083 200 s + (the data's length) µs.
+    let w = layout.tstamp_field;
+    r[..w].copy_from_slice(&1_796_083_200u64.to_ne_bytes()[..w]);
+    r[w..2 * w].copy_from_slice(&(data.len() as u64).to_ne_bytes()[..w]);
     r[layout.caplen..layout.caplen + 4].copy_from_slice(&(data.len() as u32).to_ne_bytes());
     r[layout.datalen..layout.datalen + 4].copy_from_slice(&(datalen as u32).to_ne_bytes());
     r[layout.hdrlen..layout.hdrlen + 2].copy_from_slice(&(hdrlen as u16).to_ne_bytes());
@@ -133,8 +137,15 @@ fn records_are_walked_in_both_layouts() {
         buf.extend(record(layout, &[5; 40], 100, hdr));
         buf.extend(record(layout, &[6; 70], 70, hdr + 8));
         let mut seen = Vec::new();
-        let walk = walk_records(&mut buf, layout, |f| seen.push(f.to_vec()));
+        let mut times = Vec::new();
+        let walk = walk_records(&mut buf, layout, |f, t| {
+            seen.push(f.to_vec());
+            times.push(t);
+        });
         assert_eq!(walk, Walk { frames: 5, truncated: 1, corrupt: 0 }, "{layout:?}");
+        // The header's receive time goes with each frame (seconds and microseconds).
+        assert_eq!(times[0], 1_796_083_200_000_000_000 + 60_000, "{layout:?}");
+        assert_eq!(times[2], 1_796_083_200_000_000_000 + 1_514_000, "{layout:?}");
         assert_eq!(&seen[..4], &frames[..]);
         assert_eq!(seen[4], vec![6; 70]);
     }
@@ -158,26 +169,26 @@ fn corrupt_records_are_counted_and_never_read_out_of_bounds() {
         buf.extend(bad);
         buf.extend(good.clone()); // unreachable once the walk stops
         let mut n = 0;
-        let walk = walk_records(&mut buf, layout, |_| n += 1);
+        let walk = walk_records(&mut buf, layout, |_, _| n += 1);
         assert_eq!((walk.frames, walk.corrupt), (1, 1), "{name}");
     }
     // A buffer ending inside a header: the tail is corrupt, what came before is fine.
     let mut buf = good.clone();
     buf.extend(&good[..10]);
-    assert_eq!(walk_records(&mut buf, layout, |_| {}), Walk { frames: 1, truncated: 0, corrupt: 1 });
+    assert_eq!(walk_records(&mut buf, layout, |_, _| {}), Walk { frames: 1, truncated: 0, corrupt: 1 });
     // Any prefix and any single corrupted byte: no panic, never more frames than records.
     let mut three = good.clone();
     three.extend(good.clone());
     three.extend(good.clone());
     for cut in 0..three.len() {
         let mut b = three[..cut].to_vec();
-        assert!(walk_records(&mut b, layout, |_| {}).frames <= 3);
+        assert!(walk_records(&mut b, layout, |_, _| {}).frames <= 3);
     }
     for at in 0..three.len() {
         for v in [0u8, 0x7f, 0xff] {
             let mut b = three.clone();
             b[at] = v;
-            assert!(walk_records(&mut b, layout, |_| {}).frames <= 3);
+            assert!(walk_records(&mut b, layout, |_, _| {}).frames <= 3);
         }
     }
 }

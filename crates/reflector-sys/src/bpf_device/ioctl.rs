@@ -54,17 +54,34 @@ pub struct RecordLayout {
     pub min_header: usize,
     /// `BPF_ALIGNMENT`: records start on multiples of it (`BPF_WORDALIGN`).
     pub alignment: usize,
+    /// The size of each of the timestamp's two fields at the record's start (seconds, then
+    /// microseconds since the Unix epoch, native-endian).
+    pub tstamp_field: usize,
 }
 
 impl RecordLayout {
     /// macOS: `struct BPF_TIMEVAL { int32 tv_sec, tv_usec }` then caplen, datalen, hdrlen;
     /// `BPF_ALIGNMENT` is `sizeof(int32_t)`.
     pub const MACOS: RecordLayout =
-        RecordLayout { caplen: 8, datalen: 12, hdrlen: 16, min_header: 18, alignment: 4 };
+        RecordLayout { caplen: 8, datalen: 12, hdrlen: 16, min_header: 18, alignment: 4, tstamp_field: 4 };
     /// FreeBSD on 64-bit: `struct timeval` (16 bytes) then caplen, datalen, hdrlen;
     /// `BPF_ALIGNMENT` is `sizeof(long)`.
     pub const FREEBSD_64: RecordLayout =
-        RecordLayout { caplen: 16, datalen: 20, hdrlen: 24, min_header: 26, alignment: 8 };
+        RecordLayout { caplen: 16, datalen: 20, hdrlen: 24, min_header: 26, alignment: 8, tstamp_field: 8 };
+
+    /// The receive time of the record whose header starts `header` (at least `min_header`
+    /// bytes), in nanoseconds since the Unix epoch (the kernel's default, microsecond wall
+    /// clock time).
+    pub fn timestamp_ns(&self, header: &[u8]) -> u64 {
+        let field = |at: usize| -> u64 {
+            let b = &header[at..at + self.tstamp_field];
+            match self.tstamp_field {
+                4 => u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as u64,
+                _ => u64::from_ne_bytes(b.try_into().unwrap_or([0; 8])),
+            }
+        };
+        field(0).saturating_mul(1_000_000_000).saturating_add(field(self.tstamp_field).saturating_mul(1_000))
+    }
 
     /// `BPF_WORDALIGN(x)`.
     pub fn word_align(&self, x: usize) -> usize {
