@@ -992,13 +992,18 @@ fn need_into(a: &mut Asm, tmp: Reg, base: Reg, n: i32, fail: Label) {
 fn stamp_timestamp(a: &mut Asm, ptp: bool, at: i16) {
     a.load(Size::DW, R1, R10, OFFSET_SLOT);
     a.alu_reg(Alu::Sub, R0, R1);
+    // One division (the JIT's is a real one); the nanoseconds by a multiply and a subtraction,
+    // the NTP fraction by a multiply and a shift, as the core's `TimestampFormat::encode`.
     a.mov(R1, R0);
     a.alu_imm(Alu::Div, R1, 1_000_000_000);
+    a.mov(R2, R1);
+    a.alu_imm(Alu::Mul, R2, 1_000_000_000);
+    a.alu_reg(Alu::Sub, R0, R2);
     a.mov(R2, R0);
-    a.alu_imm(Alu::Mod, R2, 1_000_000_000);
     if !ptp {
-        a.alu_imm(Alu::Lsh, R2, 32);
-        a.alu_imm(Alu::Div, R2, 1_000_000_000);
+        a.load_imm64(R5, stamp::NTP_FRACTION_PER_NS);
+        a.alu_reg(Alu::Mul, R2, R5);
+        a.alu_imm(Alu::Rsh, R2, 32);
         a.load_imm64(R5, stamp::NTP_UNIX_OFFSET);
         a.alu_reg(Alu::Add, R1, R5);
     }

@@ -25,6 +25,9 @@ pub const BASE_LEN: usize = 44;
 pub const MIN_LEN: usize = 41;
 /// Seconds from the NTP epoch (1900-01-01) to the Unix epoch (1970-01-01).
 pub const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+/// 2^64 / 10^9, rounded up: nanoseconds × this >> 32 is the NTP fraction (2^-32 s units)
+/// without a division; below 10^9 ns the product fits 64 bits.
+pub const NTP_FRACTION_PER_NS: u64 = 18_446_744_074;
 
 /// How timestamps are written (RFC 8762 §4.2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,8 +52,12 @@ impl TimestampFormat {
     pub fn encode(self, ns: u64) -> [u8; 8] {
         let (secs, nanos) = (ns / 1_000_000_000, ns % 1_000_000_000);
         let (high, low) = match self {
-            // The fraction rounds down: nanos < 10^9 < 2^30, so the shift cannot overflow.
-            TimestampFormat::Ntp => ((secs + NTP_UNIX_OFFSET) as u32, ((nanos << 32) / 1_000_000_000) as u32),
+            // The fraction as nanos × 2^32 / 10^9 with a multiply ([`NTP_FRACTION_PER_NS`]), as
+            // the XDP program computes it too: at most one 2^-32 s unit above the exact floor,
+            // and decoding gives the nanosecond back.
+            TimestampFormat::Ntp => {
+                ((secs + NTP_UNIX_OFFSET) as u32, ((nanos * NTP_FRACTION_PER_NS) >> 32) as u32)
+            }
             TimestampFormat::Ptp => (secs as u32, nanos as u32),
         };
         let mut out = [0; 8];
