@@ -865,7 +865,8 @@ fn add_to(a: &mut Asm, fd: i32, value: Option<Reg>) {
     a.place(skip);
 }
 
-/// Folds the 64-bit one's-complement sum in `sum` to 16 bits (end-around carries), with `tmp`.
+/// Folds the 64-bit one's-complement sum in `sum` to 16 bits, with `tmp`: 64 -> 32 bits (low +
+/// high), then 32 -> 16 three times (end-around carries).
 fn fold16(a: &mut Asm, sum: Reg, tmp: Reg) {
     a.mov(tmp, sum);
     a.alu_imm(Alu::Rsh, tmp, 32);
@@ -1120,18 +1121,7 @@ fn late_checks(a: &mut Asm, filter: &Filter, r: &dyn Fn(Reject) -> Label) {
         a.alu_reg(Alu::Add, R3, R1);
     }
     a.place(fold);
-    // Fold 64 -> 32 bits (r3 = low + high), then 32 -> 16 three times.
-    a.mov(R1, R3);
-    a.alu_imm(Alu::Rsh, R1, 32);
-    a.alu_imm(Alu::Lsh, R3, 32);
-    a.alu_imm(Alu::Rsh, R3, 32);
-    a.alu_reg(Alu::Add, R3, R1);
-    for _ in 0..3 {
-        a.mov(R1, R3);
-        a.alu_imm(Alu::Rsh, R1, 16);
-        a.alu_imm(Alu::And, R3, 0xffff);
-        a.alu_reg(Alu::Add, R3, R1);
-    }
+    fold16(a, R3, R1);
     a.jump_imm(Cond::Ne, R3, 0xffff, r(Reject::Ipv4Checksum));
     a.goto(done);
 

@@ -186,6 +186,18 @@ pub struct Hit {
 }
 
 impl Hit {
+    /// What the ordered checks found. Frames are at most 64 KiB in practice; offsets past that
+    /// cannot reach here because the IP length fields are 16 bits wide and the offsets are
+    /// bounded by tags + header.
+    #[inline(always)]
+    fn found(signature: Signature, kind: L3Kind, l3: usize, l4: usize, vlan_tags: u8) -> Hit {
+        let ip_version = match kind {
+            L3Kind::V4 => 4,
+            L3Kind::V6 => 6,
+        };
+        Hit { signature: signature as u8, ip_version, l3_offset: l3 as u16, l4_offset: l4 as u16, vlan_tags }
+    }
+
     /// The signature that matched.
     #[inline(always)]
     pub fn signature(&self) -> Signature {
@@ -349,19 +361,7 @@ pub(crate) fn ordered<const STAMP: bool>(
         return Err(Reject::Oui);
     }
     late_checks(frame, kind, l3, l4, filter)?;
-
-    Ok(Hit {
-        signature: signature as u8,
-        ip_version: match kind {
-            L3Kind::V4 => 4,
-            L3Kind::V6 => 6,
-        },
-        // Frames are at most 64 KiB in practice; offsets past that cannot reach here because
-        // the IP length fields are 16 bits wide and the offsets are bounded by tags + header.
-        l3_offset: l3 as u16,
-        l4_offset: l4 as u16,
-        vlan_tags,
-    })
+    Ok(Hit::found(signature, kind, l3, l4, vlan_tags))
 }
 
 /// The rest of the ordered checks for a frame to the STAMP port, at the offsets they found
@@ -379,16 +379,7 @@ fn stamp_request(
         return Err(Reject::StampLength);
     }
     late_checks(frame, kind, l3, l4, filter)?;
-    Ok(Hit {
-        signature: Signature::Stamp as u8,
-        ip_version: match kind {
-            L3Kind::V4 => 4,
-            L3Kind::V6 => 6,
-        },
-        l3_offset: l3 as u16,
-        l4_offset: l4 as u16,
-        vlan_tags,
-    })
+    Ok(Hit::found(Signature::Stamp, kind, l3, l4, vlan_tags))
 }
 
 /// The common frame with few instructions: untagged IPv4 without options, at least 54 bytes
