@@ -270,6 +270,9 @@ pub fn prog_load(insns: &[Insn], name: &str) -> Result<OwnedFd, LoadError> {
             prog_ifindex: 0,
             expected_attach_type: BPF_XDP,
         };
+        // The verifier gives up with EAGAIN when a signal arrives while it works (a SIGHUP
+        // storm at start-up met a long verification): signals wait until it is done.
+        let _blocked = SignalsBlocked::new();
         // SAFETY: `attr` is a live BPF_PROG_LOAD attribute; the instructions, license and log
         // buffer outlive the call.
         let ret = unsafe { bpf(BPF_PROG_LOAD, &mut attr) };
@@ -321,6 +324,35 @@ pub fn prog_load(insns: &[Insn], name: &str) -> Result<OwnedFd, LoadError> {
         log,
         saved_to,
     })
+}
+
+/// Every signal blocked in this thread while it lives (they stay pending, and are delivered
+/// when it goes).
+struct SignalsBlocked {
+    old: libc::sigset_t,
+}
+
+impl SignalsBlocked {
+    fn new() -> SignalsBlocked {
+        // SAFETY: sigset_t is plain data; sigfillset and pthread_sigmask write only into the
+        // sets we own; blocking signals in this thread has no other effect on memory.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+            SignalsBlocked { old }
+        }
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask `new` saved, a set we own.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut());
+        }
+    }
 }
 
 /// What one `BPF_PROG_TEST_RUN` of a program did.
