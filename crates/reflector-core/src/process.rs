@@ -55,7 +55,6 @@ impl Filter {
     /// STAMP port, out of line, so that a filter without STAMP runs exactly the code it ran
     /// before STAMP existed (matching the first pass's reason to try a second one instead kept
     /// the result in memory and cost IPv6 hits 4 ns).
-    #[cold]
     #[inline(never)]
     fn process_with_stamp(
         &self,
