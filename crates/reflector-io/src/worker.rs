@@ -266,22 +266,24 @@ fn work<B: Backend>(
 }
 
 /// The system clock (UTC) in nanoseconds since the Unix epoch: a STAMP answer's times.
-fn utc_now_ns() -> u64 {
+pub fn utc_now_ns() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// What a worker needs to know of the system clock for STAMP answers, read again every second.
+/// What STAMP answers need to know of the system clock (a worker reads it again every second,
+/// the xdp-tx program gets it through a map): unknown where the kernel cannot say.
 #[derive(Debug, Clone, Copy)]
-struct ClockState {
+pub struct ClockState {
     /// The error estimate answers carry.
-    error: ErrorEstimate,
+    pub error: ErrorEstimate,
     /// TAI − UTC, in nanoseconds: what turns an XDP program's receive time into UTC.
-    tai_offset_ns: u64,
+    pub tai_offset_ns: u64,
 }
 
 impl ClockState {
+    /// The state as the kernel has it now.
     #[cfg(target_os = "linux")]
-    fn read() -> ClockState {
+    pub fn read() -> ClockState {
         match reflector_sys::clock::state() {
             Ok(s) => ClockState {
                 error: ErrorEstimate::new(s.synchronised, s.error_ns()),
@@ -290,8 +292,9 @@ impl ClockState {
             Err(_) => ClockState { error: ErrorEstimate::UNKNOWN, tai_offset_ns: 0 },
         }
     }
+    /// The state as the kernel has it now.
     #[cfg(not(target_os = "linux"))]
-    fn read() -> ClockState {
+    pub fn read() -> ClockState {
         ClockState { error: ErrorEstimate::UNKNOWN, tai_offset_ns: 0 }
     }
 }

@@ -3,12 +3,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
 use reflector_core::{Family, MacAddr, Mode, Signature};
 use reflector_io::afpacket::{AfPacket, AfPacketConfig};
+use reflector_io::worker::utc_now_ns;
 use serde_json::json;
 
 use crate::input::UsageError;
@@ -163,10 +164,6 @@ fn check_size(args: &ProbeArgs, config: &ProbeConfig, iface: &IfaceInfo) -> Resu
     Ok(())
 }
 
-fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-}
-
 impl Prober {
     /// Checks the arguments and opens the socket (in the calling thread's namespace).
     pub fn open(args: &ProbeArgs) -> anyhow::Result<Prober> {
@@ -197,7 +194,7 @@ impl Prober {
             signature: args.sig,
             size: args.size,
             mode: args.mode,
-            session: (std::process::id() as u16) ^ (now_ns() as u16),
+            session: (std::process::id() as u16) ^ (utc_now_ns() as u16),
         };
         check_size(args, &config, &iface)?;
         let program = reflector_bpf::cbpf::match_bytes_program(config.data_frame_offset(), &config.marker())
@@ -264,7 +261,7 @@ impl Prober {
                 }
                 if due > 0 {
                     let queued = self.socket.send_batch(due as usize, |buf| {
-                        let n = config.write(buf, seq, now_ns(), &mut scratch);
+                        let n = config.write(buf, seq, utc_now_ns(), &mut scratch);
                         seq = seq.wrapping_add(1);
                         n
                     })?;

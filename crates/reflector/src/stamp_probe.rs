@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::probe::{FCS_LEN, Pacer};
 use crate::prober::Amount;
+use reflector_io::worker::utc_now_ns;
 
 /// What a STAMP run is told.
 #[derive(Debug, Clone)]
@@ -94,10 +95,6 @@ pub fn parse_answer(payload: &[u8], t4: u64) -> Option<Answer> {
         t4,
         ttl: payload[40],
     })
-}
-
-fn utc_now_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Sends the probes and collects the answers (in the order they came).

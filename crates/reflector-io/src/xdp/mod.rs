@@ -138,13 +138,13 @@ impl StampMaps {
         })
     }
 
-    /// Writes the clock's state as the kernel has it now: TAI − UTC in ns, the error estimate.
+    /// Writes the clock's state as the kernel has it now ([`crate::worker::ClockState`], as the
+    /// workers read it): TAI − UTC in ns, the error estimate.
     pub fn refresh_clock(&self) -> Result<(), SysError> {
-        let state = reflector_sys::clock::state()?;
-        let error = reflector_core::stamp::ErrorEstimate::new(state.synchronised, state.error_ns());
+        let state = crate::worker::ClockState::read();
         let mut value = [0u8; 16];
-        value[..8].copy_from_slice(&(state.tai_offset_s.max(0) as u64 * 1_000_000_000).to_ne_bytes());
-        value[8..].copy_from_slice(&(error.bits() as u64).to_ne_bytes());
+        value[..8].copy_from_slice(&state.tai_offset_ns.to_ne_bytes());
+        value[8..].copy_from_slice(&(state.error.bits() as u64).to_ne_bytes());
         self.clock.update(&0u32.to_ne_bytes(), &value)
     }
 
