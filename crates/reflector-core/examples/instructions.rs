@@ -4,9 +4,10 @@
 //! divides the difference by the frames processed.
 //!
 //! Usage: `instructions KIND PASSES`, KIND one of `v4` (the 60-byte ITO frame), `v6`, `vlan`,
-//! `arp` (a broadcast ARP request), `tcp` (a TCP segment to us) or `dns` (UDP to another
-//! port); one pass is 64 frames. As in the benchmark, hits go through in batches of 64 frames
-//! in 2 KiB slots, rejects one frame at a time through `black_box`.
+//! `arp` (a broadcast ARP request), `tcp` (a TCP segment to us), `dns` (UDP to another port)
+//! or `stamp` (a 44-byte STAMP request answered); one pass is 64 frames. As in the benchmark,
+//! hits go through in batches of 64 frames in 2 KiB slots, rejects one frame at a time through
+//! `black_box`, STAMP requests copied into their slot before each answer.
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -21,9 +22,13 @@ const SLOT: usize = 2048;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let (Some(kind), Some(Ok(passes))) = (args.get(1), args.get(2).map(|p| p.parse::<usize>())) else {
-        eprintln!("usage: instructions v4|v6|vlan|arp|tcp|dns PASSES");
+        eprintln!("usage: instructions v4|v6|vlan|arp|tcp|dns|stamp PASSES");
         return ExitCode::from(2);
     };
+    if kind == "stamp" {
+        stamp(passes);
+        return ExitCode::SUCCESS;
+    }
     let [arp, tcp, udp] = ordinary_traffic().map(|(_, frame)| frame);
     let (frame, hits) = match kind.as_str() {
         "v4" => (Frame::ito_v4().bytes(), true),
@@ -33,7 +38,7 @@ fn main() -> ExitCode {
         "tcp" => (tcp, false),
         "dns" => (udp, false),
         _ => {
-            eprintln!("instructions: unknown kind '{kind}' (v4, v6, vlan, arp, tcp, dns)");
+            eprintln!("instructions: unknown kind '{kind}' (v4, v6, vlan, arp, tcp, dns, stamp)");
             return ExitCode::from(2);
         }
     };
@@ -72,4 +77,23 @@ fn main() -> ExitCode {
     });
     assert_eq!(accepted, passes * BATCH);
     ExitCode::SUCCESS
+}
+
+/// The STAMP benchmark's loop: each slot gets the request again, then its answer.
+fn stamp(passes: usize) {
+    let filter = reflector_core::testing::stamp_filter(reflector_testkit::LOCAL_MAC);
+    let request: [u8; 86] = Frame::stamp_v4(44).bytes().try_into().expect("86 bytes");
+    let len = request.len();
+    let mut umem = vec![0u8; BATCH * SLOT];
+    let mut answered = 0;
+    with_stamping(|stamping| {
+        for _ in 0..passes {
+            for slot in black_box(&mut umem).chunks_mut(SLOT) {
+                let Some(frame) = slot.first_chunk_mut::<86>() else { continue };
+                *frame = request;
+                answered += filter.process(&mut frame[..len], stamping).is_ok() as usize;
+            }
+        }
+    });
+    assert_eq!(answered, passes * BATCH);
 }

@@ -198,6 +198,19 @@ impl Hit {
         Hit { signature: signature as u8, ip_version, l3_offset: l3 as u16, l4_offset: l4 as u16, vlan_tags }
     }
 
+    /// What [`ipv4_fast`] found: `signature` (an index into [`Signature::ALL`]) in untagged
+    /// IPv4 without options.
+    #[inline(always)]
+    pub(crate) fn fast(signature: u8) -> Hit {
+        Hit {
+            signature,
+            ip_version: 4,
+            l3_offset: ETH_HEADER_LEN as u16,
+            l4_offset: (ETH_HEADER_LEN + IPV4_MIN_HEADER_LEN) as u16,
+            vlan_tags: 0,
+        }
+    }
+
     /// The signature that matched.
     #[inline(always)]
     pub fn signature(&self) -> Signature {
@@ -245,7 +258,7 @@ fn is_vlan_tpid(ethertype: u16) -> bool {
 /// Classifies `frame` against `filter`. Never panics and never allocates.
 #[inline(always)]
 pub fn classify(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
-    match ipv4_fast(frame, filter) {
+    match ipv4_fast::<true>(frame, filter) {
         Some(verdict) => verdict,
         None => classify_ordered(frame, filter),
     }
@@ -255,7 +268,7 @@ pub fn classify(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
 /// tests that hold it to their answers and check that it decides what it should; not part of
 /// the API.
 pub fn classify_fast(frame: &[u8], filter: &Filter) -> Option<Result<Hit, Reject>> {
-    ipv4_fast(frame, filter)
+    ipv4_fast::<true>(frame, filter)
 }
 
 /// [`classify`] without its fast path: every frame through the ordered checks. For tests that
@@ -390,8 +403,12 @@ fn stamp_request(
 /// A source MAC starting with the trusted OUI ([`crate::filter::FastMasks`]) passes the source
 /// checks by itself, so a tester's frame skips them. The fields are read as little-endian words
 /// at fixed offsets and compared with words the filter holds.
+///
+/// A STAMP request (untagged IPv4 without options too) is decided here as well when `STAMP`;
+/// without, the STAMP port is not looked at, which is right only for a filter without the
+/// STAMP family.
 #[inline(always)]
-pub(crate) fn ipv4_fast(frame: &[u8], filter: &Filter) -> Option<Result<Hit, Reject>> {
+pub(crate) fn ipv4_fast<const STAMP: bool>(frame: &[u8], filter: &Filter) -> Option<Result<Hit, Reject>> {
     // Frames shorter than this and other layouts take the ordered checks, out of this line.
     let Some(b) = frame.first_chunk::<FAST_SPAN>() else {
         core::hint::cold_path();
@@ -424,9 +441,9 @@ pub(crate) fn ipv4_fast(frame: &[u8], filter: &Filter) -> Option<Result<Hit, Rej
             core::hint::cold_path();
             return Some(Err(Reject::SrcMacOwn));
         }
-        return ipv4_after_macs::<false>(frame, b, filter, src);
+        return ipv4_after_macs::<false, STAMP>(frame, b, filter, src);
     }
-    ipv4_after_macs::<true>(frame, b, filter, 0)
+    ipv4_after_macs::<true, STAMP>(frame, b, filter, 0)
 }
 
 /// Ethernet (14) + IPv4 (20) + UDP (8) + the ITO header (5) and signature (7): what
@@ -444,7 +461,7 @@ fn word_at(b: &[u8; FAST_SPAN], at: usize) -> u64 {
 /// on the frame's first bytes `b`. Rejects that ordinary traffic rarely gets are marked cold,
 /// so that the checks a test packet passes stay in one line.
 #[inline(always)]
-fn ipv4_after_macs<const TRUSTED: bool>(
+fn ipv4_after_macs<const TRUSTED: bool, const STAMP: bool>(
     frame: &[u8],
     b: &[u8; FAST_SPAN],
     filter: &Filter,
@@ -488,12 +505,15 @@ fn ipv4_after_macs<const TRUSTED: bool>(
         return Some(Err(Reject::UdpLength));
     }
     let dst_port = u16::from_le_bytes([b[36], b[37]]) as u64;
-    if (dst_port ^ fast.port) & fast.port_mask != 0 {
-        if dst_port == fast.stamp_port {
-            // A STAMP request: the ordered checks answer it.
-            core::hint::cold_path();
-            return None;
+    if STAMP && dst_port == fast.stamp_port {
+        // A STAMP request, before the test port as in the ordered checks: long enough for the
+        // answer, then the same late checks as an ITO frame.
+        if total_len < IPV4_MIN_HEADER_LEN + UDP_HEADER_LEN + crate::stamp::MIN_LEN {
+            return Some(Err(Reject::StampLength));
         }
+        return Some(late_checks_fast(b, filter).map(|()| Hit::fast(Signature::Stamp as u8)));
+    }
+    if (dst_port ^ fast.port) & fast.port_mask != 0 {
         return Some(Err(Reject::DstPort));
     }
     // The signature: its first byte tells which ITO one it can be (bits 2..5 of 'P', 'D', 'L'
@@ -508,17 +528,23 @@ fn ipv4_after_macs<const TRUSTED: bool>(
     if !TRUSTED && (src ^ filter.oui_bits as u64) & fast.oui_mask != 0 {
         return Some(Err(Reject::Oui));
     }
-    // The late checks (see `late_checks`) at this layout's fixed offsets.
+    Some(late_checks_fast(b, filter).map(|()| Hit::fast(ITO_INDEX_BY_SLOT[slot])))
+}
+
+/// The late checks (see `late_checks`) at [`ipv4_fast`]'s fixed offsets, on the frame's first
+/// bytes `b`.
+#[inline(always)]
+fn late_checks_fast(b: &[u8; FAST_SPAN], filter: &Filter) -> Result<(), Reject> {
     if is_loop([b[34], b[35]], [b[36], b[37]]) {
         core::hint::cold_path();
-        return Some(Err(Reject::Loop));
+        return Err(Reject::Loop);
     }
     // A tester's address differs from ours in its last octet, as a rule: one table load
     // decides, and the whole address is compared only where that octet is one of ours.
-    if fast.own_v4_last_octet[b[29] as usize] != 0 {
+    if filter.fast.own_v4_last_octet[b[29] as usize] != 0 {
         core::hint::cold_path();
         if filter.local_v4.contains(&(word_at(b, 26) as u32)) {
-            return Some(Err(Reject::SrcIpOwn));
+            return Err(Reject::SrcIpOwn);
         }
     }
     // The 20 header bytes as five 32-bit words summed in 64 bits (no carry is lost).
@@ -526,15 +552,9 @@ fn ipv4_after_macs<const TRUSTED: bool>(
     let header_sum = word32(14) + word32(18) + word32(22) + word32(26) + word32(30);
     if !crate::checksum::fold_is_all_ones(header_sum) {
         core::hint::cold_path();
-        return Some(Err(Reject::Ipv4Checksum));
+        return Err(Reject::Ipv4Checksum);
     }
-    Some(Ok(Hit {
-        signature: ITO_INDEX_BY_SLOT[slot],
-        ip_version: 4,
-        l3_offset: ETH_HEADER_LEN as u16,
-        l4_offset: L4 as u16,
-        vlan_tags: 0,
-    }))
+    Ok(())
 }
 
 /// An IPv4 address that never sends or receives a test flow on the wire: 0.0.0.0/8 ("this

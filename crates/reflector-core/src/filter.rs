@@ -281,8 +281,7 @@ pub(crate) struct FastMasks {
     pub(crate) port: u64,
     /// 0xffff, or 0 when any port is accepted.
     pub(crate) port_mask: u64,
-    /// The STAMP port as its two bytes read little-endian, `u64::MAX` with the family off: a
-    /// frame to it goes to the ordered checks.
+    /// The STAMP port as its two bytes read little-endian, `u64::MAX` with the family off.
     pub(crate) stamp_port: u64,
     /// 0xff_ffff (the OUI's bytes of the source MAC word) when the OUI applies to ITO, else 0.
     pub(crate) oui_mask: u64,
@@ -314,9 +313,7 @@ impl FastMasks {
         let (rotate_addresses, rotate_ports) = Self::rotations(config.mode);
         let trusted = trusted_oui(config);
         let stamp = config.families.contains(Family::Stamp);
-        // With any port accepted, an ITO signature to the STAMP port is a STAMP request: the
-        // fast path, which does not look for the STAMP port on a hit, stays out of the way.
-        let ito = config.families.contains(Family::Ito) && !(stamp && config.port == 0);
+        let ito = config.families.contains(Family::Ito);
         let oui_on_ito = config.oui.is_some() && config.oui_families.contains(Family::Ito);
         let table = |on: bool| if on { ITO_BY_SLOT } else { [u64::MAX; 8] };
         FastMasks {

@@ -71,6 +71,12 @@ pub mod testing {
         with_stamping(|stamping| filter.process(frame, stamping))
     }
 
+    /// The STAMP answer [`process`] gives to the request `hit` was classified from (by the
+    /// ordered checks, say), reached without the fast path.
+    pub fn answer_stamp(filter: &Filter, frame: &mut [u8], hit: Hit) {
+        with_stamping(|stamping| filter.answer_stamp(frame, hit, stamping)).expect("an answer");
+    }
+
     /// The default filter with the STAMP family added, for `local_mac`.
     pub fn stamp_filter(local_mac: MacAddr) -> Filter {
         let mut config = FilterConfig::new(local_mac);

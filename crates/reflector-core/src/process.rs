@@ -5,9 +5,10 @@
 //! `classify` (one pass over the headers) → `reflect` (the in-place swap) and [`crate::stamp`]
 //! (the STAMP answer) → here.
 
-use crate::classify::{Ethernet, Hit, Reject, ethernet, ipv4_fast, ordered};
+use crate::classify::{Hit, Reject, ethernet, ipv4_fast, ordered};
 use crate::filter::{Filter, Mode};
 use crate::reflect::{reflect_accepted, reflect_ito_ipv4};
+use crate::signature::Signature;
 use crate::stamp::{Answer, ErrorEstimate, SequenceMode, SessionTable, Times, respond};
 
 /// What answering a STAMP request needs from the data path: the times and the session table.
@@ -37,56 +38,77 @@ impl Filter {
     /// A rejected frame is never modified.
     #[inline(always)]
     pub fn process(&self, frame: &mut [u8], stamp: &mut Stamping<'_>) -> Result<Hit, Reject> {
-        if let Some(verdict) = ipv4_fast(frame, self) {
+        if self.stamp_on() {
+            return self.process_with_stamp(frame, stamp);
+        }
+        self.process_as::<false>(frame, stamp)
+    }
+
+    /// [`Filter::process`] when STAMP is on, out of line: a filter without STAMP runs the
+    /// code it ran before STAMP existed, which has no look for the STAMP port and no branch on
+    /// the kind of hit (either, inlined into a worker's loop, cost every frame instructions).
+    #[inline(never)]
+    fn process_with_stamp(&self, frame: &mut [u8], stamp: &mut Stamping<'_>) -> Result<Hit, Reject> {
+        self.process_as::<true>(frame, stamp)
+    }
+
+    /// The fast path, else the ordered checks; then the answer: a STAMP one when `STAMP` and
+    /// the hit is a STAMP request, else the reflection in the filter's mode.
+    #[inline(always)]
+    fn process_as<const STAMP: bool>(
+        &self,
+        frame: &mut [u8],
+        stamp: &mut Stamping<'_>,
+    ) -> Result<Hit, Reject> {
+        if let Some(verdict) = ipv4_fast::<STAMP>(frame, self) {
             let hit = verdict?;
+            if STAMP && hit.is_stamp() {
+                return self.answer_fast_stamp(frame, stamp);
+            }
             reflect_ito_ipv4(frame, self);
             return Ok(hit);
         }
         let eth = ethernet(frame, self)?;
-        if self.stamp_on() {
-            return self.process_with_stamp(frame, eth, stamp);
+        let hit = ordered::<STAMP>(frame, self, &eth)?;
+        if STAMP && hit.is_stamp() {
+            return self.answer_stamp(frame, hit, stamp);
         }
-        let hit = ordered::<false>(frame, self, &eth)?;
         reflect_accepted(frame, &hit, self, self.mode);
         Ok(hit)
     }
 
-    /// [`Filter::process`] after the fast path when STAMP is on: the ordered checks with the
-    /// STAMP port, out of line, so that a filter without STAMP runs exactly the code it ran
-    /// before STAMP existed (matching the first pass's reason to try a second one instead kept
-    /// the result in memory and cost IPv6 hits 4 ns).
+    /// [`Filter::answer_stamp`] for a request the fast path found, on its own: the offsets are
+    /// constants in here (inlined next to the ordered checks' call, the two were merged into
+    /// one with the offsets in registers).
     #[inline(never)]
-    fn process_with_stamp(
-        &self,
-        frame: &mut [u8],
-        eth: Ethernet,
-        stamp: &mut Stamping<'_>,
-    ) -> Result<Hit, Reject> {
-        let hit = ordered::<true>(frame, self, &eth)?;
-        if hit.is_stamp() {
-            self.answer_stamp(frame, &hit, stamp);
-        } else {
-            reflect_accepted(frame, &hit, self, self.mode);
-        }
-        Ok(hit)
+    fn answer_fast_stamp(&self, frame: &mut [u8], stamp: &mut Stamping<'_>) -> Result<Hit, Reject> {
+        self.answer_stamp(frame, Hit::fast(Signature::Stamp as u8), stamp)
     }
 
     /// A STAMP request becomes its answer: the fields, then the addresses and ports swapped
     /// whatever the mode (the answer goes to the sender's port, RFC 8762 §4.3). The transmit
     /// time is read last, and never before the receive time.
     #[inline(always)]
-    fn answer_stamp(&self, frame: &mut [u8], hit: &Hit, stamp: &mut Stamping<'_>) {
+    pub(crate) fn answer_stamp(
+        &self,
+        frame: &mut [u8],
+        hit: Hit,
+        stamp: &mut Stamping<'_>,
+    ) -> Result<Hit, Reject> {
         let received = match stamp.received {
             Some(t) => t,
             None => (stamp.clock)(),
         };
         let sequence = match self.stamp_sequence {
             SequenceMode::Stateless => None,
-            SequenceMode::Stateful => stamp.sessions.next(frame, hit, received),
+            // A copy: the table gets its address, and the hit itself stays in registers (its
+            // offsets constants on the fast path) rather than being read back after the call.
+            SequenceMode::Stateful => stamp.sessions.next(frame, &{ hit }, received),
         };
         let answer = Answer { format: self.stamp_timestamps, error: stamp.error, sequence };
         let sent = (stamp.clock)().max(received);
-        respond(frame, hit, &answer, Times { received, sent });
-        reflect_accepted(frame, hit, self, Mode::All);
+        respond(frame, &hit, &answer, Times { received, sent });
+        reflect_accepted(frame, &hit, self, Mode::All);
+        Ok(hit)
     }
 }

@@ -182,7 +182,64 @@ pub struct Answer {
 /// date: incrementally (RFC 1624), or over the whole datagram when the request's checksum was
 /// left for offload to complete (it then holds the pseudo-header's sum). Out of range is a
 /// no-op, so a `Hit` applied to the wrong frame cannot panic.
+///
+/// The common request, a base packet or longer in IPv4 without options or in IPv6, is answered
+/// at fixed offsets from the IP header ([`respond_fixed`]); anything else by
+/// [`respond_any`].
+#[inline(always)]
 pub fn respond(frame: &mut [u8], hit: &Hit, answer: &Answer, times: Times) {
+    let (l3, l4) = (hit.l3_offset(), hit.l4_offset());
+    let done = match hit.l3() {
+        L3Kind::V4 if l4 == l3 + 20 => frame
+            .get_mut(l3..)
+            .and_then(|ip| ip.first_chunk_mut())
+            .is_some_and(|ip| respond_fixed::<{ 20 + FIXED_UDP }, true>(ip, answer, times)),
+        L3Kind::V6 if l4 == l3 + 40 => frame
+            .get_mut(l3..)
+            .and_then(|ip| ip.first_chunk_mut())
+            .is_some_and(|ip| respond_fixed::<{ 40 + FIXED_UDP }, false>(ip, answer, times)),
+        _ => false,
+    };
+    if !done {
+        respond_any(frame, hit, answer, times);
+    }
+}
+
+/// What [`respond_fixed`] reads past the IP header: the UDP header and the base packet.
+const FIXED_UDP: usize = UDP_HEADER_LEN + BASE_LEN;
+
+/// [`respond`] for `ip`, the IP header (IPv4 of 20 bytes when `V4`, else IPv6) and the UDP
+/// header and base packet that follow it, `N` bytes: every offset a constant. Leaves the
+/// request as it is and returns `false` when its payload is shorter than the base packet or
+/// its checksum was left for offload, for [`respond_any`].
+#[inline(always)]
+fn respond_fixed<const N: usize, const V4: bool>(ip: &mut [u8; N], answer: &Answer, times: Times) -> bool {
+    let l4 = N - FIXED_UDP;
+    let ttl = if V4 { ip[8] } else { ip[7] };
+    let word = |at: usize| u32::from_le_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]) as u64;
+    let addresses = if V4 { word(12) + word(16) } else { (8..40).step_by(4).map(word).sum() };
+    let udp_len = u16::from_be_bytes([ip[l4 + 4], ip[l4 + 5]]) as usize;
+    let sent = u16::from_le_bytes([ip[l4 + 6], ip[l4 + 7]]);
+    let pseudo = addresses + pseudo_rest([ip[l4 + 4], ip[l4 + 5]]);
+    if udp_len < FIXED_UDP || sent == fold_le(pseudo) {
+        core::hint::cold_path();
+        return false;
+    }
+    let (header, payload) = ip[l4..].split_at_mut(UDP_HEADER_LEN);
+    let base: &mut [u8; BASE_LEN] = payload.try_into().expect("N - l4 - 8 = 44 bytes");
+    let (removed, added) = rewrite(base, ttl, answer, times);
+    // An IPv4 sender may leave the checksum out (0); the answer does too.
+    if !(V4 && sent == 0) {
+        header[6..8].copy_from_slice(&updated_checksum(sent, removed, added).to_le_bytes());
+    }
+    true
+}
+
+/// [`respond`] for any request: offsets from `hit`, requests of 41 to 43 bytes, checksums left
+/// for offload.
+#[cold]
+#[inline(never)]
+fn respond_any(frame: &mut [u8], hit: &Hit, answer: &Answer, times: Times) {
     let ttl_at = match hit.l3() {
         L3Kind::V4 => hit.l3_offset() + 8,
         L3Kind::V6 => hit.l3_offset() + 7,
@@ -191,7 +248,6 @@ pub fn respond(frame: &mut [u8], hit: &Hit, answer: &Answer, times: Times) {
     let v4 = hit.l3() == L3Kind::V4;
     let l4 = hit.l4_offset();
     let Some(pseudo) = pseudo_header_sum(frame, hit) else { return };
-    let partial_field = fold_le(pseudo);
     let Some(udp) = frame.get_mut(l4..) else { return };
     let Some(udp_len) = udp.get(4..6).map(|l| u16::from_be_bytes([l[0], l[1]]) as usize) else { return };
     let Some(udp) = udp.get_mut(..udp_len) else { return };
@@ -199,94 +255,97 @@ pub fn respond(frame: &mut [u8], hit: &Hit, answer: &Answer, times: Times) {
         return;
     }
     let (header, payload) = udp.split_at_mut(UDP_HEADER_LEN);
-    // The request's first 44 bytes, zero past its end (41 to 43 bytes of a TWAMP-Light one).
-    let request = match payload.first_chunk::<BASE_LEN>() {
-        Some(base) => *base,
-        None => padded(payload),
+    let (removed, added) = match payload.first_chunk_mut::<BASE_LEN>() {
+        Some(base) => rewrite(base, ttl, answer, times),
+        None => rewrite_short(payload, ttl, answer, times),
     };
-
-    // The answer as eleven 32-bit words, little-endian (see the sums below), built from values
-    // in registers: read back from memory after narrower stores, it would stall the loads.
-    let word = |i: usize| {
-        u32::from_le_bytes([request[4 * i], request[4 * i + 1], request[4 * i + 2], request[4 * i + 3]])
-    };
-    let z = match answer.format {
-        TimestampFormat::Ntp => 0,
-        TimestampFormat::Ptp => 0x4000,
-    };
-    let error = (answer.error.bits() | z).to_be_bytes();
-    let (t3, t2) = (answer.format.encode(times.sent), answer.format.encode(times.received));
-    let half = |t: &[u8; 8], at: usize| u32::from_le_bytes([t[at], t[at + 1], t[at + 2], t[at + 3]]);
-    let out: [u32; 11] = [
-        answer.sequence.map_or(word(0), |n| u32::from_le_bytes(n.to_be_bytes())),
-        half(&t3, 0),
-        half(&t3, 4),
-        u32::from_le_bytes([error[0], error[1], request[14], request[15]]),
-        half(&t2, 0),
-        half(&t2, 4),
-        word(0),
-        word(1),
-        word(2),
-        u32::from_le_bytes([request[12], request[13], 0, 0]),
-        ttl as u32,
-    ];
-    match payload.first_chunk_mut::<BASE_LEN>() {
-        Some(base) => {
-            for (at, w) in base.chunks_exact_mut(4).zip(out) {
-                at.copy_from_slice(&w.to_le_bytes());
-            }
-        }
-        None => write_short(payload, &out),
-    }
-
-    // Sums are taken over little-endian 32-bit words: the one's-complement sum of words read in
-    // the other byte order is the byte-swapped sum (RFC 1071 §2 (B)), so the checksum field is
-    // read, computed and written back little-endian.
     let sent = u16::from_le_bytes([header[6], header[7]]);
     // An IPv4 sender may leave the checksum out (0); the answer does too.
     if v4 && sent == 0 {
         return;
     }
-    let updated = if sent == partial_field {
+    let updated = if sent == fold_le(pseudo) {
         // The field holds the pseudo-header's sum alone: a checksum left for offload to
         // complete (CHECKSUM_PARTIAL), as a sender on the same host or a veth hands it over.
         // The answer leaves without offload, so it gets its whole checksum.
         header[6..8].fill(0);
-        !fold_le(pseudo + sum_le_slice(header) + sum_le_slice(payload))
+        let whole = !fold_le(pseudo + sum_le_slice(header) + sum_le_slice(payload));
+        // A result of 0 is sent as all ones (RFC 768; RFC 8200 §8.1), in either byte order.
+        if whole == 0 { 0xffff } else { whole }
     } else {
-        // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), m and m' the sums of the 44 bytes before
-        // and after.
-        // Bytes 41..44 are zero in both, so the sums over all 44 bytes are those of the
-        // payload's first 44 bytes, or of all of a shorter one.
-        let m: u64 = (0..11).map(|i| word(i) as u64).sum();
-        let m_new: u64 = out.iter().map(|w| *w as u64).sum();
-        !fold_le((!sent) as u64 + (!fold_le(m)) as u64 + fold_le(m_new) as u64)
+        updated_checksum(sent, removed, added)
     };
-    // A result of 0 is sent as all ones (RFC 768; RFC 8200 §8.1), in either byte order.
-    let updated = if updated == 0 { 0xffff } else { updated };
     header[6..8].copy_from_slice(&updated.to_le_bytes());
 }
 
-/// A request shorter than the base packet, zero-padded to it.
-#[cold]
-#[inline(never)]
-fn padded(payload: &[u8]) -> [u8; BASE_LEN] {
-    let mut request = [0u8; BASE_LEN];
-    let n = payload.len().min(BASE_LEN);
-    request[..n].copy_from_slice(&payload[..n]);
-    request
+/// The checksum field after a change: `sent` the field before (read little-endian, like the
+/// sums: the one's-complement sum of words read in the other byte order is the byte-swapped sum,
+/// RFC 1071 §2 (B)), `removed` and `added` the sums of what the change took out and put in.
+/// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'). A result of 0 is sent as all ones (RFC 768; RFC 8200
+/// §8.1), in either byte order.
+#[inline(always)]
+fn updated_checksum(sent: u16, removed: u64, added: u64) -> u16 {
+    let updated = !fold_le((!sent) as u64 + (!fold_le(removed)) as u64 + fold_le(added) as u64);
+    if updated == 0 { 0xffff } else { updated }
 }
 
-/// The answer (as little-endian words) into a payload shorter than the base packet.
+/// Rewrites the base packet of a request into the answer's, in place, from loads and stores of
+/// whole words; returns the sums (of little-endian 32-bit words, see [`respond`]) of the bytes
+/// it took out and of those it put in, for the checksum.
+///
+/// Most of the answer is the request moved: the sender's sequence number, timestamp and error
+/// estimate (0..14) go to 24..38, where a one's-complement sum does not see the move (the same
+/// 16-bit words at even offsets), and the SSID (14..16) stays. What changes the sum is what
+/// the moved fields overwrite, bytes 16..44 (the sender's zeros, as a rule), and what is new:
+/// the sequence number at 0, T3 at 4, the error estimate at 12, T2 at 16, the TTL at 40.
+#[inline(always)]
+fn rewrite(base: &mut [u8; BASE_LEN], ttl: u8, answer: &Answer, times: Times) -> (u64, u64) {
+    let word = |at: usize| u32::from_le_bytes([base[at], base[at + 1], base[at + 2], base[at + 3]]) as u64;
+    let sender = u64::from_le_bytes(base[..8].try_into().expect("8 bytes"));
+    let sender_rest = u32::from_le_bytes(base[8..12].try_into().expect("4 bytes"));
+    let sender_error = u16::from_le_bytes([base[12], base[13]]);
+    let removed = word(16) + word(20) + word(24) + word(28) + word(32) + word(36) + word(40);
+    let z = match answer.format {
+        TimestampFormat::Ntp => 0,
+        TimestampFormat::Ptp => 0x4000,
+    };
+    // Read little-endian, like the sums.
+    let error = (answer.error.bits() | z).swap_bytes();
+    // The wire bytes as a little-endian word, like everything here.
+    let wire = |ns: u64| u64::from_le_bytes(answer.format.encode(ns));
+    let (t3, t2) = (wire(times.sent), wire(times.received));
+    let halves = |t: u64| (t & 0xffff_ffff) + (t >> 32);
+    // The answer's sequence number comes on top: the sender's moves to 24 and is also copied
+    // (stateless) or a new one takes its place (stateful).
+    let sequence = match answer.sequence {
+        Some(n) => {
+            base[..4].copy_from_slice(&n.to_be_bytes());
+            n.swap_bytes() as u64
+        }
+        None => sender & 0xffff_ffff,
+    };
+    let added = sequence + halves(t3) + halves(t2) + error as u64 + ttl as u64;
+    base[4..12].copy_from_slice(&t3.to_le_bytes());
+    base[12..14].copy_from_slice(&error.to_le_bytes());
+    base[16..24].copy_from_slice(&t2.to_le_bytes());
+    base[24..32].copy_from_slice(&sender.to_le_bytes());
+    base[32..36].copy_from_slice(&sender_rest.to_le_bytes());
+    base[36..44].copy_from_slice(&(sender_error as u64 | (ttl as u64) << 32).to_le_bytes());
+    (removed, added)
+}
+
+/// [`rewrite`] for a request of 41 to 43 bytes: on a copy padded with zeros, of which the
+/// answer takes the bytes that fit (bytes 41..44 of the answer are zero, so the sums over the
+/// copy are those over the request).
 #[cold]
 #[inline(never)]
-fn write_short(payload: &mut [u8], out: &[u32; 11]) {
-    let mut bytes = [0u8; BASE_LEN];
-    for (at, w) in bytes.chunks_exact_mut(4).zip(out) {
-        at.copy_from_slice(&w.to_le_bytes());
-    }
+fn rewrite_short(payload: &mut [u8], ttl: u8, answer: &Answer, times: Times) -> (u64, u64) {
+    let mut base = [0u8; BASE_LEN];
     let n = payload.len().min(BASE_LEN);
-    payload[..n].copy_from_slice(&bytes[..n]);
+    base[..n].copy_from_slice(&payload[..n]);
+    let sums = rewrite(&mut base, ttl, answer, times);
+    payload[..n].copy_from_slice(&base[..n]);
+    sums
 }
 
 /// `bytes` as little-endian 32-bit words (the last one padded with zeros), summed.
@@ -302,14 +361,13 @@ fn sum_le_slice(bytes: &[u8]) -> u64 {
     sum
 }
 
-/// A sum of little-endian words folded to 16 bits (end-around carry).
+/// A sum of little-endian words folded to 16 bits (end-around carry): 64 to 32 bits, then 32
+/// to 16, each as the high half of the value plus itself rotated by half its width (the low
+/// halves' carry is the end-around one), as Linux's `csum_fold` does.
 #[inline(always)]
-fn fold_le(mut sum: u64) -> u16 {
-    sum = (sum & 0xffff_ffff) + (sum >> 32);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum as u16
+fn fold_le(sum: u64) -> u16 {
+    let sum = (sum.wrapping_add(sum.rotate_left(32)) >> 32) as u32;
+    (sum.wrapping_add(sum.rotate_left(16)) >> 16) as u16
 }
 
 /// The sum of the UDP pseudo-header (RFC 768; RFC 8200 §8.1) as little-endian words: both
@@ -326,9 +384,14 @@ fn pseudo_header_sum(frame: &[u8], hit: &Hit) -> Option<u64> {
     };
     let l4 = hit.l4_offset();
     let udp_len = frame.get(l4 + 4..l4 + 6)?;
-    // The protocol as the 16-bit word [0, 17], read little-endian.
-    let rest = u16::from_le_bytes([udp_len[0], udp_len[1]]) as u64 + ((crate::wire::IPPROTO_UDP as u64) << 8);
-    Some(addresses + rest)
+    Some(addresses + pseudo_rest([udp_len[0], udp_len[1]]))
+}
+
+/// The pseudo-header's words besides the addresses: the UDP length (as on the wire) and the
+/// protocol as the 16-bit word [0, 17], read little-endian.
+#[inline(always)]
+fn pseudo_rest(udp_len: [u8; 2]) -> u64 {
+    u16::from_le_bytes(udp_len) as u64 + ((crate::wire::IPPROTO_UDP as u64) << 8)
 }
 
 /// How many sessions a [`Sessions`] table of the data paths holds.

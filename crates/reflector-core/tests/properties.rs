@@ -99,8 +99,14 @@ fn the_fast_path_agrees_with_the_ordered_checks() {
         }),
         filter_with(|c| c.mode = Mode::Mac),
         filter_with(|c| c.mode = Mode::MacIp),
+        filter_with(|c| c.families.insert(Family::Stamp)),
+        filter_with(|c| {
+            c.families.insert(Family::Stamp);
+            c.port = 0;
+            c.mode = Mode::Mac;
+        }),
     ];
-    let mut decided = [[0usize; Reject::COUNT + 1]; 13];
+    let mut decided = [[0usize; Reject::COUNT + 1]; 15];
     let mut agree = |frame: &[u8], only: Option<usize>| {
         for (i, f) in filters.iter().enumerate().filter(|(i, _)| only.is_none_or(|o| o == *i)) {
             let want = classify_ordered(frame, f);
@@ -109,9 +115,9 @@ fn the_fast_path_agrees_with_the_ordered_checks() {
                     assert_eq!(fast, want, "fast path: {frame:02x?} under {f:?}");
                     decided[i][fast.err().map_or(Reject::COUNT, |r| r as usize)] += 1;
                 }
-                // Every ITO hit over untagged IPv4 without options is the fast path's.
+                // Every ITO and STAMP hit over untagged IPv4 without options is the fast path's.
                 None => assert!(
-                    !want.is_ok_and(|h| h.signature().family() == Family::Ito
+                    !want.is_ok_and(|h| matches!(h.signature().family(), Family::Ito | Family::Stamp)
                         && h.l3() == L3Kind::V4
                         && h.vlan_tags() == 0
                         && h.l4_offset() == 34),
@@ -125,10 +131,20 @@ fn the_fast_path_agrees_with_the_ordered_checks() {
                 want,
                 "process: {frame:02x?} under {f:?}"
             );
-            if let Ok(hit) = want {
-                reflect(&mut reflected, &hit, f.mode());
+            match want {
+                // The STAMP answer itself is tests/stamp.rs's; here the fast path's hit has to
+                // get it as the ordered checks' would.
+                Ok(hit) if hit.signature() == Signature::Stamp => {
+                    let mut answered = frame.to_vec();
+                    reflector_core::testing::answer_stamp(f, &mut answered, hit);
+                    assert_eq!(processed, answered, "process: {frame:02x?} under {f:?}");
+                }
+                Ok(hit) => {
+                    reflect(&mut reflected, &hit, f.mode());
+                    assert_eq!(processed, reflected, "process: {frame:02x?} under {f:?}");
+                }
+                Err(_) => assert_eq!(processed, frame, "process: {frame:02x?} under {f:?}"),
             }
-            assert_eq!(processed, reflected, "process: {frame:02x?} under {f:?}");
         }
     };
     for (i, f) in filters.iter().enumerate() {
@@ -142,13 +158,19 @@ fn the_fast_path_agrees_with_the_ordered_checks() {
             MacAddr([0x00, 0x11, 0x22, 1, 2, 3]),
             near_us,
         ];
-        for (src_mac, sig) in
-            sources.into_iter().flat_map(|s| [b"PROBEOT", b"DATA:OT", b"LATENCY"].map(|g| (s, g)))
-        {
-            let mut base = Frame { dst_mac: local, src_mac, ..Frame::ito_v4() };
-            base.payload[5..12].copy_from_slice(sig);
-            let base = base.bytes();
-            for len in 0..=80 {
+        let ito = sources.into_iter().flat_map(|s| [b"PROBEOT", b"DATA:OT", b"LATENCY"].map(|g| (s, g))).map(
+            |(src_mac, sig)| {
+                let mut base = Frame { dst_mac: local, src_mac, ..Frame::ito_v4() };
+                base.payload[5..12].copy_from_slice(sig);
+                base.bytes()
+            },
+        );
+        // STAMP requests of the base packet's size and of the shortest answered one.
+        let stamp = sources.into_iter().flat_map(|s| {
+            [44, 41].map(|len| Frame { dst_mac: local, src_mac: s, ..Frame::stamp_v4(len) }.bytes())
+        });
+        for base in ito.chain(stamp) {
+            for len in 0..=base.len() + 6 {
                 let mut f = base.clone();
                 f.resize(len, 0);
                 agree(&f, Some(i));
@@ -186,6 +208,7 @@ fn the_fast_path_agrees_with_the_ordered_checks() {
         Reject::Loop,
         Reject::SrcIpOwn,
         Reject::Ipv4Checksum,
+        Reject::StampLength,
     ];
     for reason in fast_reasons {
         let n: usize = decided.iter().map(|d| d[reason as usize]).sum();
