@@ -184,8 +184,7 @@ pub struct Answer {
 /// no-op, so a `Hit` applied to the wrong frame cannot panic.
 ///
 /// The common request, a base packet or longer in IPv4 without options or in IPv6, is answered
-/// at fixed offsets from the IP header ([`respond_fixed`]); anything else by
-/// [`respond_any`].
+/// at fixed offsets from the IP header (`respond_fixed`); anything else by `respond_any`.
 #[inline(always)]
 pub fn respond(frame: &mut [u8], hit: &Hit, answer: &Answer, times: Times) {
     let (l3, l4) = (hit.l3_offset(), hit.l4_offset());
