@@ -119,6 +119,31 @@ fn bench_stamp(c: &mut Criterion) {
             })
         });
     }
+    // The rewrite alone, as `stamp::respond` takes it: the request already classified, the
+    // times passed in; then the addresses and ports swapped.
+    let filter = reflector_testkit::filter_with(|c| {
+        c.families.insert(reflector_core::Family::Stamp);
+    });
+    let request: [u8; 86] = Frame::stamp_v4(44).bytes().try_into().expect("86 bytes");
+    let hit = reflector_core::classify(&request, &filter).expect("a STAMP request");
+    let answer = reflector_core::stamp::Answer {
+        format: reflector_core::stamp::TimestampFormat::Ntp,
+        error: ErrorEstimate::new(true, 1_000),
+        sequence: None,
+    };
+    let times =
+        reflector_core::stamp::Times { received: 1_796_126_400_249_000_000, sent: 1_796_126_400_250_000_000 };
+    let mut umem = vec![0u8; BATCH * SLOT];
+    group.bench_function("stamp_rewrite_ipv4_44B", |b| {
+        b.iter(|| {
+            for slot in black_box(&mut umem).chunks_mut(SLOT) {
+                let Some(frame) = slot.first_chunk_mut::<86>() else { continue };
+                *frame = request;
+                reflector_core::stamp::respond(frame, black_box(&hit), &answer, black_box(times));
+                reflector_core::reflect(frame, &hit, reflector_core::Mode::All);
+            }
+        })
+    });
     group.finish();
 }
 
