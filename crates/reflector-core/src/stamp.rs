@@ -400,9 +400,10 @@ pub const SESSION_IDLE_NS: u64 = 300 * 1_000_000_000;
 /// Slots looked at for a session (from the one its hash names).
 const PROBE: usize = 8;
 
-/// What identifies a session (RFC 8972 §3: the addresses and ports, and the SSID): both IP
-/// addresses (an IPv4 one in its first 4 bytes), both ports, the SSID.
-type SessionKey = [u8; 38];
+/// What identifies a session (RFC 8972 §3: the addresses and ports, and the SSID), as
+/// little-endian words read from the request: both IP addresses (IPv4's in the first word, the
+/// next three zero), then both ports and the SSID.
+type SessionKey = [u64; 5];
 
 #[derive(Clone, Copy)]
 struct Session {
@@ -424,7 +425,7 @@ pub struct Sessions<const N: usize = SESSIONS> {
 
 impl<const N: usize> Default for Sessions<N> {
     fn default() -> Self {
-        Sessions { slots: [Session { key: [0; 38], next: 0, seen: 0 }; N], evicted: 0 }
+        Sessions { slots: [Session { key: [0; 5], next: 0, seen: 0 }; N], evicted: 0 }
     }
 }
 
@@ -487,21 +488,39 @@ impl<const N: usize> SessionTable for Sessions<N> {
 
 /// The session of a request (before its addresses are swapped).
 fn session_key(frame: &[u8], hit: &Hit) -> Option<SessionKey> {
-    let mut key = [0u8; 38];
+    let word = |at: usize| frame.get(at..).and_then(|w| w.first_chunk()).map(crate::wire::le64);
     let l3 = hit.l3_offset();
+    let mut key = [0u64; 5];
     match hit.l3() {
-        L3Kind::V4 => key[..8].copy_from_slice(frame.get(l3 + 12..l3 + 20)?),
-        L3Kind::V6 => key[..32].copy_from_slice(frame.get(l3 + 8..l3 + 40)?),
+        L3Kind::V4 => key[0] = word(l3 + 12)?,
+        L3Kind::V6 => {
+            for (i, k) in key[..4].iter_mut().enumerate() {
+                *k = word(l3 + 8 + 8 * i)?;
+            }
+        }
     }
+    // The ports (4 bytes) and, 14 bytes into the payload, the SSID (2).
     let l4 = hit.l4_offset();
-    key[32..36].copy_from_slice(frame.get(l4..l4 + 4)?);
-    key[36..38].copy_from_slice(frame.get(l4 + UDP_HEADER_LEN + 14..l4 + UDP_HEADER_LEN + 16)?);
+    let ssid = frame.get(l4 + UDP_HEADER_LEN + 14..l4 + UDP_HEADER_LEN + 16)?;
+    key[4] = word(l4)? & 0xffff_ffff | (u16::from_le_bytes([ssid[0], ssid[1]]) as u64) << 32;
     Some(key)
 }
 
-/// FNV-1a over the key.
+/// The key's words, each mixed by a 64 × 64 → 128-bit multiply (its halves folded) with its own
+/// constant, folded together: independent multiplies, not a chain through every byte.
 fn hash(key: &SessionKey) -> u64 {
-    key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3))
+    const K: [u64; 5] = [
+        0x9e37_79b9_7f4a_7c15,
+        0xbf58_476d_1ce4_e5b9,
+        0x94d0_49bb_1331_11eb,
+        0xd6e8_feb8_6659_fd93,
+        0xa076_1d64_78bd_642f,
+    ];
+    let mix = |w: u64, k: u64| {
+        let p = (w ^ k) as u128 * 0xe703_7ed1_a0b4_28db_u128;
+        p as u64 ^ (p >> 64) as u64
+    };
+    key.iter().zip(K).fold(0, |h, (w, k)| h ^ mix(*w, k))
 }
 
 #[cfg(test)]
