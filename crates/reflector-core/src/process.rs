@@ -63,7 +63,7 @@ impl Filter {
         if let Some(verdict) = ipv4_fast::<STAMP>(frame, self) {
             let hit = verdict?;
             if STAMP && hit.is_stamp() {
-                return self.answer_fast_stamp(frame, stamp);
+                return self.answer_stamp(frame, Hit::fast(Signature::Stamp as u8), stamp);
             }
             reflect_ito_ipv4(frame, self);
             return Ok(hit);
@@ -71,18 +71,23 @@ impl Filter {
         let eth = ethernet(frame, self)?;
         let hit = ordered::<STAMP>(frame, self, &eth)?;
         if STAMP && hit.is_stamp() {
-            return self.answer_stamp(frame, hit, stamp);
+            return self.answer_ordered_stamp(frame, hit, stamp);
         }
         reflect_accepted(frame, &hit, self, self.mode);
         Ok(hit)
     }
 
-    /// [`Filter::answer_stamp`] for a request the fast path found, on its own: the offsets are
-    /// constants in here (inlined next to the ordered checks' call, the two were merged into
-    /// one with the offsets in registers).
+    /// [`Filter::answer_stamp`] for a request the ordered checks found, out of line: inlined
+    /// next to the fast path's, the two were merged into one that kept the offsets in registers
+    /// (the fast path's are constants).
     #[inline(never)]
-    fn answer_fast_stamp(&self, frame: &mut [u8], stamp: &mut Stamping<'_>) -> Result<Hit, Reject> {
-        self.answer_stamp(frame, Hit::fast(Signature::Stamp as u8), stamp)
+    fn answer_ordered_stamp(
+        &self,
+        frame: &mut [u8],
+        hit: Hit,
+        stamp: &mut Stamping<'_>,
+    ) -> Result<Hit, Reject> {
+        self.answer_stamp(frame, hit, stamp)
     }
 
     /// A STAMP request becomes its answer: the fields, then the addresses and ports swapped
