@@ -70,12 +70,13 @@ fn a_million_random_and_mutated_frames() {
 }
 
 /// The fast path for untagged IPv4 gives the answer the ordered checks give, hit or reject,
-/// and `process` reflects exactly what they accept, for every frame: every single-byte change
-/// of ITO frames (each position, each value) from testers with different OUIs, every length
-/// from 0 to 80, and a million mutated corpus frames. The filters switch each of the fast
-/// path's inputs: the port, the OUI filter and its scope, the ITO family, the mode, and the
-/// trusted OUI, which is the configured one, the default, or a stand-in when the configured one
-/// is a group address, zero, or ours.
+/// and `process` reflects (or answers, for STAMP) exactly what they accept, for every frame:
+/// every single-byte change of ITO frames and STAMP requests (each position, each value) from
+/// testers with different OUIs, every length from 0 to 20 bytes past theirs, and a million
+/// mutated corpus frames. The filters switch each of the fast path's inputs: the port, the OUI
+/// filter and its scope, the ITO and STAMP families, the mode, and the trusted OUI, which is
+/// the configured one, the default, or a stand-in when the configured one is a group address,
+/// zero, or ours.
 #[test]
 fn the_fast_path_agrees_with_the_ordered_checks() {
     let ours_in_tester_oui = MacAddr([0x00, 0xc0, 0x17, 0x00, 0x00, 0x01]);
@@ -170,7 +171,7 @@ fn the_fast_path_agrees_with_the_ordered_checks() {
             [44, 41].map(|len| Frame { dst_mac: local, src_mac: s, ..Frame::stamp_v4(len) }.bytes())
         });
         for base in ito.chain(stamp) {
-            for len in 0..=base.len() + 6 {
+            for len in 0..=base.len() + 20 {
                 let mut f = base.clone();
                 f.resize(len, 0);
                 agree(&f, Some(i));
