@@ -14,6 +14,7 @@ command -v chromium >/dev/null || need+=(chromium)   # the dashboard test
 command -v tmux >/dev/null || need+=(tmux)           # the terminal UI test
 command -v ethtool >/dev/null || need+=(ethtool)     # interface counters (af-xdp drops)
 command -v trafgen >/dev/null || need+=(netsniff-ng) # overload tests
+command -v systemd-analyze >/dev/null || need+=(systemd) # the service unit's checks
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -q && apt-get install -y -q --no-install-recommends "${need[@]}"

@@ -22,6 +22,8 @@ pub mod mmap;
 pub mod packet;
 #[cfg(target_os = "linux")]
 pub mod packet_socket;
+#[cfg(target_os = "linux")]
+pub mod privilege;
 #[cfg(unix)]
 pub mod process;
 #[cfg(unix)]

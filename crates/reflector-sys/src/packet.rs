@@ -49,11 +49,9 @@ pub struct TpacketAuxdata {
 /// Why a packet socket could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum AfPacketError {
-    /// The process may not open packet sockets.
-    #[error(
-        "opening a packet socket needs CAP_NET_RAW (run as root, or grant it: setcap cap_net_raw,cap_net_admin+ep reflector)"
-    )]
-    Permission,
+    /// The process may not open packet sockets: what is missing, and how to grant it.
+    #[error("{0}")]
+    Permission(String),
     /// A syscall failed.
     #[error(transparent)]
     Sys(#[from] SysError),
@@ -63,7 +61,10 @@ pub enum AfPacketError {
 /// missing capability when that is why it fails.
 pub fn open_socket() -> Result<OwnedFd, AfPacketError> {
     socket(libc::AF_PACKET, libc::SOCK_RAW, 0, "socket(AF_PACKET)").map_err(|e| match e.errno() {
-        Some(libc::EPERM) | Some(libc::EACCES) => AfPacketError::Permission,
+        Some(libc::EPERM) | Some(libc::EACCES) => AfPacketError::Permission(crate::privilege::refused(
+            "opening a packet socket",
+            crate::privilege::SOCKET,
+        )),
         _ => AfPacketError::Sys(e),
     })
 }

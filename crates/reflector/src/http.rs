@@ -379,9 +379,17 @@ fn allow(mut r: Response<Body>, methods: &'static str) -> Response<Body> {
     r
 }
 
-/// Binds `config.addr` (errors are returned before anything starts), then serves from a thread
-/// of its own until `stop` is set.
-pub fn start(config: HttpConfig, ctl: Arc<Control>, stop: Arc<AtomicBool>) -> anyhow::Result<JoinHandle<()>> {
+/// The HTTP side bound to its address, not serving yet: bound while the run still holds the
+/// privilege a port below 1024 needs, started once the control plane exists.
+#[derive(Debug)]
+pub struct Bound {
+    config: HttpConfig,
+    listener: std::net::TcpListener,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// Binds `config.addr` (errors are returned before anything starts).
+pub fn bind(config: HttpConfig) -> anyhow::Result<Bound> {
     config.check()?;
     let listener = std::net::TcpListener::bind(config.addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -390,9 +398,17 @@ pub fn start(config: HttpConfig, ctl: Arc<Control>, stop: Arc<AtomicBool>) -> an
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the HTTP runtime: {e}"))?;
-    Ok(std::thread::Builder::new().name("reflector-http".into()).spawn(move || {
-        runtime.block_on(serve(listener, Arc::new(config), ctl, stop));
-    })?)
+    Ok(Bound { config, listener, runtime })
+}
+
+impl Bound {
+    /// Serves from a thread of its own until `stop` is set.
+    pub fn start(self, ctl: Arc<Control>, stop: Arc<AtomicBool>) -> anyhow::Result<JoinHandle<()>> {
+        let Bound { config, listener, runtime } = self;
+        Ok(std::thread::Builder::new().name("reflector-http".into()).spawn(move || {
+            runtime.block_on(serve(listener, Arc::new(config), ctl, stop));
+        })?)
+    }
 }
 
 /// The accept loop: each connection a task, at most [`MAX_CONNECTIONS`] of them.

@@ -158,7 +158,9 @@ fn probe_stamp_measures_against_stamp_suites_reflector_and_ours() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     let before = now();
     let report = stamp_probe(&pair, &["--dst-ip", "192.0.2.1", "--count", "500", "--rate", "2000"]);
-    let _ = theirs.kill();
+    // SIGTERM to `timeout`, which hands it on to stamp-suite (SIGKILL would end `timeout`
+    // alone and leave stamp-suite holding the port, and running, after the test).
+    let _ = Command::new("kill").args(["-TERM", &theirs.id().to_string()]).status();
     let _ = theirs.wait();
     assert_eq!((report["sent"].as_u64(), report["received"].as_u64()), (Some(500), Some(500)), "{report}");
     assert_eq!(report["lost"], 0);

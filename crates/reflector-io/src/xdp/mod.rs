@@ -195,9 +195,9 @@ pub enum AttachError {
     /// Loading failed.
     #[error(transparent)]
     Load(#[from] bpf::LoadError),
-    /// Not allowed to create maps or programs.
-    #[error("the XDP program needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (or CAP_SYS_ADMIN): run as root")]
-    Permission,
+    /// Not allowed to create maps or programs: what is missing, and how to grant it.
+    #[error("{0}")]
+    Permission(String),
     /// A step failed.
     #[error(transparent)]
     Sys(#[from] SysError),
@@ -215,7 +215,14 @@ impl Attachment {
         replace: bool,
     ) -> Result<Attachment, AttachError> {
         let denied = |e: SysError| {
-            if e.errno() == Some(libc::EPERM) { AttachError::Permission } else { AttachError::Sys(e) }
+            if e.errno() == Some(libc::EPERM) {
+                AttachError::Permission(reflector_sys::privilege::refused(
+                    "setting up the XDP program",
+                    reflector_sys::privilege::XDP_PROGRAM,
+                ))
+            } else {
+                AttachError::Sys(e)
+            }
         };
         let (map, counters) = match ending {
             Ending::Redirect { queues } => (

@@ -230,11 +230,9 @@ pub enum LoadError {
         /// The file the whole log was written to.
         saved_to: Option<std::path::PathBuf>,
     },
-    /// Not allowed.
-    #[error(
-        "loading an XDP program needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) and CAP_NET_ADMIN (run as root)"
-    )]
-    Permission,
+    /// Not allowed: what is missing, and how to grant it.
+    #[error("{0}")]
+    Permission(String),
 }
 
 /// Loads an XDP program; on a verifier rejection the error holds the verifier's log.
@@ -295,8 +293,14 @@ pub fn prog_load(insns: &[Insn], name: &str) -> Result<OwnedFd, LoadError> {
         return Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) });
     }
     // EPERM is missing privileges; the verifier says no with EACCES or EINVAL.
+    let refused = || {
+        LoadError::Permission(crate::privilege::refused(
+            "loading the XDP program",
+            crate::privilege::XDP_PROGRAM,
+        ))
+    };
     if err.raw_os_error() == Some(libc::EPERM) {
-        return Err(LoadError::Permission);
+        return Err(refused());
     }
     // Load again with the log on, to say why.
     log.resize(1 << 20, 0);
@@ -315,6 +319,12 @@ pub fn prog_load(insns: &[Insn], name: &str) -> Result<OwnedFd, LoadError> {
         .find(|l| l.starts_with("invalid "))
         .or_else(|| tail.iter().find(said))
         .map_or("no reason in the log".to_string(), |l| l.trim().to_string());
+    // Without CAP_PERFMON the verifier refuses what its Spectre rules keep for the privileged.
+    if reason.ends_with("prohibited for !root")
+        && !crate::privilege::missing(crate::privilege::XDP_PROGRAM).is_empty()
+    {
+        return Err(refused());
+    }
     let log = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
     let saved_to = std::env::temp_dir().join(format!("reflector-verifier-{}.log", std::process::id()));
     let saved_to = std::fs::write(&saved_to, text.as_bytes()).ok().map(|()| saved_to);

@@ -120,9 +120,9 @@ struct SockaddrXdp {
 /// Why a socket could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum XskError {
-    /// Not allowed to open the socket.
-    #[error("opening an AF_XDP socket needs CAP_NET_RAW (run as root)")]
-    Permission,
+    /// Not allowed to open the socket: what is missing, and how to grant it.
+    #[error("{0}")]
+    Permission(String),
     /// The UMEM is too small to give every socket a share of at least [`MIN_SHARE`] frames.
     #[error(
         "a UMEM of {mib} MiB is too small for {sockets} sockets (at least {MIN_SHARE} 4 KiB frames each)"
@@ -135,7 +135,7 @@ pub enum XskError {
     },
     /// The UMEM could not be locked in memory.
     #[error(
-        "registering {0} MiB of UMEM failed: the locked-memory limit is too small (raise it with 'ulimit -l', or run with CAP_IPC_LOCK)"
+        "registering {0} MiB of UMEM failed: the locked-memory limit is too small (raise it with 'ulimit -l' or LimitMEMLOCK= in the service unit, or grant CAP_IPC_LOCK)"
     )]
     Memlock(usize),
     /// A step failed.
@@ -283,8 +283,16 @@ impl XskSocket {
         share: &UmemShare,
         owner: Option<i32>,
     ) -> Result<(XskSocket, XskRings), XskError> {
-        let fd = crate::sock::socket(AF_XDP, libc::SOCK_RAW, 0, "socket(AF_XDP)")
-            .map_err(|e| if e.errno() == Some(libc::EPERM) { XskError::Permission } else { e.into() })?;
+        let fd = crate::sock::socket(AF_XDP, libc::SOCK_RAW, 0, "socket(AF_XDP)").map_err(|e| {
+            if e.errno() == Some(libc::EPERM) {
+                XskError::Permission(crate::privilege::refused(
+                    "opening an AF_XDP socket",
+                    crate::privilege::SOCKET,
+                ))
+            } else {
+                e.into()
+            }
+        })?;
         if owner.is_none() {
             let reg = UmemReg {
                 addr: umem.ptr().as_ptr() as u64,

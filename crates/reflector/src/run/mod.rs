@@ -4,12 +4,14 @@
 //! `open` chooses and opens the data path and says what it opened (`BackendInfo`); `serve`
 //! runs the workers and the control loop; `reload` applies a SIGHUP; `link` watches the
 //! interface; `signals` holds the signal flags from the first instruction; `notify` tells a
-//! service manager (systemd) how the run goes.
+//! service manager (systemd) how the run goes; `privilege` gives up the capabilities set-up
+//! needed and a reload does not.
 
 mod args;
 mod link;
 mod notify;
 mod open;
+mod privilege;
 mod reload;
 mod serve;
 mod signals;

@@ -106,14 +106,16 @@ fn start<B: Backend>(
     backends: Vec<B>,
 ) -> anyhow::Result<(Runtime, Arc<Control>, Option<std::thread::JoinHandle<()>>)> {
     let args = run.args;
-    let http = args.http.map(|addr| HttpConfig {
-        addr,
-        token: args.http_token.clone(),
-        insecure: args.http_insecure,
-    });
-    if let Some(h) = &http {
-        h.check()?;
-    }
+    let http = args
+        .http
+        .map(|addr| {
+            crate::http::bind(HttpConfig {
+                addr,
+                token: args.http_token.clone(),
+                insecure: args.http_insecure,
+            })
+        })
+        .transpose()?;
     let pin = match &args.cpus {
         None => Pin::Allowed,
         Some(list) => {
@@ -122,6 +124,9 @@ fn start<B: Backend>(
             Pin::Cpus(list.0.clone())
         }
     };
+    // Set up: from here on only what a reload needs, before any other thread starts (each
+    // thread has capabilities of its own, and a new one inherits its parent's).
+    super::privilege::drop_after_setup(run)?;
     let runtime =
         Runtime::start(backends, cell.clone(), pin, args.latency).context("cannot start worker threads")?;
     // Frames a kernel program rejected never reach the workers: the control plane adds its
@@ -138,7 +143,7 @@ fn start<B: Backend>(
     control.set_settings(args.to_json());
     let ctl = Arc::new(control);
     let http_thread = match http {
-        Some(h) => match crate::http::start(h, ctl.clone(), run.signals.stop.clone()) {
+        Some(h) => match h.start(ctl.clone(), run.signals.stop.clone()) {
             Ok(t) => Some(t),
             Err(e) => {
                 let _ = runtime.stop();

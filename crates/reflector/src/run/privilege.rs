@@ -1,0 +1,21 @@
+//! What a run keeps of its privileges once it is set up: the data path is open, the XDP
+//! program attached, the test ports and the HTTP port bound. From then on a reload is the only
+//! thing that may need one: on af-xdp and xdp-tx a changed filter is a new XDP program, loaded
+//! and swapped in, which needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN; af-packet's filter is a
+//! socket's own and needs none. Everything else is given up, root's too.
+
+use super::serve::Run;
+
+/// Gives up every capability the run does not need from here on (see the module), in the
+/// calling thread, before it starts any other.
+pub(super) fn drop_after_setup(run: &Run<'_>) -> anyhow::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use reflector_sys::privilege::{XDP_PROGRAM, keep_only};
+        let keep = if run.kernel.is_some() { XDP_PROGRAM } else { &[] };
+        keep_only(keep).map_err(|e| anyhow::anyhow!("cannot give up capabilities after set-up: {e}"))?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = run;
+    Ok(())
+}
