@@ -420,7 +420,12 @@ async fn serve(
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
-        Err(e) => return eprintln!("reflector: HTTP stopped: {e}"),
+        Err(e) => {
+            return crate::output::event(
+                crate::output::Priority::Err,
+                format!("reflector: HTTP stopped: {e}"),
+            );
+        }
     };
     let open = Arc::new(AtomicUsize::new(0));
     let mut check_stop = tokio::time::interval(Duration::from_millis(100));

@@ -98,7 +98,7 @@ fn main() -> ExitCode {
             let rendered = e.render().to_string();
             let first = rendered.split("\n\n").next().unwrap_or("invalid command line").trim_end();
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("reflector: {} (see 'reflector --help')", output::one_line(first));
+            output::event(output::Priority::Err, format!("reflector: {first} (see 'reflector --help')"));
             return ExitCode::from(2);
         }
     };
@@ -119,7 +119,7 @@ fn main() -> ExitCode {
         // The reader of our output went away: nothing more to say, as `head` expects.
         Err(e) if matches!(e.downcast_ref(), Some(output::OutputError::Closed)) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("reflector: {}", output::one_line(&format!("{e:#}")));
+            output::event(output::Priority::Err, format!("reflector: {e:#}"));
             ExitCode::from(if e.is::<input::UsageError>() { 2 } else { 1 })
         }
     }

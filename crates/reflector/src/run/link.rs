@@ -4,6 +4,8 @@ use std::time::{Duration, Instant};
 
 use reflector_sys::iface::{IfaceError, IfaceInfo, iface_info};
 
+use crate::output::{Priority, event};
+
 /// The interface as the control loop watches it: a change of link state or MTU is said on
 /// stderr; its deletion ends the run (exit code 1), since no data path survives it.
 pub(super) struct LinkWatch<'a> {
@@ -47,20 +49,27 @@ impl<'a> LinkWatch<'a> {
         };
         if info.running != self.running {
             self.running = info.running;
-            let state = if info.running { "up again: reflecting" } else { "down (no carrier): waiting" };
-            eprintln!("reflector: {name}: link {state}");
+            let (priority, state) = if info.running {
+                (Priority::Notice, "up again: reflecting")
+            } else {
+                (Priority::Warning, "down (no carrier): waiting")
+            };
+            event(priority, format!("reflector: {name}: link {state}"));
         }
         if info.mtu != self.mtu {
             self.mtu = info.mtu;
-            let note = if info.mtu > self.started_mtu {
-                format!(
-                    "; the data path was sized for MTU {} at start: longer frames are counted (af-packet: rx_invalid, af-xdp: rx_dropped), not reflected, until a restart",
-                    self.started_mtu
+            let (priority, note) = if info.mtu > self.started_mtu {
+                (
+                    Priority::Warning,
+                    format!(
+                        "; the data path was sized for MTU {} at start: longer frames are counted (af-packet: rx_invalid, af-xdp: rx_dropped), not reflected, until a restart",
+                        self.started_mtu
+                    ),
                 )
             } else {
-                String::new()
+                (Priority::Notice, String::new())
             };
-            eprintln!("reflector: {name}: MTU now {}{note}", info.mtu);
+            event(priority, format!("reflector: {name}: MTU now {}{note}", info.mtu));
         }
         Ok(())
     }

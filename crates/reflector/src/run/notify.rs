@@ -30,7 +30,10 @@ impl Notifier {
             && !self.failed
         {
             self.failed = true;
-            eprintln!("reflector: cannot notify the service manager (NOTIFY_SOCKET): {e}");
+            crate::output::event(
+                crate::output::Priority::Warning,
+                format!("reflector: cannot notify the service manager (NOTIFY_SOCKET): {e}"),
+            );
         }
     }
 

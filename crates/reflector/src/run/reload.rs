@@ -7,6 +7,7 @@ use reflector_io::worker::FilterCell;
 use super::serve::{Output, Run};
 use crate::control::Control;
 use crate::interface::interface_addresses;
+use crate::output::{Priority, event};
 
 /// SIGHUP: reads the configuration again and applies what can change while running (the
 /// filter, in the core and in the kernel; the stats format and interval); reports what cannot
@@ -14,13 +15,15 @@ use crate::interface::interface_addresses;
 pub(super) fn reload(run: &Run<'_>, cell: &FilterCell, output: &Output, ctl: &Control) {
     let (running, mac, tui) = (run.args, run.iface.mac, output.tui);
     let (format, interval) = (&output.format, &output.interval);
-    let say = |msg: String| eprintln!("reflector: SIGHUP: {}", crate::output::one_line(&msg));
+    // What was applied is a notice; what was refused or kept back, a warning.
+    let say = |msg: String| event(Priority::Notice, format!("reflector: SIGHUP: {msg}"));
+    let warn = |msg: String| event(Priority::Warning, format!("reflector: SIGHUP: {msg}"));
     if running.config.is_none() {
         return say("nothing to reload (started without --config)".into());
     }
     let new = match (run.reload)() {
         Ok(new) => new,
-        Err(e) => return say(format!("{e:#}; keeping the running configuration")),
+        Err(e) => return warn(format!("{e:#}; keeping the running configuration")),
     };
     // Said first, so that a reload that changes nothing is seen to have happened; what changed
     // follows on lines of its own.
@@ -28,7 +31,7 @@ pub(super) fn reload(run: &Run<'_>, cell: &FilterCell, output: &Output, ctl: &Co
         say(format!("{} read again", path.display()));
     }
     for key in running.needs_restart(&new) {
-        say(format!("{key} cannot change while running; keeping the old value (restart to apply)"));
+        warn(format!("{key} cannot change while running; keeping the old value (restart to apply)"));
     }
     // What runs from here on: the settings that need a restart as they were, the others as
     // they are applied below.
@@ -36,16 +39,16 @@ pub(super) fn reload(run: &Run<'_>, cell: &FilterCell, output: &Output, ctl: &Co
     // The interface's addresses may have changed since start (DHCP, SLAAC): read them again.
     let local_ips = match running.iface.as_deref().map(interface_addresses).transpose() {
         Ok(ips) => ips.unwrap_or_default(),
-        Err(e) => return say(format!("{e:#}; keeping the old filter")),
+        Err(e) => return warn(format!("{e:#}; keeping the old filter")),
     };
     match new.filter.filter(mac, &local_ips) {
-        Err(e) => say(format!("{}; keeping the old filter", e.0)),
+        Err(e) => warn(format!("{}; keeping the old filter", e.0)),
         Ok(f) if f == *cell.get() => applied.filter = new.filter.clone(),
         Ok(f) => {
             if let Some(kernel) = &run.kernel
                 && let Err(e) = (kernel.update)(&f)
             {
-                return say(format!("cannot update the XDP program ({e:#}); keeping the old filter"));
+                return warn(format!("cannot update the XDP program ({e:#}); keeping the old filter"));
             }
             say(format!(
                 "filter now: port {}, signatures {}, mode {}",
@@ -54,7 +57,7 @@ pub(super) fn reload(run: &Run<'_>, cell: &FilterCell, output: &Output, ctl: &Co
                 f.mode().name()
             ));
             if let (Some(port), None) = (f.stamp_port(), cell.get().stamp_port()) {
-                say(format!(
+                warn(format!(
                     "udp/{port} (STAMP) is not held by this run: the host may answer STAMP requests with ICMP port-unreachable until a restart"
                 ));
             }
@@ -66,7 +69,7 @@ pub(super) fn reload(run: &Run<'_>, cell: &FilterCell, output: &Output, ctl: &Co
         && fmt != format.get()
     {
         if tui {
-            say("the terminal UI is showing; stats format unchanged".into());
+            warn("the terminal UI is showing; stats format unchanged".into());
         } else {
             format.set(fmt);
             applied.stats = Some(fmt);

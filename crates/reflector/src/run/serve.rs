@@ -23,6 +23,7 @@ use crate::control::Control;
 use crate::http::HttpConfig;
 use crate::input::UsageError;
 use crate::output::OutputError;
+use crate::output::{Priority, event};
 use crate::stats::{self, Context, Rates, StatsFormat};
 
 /// Everything a run holds while it serves.
@@ -185,23 +186,29 @@ fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note:
         0 => "no workers".to_string(),
         n => format!("{n} worker{} ({})", if n == 1 { "" } else { "s" }, placements.join(", ")),
     };
-    eprintln!(
-        "reflector: {} on {} ({}, mtu {}{}) [{}]; port {}; signatures {}{}; {oui}; mode {}; {workers}; {}; {quiet_note}",
-        run.info.backend.name(),
-        run.iface_name,
-        iface.mac,
-        iface.mtu,
-        if iface.running { "" } else { ", no carrier" },
-        run.info.why(),
-        if filter.port() == 0 { "any".to_string() } else { filter.port().to_string() },
-        filter.families(),
-        stamp_note(filter),
-        filter.mode().name(),
-        run.info.details(),
+    event(
+        Priority::Info,
+        format!(
+            "reflector: {} on {} ({}, mtu {}{}) [{}]; port {}; signatures {}{}; {oui}; mode {}; {workers}; {}; {quiet_note}",
+            run.info.backend.name(),
+            run.iface_name,
+            iface.mac,
+            iface.mtu,
+            if iface.running { "" } else { ", no carrier" },
+            run.info.why(),
+            if filter.port() == 0 { "any".to_string() } else { filter.port().to_string() },
+            filter.families(),
+            stamp_note(filter),
+            filter.mode().name(),
+            run.info.details(),
+        ),
     );
     if let Some(addr) = run.args.http {
-        eprintln!(
-            "reflector: HTTP on http://{addr} (/api/v1/status, /api/v1/stats, /api/v1/workers, /api/v1/config, /metrics)"
+        event(
+            Priority::Info,
+            format!(
+                "reflector: HTTP on http://{addr} (/api/v1/status, /api/v1/stats, /api/v1/workers, /api/v1/config, /metrics)"
+            ),
         );
     }
 }
@@ -306,9 +313,12 @@ fn control_loop(
             let totals = ctl.totals();
             if run.info.backend == backend_info::Backend::XdpTx && totals.tx_errors > 0 && !warned {
                 warned = true;
-                eprintln!(
-                    "reflector: {}: the driver dropped {} reflections after XDP_TX (tx errors); on a veth, the peer must run an XDP program, or have GRO on (ethtool -K PEER gro on)",
-                    run.iface_name, totals.tx_errors
+                event(
+                    Priority::Warning,
+                    format!(
+                        "reflector: {}: the driver dropped {} reflections after XDP_TX (tx errors); on a veth, the peer must run an XDP program, or have GRO on (ethtool -K PEER gro on)",
+                        run.iface_name, totals.tx_errors
+                    ),
                 );
             }
             let rates = Rates::over(&totals.delta(&last.1), now - last.0);
