@@ -32,10 +32,21 @@ if [ ! -x target/tools/stamp-suite/bin/stamp-suite ]; then
     cargo install -q stamp-suite --version 1.0.0 --locked --root target/tools/stamp-suite
 fi
 
+# promtool (Debian's prometheus package) checks /metrics and the alert rules: unpacked into
+# target/tools, not installed, so no Prometheus server is set up or started.
+if [ ! -x target/tools/prometheus/usr/bin/promtool ]; then
+    dl=$(mktemp -d) && chmod 755 "$dl"
+    (cd "$dl" && { apt-get download -q prometheus 2>/dev/null || { apt-get update -q && apt-get download -q prometheus; }; })
+    dpkg-deb -x "$dl"/prometheus_*.deb target/tools/prometheus
+    rm -rf "$dl"
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 if [ "$(id -u)" = 0 ]; then
+    # The Debian package, for the test that installs and purges it.
+    ./scripts/package-deb.sh
     cargo test --workspace --locked -- --include-ignored
 else
     echo "test.sh: not root: the live tests (network namespaces, BPF) are reported as ignored" >&2

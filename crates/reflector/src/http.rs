@@ -173,13 +173,45 @@ fn config_json(ctl: &Control) -> Value {
     })
 }
 
-/// The metrics in OpenMetrics text format.
-pub fn metrics(ctl: &Control) -> String {
+/// The exposition formats `/metrics` speaks, chosen by the request's `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsFormat {
+    /// OpenMetrics 1.0 (`application/openmetrics-text`), what Prometheus asks for first.
+    OpenMetrics,
+    /// Prometheus's text format 0.0.4 (`text/plain`), for anything that does not ask for
+    /// OpenMetrics (older scrapers, `promtool check metrics`, curl): counters named with their
+    /// `_total`, the info metric as a gauge, no `# EOF`.
+    Text,
+}
+
+impl MetricsFormat {
+    /// OpenMetrics when `accept` names it, else the text format.
+    pub fn for_accept(accept: Option<&str>) -> MetricsFormat {
+        if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+            MetricsFormat::OpenMetrics
+        } else {
+            MetricsFormat::Text
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            MetricsFormat::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            MetricsFormat::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// The metrics in `format`.
+pub fn metrics(ctl: &Control, format: MetricsFormat) -> String {
     use std::fmt::Write;
     let c: Counters = ctl.totals();
     let mut out = String::new();
+    let open = format == MetricsFormat::OpenMetrics;
     let mut counter = |name: &str, help: &str, samples: &[(String, u64)]| {
-        let _ = writeln!(out, "# TYPE reflector_{name} counter\n# HELP reflector_{name} {help}");
+        // OpenMetrics names the family without `_total`, the text format with it.
+        let family = if open { format!("reflector_{name}") } else { format!("reflector_{name}_total") };
+        let _ = writeln!(out, "# TYPE {family} counter\n# HELP {family} {help}");
         for (labels, v) in samples {
             let _ = writeln!(out, "reflector_{name}_total{labels} {v}");
         }
@@ -223,14 +255,18 @@ pub fn metrics(ctl: &Control) -> String {
         "# TYPE reflector_reflected_pps gauge\n# HELP reflector_reflected_pps Reflections per second over the last statistics interval.\nreflector_reflected_pps {}",
         rates.pps
     );
+    let info = if open { "reflector_running info" } else { "reflector_running_info gauge" };
     let _ = writeln!(
         out,
-        "# TYPE reflector_running info\n# HELP reflector_running The running reflector.\nreflector_running_info{{backend=\"{}\",interface=\"{}\",version=\"{}\"}} 1",
+        "# TYPE {info}\n# HELP {} The running reflector.\nreflector_running_info{{backend=\"{}\",interface=\"{}\",version=\"{}\"}} 1",
+        info.split(' ').next().unwrap_or_default(),
         ctl.info.backend.name(),
         ctl.interface.replace('"', ""),
         env!("CARGO_PKG_VERSION")
     );
-    out.push_str("# EOF\n");
+    if open {
+        out.push_str("# EOF\n");
+    }
     out
 }
 
@@ -316,8 +352,6 @@ fn host_is_ours(host: &str, config: &HttpConfig) -> bool {
         || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-const METRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
 fn handle(req: &Request<Incoming>, ctl: &Control, config: &HttpConfig) -> Response<Body> {
     if let Some(host) = req.headers().get(header::HOST)
         && !host.to_str().is_ok_and(|h| host_is_ours(h, config))
@@ -360,7 +394,11 @@ fn handle(req: &Request<Incoming>, ctl: &Control, config: &HttpConfig) -> Respon
         Route::Stats => json_response(StatusCode::OK, &stats_json(ctl)),
         Route::Workers => json_response(StatusCode::OK, &workers_json(ctl)),
         Route::Config => json_response(StatusCode::OK, &config_json(ctl)),
-        Route::Metrics => respond(StatusCode::OK, METRICS_TYPE, metrics(ctl)),
+        Route::Metrics => {
+            let accept = req.headers().get(header::ACCEPT).and_then(|a| a.to_str().ok());
+            let format = MetricsFormat::for_accept(accept);
+            respond(StatusCode::OK, format.content_type(), metrics(ctl, format))
+        }
     }
 }
 

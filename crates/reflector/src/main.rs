@@ -50,6 +50,7 @@ enum Command {
     Lab(lab::LabArgs),
     /// Reflect test packets on a live interface until stopped (SIGINT / SIGTERM / --duration).
     #[cfg(unix)]
+    #[command(after_long_help = RUN_PRIVILEGES)]
     Run(run::RunArgs),
     /// Send test packets to a reflector and report loss, round-trip time and jitter.
     #[cfg(target_os = "linux")]
@@ -59,6 +60,44 @@ enum Command {
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (reflector(8) and one per command) into DIR, for packaging.
+    #[command(hide = true)]
+    Man {
+        /// The directory (created when missing).
+        dir: std::path::PathBuf,
+    },
+}
+
+/// What `run --help` says of privileges (also in the manual page).
+const RUN_PRIVILEGES: &str = "Privileges (Linux): root, or these capabilities: af-packet CAP_NET_RAW; af-xdp \
+CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF and CAP_PERFMON, plus CAP_IPC_LOCK or a locked-memory limit \
+above the UMEM size; xdp-tx CAP_NET_ADMIN, CAP_BPF and CAP_PERFMON; CAP_NET_BIND_SERVICE to hold \
+a test port below 1024. A missing one is named in the error. Once set up, the run gives up \
+every capability but those a SIGHUP reload uses: none on af-packet; CAP_BPF, CAP_PERFMON and \
+CAP_NET_ADMIN on af-xdp and xdp-tx (a changed filter is a new XDP program).";
+
+/// `man DIR`: reflector.8 and reflector-COMMAND.8 for each command (section 8: a daemon's).
+fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let top = Cli::command();
+    let mut pages = vec![("reflector".to_string(), top.clone())];
+    for sub in top.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("reflector-{}", sub.get_name());
+        pages.push((name.clone(), sub.clone().display_name(name.clone()).bin_name(name)));
+    }
+    for (name, cmd) in pages {
+        let mut roff = Vec::new();
+        clap_mangen::Man::new(cmd).section("8").render(&mut roff)?;
+        let path = dir.join(format!("{name}.8"));
+        std::fs::write(&path, roff).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +152,12 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Check { file }) => {
             check_config(file).and_then(|()| Ok(output::line(format!("{}: ok", file.display()))?))
         }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "reflector", &mut script);
+            output::line(String::from_utf8_lossy(&script).trim_end()).map_err(Into::into)
+        }
+        Command::Man { dir } => write_man_pages(dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

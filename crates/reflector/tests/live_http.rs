@@ -13,21 +13,111 @@ use serde_json::Value;
 
 /// One HTTP/1.1 request from inside the reflector's namespace: (status, body).
 fn request(pair: &NetnsPair, method: &str, addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let (status, _, body) = request_with(pair, method, addr, path, token, "");
+    (status, body)
+}
+
+/// [`request`] with `headers` (each ending in CRLF) added; the status, the response's headers
+/// and its body.
+fn request_with(
+    pair: &NetnsPair,
+    method: &str,
+    addr: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &str,
+) -> (u16, String, String) {
     NetnsPair::in_ns(&pair.reflector_ns, || {
         let mut s = TcpStream::connect(addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
         write!(
             s,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut raw = String::new();
         s.read_to_string(&mut raw).unwrap();
         let status = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = raw.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string());
-        (status, body)
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        (status, head.to_string(), body.to_string())
     })
+}
+
+/// The alert rules and the Grafana dashboard shipped in packaging/.
+fn fleet_files() -> [(&'static str, &'static str); 2] {
+    [
+        ("reflector.rules.yml", include_str!("../../../packaging/prometheus/reflector.rules.yml")),
+        ("reflector-dashboard.json", include_str!("../../../packaging/grafana/reflector-dashboard.json")),
+    ]
+}
+
+/// The metric names (`reflector_…`) `text` mentions.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("reflector_"))
+        .map(String::from)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn promtool_accepts_the_alert_rules_and_the_dashboard_is_grafana_json() {
+    let rules = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../packaging/prometheus/reflector.rules.yml");
+    let out = Command::new(promtool()).args(["check", "rules"]).arg(&rules).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("SUCCESS: 5 rules found"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dashboard: Value = serde_json::from_str(fleet_files()[1].1).expect("the dashboard is JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 6);
+    for p in panels {
+        let targets = p["targets"].as_array().unwrap_or_else(|| panic!("{p}"));
+        assert!(
+            !targets.is_empty()
+                && targets.iter().all(|t| t["expr"].as_str().is_some_and(|e| e.contains("reflector_"))),
+            "{p}"
+        );
+    }
+}
+
+/// How Prometheus asks for metrics (2.x).
+const PROMETHEUS_ACCEPT: &str = "Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n";
+
+/// `promtool` from Debian's `prometheus` package, unpacked by scripts/test.sh.
+fn promtool() -> std::path::PathBuf {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/tools/prometheus/usr/bin/promtool");
+    assert!(
+        path.exists(),
+        "{} is missing: scripts/test.sh unpacks it (Debian package prometheus)",
+        path.display()
+    );
+    path
+}
+
+/// `promtool check metrics` on `text`: its exit status and what it said.
+fn promtool_check_metrics(text: &str) -> (bool, String) {
+    let mut child = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
 }
 
 fn get_json(pair: &NetnsPair, addr: &str, path: &str) -> Value {
@@ -96,8 +186,13 @@ fn every_endpoint_and_metrics_that_move_with_traffic() {
     assert_eq!(workers.as_array().unwrap().len(), 1);
     assert_eq!(workers[0]["placement"], "cpu 0");
 
-    let (code, before) = request(&pair, "GET", addr, "/metrics", None);
+    // Asked as Prometheus asks: OpenMetrics.
+    let (code, head, before) = request_with(&pair, "GET", addr, "/metrics", None, PROMETHEUS_ACCEPT);
     assert_eq!(code, 200);
+    assert!(
+        head.to_lowercase().contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
     let before = parse_openmetrics(&before);
     assert_eq!(sample(&before, "reflector_reflected_packets_total"), 0.0);
 
@@ -119,8 +214,29 @@ fn every_endpoint_and_metrics_that_move_with_traffic() {
     for key in ["rx_pps", "pps", "mbps", "rx_mbps", "by_signature", "tx_errors", "rx_dropped", "backend"] {
         assert!(stats.get(key).is_some(), "stats lacks {key}");
     }
-    let (_, after) = request(&pair, "GET", addr, "/metrics", None);
+    let (_, _, after) = request_with(&pair, "GET", addr, "/metrics", None, PROMETHEUS_ACCEPT);
     let after = parse_openmetrics(&after);
+    // Asked without Accept (curl, older scrapers): Prometheus's text format, which promtool
+    // checks, with the same samples.
+    let (code, head, text) = request_with(&pair, "GET", addr, "/metrics", None, "");
+    assert_eq!(code, 200);
+    assert!(head.to_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    let (ok, said) = promtool_check_metrics(&text);
+    assert!(ok, "promtool check metrics: {said}\n{text}");
+    assert!(text.contains("\nreflector_reflected_packets_total 50\n"), "{text}");
+    assert!(text.contains("\n# TYPE reflector_running_info gauge\n") && !text.contains("# EOF"), "{text}");
+    // The alert rules and the Grafana dashboard ask only for metrics that are there.
+    let samples: Vec<&str> =
+        text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split(['{', ' ']).next()).collect();
+    for (file, used) in fleet_files().iter().map(|(f, t)| (f, metric_names(t))) {
+        assert!(!used.is_empty(), "{file}");
+        for name in used {
+            assert!(
+                samples.contains(&name.as_str()),
+                "{file} uses {name}, which /metrics does not have: {samples:?}"
+            );
+        }
+    }
     assert_eq!(sample(&after, "reflector_reflected_packets_total"), 50.0);
     assert!(
         after

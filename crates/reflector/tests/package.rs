@@ -1,0 +1,143 @@
+//! The Debian package (`scripts/package-deb.sh`, which `scripts/test.sh` runs first): installed
+//! with dpkg, its files, manual page, completions and conffile where they belong, the installed
+//! binary reflecting as the `reflector` user with the unit's capabilities, and a purge that
+//! leaves no file behind (root and network namespaces; ignored otherwise). The package is
+//! purged when the test ends, also when it fails.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{NetnsPair, receive_reflections};
+use reflector_testkit::Frame;
+
+fn deb() -> PathBuf {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../../target/debian/reflector_{}_{arch}.deb", env!("CARGO_PKG_VERSION")));
+    assert!(
+        path.exists(),
+        "{} is missing: scripts/package-deb.sh builds it (scripts/test.sh runs it)",
+        path.display()
+    );
+    path
+}
+
+fn sh(cmd: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+/// Purges the package when dropped.
+struct Installed;
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = Command::new("dpkg").args(["--purge", "reflector"]).output();
+    }
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn the_package_installs_runs_as_its_user_and_purges_clean() {
+    require_live!();
+    let deb = deb();
+    let (ok, said) = sh("dpkg", &["-i", deb.to_str().unwrap()]);
+    let installed = Installed;
+    assert!(ok, "dpkg -i: {said}");
+
+    // The files, where Debian keeps them.
+    for file in [
+        "/usr/bin/reflector",
+        "/lib/systemd/system/reflector@.service",
+        "/etc/reflector/reflector.toml",
+        "/usr/share/man/man8/reflector.8.gz",
+        "/usr/share/man/man8/reflector-run.8.gz",
+        "/usr/share/bash-completion/completions/reflector",
+        "/usr/share/zsh/vendor-completions/_reflector",
+        "/usr/share/fish/vendor_completions.d/reflector.fish",
+        "/usr/share/reflector/reflector.rules.yml",
+        "/usr/share/reflector/reflector-dashboard.json",
+    ] {
+        assert!(Path::new(file).is_file(), "{file} is not installed");
+    }
+    let (ok, conffiles) = sh("dpkg-query", &["-W", "-f=${Conffiles}", "reflector"]);
+    assert!(ok && conffiles.contains("/etc/reflector/reflector.toml"), "{conffiles}");
+    let (ok, page) = sh("man", &["-w", "reflector"]);
+    assert!(ok && page.trim() == "/usr/share/man/man8/reflector.8.gz", "{page}");
+    // The manual page says what a run keeps of its privileges.
+    let (ok, text) = sh("sh", &["-c", "zcat /usr/share/man/man8/reflector-run.8.gz"]);
+    assert!(ok && text.contains("CAP_PERFMON"), "{text}");
+    let (ok, bash) = sh(
+        "bash",
+        &["-c", "source /usr/share/bash-completion/completions/reflector && complete -p reflector"],
+    );
+    assert!(ok && bash.contains("reflector"), "{bash}");
+    let (ok, version) = sh("/usr/bin/reflector", &["--version"]);
+    assert!(ok && version.trim() == format!("reflector {}", env!("CARGO_PKG_VERSION")), "{version}");
+    let (ok, user) = sh("getent", &["passwd", "reflector"]);
+    assert!(ok && user.trim_end().ends_with(":/nonexistent:/usr/sbin/nologin"), "{user}");
+    // The installed unit passes systemd's check, the manual page it names now there.
+    let dir = tempfile::tempdir().unwrap();
+    let instance = dir.path().join("reflector@eth0.service");
+    std::fs::copy("/lib/systemd/system/reflector@.service", &instance).unwrap();
+    let (ok, said) = sh("systemd-analyze", &["verify", instance.to_str().unwrap()]);
+    assert!(ok, "systemd-analyze verify: {said}");
+
+    // The installed binary, as its user with the unit's capabilities, in a namespace.
+    let pair = NetnsPair::for_backend("af-xdp");
+    let caps = "-all,+net_raw,+net_admin,+bpf,+perfmon,+ipc_lock,+net_bind_service";
+    let mut run = Command::new("timeout")
+        .args([
+            "20",
+            "ip",
+            "netns",
+            "exec",
+            &pair.reflector_ns,
+            "setpriv",
+            "--reuid=reflector",
+            "--regid=reflector",
+        ])
+        .args(["--clear-groups", &format!("--inh-caps={caps}"), &format!("--ambient-caps={caps}")])
+        .args(["/usr/bin/reflector", "run", "va", "--duration", "3", "--stats", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its start line first: the data path is open.
+    let mut stderr = std::io::BufReader::new(run.stderr.take().unwrap());
+    let mut start = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut start).unwrap();
+    assert!(start.starts_with("reflector: af-xdp on va "), "{start}");
+    let tester = pair.tester();
+    let frame = Frame::ito_v4().bytes();
+    for _ in 0..20 {
+        tester.send(&frame).unwrap();
+    }
+    let back = receive_reflections(&tester, 20, Duration::from_millis(500)).len();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success(), "{start}{rest}");
+    assert_eq!(back, 20, "{start}{rest}");
+
+    // Purged: every file the package had is gone, /etc/reflector too, and the user is locked.
+    let (_, files) = sh("dpkg", &["-L", "reflector"]);
+    let files: Vec<&str> = files.lines().filter(|f| Path::new(f).is_file()).collect();
+    assert!(files.len() >= 10, "{files:?}");
+    drop(installed);
+    let left: Vec<&&str> = files.iter().filter(|f| Path::new(f).exists()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(!Path::new("/etc/reflector").exists());
+    let (_, shadow) = sh("getent", &["shadow", "reflector"]);
+    assert!(shadow.split(':').nth(1).is_some_and(|p| p.starts_with('!')), "not locked: {shadow}");
+}
