@@ -339,3 +339,30 @@ mod tests {
         assert!(matches!(driver_stats("no-such-if0"), Err(IfaceError::NotFound(_))));
     }
 }
+
+/// Whether the driver takes VLAN tags off received frames (`ETHTOOL_GFLAGS`, `ETH_FLAG_RXVLAN`):
+/// then a tag is in the packet's metadata rather than in the frame. `None` when the driver does
+/// not say.
+#[cfg(target_os = "linux")]
+pub fn rx_vlan_offload(name: &str) -> Result<Option<bool>, IfaceError> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_GFLAGS: u32 = 0x25;
+    const ETH_FLAG_RXVLAN: u32 = 1 << 8;
+    let fd = crate::sock::socket(libc::AF_INET, libc::SOCK_DGRAM, 0, "socket(AF_INET)")?;
+    // `struct ethtool_value`: the command, then the value.
+    let mut value = [ETHTOOL_GFLAGS, 0u32];
+    let mut req = ifreq_for(name)?;
+    req.ifr_ifru.ifru_data = value.as_mut_ptr().cast();
+    // SAFETY: `req` names the interface and points to `value`, a `struct ethtool_value` that
+    // lives across the call.
+    let ret = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&fd), SIOCETHTOOL as _, &mut req) };
+    if ret < 0 {
+        let e = SysError::last("ioctl(SIOCETHTOOL, ETHTOOL_GFLAGS)");
+        return match e.errno() {
+            Some(libc::ENODEV) => Err(IfaceError::NotFound(name.into())),
+            Some(libc::EOPNOTSUPP) => Ok(None),
+            _ => Err(e.into()),
+        };
+    }
+    Ok(Some(value[1] & ETH_FLAG_RXVLAN != 0))
+}

@@ -28,6 +28,15 @@ pub fn missing(needed: &[Capability]) -> Vec<Capability> {
         .collect()
 }
 
+/// The capabilities in this thread's effective set, sorted by name (empty when it cannot be
+/// read).
+pub fn held() -> Vec<Capability> {
+    let mut held: Vec<Capability> =
+        caps::read(None, CapSet::Effective).map(|s| s.into_iter().collect()).unwrap_or_default();
+    held.sort_by_key(|c| c.to_string());
+    held
+}
+
 /// The one-line error for `what` refused for want of privilege: what it needs, what is
 /// missing, and how to grant it (a service unit, `setpriv`, file capabilities, or root).
 pub fn refused(what: &str, needed: &[Capability]) -> String {

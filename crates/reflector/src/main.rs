@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod backend_info;
+#[cfg(target_os = "linux")]
+mod check;
 mod config;
 #[cfg(unix)]
 mod control;
@@ -52,6 +54,10 @@ enum Command {
     #[cfg(unix)]
     #[command(after_long_help = RUN_PRIVILEGES)]
     Run(run::RunArgs),
+    /// What a run would meet here: the kernel, the interface, privileges, the clock, and
+    /// whether each backend runs (tried: set up and taken down). Exit 1 when --backend cannot.
+    #[cfg(target_os = "linux")]
+    Check(check::CheckArgs),
     /// Send test packets to a reflector and report loss, round-trip time and jitter.
     #[cfg(target_os = "linux")]
     Probe(prober::ProbeArgs),
@@ -146,6 +152,8 @@ fn main() -> ExitCode {
         Command::Lab(args) => lab::run(args),
         #[cfg(unix)]
         Command::Run(args) => run::run(args, matches.subcommand_matches("run").expect("the run subcommand")),
+        #[cfg(target_os = "linux")]
+        Command::Check(args) => check::run(args),
         #[cfg(target_os = "linux")]
         Command::Probe(args) => probe_cmd::run(args),
         Command::Replay(args) => replay_cmd::run(args),

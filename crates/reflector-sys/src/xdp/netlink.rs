@@ -12,7 +12,10 @@ const RTM_SETLINK: u16 = 19;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
 const NLMSG_ERROR: u16 = 2;
+const IFLA_LINK: u16 = 5;
+const IFLA_LINK_NETNSID: u16 = 37;
 const IFLA_XDP: u16 = 43;
+const IFLA_TARGET_NETNSID: u16 = 46;
 const IFLA_XDP_FD: u16 = 1;
 const IFLA_XDP_FLAGS: u16 = 3;
 const IFLA_XDP_PROG_ID: u16 = 4;
@@ -92,15 +95,44 @@ fn error_code(reply: &[u8]) -> Option<i32> {
         .then(|| i32::from_ne_bytes([reply[16], reply[17], reply[18], reply[19]]))
 }
 
-/// The id of the XDP program attached to `ifindex`, if any.
-pub fn attached_prog_id(ifindex: u32) -> SysResult<Option<u32>> {
-    let reply = exchange(&request(RTM_GETLINK, 0, ifindex, &[]))?;
+/// The attributes of link `ifindex` (RTM_GETLINK), in the network namespace whose id is
+/// `netnsid` (`IFLA_TARGET_NETNSID`) or in this one.
+fn get_link(ifindex: u32, netnsid: Option<i32>) -> SysResult<Vec<u8>> {
+    let target = netnsid.map(|id| attr(IFLA_TARGET_NETNSID, &id.to_ne_bytes())).unwrap_or_default();
+    let reply = exchange(&request(RTM_GETLINK, 0, ifindex, &target))?;
     if let Some(code) = error_code(&reply).filter(|c| *c != 0) {
         return Err(SysError { call: "netlink RTM_GETLINK", err: std::io::Error::from_raw_os_error(-code) });
     }
     // Header (16) + ifinfomsg (16), then the attributes.
-    let Some(body) = reply.get(32..) else { return Ok(None) };
-    for (kind, payload) in attrs(body) {
+    Ok(reply.get(32..).map(<[u8]>::to_vec).unwrap_or_default())
+}
+
+/// The link `ifindex` is paired with (a veth's peer: `IFLA_LINK`), and the id of the network
+/// namespace it lives in when that is another one (`IFLA_LINK_NETNSID`).
+pub fn link_peer(ifindex: u32) -> SysResult<Option<(u32, Option<i32>)>> {
+    let body = get_link(ifindex, None)?;
+    let (mut peer, mut netnsid) = (None, None);
+    for (kind, p) in attrs(&body) {
+        match kind {
+            IFLA_LINK if p.len() >= 4 => peer = Some(u32::from_ne_bytes([p[0], p[1], p[2], p[3]])),
+            IFLA_LINK_NETNSID if p.len() >= 4 => netnsid = Some(i32::from_ne_bytes([p[0], p[1], p[2], p[3]])),
+            _ => {}
+        }
+    }
+    // A link that is not paired names itself; a peer in another namespace may have our index.
+    Ok(peer.filter(|p| *p != 0 && (*p != ifindex || netnsid.is_some())).map(|p| (p, netnsid)))
+}
+
+/// The id of the XDP program attached to `ifindex`, if any.
+pub fn attached_prog_id(ifindex: u32) -> SysResult<Option<u32>> {
+    attached_prog_id_in(ifindex, None)
+}
+
+/// [`attached_prog_id`] for an interface of the network namespace whose id is `netnsid` (as this
+/// one knows it), or of this one.
+pub fn attached_prog_id_in(ifindex: u32, netnsid: Option<i32>) -> SysResult<Option<u32>> {
+    let body = get_link(ifindex, netnsid)?;
+    for (kind, payload) in attrs(&body) {
         if kind == IFLA_XDP {
             for (k, p) in attrs(payload) {
                 if k == IFLA_XDP_PROG_ID && p.len() >= 4 {
