@@ -253,11 +253,15 @@ fn interface_items(name: &str, iface: &reflector_sys::iface::IfaceInfo, items: &
         },
     });
     let attached = netlink::attached_prog_id(iface.index).ok().flatten();
+    let prog_name = attached.and_then(|id| reflector_sys::xdp::bpf::prog_name(id).ok());
     items.push(Item {
         name: "xdp_attached",
-        value: json!(attached),
+        value: attached.map_or(Value::Null, |id| json!({"id": id, "name": prog_name})),
         means: match attached {
-            Some(id) => format!("another XDP program (id {id}) is attached: af-xdp and xdp-tx refuse to replace it without --replace"),
+            Some(id) => format!(
+                "another XDP program (id {id}, name {}) is attached: af-xdp and xdp-tx refuse to replace it without --replace",
+                prog_name.as_deref().unwrap_or("unknown")
+            ),
             None => "no XDP program attached".into(),
         },
     });

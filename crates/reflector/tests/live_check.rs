@@ -68,6 +68,21 @@ fn check_reports_every_item_and_tries_each_backend() {
     drop(peer);
     assert!(!pair.xdp_attached());
 
+    // Another tool's program on the interface: named, and the XDP backends refuse it.
+    let other = NetnsPair::in_ns(&pair.reflector_ns, || {
+        let va = reflector_sys::iface::iface_info("va").unwrap().index;
+        reflector_io::xdp::attach_pass(va).unwrap()
+    });
+    let (report, code, err) = check(&pair, &[], &[]);
+    assert_eq!(report["xdp_attached"]["value"]["name"], "reflector_pass", "{report}");
+    assert!(!runs(&report, "af-xdp") && !runs(&report, "xdp-tx"), "{report}");
+    assert!(
+        report["backends"]["auto"]["why"].as_str().unwrap().starts_with("af-packet, because"),
+        "{report}"
+    );
+    assert_eq!(code, Some(0), "{err}");
+    drop(other);
+
     // Unprivileged: nothing runs, and what is missing is named.
     let nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"];
     let (report, code, err) = check(&pair, &nobody, &[]);

@@ -13,6 +13,8 @@ const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
 const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_PROG_TEST_RUN: libc::c_int = 10;
+const BPF_PROG_GET_FD_BY_ID: libc::c_int = 13;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
 const BPF_LINK_CREATE: libc::c_int = 28;
 const BPF_LINK_UPDATE: libc::c_int = 29;
 /// `BPF_MAP_TYPE_XSKMAP`.
@@ -422,6 +424,37 @@ pub fn link_create(prog: &OwnedFd, ifindex: u32, flags: u32) -> SysResult<OwnedF
         Attr { prog_fd: prog.as_raw_fd() as u32, target_ifindex: ifindex, attach_type: BPF_XDP, flags };
     // SAFETY: `attr` is a live BPF_LINK_CREATE attribute.
     fd_result(unsafe { bpf(BPF_LINK_CREATE, &mut attr) }, "bpf(BPF_LINK_CREATE)")
+}
+
+/// The name of the loaded program whose id is `id` (`BPF_PROG_GET_FD_BY_ID`, which needs
+/// CAP_SYS_ADMIN, then `BPF_OBJ_GET_INFO_BY_FD`).
+pub fn prog_name(id: u32) -> SysResult<String> {
+    #[repr(C)]
+    struct GetFd {
+        prog_id: u32,
+        next_id: u32,
+        open_flags: u32,
+    }
+    let mut get = GetFd { prog_id: id, next_id: 0, open_flags: 0 };
+    // SAFETY: `get` is a live BPF_PROG_GET_FD_BY_ID attribute.
+    let prog = fd_result(unsafe { bpf(BPF_PROG_GET_FD_BY_ID, &mut get) }, "bpf(BPF_PROG_GET_FD_BY_ID)")?;
+    #[repr(C)]
+    struct GetInfo {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    // `struct bpf_prog_info` up to and including its 16-byte name, at offset 64, in u64 words.
+    let mut info = [0u64; 10];
+    let mut attr = GetInfo { bpf_fd: prog.as_raw_fd() as u32, info_len: 80, info: info.as_mut_ptr() as u64 };
+    // SAFETY: `attr` is a live BPF_OBJ_GET_INFO_BY_FD attribute whose `info` points to `info`,
+    // 80 writable bytes (`info_len`), alive across the call.
+    if unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) } < 0 {
+        return Err(SysError::last("bpf(BPF_OBJ_GET_INFO_BY_FD)"));
+    }
+    let bytes: Vec<u8> = info[8..10].iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    Ok(String::from_utf8_lossy(&bytes[..end]).into_owned())
 }
 
 /// Replaces the program of `link` with `prog` atomically (`BPF_LINK_UPDATE`).
