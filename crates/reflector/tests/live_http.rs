@@ -103,17 +103,16 @@ fn promtool() -> std::path::PathBuf {
     path
 }
 
+/// Runs `cmd` with `text` on its standard input; what it did.
+fn piped(cmd: &mut Command, text: &str) -> std::process::Output {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// `promtool check metrics` on `text`: its exit status and what it said.
 fn promtool_check_metrics(text: &str) -> (bool, String) {
-    let mut child = Command::new(promtool())
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = piped(Command::new(promtool()).args(["check", "metrics"]), text);
     (
         out.status.success(),
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
@@ -131,15 +130,7 @@ fn get_json(pair: &NetnsPair, addr: &str, path: &str) -> Value {
 fn parse_openmetrics(text: &str) -> Vec<String> {
     let script = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as p\n\
                   for f in p(sys.stdin.read()):\n    for s in f.samples:\n        print(f.name, s.name, s.labels.get('reason', ''), s.value)\n";
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = piped(Command::new("python3").args(["-c", script]), text);
     assert!(out.status.success(), "not valid OpenMetrics: {}\n{text}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
 }
