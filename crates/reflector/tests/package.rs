@@ -72,6 +72,10 @@ fn the_package_installs_runs_as_its_user_and_purges_clean() {
     }
     let (ok, conffiles) = sh("dpkg-query", &["-W", "-f=${Conffiles}", "reflector"]);
     assert!(ok && conffiles.contains("/etc/reflector/reflector.toml"), "{conffiles}");
+    // The shipped configuration is valid, and the full example is there to copy from.
+    let (ok, said) = sh("/usr/bin/reflector", &["config", "check", "/etc/reflector/reflector.toml"]);
+    assert!(ok, "{said}");
+    assert!(Path::new("/usr/share/doc/reflector/examples/reflector.toml").is_file());
     let (ok, page) = sh("man", &["-w", "reflector"]);
     assert!(ok && page.trim() == "/usr/share/man/man8/reflector.8.gz", "{page}");
     // The manual page says what a run keeps of its privileges.
