@@ -119,11 +119,31 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
 
     let mut verdicts: Vec<(Backend, Verdict)> = Vec::new();
     if let Some(name) = &args.iface {
-        let iface = crate::interface::usable_interface(name)?;
-        interface_items(name, &iface, &mut items);
-        verdicts.push((Backend::AfPacket, try_af_packet(name, &iface)));
-        verdicts.push((Backend::AfXdp, try_xdp(name, &iface, true)));
-        verdicts.push((Backend::XdpTx, try_xdp(name, &iface, false)));
+        let iface = match crate::interface::usable_interface(name) {
+            Ok(iface) => Some(iface),
+            // Down: said as the verdict of every backend (run refuses it), with its facts.
+            Err(e) if !e.is::<crate::input::UsageError>() => None,
+            Err(e) => return Err(e),
+        };
+        match iface {
+            Some(iface) => {
+                interface_items(name, &iface, &mut items);
+                verdicts.push((Backend::AfPacket, try_af_packet(name, &iface)));
+                verdicts.push((Backend::AfXdp, try_xdp(name, &iface, true)));
+                verdicts.push((Backend::XdpTx, try_xdp(name, &iface, false)));
+            }
+            None => {
+                let facts = reflector_sys::iface::iface_info(name)?;
+                interface_items(name, &facts, &mut items);
+                let down = Verdict {
+                    runs: false,
+                    why: format!("{name} is down (bring it up: ip link set {name} up)"),
+                };
+                for b in [Backend::AfPacket, Backend::AfXdp, Backend::XdpTx] {
+                    verdicts.push((b, down.clone()));
+                }
+            }
+        }
     } else {
         let by_caps = |m: &[Capability], b: &str| Verdict {
             runs: m.is_empty(),

@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::process::Command;
+
 use common::NetnsPair;
 use serde_json::Value;
 
@@ -114,4 +116,20 @@ fn check_says_af_xdp_cannot_take_a_jumbo_mtu_and_auto_falls_back() {
     );
     let (_, code, _) = check(&pair, &[], &["--backend", "af-xdp"]);
     assert_eq!(code, Some(1));
+
+    // A down interface: its facts, and no backend runs on it.
+    assert!(
+        Command::new("ip")
+            .args(["-n", &pair.reflector_ns, "link", "set", "va", "down"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (report, code, err) = check(&pair, &[], &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(report["interface"]["value"]["mtu"], 9000, "{report}");
+    for b in ["af-packet", "af-xdp", "xdp-tx", "auto"] {
+        assert!(!runs(&report, b), "{b}: {report}");
+    }
+    assert!(report["backends"]["af-packet"]["why"].as_str().unwrap().contains("va is down"), "{report}");
 }
