@@ -63,6 +63,8 @@ impl Filter {
         if let Some(verdict) = ipv4_fast::<STAMP>(frame, self) {
             let hit = verdict?;
             if STAMP && hit.is_stamp() {
+                // The same hit, written as the constant it is: the answer is compiled with its
+                // offsets known.
                 return self.answer_stamp(frame, Hit::fast(Signature::Stamp as u8), stamp);
             }
             reflect_ito_ipv4(frame, self);

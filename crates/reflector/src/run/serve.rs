@@ -22,8 +22,7 @@ use crate::backend_info::{self, BackendInfo};
 use crate::control::Control;
 use crate::http::HttpConfig;
 use crate::input::UsageError;
-use crate::output::OutputError;
-use crate::output::{Priority, event};
+use crate::output::{OutputError, Priority, event};
 use crate::stats::{self, Context, Rates, StatsFormat};
 
 /// Everything a run holds while it serves.
