@@ -128,7 +128,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
         match iface {
             Some(iface) => {
                 interface_items(name, &iface, &mut items);
-                verdicts.push((Backend::AfPacket, try_af_packet(name, &iface)));
+                verdicts.push((Backend::AfPacket, try_af_packet()));
                 verdicts.push((Backend::AfXdp, try_xdp(name, &iface, true)));
                 verdicts.push((Backend::XdpTx, try_xdp(name, &iface, false)));
             }
@@ -285,27 +285,46 @@ fn interface_items(name: &str, iface: &reflector_sys::iface::IfaceInfo, items: &
             None => "no XDP program attached".into(),
         },
     });
-    if driver == "veth" {
-        let peer = netlink::link_peer(iface.index).ok().flatten();
-        let peer_xdp = peer.map(|(index, netns)| netlink::attached_prog_id_in(index, netns));
-        items.push(Item {
-            name: "veth_peer_xdp",
-            value: match &peer_xdp {
-                Some(Ok(id)) => json!(id),
-                _ => Value::Null,
-            },
-            means: match peer_xdp {
-                Some(Ok(Some(id))) => format!("the peer runs an XDP program (id {id}): it takes xdp-tx's reflections"),
-                Some(Ok(None)) => "the peer runs no XDP program: it drops xdp-tx's reflections (counted as tx errors); attach one there (any, e.g. XDP_PASS) or enable GRO on it".into(),
-                Some(Err(e)) => format!("the peer cannot be looked at: {e}"),
-                None => "the peer cannot be found".into(),
-            },
-        });
+    let peer = match veth_peer_xdp(name, iface.index) {
+        PeerXdp::NotVeth => return,
+        PeerXdp::NotFound => Err("the peer cannot be found".to_string()),
+        PeerXdp::Looked(Err(e)) => Err(format!("the peer cannot be looked at: {e}")),
+        PeerXdp::Looked(Ok(id)) => Ok(id),
+    };
+    items.push(Item {
+        name: "veth_peer_xdp",
+        value: peer.as_ref().map_or(Value::Null, |id| json!(id)),
+        means: match peer {
+            Ok(Some(id)) => format!("the peer runs an XDP program (id {id}): it takes xdp-tx's reflections"),
+            Ok(None) => "the peer runs no XDP program: it drops xdp-tx's reflections (counted as tx errors); attach one there (any, e.g. XDP_PASS) or enable GRO on it".into(),
+            Err(why) => why,
+        },
+    });
+}
+
+/// What is known of the XDP program on a veth's peer.
+enum PeerXdp {
+    /// The interface is no veth.
+    NotVeth,
+    /// A veth whose peer is not named (IFLA_LINK).
+    NotFound,
+    /// The peer's program (`None`: none), looked up in the peer's namespace.
+    Looked(reflector_sys::error::SysResult<Option<u32>>),
+}
+
+fn veth_peer_xdp(name: &str, index: u32) -> PeerXdp {
+    use reflector_sys::xdp::netlink;
+    if !reflector_sys::iface::driver_stats(name).is_ok_and(|d| d.driver == "veth") {
+        return PeerXdp::NotVeth;
+    }
+    match netlink::link_peer(index).ok().flatten() {
+        Some((peer, netns)) => PeerXdp::Looked(netlink::attached_prog_id_in(peer, netns)),
+        None => PeerXdp::NotFound,
     }
 }
 
 /// af-packet: a packet socket opened (and closed).
-fn try_af_packet(_name: &str, _iface: &reflector_sys::iface::IfaceInfo) -> Verdict {
+fn try_af_packet() -> Verdict {
     match reflector_sys::packet::open_socket() {
         Ok(_) => Verdict { runs: true, why: "a packet socket opens".into() },
         Err(e) => Verdict { runs: false, why: e.to_string() },
@@ -336,18 +355,10 @@ fn try_xdp(name: &str, iface: &reflector_sys::iface::IfaceInfo, redirect: bool) 
     let mode = attachment.mode.name();
     let program = format!("{} instructions, {mode} XDP", attachment.instructions);
     if !redirect {
-        let peer_note = match reflector_sys::iface::driver_stats(name).map(|d| d.driver).as_deref() {
-            Ok("veth") => match reflector_sys::xdp::netlink::link_peer(iface.index).ok().flatten() {
-                Some((index, netns)) => {
-                    match reflector_sys::xdp::netlink::attached_prog_id_in(index, netns) {
-                        Ok(None) => Some(
-                            "the veth peer runs no XDP program: it drops the reflections (unless GRO is on there)",
-                        ),
-                        _ => None,
-                    }
-                }
-                None => None,
-            },
+        let peer_note = match veth_peer_xdp(name, iface.index) {
+            PeerXdp::Looked(Ok(None)) => {
+                Some("the veth peer runs no XDP program: it drops the reflections (unless GRO is on there)")
+            }
             _ => None,
         };
         return match peer_note {
