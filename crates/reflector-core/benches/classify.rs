@@ -101,11 +101,12 @@ fn bench_stamp(c: &mut Criterion) {
         let len = request.len();
         let mut sessions: Box<Sessions> = Box::default();
         let mut clock = || 1_796_126_400_250_000_000u64;
-        let mut stamping = reflector_core::Stamping {
+        let mut stamping = reflector_core::PathState {
             received: Some(1_796_126_400_249_000_000),
             clock: &mut clock,
             error: ErrorEstimate::new(true, 1_000),
             sessions: &mut *sessions,
+            limiter: None,
         };
         group.bench_function(name, |b| {
             b.iter(|| {

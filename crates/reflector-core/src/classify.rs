@@ -77,11 +77,19 @@ pub enum Reject {
     SrcIpOwn,
     /// The IPv4 header checksum is wrong.
     Ipv4Checksum,
+    /// The source is on the deny list (its MAC, or the most specific listed prefix holding
+    /// its IP address).
+    SrcDenied,
+    /// The allow list has entries and names neither the source MAC nor a prefix holding the
+    /// source IP address (as the most specific listed prefix).
+    SrcNotAllowed,
+    /// Over the source's rate limit, or the total one.
+    RateLimited,
 }
 
 impl Reject {
     /// Number of reasons (the length of per-reason counter arrays).
-    pub const COUNT: usize = 30;
+    pub const COUNT: usize = 33;
     /// Every reason, in check order.
     pub const ALL: [Reject; Self::COUNT] = [
         Reject::ShortEthernet,
@@ -114,6 +122,9 @@ impl Reject {
         Reject::Loop,
         Reject::SrcIpOwn,
         Reject::Ipv4Checksum,
+        Reject::SrcDenied,
+        Reject::SrcNotAllowed,
+        Reject::RateLimited,
     ];
 
     /// Stable name used as a JSON key and metric label.
@@ -149,6 +160,9 @@ impl Reject {
             Reject::Loop => "loop",
             Reject::SrcIpOwn => "src_ip_own",
             Reject::Ipv4Checksum => "ipv4_checksum",
+            Reject::SrcDenied => "src_denied",
+            Reject::SrcNotAllowed => "src_not_allowed",
+            Reject::RateLimited => "rate_limited",
         }
     }
 }
@@ -256,11 +270,37 @@ fn is_vlan_tpid(ethertype: u16) -> bool {
 }
 
 /// Classifies `frame` against `filter`. Never panics and never allocates.
+/// A test packet from a source the allow and deny lists keep out is rejected for that
+/// ([`Reject::SrcDenied`], [`Reject::SrcNotAllowed`]); rate limits, which need the time and
+/// the buckets, are [`Filter::process`]'s.
 #[inline(always)]
 pub fn classify(frame: &[u8], filter: &Filter) -> Result<Hit, Reject> {
-    match ipv4_fast::<true>(frame, filter) {
-        Some(verdict) => verdict,
-        None => classify_ordered(frame, filter),
+    let hit = match ipv4_fast::<true>(frame, filter) {
+        Some(verdict) => verdict?,
+        None => classify_ordered(frame, filter)?,
+    };
+    if filter.access.is_on() {
+        listed(frame, &hit, filter)?;
+    }
+    Ok(hit)
+}
+
+/// The allow and deny lists for the test packet `hit` was classified from: its source MAC and
+/// source IP address, looked up (see [`crate::access`]).
+#[inline(never)]
+pub(crate) fn listed(frame: &[u8], hit: &Hit, filter: &Filter) -> Result<(), Reject> {
+    let mac = frame.get(6..14).and_then(|b| b.first_chunk::<8>()).map_or(0, |w| le64(w) & MAC_MASK);
+    let l3 = hit.l3_offset();
+    let ip = match hit.l3() {
+        L3Kind::V4 => frame.get(l3 + 12..l3 + 16),
+        L3Kind::V6 => frame.get(l3 + 8..l3 + 24),
+    }
+    .ok_or(Reject::ShortIpv4)?;
+    match filter.access.judge(mac, ip) {
+        Some(crate::access::Verdict::Deny) => Err(Reject::SrcDenied),
+        Some(crate::access::Verdict::Allow) => Ok(()),
+        None if filter.access.has_allow() => Err(Reject::SrcNotAllowed),
+        None => Ok(()),
     }
 }
 

@@ -4,7 +4,7 @@ use crate::classify::{Hit, Reject};
 use crate::signature::Signature;
 
 /// What one worker (or a whole run) has seen and done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counters {
     /// Frames handed to the core.
     pub rx_packets: u64,
@@ -27,6 +27,23 @@ pub struct Counters {
     /// Live STAMP sessions (stateful mode) whose sequence counter was taken over by a new
     /// session because the session table was full: each starts again from 0.
     pub stamp_sessions_evicted: u64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            rx_packets: 0,
+            rx_bytes: 0,
+            reflected_packets: 0,
+            reflected_bytes: 0,
+            tx_errors: 0,
+            rx_dropped: 0,
+            rx_invalid: 0,
+            by_signature: [0; Signature::COUNT],
+            rejected: [0; Reject::COUNT],
+            stamp_sessions_evicted: 0,
+        }
+    }
 }
 
 impl Counters {

@@ -4,6 +4,8 @@ use core::fmt;
 use core::net::IpAddr;
 use core::str::FromStr;
 
+use crate::access::{Access, ListsError, Source, Verdict};
+use crate::limit::Rate;
 use crate::signature::{Family, FamilySet, ITO_BY_SLOT};
 use crate::stamp::{DEFAULT_STAMP_PORT, SequenceMode, TimestampFormat};
 use crate::wire::MacAddr;
@@ -158,6 +160,15 @@ pub struct FilterConfig<'a> {
     pub stamp_timestamps: TimestampFormat,
     /// Where STAMP answers take their sequence numbers from.
     pub stamp_sequence: SequenceMode,
+    /// Sources that are answered (see [`crate::access`]); empty: every source the deny list
+    /// does not name.
+    pub allow: &'a [Source],
+    /// Sources that are not answered.
+    pub deny: &'a [Source],
+    /// The rate limit of each source address ([`crate::limit`]).
+    pub source_limit: Option<Rate>,
+    /// The rate limit of all answers together.
+    pub total_limit: Option<Rate>,
 }
 
 impl<'a> FilterConfig<'a> {
@@ -179,6 +190,10 @@ impl<'a> FilterConfig<'a> {
             stamp_port: DEFAULT_STAMP_PORT,
             stamp_timestamps: TimestampFormat::Ntp,
             stamp_sequence: SequenceMode::Stateless,
+            allow: &[],
+            deny: &[],
+            source_limit: None,
+            total_limit: None,
         }
     }
 }
@@ -210,6 +225,10 @@ pub enum ConfigError {
     TooManyAddresses,
     /// The STAMP port is 0, or the port of the other test packets.
     StampPort,
+    /// A source is on both the allow and the deny list.
+    AccessConflict,
+    /// More than [`crate::access::MAX_ACCESS_ENTRIES`] entries on one list.
+    TooManyAccessEntries,
 }
 
 impl fmt::Display for ConfigError {
@@ -238,6 +257,10 @@ impl fmt::Display for ConfigError {
             ConfigError::TooManyAddresses => "the interface has more than 8 IPv4 or 8 IPv6 addresses",
             ConfigError::StampPort => {
                 "the STAMP port must be 1 to 65535 and differ from the port of the other test packets"
+            }
+            ConfigError::AccessConflict => "a source is on both the allow and the deny list",
+            ConfigError::TooManyAccessEntries => {
+                "at most 4096 entries on the allow list and 4096 on the deny list"
             }
         })
     }
@@ -270,6 +293,12 @@ pub struct Filter {
     pub(crate) stamp_port: u32,
     pub(crate) stamp_timestamps: TimestampFormat,
     pub(crate) stamp_sequence: SequenceMode,
+    /// The allow and deny lists.
+    pub(crate) access: Access,
+    pub(crate) source_limit: Option<Rate>,
+    pub(crate) total_limit: Option<Rate>,
+    /// Lists or limits are configured: a test packet meets them before it is answered.
+    pub(crate) gate: bool,
     /// The configuration as the fast path for ITO over IPv4 compares it.
     pub(crate) fast: FastMasks,
 }
@@ -406,6 +435,11 @@ impl Filter {
         let mut custom = [placeholder; MAX_CUSTOM_SIGNATURES];
         custom[..config.custom.len()].copy_from_slice(config.custom);
         let oui = config.oui.unwrap_or_default();
+        let access = Access::new(config.allow, config.deny).map_err(|e| match e {
+            ListsError::Conflict => ConfigError::AccessConflict,
+            ListsError::TooMany => ConfigError::TooManyAccessEntries,
+        })?;
+        let gate = access.is_on() || config.source_limit.is_some() || config.total_limit.is_some();
         Ok(Filter {
             local_mac: config.local_mac,
             local_mac_bits: config.local_mac.bits(),
@@ -424,6 +458,10 @@ impl Filter {
             stamp_port: if stamp { config.stamp_port as u32 } else { u32::MAX },
             stamp_timestamps: config.stamp_timestamps,
             stamp_sequence: config.stamp_sequence,
+            access,
+            source_limit: config.source_limit,
+            total_limit: config.total_limit,
+            gate,
             fast: FastMasks::new(config),
         })
     }
@@ -480,6 +518,34 @@ impl Filter {
     /// Our own IPv6 addresses (frames from them are rejected).
     pub fn local_v6(&self) -> &[[u8; 16]] {
         &self.local_v6[..self.local_v6_len]
+    }
+
+    /// The allow and deny lists' entries, each with its list, as configured.
+    pub fn access_entries(&self) -> &[(Source, Verdict)] {
+        self.access.entries()
+    }
+    /// True when the allow list has an entry (a source it does not name is not answered).
+    pub fn has_allow_list(&self) -> bool {
+        self.access.has_allow()
+    }
+    /// The rate limit of each source address.
+    pub fn source_limit(&self) -> Option<Rate> {
+        self.source_limit
+    }
+    /// The rate limit of all answers together.
+    pub fn total_limit(&self) -> Option<Rate> {
+        self.total_limit
+    }
+    /// The same filter without its lists and limits: what the XDP programs are generated from
+    /// (they read lists and limits from maps, so a change of those alone keeps the program).
+    pub fn without_gate(&self) -> Filter {
+        Filter {
+            access: Access::default(),
+            source_limit: None,
+            total_limit: None,
+            gate: false,
+            ..self.clone()
+        }
     }
 
     /// The same filter with another reflection mode (a mode never makes a filter invalid).

@@ -1,11 +1,14 @@
 //! The packet rules of `reflector`, shared by every data path.
 //!
-//! Everything here is pure: no I/O, no allocation, no raw pointers, and no panic on any input.
+//! Everything here is pure: no I/O, no allocation per frame (the allow and deny tables are
+//! built with the filter, the limiter's buckets with the run), no raw pointers, and no panic
+//! on any input.
 //! A backend hands a received frame to [`Filter::process`], which classifies it in one pass
 //! over the headers and, when it is a test packet, turns it around in place.
 //!
 //! Modules in reading order, each using only those before it: `wire` (layouts, constants) →
-//! `signature` (the test signatures and their families) → `filter` (a checked configuration) →
+//! `signature` (the test signatures and their families) → `access` (allow and deny lists) and
+//! `limit` (rate limits) → `filter` (a checked configuration) →
 //! `classify` (one pass over the headers: a [`Hit`] or a [`Reject`]) → `reflect` (the in-place
 //! swap) and `stamp` (the STAMP / TWAMP-Light answer) → `process` ([`Filter::process`], the
 //! per-frame entry point). `counters` and `build`
@@ -16,14 +19,17 @@
 #![no_std]
 #![deny(missing_docs)]
 
+extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod access;
 pub mod build;
 pub mod checksum;
 mod classify;
 mod counters;
 mod filter;
+pub mod limit;
 mod process;
 mod reflect;
 pub mod signature;
@@ -36,7 +42,7 @@ pub use filter::{
     ConfigError, CustomSignature, DEFAULT_OUI, DEFAULT_PORT, Filter, FilterConfig, MAX_CUSTOM_SIGNATURES,
     MAX_LOCAL_ADDRESSES, MAX_SIGNATURE_LEN, Mode,
 };
-pub use process::Stamping;
+pub use process::PathState;
 pub use reflect::reflect;
 pub use signature::{Family, FamilySet, Signature};
 pub use wire::MacAddr;
@@ -46,22 +52,23 @@ pub use wire::MacAddr;
 #[doc(hidden)]
 pub mod testing {
     pub use crate::classify::{classify_fast, classify_ordered};
-    use crate::{Filter, FilterConfig, Hit, MacAddr, Reject, Stamping, stamp};
+    use crate::{Filter, FilterConfig, Hit, MacAddr, PathState, Reject, stamp};
 
     /// The clock of [`process`]: 2026-11-30 00:00:00 UTC, in ns.
     pub const FIXED_TIME: u64 = 1_796_083_200_000_000_000;
 
-    /// Runs `f` with a [`Stamping`] of a fixed clock ([`FIXED_TIME`]), a synchronised 1 µs
+    /// Runs `f` with a [`PathState`] of a fixed clock ([`FIXED_TIME`]), a synchronised 1 µs
     /// error estimate and a small session table, for the tests and benchmarks to which the time
     /// of a STAMP answer does not matter.
-    pub fn with_stamping<R>(f: impl FnOnce(&mut Stamping<'_>) -> R) -> R {
+    pub fn with_stamping<R>(f: impl FnOnce(&mut PathState<'_>) -> R) -> R {
         let mut clock = || FIXED_TIME;
         let mut sessions = stamp::Sessions::<16>::default();
-        let mut stamping = Stamping {
+        let mut stamping = PathState {
             received: None,
             clock: &mut clock,
             error: stamp::ErrorEstimate::new(true, 1_000),
             sessions: &mut sessions,
+            limiter: None,
         };
         f(&mut stamping)
     }

@@ -5,39 +5,50 @@
 //! `classify` (one pass over the headers) → `reflect` (the in-place swap) and [`crate::stamp`]
 //! (the STAMP answer) → here.
 
-use crate::classify::{Hit, Reject, ethernet, ipv4_fast, ordered};
+use crate::classify::{Hit, L3Kind, Reject, ethernet, ipv4_fast, listed, ordered};
 use crate::filter::{Filter, Mode};
+use crate::limit::Limiter;
 use crate::reflect::{reflect_accepted, reflect_ito_ipv4};
 use crate::signature::Signature;
 use crate::stamp::{Answer, ErrorEstimate, SequenceMode, SessionTable, Times, respond};
 
-/// What answering a STAMP request needs from the data path: the times and the session table.
-/// A worker keeps one and sets [`Stamping::received`] for each frame.
-pub struct Stamping<'a> {
+/// What [`Filter::process`] needs from the data path besides the frame: the times and the
+/// session table of STAMP answers, the buckets of the rate limits. A worker keeps one and sets
+/// [`PathState::received`] for each frame.
+pub struct PathState<'a> {
     /// When the data path received the frame (ns since the Unix epoch, UTC), if it knows.
     pub received: Option<u64>,
     /// Reads the clock (ns since the Unix epoch, UTC): the transmit time, and the receive time
-    /// when [`Stamping::received`] is `None`. Called only for STAMP requests.
+    /// when [`PathState::received`] is `None`. Called only for STAMP requests and, with rate
+    /// limits, for test packets.
     pub clock: &'a mut dyn FnMut() -> u64,
     /// The clock's error estimate.
     pub error: ErrorEstimate,
     /// The per-session sequence numbers (stateful mode).
     pub sessions: &'a mut dyn SessionTable,
+    /// The buckets the filter's rate limits are kept in; `None` where they are applied before
+    /// the frame gets here (by the XDP program of af-xdp), so the filter's limits are not.
+    pub limiter: Option<&'a Limiter>,
 }
 
-impl core::fmt::Debug for Stamping<'_> {
+impl core::fmt::Debug for PathState<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Stamping").field("received", &self.received).field("error", &self.error).finish()
+        f.debug_struct("PathState")
+            .field("received", &self.received)
+            .field("error", &self.error)
+            .field("limiter", &self.limiter.is_some())
+            .finish()
     }
 }
 
 impl Filter {
-    /// Classifies `frame` and, when it is a test packet, reflects it in place: STAMP requests
-    /// are answered with the times and sequence number from `stamp`.
+    /// Classifies `frame` and, when it is a test packet its source may send (the allow and deny
+    /// lists, the rate limits with the buckets in `stamp`), reflects it in place: STAMP
+    /// requests are answered with the times and sequence number from `stamp`.
     ///
     /// A rejected frame is never modified.
     #[inline(always)]
-    pub fn process(&self, frame: &mut [u8], stamp: &mut Stamping<'_>) -> Result<Hit, Reject> {
+    pub fn process(&self, frame: &mut [u8], stamp: &mut PathState<'_>) -> Result<Hit, Reject> {
         if self.stamp_on() {
             return self.process_with_stamp(frame, stamp);
         }
@@ -48,7 +59,7 @@ impl Filter {
     /// code it ran before STAMP existed, which has no look for the STAMP port and no branch on
     /// the kind of hit (either, inlined into a worker's loop, cost every frame instructions).
     #[inline(never)]
-    fn process_with_stamp(&self, frame: &mut [u8], stamp: &mut Stamping<'_>) -> Result<Hit, Reject> {
+    fn process_with_stamp(&self, frame: &mut [u8], stamp: &mut PathState<'_>) -> Result<Hit, Reject> {
         self.process_as::<true>(frame, stamp)
     }
 
@@ -58,10 +69,13 @@ impl Filter {
     fn process_as<const STAMP: bool>(
         &self,
         frame: &mut [u8],
-        stamp: &mut Stamping<'_>,
+        stamp: &mut PathState<'_>,
     ) -> Result<Hit, Reject> {
         if let Some(verdict) = ipv4_fast::<STAMP>(frame, self) {
             let hit = verdict?;
+            if self.gate {
+                self.gate(frame, hit, stamp)?;
+            }
             if STAMP && hit.is_stamp() {
                 // The same hit, written as the constant it is: the answer is compiled with its
                 // offsets known.
@@ -72,11 +86,47 @@ impl Filter {
         }
         let eth = ethernet(frame, self)?;
         let hit = ordered::<STAMP>(frame, self, &eth)?;
+        if self.gate {
+            self.gate(frame, hit, stamp)?;
+        }
         if STAMP && hit.is_stamp() {
             return self.answer_ordered_stamp(frame, hit, stamp);
         }
         reflect_accepted(frame, &hit, self, self.mode);
         Ok(hit)
+    }
+
+    /// The allow and deny lists, then the rate limits, for the test packet `hit` was classified
+    /// from; out of line, so that a filter without them pays one branch. The time a limit is
+    /// taken at is the frame's receive time (read from the clock when the data path has none,
+    /// and kept as the receive time).
+    #[inline(never)]
+    fn gate(&self, frame: &[u8], hit: Hit, stamp: &mut PathState<'_>) -> Result<(), Reject> {
+        if self.access.is_on() {
+            listed(frame, &hit, self)?;
+        }
+        let Some(limiter) = stamp.limiter else { return Ok(()) };
+        if self.source_limit.is_none() && self.total_limit.is_none() {
+            return Ok(());
+        }
+        let now = match stamp.received {
+            Some(t) => t,
+            None => *stamp.received.insert((stamp.clock)()),
+        };
+        let l3 = hit.l3_offset();
+        let mut source = [0u8; 16];
+        match hit.l3() {
+            L3Kind::V4 => {
+                source[10..12].copy_from_slice(&[0xff, 0xff]);
+                source[12..].copy_from_slice(frame.get(l3 + 12..l3 + 16).ok_or(Reject::ShortIpv4)?);
+            }
+            L3Kind::V6 => source.copy_from_slice(frame.get(l3 + 8..l3 + 24).ok_or(Reject::ShortIpv6)?),
+        }
+        if limiter.admit(source, now, self.source_limit.as_ref(), self.total_limit.as_ref()) {
+            Ok(())
+        } else {
+            Err(Reject::RateLimited)
+        }
     }
 
     /// [`Filter::answer_stamp`] for a request the ordered checks found, out of line: inlined
@@ -87,7 +137,7 @@ impl Filter {
         &self,
         frame: &mut [u8],
         hit: Hit,
-        stamp: &mut Stamping<'_>,
+        stamp: &mut PathState<'_>,
     ) -> Result<Hit, Reject> {
         self.answer_stamp(frame, hit, stamp)
     }
@@ -100,7 +150,7 @@ impl Filter {
         &self,
         frame: &mut [u8],
         hit: Hit,
-        stamp: &mut Stamping<'_>,
+        stamp: &mut PathState<'_>,
     ) -> Result<Hit, Reject> {
         let received = match stamp.received {
             Some(t) => t,

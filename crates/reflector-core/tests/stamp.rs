@@ -6,7 +6,7 @@ use reflector_core::build::IpAddrs;
 use reflector_core::stamp::{
     ErrorEstimate, NTP_UNIX_OFFSET, SequenceMode, SessionTable, Sessions, TimestampFormat,
 };
-use reflector_core::{Family, Filter, Hit, L3Kind, Reject, Signature, Stamping, checksum};
+use reflector_core::{Family, Filter, Hit, L3Kind, PathState, Reject, Signature, checksum};
 use reflector_testkit::{Frame, filter_with, stamp_golden};
 
 /// T2 and T3 of every answer here: 2026-11-30 12:00:00.25 and 1.5 µs later.
@@ -24,8 +24,13 @@ fn stamp_filter(sequence: SequenceMode, format: TimestampFormat) -> Filter {
 /// Answers `frame` with receive time T2 and a clock that reads T3.
 fn answer(filter: &Filter, frame: &mut [u8], sessions: &mut dyn SessionTable) -> Result<Hit, Reject> {
     let mut clock = || T3;
-    let mut stamping =
-        Stamping { received: Some(T2), clock: &mut clock, error: ErrorEstimate::new(true, 1_000), sessions };
+    let mut stamping = PathState {
+        received: Some(T2),
+        clock: &mut clock,
+        error: ErrorEstimate::new(true, 1_000),
+        sessions,
+        limiter: None,
+    };
     filter.process(frame, &mut stamping)
 }
 
@@ -178,11 +183,12 @@ fn without_a_receive_time_the_clock_gives_both_in_order() {
     let mut sessions = Sessions::<1>::default();
     let mut reads = [T2 + 10, T2].into_iter();
     let mut clock = || reads.next().unwrap();
-    let mut stamping = Stamping {
+    let mut stamping = PathState {
         received: None,
         clock: &mut clock,
         error: ErrorEstimate::new(false, 16_000_000_000),
         sessions: &mut sessions,
+        limiter: None,
     };
     let mut bytes = Frame::stamp_v4(44).bytes();
     filter.process(&mut bytes, &mut stamping).unwrap();
@@ -223,7 +229,7 @@ proptest! {
         let original = frame.bytes();
         let mut bytes = original.clone();
         let mut clock = || received + dwell;
-        let mut stamping = Stamping { received: Some(received), clock: &mut clock, error: ErrorEstimate::new(true, 5), sessions: &mut sessions };
+        let mut stamping = PathState { received: Some(received), clock: &mut clock, error: ErrorEstimate::new(true, 5), sessions: &mut sessions, limiter: None };
         match filter.process(&mut bytes, &mut stamping) {
             Err(_) => prop_assert_eq!(bytes, original),
             Ok(hit) => {

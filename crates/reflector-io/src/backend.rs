@@ -56,6 +56,12 @@ pub trait Backend: Send + 'static {
         let _ = filter;
         Ok(())
     }
+
+    /// True when the backend's XDP program applies the filter's allow and deny lists and rate
+    /// limits before a frame reaches the worker, so the worker does not apply them again.
+    fn gates_in_kernel(&self) -> bool {
+        false
+    }
 }
 
 /// The backend of a data path with no workers: the reflection runs in the kernel (`xdp-tx`).

@@ -3,7 +3,7 @@
 use std::io::{Read, Write};
 
 use reflector_core::stamp::{SessionTable, Sessions};
-use reflector_core::{Counters, Filter, Stamping};
+use reflector_core::{Counters, Filter, PathState};
 
 use crate::capture::{CaptureError, CaptureReader, PcapWriter};
 
@@ -40,6 +40,9 @@ pub fn replay<R: Read, W: Write>(input: R, output: W, filter: &Filter) -> Result
     let mut writer = PcapWriter::new(output).map_err(ReplayError::Write)?;
     let mut summary = ReplaySummary::default();
     let mut sessions: Box<Sessions> = Box::default();
+    // Rate limits are kept at the capture's times, as if the frames came as captured.
+    let limiter = (filter.source_limit().is_some() || filter.total_limit().is_some())
+        .then(reflector_core::limit::Limiter::default);
     // Nothing is known of the capturing clock.
     let error = reflector_core::stamp::ErrorEstimate::UNKNOWN;
     while let Some(mut record) = reader.next_record()? {
@@ -49,8 +52,13 @@ pub fn replay<R: Read, W: Write>(input: R, output: W, filter: &Filter) -> Result
             continue;
         }
         let captured = record.timestamp_ns;
-        let mut stamping =
-            Stamping { received: Some(captured), clock: &mut || captured, error, sessions: &mut *sessions };
+        let mut stamping = PathState {
+            received: Some(captured),
+            clock: &mut || captured,
+            error,
+            sessions: &mut *sessions,
+            limiter: limiter.as_ref(),
+        };
         let verdict = filter.process(&mut record.data, &mut stamping);
         summary.counters.record(record.data.len(), &verdict);
         if verdict.is_ok() {

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use reflector_core::limit::Limiter;
 use reflector_core::stamp::{ErrorEstimate, SessionTable, Sessions};
-use reflector_core::{Counters, DWELL_BUCKETS, Dwell, Filter, Reject, Signature, Stamping};
+use reflector_core::{Counters, DWELL_BUCKETS, Dwell, Filter, PathState, Reject, Signature};
 
 use crate::backend::{Backend, BackendError, RxTime};
 
@@ -16,7 +17,7 @@ const IDLE_WAIT: Duration = Duration::from_millis(100);
 
 /// A worker's counters as the control plane reads them: single writer (the worker), relaxed
 /// atomics, on their own cache lines so readers never slow the writer's line down.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(align(128))]
 pub struct SharedCounters {
     rx_packets: AtomicU64,
@@ -29,6 +30,23 @@ pub struct SharedCounters {
     stamp_sessions_evicted: AtomicU64,
     by_signature: [AtomicU64; Signature::COUNT],
     rejected: [AtomicU64; Reject::COUNT],
+}
+
+impl Default for SharedCounters {
+    fn default() -> Self {
+        SharedCounters {
+            rx_packets: AtomicU64::new(0),
+            rx_bytes: AtomicU64::new(0),
+            reflected_packets: AtomicU64::new(0),
+            reflected_bytes: AtomicU64::new(0),
+            tx_errors: AtomicU64::new(0),
+            rx_dropped: AtomicU64::new(0),
+            rx_invalid: AtomicU64::new(0),
+            stamp_sessions_evicted: AtomicU64::new(0),
+            by_signature: std::array::from_fn(|_| AtomicU64::new(0)),
+            rejected: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
 }
 
 impl SharedCounters {
@@ -175,13 +193,24 @@ pub struct WorkerHandle {
 pub struct Runtime {
     /// The workers, in start order.
     pub workers: Vec<WorkerHandle>,
+    /// The buckets of the rate limits, shared by the workers (unused by backends whose XDP
+    /// program applies the limits: [`Backend::gates_in_kernel`]).
+    pub limiter: Arc<Limiter>,
     stop: Arc<AtomicBool>,
+}
+
+/// The filter a worker of `backend` applies: the one in force, without its lists and limits
+/// when the backend's XDP program applied them already.
+fn worker_filter(gates_in_kernel: bool, cell: &FilterCell) -> Arc<Filter> {
+    let filter = cell.get();
+    if gates_in_kernel { Arc::new(filter.without_gate()) } else { filter }
 }
 
 /// Runs one worker until `stop`: the hot loop, monomorphised per backend.
 fn work<B: Backend>(
     mut backend: B,
     cell: &FilterCell,
+    limiter: &Limiter,
     shared: &SharedCounters,
     dwell: Option<&SharedDwell>,
     stop: &AtomicBool,
@@ -193,18 +222,19 @@ fn work<B: Backend>(
     let mut sessions: Box<Sessions> = Box::default();
     let mut clock = utc_now_ns;
     let mut clock_state = (Instant::now(), ClockState::read());
+    let in_kernel = backend.gates_in_kernel();
     let mut generation = cell.generation();
-    let mut filter = cell.get();
+    let mut filter = worker_filter(in_kernel, cell);
     let mut pending_kernel_update = false;
     while !stop.load(Ordering::Relaxed) {
         if cell.generation() != generation {
             generation = cell.generation();
-            filter = cell.get();
+            filter = worker_filter(in_kernel, cell);
             pending_kernel_update = true;
         }
         if pending_kernel_update {
             pending_kernel_update = false;
-            backend.update_filter(&filter)?;
+            backend.update_filter(&cell.get())?;
         }
         // With dwell times on: the clock is read when the batch's first frame is handed over
         // (so time spent waiting for it does not count) and once more after the batch was
@@ -219,7 +249,7 @@ fn work<B: Backend>(
                 // already (the kernel side follows after the batch).
                 if cell.generation() != generation {
                     generation = cell.generation();
-                    filter = cell.get();
+                    filter = worker_filter(in_kernel, cell);
                     pending_kernel_update = true;
                 }
                 if dwell.is_some() {
@@ -231,11 +261,12 @@ fn work<B: Backend>(
                 RxTime::Utc(t) => Some(t),
                 RxTime::Tai(t) => Some(t.saturating_sub(clock_state.1.tai_offset_ns)),
             };
-            let mut stamping = Stamping {
+            let mut stamping = PathState {
                 received,
                 clock: &mut clock,
                 error: clock_state.1.error,
                 sessions: &mut *sessions,
+                limiter: Some(limiter),
             };
             let verdict = filter.process(frame, &mut stamping);
             counters.record(frame.len(), &verdict);
@@ -331,6 +362,7 @@ impl Runtime {
             Pin::No | Pin::Allowed => allowed_cpus(),
         };
         let pin = pin != Pin::No;
+        let limiter = Arc::new(Limiter::default());
         let mut workers = Vec::new();
         for (i, backend) in backends.into_iter().enumerate() {
             let shared = Arc::new(SharedCounters::default());
@@ -340,6 +372,7 @@ impl Runtime {
             let cpu = cpus.as_ref().ok().and_then(|c| c.get(i % c.len().max(1)).copied());
             let cpus_error = cpus.as_ref().err().cloned();
             let (filter, shared_w, stop_w) = (filter.clone(), shared.clone(), stop.clone());
+            let limiter_w = limiter.clone();
             let thread = std::thread::Builder::new().name(format!("reflector-w{i}")).spawn(move || {
                 let placement = match (pin, cpu) {
                     (false, _) => Placement::Unpinned(Unpinned::NotRequested),
@@ -350,12 +383,12 @@ impl Runtime {
                     },
                 };
                 let _ = placed_tx.send(placement);
-                work(backend, &filter, &shared_w, dwell_w.as_deref(), &stop_w)
+                work(backend, &filter, &limiter_w, &shared_w, dwell_w.as_deref(), &stop_w)
             })?;
             let placement = placed_rx.recv().unwrap_or(Placement::Unpinned(Unpinned::NotStarted));
             workers.push(WorkerHandle { counters: shared, dwell, placement, thread: Some(thread) });
         }
-        Ok(Runtime { workers, stop })
+        Ok(Runtime { workers, limiter, stop })
     }
 
     /// The sum of every worker's published counters.

@@ -161,11 +161,12 @@ fn the_reflecting_program_turns_frames_around_byte_for_byte_as_the_core_does() {
                 last = now;
                 let mut core = frame.clone();
                 let mut clock = || before;
-                let mut stamping = reflector_core::Stamping {
+                let mut stamping = reflector_core::PathState {
                     received: Some(before),
                     clock: &mut clock,
                     error,
                     sessions: &mut *sessions,
+                    limiter: None,
                 };
                 let verdict = filter.process(&mut core, &mut stamping);
                 want.record(frame.len(), &verdict);

@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 
+use reflector_core::access::Source;
+use reflector_core::limit::Rate;
 use reflector_core::stamp::{SequenceMode, TimestampFormat};
 use reflector_core::wire::parse_hex_bytes;
 use reflector_core::{CustomSignature, Family, FamilySet, Filter, FilterConfig, MacAddr, Mode};
@@ -52,6 +54,50 @@ crate::settings::settings! {
     #[arg(long, default_value = "ntp", value_parser = parse_timestamps)]
     #[serde(serialize_with = "timestamps_name")]
     stamp_timestamps: TimestampFormat => key "stamp_timestamps": String, reload Live;
+    /// Answer only these sources: IPv4 or IPv6 addresses or prefixes (CIDR) and MAC addresses,
+    /// comma-separated, repeatable. The most specific prefix holding a source's IP decides
+    /// between this list and --deny [default: every source --deny does not name].
+    #[arg(long, value_name = "SOURCES", value_delimiter = ',', value_parser = parse_source)]
+    #[serde(serialize_with = "source_names")]
+    allow: Vec<Source> => key "allow": crate::settings::List, reload Live;
+    /// Never answer these sources (the same forms as --allow); a denied MAC is never answered.
+    #[arg(long, value_name = "SOURCES", value_delimiter = ',', value_parser = parse_source)]
+    #[serde(serialize_with = "source_names")]
+    deny: Vec<Source> => key "deny": crate::settings::List, reload Live;
+    /// Answer each source IP address at most this many test packets a second.
+    #[arg(long, value_name = "PPS", value_parser = clap::value_parser!(u32).range(1..))]
+    source_limit: Option<u32> => key "source_limit": u32, reload Live;
+    /// Packets a source may send back to back within its limit [default: a tenth of
+    /// --source-limit, at least 1].
+    #[arg(long, value_name = "PACKETS", value_parser = clap::value_parser!(u32).range(1..))]
+    source_burst: Option<u32> => key "source_burst": u32, reload Live;
+    /// Answer at most this many test packets a second in all.
+    #[arg(long, value_name = "PPS", value_parser = clap::value_parser!(u32).range(1..))]
+    total_limit: Option<u32> => key "total_limit": u32, reload Live;
+    /// Packets that may come back to back within the total limit [default: a tenth of
+    /// --total-limit, at least 1].
+    #[arg(long, value_name = "PACKETS", value_parser = clap::value_parser!(u32).range(1..))]
+    total_burst: Option<u32> => key "total_burst": u32, reload Live;
+}
+
+fn source_names<S: serde::Serializer>(v: &[Source], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|source| source.to_string()))
+}
+
+fn parse_source(s: &str) -> Result<Source, String> {
+    s.parse().map_err(|e: reflector_core::access::SourceError| format!("'{s}': {e}"))
+}
+
+/// `per_second` with `burst`, or the default burst; a burst without a rate is refused (by the
+/// name of the settings `what` names: `source` or `total`).
+fn rate(per_second: Option<u32>, burst: Option<u32>, what: &str) -> Result<Option<Rate>, UsageError> {
+    match (per_second, burst) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => {
+            Err(UsageError(format!("--{what}-burst (file: {what}_burst) needs --{what}-limit")))
+        }
+        (Some(pps), burst) => Ok(Rate::new(pps, burst.unwrap_or_else(|| Rate::default_burst(pps)))),
+    }
 }
 
 fn sequence_name<S: serde::Serializer>(m: &SequenceMode, s: S) -> Result<S::Ok, S::Error> {
@@ -171,6 +217,10 @@ impl FilterArgs {
             stamp_port: self.stamp_port,
             stamp_timestamps: self.stamp_timestamps,
             stamp_sequence: self.stamp_sequence,
+            allow: &self.allow,
+            deny: &self.deny,
+            source_limit: rate(self.source_limit, self.source_burst, "source")?,
+            total_limit: rate(self.total_limit, self.total_burst, "total")?,
         };
         Filter::new(&config).map_err(|e| UsageError(format!("invalid filter: {e}")))
     }

@@ -73,6 +73,24 @@ impl FileValue for Vec<String> {
     }
 }
 
+/// A list whose empty value is allowed and means no entries (`allow = []`): the
+/// comma-separated value of one flag, or no flag at all.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(transparent)]
+pub struct List(Vec<String>);
+
+impl FileValue for List {
+    fn args(&self, flag: Option<&str>, _: bool) -> Result<Vec<OsString>, FileError> {
+        if self.0.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(bad) = self.0.iter().find(|s| s.contains(',')) {
+            return Err(format!("'{bad}': one entry per string").into());
+        }
+        Ok(with_flag(flag, self.0.join(",")))
+    }
+}
+
 impl FileValue for bool {
     /// A switch: the flag when the key is true (or, inverted, when it is false).
     fn args(&self, flag: Option<&str>, invert: bool) -> Result<Vec<OsString>, FileError> {

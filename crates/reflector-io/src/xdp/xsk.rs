@@ -147,6 +147,11 @@ impl Backend for Xsk {
         }
         Ok(batch)
     }
+
+    /// The XDP program that redirects to the socket applies the lists and limits.
+    fn gates_in_kernel(&self) -> bool {
+        true
+    }
 }
 
 /// The receive time the XDP program put in front of a STAMP request (CLOCK_TAI), if it did;

@@ -543,7 +543,7 @@ hex = "0xdead"
                 );
             }
         }
-        assert_eq!(keyed, 24, "settings with a file key: every key of the example");
+        assert_eq!(keyed, 30, "settings with a file key: every key of the example");
 
         // Every setting away from its default (in two runs: --no-oui-filter excludes --oui),
         // written to a file as the API shows it, read back.
@@ -569,6 +569,20 @@ hex = "0xdead"
             "stateful",
             "--stamp-timestamps",
             "ptp",
+            "--allow",
+            "192.0.2.0/24,2001:db8::/32",
+            "--allow",
+            "00:c0:17:12:34:56",
+            "--deny",
+            "192.0.2.66",
+            "--source-limit",
+            "100",
+            "--source-burst",
+            "7",
+            "--total-limit",
+            "1000",
+            "--total-burst",
+            "70",
             "--workers",
             "2",
             "--cpus",
