@@ -18,6 +18,7 @@
 //! packet, r0-r4 scratch. Every load is preceded by a check against data_end that the verifier
 //! can follow; checks against the IP end (r5) are the rules' own length checks.
 
+use reflector_core::access::Verdict;
 use reflector_core::wire::{
     ETH_HEADER_LEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPPROTO_UDP, IPV4_MIN_HEADER_LEN, IPV6_EXT_DEST_OPTS,
     IPV6_EXT_FRAGMENT, IPV6_EXT_HOP_BY_HOP, IPV6_EXT_ROUTING, IPV6_HEADER_LEN, MAX_IPV6_EXT_HEADERS,
@@ -67,6 +68,43 @@ pub struct StampMaps {
     /// `u32`, 4 zero bytes, when last seen as CLOCK_TAI nanoseconds).
     pub sessions_fd: i32,
 }
+
+/// The maps the allow and deny lists and the rate limits are kept in (see [`GATE_CONFIG_LEN`]
+/// and the `GATE_*` flags). The program is the same whatever they hold: userspace changes
+/// lists and limits by writing the maps, without loading another program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateMaps {
+    /// An array of one [`GATE_CONFIG_LEN`]-byte entry: the `GATE_*` flags (`u32`), 4 zero
+    /// bytes, then the per-source limit's interval and tolerance and the total limit's (`u64`
+    /// nanoseconds each, as `reflector_core::limit::Rate` has them), all native-endian.
+    pub config_fd: i32,
+    /// An LPM trie of IPv4 prefixes: 8-byte keys (the prefix length as a native-endian `u32`,
+    /// the address as on the wire), 4-byte values (a `reflector_core::access::Verdict` as a
+    /// native-endian `u32`).
+    pub v4_fd: i32,
+    /// The same for IPv6: 20-byte keys.
+    pub v6_fd: i32,
+    /// A hash of MAC addresses: 8-byte keys (the address, 2 zero bytes), values as the tries'.
+    pub macs_fd: i32,
+    /// An LRU hash of the per-source buckets: 16-byte keys (the source address; IPv4 as
+    /// `::ffff:a.b.c.d`), 8-byte values (the bucket's time, `bpf_ktime_get_ns` nanoseconds).
+    pub buckets_fd: i32,
+    /// An array of one 8-byte entry: the total limit's bucket time.
+    pub total_fd: i32,
+}
+
+/// The value size of [`GateMaps::config_fd`].
+pub const GATE_CONFIG_LEN: u32 = 40;
+/// Flag of [`GateMaps::config_fd`]: the lists have an entry (look the source up).
+pub const GATE_LISTS: u32 = 1;
+/// Flag: the allow list has an entry (a source no entry names is not answered).
+pub const GATE_ALLOW: u32 = 2;
+/// Flag: a per-source limit is set.
+pub const GATE_SOURCE_LIMIT: u32 = 4;
+/// Flag: a total limit is set.
+pub const GATE_TOTAL_LIMIT: u32 = 8;
+/// `BPF_FUNC_ktime_get_ns`.
+const BPF_FUNC_KTIME_GET_NS: i32 = 5;
 
 /// The value size of [`StampMaps::clock_fd`].
 pub const STAMP_CLOCK_LEN: u32 = 16;
@@ -144,6 +182,16 @@ const SESSION_KEY_SLOT: i16 = -144;
 const SESSION_VALUE_SLOT: i16 = -160;
 /// Whether the request's checksum was left for offload (1) or not (0).
 const PARTIAL_SLOT: i16 = -164;
+/// Stack slots of the gate (lists and limits): the IP header pointer, the flags, whether an
+/// allow entry named the source, a map key (20 bytes at most), the limits' intervals and
+/// tolerances, the time, a new bucket's value.
+const GATE_IP_SLOT: i16 = -176;
+const GATE_FLAGS_SLOT: i16 = -180;
+const GATE_ALLOWED_SLOT: i16 = -184;
+const GATE_KEY_SLOT: i16 = -208;
+const GATE_LIMITS_SLOT: i16 = -240;
+const GATE_NOW_SLOT: i16 = -248;
+const GATE_VALUE_SLOT: i16 = -256;
 /// The longest UDP datagram (IPv6) whose checksum the reflecting program computes whole, for a
 /// request whose checksum was left for offload (a sender on the same host): the verifier walks
 /// the summing loop once per word for every way into it, and 512 bytes is what fits its budget
@@ -1140,6 +1188,159 @@ fn late_checks(a: &mut Asm, filter: &Filter, r: &dyn Fn(Reject) -> Label) {
     a.place(done);
 }
 
+/// The allow and deny lists, then the rate limits, from the maps of `gate`, as the core's
+/// `listed` and `Limiter::admit` judge them: a source MAC on the deny list, or an IP whose
+/// most specific listed prefix is a deny entry, is `src_denied`; with an allow list, a source
+/// neither names is `src_not_allowed`; then each limit's bucket (the generic cell rate
+/// algorithm, updated without locks) may say `rate_limited`. On entry r4 is the IP header
+/// (kept on the stack across the helper calls and restored on the way out), r7 the frame.
+fn gate(a: &mut Asm, maps: GateMaps, r: &dyn Fn(Reject) -> Label) {
+    let done = a.label();
+    a.store(Size::DW, R10, GATE_IP_SLOT, R4);
+    a.store_imm(Size::W, R10, GATE_KEY_SLOT, 0);
+    a.load_map_fd(R1, maps.config_fd);
+    a.mov(R2, R10);
+    a.alu_imm(Alu::Add, R2, GATE_KEY_SLOT as i32);
+    a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
+    a.jump_imm(Cond::Eq, R0, 0, done);
+    a.load(Size::W, R1, R0, 0);
+    a.jump_imm(Cond::Eq, R1, 0, done);
+    a.store(Size::W, R10, GATE_FLAGS_SLOT, R1);
+    for word in 0..4i16 {
+        a.load(Size::DW, R1, R0, 8 + 8 * word);
+        a.store(Size::DW, R10, GATE_LIMITS_SLOT + 8 * word, R1);
+    }
+    a.store_imm(Size::W, R10, GATE_ALLOWED_SLOT, 0);
+    let flag_clear = |a: &mut Asm, flag: u32, to: Label| {
+        a.load(Size::W, R1, R10, GATE_FLAGS_SLOT);
+        a.alu_imm(Alu::And, R1, flag as i32);
+        a.jump_imm(Cond::Eq, R1, 0, to);
+    };
+    let (limits, by_ip, no_ip, v6, lookup_ip) = (a.label(), a.label(), a.label(), a.label(), a.label());
+    flag_clear(a, GATE_LISTS, limits);
+    // The source MAC: 6 bytes and 2 zero ones.
+    a.store_imm(Size::DW, R10, GATE_KEY_SLOT, 0);
+    a.load(Size::W, R1, R7, 6);
+    a.store(Size::W, R10, GATE_KEY_SLOT, R1);
+    a.load(Size::H, R1, R7, 10);
+    a.store(Size::H, R10, GATE_KEY_SLOT + 4, R1);
+    a.load_map_fd(R1, maps.macs_fd);
+    a.mov(R2, R10);
+    a.alu_imm(Alu::Add, R2, GATE_KEY_SLOT as i32);
+    a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
+    a.jump_imm(Cond::Eq, R0, 0, by_ip);
+    a.load(Size::W, R1, R0, 0);
+    a.jump_imm(Cond::Eq, R1, Verdict::Deny as i32, r(Reject::SrcDenied));
+    a.store_imm(Size::W, R10, GATE_ALLOWED_SLOT, 1);
+    // The source IP, as the longest prefix a trie holds for it.
+    a.place(by_ip);
+    a.load(Size::DW, R4, R10, GATE_IP_SLOT);
+    a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+    a.jump_imm(Cond::Eq, R0, 6, v6);
+    a.store_imm(Size::W, R10, GATE_KEY_SLOT, 32);
+    a.load(Size::W, R1, R4, 12);
+    a.store(Size::W, R10, GATE_KEY_SLOT + 4, R1);
+    a.load_map_fd(R1, maps.v4_fd);
+    a.goto(lookup_ip);
+    a.place(v6);
+    a.store_imm(Size::W, R10, GATE_KEY_SLOT, 128);
+    for word in 0..4i16 {
+        a.load(Size::W, R1, R4, 8 + 4 * word);
+        a.store(Size::W, R10, GATE_KEY_SLOT + 4 + 4 * word, R1);
+    }
+    a.load_map_fd(R1, maps.v6_fd);
+    a.place(lookup_ip);
+    a.mov(R2, R10);
+    a.alu_imm(Alu::Add, R2, GATE_KEY_SLOT as i32);
+    a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
+    a.jump_imm(Cond::Eq, R0, 0, no_ip);
+    a.load(Size::W, R1, R0, 0);
+    a.jump_imm(Cond::Eq, R1, Verdict::Deny as i32, r(Reject::SrcDenied));
+    a.goto(limits);
+    a.place(no_ip);
+    flag_clear(a, GATE_ALLOW, limits);
+    a.load(Size::W, R1, R10, GATE_ALLOWED_SLOT);
+    a.jump_imm(Cond::Eq, R1, 0, r(Reject::SrcNotAllowed));
+
+    // The limits: the time, then the source's bucket, then the total's.
+    a.place(limits);
+    let (total, v6_key, key_done, new_bucket) = (a.label(), a.label(), a.label(), a.label());
+    flag_clear(a, GATE_SOURCE_LIMIT | GATE_TOTAL_LIMIT, done);
+    a.call(BPF_FUNC_KTIME_GET_NS);
+    a.store(Size::DW, R10, GATE_NOW_SLOT, R0);
+    flag_clear(a, GATE_SOURCE_LIMIT, total);
+    a.load(Size::DW, R4, R10, GATE_IP_SLOT);
+    a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+    a.jump_imm(Cond::Eq, R0, 6, v6_key);
+    a.store_imm(Size::DW, R10, GATE_KEY_SLOT, 0);
+    a.store_imm(Size::W, R10, GATE_KEY_SLOT + 8, le32([0, 0, 0xff, 0xff]) as i32);
+    a.load(Size::W, R1, R4, 12);
+    a.store(Size::W, R10, GATE_KEY_SLOT + 12, R1);
+    a.goto(key_done);
+    a.place(v6_key);
+    for word in 0..4i16 {
+        a.load(Size::W, R1, R4, 8 + 4 * word);
+        a.store(Size::W, R10, GATE_KEY_SLOT + 4 * word, R1);
+    }
+    a.place(key_done);
+    a.load_map_fd(R1, maps.buckets_fd);
+    a.mov(R2, R10);
+    a.alu_imm(Alu::Add, R2, GATE_KEY_SLOT as i32);
+    a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
+    a.jump_imm(Cond::Eq, R0, 0, new_bucket);
+    take_bucket(a, GATE_LIMITS_SLOT, r(Reject::RateLimited), total);
+    // A source not seen (or forgotten): a full bucket, less this packet's interval.
+    a.place(new_bucket);
+    a.load(Size::DW, R1, R10, GATE_NOW_SLOT);
+    a.load(Size::DW, R2, R10, GATE_LIMITS_SLOT);
+    a.alu_reg(Alu::Add, R1, R2);
+    a.store(Size::DW, R10, GATE_VALUE_SLOT, R1);
+    a.load_map_fd(R1, maps.buckets_fd);
+    a.mov(R2, R10);
+    a.alu_imm(Alu::Add, R2, GATE_KEY_SLOT as i32);
+    a.mov(R3, R10);
+    a.alu_imm(Alu::Add, R3, GATE_VALUE_SLOT as i32);
+    a.mov_imm(R4, 0);
+    a.call(BPF_FUNC_MAP_UPDATE_ELEM);
+    a.place(total);
+    flag_clear(a, GATE_TOTAL_LIMIT, done);
+    a.store_imm(Size::W, R10, GATE_KEY_SLOT, 0);
+    a.load_map_fd(R1, maps.total_fd);
+    a.mov(R2, R10);
+    a.alu_imm(Alu::Add, R2, GATE_KEY_SLOT as i32);
+    a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
+    a.jump_imm(Cond::Eq, R0, 0, done);
+    take_bucket(a, GATE_LIMITS_SLOT + 16, r(Reject::RateLimited), done);
+    a.place(done);
+    a.load(Size::DW, R4, R10, GATE_IP_SLOT);
+}
+
+/// The bucket whose time r0 points to, taken for a packet at the time in its slot with the
+/// interval and tolerance at `limits` and `limits + 8` (the core's `Rate::take`): on to
+/// `limited` when it is too far ahead, else moved one interval on and on to `next`. Uses r1-r5.
+fn take_bucket(a: &mut Asm, limits: i16, limited: Label, next: Label) {
+    let fresh = a.label();
+    a.load(Size::DW, R1, R0, 0);
+    a.load(Size::DW, R2, R10, GATE_NOW_SLOT);
+    a.load(Size::DW, R3, R10, limits);
+    a.load(Size::DW, R4, R10, limits + 8);
+    a.jump_reg(Cond::Le, R1, R2, fresh);
+    a.mov(R5, R1);
+    a.alu_reg(Alu::Sub, R5, R2);
+    // Further ahead than any packet could have put it (the clock went back): from now.
+    a.alu_reg(Alu::Add, R4, R3);
+    a.jump_reg(Cond::Gt, R5, R4, fresh);
+    a.alu_reg(Alu::Sub, R4, R3);
+    a.jump_reg(Cond::Gt, R5, R4, limited);
+    a.alu_reg(Alu::Add, R1, R3);
+    a.store(Size::DW, R0, 0, R1);
+    a.goto(next);
+    a.place(fresh);
+    a.alu_reg(Alu::Add, R2, R3);
+    a.store(Size::DW, R0, 0, R2);
+    a.goto(next);
+}
+
 /// The program for `filter`. With `counters_fd` (a per-CPU array of `u64` with
 /// [`Reject::COUNT`] entries), every rejected frame increments the entry of its reason, the
 /// same reason the core gives, so the counters say why even though rejected frames never
@@ -1147,7 +1348,16 @@ fn late_checks(a: &mut Asm, filter: &Filter, r: &dyn Fn(Reject) -> Label) {
 ///
 /// `None` when the program cannot be had: a jump too far, or [`OnHit::Reflect`] without the
 /// STAMP maps for a filter that answers STAMP.
-pub fn program(filter: &Filter, on_hit: OnHit, counters_fd: Option<i32>) -> Option<Vec<Insn>> {
+///
+/// With `gate`, a test packet then meets the allow and deny lists and the rate limits those
+/// maps hold ([`GateMaps`]); the filter's own lists and limits are not looked at (userspace
+/// writes them into the maps).
+pub fn program(
+    filter: &Filter,
+    on_hit: OnHit,
+    counters_fd: Option<i32>,
+    gate_maps: Option<GateMaps>,
+) -> Option<Vec<Insn>> {
     let stamp_answer = match on_hit {
         OnHit::Reflect { stamp } if filter.stamp_port().is_some() => Some(stamp?),
         _ => None,
@@ -1171,6 +1381,9 @@ pub fn program(filter: &Filter, on_hit: OnHit, counters_fd: Option<i32>) -> Opti
     g.a.place(hit);
     let reasons = g.reasons.clone();
     late_checks(&mut g.a, filter, &|reason| reasons[reason as usize]);
+    if let Some(maps) = gate_maps {
+        gate(&mut g.a, maps, &|reason| reasons[reason as usize]);
+    }
     g.on_hit(on_hit, counters_fd);
     g.rejected(counters_fd);
     g.a.finish()

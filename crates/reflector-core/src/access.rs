@@ -94,7 +94,7 @@ fn address_bits(addr: IpAddr) -> u128 {
 /// The `len` leading bits of a `width`-bit address.
 fn mask(len: u8, width: u8) -> u128 {
     let all = if width == 32 { u32::MAX as u128 } else { u128::MAX };
-    if len == 0 { 0 } else { all & !(all >> len) }
+    all & !all.checked_shr(len as u32).unwrap_or(0)
 }
 
 /// A source a list names: an IP prefix (a bare address is a /32 or /128) or a MAC address.
@@ -390,6 +390,9 @@ mod tests {
         assert_eq!(judge(&access, "255.255.255.254"), Some(Verdict::Deny));
         assert_eq!(judge(&access, "255.255.255.255"), Some(Verdict::Allow));
         assert_eq!(judge(&access, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), Some(Verdict::Allow));
+        let access = Access::new(&sources(&["2001:db8::a"]), &sources(&["2001:db8::/32"])).unwrap();
+        assert_eq!(judge(&access, "2001:db8::a"), Some(Verdict::Allow));
+        assert_eq!(judge(&access, "2001:db8::b"), Some(Verdict::Deny));
     }
 
     #[test]

@@ -24,18 +24,24 @@ fn testable(frame: &[u8]) -> bool {
     (14..=3000).contains(&frame.len())
 }
 
-/// The test variant of the program for `filter`, with its reject counters.
+/// The test variant of the program for `filter`, with its reject counters and the maps of its
+/// lists and limits (filled from the filter's, as a run fills them).
 struct Loaded {
     prog: OwnedFd,
     counters: OwnedFd,
+    gate: reflector_io::xdp::GateMaps,
     last: [u64; Reject::COUNT],
 }
 
 fn load(filter: &Filter) -> Loaded {
     let counters = reflector_io::xdp::reject_counters().unwrap();
-    let insns = program(filter, OnHit::ReturnTx, Some(counters.as_raw_fd())).expect("program assembles");
+    let gate = reflector_io::xdp::GateMaps::create().unwrap();
+    gate.sync(filter).unwrap();
+    let insns =
+        program(&filter.without_gate(), OnHit::ReturnTx, Some(counters.as_raw_fd()), Some(gate.fds()))
+            .expect("program assembles");
     let prog = bpf::prog_load(&insns, "reflector_test").unwrap_or_else(|e| panic!("{e}"));
-    Loaded { prog, counters, last: [0; Reject::COUNT] }
+    Loaded { prog, counters, gate, last: [0; Reject::COUNT] }
 }
 
 impl Loaded {
@@ -129,7 +135,7 @@ fn the_reflecting_program_turns_frames_around_byte_for_byte_as_the_core_does() {
         c.stamp_timestamps = reflector_core::stamp::TimestampFormat::Ptp;
     }));
     // Without the STAMP maps, no program for a filter that answers STAMP.
-    assert_eq!(program(&reflector_testkit::stamp_filter(), OnHit::Reflect { stamp: None }, None), None);
+    assert_eq!(program(&reflector_testkit::stamp_filter(), OnHit::Reflect { stamp: None }, None, None), None);
     let error = reflector_io::worker::clock_error_estimate();
     let mut rng = Rng::new(0x7e1_ec7);
     let (mut reflected, mut passed, mut stamped) = (0usize, 0usize, 0usize);
@@ -140,7 +146,8 @@ fn the_reflecting_program_turns_frames_around_byte_for_byte_as_the_core_does() {
             let maps = reflector_io::xdp::StampMaps::create().unwrap();
             maps.refresh_clock().unwrap();
             let on_hit = OnHit::Reflect { stamp: Some(maps.fds()) };
-            let insns = program(&filter, on_hit, Some(counters.as_raw_fd())).expect("program assembles");
+            let insns =
+                program(&filter, on_hit, Some(counters.as_raw_fd()), None).expect("program assembles");
             // The core's side: its own session table, fed the same frames in the same order.
             let mut sessions: Box<reflector_core::stamp::Sessions> = Box::default();
             let mut want = reflector_core::Counters::default();
@@ -243,10 +250,10 @@ fn the_redirecting_program_passes_the_verifier() {
     let map = bpf::map_create(bpf::BPF_MAP_TYPE_XSKMAP, 4, 4, "xsks").unwrap();
     let counters = reflector_io::xdp::reject_counters().unwrap();
     let on_hit = OnHit::Redirect { xsk_map_fd: map.as_raw_fd() };
-    let insns = program(&default_filter(), on_hit, Some(counters.as_raw_fd())).unwrap();
+    let insns = program(&default_filter(), on_hit, Some(counters.as_raw_fd()), None).unwrap();
     bpf::prog_load(&insns, "reflector").unwrap_or_else(|e| panic!("{e}"));
     // And without counters.
-    let insns = program(&default_filter(), on_hit, None).unwrap();
+    let insns = program(&default_filter(), on_hit, None, None).unwrap();
     bpf::prog_load(&insns, "reflector").unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -283,7 +290,7 @@ fn the_redirecting_program_stamps_stamp_requests_with_their_receive_time() {
     use reflector_bpf::xdp::STAMP_META_LEN;
     let xsks = bpf::map_create(bpf::BPF_MAP_TYPE_XSKMAP, 4, 1, "test_xsks").unwrap();
     let filter = reflector_testkit::stamp_filter();
-    let insns = program(&filter, OnHit::Redirect { xsk_map_fd: xsks.as_raw_fd() }, None).unwrap();
+    let insns = program(&filter, OnHit::Redirect { xsk_map_fd: xsks.as_raw_fd() }, None, None).unwrap();
     let prog = bpf::prog_load(&insns, "reflector_test").unwrap_or_else(|e| panic!("{e}"));
     let (mut stamped, mut plain) = (0, 0);
     let mut cases: Vec<_> = corpus().into_iter().filter(|c| c.filter == filter && c.expect.is_ok()).collect();
@@ -352,7 +359,8 @@ fn the_reflecting_program_answers_requests_whose_checksum_was_left_for_offload()
     let maps = reflector_io::xdp::StampMaps::create().unwrap();
     maps.refresh_clock().unwrap();
     let insns =
-        program(&filter, OnHit::Reflect { stamp: Some(maps.fds()) }, Some(counters.as_raw_fd())).unwrap();
+        program(&filter, OnHit::Reflect { stamp: Some(maps.fds()) }, Some(counters.as_raw_fd()), None)
+            .unwrap();
     let prog = bpf::prog_load(&insns, "reflector_tx").unwrap_or_else(|e| panic!("{e}"));
     let partial = |frame: reflector_testkit::Frame| {
         let mut b = frame.bytes();
@@ -395,4 +403,122 @@ fn the_reflecting_program_answers_requests_whose_checksum_was_left_for_offload()
     }
     let counted = reflector_io::xdp::read_reflect_counters(&counters).unwrap();
     assert_eq!((counted.reflected_packets, counted.tx_errors), (4, 1), "{counted:?}");
+}
+
+/// The filter of the default configuration with these lists (and limits).
+fn listed(allow: &'static [&str], deny: &'static [&str]) -> Filter {
+    let parse = |list: &[&str]| -> &'static [reflector_core::access::Source] {
+        Box::leak(list.iter().map(|s| s.parse().unwrap()).collect::<Vec<_>>().into_boxed_slice())
+    };
+    let (allow, deny) = (parse(allow), parse(deny));
+    filter_with(|c| {
+        c.families = "all".parse().unwrap();
+        c.oui = None;
+        c.allow = allow;
+        c.deny = deny;
+    })
+}
+
+/// Kernel and core agree under allow and deny lists: the corpus and mutated frames through the
+/// test variant of the program, its lists in the maps, give the core's verdict and reason
+/// (`src_denied`, `src_not_allowed` among them) for every frame, for IPv4 and IPv6 prefixes and
+/// MACs, nested prefixes, an allow list and none.
+#[test]
+#[ignore = "needs root (BPF)"]
+fn kernel_and_core_agree_under_allow_and_deny_lists() {
+    require_root();
+    let corpus = corpus();
+    let filters = [
+        // The tester's IPv4 address denied inside an allowed /28; its IPv6 /64 allowed.
+        listed(&["192.0.2.0/28", "2001:db8::/64"], &["192.0.2.10"]),
+        // Its MAC allowed; its IPv6 address denied (the IP's deny wins over the MAC's allow).
+        listed(&["00:c0:17:12:34:56"], &["2001:db8::a"]),
+        // Its MAC denied, whatever its addresses.
+        listed(&[], &["00:c0:17:12:34:56"]),
+        // Everything IPv6 and one IPv4 /24, less a /29 in it (nested prefixes).
+        listed(&["192.0.2.0/24", "::/0"], &["192.0.2.8/29"]),
+        // Deny lists only: everyone else answered.
+        listed(&[], &["198.51.100.0/24", "2001:db8:1::/48"]),
+    ];
+    let mut rng = Rng::new(0x5eed_ac1);
+    let mut seen = [0usize; Reject::COUNT];
+    let mut hits = 0;
+    for filter in &filters {
+        let mut prog = load(filter);
+        let frames =
+            corpus.iter().map(|c| c.bytes.clone()).chain((0..20_000).map(|_| mutated(&mut rng, &corpus)));
+        for frame in frames.filter(|f| testable(f)) {
+            let core = classify(&frame, filter).map(|_| ());
+            assert_eq!(
+                prog.verdict(&frame),
+                core,
+                "{:?}: kernel and core disagree on {frame:02x?}",
+                filter.access_entries()
+            );
+            match core {
+                Ok(()) => hits += 1,
+                Err(r) => seen[r as usize] += 1,
+            }
+        }
+    }
+    for reason in [Reject::SrcDenied, Reject::SrcNotAllowed] {
+        assert!(seen[reason as usize] > 100, "{reason} seen {} times", seen[reason as usize]);
+    }
+    assert!(hits > 1000, "only {hits} test packets answered");
+}
+
+/// The lists and limits are in maps: writing them changes what the same loaded program does.
+/// A per-source limit lets its burst through, then holds the source while another source goes
+/// on; a total limit holds both; lists changed with `sync` apply to the next frame.
+#[test]
+#[ignore = "needs root (BPF)"]
+fn the_kernel_keeps_limits_and_takes_new_lists_without_a_new_program() {
+    require_root();
+    let frame = reflector_testkit::Frame::ito_v4();
+    let other = reflector_testkit::Frame {
+        ip: reflector_core::build::IpAddrs::V4 { src: [192, 0, 2, 11], dst: reflector_testkit::LOCAL_V4 },
+        ..frame.clone()
+    };
+    let (frame, other) = (frame.bytes(), other.bytes());
+    let limited = |per_source: Option<(u32, u32)>, total: Option<(u32, u32)>| {
+        let rate = |r: Option<(u32, u32)>| {
+            r.map(|(pps, burst)| reflector_core::limit::Rate::new(pps, burst).unwrap())
+        };
+        filter_with(|c| {
+            c.source_limit = rate(per_source);
+            c.total_limit = rate(total);
+        })
+    };
+    // One packet a second, bursts of 3: three pass back to back, then none.
+    let filter = limited(Some((1, 3)), None);
+    let mut prog = load(&filter);
+    let verdicts: Vec<_> = (0..6).map(|_| prog.verdict(&frame)).collect();
+    assert_eq!(
+        verdicts,
+        [
+            Ok(()),
+            Ok(()),
+            Ok(()),
+            Err(Reject::RateLimited),
+            Err(Reject::RateLimited),
+            Err(Reject::RateLimited)
+        ]
+    );
+    assert_eq!(prog.verdict(&other), Ok(()), "another source has its own bucket");
+    assert_eq!(prog.gate.limited_sources().unwrap(), 2);
+    // A total of 1 a second with bursts of 2, sources unlimited: two frames pass in all.
+    prog.gate.sync(&limited(None, Some((1, 2)))).unwrap();
+    let verdicts: Vec<_> = [&frame, &other, &frame, &other].iter().map(|f| prog.verdict(f)).collect();
+    assert_eq!(verdicts, [Ok(()), Ok(()), Err(Reject::RateLimited), Err(Reject::RateLimited)]);
+    // Lists instead: the tester denied, then the other one not allowed, in the same program.
+    prog.gate.sync(&listed(&[], &["192.0.2.10"])).unwrap();
+    assert_eq!(prog.verdict(&frame), Err(Reject::SrcDenied));
+    prog.gate.sync(&listed(&["192.0.2.10"], &[])).unwrap();
+    assert_eq!(prog.verdict(&frame), Ok(()));
+    let other_listed = classify(&other, &listed(&["192.0.2.10"], &[]));
+    assert_eq!(other_listed.map(|_| ()), Err(Reject::SrcNotAllowed));
+    assert_eq!(prog.verdict(&other).map(|_| ()), other_listed.map(|_| ()));
+    // And nothing again: everyone answered.
+    prog.gate.sync(&default_filter()).unwrap();
+    assert_eq!((prog.verdict(&frame), prog.verdict(&other)), (Ok(()), Ok(())));
 }

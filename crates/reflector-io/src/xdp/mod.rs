@@ -101,6 +101,11 @@ pub struct Attachment {
     map: Option<OwnedFd>,
     /// The maps of the STAMP answer (reflecting programs only).
     stamp: Option<StampMaps>,
+    /// The maps of the allow and deny lists and the rate limits.
+    gate: GateMaps,
+    /// The filter the program was generated from, without its lists and limits (which are in
+    /// the maps): a new filter that differs only in those keeps the program.
+    generated_from: std::sync::Mutex<Filter>,
     ending: Ending,
     counters: OwnedFd,
     prog: std::sync::Mutex<OwnedFd>,
@@ -154,6 +159,137 @@ impl StampMaps {
             clock_fd: self.clock.as_raw_fd(),
             sessions_fd: self.sessions.as_raw_fd(),
         }
+    }
+}
+
+/// The maps of the allow and deny lists and the rate limits (see
+/// [`reflector_bpf::xdp::GateMaps`]), kept in line with a filter's by [`GateMaps::sync`].
+#[derive(Debug)]
+pub struct GateMaps {
+    config: bpf::SizedMap,
+    v4: bpf::SizedMap,
+    v6: bpf::SizedMap,
+    macs: bpf::SizedMap,
+    buckets: bpf::SizedMap,
+    total: bpf::SizedMap,
+}
+
+/// Sources the programs keep a rate-limit bucket for (least recently used ones make room for
+/// new ones; a source that comes back gets a full bucket).
+pub const KERNEL_LIMITER_SOURCES: u32 = reflector_core::limit::LIMITER_SOURCES as u32;
+
+impl GateMaps {
+    /// Creates the maps, empty (no lists, no limits).
+    pub fn create() -> Result<GateMaps, SysError> {
+        use bpf::{
+            BPF_F_NO_PREALLOC, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LPM_TRIE, SizedMap,
+        };
+        let entries = reflector_core::access::MAX_ACCESS_ENTRIES as u32 * 2;
+        let trie = |key, name| {
+            SizedMap::create_with_flags(BPF_MAP_TYPE_LPM_TRIE, key, 4, entries, BPF_F_NO_PREALLOC, name)
+        };
+        Ok(GateMaps {
+            config: SizedMap::create(
+                BPF_MAP_TYPE_ARRAY,
+                4,
+                reflector_bpf::xdp::GATE_CONFIG_LEN,
+                1,
+                "reflector_gate",
+            )?,
+            v4: trie(8, "reflector_v4")?,
+            v6: trie(20, "reflector_v6")?,
+            macs: SizedMap::create(BPF_MAP_TYPE_HASH, 8, 4, entries, "reflector_macs")?,
+            buckets: SizedMap::create(
+                bpf::BPF_MAP_TYPE_LRU_HASH,
+                16,
+                8,
+                KERNEL_LIMITER_SOURCES,
+                "reflector_rate",
+            )?,
+            total: SizedMap::create(BPF_MAP_TYPE_ARRAY, 4, 8, 1, "reflector_total")?,
+        })
+    }
+
+    /// The maps as the program generator names them.
+    pub fn fds(&self) -> reflector_bpf::xdp::GateMaps {
+        reflector_bpf::xdp::GateMaps {
+            config_fd: self.config.as_raw_fd(),
+            v4_fd: self.v4.as_raw_fd(),
+            v6_fd: self.v6.as_raw_fd(),
+            macs_fd: self.macs.as_raw_fd(),
+            buckets_fd: self.buckets.as_raw_fd(),
+            total_fd: self.total.as_raw_fd(),
+        }
+    }
+
+    /// Makes the maps hold `filter`'s lists and limits, so that no frame meets a state that is
+    /// neither the old one nor the new one in a way that drops a tester the new lists answer:
+    /// the new entries are written first, then the flags and limits, then entries no longer
+    /// listed are removed. The buckets are kept (a changed limit applies from the next packet).
+    pub fn sync(&self, filter: &Filter) -> Result<(), SysError> {
+        use reflector_bpf::xdp::{GATE_ALLOW, GATE_LISTS, GATE_SOURCE_LIMIT, GATE_TOTAL_LIMIT};
+        use reflector_core::access::Source;
+        let mut wanted: [Vec<Vec<u8>>; 3] = Default::default();
+        for (source, verdict) in filter.access_entries() {
+            let value = (*verdict as u32).to_ne_bytes();
+            let (map, key, index) = match source {
+                Source::Net(p) => {
+                    let mut key = (p.len() as u32).to_ne_bytes().to_vec();
+                    match p.addr() {
+                        std::net::IpAddr::V4(a) => {
+                            key.extend(a.octets());
+                            (&self.v4, key, 0)
+                        }
+                        std::net::IpAddr::V6(a) => {
+                            key.extend(a.octets());
+                            (&self.v6, key, 1)
+                        }
+                    }
+                }
+                Source::Mac(m) => {
+                    let mut key = m.0.to_vec();
+                    key.extend([0, 0]);
+                    (&self.macs, key, 2)
+                }
+            };
+            map.update(&key, &value)?;
+            wanted[index].push(key);
+        }
+        let mut flags = 0;
+        if !filter.access_entries().is_empty() {
+            flags |= GATE_LISTS;
+        }
+        if filter.has_allow_list() {
+            flags |= GATE_ALLOW;
+        }
+        let mut config = vec![0u8; reflector_bpf::xdp::GATE_CONFIG_LEN as usize];
+        for (at, flag, rate) in
+            [(8, GATE_SOURCE_LIMIT, filter.source_limit()), (24, GATE_TOTAL_LIMIT, filter.total_limit())]
+        {
+            if let Some(rate) = rate {
+                flags |= flag;
+                config[at..at + 8].copy_from_slice(&rate.interval_ns().to_ne_bytes());
+                config[at + 8..at + 16].copy_from_slice(&rate.tolerance_ns().to_ne_bytes());
+            }
+        }
+        config[..4].copy_from_slice(&flags.to_ne_bytes());
+        self.config.update(&0u32.to_ne_bytes(), &config)?;
+        for (map, wanted) in [&self.v4, &self.v6, &self.macs].into_iter().zip(&wanted) {
+            for key in map.keys()? {
+                if !wanted.contains(&key) {
+                    match map.delete(&key) {
+                        Err(e) if e.errno() != Some(libc::ENOENT) => return Err(e),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sources that have a rate-limit bucket in the kernel now.
+    pub fn limited_sources(&self) -> Result<usize, SysError> {
+        Ok(self.buckets.keys()?.len())
     }
 }
 
@@ -241,7 +377,10 @@ impl Attachment {
         if let Some(s) = &stamp {
             s.refresh_clock()?;
         }
-        let insns = program(filter, map.as_ref(), &counters, stamp.as_ref())?;
+        let gate = GateMaps::create().map_err(denied)?;
+        gate.sync(filter)?;
+        let generated_from = filter.without_gate();
+        let insns = program(&generated_from, map.as_ref(), &counters, stamp.as_ref(), &gate)?;
         let prog = bpf::prog_load(&insns, "reflector")?;
         let busy = |e: &SysError| matches!(e.errno(), Some(libc::EBUSY) | Some(libc::EEXIST));
         let link = |flags| bpf::link_create(&prog, ifindex, flags);
@@ -278,6 +417,8 @@ impl Attachment {
         Ok(Attachment {
             map,
             stamp,
+            gate,
+            generated_from: std::sync::Mutex::new(generated_from),
             ending,
             counters,
             prog: std::sync::Mutex::new(prog),
@@ -305,14 +446,29 @@ impl Attachment {
         }
     }
 
-    /// Replaces the program with one for `filter` (same sockets, same counters), atomically:
-    /// every frame meets either the old program or the new one.
-    pub fn update(&self, filter: &Filter) -> Result<(), AttachError> {
-        let insns = program(filter, self.map.as_ref(), &self.counters, self.stamp.as_ref())?;
+    /// Brings the attachment in line with `filter`: its lists and limits go into the maps
+    /// ([`GateMaps::sync`]); when anything else changed, the program is replaced with one for
+    /// `filter` (same sockets, same counters, same maps), atomically: every frame meets either
+    /// the old program or the new one. Returns whether the program was replaced.
+    pub fn update(&self, filter: &Filter) -> Result<bool, AttachError> {
+        self.gate.sync(filter)?;
+        let generated_from = filter.without_gate();
+        let mut current = self.generated_from.lock().expect("filter lock");
+        if *current == generated_from {
+            return Ok(false);
+        }
+        let insns =
+            program(&generated_from, self.map.as_ref(), &self.counters, self.stamp.as_ref(), &self.gate)?;
         let prog = bpf::prog_load(&insns, "reflector")?;
         bpf::link_update(&self.link, &prog)?;
         *self.prog.lock().expect("program lock") = prog;
-        Ok(())
+        *current = generated_from;
+        Ok(true)
+    }
+
+    /// The maps of the lists and limits.
+    pub fn gate(&self) -> &GateMaps {
+        &self.gate
     }
 
     /// Brings the clock state a reflecting program answers STAMP with up to date (TAI − UTC and
@@ -332,18 +488,20 @@ impl Attachment {
 }
 
 /// The program for `filter`: redirecting to the sockets of `xsks`, or, without one, reflecting
-/// (answering STAMP with `stamp`).
+/// (answering STAMP with `stamp`); lists and limits from `gate`.
 fn program(
     filter: &Filter,
     xsks: Option<&OwnedFd>,
     counters: &OwnedFd,
     stamp: Option<&StampMaps>,
+    gate: &GateMaps,
 ) -> Result<Vec<reflector_bpf::ebpf::Insn>, AttachError> {
     let on_hit = match xsks {
         Some(map) => reflector_bpf::xdp::OnHit::Redirect { xsk_map_fd: map.as_raw_fd() },
         None => reflector_bpf::xdp::OnHit::Reflect { stamp: stamp.map(StampMaps::fds) },
     };
-    reflector_bpf::xdp::program(filter, on_hit, Some(counters.as_raw_fd())).ok_or(AttachError::Assemble)
+    reflector_bpf::xdp::program(filter, on_hit, Some(counters.as_raw_fd()), Some(gate.fds()))
+        .ok_or(AttachError::Assemble)
 }
 
 /// The number of receive queues of `iface` (from sysfs; 1 when it cannot be read).

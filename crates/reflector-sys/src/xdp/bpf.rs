@@ -11,6 +11,8 @@ use crate::error::{SysError, SysResult};
 const BPF_MAP_CREATE: libc::c_int = 0;
 const BPF_MAP_LOOKUP_ELEM: libc::c_int = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
+const BPF_MAP_DELETE_ELEM: libc::c_int = 3;
+const BPF_MAP_GET_NEXT_KEY: libc::c_int = 4;
 const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_PROG_TEST_RUN: libc::c_int = 10;
 const BPF_PROG_GET_FD_BY_ID: libc::c_int = 13;
@@ -25,6 +27,12 @@ pub const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 pub const BPF_MAP_TYPE_ARRAY: u32 = 2;
 /// `BPF_MAP_TYPE_LRU_HASH`.
 pub const BPF_MAP_TYPE_LRU_HASH: u32 = 9;
+/// `BPF_MAP_TYPE_HASH`.
+pub const BPF_MAP_TYPE_HASH: u32 = 1;
+/// `BPF_MAP_TYPE_LPM_TRIE` (keys: a native-endian `u32` prefix length, then the data).
+pub const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
+/// `BPF_F_NO_PREALLOC`: what an LPM trie must be created with.
+pub const BPF_F_NO_PREALLOC: u32 = 1;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 /// `BPF_XDP` attach type.
 const BPF_XDP: u32 = 37;
@@ -75,8 +83,95 @@ impl SizedMap {
         max_entries: u32,
         name: &str,
     ) -> SysResult<Self> {
-        let fd = map_create_keyed(map_type, key_size, value_size, max_entries, name)?;
+        Self::create_with_flags(map_type, key_size, value_size, max_entries, 0, name)
+    }
+
+    /// [`SizedMap::create`] with map flags (such as [`BPF_F_NO_PREALLOC`]).
+    pub fn create_with_flags(
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        flags: u32,
+        name: &str,
+    ) -> SysResult<Self> {
+        let fd = map_create_flagged(map_type, key_size, value_size, max_entries, flags, name)?;
         Ok(SizedMap { fd, key_size: key_size as usize, value_size: value_size as usize })
+    }
+
+    /// Removes `map[key]` (ENOENT when there is none; EINVAL when the key is not of the
+    /// map's size).
+    pub fn delete(&self, key: &[u8]) -> SysResult<()> {
+        if key.len() != self.key_size {
+            return Err(SysError {
+                call: "bpf(BPF_MAP_DELETE_ELEM)",
+                err: std::io::Error::from_raw_os_error(libc::EINVAL),
+            });
+        }
+        let mut attr = MapElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            _pad: 0,
+            key: key.as_ptr() as u64,
+            value: 0,
+            flags: 0,
+        };
+        // SAFETY: `attr` is a live BPF_MAP_DELETE_ELEM attribute; the kernel reads a key of the
+        // map's key size from the slice, which is that size (checked above) and outlives the call.
+        if unsafe { bpf(BPF_MAP_DELETE_ELEM, &mut attr) } < 0 {
+            return Err(SysError::last("bpf(BPF_MAP_DELETE_ELEM)"));
+        }
+        Ok(())
+    }
+
+    /// Every key in the map, in the kernel's order (a map changed meanwhile may be walked
+    /// partly again or partly skipped, as `BPF_MAP_GET_NEXT_KEY` goes).
+    pub fn keys(&self) -> SysResult<Vec<Vec<u8>>> {
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        loop {
+            let mut next = vec![0u8; self.key_size];
+            let mut attr = MapElemAttr {
+                map_fd: self.fd.as_raw_fd() as u32,
+                _pad: 0,
+                // No key: the first one.
+                key: keys.last().map_or(0, |k| k.as_ptr() as u64),
+                value: next.as_mut_ptr() as u64,
+                flags: 0,
+            };
+            // SAFETY: `attr` is a live BPF_MAP_GET_NEXT_KEY attribute: the kernel reads a key of
+            // the map's key size from the previous key (a buffer of that size, or null for the
+            // first) and writes one of that size into `next`; both outlive the call.
+            if unsafe { bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) } < 0 {
+                let err = SysError::last("bpf(BPF_MAP_GET_NEXT_KEY)");
+                return if err.errno() == Some(libc::ENOENT) { Ok(keys) } else { Err(err) };
+            }
+            keys.push(next);
+        }
+    }
+
+    /// The value at `key`, if there is one.
+    pub fn lookup(&self, key: &[u8]) -> SysResult<Option<Vec<u8>>> {
+        if key.len() != self.key_size {
+            return Err(SysError {
+                call: "bpf(BPF_MAP_LOOKUP_ELEM)",
+                err: std::io::Error::from_raw_os_error(libc::EINVAL),
+            });
+        }
+        let mut value = vec![0u8; self.value_size];
+        let mut attr = MapElemAttr {
+            map_fd: self.fd.as_raw_fd() as u32,
+            _pad: 0,
+            key: key.as_ptr() as u64,
+            value: value.as_mut_ptr() as u64,
+            flags: 0,
+        };
+        // SAFETY: `attr` is a live BPF_MAP_LOOKUP_ELEM attribute: the kernel reads a key of the
+        // map's key size and writes a value of its value size (not per-CPU), the sizes of the
+        // two buffers, which outlive the call.
+        if unsafe { bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) } < 0 {
+            let err = SysError::last("bpf(BPF_MAP_LOOKUP_ELEM)");
+            return if err.errno() == Some(libc::ENOENT) { Ok(None) } else { Err(err) };
+        }
+        Ok(Some(value))
     }
 
     /// The map's file descriptor (for a program to refer to).
@@ -116,6 +211,17 @@ fn map_create_keyed(
     max_entries: u32,
     name: &str,
 ) -> SysResult<OwnedFd> {
+    map_create_flagged(map_type, key_size, value_size, max_entries, 0, name)
+}
+
+fn map_create_flagged(
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    name: &str,
+) -> SysResult<OwnedFd> {
     #[repr(C)]
     struct Attr {
         map_type: u32,
@@ -132,7 +238,7 @@ fn map_create_keyed(
         key_size,
         value_size,
         max_entries,
-        map_flags: 0,
+        map_flags,
         inner_map_fd: 0,
         numa_node: 0,
         map_name: name16(name),

@@ -220,7 +220,9 @@ fn kernel_program(attachment: reflector_io::xdp::Attachment, tx_errors_of: Optio
         }
         Some(cpus)
     });
-    let update = Box::new(move |f: &Filter| -> anyhow::Result<()> { updated.update(f).map_err(Into::into) });
+    let update = Box::new(move |f: &Filter| -> anyhow::Result<()> {
+        updated.update(f).map(|_replaced| ()).map_err(Into::into)
+    });
     KernelProgram { counters, update }
 }
 
