@@ -51,10 +51,11 @@ pub(super) fn reload(run: &Run<'_>, cell: &FilterCell, output: &Output, ctl: &Co
                 return warn(format!("cannot update the XDP program ({e:#}); keeping the old filter"));
             }
             say(format!(
-                "filter now: port {}, signatures {}, mode {}",
+                "filter now: port {}, signatures {}, mode {}; {}",
                 f.port(),
                 f.families(),
-                f.mode().name()
+                f.mode().name(),
+                super::serve::who_note(&f)
             ));
             if let (Some(port), None) = (f.stamp_port(), cell.get().stamp_port()) {
                 warn(format!(

@@ -172,6 +172,32 @@ fn stamp_note(filter: &Filter) -> String {
     )
 }
 
+/// Who may test and how hard, for the start line and SIGHUP: "every source, no limit", or the
+/// lists' sizes and the limits.
+pub(super) fn who_note(filter: &Filter) -> String {
+    use reflector_core::access::Verdict;
+    let entries = filter.access_entries();
+    let count = |v: Verdict| entries.iter().filter(|(_, e)| *e == v).count();
+    let sources = match (count(Verdict::Allow), count(Verdict::Deny)) {
+        (0, 0) => "every source".to_string(),
+        (0, deny) => format!("every source but {deny} denied"),
+        (allow, deny) => format!("{allow} allowed, {deny} denied"),
+    };
+    let rate = |r: Option<reflector_core::limit::Rate>, what: &str| {
+        r.map(|r| format!("{}/s {what} (burst {})", r.per_second(), r.burst()))
+    };
+    let limits: Vec<String> =
+        [rate(filter.source_limit(), "per source"), rate(filter.total_limit(), "in all")]
+            .into_iter()
+            .flatten()
+            .collect();
+    if limits.is_empty() {
+        format!("{sources}, no rate limit")
+    } else {
+        format!("{sources}, limit {}", limits.join(", "))
+    }
+}
+
 /// The start line on stderr: what runs where, with which rules.
 fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note: &str) {
     let iface = run.iface;
@@ -188,7 +214,7 @@ fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note:
     event(
         Priority::Info,
         format!(
-            "reflector: {} on {} ({}, mtu {}{}) [{}]; port {}; signatures {}{}; {oui}; mode {}; {workers}; {}; {quiet_note}",
+            "reflector: {} on {} ({}, mtu {}{}) [{}]; port {}; signatures {}{}; {oui}; mode {}; {}; {workers}; {}; {quiet_note}",
             run.info.backend.name(),
             run.iface_name,
             iface.mac,
@@ -199,6 +225,7 @@ fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note:
             filter.families(),
             stamp_note(filter),
             filter.mode().name(),
+            who_note(filter),
             run.info.details(),
         ),
     );
