@@ -148,5 +148,83 @@ fn bench_stamp(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_hits, bench_rejects, bench_stamp);
+/// ITO over IPv4 as `classify_reflect/ito_ipv4_60B`, with allow and deny lists (a /24 holding
+/// both ends, with a deny entry: 2 entries; or among 100 allow and 50 deny prefixes), rate
+/// limits per source and in all (high enough that every frame passes: each frame is received
+/// 1 µs after the one before, the time passed in as a data path with receive times passes it),
+/// or both, on the filters of both directions: the difference to `ito_ipv4_60B` is what they
+/// cost a frame.
+fn bench_gate(c: &mut Criterion) {
+    use reflector_core::access::Source;
+    use reflector_core::limit::{Limiter, Rate};
+    use reflector_core::stamp::{ErrorEstimate, Sessions};
+    let mut group = c.benchmark_group("gate");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let mut allow: Vec<Source> = vec!["192.0.2.0/24".parse().unwrap()];
+    allow.extend((0..99u32).map(|i| format!("10.{}.{}.0/24", i / 256, i % 256).parse::<Source>().unwrap()));
+    let deny: Vec<Source> = (0..50u32).map(|i| format!("172.16.{i}.0/24").parse().unwrap()).collect();
+    let (allow_2, deny_2): (Vec<Source>, Vec<Source>) =
+        (vec!["192.0.2.0/24".parse().unwrap()], vec!["192.0.2.66".parse().unwrap()]);
+    let limit = Rate::new(10_000_000, 1000);
+    let frame = Frame::ito_v4().bytes();
+    for (name, lists, limits) in [
+        ("ito_ipv4_60B_lists_2", Some((&allow_2, &deny_2)), false),
+        ("ito_ipv4_60B_lists_150", Some((&allow, &deny)), false),
+        ("ito_ipv4_60B_limits", None, true),
+        ("ito_ipv4_60B_lists_2_limits", Some((&allow_2, &deny_2)), true),
+    ] {
+        let gated = |config: FilterConfig<'_>| {
+            let config = FilterConfig {
+                allow: lists.map_or(&[][..], |l| l.0),
+                deny: lists.map_or(&[][..], |l| l.1),
+                source_limit: if limits { limit } else { None },
+                total_limit: if limits { Rate::new(u32::MAX, 1000) } else { None },
+                ..config
+            };
+            Filter::new(&config).unwrap()
+        };
+        let there = gated(FilterConfig {
+            local_ips: &reflector_testkit::LOCAL_IPS,
+            mode: Mode::MacIp,
+            ..FilterConfig::new(reflector_testkit::LOCAL_MAC)
+        });
+        let back =
+            gated(FilterConfig { oui: None, port: 0, mode: Mode::MacIp, ..FilterConfig::new(TESTER_MAC) });
+        let mut umem = vec![0u8; BATCH * SLOT];
+        for slot in umem.chunks_mut(SLOT) {
+            slot[..frame.len()].copy_from_slice(&frame);
+        }
+        let len = frame.len();
+        let mut pass = 0usize;
+        let limiter = Limiter::default();
+        let mut sessions: Box<Sessions> = Box::default();
+        let mut clock = || reflector_core::testing::FIXED_TIME;
+        let mut now = reflector_core::testing::FIXED_TIME;
+        let mut state = reflector_core::PathState {
+            received: None,
+            clock: &mut clock,
+            error: ErrorEstimate::new(true, 1_000),
+            sessions: &mut *sessions,
+            limiter: Some(&limiter),
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let filter = if pass.is_multiple_of(2) { &there } else { &back };
+                pass += 1;
+                let mut hits = 0;
+                for slot in black_box(&mut umem).chunks_mut(SLOT) {
+                    now += 1000;
+                    state.received = Some(now);
+                    hits += filter
+                        .process(&mut slot[..len], &mut state)
+                        .map_or(0, |h| 1 + h.signature() as usize);
+                }
+                assert_eq!(hits, BATCH);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_hits, bench_rejects, bench_stamp, bench_gate);
 criterion_main!(benches);

@@ -192,7 +192,7 @@ pub(crate) struct Access {
     has_allow: bool,
     /// IPv4 and IPv6 address ranges, by their first address, with the verdict of the most
     /// specific prefix holding them (0: none).
-    v4: Vec<(u128, u8)>,
+    v4: Vec<(u32, u8)>,
     v6: Vec<(u128, u8)>,
     /// MACs as [`MacAddr::bits`], sorted, with their verdict.
     macs: Vec<(u64, Verdict)>,
@@ -247,7 +247,11 @@ impl Access {
         macs.sort_by_key(|&(bits, _)| bits);
         Ok(Access {
             has_allow: entries.iter().any(|(_, v)| *v == Verdict::Allow),
-            v4: prefixes(true),
+            // (The range past the last IPv4 address, if one was emitted, holds none.)
+            v4: prefixes(true)
+                .into_iter()
+                .filter_map(|(start, v)| Some((u32::try_from(start).ok()?, v)))
+                .collect(),
             v6: prefixes(false),
             macs,
             entries,
@@ -273,23 +277,34 @@ impl Access {
     /// The verdict for a source MAC (as [`MacAddr::bits`]) and IP address (4 or 16 bytes):
     /// `Some(Verdict::Deny)` for a denied source, `Some(Verdict::Allow)` for one an allow entry
     /// names, `None` for one no entry names.
+    #[inline]
     pub(crate) fn judge(&self, mac: u64, ip: &[u8]) -> Option<Verdict> {
-        let by_mac = self.macs.binary_search_by_key(&mac, |&(bits, _)| bits).ok().map(|i| self.macs[i].1);
+        let by_mac = match self.macs.is_empty() {
+            true => None,
+            false => self.macs.binary_search_by_key(&mac, |&(bits, _)| bits).ok().map(|i| self.macs[i].1),
+        };
         if by_mac == Some(Verdict::Deny) {
             return by_mac;
         }
-        let (table, addr) = match *ip {
-            [a, b, c, d] => (&self.v4, u32::from_be_bytes([a, b, c, d]) as u128),
-            _ => (&self.v6, ip.try_into().map_or(0, u128::from_be_bytes)),
+        let verdict = match *ip {
+            [a, b, c, d] => range_verdict(&self.v4, u32::from_be_bytes([a, b, c, d])),
+            _ => range_verdict(&self.v6, ip.try_into().map_or(0, u128::from_be_bytes)),
         };
-        let at = table.partition_point(|&(start, _)| start <= addr);
-        let by_ip = match at.checked_sub(1).map(|i| table[i].1) {
-            Some(1) => Some(Verdict::Allow),
-            Some(2) => Some(Verdict::Deny),
+        let by_ip = match verdict {
+            1 => Some(Verdict::Allow),
+            2 => Some(Verdict::Deny),
             _ => None,
         };
         by_ip.or(by_mac)
     }
+}
+
+/// The verdict of the range holding `addr` (0: none), from ranges sorted by first address
+/// that start with address 0.
+#[inline(always)]
+fn range_verdict<T: Ord + Copy>(table: &[(T, u8)], addr: T) -> u8 {
+    let at = table.partition_point(|&(start, _)| start <= addr);
+    at.checked_sub(1).and_then(|i| table.get(i)).map_or(0, |&(_, v)| v)
 }
 
 /// Address ranges with the verdict of the most specific prefix holding each, from prefixes
