@@ -9,7 +9,9 @@
 #  - in-kernel reflection (xdp-tx) against two reference XDP programs (the sender alone, a
 #    swap-only XDP_TX) and af-xdp, by system-wide CPU per packet at a fixed offered rate, and
 #    xdp-tx at the single-core maximum; the same for STAMP requests answered on xdp-tx
-#    (44-byte base packets) against ITO reflection.
+#    (44-byte base packets) against ITO reflection; and xdp-tx and af-xdp with allow and deny
+#    lists and rate limits configured (limits above the offered rate, so every packet meets
+#    both and is answered) against the same without.
 # Usage (root): scripts/bench-lab.sh [SECONDS]     (default 5)
 # Needs trafgen (Debian: netsniff-ng), installed here when missing.
 set -euo pipefail
@@ -171,6 +173,11 @@ xdp_run() { # $1 = label, $2 = offered rate (pps, 0 = maximum); starts what $1 n
   case "$label" in
     sender-alone*) ip netns exec "$ns_r" "$ref" drop va $((secs + 2)) & pid=$! ;;
     swap-only) ip netns exec "$ns_r" "$ref" swap va $((secs + 2)) & pid=$! ;;
+    *-gated) local gplace=(); [ "$label" = af-xdp-gated ] && gplace=(--cpus "$reflector_cpu")
+       timeout $((secs + 30)) ip netns exec "$ns_r" "$bin" run va --backend "${label%-gated}" "${gplace[@]}" \
+         --allow 192.0.2.0/24,2001:db8::/32 --deny 192.0.2.66,198.51.100.0/24 \
+         --source-limit 1000000 --total-limit 10000000 \
+         --stats json --duration $((secs + 2)) > "$work/tx-$label-$rate.json" 2> "$work/tx-$label.err" & pid=$! ;;
     xdp-tx-stamp) timeout $((secs + 30)) ip netns exec "$ns_r" "$bin" run va --backend xdp-tx --sig ito,stamp \
          --stats json --duration $((secs + 2)) > "$work/tx-$label-$rate.json" 2> "$work/tx-$label.err" & pid=$! ;;
     *) local place=(); [ "$label" = af-xdp ] && place=(--cpus "$reflector_cpu")
@@ -190,7 +197,7 @@ xdp_run() { # $1 = label, $2 = offered rate (pps, 0 = maximum); starts what $1 n
 }
 fixed="${FIXED_PPS:-100000}"
 runs=()
-for label in sender-alone swap-only xdp-tx af-xdp sender-alone-stamp xdp-tx-stamp; do
+for label in sender-alone swap-only xdp-tx af-xdp sender-alone-stamp xdp-tx-stamp xdp-tx-gated af-xdp-gated; do
   runs+=("$(xdp_run "$label" "$fixed")")
 done
 runs+=("$(xdp_run xdp-tx 0)")
@@ -200,7 +207,7 @@ python3 - "$secs" "$(getconf CLK_TCK)" "${runs[@]}" <<'PY'
 import sys
 secs, hz = float(sys.argv[1]), int(sys.argv[2])
 rows = [r.split() for r in sys.argv[3:]]
-fixed = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows[:6]}
+fixed = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows[:8]}
 ns = lambda label: fixed[label][2] * 1e9 / hz / max(fixed[label][0], 1)
 base = ns("sender-alone")
 print(f"system-wide CPU per offered packet at {fixed['sender-alone'][0] / secs:.0f} pps (all CPUs, /proc/stat):")
@@ -215,7 +222,11 @@ stamp = ns("xdp-tx-stamp") - ns("sender-alone-stamp")
 print(f"  STAMP on xdp-tx: {ns('xdp-tx-stamp'):.0f} ns, {stamp:.0f} ns above its sender alone "
       f"({ns('sender-alone-stamp'):.0f} ns); returned {fixed['xdp-tx-stamp'][1]}/{fixed['xdp-tx-stamp'][0]}; "
       f"STAMP / ITO on xdp-tx (above the sender): {stamp / tx:.2f} (target <= 1.2)")
-for label, o, t, _ in rows[6:]:
+for label in ("xdp-tx", "af-xdp"):
+    gated = f"{label}-gated"
+    print(f"  {label} with lists and limits: {ns(gated):.0f} ns, returned {fixed[gated][1]}/{fixed[gated][0]}; "
+          f"with / without (above the sender): {(ns(gated) - base) / (ns(label) - base):.2f} (target <= 1.3)")
+for label, o, t, _ in rows[8:]:
     print(f"{label} at the single-core maximum: offered {int(o) / secs:.0f} pps, reflected {int(t) / secs:.0f} pps ({int(t) / max(int(o), 1):.3f})")
 PY
 

@@ -86,12 +86,30 @@ pub struct GateMaps {
     pub v6_fd: i32,
     /// A hash of MAC addresses: 8-byte keys (the address, 2 zero bytes), values as the tries'.
     pub macs_fd: i32,
-    /// An LRU hash of the per-source buckets: 16-byte keys (the source address; IPv4 as
-    /// `::ffff:a.b.c.d`), 8-byte values (the bucket's time, `bpf_ktime_get_ns` nanoseconds).
-    pub buckets_fd: i32,
     /// An array of one 8-byte entry: the total limit's bucket time.
     pub total_fd: i32,
+    /// An LRU hash of the testers, one row per source and VLAN: [`TESTER_KEY_LEN`]-byte keys
+    /// (the source address, IPv4 as `::ffff:a.b.c.d`; the outer VLAN ID as a native-endian
+    /// `u16`; 2 zero bytes), [`TESTER_VALUE_LEN`]-byte values of native-endian fields: packets
+    /// answered (`u64`), their bytes (`u64`), packets limited (`u64`), first and last seen
+    /// (`u64`, `bpf_ktime_get_ns`), the source MAC of the last packet (6 bytes, 2 zero), the
+    /// signatures seen (`u32`, bit `i` for `Signature::ALL[i]`), 4 zero bytes, the per-source
+    /// limit's bucket time (`u64`, `bpf_ktime_get_ns`).
+    pub testers_fd: i32,
 }
+
+/// The key size of [`GateMaps::testers_fd`].
+pub const TESTER_KEY_LEN: u32 = 20;
+/// The value size of [`GateMaps::testers_fd`].
+pub const TESTER_VALUE_LEN: u32 = 64;
+/// Flag of [`GateMaps::config_fd`]: record the sources of test packets in the testers table.
+pub const GATE_TESTERS: u32 = 16;
+/// Flag: MACs are listed (look the source MAC up).
+pub const GATE_MACS: u32 = 32;
+/// Flag: IPv4 prefixes are listed.
+pub const GATE_V4: u32 = 64;
+/// Flag: IPv6 prefixes are listed.
+pub const GATE_V6: u32 = 128;
 
 /// The value size of [`GateMaps::config_fd`].
 pub const GATE_CONFIG_LEN: u32 = 40;
@@ -105,6 +123,8 @@ pub const GATE_SOURCE_LIMIT: u32 = 4;
 pub const GATE_TOTAL_LIMIT: u32 = 8;
 /// `BPF_FUNC_ktime_get_ns`.
 const BPF_FUNC_KTIME_GET_NS: i32 = 5;
+/// `BPF_NOEXIST`: a map update that only creates.
+const BPF_NOEXIST: i32 = 1;
 
 /// The value size of [`StampMaps::clock_fd`].
 pub const STAMP_CLOCK_LEN: u32 = 16;
@@ -182,16 +202,19 @@ const SESSION_KEY_SLOT: i16 = -144;
 const SESSION_VALUE_SLOT: i16 = -160;
 /// Whether the request's checksum was left for offload (1) or not (0).
 const PARTIAL_SLOT: i16 = -164;
-/// Stack slots of the gate (lists and limits): the IP header pointer, the flags, whether an
-/// allow entry named the source, a map key (20 bytes at most), the limits' intervals and
-/// tolerances, the time, a new bucket's value.
+/// Stack slots of the gate (lists, limits, testers): the IP header pointer, the flags, whether
+/// an allow entry named the source, a map key (20 bytes at most), the limits' intervals and
+/// tolerances, the time, the testers table's key and a new row.
 const GATE_IP_SLOT: i16 = -176;
 const GATE_FLAGS_SLOT: i16 = -180;
 const GATE_ALLOWED_SLOT: i16 = -184;
 const GATE_KEY_SLOT: i16 = -208;
 const GATE_LIMITS_SLOT: i16 = -240;
 const GATE_NOW_SLOT: i16 = -248;
-const GATE_VALUE_SLOT: i16 = -256;
+const TESTER_KEY_SLOT: i16 = -280;
+const TESTER_VALUE_SLOT: i16 = -344;
+/// The source's row of the testers table (a map value pointer, spilled across helper calls).
+const GATE_ROW_SLOT: i16 = -352;
 /// The longest UDP datagram (IPv6) whose checksum the reflecting program computes whole, for a
 /// request whose checksum was left for offload (a sender on the same host): the verifier walks
 /// the summing loop once per word for every way into it, and 512 bytes is what fits its budget
@@ -207,6 +230,8 @@ struct Gen<'a> {
     reasons: Vec<Label>,
     /// Hits are counted per signature (the reflecting program with counters).
     count_hits: bool,
+    /// A hit keeps its signature in its stack slot (for the counters, or the testers table).
+    signatures: bool,
     /// STAMP requests get their receive time as metadata (the redirecting program, STAMP on).
     stamp_meta: bool,
     /// STAMP requests are answered in full with these maps (the reflecting program, STAMP on).
@@ -438,7 +463,7 @@ impl Gen<'_> {
             // For the verifier (the IP packet ends inside the frame).
             self.need(R9, UDP_HEADER_LEN + stamp::MIN_LEN, &[R8], self.r(Reject::StampLength));
             self.a.alu_imm(Alu::Add, R9, UDP_HEADER_LEN as i32);
-            if self.count_hits {
+            if self.signatures {
                 self.a.mov_imm(R0, Signature::Stamp as i32);
                 self.a.store(Size::W, R10, SIGNATURE_SLOT, R0);
             }
@@ -562,7 +587,7 @@ impl Gen<'_> {
                 self.a.alu_imm(Alu::And, R0, 0x00ff_ffff);
                 self.a.jump32_imm(Cond::Ne, R0, le32([oui[0], oui[1], oui[2], 0]), self.r(Reject::Oui));
             }
-            if self.count_hits {
+            if self.signatures {
                 self.a.mov_imm(R0, signature as i32);
                 self.a.store(Size::W, R10, SIGNATURE_SLOT, R0);
             }
@@ -1188,12 +1213,15 @@ fn late_checks(a: &mut Asm, filter: &Filter, r: &dyn Fn(Reject) -> Label) {
     a.place(done);
 }
 
-/// The allow and deny lists, then the rate limits, from the maps of `gate`, as the core's
-/// `listed` and `Limiter::admit` judge them: a source MAC on the deny list, or an IP whose
-/// most specific listed prefix is a deny entry, is `src_denied`; with an allow list, a source
-/// neither names is `src_not_allowed`; then each limit's bucket (the generic cell rate
-/// algorithm, updated without locks) may say `rate_limited`. On entry r4 is the IP header
-/// (kept on the stack across the helper calls and restored on the way out), r7 the frame.
+/// The allow and deny lists, then the rate limits and the testers table, from the maps of
+/// `gate`, as the core's `listed`, `Limiter::admit` and `Testers::record` judge and record: a
+/// source MAC on the deny list, or an IP whose most specific listed prefix is a deny entry, is
+/// `src_denied`; with an allow list, a source neither names is `src_not_allowed`; then the
+/// source's bucket (in its row of the testers table) and the total's (the generic cell rate
+/// algorithm, updated without locks) may say `rate_limited`; the row counts the packet either
+/// way. Each table is looked at only when the flags say it holds something. On entry r4 is the
+/// IP header (kept on the stack across the helper calls and restored on the way out), r7 the
+/// frame.
 fn gate(a: &mut Asm, maps: GateMaps, r: &dyn Fn(Reject) -> Label) {
     let done = a.label();
     a.store(Size::DW, R10, GATE_IP_SLOT, R4);
@@ -1211,14 +1239,10 @@ fn gate(a: &mut Asm, maps: GateMaps, r: &dyn Fn(Reject) -> Label) {
         a.store(Size::DW, R10, GATE_LIMITS_SLOT + 8 * word, R1);
     }
     a.store_imm(Size::W, R10, GATE_ALLOWED_SLOT, 0);
-    let flag_clear = |a: &mut Asm, flag: u32, to: Label| {
-        a.load(Size::W, R1, R10, GATE_FLAGS_SLOT);
-        a.alu_imm(Alu::And, R1, flag as i32);
-        a.jump_imm(Cond::Eq, R1, 0, to);
-    };
     let (limits, by_ip, no_ip, v6, lookup_ip) = (a.label(), a.label(), a.label(), a.label(), a.label());
     flag_clear(a, GATE_LISTS, limits);
-    // The source MAC: 6 bytes and 2 zero ones.
+    // The source MAC (6 bytes and 2 zero ones), when MACs are listed.
+    flag_clear(a, GATE_MACS, by_ip);
     a.store_imm(Size::DW, R10, GATE_KEY_SLOT, 0);
     a.load(Size::W, R1, R7, 6);
     a.store(Size::W, R10, GATE_KEY_SLOT, R1);
@@ -1232,17 +1256,21 @@ fn gate(a: &mut Asm, maps: GateMaps, r: &dyn Fn(Reject) -> Label) {
     a.load(Size::W, R1, R0, 0);
     a.jump_imm(Cond::Eq, R1, Verdict::Deny as i32, r(Reject::SrcDenied));
     a.store_imm(Size::W, R10, GATE_ALLOWED_SLOT, 1);
-    // The source IP, as the longest prefix a trie holds for it.
+    // The source IP, as the longest prefix a trie holds for it, when prefixes of its version
+    // are listed.
     a.place(by_ip);
     a.load(Size::DW, R4, R10, GATE_IP_SLOT);
     a.load(Size::W, R0, R10, IP_VERSION_SLOT);
     a.jump_imm(Cond::Eq, R0, 6, v6);
+    flag_clear(a, GATE_V4, no_ip);
     a.store_imm(Size::W, R10, GATE_KEY_SLOT, 32);
     a.load(Size::W, R1, R4, 12);
     a.store(Size::W, R10, GATE_KEY_SLOT + 4, R1);
     a.load_map_fd(R1, maps.v4_fd);
     a.goto(lookup_ip);
     a.place(v6);
+    flag_clear(a, GATE_V6, no_ip);
+    a.load(Size::DW, R4, R10, GATE_IP_SLOT);
     a.store_imm(Size::W, R10, GATE_KEY_SLOT, 128);
     for word in 0..4i16 {
         a.load(Size::W, R1, R4, 8 + 4 * word);
@@ -1262,57 +1290,139 @@ fn gate(a: &mut Asm, maps: GateMaps, r: &dyn Fn(Reject) -> Label) {
     a.load(Size::W, R1, R10, GATE_ALLOWED_SLOT);
     a.jump_imm(Cond::Eq, R1, 0, r(Reject::SrcNotAllowed));
 
-    // The limits: the time, then the source's bucket, then the total's.
+    // The source's row of the testers table (made when it has none), whose bucket the
+    // per-source limit takes; then the total's bucket; then the row counts the packet.
     a.place(limits);
-    let (total, v6_key, key_done, new_bucket) = (a.label(), a.label(), a.label(), a.label());
-    flag_clear(a, GATE_SOURCE_LIMIT | GATE_TOTAL_LIMIT, done);
+    let (have_row, total, answered, limited) = (a.label(), a.label(), a.label(), a.label());
+    flag_clear(a, GATE_SOURCE_LIMIT | GATE_TOTAL_LIMIT | GATE_TESTERS, done);
     a.call(BPF_FUNC_KTIME_GET_NS);
     a.store(Size::DW, R10, GATE_NOW_SLOT, R0);
-    flag_clear(a, GATE_SOURCE_LIMIT, total);
-    a.load(Size::DW, R4, R10, GATE_IP_SLOT);
-    a.load(Size::W, R0, R10, IP_VERSION_SLOT);
-    a.jump_imm(Cond::Eq, R0, 6, v6_key);
-    a.store_imm(Size::DW, R10, GATE_KEY_SLOT, 0);
-    a.store_imm(Size::W, R10, GATE_KEY_SLOT + 8, le32([0, 0, 0xff, 0xff]) as i32);
-    a.load(Size::W, R1, R4, 12);
-    a.store(Size::W, R10, GATE_KEY_SLOT + 12, R1);
-    a.goto(key_done);
-    a.place(v6_key);
-    for word in 0..4i16 {
-        a.load(Size::W, R1, R4, 8 + 4 * word);
-        a.store(Size::W, R10, GATE_KEY_SLOT + 4 * word, R1);
+    tester_key(a);
+    let lookup_row = |a: &mut Asm| {
+        a.load_map_fd(R1, maps.testers_fd);
+        a.mov(R2, R10);
+        a.alu_imm(Alu::Add, R2, TESTER_KEY_SLOT as i32);
+        a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
+    };
+    lookup_row(a);
+    a.jump_imm(Cond::Ne, R0, 0, have_row);
+    // A new row: no packets yet, first seen now, a full bucket (its time now). Made only
+    // where none is (a racing CPU's stands), then looked up.
+    for at in (0..TESTER_VALUE_LEN as i16).step_by(8) {
+        a.store_imm(Size::DW, R10, TESTER_VALUE_SLOT + at, 0);
     }
-    a.place(key_done);
-    a.load_map_fd(R1, maps.buckets_fd);
-    a.mov(R2, R10);
-    a.alu_imm(Alu::Add, R2, GATE_KEY_SLOT as i32);
-    a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
-    a.jump_imm(Cond::Eq, R0, 0, new_bucket);
-    take_bucket(a, GATE_LIMITS_SLOT, r(Reject::RateLimited), total);
-    // A source not seen (or forgotten): a full bucket, less this packet's interval.
-    a.place(new_bucket);
     a.load(Size::DW, R1, R10, GATE_NOW_SLOT);
-    a.load(Size::DW, R2, R10, GATE_LIMITS_SLOT);
-    a.alu_reg(Alu::Add, R1, R2);
-    a.store(Size::DW, R10, GATE_VALUE_SLOT, R1);
-    a.load_map_fd(R1, maps.buckets_fd);
+    a.store(Size::DW, R10, TESTER_VALUE_SLOT + 24, R1);
+    a.store(Size::DW, R10, TESTER_VALUE_SLOT + 56, R1);
+    a.load_map_fd(R1, maps.testers_fd);
     a.mov(R2, R10);
-    a.alu_imm(Alu::Add, R2, GATE_KEY_SLOT as i32);
+    a.alu_imm(Alu::Add, R2, TESTER_KEY_SLOT as i32);
     a.mov(R3, R10);
-    a.alu_imm(Alu::Add, R3, GATE_VALUE_SLOT as i32);
-    a.mov_imm(R4, 0);
+    a.alu_imm(Alu::Add, R3, TESTER_VALUE_SLOT as i32);
+    a.mov_imm(R4, BPF_NOEXIST);
     a.call(BPF_FUNC_MAP_UPDATE_ELEM);
+    lookup_row(a);
+    // No row even now (the table cannot take one): the packet goes on unlimited and
+    // unrecorded, as the core's overflow would not let it; it cannot happen with an LRU map.
+    a.jump_imm(Cond::Eq, R0, 0, done);
+    a.place(have_row);
+    a.store(Size::DW, R10, GATE_ROW_SLOT, R0);
+    flag_clear(a, GATE_SOURCE_LIMIT, total);
+    a.load(Size::DW, R0, R10, GATE_ROW_SLOT);
+    a.jump_imm(Cond::Eq, R0, 0, done);
+    a.alu_imm(Alu::Add, R0, 56);
+    take_bucket(a, GATE_LIMITS_SLOT, limited, total);
     a.place(total);
-    flag_clear(a, GATE_TOTAL_LIMIT, done);
+    flag_clear(a, GATE_TOTAL_LIMIT, answered);
     a.store_imm(Size::W, R10, GATE_KEY_SLOT, 0);
     a.load_map_fd(R1, maps.total_fd);
     a.mov(R2, R10);
     a.alu_imm(Alu::Add, R2, GATE_KEY_SLOT as i32);
     a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
-    a.jump_imm(Cond::Eq, R0, 0, done);
-    take_bucket(a, GATE_LIMITS_SLOT + 16, r(Reject::RateLimited), done);
+    a.jump_imm(Cond::Eq, R0, 0, answered);
+    take_bucket(a, GATE_LIMITS_SLOT + 16, limited, answered);
+    a.place(limited);
+    count_in_row(a, false);
+    a.goto(r(Reject::RateLimited));
+    a.place(answered);
+    count_in_row(a, true);
     a.place(done);
     a.load(Size::DW, R4, R10, GATE_IP_SLOT);
+}
+
+/// `if !(flags & flag) goto to`, the flags from their stack slot. Uses r1.
+fn flag_clear(a: &mut Asm, flag: u32, to: Label) {
+    a.load(Size::W, R1, R10, GATE_FLAGS_SLOT);
+    a.alu_imm(Alu::And, R1, flag as i32);
+    a.jump_imm(Cond::Eq, R1, 0, to);
+}
+
+/// The testers table's key at its slot: the frame's source address (IPv4 as
+/// `::ffff:a.b.c.d`), from the IP header kept in its slot, then the outer VLAN ID (a tag's TCI
+/// follows a TPID at 12: the tags were walked, so the frame holds them; checked again for the
+/// verifier) and 2 zero bytes. Uses r0-r2, r4.
+fn tester_key(a: &mut Asm) {
+    let (v6, vlan, tagged, untagged) = (a.label(), a.label(), a.label(), a.label());
+    let slot = TESTER_KEY_SLOT;
+    a.load(Size::DW, R4, R10, GATE_IP_SLOT);
+    a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+    a.jump_imm(Cond::Eq, R0, 6, v6);
+    a.store_imm(Size::DW, R10, slot, 0);
+    a.store_imm(Size::W, R10, slot + 8, le32([0, 0, 0xff, 0xff]) as i32);
+    a.load(Size::W, R1, R4, 12);
+    a.store(Size::W, R10, slot + 12, R1);
+    a.goto(vlan);
+    a.place(v6);
+    for word in 0..4i16 {
+        a.load(Size::W, R1, R4, 8 + 4 * word);
+        a.store(Size::W, R10, slot + 4 * word, R1);
+    }
+    a.place(vlan);
+    a.mov_imm(R1, 0);
+    a.load(Size::H, R0, R7, 12);
+    for tpid in VLAN_TPIDS {
+        a.jump32_imm(Cond::Eq, R0, le16(tpid.to_be_bytes()), tagged);
+    }
+    a.goto(untagged);
+    a.place(tagged);
+    need(a, R7, 16, &[R8], untagged);
+    a.load(Size::H, R1, R7, 14);
+    a.to_be(R1, 16);
+    a.alu_imm(Alu::And, R1, 0x0fff);
+    a.place(untagged);
+    a.store(Size::W, R10, slot + 16, R1);
+}
+
+/// The packet counted in the source's row (its pointer in its stack slot): answered (1 packet
+/// and its bytes) or limited, atomically; the time, its MAC and its signature's bit written.
+/// Uses r0-r2.
+fn count_in_row(a: &mut Asm, answered: bool) {
+    let after = a.label();
+    a.load(Size::DW, R0, R10, GATE_ROW_SLOT);
+    a.jump_imm(Cond::Eq, R0, 0, after);
+    a.mov_imm(R1, 1);
+    if answered {
+        a.atomic_fetch_add(Size::DW, R0, 0, R1);
+        a.mov(R1, R8);
+        a.alu_reg(Alu::Sub, R1, R7);
+        a.atomic_fetch_add(Size::DW, R0, 8, R1);
+    } else {
+        a.atomic_fetch_add(Size::DW, R0, 16, R1);
+    }
+    a.load(Size::DW, R1, R10, GATE_NOW_SLOT);
+    a.store(Size::DW, R0, 32, R1);
+    a.load(Size::W, R1, R7, 6);
+    a.store(Size::W, R0, 40, R1);
+    a.load(Size::H, R1, R7, 10);
+    a.store(Size::H, R0, 44, R1);
+    a.load(Size::W, R2, R10, SIGNATURE_SLOT);
+    a.alu_imm(Alu::And, R2, 31);
+    a.mov_imm(R1, 1);
+    a.alu_reg(Alu::Lsh, R1, R2);
+    a.load(Size::W, R2, R0, 48);
+    a.alu_reg(Alu::Or, R1, R2);
+    a.store(Size::W, R0, 48, R1);
+    a.place(after);
 }
 
 /// The bucket whose time r0 points to, taken for a packet at the time in its slot with the
@@ -1366,7 +1476,8 @@ pub fn program(
     let reasons = Reject::ALL.iter().map(|_| a.label()).collect();
     let count_hits = matches!(on_hit, OnHit::Reflect { .. }) && counters_fd.is_some();
     let stamp_meta = matches!(on_hit, OnHit::Redirect { .. }) && filter.stamp_port().is_some();
-    let mut g = Gen { a, filter, reasons, count_hits, stamp_meta, stamp_answer, counters_fd };
+    let signatures = count_hits || gate_maps.is_some();
+    let mut g = Gen { a, filter, reasons, count_hits, signatures, stamp_meta, stamp_answer, counters_fd };
     let (v4, v6, udp, hit) = (g.a.label(), g.a.label(), g.a.label(), g.a.label());
     g.context();
     g.ethernet();

@@ -107,6 +107,7 @@ fn bench_stamp(c: &mut Criterion) {
             error: ErrorEstimate::new(true, 1_000),
             sessions: &mut *sessions,
             limiter: None,
+            testers: None,
         };
         group.bench_function(name, |b| {
             b.iter(|| {
@@ -206,6 +207,7 @@ fn bench_gate(c: &mut Criterion) {
             error: ErrorEstimate::new(true, 1_000),
             sessions: &mut *sessions,
             limiter: Some(&limiter),
+            testers: None,
         };
         group.bench_function(name, |b| {
             b.iter(|| {

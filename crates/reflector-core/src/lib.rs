@@ -11,8 +11,8 @@
 //! `limit` (rate limits) → `filter` (a checked configuration) →
 //! `classify` (one pass over the headers: a [`Hit`] or a [`Reject`]) → `reflect` (the in-place
 //! swap) and `stamp` (the STAMP / TWAMP-Light answer) → `process` ([`Filter::process`], the
-//! per-frame entry point). `counters` and `build`
-//! (test frames) sit beside them.
+//! per-frame entry point). `counters`, `testers` (who is testing) and `build` (test frames) sit
+//! beside them.
 //!
 //! The rules are written down in `docs/PACKET-RULES.md`; the order of checks there is the
 //! order of [`Reject`] reasons here (the first failing check names the reason).
@@ -34,6 +34,7 @@ mod process;
 mod reflect;
 pub mod signature;
 pub mod stamp;
+pub mod testers;
 pub mod wire;
 
 pub use classify::{Hit, L3Kind, Reject, classify};
@@ -69,6 +70,7 @@ pub mod testing {
             error: stamp::ErrorEstimate::new(true, 1_000),
             sessions: &mut sessions,
             limiter: None,
+            testers: None,
         };
         f(&mut stamping)
     }

@@ -190,7 +190,7 @@ impl Limiter {
 
 /// Both words mixed by a 64 × 64 → 128-bit multiply each (halves folded), folded together.
 #[inline(always)]
-fn hash(key: [u64; 2]) -> u64 {
+pub(crate) fn hash(key: [u64; 2]) -> u64 {
     let mix = |w: u64, k: u64| {
         let p = (w ^ k) as u128 * 0xe703_7ed1_a0b4_28db_u128;
         (p as u64) ^ (p >> 64) as u64

@@ -5,12 +5,13 @@
 //! `classify` (one pass over the headers) → `reflect` (the in-place swap) and [`crate::stamp`]
 //! (the STAMP answer) → here.
 
-use crate::classify::{Hit, L3Kind, Reject, ethernet, ipv4_fast, listed, ordered};
+use crate::classify::{Hit, Reject, ethernet, ipv4_fast, listed, ordered};
 use crate::filter::{Filter, Mode};
 use crate::limit::Limiter;
 use crate::reflect::{reflect_accepted, reflect_ito_ipv4};
 use crate::signature::Signature;
 use crate::stamp::{Answer, ErrorEstimate, SequenceMode, SessionTable, Times, respond};
+use crate::testers::Testers;
 
 /// What [`Filter::process`] needs from the data path besides the frame: the times and the
 /// session table of STAMP answers, the buckets of the rate limits. A worker keeps one and sets
@@ -29,6 +30,10 @@ pub struct PathState<'a> {
     /// The buckets the filter's rate limits are kept in; `None` where they are applied before
     /// the frame gets here (by the XDP program of af-xdp), so the filter's limits are not.
     pub limiter: Option<&'a Limiter>,
+    /// Where the sources of test packets are recorded (answered, or held back by a limit);
+    /// `None` where they are recorded before the frame gets here (by the XDP program of
+    /// af-xdp), or not at all.
+    pub testers: Option<&'a mut Testers>,
 }
 
 impl core::fmt::Debug for PathState<'_> {
@@ -38,6 +43,26 @@ impl core::fmt::Debug for PathState<'_> {
             .field("error", &self.error)
             .field("limiter", &self.limiter.is_some())
             .finish()
+    }
+}
+
+/// The frame's receive time: the data path's, or the clock's now (kept as the receive time).
+#[inline(always)]
+fn received(stamp: &mut PathState<'_>) -> u64 {
+    match stamp.received {
+        Some(t) => t,
+        None => *stamp.received.insert((stamp.clock)()),
+    }
+}
+
+/// The test packet `hit` was classified from, recorded in the testers table at its receive
+/// time: answered, or held back by a rate limit. Out of line: a data path without a table pays
+/// one branch.
+#[inline(never)]
+fn record_tester(frame: &[u8], hit: Hit, stamp: &mut PathState<'_>, answered: bool) {
+    let now = received(stamp);
+    if let Some(testers) = stamp.testers.as_deref_mut() {
+        testers.record(frame, &hit, now, answered);
     }
 }
 
@@ -76,6 +101,9 @@ impl Filter {
             if self.gate {
                 self.gate(frame, hit, stamp)?;
             }
+            if stamp.testers.is_some() {
+                record_tester(frame, hit, stamp, true);
+            }
             if STAMP && hit.is_stamp() {
                 // The same hit, written as the constant it is: the answer is compiled with its
                 // offsets known.
@@ -88,6 +116,9 @@ impl Filter {
         let hit = ordered::<STAMP>(frame, self, &eth)?;
         if self.gate {
             self.gate(frame, hit, stamp)?;
+        }
+        if stamp.testers.is_some() {
+            record_tester(frame, hit, stamp, true);
         }
         if STAMP && hit.is_stamp() {
             return self.answer_ordered_stamp(frame, hit, stamp);
@@ -109,22 +140,14 @@ impl Filter {
         if self.source_limit.is_none() && self.total_limit.is_none() {
             return Ok(());
         }
-        let now = match stamp.received {
-            Some(t) => t,
-            None => *stamp.received.insert((stamp.clock)()),
-        };
-        let l3 = hit.l3_offset();
-        let mut source = [0u8; 16];
-        match hit.l3() {
-            L3Kind::V4 => {
-                source[10..12].copy_from_slice(&[0xff, 0xff]);
-                source[12..].copy_from_slice(frame.get(l3 + 12..l3 + 16).ok_or(Reject::ShortIpv4)?);
-            }
-            L3Kind::V6 => source.copy_from_slice(frame.get(l3 + 8..l3 + 24).ok_or(Reject::ShortIpv6)?),
-        }
+        let now = received(stamp);
+        let source = crate::testers::source_of(frame, &hit);
         if limiter.admit(source, now, self.source_limit.as_ref(), self.total_limit.as_ref()) {
             Ok(())
         } else {
+            if stamp.testers.is_some() {
+                record_tester(frame, hit, stamp, false);
+            }
             Err(Reject::RateLimited)
         }
     }

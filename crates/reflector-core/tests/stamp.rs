@@ -30,6 +30,7 @@ fn answer(filter: &Filter, frame: &mut [u8], sessions: &mut dyn SessionTable) ->
         error: ErrorEstimate::new(true, 1_000),
         sessions,
         limiter: None,
+        testers: None,
     };
     filter.process(frame, &mut stamping)
 }
@@ -189,6 +190,7 @@ fn without_a_receive_time_the_clock_gives_both_in_order() {
         error: ErrorEstimate::new(false, 16_000_000_000),
         sessions: &mut sessions,
         limiter: None,
+        testers: None,
     };
     let mut bytes = Frame::stamp_v4(44).bytes();
     filter.process(&mut bytes, &mut stamping).unwrap();
@@ -229,7 +231,7 @@ proptest! {
         let original = frame.bytes();
         let mut bytes = original.clone();
         let mut clock = || received + dwell;
-        let mut stamping = PathState { received: Some(received), clock: &mut clock, error: ErrorEstimate::new(true, 5), sessions: &mut sessions, limiter: None };
+        let mut stamping = PathState { received: Some(received), clock: &mut clock, error: ErrorEstimate::new(true, 5), sessions: &mut sessions, limiter: None, testers: None };
         match filter.process(&mut bytes, &mut stamping) {
             Err(_) => prop_assert_eq!(bytes, original),
             Ok(hit) => {

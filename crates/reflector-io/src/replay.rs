@@ -58,6 +58,7 @@ pub fn replay<R: Read, W: Write>(input: R, output: W, filter: &Filter) -> Result
             error,
             sessions: &mut *sessions,
             limiter: limiter.as_ref(),
+            testers: None,
         };
         let verdict = filter.process(&mut record.data, &mut stamping);
         summary.counters.record(record.data.len(), &verdict);

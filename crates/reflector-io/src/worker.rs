@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use reflector_core::limit::Limiter;
 use reflector_core::stamp::{ErrorEstimate, SessionTable, Sessions};
+use reflector_core::testers::{Tester, Testers};
 use reflector_core::{Counters, DWELL_BUCKETS, Dwell, Filter, PathState, Reject, Signature};
 
 use crate::backend::{Backend, BackendError, RxTime};
@@ -110,6 +111,28 @@ impl SharedDwell {
     }
 }
 
+/// A worker's testers table as the control plane reads it: a copy of its rows in use, replaced
+/// about once a second (and when the worker stops).
+#[derive(Debug, Default)]
+pub struct SharedTesters {
+    rows: std::sync::Mutex<Vec<Tester>>,
+}
+
+/// How often a worker publishes its testers.
+const TESTERS_EVERY: Duration = Duration::from_secs(1);
+
+impl SharedTesters {
+    fn publish(&self, testers: &Testers) {
+        let rows: Vec<Tester> = testers.active().copied().collect();
+        *self.rows.lock().expect("testers lock") = rows;
+    }
+
+    /// The rows last published.
+    pub fn snapshot(&self) -> Vec<Tester> {
+        self.rows.lock().expect("testers lock").clone()
+    }
+}
+
 /// The filter workers apply, replaceable while they run (SIGHUP): a worker looks at the
 /// generation once per batch and takes the new filter between batches, so no frame is judged
 /// half by one filter and half by another, and none is dropped for the change.
@@ -183,6 +206,8 @@ pub struct WorkerHandle {
     pub counters: Arc<SharedCounters>,
     /// Its dwell-time histogram, when measured.
     pub dwell: Option<Arc<SharedDwell>>,
+    /// Its testers (empty for a backend whose XDP program keeps them).
+    pub testers: Arc<SharedTesters>,
     /// Where it runs.
     pub placement: Placement,
     thread: Option<JoinHandle<Result<Counters, BackendError>>>,
@@ -212,6 +237,7 @@ fn work<B: Backend>(
     cell: &FilterCell,
     limiter: &Limiter,
     shared: &SharedCounters,
+    shared_testers: &SharedTesters,
     dwell: Option<&SharedDwell>,
     stop: &AtomicBool,
 ) -> Result<Counters, BackendError> {
@@ -220,6 +246,9 @@ fn work<B: Backend>(
     // STAMP: the session table (stateful mode), the clock, and its error estimate read again
     // every second.
     let mut sessions: Box<Sessions> = Box::default();
+    // Who is testing (kept by the XDP program instead where it applies the lists and limits).
+    let mut testers: Box<Testers> = Box::default();
+    let mut testers_published = Instant::now();
     let mut clock = utc_now_ns;
     let mut clock_state = (Instant::now(), ClockState::read());
     let in_kernel = backend.gates_in_kernel();
@@ -267,12 +296,17 @@ fn work<B: Backend>(
                 error: clock_state.1.error,
                 sessions: &mut *sessions,
                 limiter: Some(limiter),
+                testers: if in_kernel { None } else { Some(&mut *testers) },
             };
             let verdict = filter.process(frame, &mut stamping);
             counters.record(frame.len(), &verdict);
             verdict.is_ok()
         })?;
         counters.stamp_sessions_evicted = sessions.evicted();
+        if testers_published.elapsed() >= TESTERS_EVERY {
+            testers_published = Instant::now();
+            shared_testers.publish(&testers);
+        }
         if clock_state.0.elapsed() >= Duration::from_secs(1) {
             clock_state = (Instant::now(), ClockState::read());
         }
@@ -293,6 +327,7 @@ fn work<B: Backend>(
         }
     }
     shared.publish(&counters);
+    shared_testers.publish(&testers);
     Ok(counters)
 }
 
@@ -366,6 +401,8 @@ impl Runtime {
         let mut workers = Vec::new();
         for (i, backend) in backends.into_iter().enumerate() {
             let shared = Arc::new(SharedCounters::default());
+            let testers = Arc::new(SharedTesters::default());
+            let testers_w = testers.clone();
             let dwell = latency.then(|| Arc::new(SharedDwell::default()));
             let dwell_w = dwell.clone();
             let (placed_tx, placed_rx) = std::sync::mpsc::channel();
@@ -383,10 +420,10 @@ impl Runtime {
                     },
                 };
                 let _ = placed_tx.send(placement);
-                work(backend, &filter, &limiter_w, &shared_w, dwell_w.as_deref(), &stop_w)
+                work(backend, &filter, &limiter_w, &shared_w, &testers_w, dwell_w.as_deref(), &stop_w)
             })?;
             let placement = placed_rx.recv().unwrap_or(Placement::Unpinned(Unpinned::NotStarted));
-            workers.push(WorkerHandle { counters: shared, dwell, placement, thread: Some(thread) });
+            workers.push(WorkerHandle { counters: shared, dwell, testers, placement, thread: Some(thread) });
         }
         Ok(Runtime { workers, limiter, stop })
     }

@@ -174,6 +174,7 @@ fn the_reflecting_program_turns_frames_around_byte_for_byte_as_the_core_does() {
                     error,
                     sessions: &mut *sessions,
                     limiter: None,
+                    testers: None,
                 };
                 let verdict = filter.process(&mut core, &mut stamping);
                 want.record(frame.len(), &verdict);
@@ -505,7 +506,11 @@ fn the_kernel_keeps_limits_and_takes_new_lists_without_a_new_program() {
         ]
     );
     assert_eq!(prog.verdict(&other), Ok(()), "another source has its own bucket");
-    assert_eq!(prog.gate.limited_sources().unwrap(), 2);
+    let testers = prog.gate.testers().unwrap();
+    let row = |ip: [u8; 4]| {
+        testers.iter().find(|t| t.addr() == std::net::IpAddr::from(ip)).map(|t| (t.packets, t.limited))
+    };
+    assert_eq!((testers.len(), row([192, 0, 2, 10]), row([192, 0, 2, 11])), (2, Some((3, 3)), Some((1, 0))));
     // A total of 1 a second with bursts of 2, sources unlimited: two frames pass in all.
     prog.gate.sync(&limited(None, Some((1, 2)))).unwrap();
     let verdicts: Vec<_> = [&frame, &other, &frame, &other].iter().map(|f| prog.verdict(f)).collect();

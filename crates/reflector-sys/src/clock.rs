@@ -47,10 +47,20 @@ pub fn state() -> SysResult<ClockState> {
 
 /// CLOCK_TAI now, in nanoseconds: the clock of an XDP program's `bpf_ktime_get_tai_ns()`.
 pub fn tai_ns() -> u64 {
+    clock_ns(libc::CLOCK_TAI)
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds: the clock of an XDP program's `bpf_ktime_get_ns()`.
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     // SAFETY: timespec is plain data; clock_gettime writes into the struct we own.
     let mut t: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid pointer to a timespec we own; CLOCK_TAI exists since Linux 3.10.
-    unsafe { libc::clock_gettime(libc::CLOCK_TAI, &mut t) };
+    // SAFETY: a valid pointer to a timespec we own; both clocks this is called with exist
+    // (CLOCK_TAI since Linux 3.10).
+    unsafe { libc::clock_gettime(clock, &mut t) };
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 

@@ -170,13 +170,14 @@ pub struct GateMaps {
     v4: bpf::SizedMap,
     v6: bpf::SizedMap,
     macs: bpf::SizedMap,
-    buckets: bpf::SizedMap,
     total: bpf::SizedMap,
+    testers: bpf::SizedMap,
 }
 
-/// Sources the programs keep a rate-limit bucket for (least recently used ones make room for
-/// new ones; a source that comes back gets a full bucket).
-pub const KERNEL_LIMITER_SOURCES: u32 = reflector_core::limit::LIMITER_SOURCES as u32;
+/// Testers (sources, per VLAN) the programs keep a row for, with its rate-limit bucket: the
+/// least recently seen make room for new ones (a source that comes back gets a new row, with a
+/// full bucket).
+pub const KERNEL_TESTERS: u32 = reflector_core::limit::LIMITER_SOURCES as u32;
 
 impl GateMaps {
     /// Creates the maps, empty (no lists, no limits).
@@ -199,14 +200,14 @@ impl GateMaps {
             v4: trie(8, "reflector_v4")?,
             v6: trie(20, "reflector_v6")?,
             macs: SizedMap::create(BPF_MAP_TYPE_HASH, 8, 4, entries, "reflector_macs")?,
-            buckets: SizedMap::create(
-                bpf::BPF_MAP_TYPE_LRU_HASH,
-                16,
-                8,
-                KERNEL_LIMITER_SOURCES,
-                "reflector_rate",
-            )?,
             total: SizedMap::create(BPF_MAP_TYPE_ARRAY, 4, 8, 1, "reflector_total")?,
+            testers: SizedMap::create(
+                bpf::BPF_MAP_TYPE_LRU_HASH,
+                reflector_bpf::xdp::TESTER_KEY_LEN,
+                reflector_bpf::xdp::TESTER_VALUE_LEN,
+                KERNEL_TESTERS,
+                "reflector_testers",
+            )?,
         })
     }
 
@@ -217,8 +218,8 @@ impl GateMaps {
             v4_fd: self.v4.as_raw_fd(),
             v6_fd: self.v6.as_raw_fd(),
             macs_fd: self.macs.as_raw_fd(),
-            buckets_fd: self.buckets.as_raw_fd(),
             total_fd: self.total.as_raw_fd(),
+            testers_fd: self.testers.as_raw_fd(),
         }
     }
 
@@ -226,8 +227,12 @@ impl GateMaps {
     /// neither the old one nor the new one in a way that drops a tester the new lists answer:
     /// the new entries are written first, then the flags and limits, then entries no longer
     /// listed are removed. The buckets are kept (a changed limit applies from the next packet).
+    /// The testers table is always kept.
     pub fn sync(&self, filter: &Filter) -> Result<(), SysError> {
-        use reflector_bpf::xdp::{GATE_ALLOW, GATE_LISTS, GATE_SOURCE_LIMIT, GATE_TOTAL_LIMIT};
+        use reflector_bpf::xdp::{
+            GATE_ALLOW, GATE_LISTS, GATE_MACS, GATE_SOURCE_LIMIT, GATE_TESTERS, GATE_TOTAL_LIMIT, GATE_V4,
+            GATE_V6,
+        };
         use reflector_core::access::Source;
         let mut wanted: [Vec<Vec<u8>>; 3] = Default::default();
         for (source, verdict) in filter.access_entries() {
@@ -255,9 +260,14 @@ impl GateMaps {
             map.update(&key, &value)?;
             wanted[index].push(key);
         }
-        let mut flags = 0;
+        let mut flags = GATE_TESTERS;
         if !filter.access_entries().is_empty() {
             flags |= GATE_LISTS;
+        }
+        for (keys, flag) in wanted.iter().zip([GATE_V4, GATE_V6, GATE_MACS]) {
+            if !keys.is_empty() {
+                flags |= flag;
+            }
         }
         if filter.has_allow_list() {
             flags |= GATE_ALLOW;
@@ -287,9 +297,41 @@ impl GateMaps {
         Ok(())
     }
 
-    /// Sources that have a rate-limit bucket in the kernel now.
-    pub fn limited_sources(&self) -> Result<usize, SysError> {
-        Ok(self.buckets.keys()?.len())
+    /// The testers table: one row per source and VLAN, its times in UTC.
+    pub fn testers(&self) -> Result<Vec<reflector_core::testers::Tester>, SysError> {
+        use reflector_core::testers::Tester;
+        // The program's times are CLOCK_MONOTONIC (bpf_ktime_get_ns): UTC is now less their
+        // age.
+        let (mono, utc) = (reflector_sys::clock::monotonic_ns(), crate::worker::utc_now_ns());
+        let to_utc = |t: u64| utc.saturating_sub(mono.saturating_sub(t)).max(1);
+        let word = |v: &[u8], at: usize| u64::from_ne_bytes(v[at..at + 8].try_into().expect("8 bytes"));
+        let mut rows = Vec::new();
+        for key in self.testers.keys()? {
+            let Some(v) = self.testers.lookup(&key)? else { continue };
+            let mut t = Tester {
+                ip: key[..16].try_into().expect("16 bytes"),
+                vlan: u16::from_ne_bytes([key[16], key[17]]),
+                mac: reflector_core::MacAddr(v[40..46].try_into().expect("6 bytes")),
+                packets: word(&v, 0),
+                bytes: word(&v, 8),
+                limited: word(&v, 16),
+                first_seen_ns: to_utc(word(&v, 24)),
+                last_seen_ns: to_utc(word(&v, 32)),
+                ..Tester::default()
+            };
+            let signatures = u32::from_ne_bytes(v[48..52].try_into().expect("4 bytes"));
+            for (i, s) in reflector_core::Signature::ALL.iter().enumerate() {
+                if signatures & (1 << i) != 0 {
+                    t.families.insert(s.family());
+                }
+            }
+            // A row made for a packet the lists let through but no packet counted yet (a
+            // racing CPU's): not a tester until one is.
+            if t.packets + t.limited > 0 {
+                rows.push(t);
+            }
+        }
+        Ok(rows)
     }
 }
 
