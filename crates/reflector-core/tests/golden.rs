@@ -136,9 +136,33 @@ fn every_reject_case_is_rejected_for_its_reason_and_left_unmodified() {
         assert_eq!(bytes, case.bytes, "{}: a rejected frame is never modified", case.name);
         seen[want as usize] = true;
     }
+    rate_limited_is_given_by_the_buckets_and_leaves_the_frame_alone();
+    seen[Reject::RateLimited as usize] = true;
     for reason in Reject::ALL {
         assert!(seen[reason as usize], "no reject case for {reason}");
     }
+}
+
+/// `rate_limited` needs a bucket that is empty, so no single frame shows it: the second of
+/// two frames at the same time from one source, with one packet a second allowed.
+fn rate_limited_is_given_by_the_buckets_and_leaves_the_frame_alone() {
+    use reflector_core::limit::{Limiter, Rate};
+    let filter = reflector_testkit::filter_with(|c| c.source_limit = Rate::new(1, 1));
+    let limiter = Limiter::new(8);
+    let frame = reflector_testkit::Frame::ito_v4().bytes();
+    let mut verdicts = Vec::new();
+    for _ in 0..2 {
+        let mut bytes = frame.clone();
+        testing::with_stamping(|state| {
+            state.received = Some(testing::FIXED_TIME);
+            state.limiter = Some(&limiter);
+            verdicts.push(filter.process(&mut bytes, state).map(|_| ()));
+        });
+        if verdicts.last() == Some(&Err(Reject::RateLimited)) {
+            assert_eq!(bytes, frame, "a rejected frame is never modified");
+        }
+    }
+    assert_eq!(verdicts, [Ok(()), Err(Reject::RateLimited)]);
 }
 
 #[test]

@@ -406,12 +406,9 @@ fn the_reflecting_program_answers_requests_whose_checksum_was_left_for_offload()
     assert_eq!((counted.reflected_packets, counted.tx_errors), (4, 1), "{counted:?}");
 }
 
-/// The filter of the default configuration with these lists (and limits).
-fn listed(allow: &'static [&str], deny: &'static [&str]) -> Filter {
-    let parse = |list: &[&str]| -> &'static [reflector_core::access::Source] {
-        Box::leak(list.iter().map(|s| s.parse().unwrap()).collect::<Vec<_>>().into_boxed_slice())
-    };
-    let (allow, deny) = (parse(allow), parse(deny));
+/// The filter of every family, any vendor, with these lists.
+fn listed(allow: &[&str], deny: &[&str]) -> Filter {
+    let (allow, deny) = (reflector_testkit::sources(allow), reflector_testkit::sources(deny));
     filter_with(|c| {
         c.families = "all".parse().unwrap();
         c.oui = None;

@@ -185,6 +185,23 @@ pub fn ordinary_traffic() -> [(&'static str, Vec<u8>); 3] {
     [("arp_broadcast", arp), ("tcp_to_us", tcp), ("udp_other_port", udp)]
 }
 
+/// Allow- or deny-list entries from their text (for a filter that lives as long as the test:
+/// the slice is leaked).
+pub fn sources(list: &[&str]) -> &'static [reflector_core::access::Source] {
+    let parsed: Vec<reflector_core::access::Source> =
+        list.iter().map(|s| s.parse().expect("a valid list entry")).collect();
+    Box::leak(parsed.into_boxed_slice())
+}
+
+/// The default filter with these allow and deny lists.
+pub fn filter_with_lists(allow: &[&str], deny: &[&str]) -> Filter {
+    let (allow, deny) = (sources(allow), sources(deny));
+    filter_with(|c| {
+        c.allow = allow;
+        c.deny = deny;
+    })
+}
+
 /// The default filter, adjusted by `f`.
 pub fn filter_with(f: impl FnOnce(&mut FilterConfig<'static>)) -> Filter {
     static CUSTOM: std::sync::OnceLock<[CustomSignature; 1]> = std::sync::OnceLock::new();
@@ -586,6 +603,22 @@ pub fn rejects() -> Vec<Case> {
         ),
         case("ipv4_bad_checksum_vlan", Frame { vlans: vec![(0x8100, 100)], ..v4() }, d(), Err(Ipv4Checksum)),
         case("rfc2544_bad_checksum", other_v4(head_payload(b"RFC2544", 20)), d(), Err(Ipv4Checksum)),
+        // Who may test: the tester's address or MAC denied, or not on the allow list.
+        case("src_denied_ip", v4(), filter_with_lists(&[], &["192.0.2.10"]), Err(SrcDenied)),
+        case("src_denied_mac", v6(), filter_with_lists(&[], &["00:c0:17:12:34:56"]), Err(SrcDenied)),
+        case(
+            "src_denied_in_an_allowed_prefix",
+            v4(),
+            filter_with_lists(&["192.0.2.0/24"], &["192.0.2.8/29"]),
+            Err(SrcDenied),
+        ),
+        case("src_not_allowed_v6", v6(), filter_with_lists(&["192.0.2.0/24"], &[]), Err(SrcNotAllowed)),
+        case(
+            "src_not_allowed_v4",
+            v4(),
+            filter_with_lists(&["2001:db8::/32", "198.51.100.0/24"], &[]),
+            Err(SrcNotAllowed),
+        ),
     ];
     // Byte-level mutations that a builder cannot express.
     let l3 = 14;

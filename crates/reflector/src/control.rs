@@ -2,11 +2,14 @@
 //! (and a kernel program's reject counts), never from the packet path itself, so nothing here
 //! can stall a worker. The stats lines, the REST API and `/metrics` all read from here.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use reflector_core::limit::Limiter;
+use reflector_core::testers::Tester;
 use reflector_core::{Counters, Dwell, MacAddr};
-use reflector_io::worker::{FilterCell, SharedCounters, SharedDwell};
+use reflector_io::worker::{FilterCell, SharedCounters, SharedDwell, SharedTesters};
 
 use crate::backend_info::BackendInfo;
 use crate::stats::Rates;
@@ -14,6 +17,32 @@ use crate::stats::Rates;
 /// What a kernel program counted, per CPU: the frames it rejected before any worker saw them
 /// (af-xdp), or everything it judged and reflected in the driver (xdp-tx).
 pub type KernelCounters = Arc<dyn Fn() -> Option<Vec<Counters>> + Send + Sync>;
+
+/// The testers table a kernel program keeps (af-xdp, xdp-tx), read when asked.
+pub type KernelTesters = Arc<dyn Fn() -> Option<Vec<Tester>> + Send + Sync>;
+
+/// A tester is "testing now" when its last packet came this recently.
+pub const ACTIVE_WITHIN: Duration = Duration::from_secs(10);
+
+/// A tester as the control plane shows it: its row, and the rate it sends at.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TesterRow {
+    /// What the data path recorded.
+    pub tester: Tester,
+    /// Packets a second it sent (answered and limited) over the last second or so; 0 when it
+    /// is not active.
+    pub pps: f64,
+    /// Its last packet came within [`ACTIVE_WITHIN`].
+    pub active: bool,
+}
+
+/// The testers' counts at the last rate sample, and the rates then.
+#[derive(Debug, Default)]
+struct TesterRates {
+    at: Option<Instant>,
+    sent: HashMap<([u8; 16], u16), u64>,
+    pps: HashMap<([u8; 16], u16), f64>,
+}
 
 /// Everything the control plane shows about a run.
 pub struct Control {
@@ -39,6 +68,13 @@ pub struct Control {
     pub rates: Mutex<Rates>,
     /// The settings in force, as `/api/v1/config` shows them (replaced on SIGHUP).
     settings: Mutex<serde_json::Value>,
+    /// Each worker's published testers (empty where a kernel program keeps them).
+    pub worker_testers: Vec<Arc<SharedTesters>>,
+    /// The kernel program's testers, for backends whose program keeps them.
+    pub kernel_testers: Option<KernelTesters>,
+    /// The rate-limit buckets the workers share, for its overflow count.
+    pub limiter: Option<Arc<Limiter>>,
+    tester_rates: Mutex<TesterRates>,
 }
 
 impl std::fmt::Debug for Control {
@@ -72,7 +108,56 @@ impl Control {
             baseline: Mutex::default(),
             rates: Mutex::new(Rates { rx_pps: 0.0, rx_mbps: 0.0, pps: 0.0, mbps: 0.0 }),
             settings: Mutex::new(serde_json::Value::Null),
+            worker_testers: Vec::new(),
+            kernel_testers: None,
+            limiter: None,
+            tester_rates: Mutex::default(),
         }
+    }
+
+    /// The testers, busiest first (by rate, then by when last seen): the workers' rows merged
+    /// by source and VLAN, or the kernel program's; rates from the change of each one's count
+    /// since the last sample (taken at most once a second, whoever asks), or, for a tester
+    /// first seen since, its average.
+    pub fn testers(&self) -> Vec<TesterRow> {
+        let mut merged: HashMap<([u8; 16], u16), Tester> = HashMap::new();
+        let rows = match &self.kernel_testers {
+            Some(read) => read().unwrap_or_default(),
+            None => self.worker_testers.iter().flat_map(|w| w.snapshot()).collect(),
+        };
+        for row in rows {
+            merged.entry((row.ip, row.vlan)).and_modify(|t| t.merge(&row)).or_insert(row);
+        }
+        let now = reflector_io::worker::utc_now_ns();
+        let mut rates = self.tester_rates.lock().expect("tester rates lock");
+        if rates.at.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            let interval = rates.at.map(|at| at.elapsed().as_secs_f64());
+            let sent: HashMap<_, u64> = merged.iter().map(|(k, t)| (*k, t.packets + t.limited)).collect();
+            let pps = merged
+                .iter()
+                .map(|(k, t)| {
+                    let rate = match (interval, rates.sent.get(k)) {
+                        (Some(secs), Some(before)) => sent[k].saturating_sub(*before) as f64 / secs,
+                        _ => {
+                            let span = t.last_seen_ns.saturating_sub(t.first_seen_ns) as f64 / 1e9;
+                            if span >= 0.2 { sent[k] as f64 / span } else { 0.0 }
+                        }
+                    };
+                    (*k, rate)
+                })
+                .collect();
+            *rates = TesterRates { at: Some(Instant::now()), sent, pps };
+        }
+        let mut out: Vec<TesterRow> = merged
+            .into_iter()
+            .map(|(k, tester)| {
+                let active = now.saturating_sub(tester.last_seen_ns) <= ACTIVE_WITHIN.as_nanos() as u64;
+                let pps = if active { rates.pps.get(&k).copied().unwrap_or(0.0) } else { 0.0 };
+                TesterRow { tester, pps, active }
+            })
+            .collect();
+        out.sort_by(|a, b| b.pps.total_cmp(&a.pps).then(b.tester.last_seen_ns.cmp(&a.tester.last_seen_ns)));
+        out
     }
 
     /// Counters of the whole run, before any reset: workers plus kernel rejects (counted as

@@ -202,8 +202,8 @@ impl MetricsFormat {
     }
 }
 
-/// The metrics in `format`.
-pub fn metrics(ctl: &Control, format: MetricsFormat) -> String {
+/// The metrics in `format`, with series of their own for the `testers` busiest testers.
+pub fn metrics(ctl: &Control, format: MetricsFormat, testers: usize) -> String {
     use std::fmt::Write;
     let c: Counters = ctl.totals();
     let mut out = String::new();
@@ -249,6 +249,33 @@ pub fn metrics(ctl: &Control, format: MetricsFormat) -> String {
         .map(|(i, (_, w))| (format!("{{worker=\"{i}\"}}"), w.reflected_packets))
         .collect();
     counter("worker_reflected_packets", "Test packets reflected, per worker.", &workers);
+    let rows = ctl.testers();
+    if testers > 0 {
+        let label = |r: &crate::control::TesterRow| {
+            format!("{{ip=\"{}\",vlan=\"{}\"}}", r.tester.addr(), r.tester.vlan)
+        };
+        let top = &rows[..rows.len().min(testers)];
+        let answered: Vec<(String, u64)> = top.iter().map(|r| (label(r), r.tester.packets)).collect();
+        counter("tester_packets", "Test packets answered, per tester (the busiest, as asked).", &answered);
+        let limited: Vec<(String, u64)> = top.iter().map(|r| (label(r), r.tester.limited)).collect();
+        counter("tester_limited_packets", "Test packets a rate limit held back, per tester.", &limited);
+    }
+    let overflowed = ctl.limiter.as_ref().map_or(0, |l| l.overflowed());
+    counter(
+        "limiter_overflow_packets",
+        "Test packets of sources that found no rate-limit bucket of their own and shared one.",
+        &[(String::new(), overflowed)],
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE reflector_testers_active gauge\n# HELP reflector_testers_active Testers whose last packet came within the last 10 s.\nreflector_testers_active {}",
+        rows.iter().filter(|r| r.active).count()
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE reflector_testers_known gauge\n# HELP reflector_testers_known Testers the table holds.\nreflector_testers_known {}",
+        rows.len()
+    );
     let rates = *ctl.rates.lock().expect("rates lock");
     let _ = writeln!(
         out,
@@ -372,6 +399,7 @@ fn handle(req: &Request<Incoming>, ctl: &Control, config: &HttpConfig) -> Respon
         "/api/v1/stats" => Route::Stats,
         "/api/v1/workers" => Route::Workers,
         "/api/v1/config" => Route::Config,
+        "/api/v1/testers" => Route::Testers,
         "/api/v1/counters/reset" => Route::Reset,
         "/metrics" => Route::Metrics,
         _ => return error(StatusCode::NOT_FOUND, "not found"),
@@ -394,12 +422,42 @@ fn handle(req: &Request<Incoming>, ctl: &Control, config: &HttpConfig) -> Respon
         Route::Stats => json_response(StatusCode::OK, &stats_json(ctl)),
         Route::Workers => json_response(StatusCode::OK, &workers_json(ctl)),
         Route::Config => json_response(StatusCode::OK, &config_json(ctl)),
-        Route::Metrics => {
-            let accept = req.headers().get(header::ACCEPT).and_then(|a| a.to_str().ok());
-            let format = MetricsFormat::for_accept(accept);
-            respond(StatusCode::OK, format.content_type(), metrics(ctl, format))
+        Route::Testers => match query_number(req, "limit", 1000) {
+            Ok(limit) => json_response(
+                StatusCode::OK,
+                &crate::report::testers_json(&ctl.testers(), limit.unwrap_or(20)),
+            ),
+            Err(why) => error(StatusCode::BAD_REQUEST, &why),
+        },
+        Route::Metrics => match query_number(req, "testers", MAX_TESTER_SERIES) {
+            Ok(testers) => {
+                let accept = req.headers().get(header::ACCEPT).and_then(|a| a.to_str().ok());
+                let format = MetricsFormat::for_accept(accept);
+                respond(StatusCode::OK, format.content_type(), metrics(ctl, format, testers.unwrap_or(0)))
+            }
+            Err(why) => error(StatusCode::BAD_REQUEST, &why),
+        },
+    }
+}
+
+/// Most testers `/metrics?testers=N` gives series of their own (bounded cardinality).
+pub const MAX_TESTER_SERIES: usize = 100;
+
+/// The query parameter `name` as a number from 0 to `max`: `None` when absent, an error
+/// (for a 400) when not such a number or when another parameter is given.
+fn query_number(req: &Request<Incoming>, name: &str, max: usize) -> Result<Option<usize>, String> {
+    let mut found = None;
+    for pair in req.uri().query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != name {
+            return Err(format!("unknown query parameter '{key}' (expected {name})"));
+        }
+        match value.parse::<usize>() {
+            Ok(n) if n <= max => found = Some(n),
+            _ => return Err(format!("{name} must be a number from 0 to {max}")),
         }
     }
+    Ok(found)
 }
 
 /// The endpoints besides the dashboard page.
@@ -408,6 +466,7 @@ enum Route {
     Stats,
     Workers,
     Config,
+    Testers,
     Reset,
     Metrics,
 }

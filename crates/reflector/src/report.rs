@@ -23,3 +23,34 @@ pub fn counters_json(c: &Counters) -> Map<String, Value> {
     m.insert("rejected".into(), Value::Object(rejected));
     m
 }
+
+/// A tester as the API, the summary and the dashboard show it: its address, VLAN (`null`
+/// untagged), MAC, families, counts, rate, when first and last seen (Unix seconds), and
+/// whether it is testing now.
+pub fn tester_json(row: &crate::control::TesterRow) -> Value {
+    let t = &row.tester;
+    let unix = |ns: u64| (ns as f64 / 1e6).round() / 1000.0;
+    json!({
+        "ip": t.addr().to_string(),
+        "vlan": (t.vlan != 0).then_some(t.vlan),
+        "mac": t.mac.to_string(),
+        "families": t.families.iter().map(|f| f.name()).collect::<Vec<_>>(),
+        "packets": t.packets,
+        "bytes": t.bytes,
+        "limited": t.limited,
+        "pps": row.pps.round(),
+        "first_seen": unix(t.first_seen_ns),
+        "last_seen": unix(t.last_seen_ns),
+        "active": row.active,
+    })
+}
+
+/// The testers as `/api/v1/testers` and the summary show them: how many are testing now and
+/// how many are known, and the first `limit` rows (busiest first).
+pub fn testers_json(rows: &[crate::control::TesterRow], limit: usize) -> Value {
+    json!({
+        "active": rows.iter().filter(|r| r.active).count(),
+        "known": rows.len(),
+        "testers": rows.iter().take(limit).map(tester_json).collect::<Vec<_>>(),
+    })
+}

@@ -160,6 +160,28 @@ pub fn interval_line(
     }
 }
 
+/// "; testers: 192.0.2.10 (1200 answered, 30 limited), …" for the text summary.
+fn testers_text(rows: &[crate::control::TesterRow]) -> String {
+    if rows.is_empty() {
+        return "; no testers".into();
+    }
+    let named: Vec<String> = rows
+        .iter()
+        .take(SUMMARY_TESTERS)
+        .map(|r| {
+            let t = &r.tester;
+            let vlan = if t.vlan != 0 { format!(" vlan {}", t.vlan) } else { String::new() };
+            format!("{}{vlan} ({} answered, {} limited)", t.addr(), t.packets, t.limited)
+        })
+        .collect();
+    let more = rows.len().saturating_sub(SUMMARY_TESTERS);
+    format!(
+        "; testers: {}{}",
+        named.join(", "),
+        if more > 0 { format!(" and {more} more") } else { String::new() }
+    )
+}
+
 fn dwell_text(dwell: Option<&Dwell>) -> String {
     let us =
         |q| dwell.and_then(|d| d.quantile(q)).map_or("-".into(), |ns| format!("{:.1}", ns as f64 / 1000.0));
@@ -169,17 +191,32 @@ fn dwell_text(dwell: Option<&Dwell>) -> String {
     }
 }
 
+/// What the final summary reports besides the counters.
+#[derive(Debug, Clone, Default)]
+pub struct Closing<'a> {
+    /// The workers' dwell times, when measured.
+    pub dwell: Option<&'a Dwell>,
+    /// The process's CPU time (user, system).
+    pub cpu: Option<(Duration, Duration)>,
+    /// The testers, busiest first.
+    pub testers: &'a [crate::control::TesterRow],
+}
+
+/// Testers the summary names.
+const SUMMARY_TESTERS: usize = 20;
+
 /// The final summary from each worker's counters, what a kernel program rejected before the
-/// workers saw it, and the process's CPU time (user, system); rates are averages over the run.
+/// workers saw it, and `closing` (dwell times, the process's CPU time, the testers); rates are
+/// averages over the run.
 pub fn summary(
     format: StatsFormat,
     ctx: &Context,
     elapsed: Duration,
     workers: &[Counters],
     kernel: Option<&Counters>,
-    dwell: Option<&Dwell>,
-    cpu: Option<(Duration, Duration)>,
+    closing: &Closing<'_>,
 ) -> String {
+    let (dwell, cpu) = (closing.dwell, closing.cpu);
     let mut total = Counters::default();
     workers.iter().chain(kernel).for_each(|w| total.add(w));
     let totals = &total;
@@ -205,29 +242,32 @@ pub fn summary(
                 record["cpu_user_s"] = json!(user.as_secs_f64());
                 record["cpu_system_s"] = json!(system.as_secs_f64());
             }
+            record["testers"] = crate::report::testers_json(closing.testers, SUMMARY_TESTERS);
             record.to_string()
         }
         StatsFormat::Csv => csv_row("summary", elapsed, totals, &rates),
-        StatsFormat::Text => format!(
-            "summary after {:.1} s on {} ({}): received {} ({} bytes), reflected {} ({} bytes; {}), rejected {} ({}), tx errors {}, dropped by the kernel {}{}",
-            elapsed.as_secs_f64(),
-            ctx.interface,
-            ctx.backend,
-            totals.rx_packets,
-            totals.rx_bytes,
-            totals.reflected_packets,
-            totals.reflected_bytes,
-            nonzero(&Signature::ALL, &totals.by_signature, Signature::name),
-            totals.rejected_packets(),
-            nonzero(&Reject::ALL, &totals.rejected, Reject::name),
-            totals.tx_errors,
-            totals.rx_dropped,
-            match cpu {
-                Some((u, s)) =>
-                    format!(", cpu {:.2} s user + {:.2} s system", u.as_secs_f64(), s.as_secs_f64()),
-                None => String::new(),
-            }
-        ),
+        StatsFormat::Text => {
+            format!(
+                "summary after {:.1} s on {} ({}): received {} ({} bytes), reflected {} ({} bytes; {}), rejected {} ({}), tx errors {}, dropped by the kernel {}{}",
+                elapsed.as_secs_f64(),
+                ctx.interface,
+                ctx.backend,
+                totals.rx_packets,
+                totals.rx_bytes,
+                totals.reflected_packets,
+                totals.reflected_bytes,
+                nonzero(&Signature::ALL, &totals.by_signature, Signature::name),
+                totals.rejected_packets(),
+                nonzero(&Reject::ALL, &totals.rejected, Reject::name),
+                totals.tx_errors,
+                totals.rx_dropped,
+                match cpu {
+                    Some((u, s)) =>
+                        format!(", cpu {:.2} s user + {:.2} s system", u.as_secs_f64(), s.as_secs_f64()),
+                    None => String::new(),
+                }
+            ) + &testers_text(closing.testers)
+        }
     }
 }
 
@@ -266,8 +306,39 @@ mod tests {
         let csv = interval_line(StatsFormat::Csv, &ctx, Duration::from_secs(2), &c, &r, None);
         assert_eq!(csv.split(',').count(), CSV_HEADER.split(',').count());
         assert_eq!(csv, "stats,2.000,10,1000,8,800,2,0,5,4,0.003");
-        let text = summary(StatsFormat::Text, &ctx, Duration::from_secs(2), &[c], None, None, None);
+        let text = summary(StatsFormat::Text, &ctx, Duration::from_secs(2), &[c], None, &Closing::default());
         assert!(text.contains("reflected 8 (800 bytes; probeot 8), rejected 2 (oui 2)"), "{text}");
+        assert!(text.ends_with("; no testers"), "{text}");
+        let tester = reflector_core::testers::Tester {
+            ip: std::net::Ipv4Addr::new(192, 0, 2, 10).to_ipv6_mapped().octets(),
+            vlan: 100,
+            packets: 8,
+            limited: 1,
+            first_seen_ns: 1_000_000_000,
+            last_seen_ns: 2_000_000_000,
+            ..Default::default()
+        };
+        let rows = [crate::control::TesterRow { tester, pps: 4.4, active: false }];
+        let closing = Closing { testers: &rows, ..Closing::default() };
+        let text = summary(StatsFormat::Text, &ctx, Duration::from_secs(2), &[c], None, &closing);
+        assert!(text.ends_with("; testers: 192.0.2.10 vlan 100 (8 answered, 1 limited)"), "{text}");
+        let j: Value = serde_json::from_str(&summary(
+            StatsFormat::Json,
+            &ctx,
+            Duration::from_secs(2),
+            &[c],
+            None,
+            &closing,
+        ))
+        .unwrap();
+        assert_eq!(
+            j["testers"],
+            serde_json::json!({"active": 0, "known": 1, "testers": [{
+                "ip": "192.0.2.10", "vlan": 100, "mac": "00:00:00:00:00:00", "families": [],
+                "packets": 8, "bytes": 0, "limited": 1, "pps": 4.0,
+                "first_seen": 1.0, "last_seen": 2.0, "active": false
+            }]})
+        );
         let mut kernel = Counters { rx_packets: 3, ..Counters::default() };
         kernel.rejected[Reject::Oui as usize] = 3;
         let j: Value = serde_json::from_str(&summary(
@@ -276,12 +347,15 @@ mod tests {
             Duration::from_secs(2),
             &[c, c],
             Some(&kernel),
-            Some(&{
-                let mut d = Dwell::default();
-                d.record(3000, 4);
-                d
-            }),
-            Some((Duration::from_millis(1500), Duration::ZERO)),
+            &Closing {
+                dwell: Some(&{
+                    let mut d = Dwell::default();
+                    d.record(3000, 4);
+                    d
+                }),
+                cpu: Some((Duration::from_millis(1500), Duration::ZERO)),
+                testers: &[],
+            },
         ))
         .unwrap();
         assert_eq!(j["cpu_user_s"], 1.5);

@@ -31,7 +31,12 @@ pub struct View {
     pub workers: Vec<(String, Counters)>,
     /// Seconds running.
     pub uptime_s: f64,
+    /// The busiest testers.
+    pub testers: Vec<crate::control::TesterRow>,
 }
+
+/// Testers the screen lists.
+const SCREEN_TESTERS: usize = 5;
 
 impl View {
     /// The current view of `ctl`.
@@ -48,6 +53,7 @@ impl View {
             rates: Some(*ctl.rates.lock().expect("rates lock")),
             workers: ctl.worker_rows(),
             uptime_s: ctl.started.elapsed().as_secs_f64(),
+            testers: ctl.testers().into_iter().take(SCREEN_TESTERS).collect(),
         }
     }
 }
@@ -68,9 +74,10 @@ fn num(n: u64) -> String {
 pub fn draw(frame: &mut Frame<'_>, view: &View) {
     let c = &view.totals;
     let rates = view.rates.unwrap_or(Rates { rx_pps: 0.0, rx_mbps: 0.0, pps: 0.0, mbps: 0.0 });
-    let [head, top, bottom, foot] = Layout::vertical([
+    let [head, top, testers, bottom, foot] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(9),
+        Constraint::Length(SCREEN_TESTERS as u16 + 3),
         Constraint::Min(6),
         Constraint::Length(1),
     ])
@@ -114,6 +121,37 @@ pub fn draw(frame: &mut Frame<'_>, view: &View) {
         Table::new(sig_rows, [Constraint::Min(10), Constraint::Length(14)])
             .block(Block::default().borders(Borders::ALL).title(" by signature ")),
         sigs,
+    );
+    let tester_rows = view.testers.iter().map(|r| {
+        let t = &r.tester;
+        let who = if t.vlan != 0 { format!("{} (VLAN {})", t.addr(), t.vlan) } else { t.addr().to_string() };
+        Row::new(vec![
+            who,
+            t.mac.to_string(),
+            num(r.pps.round() as u64),
+            num(t.packets),
+            num(t.limited),
+            if r.active { "testing".to_string() } else { "gone".to_string() },
+        ])
+    });
+    frame.render_widget(
+        Table::new(
+            tester_rows,
+            [
+                Constraint::Min(18),
+                Constraint::Length(17),
+                Constraint::Length(12),
+                Constraint::Length(14),
+                Constraint::Length(12),
+                Constraint::Length(8),
+            ],
+        )
+        .header(
+            Row::new(vec!["tester", "MAC", "packets/s", "answered", "limited", ""])
+                .style(Style::default().add_modifier(Modifier::BOLD)),
+        )
+        .block(Block::default().borders(Borders::ALL).title(" testing now ")),
+        testers,
     );
     let [reasons, workers] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(bottom);
@@ -199,8 +237,19 @@ mod tests {
             rates: Some(Rates { rx_pps: 1000.0, rx_mbps: 1.0, pps: 987.0, mbps: 0.95 }),
             workers: vec![("cpu 0".into(), totals), ("cpu 1".into(), Counters::default())],
             uptime_s: 12.0,
+            testers: vec![crate::control::TesterRow {
+                tester: reflector_core::testers::Tester {
+                    ip: std::net::Ipv4Addr::new(192, 0, 2, 10).to_ipv6_mapped().octets(),
+                    vlan: 100,
+                    packets: 4321,
+                    limited: 17,
+                    ..Default::default()
+                },
+                pps: 1000.4,
+                active: true,
+            }],
         };
-        let mut terminal = Terminal::new(TestBackend::new(100, 24)).unwrap();
+        let mut terminal = Terminal::new(TestBackend::new(100, 32)).unwrap();
         terminal.draw(|f| draw(f, &view)).unwrap();
         let screen: String = terminal
             .backend()
@@ -218,6 +267,10 @@ mod tests {
             "oui",
             "34",
             "cpu 1",
+            "testing now",
+            "192.0.2.10 (VLAN 100)",
+            "4,321",
+            "1,000",
             "q quits",
         ] {
             assert!(screen.contains(want), "'{want}' not on screen:\n{screen}");

@@ -283,35 +283,6 @@ fn non_loopback_needs_a_token_and_a_wrong_one_is_refused() {
     drop(reflector.signal_and_wait("TERM"));
 }
 
-/// The dashboard page as headless Chromium renders it, after its script has run.
-fn render(pair: &NetnsPair, url: &str, extra: &[&str]) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let profile_arg = format!("--user-data-dir={}", profile.path().display());
-    let mut args = vec![
-        "30",
-        "ip",
-        "netns",
-        "exec",
-        &pair.reflector_ns,
-        "chromium",
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        &profile_arg,
-        "--virtual-time-budget=3000",
-    ];
-    args.extend_from_slice(extra);
-    args.push(url);
-    let out = Command::new("timeout").args(&args).output().expect("chromium runs");
-    assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn shown(dom: &str, id: &str) -> String {
     let start = format!("id=\"{id}\">");
     let at = dom.find(&start).unwrap_or_else(|| panic!("no #{id} in the page")) + start.len();
@@ -331,7 +302,7 @@ fn the_dashboard_in_a_real_browser_follows_the_traffic() {
     let url = format!("http://{addr}/");
     let reflector = pair.start_reflector_on(Some("af-xdp"), &["--http", addr, "--stats-interval", "0.2"]);
     std::thread::sleep(Duration::from_millis(300));
-    let before = render(&pair, &url, &["--dump-dom"]);
+    let before = common::render_page(&pair, &url, &["--dump-dom"]);
     assert!(
         shown(&before, "facts").starts_with("af-xdp on va (02:00:00:00:00:01)"),
         "{}",
@@ -345,14 +316,14 @@ fn the_dashboard_in_a_real_browser_follows_the_traffic() {
     }
     assert_eq!(receive_reflections(&tester, 120, Duration::from_secs(2)).len(), 120);
     std::thread::sleep(Duration::from_millis(300));
-    let after = render(&pair, &url, &["--dump-dom"]);
+    let after = common::render_page(&pair, &url, &["--dump-dom"]);
     assert_eq!(shown(&after, "reflected_packets"), "120", "the page shows the new count");
     assert!(after.contains(">probeot<"), "per-signature table");
 
     // A screenshot for people to look at.
     let png = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let arg = format!("--screenshot={}", png.display());
-    render(&pair, &url, &["--window-size=1280,900", &arg]);
+    common::render_page(&pair, &url, &["--window-size=1280,900", &arg]);
     let bytes = std::fs::read(&png).expect("a screenshot was written");
     assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000, "{} bytes", bytes.len());
     eprintln!("dashboard screenshot: {}", png.display());
@@ -633,7 +604,7 @@ fn the_dashboard_page_loads_without_the_token_and_the_browser_uses_it() {
     // The page itself: no token needed; the data: the token needed.
     assert_eq!(request(&pair, "GET", addr, "/", None).0, 200);
     assert_eq!(request(&pair, "GET", addr, "/api/v1/status", None).0, 401);
-    let dom = render(&pair, &format!("http://{addr}/#token=t0ken"), &["--dump-dom"]);
+    let dom = common::render_page(&pair, &format!("http://{addr}/#token=t0ken"), &["--dump-dom"]);
     assert!(
         shown(&dom, "facts").starts_with("af-packet on va (02:00:00:00:00:01)"),
         "{}",

@@ -6,83 +6,12 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{NetnsPair, summary};
-use reflector_core::build::IpAddrs;
-use reflector_sys::packet_socket::PacketSocket;
-use reflector_testkit::{Frame, LOCAL_MAC, LOCAL_V4};
+use common::{NetnsPair, offer, summary};
+use reflector_testkit::Frame;
 
 const BACKENDS: [&str; 3] = ["af-packet", "af-xdp", "xdp-tx"];
-
-/// An ITO probe from IPv4 address `src` (the tester's MAC).
-fn probe_from(src: [u8; 4]) -> Vec<u8> {
-    Frame { ip: IpAddrs::V4 { src, dst: LOCAL_V4 }, ..Frame::ito_v4() }.bytes()
-}
-
-/// What an offer sent and got back, per source address.
-struct Offered {
-    sent: HashMap<[u8; 4], usize>,
-    received: HashMap<[u8; 4], usize>,
-}
-
-/// Sends from the tester's side, for `secs` seconds, each source's probe at its rate (paced
-/// every millisecond), while counting the reflections that come back by the address they go
-/// to; `during` runs once half the time has passed.
-fn offer(pair: &NetnsPair, sources: &[([u8; 4], u32)], secs: f64, during: impl FnOnce()) -> Offered {
-    let (sender, receiver) = (pair.tester(), pair.tester());
-    let done = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        let counting = s.spawn(|| count_reflections(&receiver, &done));
-        let start = Instant::now();
-        let mut sent: HashMap<[u8; 4], usize> = HashMap::new();
-        let frames: Vec<Vec<u8>> = sources.iter().map(|(src, _)| probe_from(*src)).collect();
-        let mut during = Some(during);
-        loop {
-            let elapsed = start.elapsed().as_secs_f64();
-            if elapsed >= secs {
-                break;
-            }
-            if elapsed >= secs / 2.0
-                && let Some(f) = during.take()
-            {
-                f();
-            }
-            for ((src, pps), frame) in sources.iter().zip(&frames) {
-                let due = (elapsed * *pps as f64) as usize;
-                let n = sent.entry(*src).or_default();
-                while *n < due {
-                    sender.send(frame).unwrap();
-                    *n += 1;
-                }
-            }
-            std::thread::sleep(Duration::from_micros(500));
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        done.store(true, Ordering::Relaxed);
-        let received = counting.join().unwrap();
-        Offered { sent, received }
-    })
-}
-
-/// Reflections (from the reflector's MAC) by their IPv4 destination, until `done`.
-fn count_reflections(socket: &PacketSocket, done: &AtomicBool) -> HashMap<[u8; 4], usize> {
-    let mut got: HashMap<[u8; 4], usize> = HashMap::new();
-    let mut buf = vec![0u8; 2048];
-    while !done.load(Ordering::Relaxed) {
-        if let Some(n) = socket.recv(&mut buf, Instant::now() + Duration::from_millis(50)).unwrap()
-            && n >= 42
-            && buf[6..12] == LOCAL_MAC.0
-            && buf[12..14] == [0x08, 0x00]
-            && buf[23] == 17
-        {
-            *got.entry(buf[30..34].try_into().unwrap()).or_default() += 1;
-        }
-    }
-    got
-}
 
 /// A pair for `backend`, with an XDP program on the tester's end for xdp-tx (held by the
 /// returned value).
@@ -185,7 +114,7 @@ fn sources_the_lists_keep_out_get_nothing_and_are_counted() {
         let tester = pair.tester();
         let v6 = Frame::ito_v6().bytes();
         let (denied, not_allowed, allowed) =
-            (probe_from(FLOODER), probe_from(TESTER), probe_from([192, 0, 2, 5]));
+            (common::probe_from(FLOODER), common::probe_from(TESTER), common::probe_from([192, 0, 2, 5]));
         for _ in 0..50 {
             for f in [&denied, &not_allowed, &allowed, &v6] {
                 tester.send(f).unwrap();

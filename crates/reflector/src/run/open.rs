@@ -21,6 +21,8 @@ pub struct KernelProgram {
     pub counters: crate::control::KernelCounters,
     /// Replaces it with the program for a new filter.
     pub update: KernelUpdate,
+    /// The testers table it keeps.
+    pub testers: crate::control::KernelTesters,
 }
 
 impl std::fmt::Debug for KernelProgram {
@@ -202,7 +204,7 @@ fn open_af_xdp(
 #[cfg(target_os = "linux")]
 fn kernel_program(attachment: reflector_io::xdp::Attachment, tx_errors_of: Option<String>) -> KernelProgram {
     let attachment = Arc::new(attachment);
-    let (counted, updated) = (attachment.clone(), attachment);
+    let (counted, updated, listed) = (attachment.clone(), attachment.clone(), attachment);
     // Reflections the driver failed to send after XDP_TX (a veth whose peer runs no XDP
     // program drops them all): moved from reflected to TX errors, on the CPU that reflected
     // most (the driver does not say which; their bytes stay counted as reflected).
@@ -223,7 +225,8 @@ fn kernel_program(attachment: reflector_io::xdp::Attachment, tx_errors_of: Optio
     let update = Box::new(move |f: &Filter| -> anyhow::Result<()> {
         updated.update(f).map(|_replaced| ()).map_err(Into::into)
     });
-    KernelProgram { counters, update }
+    let testers: crate::control::KernelTesters = Arc::new(move || listed.gate().testers().ok());
+    KernelProgram { counters, update, testers }
 }
 
 /// Attaches the reflecting XDP program: test packets are turned around in the driver.

@@ -140,6 +140,9 @@ fn start<B: Backend>(
         run.kernel.as_ref().map(|k| k.counters.clone()),
     );
     control.dwell = runtime.workers.iter().filter_map(|w| w.dwell.clone()).collect();
+    control.worker_testers = runtime.workers.iter().map(|w| w.testers.clone()).collect();
+    control.kernel_testers = run.kernel.as_ref().map(|k| k.testers.clone());
+    control.limiter = Some(runtime.limiter.clone());
     control.set_settings(args.to_json());
     let ctl = Arc::new(control);
     let http_thread = match http {
@@ -284,14 +287,14 @@ pub(super) fn serve<B: Backend>(run: Run<'_>, filter: Arc<Filter>, backends: Vec
     }
     let cpu = reflector_sys::process::process_cpu_time().ok();
     let kernel = ctl.kernel_counters();
+    let (dwell, testers) = (ctl.dwell(), ctl.testers());
     crate::output::line(stats::summary(
         output.format.get(),
         &ctx,
         elapsed,
         &workers,
         (kernel != Counters::default()).then_some(&kernel),
-        ctl.dwell().as_ref(),
-        cpu,
+        &stats::Closing { dwell: dwell.as_ref(), cpu, testers: &testers },
     ))?;
     link_error.map_or(Ok(()), Err)
 }

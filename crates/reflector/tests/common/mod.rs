@@ -2,8 +2,10 @@
 //! `timeout`, and a tester socket inside the other namespace.
 #![allow(dead_code)] // each test binary uses its own subset
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
@@ -368,4 +370,120 @@ pub fn child_of(pid: u32) -> u32 {
         assert!(Instant::now() < deadline, "no child process");
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// An ITO probe from IPv4 address `src` (the tester's MAC) to the reflector's address.
+pub fn probe_from(src: [u8; 4]) -> Vec<u8> {
+    use reflector_core::build::IpAddrs;
+    reflector_testkit::Frame {
+        ip: IpAddrs::V4 { src, dst: reflector_testkit::LOCAL_V4 },
+        ..reflector_testkit::Frame::ito_v4()
+    }
+    .bytes()
+}
+
+/// What an offer sent and got back, per source address.
+pub struct Offered {
+    pub sent: HashMap<[u8; 4], usize>,
+    pub received: HashMap<[u8; 4], usize>,
+}
+
+/// Sends from the tester's side, for `secs` seconds, each source's probe at its rate (paced
+/// every millisecond), while counting the reflections that come back by the address they go
+/// to; `during` runs once half the time has passed.
+pub fn offer(pair: &NetnsPair, sources: &[([u8; 4], u32)], secs: f64, during: impl FnOnce()) -> Offered {
+    let (sender, receiver) = (pair.tester(), pair.tester());
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let counting = s.spawn(|| count_reflections(&receiver, &done));
+        let start = Instant::now();
+        let mut sent: HashMap<[u8; 4], usize> = HashMap::new();
+        let frames: Vec<Vec<u8>> = sources.iter().map(|(src, _)| probe_from(*src)).collect();
+        let mut during = Some(during);
+        loop {
+            let elapsed = start.elapsed().as_secs_f64();
+            if elapsed >= secs {
+                break;
+            }
+            if elapsed >= secs / 2.0
+                && let Some(f) = during.take()
+            {
+                f();
+            }
+            for ((src, pps), frame) in sources.iter().zip(&frames) {
+                let due = (elapsed * *pps as f64) as usize;
+                let n = sent.entry(*src).or_default();
+                while *n < due {
+                    sender.send(frame).unwrap();
+                    *n += 1;
+                }
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        done.store(true, Ordering::Relaxed);
+        let received = counting.join().unwrap();
+        Offered { sent, received }
+    })
+}
+
+/// Reflections (from the reflector's MAC) by their IPv4 destination, until `done`.
+fn count_reflections(socket: &PacketSocket, done: &AtomicBool) -> HashMap<[u8; 4], usize> {
+    let mut got: HashMap<[u8; 4], usize> = HashMap::new();
+    let mut buf = vec![0u8; 2048];
+    while !done.load(Ordering::Relaxed) {
+        if let Some(n) = socket.recv(&mut buf, Instant::now() + Duration::from_millis(50)).unwrap()
+            && n >= 42
+            && buf[6..12] == LOCAL_MAC.0
+            && buf[12..14] == [0x08, 0x00]
+            && buf[23] == 17
+        {
+            *got.entry(buf[30..34].try_into().unwrap()).or_default() += 1;
+        }
+    }
+    got
+}
+
+/// `GET path` from the HTTP server at `addr` in the reflector's namespace: the status and the
+/// body.
+pub fn http_get(pair: &NetnsPair, addr: &str, path: &str) -> (u16, String) {
+    NetnsPair::in_ns(&pair.reflector_ns, || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+        (status, body)
+    })
+}
+
+/// The dashboard page as headless Chromium renders it, after its script has run.
+pub fn render_page(pair: &NetnsPair, url: &str, extra: &[&str]) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let profile_arg = format!("--user-data-dir={}", profile.path().display());
+    let mut args = vec![
+        "30",
+        "ip",
+        "netns",
+        "exec",
+        &pair.reflector_ns,
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        &profile_arg,
+        "--virtual-time-budget=3000",
+    ];
+    args.extend_from_slice(extra);
+    args.push(url);
+    let out = Command::new("timeout").args(&args).output().expect("chromium runs");
+    assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
