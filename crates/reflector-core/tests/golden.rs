@@ -147,17 +147,24 @@ fn every_reject_case_is_rejected_for_its_reason_and_left_unmodified() {
 /// two frames at the same time from one source, with one packet a second allowed.
 fn rate_limited_is_given_by_the_buckets_and_leaves_the_frame_alone() {
     use reflector_core::limit::{Limiter, Rate};
+    use reflector_core::stamp::{ErrorEstimate, Sessions};
     let filter = reflector_testkit::filter_with(|c| c.source_limit = Rate::new(1, 1));
     let limiter = Limiter::new(8);
+    let mut sessions = Sessions::<4>::default();
+    let mut clock = || testing::FIXED_TIME;
     let frame = reflector_testkit::Frame::ito_v4().bytes();
     let mut verdicts = Vec::new();
     for _ in 0..2 {
         let mut bytes = frame.clone();
-        testing::with_stamping(|state| {
-            state.received = Some(testing::FIXED_TIME);
-            state.limiter = Some(&limiter);
-            verdicts.push(filter.process(&mut bytes, state).map(|_| ()));
-        });
+        let mut state = reflector_core::PathState {
+            received: Some(testing::FIXED_TIME),
+            clock: &mut clock,
+            error: ErrorEstimate::UNKNOWN,
+            sessions: &mut sessions,
+            limiter: Some(&limiter),
+            testers: None,
+        };
+        verdicts.push(filter.process(&mut bytes, &mut state).map(|_| ()));
         if verdicts.last() == Some(&Err(Reject::RateLimited)) {
             assert_eq!(bytes, frame, "a rejected frame is never modified");
         }
