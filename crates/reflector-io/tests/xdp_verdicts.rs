@@ -146,8 +146,11 @@ fn the_reflecting_program_turns_frames_around_byte_for_byte_as_the_core_does() {
             let maps = reflector_io::xdp::StampMaps::create().unwrap();
             maps.refresh_clock().unwrap();
             let on_hit = OnHit::Reflect { stamp: Some(maps.fds()) };
-            let insns =
-                program(&filter, on_hit, Some(counters.as_raw_fd()), None).expect("program assembles");
+            // The lists of the corpus filters that have them, in the maps (as a run has them).
+            let gate = reflector_io::xdp::GateMaps::create().unwrap();
+            gate.sync(&filter).unwrap();
+            let insns = program(&filter.without_gate(), on_hit, Some(counters.as_raw_fd()), Some(gate.fds()))
+                .expect("program assembles");
             // The core's side: its own session table, fed the same frames in the same order.
             let mut sessions: Box<reflector_core::stamp::Sessions> = Box::default();
             let mut want = reflector_core::Counters::default();

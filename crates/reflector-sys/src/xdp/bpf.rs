@@ -484,6 +484,13 @@ pub struct TestRun {
 
 /// Runs `prog` once over `frame` (`BPF_PROG_TEST_RUN`): its action and the frame it left.
 pub fn prog_test_run(prog: &OwnedFd, frame: &[u8]) -> SysResult<TestRun> {
+    prog_test_run_repeat(prog, frame, 1).map(|(run, _)| run)
+}
+
+/// Runs `prog` over `frame` `repeat` times in the kernel (`BPF_PROG_TEST_RUN`): the last run's
+/// action and frame, and the kernel's mean time per run in nanoseconds. (For XDP the frame is
+/// not copied again between runs: a program that changes it meets its own change.)
+pub fn prog_test_run_repeat(prog: &OwnedFd, frame: &[u8], repeat: u32) -> SysResult<(TestRun, u32)> {
     #[repr(C)]
     struct Attr {
         prog_fd: u32,
@@ -503,7 +510,7 @@ pub fn prog_test_run(prog: &OwnedFd, frame: &[u8]) -> SysResult<TestRun> {
         data_size_out: out.len() as u32,
         data_in: frame.as_ptr() as u64,
         data_out: out.as_mut_ptr() as u64,
-        repeat: 1,
+        repeat,
         duration: 0,
     };
     // SAFETY: `attr` is a live BPF_PROG_TEST_RUN attribute; the buffers outlive the call, and
@@ -512,7 +519,7 @@ pub fn prog_test_run(prog: &OwnedFd, frame: &[u8]) -> SysResult<TestRun> {
         return Err(SysError::last("bpf(BPF_PROG_TEST_RUN)"));
     }
     out.truncate((attr.data_size_out as usize).min(out.len()));
-    Ok(TestRun { action: attr.retval, frame: out })
+    Ok((TestRun { action: attr.retval, frame: out }, attr.duration))
 }
 
 /// Attaches `prog` to interface `ifindex` through a bpf_link (`BPF_LINK_CREATE`), which the
