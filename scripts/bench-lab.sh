@@ -11,7 +11,9 @@
 #    xdp-tx at the single-core maximum; the same for STAMP requests answered on xdp-tx
 #    (44-byte base packets) against ITO reflection; and xdp-tx and af-xdp with allow and deny
 #    lists and rate limits configured (limits above the offered rate, so every packet meets
-#    both and is answered) against the same without.
+#    both and is answered) against the same without;
+#  - what the lists, the limits and the testers table cost the XDP program itself, without a
+#    network: BPF_PROG_TEST_RUN repeated a million times over one probe (xdp_gate_cost).
 # Usage (root): scripts/bench-lab.sh [SECONDS]     (default 5)
 # Needs trafgen (Debian: netsniff-ng), installed here when missing.
 set -euo pipefail
@@ -20,7 +22,7 @@ secs="${1:-5}"
 [ "$(id -u)" = 0 ] || { echo "bench-lab: needs root (network namespaces)" >&2; exit 2; }
 command -v trafgen >/dev/null || { apt-get update -q && apt-get install -y -q netsniff-ng; } >/dev/null
 cargo build --release -q -p reflector
-cargo build --release -q -p reflector-io --example xdp_reference
+cargo build --release -q -p reflector-io --example xdp_reference --example xdp_gate_cost
 bin="$PWD/target/release/reflector"
 ref="$PWD/target/release/examples/xdp_reference"
 
@@ -229,4 +231,5 @@ for label in ("xdp-tx", "af-xdp"):
 for label, o, t, _ in rows[8:]:
     print(f"{label} at the single-core maximum: offered {int(o) / secs:.0f} pps, reflected {int(t) / secs:.0f} pps ({int(t) / max(int(o), 1):.3f})")
 PY
-
+echo "the XDP program's own time per probe (BPF_PROG_TEST_RUN, a million runs, median of 5):"
+"$PWD/target/release/examples/xdp_gate_cost" 5 | sed 's/^/  /'

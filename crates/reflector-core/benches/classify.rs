@@ -20,6 +20,15 @@ use reflector_testkit::{Frame, TESTER_MAC, default_filter, ordinary_traffic};
 const BATCH: usize = 64;
 const SLOT: usize = 2048;
 
+/// A batch of `frame` in 2 KiB slots, as an AF_XDP UMEM holds frames.
+fn umem_of(frame: &[u8]) -> Vec<u8> {
+    let mut umem = vec![0u8; BATCH * SLOT];
+    for slot in umem.chunks_mut(SLOT) {
+        slot[..frame.len()].copy_from_slice(frame);
+    }
+    umem
+}
+
 fn tester_side() -> Filter {
     Filter::new(&FilterConfig { oui: None, port: 0, mode: Mode::MacIp, ..FilterConfig::new(TESTER_MAC) })
         .unwrap()
@@ -36,10 +45,7 @@ fn bench_hits(c: &mut Criterion) {
         ("ito_ipv4_vlan", Frame { vlans: vec![(0x8100, 100)], ..Frame::ito_v4() }.bytes()),
     ];
     for (name, frame) in frames {
-        let mut umem = vec![0u8; BATCH * SLOT];
-        for slot in umem.chunks_mut(SLOT) {
-            slot[..frame.len()].copy_from_slice(&frame);
-        }
+        let mut umem = umem_of(&frame);
         let len = frame.len();
         let mut pass = 0usize;
         with_stamping(|stamping| {
@@ -191,10 +197,7 @@ fn bench_gate(c: &mut Criterion) {
         });
         let back =
             gated(FilterConfig { oui: None, port: 0, mode: Mode::MacIp, ..FilterConfig::new(TESTER_MAC) });
-        let mut umem = vec![0u8; BATCH * SLOT];
-        for slot in umem.chunks_mut(SLOT) {
-            slot[..frame.len()].copy_from_slice(&frame);
-        }
+        let mut umem = umem_of(&frame);
         let len = frame.len();
         let mut pass = 0usize;
         let limiter = Limiter::default();

@@ -103,10 +103,7 @@ impl SizedMap {
     /// map's size).
     pub fn delete(&self, key: &[u8]) -> SysResult<()> {
         if key.len() != self.key_size {
-            return Err(SysError {
-                call: "bpf(BPF_MAP_DELETE_ELEM)",
-                err: std::io::Error::from_raw_os_error(libc::EINVAL),
-            });
+            return Err(wrong_size("bpf(BPF_MAP_DELETE_ELEM)"));
         }
         let mut attr = MapElemAttr {
             map_fd: self.fd.as_raw_fd() as u32,
@@ -151,10 +148,7 @@ impl SizedMap {
     /// The value at `key`, if there is one.
     pub fn lookup(&self, key: &[u8]) -> SysResult<Option<Vec<u8>>> {
         if key.len() != self.key_size {
-            return Err(SysError {
-                call: "bpf(BPF_MAP_LOOKUP_ELEM)",
-                err: std::io::Error::from_raw_os_error(libc::EINVAL),
-            });
+            return Err(wrong_size("bpf(BPF_MAP_LOOKUP_ELEM)"));
         }
         let mut value = vec![0u8; self.value_size];
         let mut attr = MapElemAttr {
@@ -182,10 +176,7 @@ impl SizedMap {
     /// Sets `map[key] = value`; EINVAL when either is not of the map's size.
     pub fn update(&self, key: &[u8], value: &[u8]) -> SysResult<()> {
         if key.len() != self.key_size || value.len() != self.value_size {
-            return Err(SysError {
-                call: "bpf(BPF_MAP_UPDATE_ELEM)",
-                err: std::io::Error::from_raw_os_error(libc::EINVAL),
-            });
+            return Err(wrong_size("bpf(BPF_MAP_UPDATE_ELEM)"));
         }
         let mut attr = MapElemAttr {
             map_fd: self.fd.as_raw_fd() as u32,
@@ -202,6 +193,11 @@ impl SizedMap {
         }
         Ok(())
     }
+}
+
+/// EINVAL from `call`: a key or value not of the map's size, refused before the kernel sees it.
+fn wrong_size(call: &'static str) -> SysError {
+    SysError { call, err: std::io::Error::from_raw_os_error(libc::EINVAL) }
 }
 
 fn map_create_keyed(
