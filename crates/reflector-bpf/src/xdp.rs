@@ -92,9 +92,10 @@ pub struct GateMaps {
     /// (the source address, IPv4 as `::ffff:a.b.c.d`; the outer VLAN ID as a native-endian
     /// `u16`; 2 zero bytes), [`TESTER_VALUE_LEN`]-byte values of native-endian fields: packets
     /// answered (`u64`), their bytes (`u64`), packets limited (`u64`), first and last seen
-    /// (`u64`, `bpf_ktime_get_ns`), the source MAC of the last packet (6 bytes, 2 zero), the
-    /// signatures seen (`u32`, bit `i` for `Signature::ALL[i]`), 4 zero bytes, the per-source
-    /// limit's bucket time (`u64`, `bpf_ktime_get_ns`).
+    /// (`u64`, CLOCK_MONOTONIC: `bpf_ktime_get_ns`, or its coarse reading when no limit is
+    /// set), the source MAC of the last packet (6 bytes, 2 zero), the signatures seen (`u32`,
+    /// bit `i` for `Signature::ALL[i]`), 4 zero bytes, the per-source limit's bucket time
+    /// (`u64`, `bpf_ktime_get_ns`).
     pub testers_fd: i32,
 }
 
@@ -123,6 +124,8 @@ pub const GATE_SOURCE_LIMIT: u32 = 4;
 pub const GATE_TOTAL_LIMIT: u32 = 8;
 /// `BPF_FUNC_ktime_get_ns`.
 const BPF_FUNC_KTIME_GET_NS: i32 = 5;
+/// `BPF_FUNC_ktime_get_coarse_ns`: CLOCK_MONOTONIC as of the last tick.
+const BPF_FUNC_KTIME_GET_COARSE_NS: i32 = 160;
 /// `BPF_NOEXIST`: a map update that only creates.
 const BPF_NOEXIST: i32 = 1;
 
@@ -1295,7 +1298,15 @@ fn gate(a: &mut Asm, maps: GateMaps, r: &dyn Fn(Reject) -> Label) {
     a.place(limits);
     let (have_row, total, answered, limited) = (a.label(), a.label(), a.label(), a.label());
     flag_clear(a, GATE_SOURCE_LIMIT | GATE_TOTAL_LIMIT | GATE_TESTERS, done);
+    // The time: exact for the buckets; without limits the coarse clock (the same clock, read
+    // from the last tick: 17 ns less a probe) is enough for when a tester was seen.
+    let (coarse, timed) = (a.label(), a.label());
+    flag_clear(a, GATE_SOURCE_LIMIT | GATE_TOTAL_LIMIT, coarse);
     a.call(BPF_FUNC_KTIME_GET_NS);
+    a.goto(timed);
+    a.place(coarse);
+    a.call(BPF_FUNC_KTIME_GET_COARSE_NS);
+    a.place(timed);
     a.store(Size::DW, R10, GATE_NOW_SLOT, R0);
     tester_key(a);
     let lookup_row = |a: &mut Asm| {
