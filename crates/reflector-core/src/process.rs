@@ -14,14 +14,14 @@ use crate::stamp::{Answer, ErrorEstimate, SequenceMode, SessionTable, Times, res
 use crate::testers::Testers;
 
 /// What [`Filter::process`] needs from the data path besides the frame: the times and the
-/// session table of STAMP answers, the buckets of the rate limits. A worker keeps one and sets
-/// [`PathState::received`] for each frame.
+/// session table of STAMP answers, the buckets of the rate limits, the testers table. A worker
+/// keeps one and sets [`PathState::received`] for each frame.
 pub struct PathState<'a> {
     /// When the data path received the frame (ns since the Unix epoch, UTC), if it knows.
     pub received: Option<u64>,
     /// Reads the clock (ns since the Unix epoch, UTC): the transmit time, and the receive time
     /// when [`PathState::received`] is `None`. Called only for STAMP requests and, with rate
-    /// limits, for test packets.
+    /// limits or a testers table, for test packets.
     pub clock: &'a mut dyn FnMut() -> u64,
     /// The clock's error estimate.
     pub error: ErrorEstimate,
@@ -42,6 +42,7 @@ impl core::fmt::Debug for PathState<'_> {
             .field("received", &self.received)
             .field("error", &self.error)
             .field("limiter", &self.limiter.is_some())
+            .field("testers", &self.testers.is_some())
             .finish()
     }
 }
@@ -98,12 +99,7 @@ impl Filter {
     ) -> Result<Hit, Reject> {
         if let Some(verdict) = ipv4_fast::<STAMP>(frame, self) {
             let hit = verdict?;
-            if self.gate {
-                self.gate(frame, hit, stamp)?;
-            }
-            if stamp.testers.is_some() {
-                record_tester(frame, hit, stamp, true);
-            }
+            self.admit(frame, hit, stamp)?;
             if STAMP && hit.is_stamp() {
                 // The same hit, written as the constant it is: the answer is compiled with its
                 // offsets known.
@@ -114,17 +110,26 @@ impl Filter {
         }
         let eth = ethernet(frame, self)?;
         let hit = ordered::<STAMP>(frame, self, &eth)?;
+        self.admit(frame, hit, stamp)?;
+        if STAMP && hit.is_stamp() {
+            return self.answer_ordered_stamp(frame, hit, stamp);
+        }
+        reflect_accepted(frame, &hit, self, self.mode);
+        Ok(hit)
+    }
+
+    /// A test packet's source meets the lists and limits (when the filter has any) and is
+    /// recorded as answered (when the data path keeps testers): two branches for a filter and a
+    /// path without either.
+    #[inline(always)]
+    fn admit(&self, frame: &[u8], hit: Hit, stamp: &mut PathState<'_>) -> Result<(), Reject> {
         if self.gate {
             self.gate(frame, hit, stamp)?;
         }
         if stamp.testers.is_some() {
             record_tester(frame, hit, stamp, true);
         }
-        if STAMP && hit.is_stamp() {
-            return self.answer_ordered_stamp(frame, hit, stamp);
-        }
-        reflect_accepted(frame, &hit, self, self.mode);
-        Ok(hit)
+        Ok(())
     }
 
     /// The allow and deny lists, then the rate limits, for the test packet `hit` was classified

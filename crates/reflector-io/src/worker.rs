@@ -118,9 +118,6 @@ pub struct SharedTesters {
     rows: std::sync::Mutex<Vec<Tester>>,
 }
 
-/// How often a worker publishes its testers.
-const TESTERS_EVERY: Duration = Duration::from_secs(1);
-
 impl SharedTesters {
     fn publish(&self, testers: &Testers) {
         let rows: Vec<Tester> = testers.active().copied().collect();
@@ -248,7 +245,6 @@ fn work<B: Backend>(
     let mut sessions: Box<Sessions> = Box::default();
     // Who is testing (kept by the XDP program instead where it applies the lists and limits).
     let mut testers: Box<Testers> = Box::default();
-    let mut testers_published = Instant::now();
     let mut clock = utc_now_ns;
     let mut clock_state = (Instant::now(), ClockState::read());
     let in_kernel = backend.gates_in_kernel();
@@ -303,12 +299,12 @@ fn work<B: Backend>(
             verdict.is_ok()
         })?;
         counters.stamp_sessions_evicted = sessions.evicted();
-        if testers_published.elapsed() >= TESTERS_EVERY {
-            testers_published = Instant::now();
-            shared_testers.publish(&testers);
-        }
+        // Once a second: the clock's state, and the testers for the control plane.
         if clock_state.0.elapsed() >= Duration::from_secs(1) {
             clock_state = (Instant::now(), ClockState::read());
+            if !in_kernel {
+                shared_testers.publish(&testers);
+            }
         }
         if batch.tx_error_packets > 0 {
             counters.record_tx_errors(batch.tx_error_packets, batch.tx_error_bytes);
