@@ -2,7 +2,8 @@
 //! `/metrics` (OpenMetrics text) and the dashboard page at `/`. It reads only the control
 //! plane's view, so it cannot stall a worker.
 //!
-//! hyper (HTTP/1.1) on a single-threaded tokio runtime in a thread of its own. Every connection
+//! hyper (HTTP/1.1), over TLS (rustls) when there is a certificate, on a single-threaded tokio
+//! runtime in a thread of its own. Every connection
 //! is a task of its own, so a slow or stuck client holds its connection and nothing else. What
 //! one client may cost is bounded before any request is looked at: the request line and
 //! headers ([`MAX_HEAD`]), the time to send them ([`HEADER_TIMEOUT`]), the time a connection
@@ -57,6 +58,10 @@ pub struct HttpConfig {
     pub token: Option<String>,
     /// Serve a non-loopback address without a token.
     pub insecure: bool,
+    /// HTTPS with this certificate (PEM, the server's first, then its chain) and key (PEM).
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key.
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl HttpConfig {
@@ -79,7 +84,64 @@ impl HttpConfig {
                 "--http-token must be printable ASCII without spaces or control characters".into(),
             ));
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(UsageError(
+                "--http-tls-cert and --http-tls-key go together: give both or neither".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether the server speaks HTTPS: with a certificate given, or, on a non-loopback address
+    /// with a token, with one generated at start (so the token never crosses the network in
+    /// clear).
+    fn tls_wanted(&self) -> bool {
+        self.tls_cert.is_some() || (!self.addr.ip().is_loopback() && self.token.is_some())
+    }
+
+    /// The TLS set-up: the given certificate and key, or a self-signed certificate for the bound
+    /// address and `localhost`, made now; with the certificate's SHA-256 fingerprint and whether
+    /// it was generated.
+    fn tls(&self) -> anyhow::Result<Option<(tokio_rustls::TlsAcceptor, String, bool)>> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        if !self.tls_wanted() {
+            return Ok(None);
+        }
+        let (certs, key, generated) = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                let certs: Vec<CertificateDer<'static>> =
+                    CertificateDer::pem_file_iter(cert).and_then(|i| i.collect::<Result<_, _>>()).map_err(
+                        |e| anyhow::anyhow!("cannot read the TLS certificate {}: {e}", cert.display()),
+                    )?;
+                if certs.is_empty() {
+                    anyhow::bail!("cannot read the TLS certificate {}: no certificate in it", cert.display());
+                }
+                let key = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| anyhow::anyhow!("cannot read the TLS key {}: {e}", key.display()))?;
+                (certs, key, false)
+            }
+            _ => {
+                let names = vec![self.addr.ip().to_string(), "localhost".to_string()];
+                let made = rcgen::generate_simple_self_signed(names)
+                    .map_err(|e| anyhow::anyhow!("cannot make a self-signed certificate: {e}"))?;
+                let key = PrivateKeyDer::try_from(made.key_pair.serialize_der())
+                    .map_err(|e| anyhow::anyhow!("cannot use the generated key: {e}"))?;
+                (vec![made.cert.der().clone()], key, true)
+            }
+        };
+        let fingerprint = ring::digest::digest(&ring::digest::SHA256, &certs[0])
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+                .map_err(|e| anyhow::anyhow!("cannot serve HTTPS with that certificate and key: {e}"))?;
+        Ok(Some((tokio_rustls::TlsAcceptor::from(Arc::new(config)), fingerprint, generated)))
     }
 }
 
@@ -478,11 +540,13 @@ fn allow(mut r: Response<Body>, methods: &'static str) -> Response<Body> {
 
 /// The HTTP side bound to its address, not serving yet: bound while the run still holds the
 /// privilege a port below 1024 needs, started once the control plane exists.
-#[derive(Debug)]
 pub struct Bound {
     config: HttpConfig,
     listener: std::net::TcpListener,
     runtime: tokio::runtime::Runtime,
+    /// The TLS side, when the server speaks HTTPS; the certificate's fingerprint, and whether it
+    /// was generated.
+    tls: Option<(tokio_rustls::TlsAcceptor, String, bool)>,
 }
 
 /// Binds `config.addr` (errors are returned before anything starts).
@@ -495,15 +559,36 @@ pub fn bind(config: HttpConfig) -> anyhow::Result<Bound> {
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the HTTP runtime: {e}"))?;
-    Ok(Bound { config, listener, runtime })
+    let tls = config.tls()?;
+    Ok(Bound { config, listener, runtime, tls })
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound").field("config", &self.config).field("served", &self.describe()).finish()
+    }
 }
 
 impl Bound {
+    /// Where it serves, for the start line: `http://ADDR`, or `https://ADDR` with the
+    /// certificate's SHA-256 fingerprint (and that it was generated, when it was).
+    pub fn describe(&self) -> String {
+        match &self.tls {
+            None => format!("http://{}", self.config.addr),
+            Some((_, fingerprint, generated)) => format!(
+                "https://{} (certificate SHA-256 {fingerprint}{})",
+                self.config.addr,
+                if *generated { ", self-signed, generated at start" } else { "" }
+            ),
+        }
+    }
+
     /// Serves from a thread of its own until `stop` is set.
     pub fn start(self, ctl: Arc<Control>, stop: Arc<AtomicBool>) -> anyhow::Result<JoinHandle<()>> {
-        let Bound { config, listener, runtime } = self;
+        let Bound { config, listener, runtime, tls } = self;
+        let tls = tls.map(|(acceptor, _, _)| acceptor);
         Ok(std::thread::Builder::new().name("reflector-http".into()).spawn(move || {
-            runtime.block_on(serve(listener, Arc::new(config), ctl, stop));
+            runtime.block_on(serve(listener, Arc::new(config), ctl, stop, tls));
         })?)
     }
 }
@@ -514,6 +599,7 @@ async fn serve(
     config: Arc<HttpConfig>,
     ctl: Arc<Control>,
     stop: Arc<AtomicBool>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -535,10 +621,10 @@ async fn serve(
                 }
                 Ok((stream, _)) => {
                     let slot = Slot::take(&open);
-                    let (config, ctl) = (config.clone(), ctl.clone());
+                    let (config, ctl, tls) = (config.clone(), ctl.clone(), tls.clone());
                     tokio::spawn(async move {
                         let _slot = slot;
-                        connection(stream, config, ctl).await;
+                        connection(stream, config, ctl, tls).await;
                     });
                 }
                 // Out of file descriptors (EMFILE, ENFILE) or memory: the connection waits in
@@ -577,12 +663,34 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
 }
 
-/// Serves one connection with the bounds of the module's documentation.
-async fn connection(stream: tokio::net::TcpStream, config: Arc<HttpConfig>, ctl: Arc<Control>) {
+/// Serves one connection with the bounds of the module's documentation, over TLS when the
+/// server speaks HTTPS (the handshake within [`HEADER_TIMEOUT`]; a client that does not speak
+/// TLS, plain HTTP say, fails it and the connection is closed).
+async fn connection(
+    stream: tokio::net::TcpStream,
+    config: Arc<HttpConfig>,
+    ctl: Arc<Control>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let mut timed = tokio_io_timeout::TimeoutStream::new(stream);
     timed.set_read_timeout(Some(IDLE_TIMEOUT));
     timed.set_write_timeout(Some(IDLE_TIMEOUT));
-    let io = hyper_util::rt::TokioIo::new(Box::pin(timed));
+    let timed = Box::pin(timed);
+    match tls {
+        None => http(hyper_util::rt::TokioIo::new(timed), config, ctl).await,
+        Some(acceptor) => {
+            if let Ok(Ok(stream)) = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(timed)).await {
+                http(hyper_util::rt::TokioIo::new(stream), config, ctl).await;
+            }
+        }
+    }
+}
+
+/// HTTP/1.1 over `io` (a TCP stream, or TLS over one).
+async fn http<I>(io: I, config: Arc<HttpConfig>, ctl: Arc<Control>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let answer = handle(&req, &ctl, &config);
         async move { Ok::<_, Infallible>(answer) }
@@ -614,8 +722,18 @@ mod tests {
             addr: addr.parse().unwrap(),
             token: token.map(Into::into),
             insecure,
+            tls_cert: None,
+            tls_key: None,
         };
         assert!(c("127.0.0.1:9", None, false).check().is_ok());
+        let half = HttpConfig { tls_cert: Some("c.pem".into()), ..c("127.0.0.1:9", None, false) };
+        assert_eq!(
+            half.check().unwrap_err().0,
+            "--http-tls-cert and --http-tls-key go together: give both or neither"
+        );
+        assert!(!c("127.0.0.1:9", Some("t"), false).tls_wanted(), "loopback stays plain");
+        assert!(c("192.0.2.1:9", Some("t"), false).tls_wanted(), "a token elsewhere means HTTPS");
+        assert!(!c("192.0.2.1:9", None, true).tls_wanted(), "insecure stays plain");
         assert!(c("[::1]:9", None, false).check().is_ok());
         assert!(c("0.0.0.0:9", None, false).check().unwrap_err().0.contains("--http-token"));
         assert!(c("0.0.0.0:9", Some("t"), false).check().is_ok());

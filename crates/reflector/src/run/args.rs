@@ -62,6 +62,14 @@ crate::settings::settings! {
     /// Serve a non-loopback --http without a token (read-only then: counter reset is refused).
     #[arg(long)]
     http_insecure: bool => key "http.insecure": bool, reload Restart;
+    /// Serve --http as HTTPS with this certificate (PEM: the server's, then its chain). Without
+    /// it, a non-loopback --http with a token gets a self-signed certificate made at start (its
+    /// SHA-256 fingerprint on the start line).
+    #[arg(long, value_name = "FILE")]
+    http_tls_cert: Option<std::path::PathBuf> => key "http.tls_cert": String, reload Restart;
+    /// The private key (PEM) of --http-tls-cert.
+    #[arg(long, value_name = "FILE")]
+    http_tls_key: Option<std::path::PathBuf> => key "http.tls_key": String, reload Restart;
     /// Statistics format on stdout [default: text; the terminal UI when stdout is a terminal].
     #[arg(long, value_enum)]
     #[serde(serialize_with = "value_name_opt")]
@@ -166,7 +174,14 @@ pub fn check_config_file(path: &std::path::Path) -> anyhow::Result<()> {
 fn check_settings(args: &RunArgs) -> Result<(), UsageError> {
     args.filter.filter(reflector_core::MacAddr([0x02, 0, 0, 0, 0, 1]), &[])?;
     if let Some(addr) = args.http {
-        HttpConfig { addr, token: args.http_token.clone(), insecure: args.http_insecure }.check()?;
+        HttpConfig {
+            addr,
+            token: args.http_token.clone(),
+            insecure: args.http_insecure,
+            tls_cert: args.http_tls_cert.clone(),
+            tls_key: args.http_tls_key.clone(),
+        }
+        .check()?;
     }
     let backend = args.backend.resolve();
     let xdp_only = [(args.busy_poll, "--busy-poll"), (args.umem_size != 16, "--umem-size")];
@@ -543,7 +558,7 @@ hex = "0xdead"
                 );
             }
         }
-        assert_eq!(keyed, 30, "settings with a file key: every key of the example");
+        assert_eq!(keyed, 32, "settings with a file key: every key of the example");
 
         // Every setting away from its default (in two runs: --no-oui-filter excludes --oui),
         // written to a file as the API shows it, read back.
@@ -595,6 +610,10 @@ hex = "0xdead"
             "--http",
             "127.0.0.1:9",
             "--http-insecure",
+            "--http-tls-cert",
+            "/etc/reflector/cert.pem",
+            "--http-tls-key",
+            "/etc/reflector/key.pem",
             "--stats",
             "csv",
             "--stats-interval",

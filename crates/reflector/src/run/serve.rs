@@ -98,13 +98,16 @@ fn hold_test_ports(filter: &Filter) -> (Vec<UdpSocket>, String) {
     (held, notes.join("; "))
 }
 
+/// The HTTP server's thread, and where it serves (for the start line).
+type Served = (std::thread::JoinHandle<()>, String);
+
 /// The workers started on `backends` and the control plane's view of them, with the HTTP
 /// server when asked for.
 fn start<B: Backend>(
     run: &Run<'_>,
     cell: &Arc<FilterCell>,
     backends: Vec<B>,
-) -> anyhow::Result<(Runtime, Arc<Control>, Option<std::thread::JoinHandle<()>>)> {
+) -> anyhow::Result<(Runtime, Arc<Control>, Option<Served>)> {
     let args = run.args;
     let http = args
         .http
@@ -113,6 +116,8 @@ fn start<B: Backend>(
                 addr,
                 token: args.http_token.clone(),
                 insecure: args.http_insecure,
+                tls_cert: args.http_tls_cert.clone(),
+                tls_key: args.http_tls_key.clone(),
             })
         })
         .transpose()?;
@@ -146,9 +151,9 @@ fn start<B: Backend>(
     control.set_settings(args.to_json());
     let ctl = Arc::new(control);
     let http_thread = match http {
-        Some(h) => match h.start(ctl.clone(), run.signals.stop.clone()) {
-            Ok(t) => Some(t),
-            Err(e) => {
+        Some(h) => match (h.describe(), h.start(ctl.clone(), run.signals.stop.clone())) {
+            (described, Ok(t)) => Some((t, described)),
+            (_, Err(e)) => {
                 let _ = runtime.stop();
                 return Err(e);
             }
@@ -202,7 +207,7 @@ pub(super) fn who_note(filter: &Filter) -> String {
 }
 
 /// The start line on stderr: what runs where, with which rules.
-fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note: &str) {
+fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note: &str, http: Option<&str>) {
     let iface = run.iface;
     let oui = match filter.oui() {
         Some(o) if !filter.oui_families().is_empty() => {
@@ -232,11 +237,11 @@ fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note:
             run.info.details(),
         ),
     );
-    if let Some(addr) = run.args.http {
+    if let Some(served) = http {
         event(
             Priority::Info,
             format!(
-                "reflector: HTTP on http://{addr} (/api/v1/status, /api/v1/stats, /api/v1/workers, /api/v1/config, /metrics)"
+                "reflector: HTTP on {served} (/api/v1/status, /api/v1/stats, /api/v1/workers, /api/v1/config, /api/v1/testers, /metrics)"
             ),
         );
     }
@@ -248,7 +253,7 @@ pub(super) fn serve<B: Backend>(run: Run<'_>, filter: Arc<Filter>, backends: Vec
     let cell = FilterCell::new(filter.clone());
     let (runtime, ctl, http_thread) = start(&run, &cell, backends)?;
     let placements: Vec<String> = ctl.workers.iter().map(|(_, p)| p.clone()).collect();
-    start_line(&run, &filter, &placements, &quiet_note);
+    start_line(&run, &filter, &placements, &quiet_note, http_thread.as_ref().map(|(_, d)| d.as_str()));
     let ctx = Context { backend: run.info.backend.name(), interface: run.iface_name.to_string(), placements };
     let output = Output {
         format: Cell::new(run.args.stats.unwrap_or(StatsFormat::Text)),
@@ -279,7 +284,7 @@ pub(super) fn serve<B: Backend>(run: Run<'_>, filter: Arc<Filter>, backends: Vec
             return Err(gone.unwrap_or_else(|| anyhow::Error::new(e).context("a worker failed")));
         }
     };
-    if let Some(t) = http_thread {
+    if let Some((t, _)) = http_thread {
         let _ = t.join();
     }
     if let Some(e) = output.error.take() {
