@@ -30,6 +30,21 @@ fn runs_reflector(pid: u32) -> bool {
     std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == Path::new(BIN))
 }
 
+/// True once process `pid` blocks or catches signal `signo` (`/proc/PID/status`): from then on
+/// the signal is the reflector's to handle. Between `execve` and the first instruction of `main`
+/// (the dynamic loader, the Rust runtime) the kernel's default action applies, as for any program.
+fn handles(pid: u32, signo: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
+    let mask = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    (mask("SigBlk:") | mask("SigCgt:")) & (1 << (signo - 1)) != 0
+}
+
 /// Starts `reflector run va ARGS` in the reflector namespace without waiting for its start line;
 /// returns the child (`timeout`) and the reflector's pid once it runs the binary.
 fn spawn(pair: &NetnsPair, args: &[&str]) -> (std::process::Child, u32) {
@@ -59,8 +74,13 @@ fn sighup_during_start_up_is_taken_up_once_ready() {
         let config = dir.path().join("r.toml");
         write_atomically(&config, &format!("backend = \"{backend}\"\n[stats]\nformat = \"json\"\n"));
         let (mut child, pid) = spawn(&pair, &["--config", config.to_str().unwrap()]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !handles(pid, libc::SIGHUP as u32) {
+            assert!(Instant::now() < deadline, "{backend}: SIGHUP never blocked nor caught");
+            std::thread::yield_now();
+        }
         let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        // SIGHUP every half millisecond from the moment it runs until its start line is out.
+        // SIGHUP every half millisecond from the moment it takes the signal until its start line is out.
         let started = std::sync::atomic::AtomicBool::new(false);
         let sent = std::thread::scope(|s| {
             let sender = s.spawn(|| {
