@@ -15,9 +15,11 @@ command -v tmux >/dev/null || need+=(tmux)           # the terminal UI test
 command -v ethtool >/dev/null || need+=(ethtool)     # interface counters (af-xdp drops)
 command -v trafgen >/dev/null || need+=(netsniff-ng) # overload tests
 command -v systemd-analyze >/dev/null || need+=(systemd) # the service unit's checks
+command -v tshark >/dev/null || need+=(tshark)       # capture files read by Wireshark's tools
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
-        apt-get update -q && apt-get install -y -q --no-install-recommends "${need[@]}"
+        # Non-interactive: tshark's package asks whether non-root users may capture.
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
     else
         echo "test.sh: missing ${need[*]}; live tests will skip (run as root to install)" >&2
     fi

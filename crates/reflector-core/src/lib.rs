@@ -55,6 +55,12 @@ pub mod testing {
     pub use crate::classify::{classify_fast, classify_ordered};
     use crate::{Filter, FilterConfig, Hit, MacAddr, PathState, Reject, stamp};
 
+    /// A verdict as the data paths' own tests need one: reflect (as an RFC 2544 frame of
+    /// untagged IPv4 would be) or not (`not_udp`).
+    pub fn verdict(reflect: bool) -> Result<Hit, Reject> {
+        if reflect { Ok(Hit::fast(crate::Signature::Rfc2544 as u8)) } else { Err(Reject::NotUdp) }
+    }
+
     /// The clock of [`process`]: 2026-11-30 00:00:00 UTC, in ns.
     pub const FIXED_TIME: u64 = 1_796_083_200_000_000_000;
 

@@ -1,6 +1,9 @@
 //! The worker's per-batch loop over the in-memory backend: lend a batch, classify and reflect
 //! each frame in place, count it, queue the hits. Measures the runtime's own overhead on top
-//! of the core (compare with `reflector-core`'s `classify_reflect` benchmark in the same run).
+//! of the core (compare with `reflector-core`'s `classify_reflect` benchmark in the same run);
+//! and the same behind the capture tap, with no capture and with every reflection captured
+//! (to a file sink on /dev/null, so the writer thread's own cost is off the worker's core
+//! only as far as the machine has another).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -8,30 +11,31 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use reflector_core::Counters;
 use reflector_io::backend::Backend;
+use reflector_io::tap::{FileSink, Tap, Tapped, What};
 use reflector_io::testing::MemoryBackend;
 use reflector_testkit::{Frame, default_filter};
+use std::path::Path;
 
-fn worker_loop(c: &mut Criterion) {
-    const BATCH: usize = 64;
+const BATCH: usize = 64;
+
+/// One batch of `BATCH` probes through `backend` made by `make`, judged and counted.
+fn bench_batches<B: Backend>(
+    c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    make: impl Fn() -> B,
+) {
     let filter = default_filter();
-    let frame = Frame::ito_v4().bytes();
-    let mut group = c.benchmark_group("worker_loop");
-    group.throughput(Throughput::Elements(BATCH as u64));
     reflector_core::testing::with_stamping(|stamping| {
-        group.bench_function("memory_backend_64_probes", |b| {
+        c.bench_function(name, |b| {
             b.iter_batched_ref(
-                || MemoryBackend {
-                    rx: (0..BATCH).map(|_| frame.clone()).collect(),
-                    batch: BATCH,
-                    ..MemoryBackend::default()
-                },
+                &make,
                 |backend| {
                     let mut counters = Counters::default();
                     let batch = backend
                         .process(Duration::ZERO, |f, _| {
                             let v = filter.process(f, stamping);
                             counters.record(f.len(), &v);
-                            v.is_ok()
+                            v
                         })
                         .unwrap();
                     assert_eq!(batch.received, BATCH);
@@ -41,7 +45,27 @@ fn worker_loop(c: &mut Criterion) {
             )
         });
     });
+}
+
+fn worker_loop(c: &mut Criterion) {
+    let frame = Frame::ito_v4().bytes();
+    let memory = || MemoryBackend {
+        rx: (0..BATCH).map(|_| frame.clone()).collect(),
+        batch: BATCH,
+        ..MemoryBackend::default()
+    };
+    let mut group = c.benchmark_group("worker_loop");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    bench_batches(&mut group, "memory_backend_64_probes", memory);
+    let (idle, idle_thread) = Tap::start("bench").unwrap();
+    bench_batches(&mut group, "memory_backend_64_probes_tap_idle", || Tapped::new(memory(), idle.clone()));
+    let (tap, thread) = Tap::start("bench").unwrap();
+    tap.add(Box::new(FileSink::create(Path::new("/dev/null"), "bench", What::REFLECTED, None).unwrap()));
+    bench_batches(&mut group, "memory_backend_64_probes_capturing", || Tapped::new(memory(), tap.clone()));
     group.finish();
+    thread.stop();
+    idle_thread.stop();
+    eprintln!("capturing: {} frames captured, {} not (the writer was behind)", tap.captured(), tap.dropped());
 }
 
 criterion_group!(benches, worker_loop);

@@ -24,7 +24,7 @@ use reflector_sys::tpacket::{
     TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID, TP_STATUS_WRONG_FORMAT, TX_DATA_OFFSET,
 };
 
-use crate::backend::{Backend, BackendError, Batch, RxTime};
+use crate::backend::{Backend, BackendError, Batch, RxTime, Verdict};
 
 /// RX data starts at `tp_mac`, at most this far in for Ethernet (see `tpacket_rcv`).
 const RX_MAX_MAC_OFFSET: usize = 96;
@@ -210,7 +210,7 @@ impl Backend for AfPacket {
         Ok(())
     }
 
-    fn process<F: FnMut(&mut [u8], RxTime) -> bool>(
+    fn process<F: FnMut(&mut [u8], RxTime) -> Verdict>(
         &mut self,
         wait: Duration,
         mut handle: F,
@@ -256,7 +256,7 @@ fn wait_for_tx_slot(
 /// Moves up to [`BATCH`] frames from the RX ring through `handle` into the TX ring: each is
 /// copied into a TX slot (with a VLAN tag the kernel took off put back), reflected there in
 /// place, and queued when `handle` says so. Returns what happened and how many were queued.
-fn walk<F: FnMut(&mut [u8], RxTime) -> bool>(
+fn walk<F: FnMut(&mut [u8], RxTime) -> Verdict>(
     rx: &mut FrameRing,
     tx: &mut FrameRing,
     kick: &mut impl FnMut() -> Result<(), BackendError>,
@@ -310,7 +310,7 @@ fn walk<F: FnMut(&mut [u8], RxTime) -> bool>(
         // The kernel's receive timestamp (CLOCK_REALTIME, taken when the frame entered the
         // packet socket's receive path).
         let received = hdr.tp_sec as u64 * 1_000_000_000 + hdr.tp_nsec as u64;
-        if handle(&mut dst[..len], RxTime::Utc(received)) {
+        if handle(&mut dst[..len], RxTime::Utc(received)).is_ok() {
             tx_slot.set_len(len as u32);
             tx_slot.hand_over(TP_STATUS_SEND_REQUEST);
             queued += 1;
@@ -323,6 +323,7 @@ fn walk<F: FnMut(&mut [u8], RxTime) -> bool>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reflector_core::testing::verdict;
 
     #[test]
     fn ring_geometry() {
@@ -374,7 +375,7 @@ mod tests {
             seen.push(f.to_vec());
             times.push(received);
             f[0] ^= 0xff; // "reflect" in place
-            f[12] != 4 + 12
+            verdict(f[12] != 4 + 12)
         };
         let (batch, queued) = walk(&mut rx, &mut tx, &mut kick, &mut handle).unwrap();
         assert_eq!(
@@ -414,7 +415,8 @@ mod tests {
         for slot in 0..3 {
             assert!(krx.deliver(slot, &frame(slot as u8, 60), 66, Tpacket2Hdr::default()));
         }
-        let (batch, queued) = walk(&mut rx, &mut tx, &mut kick, &mut |_: &mut [u8], _: RxTime| true).unwrap();
+        let (batch, queued) =
+            walk(&mut rx, &mut tx, &mut kick, &mut |_: &mut [u8], _: RxTime| verdict(true)).unwrap();
         // Two TX slots: the third reflection waits TX_SLOT_WAIT, pushing the ring, then counts.
         assert_eq!(queued, 2);
         assert_eq!((batch.received, batch.tx_error_packets, batch.tx_error_bytes), (3, 1, 60));
@@ -423,7 +425,8 @@ mod tests {
         assert!(ktx.take_sent(0, true).is_some());
         assert!(ktx.take_sent(1, false).is_some());
         assert!(krx.deliver(3, &frame(9, 70), 66, Tpacket2Hdr::default()));
-        let (batch, queued) = walk(&mut rx, &mut tx, &mut kick, &mut |_: &mut [u8], _: RxTime| true).unwrap();
+        let (batch, queued) =
+            walk(&mut rx, &mut tx, &mut kick, &mut |_: &mut [u8], _: RxTime| verdict(true)).unwrap();
         assert_eq!(queued, 1);
         assert_eq!((batch.received, batch.tx_error_packets, batch.tx_error_bytes), (1, 1, 60), "the refusal");
         assert_eq!(ktx.take_sent(0, false), Some(frame(9, 70)));

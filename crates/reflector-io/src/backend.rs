@@ -31,6 +31,9 @@ pub enum RxTime {
     Tai(u64),
 }
 
+/// What the handler made of a frame: reflect it (the test packet it is), or not (why).
+pub type Verdict = Result<reflector_core::Hit, reflector_core::Reject>;
+
 /// A data path failure that ends the worker.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -43,8 +46,9 @@ pub struct BackendError(#[from] pub reflector_sys::error::SysError);
 pub trait Backend: Send + 'static {
     /// Receives a batch (waiting up to `wait` when nothing is there), calls `handle` on each
     /// frame with its receive time when the data path has one ([`RxTime`]), which may rewrite
-    /// it in place and returns whether to send it back, and queues those for transmission.
-    fn process<F: FnMut(&mut [u8], RxTime) -> bool>(
+    /// it in place and returns its [`Verdict`], and queues the frames to reflect for
+    /// transmission.
+    fn process<F: FnMut(&mut [u8], RxTime) -> Verdict>(
         &mut self,
         wait: Duration,
         handle: F,
@@ -70,7 +74,7 @@ pub trait Backend: Send + 'static {
 pub enum InKernel {}
 
 impl Backend for InKernel {
-    fn process<F: FnMut(&mut [u8], RxTime) -> bool>(
+    fn process<F: FnMut(&mut [u8], RxTime) -> Verdict>(
         &mut self,
         _: Duration,
         _: F,

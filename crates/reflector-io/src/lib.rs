@@ -11,7 +11,9 @@ pub mod bsdbpf;
 pub mod capture;
 #[cfg(target_os = "linux")]
 pub mod claim;
+pub mod pcapng;
 pub mod replay;
+pub mod tap;
 pub mod testing;
 pub mod worker;
 #[cfg(target_os = "linux")]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::backend::{Backend, BackendError, Batch, RxTime};
+use crate::backend::{Backend, BackendError, Batch, RxTime, Verdict};
 
 /// An in-process backend for tests and benchmarks: frames in from a queue, out into a list.
 #[derive(Debug, Default)]
@@ -16,7 +16,7 @@ pub struct MemoryBackend {
 }
 
 impl Backend for MemoryBackend {
-    fn process<F: FnMut(&mut [u8], RxTime) -> bool>(
+    fn process<F: FnMut(&mut [u8], RxTime) -> Verdict>(
         &mut self,
         wait: Duration,
         mut handle: F,
@@ -30,7 +30,7 @@ impl Backend for MemoryBackend {
         for _ in 0..self.batch.max(1) {
             let Some(mut frame) = self.rx.pop_front() else { break };
             batch.received += 1;
-            if handle(&mut frame, RxTime::Unknown) {
+            if handle(&mut frame, RxTime::Unknown).is_ok() {
                 sent.push(frame);
             }
         }

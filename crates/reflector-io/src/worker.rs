@@ -296,7 +296,7 @@ fn work<B: Backend>(
             };
             let verdict = filter.process(frame, &mut stamping);
             counters.record(frame.len(), &verdict);
-            verdict.is_ok()
+            verdict
         })?;
         counters.stamp_sessions_evicted = sessions.evicted();
         // Once a second: the clock's state, and the testers for the control plane.

@@ -46,6 +46,9 @@ struct TesterRates {
 
 /// Everything the control plane shows about a run.
 pub struct Control {
+    /// The workers' capture tap (none for a data path without workers).
+    #[cfg(unix)]
+    pub tap: Option<Arc<reflector_io::tap::Tap>>,
     /// When the run started.
     pub started: Instant,
     /// The data path in use, as opened.
@@ -111,6 +114,8 @@ impl Control {
             worker_testers: Vec::new(),
             kernel_testers: None,
             limiter: None,
+            #[cfg(unix)]
+            tap: None,
             tester_rates: Mutex::default(),
         }
     }

@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -157,10 +157,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-type Body = Full<Bytes>;
+/// A whole answer, or one streamed as it is made (`/api/v1/capture`).
+type Body = Either<Full<Bytes>, crate::capture::ChannelBody>;
 
 fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(Either::Left(Full::new(body.into())));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
@@ -328,6 +329,17 @@ pub fn metrics(ctl: &Control, format: MetricsFormat, testers: usize) -> String {
         "Test packets of sources that found no rate-limit bucket of their own and shared one.",
         &[(String::new(), overflowed)],
     );
+    let (captured, not_captured) = ctl.tap.as_ref().map_or((0, 0), |t| (t.captured(), t.dropped()));
+    counter(
+        "capture_frames",
+        "Frames copied to captures (--capture, /api/v1/capture).",
+        &[(String::new(), captured)],
+    );
+    counter(
+        "capture_dropped_frames",
+        "Frames a capture wanted but did not get (its writer or client was behind).",
+        &[(String::new(), not_captured)],
+    );
     let _ = writeln!(
         out,
         "# TYPE reflector_testers_active gauge\n# HELP reflector_testers_active Testers whose last packet came within the last 10 s.\nreflector_testers_active {}",
@@ -462,6 +474,7 @@ fn handle(req: &Request<Incoming>, ctl: &Control, config: &HttpConfig) -> Respon
         "/api/v1/workers" => Route::Workers,
         "/api/v1/config" => Route::Config,
         "/api/v1/testers" => Route::Testers,
+        "/api/v1/capture" => Route::Capture,
         "/api/v1/counters/reset" => Route::Reset,
         "/metrics" => Route::Metrics,
         _ => return error(StatusCode::NOT_FOUND, "not found"),
@@ -491,6 +504,7 @@ fn handle(req: &Request<Incoming>, ctl: &Control, config: &HttpConfig) -> Respon
             ),
             Err(why) => error(StatusCode::BAD_REQUEST, &why),
         },
+        Route::Capture => capture(req, ctl, &access),
         Route::Metrics => match query_number(req, "testers", MAX_TESTER_SERIES) {
             Ok(testers) => {
                 let accept = req.headers().get(header::ACCEPT).and_then(|a| a.to_str().ok());
@@ -500,6 +514,73 @@ fn handle(req: &Request<Incoming>, ctl: &Control, config: &HttpConfig) -> Respon
             Err(why) => error(StatusCode::BAD_REQUEST, &why),
         },
     }
+}
+
+/// `/api/v1/capture?seconds=N&what=W`: the frames the workers judge for the next N seconds
+/// (default 10, at most [`crate::capture::MAX_STREAM_SECONDS`]), as a pcapng stream. Packets
+/// are what a token guards most: with a token set, it needs the token even on loopback; on
+/// `--http-insecure` it is refused.
+fn capture(req: &Request<Incoming>, ctl: &Control, access: &Access<'_>) -> Response<Body> {
+    match access.authorized {
+        Some(false) => return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"),
+        None if !access.loopback => {
+            return error(StatusCode::FORBIDDEN, "set --http-token to capture over the network");
+        }
+        _ => {}
+    }
+    let (mut seconds, mut what) = (10, reflector_io::tap::What::ALL);
+    for pair in req.uri().query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "seconds" => match value.parse::<u64>() {
+                Ok(n) if (1..=crate::capture::MAX_STREAM_SECONDS).contains(&n) => seconds = n,
+                _ => {
+                    let why =
+                        format!("seconds must be a number from 1 to {}", crate::capture::MAX_STREAM_SECONDS);
+                    return error(StatusCode::BAD_REQUEST, &why);
+                }
+            },
+            "what" => match value.parse() {
+                Ok(w) => what = w,
+                Err(why) => return error(StatusCode::BAD_REQUEST, &format!("what: {why}")),
+            },
+            _ => {
+                let why = format!("unknown query parameter '{key}' (expected seconds, what)");
+                return error(StatusCode::BAD_REQUEST, &why);
+            }
+        }
+    }
+    let Some(tap) = &ctl.tap else {
+        return error(
+            StatusCode::CONFLICT,
+            "this data path reflects in the kernel (xdp-tx): its frames cannot be captured",
+        );
+    };
+    let stamp = file_stamp(reflector_io::worker::utc_now_ns());
+    let mut r = Response::new(Either::Right(crate::capture::StreamSink::start(tap, what, seconds)));
+    let headers = r.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-pcapng"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let name = format!("attachment; filename=\"reflector-{}-{stamp}.pcapng\"", ctl.interface);
+    if let Ok(v) = HeaderValue::from_str(&name) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
+/// `YYYYMMDDTHHMMSSZ` for a time in ns since the Unix epoch (UTC), for file names.
+fn file_stamp(ns: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp((ns / 1_000_000_000) as i64)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// Most testers `/metrics?testers=N` gives series of their own (bounded cardinality).
@@ -529,6 +610,7 @@ enum Route {
     Workers,
     Config,
     Testers,
+    Capture,
     Reset,
     Metrics,
 }
@@ -672,10 +754,7 @@ async fn connection(
     ctl: Arc<Control>,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
-    let mut timed = tokio_io_timeout::TimeoutStream::new(stream);
-    timed.set_read_timeout(Some(IDLE_TIMEOUT));
-    timed.set_write_timeout(Some(IDLE_TIMEOUT));
-    let timed = Box::pin(timed);
+    let timed = crate::idle::Idle::new(stream, IDLE_TIMEOUT);
     match tls {
         None => http(hyper_util::rt::TokioIo::new(timed), config, ctl).await,
         Some(acceptor) => {

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod backend_info;
+#[cfg(unix)]
+mod capture;
 #[cfg(target_os = "linux")]
 mod check;
 mod config;
@@ -16,6 +18,8 @@ mod cpus;
 mod filter_args;
 #[cfg(unix)]
 mod http;
+#[cfg(unix)]
+mod idle;
 mod input;
 #[cfg(unix)]
 mod interface;

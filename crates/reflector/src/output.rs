@@ -5,6 +5,11 @@
 
 use std::fmt::Display;
 use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use crate::input::UsageError;
 
 /// Writing to stdout failed.
 #[derive(Debug, thiserror::Error)]
@@ -91,5 +96,43 @@ pub fn duration_ns(ns: u64) -> String {
         format!("{:.2} ms", ns / 1e6)
     } else {
         format!("{:.1} s", ns / 1e9)
+    }
+}
+
+/// Where an output file goes (`replay -o`, `run --capture`): a regular file (new, or replaced),
+/// or something that is written through as it is (a device, a FIFO, a socket). A symbolic link
+/// is followed to what it names, so the link stays.
+pub enum Target {
+    /// A regular file, or nothing yet: the path to create.
+    File(PathBuf),
+    /// Anything else: the path to open for writing.
+    Special(PathBuf),
+}
+
+impl Target {
+    /// What `path` names, links followed.
+    pub fn of(path: &Path) -> anyhow::Result<Target> {
+        let mut path = path.to_path_buf();
+        // Follow links (a bounded number, as the kernel does) to the path that is written.
+        for _ in 0..40 {
+            match std::fs::symlink_metadata(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Target::File(path)),
+                Err(e) => return Err(anyhow::anyhow!("cannot write {}: {e}", path.display())),
+                Ok(m) if m.file_type().is_symlink() => {
+                    let link = std::fs::read_link(&path)
+                        .with_context(|| format!("cannot read the link {}", path.display()))?;
+                    path = match path.parent() {
+                        Some(dir) if link.is_relative() => dir.join(link),
+                        _ => link,
+                    };
+                }
+                Ok(m) if m.file_type().is_file() => return Ok(Target::File(path)),
+                Ok(m) if m.file_type().is_dir() => {
+                    return Err(UsageError(format!("{} is a directory", path.display())).into());
+                }
+                Ok(_) => return Ok(Target::Special(path)),
+            }
+        }
+        Err(UsageError(format!("{}: too many levels of symbolic links", path.display())).into())
     }
 }

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use crate::filter_args::FilterArgs;
 use crate::input::UsageError;
 use crate::input::parse_mac;
+use crate::output::Target;
 
 /// Arguments of `reflector replay`.
 #[derive(Debug, Args)]
@@ -103,38 +104,4 @@ fn replay_into(
             ReplayError::Write(e) => anyhow::anyhow!("cannot write {}: {e}", args.output.display()),
         }
     })
-}
-
-/// Where `-o` writes: a regular file (new, or replaced whole), or something that is written
-/// through as it is. A symbolic link is followed to what it names, so the link stays.
-enum Target {
-    File(PathBuf),
-    Special(PathBuf),
-}
-
-impl Target {
-    fn of(path: &Path) -> anyhow::Result<Target> {
-        let mut path = path.to_path_buf();
-        // Follow links (a bounded number, as the kernel does) to the path that is written.
-        for _ in 0..40 {
-            match std::fs::symlink_metadata(&path) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Target::File(path)),
-                Err(e) => return Err(anyhow::anyhow!("cannot write {}: {e}", path.display())),
-                Ok(m) if m.file_type().is_symlink() => {
-                    let link = std::fs::read_link(&path)
-                        .with_context(|| format!("cannot read the link {}", path.display()))?;
-                    path = match path.parent() {
-                        Some(dir) if link.is_relative() => dir.join(link),
-                        _ => link,
-                    };
-                }
-                Ok(m) if m.file_type().is_file() => return Ok(Target::File(path)),
-                Ok(m) if m.file_type().is_dir() => {
-                    return Err(UsageError(format!("{} is a directory", path.display())).into());
-                }
-                Ok(_) => return Ok(Target::Special(path)),
-            }
-        }
-        Err(UsageError(format!("{}: too many levels of symbolic links", path.display())).into())
-    }
 }

@@ -83,6 +83,16 @@ fn config_check_refuses_what_run_refuses() {
         "backend = \"af-packet\"\nbusy_poll = true\n",
         "--busy-poll applies to --backend af-xdp only",
     );
+    check_and_run_agree("[capture]\nwhat = \"all\"\n", "--capture-what needs --capture FILE");
+    check_and_run_agree(
+        "[capture]\nfile = \"/tmp/c.pcapng\"\nfiles = 3\n",
+        "--capture-files needs --capture-max-mb",
+    );
+    check_and_run_agree("[capture]\nfile = \"/tmp/c.pcapng\"\nwhat = \"some\"\n", "'some'");
+    check_and_run_agree(
+        "backend = \"xdp-tx\"\n[capture]\nfile = \"/tmp/c.pcapng\"\n",
+        "--capture does not apply to --backend xdp-tx",
+    );
     // And a file both accept.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ok.toml");

@@ -306,12 +306,13 @@ fn non_loopback_needs_a_token_and_a_wrong_one_is_refused() {
     assert_eq!(req("POST", "/api/v1/counters/reset", Some("s3cret")), 200);
     drop(reflector.signal_and_wait("TERM"));
 
-    // Knowingly insecure: reads open, reset refused without a token.
+    // Knowingly insecure: reads open, reset and capture refused without a token.
     let reflector =
         pair.start_reflector_on(Some("af-packet"), &["--http", "192.0.2.1:9183", "--http-insecure"]);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(request(&pair, "GET", "192.0.2.1:9183", "/api/v1/status", None).0, 200);
     assert_eq!(request(&pair, "POST", "192.0.2.1:9183", "/api/v1/counters/reset", None).0, 403);
+    assert_eq!(request(&pair, "GET", "192.0.2.1:9183", "/api/v1/capture?seconds=1", None).0, 403);
     drop(reflector.signal_and_wait("TERM"));
 }
 
@@ -647,6 +648,8 @@ fn the_dashboard_page_loads_without_the_token_and_the_browser_uses_it() {
         "{}",
         shown(&dom, "facts")
     );
+    // The capture button is there, ready (af-packet can capture).
+    assert!(dom.contains("<button id=\"capture-button\" type=\"button\">Capture</button>"), "{dom}");
     drop(reflector.signal_and_wait("TERM"));
 }
 

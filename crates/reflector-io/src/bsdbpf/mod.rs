@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use reflector_bpf::cbpf::Insn;
 
-use crate::backend::{Backend, BackendError, Batch, RxTime};
+use crate::backend::{Backend, BackendError, Batch, RxTime, Verdict};
 use ioctl::RecordLayout;
 
 /// What the set-up and the backend need from a `/dev/bpf` device.
@@ -196,7 +196,7 @@ impl<D: BpfDevice> Backend for BpfBackend<D> {
         self.dev.set_filter(&program).map_err(fail)
     }
 
-    fn process<F: FnMut(&mut [u8], RxTime) -> bool>(
+    fn process<F: FnMut(&mut [u8], RxTime) -> Verdict>(
         &mut self,
         _wait: Duration,
         mut handle: F,
@@ -213,7 +213,9 @@ impl<D: BpfDevice> Backend for BpfBackend<D> {
         let n = n.min(self.buf.len());
         let (dev, buf) = (&mut self.dev, &mut self.buf[..n]);
         let walk = walk_records(buf, self.layout, |frame, received| {
-            if handle(frame, RxTime::Utc(received)) && dev.write(frame).map_or(true, |w| w != frame.len()) {
+            if handle(frame, RxTime::Utc(received)).is_ok()
+                && dev.write(frame).map_or(true, |w| w != frame.len())
+            {
                 batch.tx_error_packets += 1;
                 batch.tx_error_bytes += frame.len() as u64;
             }

@@ -9,6 +9,7 @@ use reflector_testkit::{Frame, corpus, default_filter};
 
 use super::ioctl::{self, RecordLayout};
 use super::*;
+use reflector_core::testing::verdict;
 
 /// A device that records what it is told and plays back read buffers.
 #[derive(Debug, Default)]
@@ -210,7 +211,7 @@ fn the_backend_reflects_in_place_and_writes_each_frame() {
         .process(Duration::ZERO, |f, _| {
             let v = reflector_core::testing::process(&filter, f);
             counters.record(f.len(), &v);
-            v.is_ok()
+            v
         })
         .unwrap();
     let hits: Vec<_> = cases.iter().filter(|c| c.expect.is_ok()).collect();
@@ -221,13 +222,12 @@ fn the_backend_reflects_in_place_and_writes_each_frame() {
         hits.iter().map(|c| c.frame.as_ref().unwrap().reflected(reflector_core::Mode::All).bytes()).collect();
     assert_eq!(backend.dev.written, want);
     // A read timeout returns an empty batch.
-    assert_eq!(backend.process(Duration::ZERO, |_, _| true).unwrap(), Batch::default());
+    assert_eq!(backend.process(Duration::ZERO, |_, _| verdict(true)).unwrap(), Batch::default());
     // Failed writes are TX errors.
     let frame = Frame::ito_v4().bytes();
     backend.dev.reads.push_back(record(layout, &frame, frame.len(), 20));
     backend.dev.fail_writes = true;
-    let batch =
-        backend.process(Duration::ZERO, |f, _| reflector_core::testing::process(&filter, f).is_ok()).unwrap();
+    let batch = backend.process(Duration::ZERO, |f, _| reflector_core::testing::process(&filter, f)).unwrap();
     assert_eq!((batch.tx_error_packets, batch.tx_error_bytes), (1, frame.len() as u64));
 }
 

@@ -20,7 +20,7 @@ use reflector_sys::error::SysResult;
 pub use reflector_sys::xdp::xsk::{FRAME_SIZE, MIN_SHARE, XskError, share};
 use reflector_sys::xdp::xsk::{UmemShare, XskRings, XskSocket};
 
-use crate::backend::{Backend, BackendError, Batch, RxTime};
+use crate::backend::{Backend, BackendError, Batch, RxTime, Verdict};
 use reflector_bpf::xdp::STAMP_META_LEN;
 
 /// How often the kernel's drop counters are read.
@@ -121,7 +121,7 @@ impl Xsk {
 }
 
 impl Backend for Xsk {
-    fn process<F: FnMut(&mut [u8], RxTime) -> bool>(
+    fn process<F: FnMut(&mut [u8], RxTime) -> Verdict>(
         &mut self,
         wait: Duration,
         mut handle: F,
@@ -186,7 +186,7 @@ fn recycle_completions(rings: &mut XskRings) {
 /// frame to reflect goes on the TX ring; any other goes straight back to the fill ring, so every
 /// frame of the share is always in exactly one place. Returns what happened and how many frames
 /// were queued for sending (submitted, not yet kicked).
-fn reflect<F: FnMut(&mut [u8], RxTime) -> bool>(
+fn reflect<F: FnMut(&mut [u8], RxTime) -> Verdict>(
     rings: &mut XskRings,
     umem: &mut UmemShare,
     handle: &mut F,
@@ -205,7 +205,7 @@ fn reflect<F: FnMut(&mut [u8], RxTime) -> bool>(
             continue;
         };
         let hit = match umem.frame_and_meta_mut::<STAMP_META_LEN>(desc.addr, desc.len) {
-            Some((meta, frame)) => handle(frame, meta.map_or(RxTime::Unknown, take_receive_time)),
+            Some((meta, frame)) => handle(frame, meta.map_or(RxTime::Unknown, take_receive_time)).is_ok(),
             None => {
                 // Runs past the end of its frame.
                 batch.rx_invalid += 1;
@@ -239,6 +239,7 @@ fn reflect<F: FnMut(&mut [u8], RxTime) -> bool>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reflector_core::testing::verdict;
     use reflector_sys::xdp::ring::XdpDesc;
     use reflector_sys::xdp::xsk::testing::sockets;
 
@@ -278,7 +279,7 @@ mod tests {
         let (batch, queued) = reflect(&mut rings, &mut umem, &mut |f: &mut [u8], t: RxTime| {
             times.push(t);
             f[1] ^= 0xff;
-            f[0].is_multiple_of(2)
+            verdict(f[0].is_multiple_of(2))
         });
         assert_eq!((batch.received, batch.rx_invalid, queued), (12, 2, 5));
         assert_eq!(times[0], RxTime::Tai(12_345), "the metadata's receive time");
@@ -327,9 +328,9 @@ mod tests {
             assert!(k.rx.push(XdpDesc { addr, len: 60, options: 0 }));
         }
         k.rx.submit();
-        let (batch, queued) = reflect(&mut rings, &mut umem, &mut |_: &mut [u8], _: RxTime| true);
+        let (batch, queued) = reflect(&mut rings, &mut umem, &mut |_: &mut [u8], _: RxTime| verdict(true));
         assert_eq!((batch.received, queued, batch.tx_error_packets), (4, 4, 0), "exactly the room left");
-        let (batch, _) = reflect(&mut rings, &mut umem, &mut |_: &mut [u8], _: RxTime| true);
+        let (batch, _) = reflect(&mut rings, &mut umem, &mut |_: &mut [u8], _: RxTime| verdict(true));
         assert_eq!(batch.received, 0, "no room: the RX ring waits, nothing is dropped");
         let _ = kumem;
     }

@@ -70,6 +70,25 @@ crate::settings::settings! {
     /// The private key (PEM) of --http-tls-cert.
     #[arg(long, value_name = "FILE")]
     http_tls_key: Option<std::path::PathBuf> => key "http.tls_key": String, reload Restart;
+    /// Write frames to FILE as pcapng while running (a new file, or one replaced; a FIFO or a
+    /// device is written through): the reflections as sent, or what --capture-what says, each
+    /// with its verdict in the packet's comment. Not with --backend xdp-tx (its reflections
+    /// never leave the kernel).
+    #[arg(long, value_name = "FILE")]
+    capture: Option<std::path::PathBuf> => key "capture.file": String, reload Restart;
+    /// The frames --capture writes: reflected, rejected (as received, with the reason) or all
+    /// [default: reflected].
+    #[arg(long, value_enum, value_name = "WHAT")]
+    #[serde(serialize_with = "value_name_opt")]
+    capture_what: Option<crate::capture::CaptureWhat> => key "capture.what": String, reload Restart;
+    /// Start a new --capture file when the current one would pass MB megabytes (10^6 bytes):
+    /// the full one becomes NAME.1.EXT, older ones NAME.2.EXT and so on.
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    capture_max_mb: Option<u32> => key "capture.max_mb": u32, reload Restart;
+    /// Files --capture-max-mb keeps, the current one included (the oldest is removed)
+    /// [default: 2].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    capture_files: Option<u32> => key "capture.files": u32, reload Restart;
     /// Statistics format on stdout [default: text; the terminal UI when stdout is a terminal].
     #[arg(long, value_enum)]
     #[serde(serialize_with = "value_name_opt")]
@@ -184,6 +203,7 @@ fn check_settings(args: &RunArgs) -> Result<(), UsageError> {
         .check()?;
     }
     let backend = args.backend.resolve();
+    check_capture(args, backend)?;
     let xdp_only = [(args.busy_poll, "--busy-poll"), (args.umem_size != 16, "--umem-size")];
     if backend != Backend::AfXdp
         && args.backend != BackendChoice::Auto
@@ -204,6 +224,46 @@ fn check_settings(args: &RunArgs) -> Result<(), UsageError> {
         )));
     }
     Ok(())
+}
+
+/// The capture settings go together, and need a data path with workers.
+fn check_capture(args: &RunArgs, backend: Backend) -> Result<(), UsageError> {
+    let needs_file = [
+        (args.capture_what.is_some(), "--capture-what"),
+        (args.capture_max_mb.is_some(), "--capture-max-mb"),
+        (args.capture_files.is_some(), "--capture-files"),
+    ];
+    if args.capture.is_none()
+        && let Some((_, flag)) = needs_file.iter().find(|(set, _)| *set)
+    {
+        return Err(UsageError(format!("{flag} needs --capture FILE")));
+    }
+    if args.capture_files.is_some() && args.capture_max_mb.is_none() {
+        return Err(UsageError(
+            "--capture-files needs --capture-max-mb (the size at which a file is full)".into(),
+        ));
+    }
+    if args.capture.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        return Err(UsageError("--capture must not be empty".into()));
+    }
+    if args.capture.is_some() && backend == Backend::XdpTx {
+        return Err(UsageError(
+            "--capture does not apply to --backend xdp-tx: its reflections never leave the kernel (capture with af-xdp or af-packet)".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl RunArgs {
+    /// The capture file the settings ask for.
+    pub fn capture_file(&self) -> Option<crate::capture::CaptureFile<'_>> {
+        self.capture.as_deref().map(|path| crate::capture::CaptureFile {
+            path,
+            what: self.capture_what.unwrap_or(crate::capture::CaptureWhat::Reflected).into(),
+            max_mb: self.capture_max_mb,
+            files: self.capture_files.unwrap_or(crate::capture::DEFAULT_FILES),
+        })
+    }
 }
 
 /// The arguments with the config file's settings filled in where the command line gave none.
@@ -413,7 +473,7 @@ hex = "0xdead"
         assert!(
             unknown
                 .starts_with("r.toml:2: unknown field `prot`, expected one of `mode`, `port`, `signatures`")
-                && unknown.contains("`http`, `stats`"),
+                && unknown.contains("`http`, `capture`, `stats`"),
             "{unknown}"
         );
         assert_eq!(
@@ -558,7 +618,7 @@ hex = "0xdead"
                 );
             }
         }
-        assert_eq!(keyed, 32, "settings with a file key: every key of the example");
+        assert_eq!(keyed, 36, "settings with a file key: every key of the example");
 
         // Every setting away from its default (in two runs: --no-oui-filter excludes --oui),
         // written to a file as the API shows it, read back.
@@ -614,6 +674,14 @@ hex = "0xdead"
             "/etc/reflector/cert.pem",
             "--http-tls-key",
             "/etc/reflector/key.pem",
+            "--capture",
+            "/var/tmp/c.pcapng",
+            "--capture-what",
+            "all",
+            "--capture-max-mb",
+            "5",
+            "--capture-files",
+            "4",
             "--stats",
             "csv",
             "--stats-interval",

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use reflector_core::{Counters, Filter};
 use reflector_io::backend::Backend;
+use reflector_io::tap::{Tap, TapThread, Tapped};
 use reflector_io::worker::{FilterCell, Pin, Runtime, allowed_cpus};
 use reflector_sys::iface::IfaceInfo;
 
@@ -107,8 +108,12 @@ fn start<B: Backend>(
     run: &Run<'_>,
     cell: &Arc<FilterCell>,
     backends: Vec<B>,
+    tap: Option<&Arc<Tap>>,
 ) -> anyhow::Result<(Runtime, Arc<Control>, Option<Served>)> {
     let args = run.args;
+    if let (Some(tap), Some(file)) = (tap, args.capture_file()) {
+        tap.add(Box::new(file.open(run.iface_name)?));
+    }
     let http = args
         .http
         .map(|addr| {
@@ -148,6 +153,7 @@ fn start<B: Backend>(
     control.worker_testers = runtime.workers.iter().map(|w| w.testers.clone()).collect();
     control.kernel_testers = run.kernel.as_ref().map(|k| k.testers.clone());
     control.limiter = Some(runtime.limiter.clone());
+    control.tap = tap.cloned();
     control.set_settings(args.to_json());
     let ctl = Arc::new(control);
     let http_thread = match http {
@@ -222,7 +228,7 @@ fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note:
     event(
         Priority::Info,
         format!(
-            "reflector: {} on {} ({}, mtu {}{}) [{}]; port {}; signatures {}{}; {oui}; mode {}; {}; {workers}; {}; {quiet_note}",
+            "reflector: {} on {} ({}, mtu {}{}) [{}]; port {}; signatures {}{}; {oui}; mode {}; {}; {workers}; {}; {quiet_note}{}",
             run.info.backend.name(),
             run.iface_name,
             iface.mac,
@@ -235,23 +241,46 @@ fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note:
             filter.mode().name(),
             who_note(filter),
             run.info.details(),
+            run.args.capture_file().map_or(String::new(), |c| format!(
+                "; {}",
+                c.describe(run.info.backend == backend_info::Backend::AfXdp)
+            )),
         ),
     );
     if let Some(served) = http {
         event(
             Priority::Info,
             format!(
-                "reflector: HTTP on {served} (/api/v1/status, /api/v1/stats, /api/v1/workers, /api/v1/config, /api/v1/testers, /metrics)"
+                "reflector: HTTP on {served} (/api/v1/status, /api/v1/stats, /api/v1/workers, /api/v1/config, /api/v1/testers, /api/v1/capture, /metrics)"
             ),
         );
     }
 }
 
 /// Runs the workers until stopped, printing the start line, stats lines and the summary.
+///
+/// A run that may capture (`--capture`, or the HTTP server's `/api/v1/capture`) on a data path
+/// with workers has every frame they judge pass the tap, which copies it only while a capture
+/// wants it; the others run the backends bare (the tap costs about 2.5 ns a frame when idle).
 pub(super) fn serve<B: Backend>(run: Run<'_>, filter: Arc<Filter>, backends: Vec<B>) -> anyhow::Result<()> {
+    if backends.is_empty() || (run.args.capture.is_none() && run.args.http.is_none()) {
+        return serve_with(run, filter, backends, None);
+    }
+    let (tap, thread) = Tap::start(run.iface_name).context("cannot start the capture thread")?;
+    let tapped = backends.into_iter().map(|b| Tapped::new(b, tap.clone())).collect();
+    serve_with(run, filter, tapped, Some((tap, thread)))
+}
+
+fn serve_with<B: Backend>(
+    run: Run<'_>,
+    filter: Arc<Filter>,
+    backends: Vec<B>,
+    tapping: Option<(Arc<Tap>, TapThread)>,
+) -> anyhow::Result<()> {
     let (_quiet, quiet_note) = hold_test_ports(&filter);
     let cell = FilterCell::new(filter.clone());
-    let (runtime, ctl, http_thread) = start(&run, &cell, backends)?;
+    let tap = tapping.as_ref().map(|(tap, _)| tap.clone());
+    let (runtime, ctl, http_thread) = start(&run, &cell, backends, tap.as_ref())?;
     let placements: Vec<String> = ctl.workers.iter().map(|(_, p)| p.clone()).collect();
     start_line(&run, &filter, &placements, &quiet_note, http_thread.as_ref().map(|(_, d)| d.as_str()));
     let ctx = Context { backend: run.info.backend.name(), interface: run.iface_name.to_string(), placements };
@@ -287,6 +316,10 @@ pub(super) fn serve<B: Backend>(run: Run<'_>, filter: Arc<Filter>, backends: Vec
     if let Some((t, _)) = http_thread {
         let _ = t.join();
     }
+    if let Some((tap, thread)) = tapping {
+        thread.stop();
+        report_capture_failures(&tap);
+    }
     if let Some(e) = output.error.take() {
         return Err(e.into());
     }
@@ -299,9 +332,21 @@ pub(super) fn serve<B: Backend>(run: Run<'_>, filter: Arc<Filter>, backends: Vec
         elapsed,
         &workers,
         (kernel != Counters::default()).then_some(&kernel),
-        &stats::Closing { dwell: dwell.as_ref(), cpu, testers: &testers },
+        &stats::Closing {
+            dwell: dwell.as_ref(),
+            cpu,
+            testers: &testers,
+            capture: ctl.tap.as_ref().map(|t| (t.captured(), t.dropped())),
+        },
     ))?;
     link_error.map_or(Ok(()), Err)
+}
+
+/// A capture that failed (a full disk, say) is said once; the run goes on without it.
+fn report_capture_failures(tap: &Tap) {
+    for failure in tap.take_failures() {
+        event(Priority::Warning, format!("reflector: capture stopped: {failure}"));
+    }
 }
 
 /// What the control loop keeps an eye on besides the counters: the interface, and the service
@@ -339,6 +384,9 @@ fn control_loop(
         }
         let now = Instant::now();
         notifier.tick(now);
+        if let Some(tap) = &ctl.tap {
+            report_capture_failures(tap);
+        }
         if let Err(e) = link.check(now) {
             link_error.get_or_insert(e);
             stop.store(true, Ordering::Relaxed);

@@ -1,0 +1,653 @@
+//! Capture while running: [`Tapped`] wraps a backend and copies the frames the worker judged
+//! (reflections as they are sent, rejected frames as they came in, each with its verdict) to
+//! a writer thread, which hands them to the sinks that want them: a pcapng file
+//! ([`FileSink`], with rotation) or a stream to an HTTP client. The worker loop knows nothing
+//! of it.
+//!
+//! The worker never waits on a capture: with no sink, a batch costs one atomic load; with one,
+//! the copies of a batch go to the writer thread through a bounded queue, and a batch that
+//! finds the queue full is not captured and is counted ([`Tap::dropped`]).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::backend::{Backend, BackendError, Batch, RxTime, Verdict};
+use crate::pcapng::{self, Direction};
+use crate::worker::utc_now_ns;
+
+/// Which frames a capture keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct What(u8);
+
+impl What {
+    /// The reflections, as sent.
+    pub const REFLECTED: What = What(1);
+    /// The frames the worker rejected, as received, with the reason.
+    pub const REJECTED: What = What(2);
+    /// Both.
+    pub const ALL: What = What(3);
+
+    /// Its name in settings and in the API: `reflected`, `rejected` or `all`.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            1 => "reflected",
+            2 => "rejected",
+            _ => "all",
+        }
+    }
+
+    fn wants(self, kind: u8) -> bool {
+        self.0 & kind != 0
+    }
+}
+
+impl std::str::FromStr for What {
+    type Err = String;
+    fn from_str(s: &str) -> Result<What, String> {
+        match s {
+            "reflected" => Ok(What::REFLECTED),
+            "rejected" => Ok(What::REJECTED),
+            "all" => Ok(What::ALL),
+            _ => Err(format!("'{s}' is not one of reflected, rejected, all")),
+        }
+    }
+}
+
+/// Copies of one batch's frames: whole pcapng packet blocks, and where each ends with its kind.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    blocks: Vec<u8>,
+    marks: Vec<(usize, u8)>,
+}
+
+impl Chunk {
+    /// Frames in it.
+    pub fn frames(&self) -> usize {
+        self.marks.len()
+    }
+
+    /// Calls `f` with each longest run of blocks that `what` wants, and the frames in it.
+    pub fn runs(&self, what: What, mut f: impl FnMut(&[u8], usize)) {
+        let (mut start, mut run_start, mut frames) = (0, None, 0);
+        for &(end, kind) in &self.marks {
+            if what.wants(kind) {
+                run_start.get_or_insert(start);
+                frames += 1;
+            } else if let Some(s) = run_start.take() {
+                f(&self.blocks[s..start], frames);
+                frames = 0;
+            }
+            start = end;
+        }
+        if let Some(s) = run_start {
+            f(&self.blocks[s..start], frames);
+        }
+    }
+}
+
+/// Where captured frames go. Called from the writer thread only.
+pub trait Sink: Send {
+    /// The frames it wants.
+    fn what(&self) -> What;
+    /// Takes the blocks of `chunk` it wants. An error ends the sink (and is reported).
+    fn write(&mut self, chunk: &Chunk) -> Result<(), String>;
+    /// Called at least every 100 ms: flush what waits, keep a stream alive.
+    fn tick(&mut self, now: Instant) -> Result<(), String>;
+    /// True once the sink has had all it wants (a timed capture ran out, a client went away).
+    fn done(&self, now: Instant) -> bool;
+    /// Writes what waits; the sink is dropped after.
+    fn finish(&mut self) -> Result<(), String>;
+    /// What it is, for messages ("capture file /tmp/x.pcapng").
+    fn describe(&self) -> String;
+}
+
+enum Message {
+    Chunk(Chunk),
+    Wake,
+    Stop,
+}
+
+/// Batches the writer thread may be behind by before workers drop copies.
+const QUEUE: usize = 1024;
+/// Emptied chunks kept for reuse.
+const SPARE: usize = 64;
+
+/// The capture side of a run, shared by its workers (through [`Tapped`]) and the control plane.
+pub struct Tap {
+    /// Kinds of frames some sink wants (0: no capture; workers look at it once per batch).
+    wanted: AtomicU8,
+    queue: SyncSender<Message>,
+    added: Mutex<Vec<Box<dyn Sink>>>,
+    /// Frames handed to the sinks.
+    captured: AtomicU64,
+    /// Frames not captured: the writer was behind (queue full) or a client read too slowly.
+    dropped: AtomicU64,
+    /// Sinks that ended with an error, and the error, not yet reported.
+    failures: Mutex<Vec<String>>,
+    /// Emptied chunks the writer hands back for the workers to fill again (so that neither
+    /// side allocates or frees a batch's buffer, across threads, in the steady state).
+    spare: Mutex<Vec<Chunk>>,
+    interface: String,
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tap")
+            .field("wanted", &self.wanted)
+            .field("captured", &self.captured)
+            .field("dropped", &self.dropped)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The writer thread; [`TapThread::stop`] ends it once every sink has written what it has.
+#[derive(Debug)]
+pub struct TapThread {
+    tap: Arc<Tap>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Tap {
+    /// A tap for frames of `interface` (named in the files' headers), with its writer thread.
+    pub fn start(interface: &str) -> std::io::Result<(Arc<Tap>, TapThread)> {
+        let (queue, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let tap = Arc::new(Tap {
+            wanted: AtomicU8::new(0),
+            queue,
+            added: Mutex::new(Vec::new()),
+            captured: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            failures: Mutex::new(Vec::new()),
+            spare: Mutex::new(Vec::new()),
+            interface: interface.to_string(),
+        });
+        let writer = tap.clone();
+        let thread = std::thread::Builder::new()
+            .name("reflector-capture".into())
+            .spawn(move || writer.write_loop(rx))?;
+        Ok((tap.clone(), TapThread { tap, thread: Some(thread) }))
+    }
+
+    /// The interface the frames are from.
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// Starts handing frames to `sink` (from the workers' next batch on).
+    pub fn add(&self, sink: Box<dyn Sink>) {
+        let what = sink.what();
+        self.added.lock().expect("tap lock").push(sink);
+        self.wanted.fetch_or(what.0, Ordering::Relaxed);
+        let _ = self.queue.try_send(Message::Wake);
+    }
+
+    /// Frames handed to the sinks so far.
+    pub fn captured(&self) -> u64 {
+        self.captured.load(Ordering::Relaxed)
+    }
+
+    /// Frames that were not captured because the writer or a client was behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` frames a sink could not take.
+    pub fn count_dropped(&self, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The sinks that failed since the last call, each with its error.
+    pub fn take_failures(&self) -> Vec<String> {
+        std::mem::take(&mut *self.failures.lock().expect("tap lock"))
+    }
+
+    fn send(&self, chunk: Chunk) {
+        let frames = chunk.frames() as u64;
+        match self.queue.try_send(Message::Chunk(chunk)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(frames, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn write_loop(&self, rx: Receiver<Message>) {
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        let mut last_tick = Instant::now();
+        loop {
+            let message = rx.recv_timeout(Duration::from_millis(100));
+            sinks.append(&mut self.added.lock().expect("tap lock"));
+            let (stop, chunk) = match message {
+                Ok(Message::Chunk(chunk)) => (false, Some(chunk)),
+                Ok(Message::Wake) | Err(RecvTimeoutError::Timeout) => (false, None),
+                Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => (true, None),
+            };
+            if let Some(mut chunk) = chunk {
+                self.captured.fetch_add(chunk.frames() as u64, Ordering::Relaxed);
+                sinks.retain_mut(|s| self.keep(s, |s| s.write(&chunk)));
+                chunk.blocks.clear();
+                chunk.marks.clear();
+                let mut spare = self.spare.lock().expect("tap lock");
+                if spare.len() < SPARE {
+                    spare.push(chunk);
+                }
+            }
+            let now = Instant::now();
+            if now - last_tick >= Duration::from_millis(100) || stop {
+                last_tick = now;
+                sinks.retain_mut(|s| self.keep(s, |s| s.tick(now)));
+                sinks.retain_mut(|s| {
+                    if s.done(now) || stop {
+                        self.keep(s, |s| s.finish());
+                        return false;
+                    }
+                    true
+                });
+            }
+            if stop {
+                return;
+            }
+            let wanted = sinks.iter().fold(0, |w, s| w | s.what().0);
+            // A sink added since the fold keeps its bits: `add` sets them after queueing it.
+            let pending = self.added.lock().expect("tap lock").iter().fold(0, |w, s| w | s.what().0);
+            self.wanted.store(wanted | pending, Ordering::Relaxed);
+        }
+    }
+
+    /// An emptied chunk to fill, if the writer has handed one back.
+    fn spare(&self) -> Option<Chunk> {
+        self.spare.lock().expect("tap lock").pop()
+    }
+
+    /// Runs `f` on a sink: false (drop it) when it fails, after recording why.
+    fn keep(
+        &self,
+        sink: &mut Box<dyn Sink>,
+        f: impl FnOnce(&mut Box<dyn Sink>) -> Result<(), String>,
+    ) -> bool {
+        match f(sink) {
+            Ok(()) => true,
+            Err(e) => {
+                self.failures.lock().expect("tap lock").push(format!("{}: {e}", sink.describe()));
+                false
+            }
+        }
+    }
+}
+
+impl TapThread {
+    /// Ends the writer thread once the workers have stopped: every sink writes what it has.
+    pub fn stop(mut self) {
+        if self.tap.queue.send(Message::Stop).is_ok()
+            && let Some(t) = self.thread.take()
+        {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A backend whose judged frames go to a [`Tap`] as well.
+#[derive(Debug)]
+pub struct Tapped<B> {
+    inner: B,
+    tap: Arc<Tap>,
+}
+
+impl<B> Tapped<B> {
+    /// `inner`, its frames copied to `tap` while a sink wants them.
+    pub fn new(inner: B, tap: Arc<Tap>) -> Self {
+        Tapped { inner, tap }
+    }
+}
+
+const REFLECTED: u8 = What::REFLECTED.0;
+const REJECTED: u8 = What::REJECTED.0;
+
+impl<B: Backend> Backend for Tapped<B> {
+    /// One pass of the backend's loop whether or not a capture runs (a second instantiation of
+    /// it, for the capturing case, cost every frame about 4 ns in the worker-loop benchmark):
+    /// without a sink, one predictable branch a frame.
+    #[inline(always)]
+    fn process<F: FnMut(&mut [u8], RxTime) -> Verdict>(
+        &mut self,
+        wait: Duration,
+        mut handle: F,
+    ) -> Result<Batch, BackendError> {
+        let wanted = What(self.tap.wanted.load(Ordering::Relaxed));
+        let mut chunk = Chunk::default();
+        let mut now = None;
+        let batch = self.inner.process(wait, |frame, received| {
+            let verdict = handle(frame, received);
+            if wanted.0 != 0 {
+                copy(&self.tap, &mut chunk, &mut now, wanted, frame, received, &verdict);
+            }
+            verdict
+        })?;
+        if chunk.frames() > 0 {
+            self.tap.send(chunk);
+        }
+        Ok(batch)
+    }
+
+    fn update_filter(&mut self, filter: &reflector_core::Filter) -> Result<(), BackendError> {
+        self.inner.update_filter(filter)
+    }
+
+    fn gates_in_kernel(&self) -> bool {
+        self.inner.gates_in_kernel()
+    }
+}
+
+/// Copies a judged frame into `chunk` when `wanted` covers its verdict, with its time: the
+/// receive time for a rejected frame when the data path has it; else the time the batch's first
+/// copy was made (`now`, read then), which for a reflection is within the batch of when it was
+/// queued to be sent.
+#[inline(never)]
+fn copy(
+    tap: &Tap,
+    chunk: &mut Chunk,
+    now: &mut Option<u64>,
+    wanted: What,
+    frame: &[u8],
+    received: RxTime,
+    verdict: &Verdict,
+) {
+    let kind = if verdict.is_ok() { REFLECTED } else { REJECTED };
+    if !wanted.wants(kind) {
+        return;
+    }
+    let batch_time = *now.get_or_insert_with(utc_now_ns);
+    let (time, direction, comment) = match (verdict, received) {
+        (Ok(hit), _) => (batch_time, Direction::Outbound, ["reflected: ", hit.signature().name()]),
+        (Err(r), RxTime::Utc(t)) => (t, Direction::Inbound, ["rejected: ", r.name()]),
+        (Err(r), _) => (batch_time, Direction::Inbound, ["rejected: ", r.name()]),
+    };
+    if chunk.blocks.capacity() == 0 {
+        // A buffer the writer is done with; else room for a batch of frames like this one.
+        match tap.spare() {
+            Some(spare) => *chunk = spare,
+            None => chunk.blocks.reserve(64 * (frame.len() + 64)),
+        }
+    }
+    pcapng::packet(&mut chunk.blocks, time, frame, &comment, direction);
+    chunk.marks.push((chunk.blocks.len(), kind));
+}
+
+/// A capture file: `--capture FILE`. A regular file is created (0666 less the umask) or
+/// replaced; with a size limit, a full file is renamed `NAME.1.EXT` (the older ones moving up
+/// to `NAME.N.EXT`, the oldest removed) and a new one started, so the files never hold more
+/// than `files` × `max_bytes`. Anything else (a FIFO, a device) is written through, without
+/// rotation. Written in whole blocks, so a reader sees whole frames at any time.
+#[derive(Debug)]
+pub struct FileSink {
+    path: PathBuf,
+    what: What,
+    rotation: Option<(u64, u32)>,
+    header: Vec<u8>,
+    file: std::fs::File,
+    /// Bytes in the current file, and waiting to go there.
+    written: u64,
+    pending: Vec<u8>,
+    last_flush: Instant,
+    frames: u64,
+}
+
+/// Bytes a file sink collects before it writes them (it writes at least every 200 ms).
+const FLUSH_AT: usize = 256 * 1024;
+
+impl FileSink {
+    /// Opens `path` for frames `what` of `interface`; `rotation`: the largest file in bytes and
+    /// the number of files kept.
+    pub fn create(
+        path: &Path,
+        interface: &str,
+        what: What,
+        rotation: Option<(u64, u32)>,
+    ) -> std::io::Result<Self> {
+        let header = pcapng::header(interface);
+        let file = Self::open(path)?;
+        let mut sink = FileSink {
+            path: path.to_path_buf(),
+            what,
+            rotation,
+            header: header.clone(),
+            file,
+            written: 0,
+            pending: Vec::new(),
+            last_flush: Instant::now(),
+            frames: 0,
+        };
+        sink.append(&header);
+        sink.flush()?;
+        Ok(sink)
+    }
+
+    fn open(path: &Path) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(path)
+    }
+
+    /// The name of the `n`-th older file: `NAME.n.EXT`, or `NAME.n` without an extension.
+    pub fn numbered(path: &Path, n: u32) -> PathBuf {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let numbered = match name.rsplit_once('.') {
+            Some((stem, ext)) if !stem.is_empty() => format!("{stem}.{n}.{ext}"),
+            _ => format!("{name}.{n}"),
+        };
+        path.with_file_name(numbered)
+    }
+
+    fn append(&mut self, blocks: &[u8]) {
+        self.pending.extend_from_slice(blocks);
+        self.written += blocks.len() as u64;
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.last_flush = Instant::now();
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let result = self.file.write_all(&self.pending);
+        self.pending.clear();
+        result
+    }
+
+    /// The file is full: start the next, the older ones moving up.
+    fn rotate(&mut self, files: u32) -> std::io::Result<()> {
+        self.flush()?;
+        if files > 1 {
+            let _ = std::fs::remove_file(Self::numbered(&self.path, files - 1));
+            for n in (1..files - 1).rev() {
+                match std::fs::rename(Self::numbered(&self.path, n), Self::numbered(&self.path, n + 1)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            std::fs::rename(&self.path, Self::numbered(&self.path, 1))?;
+        }
+        self.file = Self::open(&self.path)?;
+        self.written = 0;
+        let header = std::mem::take(&mut self.header);
+        self.append(&header);
+        self.header = header;
+        Ok(())
+    }
+
+    /// Frames written (or waiting to be) so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+}
+
+impl Sink for FileSink {
+    fn what(&self) -> What {
+        self.what
+    }
+
+    fn write(&mut self, chunk: &Chunk) -> Result<(), String> {
+        let mut result = Ok(());
+        let what = self.what;
+        chunk.runs(what, |mut run, _| {
+            if result.is_err() {
+                return;
+            }
+            // Block by block, so a file ends at a block boundary when it is full.
+            while !run.is_empty() {
+                let len = u32::from_le_bytes(run[4..8].try_into().expect("4 bytes")) as usize;
+                let (block, rest) = run.split_at(len);
+                if let Some((max, files)) = self.rotation
+                    && self.written + len as u64 > max
+                    && self.written > self.header.len() as u64
+                    && let Err(e) = self.rotate(files)
+                {
+                    result = Err(e.to_string());
+                    return;
+                }
+                self.append(block);
+                self.frames += 1;
+                run = rest;
+            }
+        });
+        result?;
+        if self.pending.len() >= FLUSH_AT {
+            self.flush().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, now: Instant) -> Result<(), String> {
+        if now - self.last_flush >= Duration::from_millis(200) {
+            self.flush().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn done(&self, _: Instant) -> bool {
+        false
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        self.flush().map_err(|e| e.to_string())
+    }
+
+    fn describe(&self) -> String {
+        format!("capture file {}", self.path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::CaptureReader;
+    use crate::testing::MemoryBackend;
+    use reflector_testkit::{corpus, default_filter};
+
+    fn records(path: &Path) -> Vec<Vec<u8>> {
+        let bytes = std::fs::read(path).unwrap();
+        let mut reader = CaptureReader::new(&bytes[..]).unwrap();
+        std::iter::from_fn(|| reader.next_record().unwrap()).map(|r| r.data).collect()
+    }
+
+    /// Runs the corpus frames of the default filter through a tapped in-memory backend with
+    /// `sink`, and returns what was sent and the frames with their verdicts.
+    fn run_tapped(
+        what: What,
+        rotation: Option<(u64, u32)>,
+        rounds: usize,
+        path: &Path,
+    ) -> (Vec<Vec<u8>>, u64) {
+        let default = default_filter();
+        let frames: Vec<Vec<u8>> =
+            corpus().iter().filter(|c| c.filter == default).map(|c| c.bytes.clone()).collect();
+        let mut backend = MemoryBackend { batch: 5, ..MemoryBackend::default() };
+        for _ in 0..rounds {
+            backend.rx.extend(frames.iter().cloned());
+        }
+        let sent = backend.tx.clone();
+        let (tap, thread) = Tap::start("veth0").unwrap();
+        tap.add(Box::new(FileSink::create(path, "veth0", what, rotation).unwrap()));
+        let mut tapped = Tapped::new(backend, tap.clone());
+        let mut stamp_clock = utc_now_ns;
+        let mut sessions = Box::<reflector_core::stamp::Sessions>::default();
+        while !tapped.inner.rx.is_empty() {
+            tapped
+                .process(Duration::ZERO, |frame, _| {
+                    let mut state = reflector_core::PathState {
+                        received: None,
+                        clock: &mut stamp_clock,
+                        error: reflector_core::stamp::ErrorEstimate::UNKNOWN,
+                        sessions: &mut *sessions,
+                        limiter: None,
+                        testers: None,
+                    };
+                    default.process(frame, &mut state)
+                })
+                .unwrap();
+        }
+        thread.stop();
+        assert!(tap.take_failures().is_empty());
+        let sent = sent.lock().unwrap().clone();
+        (sent, tap.dropped())
+    }
+
+    #[test]
+    fn reflections_are_captured_as_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.pcapng");
+        let (sent, dropped) = run_tapped(What::REFLECTED, None, 3, &path);
+        assert_eq!(dropped, 0);
+        assert!(!sent.is_empty());
+        assert_eq!(records(&path), sent);
+    }
+
+    #[test]
+    fn rejected_frames_are_captured_as_received() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.pcapng");
+        let (_, dropped) = run_tapped(What::REJECTED, None, 1, &path);
+        assert_eq!(dropped, 0);
+        let default = default_filter();
+        let rejected: Vec<Vec<u8>> = corpus()
+            .iter()
+            .filter(|c| c.filter == default && c.expect.is_err())
+            .map(|c| c.bytes.clone())
+            .collect();
+        assert!(!rejected.is_empty());
+        assert_eq!(records(&path), rejected);
+    }
+
+    #[test]
+    fn rotation_keeps_the_files_within_their_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.pcapng");
+        let max = 20_000; // more than the corpus's largest frame (9 KB)
+        let (sent, _) = run_tapped(What::REFLECTED, Some((max, 3)), 100, &path);
+        let mut names: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, ["c.1.pcapng", "c.2.pcapng", "c.pcapng"]);
+        // Oldest first: the frames of the three files are the last ones sent, in order.
+        let mut kept = Vec::new();
+        for name in ["c.2.pcapng", "c.1.pcapng", "c.pcapng"] {
+            let file = dir.path().join(name);
+            assert!(
+                std::fs::metadata(&file).unwrap().len() <= max,
+                "{name}: {}",
+                std::fs::metadata(&file).unwrap().len()
+            );
+            kept.extend(records(&file));
+        }
+        assert!(kept.len() < sent.len());
+        assert_eq!(kept[..], sent[sent.len() - kept.len()..]);
+    }
+
+    #[test]
+    fn numbered_names() {
+        assert_eq!(FileSink::numbered(Path::new("/t/c.pcapng"), 2), Path::new("/t/c.2.pcapng"));
+        assert_eq!(FileSink::numbered(Path::new("cap"), 1), Path::new("cap.1"));
+        assert_eq!(FileSink::numbered(Path::new(".hidden"), 1), Path::new(".hidden.1"));
+    }
+}

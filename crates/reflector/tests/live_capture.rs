@@ -1,0 +1,264 @@
+//! Capture while running, live over a veth pair between two namespaces (root; ignored
+//! otherwise): `--capture` holds exactly the reflected frames as the tester received them and
+//! the rejected ones with their reason; rotation keeps the size bound; `/api/v1/capture`
+//! streams a pcapng of its interval and wants the token. Wireshark's own tools (`tshark`,
+//! `capinfos`) read every file.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{BACKENDS, NetnsPair, probe_from, receive_reflections, summary};
+use reflector_testkit::Frame;
+
+const ALLOWED: [u8; 4] = [192, 0, 2, 20];
+const DENIED: [u8; 4] = [192, 0, 2, 66];
+
+/// Each frame of a capture file, as `tshark` reads it: its bytes and its comment.
+fn tshark_frames(path: &Path) -> Vec<(Vec<u8>, String)> {
+    let out = Command::new("timeout")
+        .args(["60", "tshark", "-n", "-r"])
+        .arg(path)
+        .args(["-T", "fields", "-E", "separator=|", "-e", "frame.comment", "-e", "frame.len"])
+        .output()
+        .expect("tshark runs (Debian's tshark package)");
+    assert!(out.status.success(), "tshark -r {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    let comments: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('|').next().unwrap_or_default().to_string())
+        .collect();
+    // The bytes from our own reader (tshark's hex dumps are not worth parsing): the same file.
+    let bytes = std::fs::read(path).unwrap();
+    let mut reader = reflector_io::capture::CaptureReader::new(&bytes[..]).unwrap();
+    let frames: Vec<Vec<u8>> = std::iter::from_fn(|| reader.next_record().unwrap()).map(|r| r.data).collect();
+    assert_eq!(frames.len(), comments.len(), "tshark and our reader see the same frames");
+    frames.into_iter().zip(comments).collect()
+}
+
+/// `capinfos` reads the file; its packet count.
+fn capinfos_packets(path: &Path) -> u64 {
+    let out = Command::new("timeout")
+        .args(["60", "capinfos", "-c", "-M"])
+        .arg(path)
+        .output()
+        .expect("capinfos runs");
+    assert!(out.status.success(), "capinfos {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("Number of packets")).expect("a packet count");
+    line.rsplit(' ').next().unwrap().trim().parse().unwrap()
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn a_capture_holds_exactly_the_reflections_as_received_and_the_rejected_with_their_reason() {
+    require_live!();
+    for backend in BACKENDS {
+        let pair = NetnsPair::for_backend(backend);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("run.pcapng");
+        let deny = format!("{}.{}.{}.{}", DENIED[0], DENIED[1], DENIED[2], DENIED[3]);
+        let reflector = pair.start_reflector_on(
+            Some(backend),
+            &[
+                "--stats",
+                "json",
+                "--capture",
+                file.to_str().unwrap(),
+                "--capture-what",
+                "all",
+                "--deny",
+                &deny,
+            ],
+        );
+        assert!(reflector.start_line.contains("capture of all frames to"), "{}", reflector.start_line);
+        // Where the XDP program judges first, the start line says what the file cannot hold.
+        assert_eq!(
+            reflector.start_line.contains("frames the XDP program rejects never reach the workers"),
+            backend == "af-xdp",
+            "{}",
+            reflector.start_line
+        );
+        let tester = pair.tester();
+        let (allowed, denied) = (probe_from(ALLOWED), probe_from(DENIED));
+        let v6 = Frame::ito_v6().bytes();
+        for i in 0..300 {
+            tester.send(if i % 3 == 2 { &v6 } else { &allowed }).unwrap();
+            if i % 10 == 0 {
+                tester.send(&denied).unwrap();
+            }
+        }
+        let received = receive_reflections(&tester, 300, Duration::from_secs(2));
+        assert_eq!(received.len(), 300, "{backend}");
+        let (status, lines) = reflector.signal_and_wait("TERM");
+        assert!(status.success(), "{backend}: {status}");
+        let s = summary(&lines);
+        let frames = tshark_frames(&file);
+        assert_eq!(capinfos_packets(&file), frames.len() as u64, "{backend}");
+        let reflected: Vec<&Vec<u8>> =
+            frames.iter().filter(|(_, c)| c.starts_with("reflected: ")).map(|(f, _)| f).collect();
+        assert_eq!(reflected.len() as u64, s["reflected_packets"].as_u64().unwrap(), "{backend}: {s}");
+        // Frame for frame what the tester received, in order.
+        assert_eq!(reflected.len(), received.len(), "{backend}");
+        for (i, (got, captured)) in received.iter().zip(&reflected).enumerate() {
+            assert_eq!(got, *captured, "{backend}: reflection {i} differs from the capture");
+        }
+        assert!(frames.iter().any(|(_, c)| c == "reflected: probeot"), "{backend}");
+        assert_eq!(s["capture"]["frames"].as_u64(), Some(frames.len() as u64), "{backend}: {s}");
+        assert_eq!(s["capture"]["dropped"].as_u64(), Some(0), "{backend}: {s}");
+        // af-packet judges the lists in its worker, so the denied probes are in the file with
+        // their reason; on af-xdp the XDP program refuses them before any worker sees them.
+        let denied_in_file =
+            frames.iter().filter(|(f, c)| c == "rejected: src_denied" && **f == denied).count();
+        match backend {
+            "af-packet" => assert_eq!(denied_in_file, 30, "{backend}"),
+            _ => assert_eq!(denied_in_file, 0, "{backend}"),
+        }
+    }
+}
+
+/// An ITO probe from [`ALLOWED`] with `len` bytes of payload, numbered `seq` (bytes 20..24).
+fn numbered_probe(seq: u32, len: usize) -> Vec<u8> {
+    let mut payload = reflector_testkit::ito_payload(b"PROBEOT");
+    payload.resize(len, 0x5a);
+    payload[20..24].copy_from_slice(&seq.to_be_bytes());
+    let ip = reflector_core::build::IpAddrs::V4 { src: ALLOWED, dst: reflector_testkit::LOCAL_V4 };
+    Frame { payload, ip, ..Frame::ito_v4() }.bytes()
+}
+
+/// The number a [`numbered_probe`] (or its reflection) carries.
+fn seq_of(frame: &[u8]) -> u32 {
+    let at = 14 + 20 + 8 + 20;
+    u32::from_be_bytes(frame[at..at + 4].try_into().unwrap())
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn rotation_keeps_the_files_within_their_bound() {
+    require_live!();
+    let pair = NetnsPair::for_backend("af-packet");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ring.pcapng");
+    let reflector = pair.start_reflector_on(
+        Some("af-packet"),
+        &[
+            "--stats",
+            "json",
+            "--capture",
+            file.to_str().unwrap(),
+            "--capture-max-mb",
+            "1",
+            "--capture-files",
+            "3",
+        ],
+    );
+    // About 5 MB of reflections: five files' worth, of which the last three are kept.
+    let tester = pair.tester();
+    let count = 4500;
+    let mut received = Vec::new();
+    for seq in 0..count {
+        tester.send(&numbered_probe(seq, 1000)).unwrap();
+        if seq % 50 == 49 {
+            received.extend(receive_reflections(&tester, 50, Duration::from_millis(500)));
+        }
+    }
+    let (status, lines) = reflector.signal_and_wait("TERM");
+    assert!(status.success(), "{status}");
+    let s = summary(&lines);
+    assert_eq!(received.len(), count as usize, "{s}");
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["ring.1.pcapng", "ring.2.pcapng", "ring.pcapng"]);
+    // Oldest first, the files hold the last reflections, in order and without a gap.
+    let mut kept = Vec::new();
+    for name in ["ring.2.pcapng", "ring.1.pcapng", "ring.pcapng"] {
+        let path = dir.path().join(name);
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size <= 1_000_000, "{name}: {size} bytes");
+        // A rotated file is full: the next record (about 1.1 KB) did not fit.
+        assert!(name == "ring.pcapng" || size > 1_000_000 - 1200, "{name}: {size} bytes");
+        let frames = tshark_frames(&path);
+        assert_eq!(capinfos_packets(&path), frames.len() as u64, "{name}");
+        kept.extend(frames.into_iter().map(|(f, _)| seq_of(&f)));
+    }
+    assert!(kept.len() < count as usize, "{} frames kept", kept.len());
+    let first = kept[0];
+    assert_eq!(kept, (first..count).collect::<Vec<_>>());
+    assert_eq!(s["capture"]["frames"].as_u64(), Some(count as u64), "{s}");
+}
+
+/// `curl` in the reflector's namespace: the status, with the body written to `out` when given.
+fn curl(pair: &NetnsPair, url: &str, token: Option<&str>, out: Option<&Path>) -> u16 {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["30", "ip", "netns", "exec", &pair.reflector_ns, "curl", "-sS", "-w", "%{http_code}"]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    cmd.arg("-o").arg(out.map_or(Path::new("/dev/null"), |p| p)).arg(url);
+    let done = cmd.output().expect("curl runs");
+    String::from_utf8_lossy(&done.stdout).trim().parse().unwrap_or(0)
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn the_api_streams_a_capture_of_its_interval_to_a_client_with_the_token() {
+    require_live!();
+    for backend in ["af-packet", "af-xdp", "xdp-tx"] {
+        let pair = NetnsPair::for_backend(backend);
+        let _peer = (backend == "xdp-tx").then(|| pair.peer_xdp_pass());
+        let addr = "127.0.0.1:9187";
+        let reflector = pair.start_reflector_on(Some(backend), &["--http", addr, "--http-token", "s3cret"]);
+        let url = format!("http://{addr}/api/v1/capture?seconds=2&what=reflected");
+        assert_eq!(curl(&pair, &url, None, None), 401, "{backend}: no token");
+        assert_eq!(curl(&pair, &url, Some("wrong"), None), 401, "{backend}: a wrong token");
+        assert_eq!(curl(&pair, &format!("{url}&x=1"), Some("s3cret"), None), 400, "{backend}");
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("api.pcapng");
+        if backend == "xdp-tx" {
+            assert_eq!(curl(&pair, &url, Some("s3cret"), Some(&out)), 409, "{backend}");
+            assert!(std::fs::read_to_string(&out).unwrap().contains("reflects in the kernel"));
+            let (status, _) = reflector.signal_and_wait("TERM");
+            assert!(status.success());
+            continue;
+        }
+        // Probes before, during and after the two seconds; the file holds those between.
+        let tester = pair.tester();
+        let sent = std::sync::atomic::AtomicU32::new(0);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let status = std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut seq = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    tester.send(&numbered_probe(seq, 100)).unwrap();
+                    seq += 1;
+                    sent.store(seq, std::sync::atomic::Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            });
+            std::thread::sleep(Duration::from_millis(500));
+            let before = sent.load(std::sync::atomic::Ordering::Relaxed);
+            let status = curl(&pair, &url, Some("s3cret"), Some(&out));
+            let after = sent.load(std::sync::atomic::Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(500));
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            (status, before, after)
+        });
+        let (code, before, after) = status;
+        assert_eq!(code, 200, "{backend}");
+        let frames = tshark_frames(&out);
+        assert_eq!(capinfos_packets(&out), frames.len() as u64, "{backend}");
+        let seqs: Vec<u32> = frames.iter().map(|(f, _)| seq_of(f)).collect();
+        assert!(frames.iter().all(|(_, c)| c == "reflected: probeot"), "{backend}");
+        // About two seconds of probes every 2 ms (several hundred), consecutive, all sent
+        // while the request ran.
+        assert!(seqs.len() > 200, "{backend}: {} frames", seqs.len());
+        assert_eq!(seqs, (seqs[0]..seqs[0] + seqs.len() as u32).collect::<Vec<_>>(), "{backend}");
+        assert!(seqs[0] >= before && *seqs.last().unwrap() < after, "{backend}: {before}..{after} {seqs:?}");
+        let (status, _) = reflector.signal_and_wait("TERM");
+        assert!(status.success(), "{backend}: {status}");
+    }
+}
