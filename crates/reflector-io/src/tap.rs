@@ -5,13 +5,13 @@
 //! of it.
 //!
 //! The worker never waits on a capture: with no sink, a batch costs one atomic load; with one,
-//! the copies of a batch go to the writer thread through a bounded queue, and a batch that
-//! finds the queue full is not captured and is counted ([`Tap::dropped`]).
+//! the copies of a batch go to the writer thread through a queue bounded in bytes, and a batch
+//! that finds it full is not captured and is counted ([`Tap::dropped`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -111,8 +111,9 @@ enum Message {
     Stop,
 }
 
-/// Batches the writer thread may be behind by before workers drop copies.
-const QUEUE: usize = 1024;
+/// Bytes of copies the writer thread may be behind by before workers drop copies (counted):
+/// about 0.7 s of 100-byte frames at a million a second.
+const QUEUE_BYTES: u64 = 64 << 20;
 /// Emptied chunks kept for reuse.
 const SPARE: usize = 64;
 
@@ -120,7 +121,9 @@ const SPARE: usize = 64;
 pub struct Tap {
     /// Kinds of frames some sink wants (0: no capture; workers look at it once per batch).
     wanted: AtomicU8,
-    queue: SyncSender<Message>,
+    queue: Sender<Message>,
+    /// Bytes of copies sent to the writer and not written yet.
+    queued: AtomicU64,
     added: Mutex<Vec<Box<dyn Sink>>>,
     /// Frames handed to the sinks.
     captured: AtomicU64,
@@ -154,10 +157,11 @@ pub struct TapThread {
 impl Tap {
     /// A tap for frames of `interface` (named in the files' headers), with its writer thread.
     pub fn start(interface: &str) -> std::io::Result<(Arc<Tap>, TapThread)> {
-        let (queue, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let (queue, rx) = std::sync::mpsc::channel();
         let tap = Arc::new(Tap {
             wanted: AtomicU8::new(0),
             queue,
+            queued: AtomicU64::new(0),
             added: Mutex::new(Vec::new()),
             captured: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -182,7 +186,7 @@ impl Tap {
         let what = sink.what();
         self.added.lock().expect("tap lock").push(sink);
         self.wanted.fetch_or(what.0, Ordering::Relaxed);
-        let _ = self.queue.try_send(Message::Wake);
+        let _ = self.queue.send(Message::Wake);
     }
 
     /// Frames handed to the sinks so far.
@@ -205,13 +209,18 @@ impl Tap {
         std::mem::take(&mut *self.failures.lock().expect("tap lock"))
     }
 
+    /// Hands a batch's copies to the writer, unless it is [`QUEUE_BYTES`] behind (then they
+    /// are counted as dropped).
     fn send(&self, chunk: Chunk) {
-        let frames = chunk.frames() as u64;
-        match self.queue.try_send(Message::Chunk(chunk)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(frames, Ordering::Relaxed);
-            }
+        let (frames, bytes) = (chunk.frames() as u64, chunk.blocks.len() as u64);
+        if self.queued.load(Ordering::Relaxed) + bytes > QUEUE_BYTES {
+            self.dropped.fetch_add(frames, Ordering::Relaxed);
+            return;
+        }
+        self.queued.fetch_add(bytes, Ordering::Relaxed);
+        if self.queue.send(Message::Chunk(chunk)).is_err() {
+            self.queued.fetch_sub(bytes, Ordering::Relaxed);
+            self.dropped.fetch_add(frames, Ordering::Relaxed);
         }
     }
 
@@ -227,6 +236,7 @@ impl Tap {
                 Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => (true, None),
             };
             if let Some(mut chunk) = chunk {
+                self.queued.fetch_sub(chunk.blocks.len() as u64, Ordering::Relaxed);
                 self.captured.fetch_add(chunk.frames() as u64, Ordering::Relaxed);
                 sinks.retain_mut(|s| self.keep(s, |s| s.write(&chunk)));
                 chunk.blocks.clear();
