@@ -10,6 +10,7 @@ use bytes::Bytes;
 use reflector_io::pcapng;
 use reflector_io::tap::{Chunk, FileSink, Sink, Tap, What};
 
+use crate::http::ChannelBody;
 use crate::input::UsageError;
 use crate::output::Target;
 
@@ -169,20 +170,5 @@ impl Sink for StreamSink {
 
     fn describe(&self) -> String {
         "capture stream".into()
-    }
-}
-
-/// A response body fed from a channel: the stream ends when the sender is dropped.
-pub struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
-
-impl hyper::body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(hyper::body::Frame::data(b))))
     }
 }

@@ -46,6 +46,9 @@ struct TesterRates {
 
 /// Everything the control plane shows about a run.
 pub struct Control {
+    /// The snapshots `/api/v1/events` sends, one per stats interval.
+    #[cfg(unix)]
+    pub events: tokio::sync::broadcast::Sender<bytes::Bytes>,
     /// The workers' capture tap (none for a data path without workers).
     #[cfg(unix)]
     pub tap: Option<Arc<reflector_io::tap::Tap>>,
@@ -116,6 +119,8 @@ impl Control {
             limiter: None,
             #[cfg(unix)]
             tap: None,
+            #[cfg(unix)]
+            events: tokio::sync::broadcast::channel(8).0,
             tester_rates: Mutex::default(),
         }
     }

@@ -145,6 +145,21 @@ impl HttpConfig {
     }
 }
 
+/// A response body fed from a channel: the stream ends when the sender is dropped.
+pub struct ChannelBody(pub tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
 /// The web dashboard (web/dashboard.html), built into the binary.
 const DASHBOARD: &str = include_str!("../../../web/dashboard.html");
 
@@ -158,7 +173,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// A whole answer, or one streamed as it is made (`/api/v1/capture`).
-type Body = Either<Full<Bytes>, crate::capture::ChannelBody>;
+type Body = Either<Full<Bytes>, ChannelBody>;
 
 fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Either::Left(Full::new(body.into())));
@@ -187,6 +202,58 @@ fn status_json(ctl: &Control) -> Value {
         "details": ctl.info.details(),
         "backend_info": ctl.info,
     })
+}
+
+/// `/api/v1/events`: a snapshot (`event: stats`, its data the JSON of `/api/v1/stats` with
+/// the 20 busiest testers under `testers`) once at once, then each stats interval; a comment
+/// line every 15 s when no interval ends in that time, so the connection never goes idle.
+fn events(ctl: &Control) -> Response<Body> {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut snapshots = ctl.events.subscribe();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let first = snapshot_event(ctl);
+    tokio::spawn(async move {
+        if tx.send(first).await.is_err() {
+            return;
+        }
+        loop {
+            let next = tokio::select! {
+                got = snapshots.recv() => match got {
+                    Ok(event) => event,
+                    // A client slower than the interval misses snapshots, never gets old ones.
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return,
+                },
+                () = tokio::time::sleep(EVENTS_KEEP_ALIVE) => Bytes::from_static(b": keep-alive\n\n"),
+                () = tx.closed() => return,
+            };
+            if tx.send(next).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut r = Response::new(Either::Right(ChannelBody(rx)));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// How often `/api/v1/events` sends something while no snapshot comes.
+const EVENTS_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// A snapshot as a server-sent event.
+fn snapshot_event(ctl: &Control) -> Bytes {
+    let mut stats = stats_json(ctl);
+    stats["testers"] = crate::report::testers_json(&ctl.testers(), 20);
+    Bytes::from(format!("event: stats\ndata: {stats}\n\n"))
+}
+
+/// Sends the run's snapshot to the `/api/v1/events` clients (called by the control loop each
+/// stats interval; nothing is built while no one listens).
+pub fn publish_snapshot(ctl: &Control) {
+    if ctl.events.receiver_count() > 0 {
+        let _ = ctl.events.send(snapshot_event(ctl));
+    }
 }
 
 fn stats_json(ctl: &Control) -> Value {
@@ -475,6 +542,7 @@ fn handle(req: &Request<Incoming>, ctl: &Control, config: &HttpConfig) -> Respon
         "/api/v1/config" => Route::Config,
         "/api/v1/testers" => Route::Testers,
         "/api/v1/capture" => Route::Capture,
+        "/api/v1/events" => Route::Events,
         "/api/v1/counters/reset" => Route::Reset,
         "/metrics" => Route::Metrics,
         _ => return error(StatusCode::NOT_FOUND, "not found"),
@@ -505,6 +573,7 @@ fn handle(req: &Request<Incoming>, ctl: &Control, config: &HttpConfig) -> Respon
             Err(why) => error(StatusCode::BAD_REQUEST, &why),
         },
         Route::Capture => capture(req, ctl, &access),
+        Route::Events => events(ctl),
         Route::Metrics => match query_number(req, "testers", MAX_TESTER_SERIES) {
             Ok(testers) => {
                 let accept = req.headers().get(header::ACCEPT).and_then(|a| a.to_str().ok());
@@ -611,6 +680,7 @@ enum Route {
     Config,
     Testers,
     Capture,
+    Events,
     Reset,
     Metrics,
 }

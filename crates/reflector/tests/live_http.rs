@@ -316,6 +316,75 @@ fn non_loopback_needs_a_token_and_a_wrong_one_is_refused() {
     drop(reflector.signal_and_wait("TERM"));
 }
 
+/// `/api/v1/events` for `secs` seconds (curl in the reflector's namespace): the status and
+/// the data of each event, parsed.
+fn events_for(pair: &NetnsPair, url: &str, token: Option<&str>, secs: &str) -> (u16, Vec<Value>) {
+    let mut cmd = Command::new("timeout");
+    cmd.args([
+        "20",
+        "ip",
+        "netns",
+        "exec",
+        &pair.reflector_ns,
+        "curl",
+        "-sS",
+        "-k",
+        "-N",
+        "--max-time",
+        secs,
+    ]);
+    cmd.args(["-w", "\n%{http_code}"]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    let out = cmd.arg(url).output().expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let events = body
+        .split("\n\n")
+        .filter_map(|block| {
+            let data: Vec<&str> = block.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+            (!data.is_empty()).then(|| {
+                assert!(block.starts_with("event: stats\n"), "{block:?}");
+                serde_json::from_str(&data.join("\n")).expect("event data is JSON")
+            })
+        })
+        .collect();
+    (code.trim().parse().unwrap_or(0), events)
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn events_push_a_snapshot_each_stats_interval() {
+    require_live!();
+    let pair = NetnsPair::for_backend("af-packet");
+    let addr = "192.0.2.1:9196";
+    let reflector = pair.start_reflector_on(
+        Some("af-packet"),
+        &["--http", addr, "--http-token", "t0ken", "--stats-interval", "0.5"],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let url = format!("https://{addr}/api/v1/events");
+    assert_eq!(events_for(&pair, &url, None, "2").0, 401, "the token is needed as for every read");
+    let tester = pair.tester();
+    let (code, events) = std::thread::scope(|s| {
+        let listening = s.spawn(|| events_for(&pair, &url, Some("t0ken"), "3.2"));
+        std::thread::sleep(Duration::from_millis(1500));
+        for _ in 0..50 {
+            tester.send(&Frame::ito_v4().bytes()).unwrap();
+        }
+        listening.join().unwrap()
+    });
+    assert_eq!(code, 200);
+    // One at once, then one every 0.5 s for about 3 s.
+    assert!((6..=8).contains(&events.len()), "{} events", events.len());
+    assert_eq!(events[0]["reflected_packets"], 0);
+    assert_eq!(events.last().unwrap()["reflected_packets"], 50, "{}", events.last().unwrap());
+    assert!(events.iter().all(|e| e["testers"]["testers"].is_array() && e["backend"] == "af-packet"));
+    assert_eq!(events.last().unwrap()["testers"]["testers"][0]["packets"], 50);
+    drop(reflector.signal_and_wait("TERM"));
+}
+
 fn shown(dom: &str, id: &str) -> String {
     let start = format!("id=\"{id}\">");
     let at = dom.find(&start).unwrap_or_else(|| panic!("no #{id} in the page")) + start.len();
@@ -351,6 +420,8 @@ fn the_dashboard_in_a_real_browser_follows_the_traffic() {
     std::thread::sleep(Duration::from_millis(300));
     let after = common::render_page(&pair, &url, &["--dump-dom"]);
     assert_eq!(shown(&after, "reflected_packets"), "120", "the page shows the new count");
+    // It shows it from the event stream (once an event has come, the page stops polling).
+    assert_eq!(shown(&after, "updates"), "live", "the page follows /api/v1/events");
     assert!(after.contains(">probeot<"), "per-signature table");
 
     // A screenshot for people to look at.

@@ -251,7 +251,7 @@ fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note:
         event(
             Priority::Info,
             format!(
-                "reflector: HTTP on {served} (/api/v1/status, /api/v1/stats, /api/v1/workers, /api/v1/config, /api/v1/testers, /api/v1/capture, /metrics)"
+                "reflector: HTTP on {served} (/api/v1/status, /api/v1/stats, /api/v1/workers, /api/v1/config, /api/v1/testers, /api/v1/capture, /api/v1/events, /metrics)"
             ),
         );
     }
@@ -405,6 +405,7 @@ fn control_loop(
             }
             let rates = Rates::over(&totals.delta(&last.1), now - last.0);
             *ctl.rates.lock().expect("rates lock") = rates;
+            crate::http::publish_snapshot(ctl);
             notifier.status(&format!(
                 "reflecting {:.0} pps of {:.0} received; {} reflected, {} rejected",
                 rates.pps,
