@@ -122,6 +122,39 @@ pub const GATE_ALLOW: u32 = 2;
 pub const GATE_SOURCE_LIMIT: u32 = 4;
 /// Flag: a total limit is set.
 pub const GATE_TOTAL_LIMIT: u32 = 8;
+
+/// The maps a program samples frames into for a capture: copies of judged frames go into a
+/// ring buffer while the control entry's flags ask for their kind, at most at the rate its
+/// bucket allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaptureMaps {
+    /// An array of one [`CAPTURE_CONTROL_LEN`]-byte entry of native-endian fields: the kinds
+    /// to sample (`u32`: [`CAPTURE_REFLECTED`], [`CAPTURE_REJECTED`]), 4 zero bytes, the cap's
+    /// interval and tolerance (`u64` ns, a GCRA bucket as the rate limits have), its bucket
+    /// time (`u64`, `bpf_ktime_get_ns`), frames over the cap (`u64`) and frames the ring had no
+    /// room for (`u64`), both added to atomically.
+    pub control_fd: i32,
+    /// A `BPF_MAP_TYPE_RINGBUF` of [`CAPTURE_RECORD_LEN`]-byte records: the verdict (`u32`: the
+    /// kind in the top 16 bits, the signature's or the reason's index in the low 16), the
+    /// frame's length (`u32`), the time (`u64`, CLOCK_TAI ns), then the frame's first bytes (at
+    /// most [`CAPTURE_SNAP`]).
+    pub ring_fd: i32,
+}
+
+/// The value size of [`CaptureMaps::control_fd`].
+pub const CAPTURE_CONTROL_LEN: u32 = 48;
+/// Sample reflections (as sent: a reflecting program's).
+pub const CAPTURE_REFLECTED: u32 = 1;
+/// Sample rejected frames (as received).
+pub const CAPTURE_REJECTED: u32 = 2;
+/// Bytes of a frame a sample keeps.
+pub const CAPTURE_SNAP: u32 = 2048;
+/// Bytes of a sample record: 16 of header, then the frame's.
+pub const CAPTURE_RECORD_LEN: u32 = 16 + CAPTURE_SNAP;
+const BPF_FUNC_RINGBUF_RESERVE: i32 = 131;
+const BPF_FUNC_RINGBUF_SUBMIT: i32 = 132;
+const BPF_FUNC_RINGBUF_DISCARD: i32 = 133;
+const BPF_FUNC_XDP_LOAD_BYTES: i32 = 189;
 /// `BPF_FUNC_ktime_get_ns`.
 const BPF_FUNC_KTIME_GET_NS: i32 = 5;
 /// `BPF_FUNC_ktime_get_coarse_ns`: CLOCK_MONOTONIC as of the last tick.
@@ -218,6 +251,13 @@ const TESTER_KEY_SLOT: i16 = -280;
 const TESTER_VALUE_SLOT: i16 = -344;
 /// The source's row of the testers table (a map value pointer, spilled across helper calls).
 const GATE_ROW_SLOT: i16 = -352;
+/// A sample's verdict code and the action to return after it (a `u32` each), the frame's length
+/// and the bytes to keep, and a zero key.
+const CAPTURE_CODE_SLOT: i16 = -356;
+const CAPTURE_ACTION_SLOT: i16 = -360;
+const CAPTURE_LEN_SLOT: i16 = -364;
+const CAPTURE_CAPLEN_SLOT: i16 = -368;
+const CAPTURE_KEY_SLOT: i16 = -372;
 /// The longest UDP datagram (IPv6) whose checksum the reflecting program computes whole, for a
 /// request whose checksum was left for offload (a sender on the same host): the verifier walks
 /// the summing loop once per word for every way into it, and 512 bytes is what fits its budget
@@ -241,6 +281,8 @@ struct Gen<'a> {
     stamp_answer: Option<StampMaps>,
     /// The counters map, when there is one.
     counters_fd: Option<i32>,
+    /// Frames are sampled for a capture into these maps, by the block at this label.
+    capture: Option<(CaptureMaps, Label)>,
 }
 
 impl Gen<'_> {
@@ -257,6 +299,10 @@ impl Gen<'_> {
     /// `struct xdp_md`: data, data_end, data_meta, ingress_ifindex, rx_queue_index. r6 keeps
     /// the queue (to redirect) or, when hits are counted, the context (for the frame's length).
     fn context(&mut self) {
+        if self.capture.is_some() && !(self.stamp_meta || self.stamp_answer.is_some()) {
+            // A sample reads the frame through the context.
+            self.a.store(Size::DW, R10, CTX_SLOT, R1);
+        }
         if self.stamp_meta || self.stamp_answer.is_some() {
             // The receive time of a STAMP request needs the context for two helpers.
             self.a.store(Size::DW, R10, CTX_SLOT, R1);
@@ -616,15 +662,15 @@ impl Gen<'_> {
                     if let Some(fd) = counters_fd.filter(|_| self.count_hits) {
                         self.count_hit(fd);
                     }
-                    self.a.mov_imm(R0, XDP_TX);
-                    self.a.exit();
+                    self.send_back();
                     self.a.place(not_stamp);
                 }
                 self.reflect(self.filter.mode());
                 if let Some(fd) = counters_fd.filter(|_| self.count_hits) {
                     self.count_hit(fd);
                 }
-                self.a.mov_imm(R0, XDP_TX);
+                self.send_back();
+                return;
             }
             OnHit::Redirect { xsk_map_fd } => {
                 if self.stamp_meta {
@@ -639,6 +685,25 @@ impl Gen<'_> {
             }
         }
         self.a.exit();
+    }
+
+    /// A reflection goes back out (`XDP_TX`); with a capture, by way of the sample block with
+    /// its signature as the verdict.
+    fn send_back(&mut self) {
+        let a = &mut self.a;
+        match self.capture {
+            Some((_, sample)) => {
+                a.load(Size::W, R0, R10, SIGNATURE_SLOT);
+                a.alu_imm(Alu::Or, R0, (CAPTURE_REFLECTED << 16) as i32);
+                a.store(Size::W, R10, CAPTURE_CODE_SLOT, R0);
+                a.store_imm(Size::W, R10, CAPTURE_ACTION_SLOT, XDP_TX);
+                a.goto(sample);
+            }
+            None => {
+                a.mov_imm(R0, XDP_TX);
+                a.exit();
+            }
+        }
     }
 
     /// The Session-Reflector packet of RFC 8762 §4.3 written over a STAMP request, as the
@@ -912,11 +977,114 @@ impl Gen<'_> {
         }
         self.a.place(count);
         if let Some(fd) = counters_fd {
+            if self.capture.is_some() {
+                self.a.mov(R1, R0);
+                self.a.alu_imm(Alu::Or, R1, (CAPTURE_REJECTED << 16) as i32);
+                self.a.store(Size::W, R10, CAPTURE_CODE_SLOT, R1);
+            }
             self.add_to(fd, None);
         }
         let a = &mut self.a;
         a.place(pass);
-        a.mov_imm(R0, XDP_PASS);
+        match self.capture {
+            // Only with counters: every reject came through `count` and has its code.
+            Some((_, sample)) => {
+                a.store_imm(Size::W, R10, CAPTURE_ACTION_SLOT, XDP_PASS);
+                a.goto(sample);
+            }
+            None => {
+                a.mov_imm(R0, XDP_PASS);
+                a.exit();
+            }
+        }
+    }
+
+    /// The sample block, reached with the verdict's code and the action in their slots: when
+    /// the control entry asks for this kind and the cap's bucket has room, the frame's first
+    /// [`CAPTURE_SNAP`] bytes go into a ring buffer record with the verdict, the frame's length
+    /// and the time; a frame over the cap, or one the ring has no room for, is counted. Then
+    /// the action. The bucket is updated without a lock, as the rate limits' are.
+    fn sample(&mut self) {
+        let Some((maps, sample)) = self.capture else { return };
+        let a = &mut self.a;
+        let (out, capped, lost, discard, keep_time) = (a.label(), a.label(), a.label(), a.label(), a.label());
+        a.place(sample);
+        a.store_imm(Size::W, R10, CAPTURE_KEY_SLOT, 0);
+        a.load_map_fd(R1, maps.control_fd);
+        a.mov(R2, R10);
+        a.alu_imm(Alu::Add, R2, CAPTURE_KEY_SLOT as i32);
+        a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
+        a.jump_imm(Cond::Eq, R0, 0, out);
+        a.mov(R8, R0);
+        // Asked for this kind?
+        a.load(Size::W, R1, R8, 0);
+        a.load(Size::W, R2, R10, CAPTURE_CODE_SLOT);
+        a.alu_imm(Alu::Rsh, R2, 16);
+        a.alu_reg(Alu::And, R1, R2);
+        a.jump_imm(Cond::Eq, R1, 0, out);
+        // The cap: allowed while now + tolerance reaches the bucket time.
+        a.call(BPF_FUNC_KTIME_GET_NS);
+        a.mov(R7, R0);
+        a.load(Size::DW, R1, R8, 24);
+        a.load(Size::DW, R2, R8, 16);
+        a.alu_reg(Alu::Add, R2, R7);
+        a.jump_reg(Cond::Gt, R1, R2, capped);
+        a.jump_reg(Cond::Gt, R1, R7, keep_time);
+        a.mov(R1, R7);
+        a.place(keep_time);
+        a.load(Size::DW, R2, R8, 8);
+        a.alu_reg(Alu::Add, R1, R2);
+        a.store(Size::DW, R8, 24, R1);
+        // The frame's length, and what of it is kept.
+        a.load(Size::DW, R1, R10, CTX_SLOT);
+        a.call(BPF_FUNC_XDP_GET_BUFF_LEN);
+        a.mov(R2, R0);
+        a.store(Size::W, R10, CAPTURE_LEN_SLOT, R2);
+        let short = a.label();
+        a.jump_imm(Cond::Le, R2, CAPTURE_SNAP as i32, short);
+        a.mov_imm(R2, CAPTURE_SNAP as i32);
+        a.place(short);
+        a.store(Size::W, R10, CAPTURE_CAPLEN_SLOT, R2);
+        a.load_map_fd(R1, maps.ring_fd);
+        a.mov_imm(R2, CAPTURE_RECORD_LEN as i32);
+        a.mov_imm(R3, 0);
+        a.call(BPF_FUNC_RINGBUF_RESERVE);
+        a.jump_imm(Cond::Eq, R0, 0, lost);
+        a.mov(R9, R0);
+        a.load(Size::W, R1, R10, CAPTURE_CODE_SLOT);
+        a.store(Size::W, R9, 0, R1);
+        a.load(Size::W, R1, R10, CAPTURE_LEN_SLOT);
+        a.store(Size::W, R9, 4, R1);
+        a.call(BPF_FUNC_KTIME_GET_TAI_NS);
+        a.store(Size::DW, R9, 8, R0);
+        // bpf_xdp_load_bytes(ctx, 0, record + 16, caplen), caplen proven 1..=CAPTURE_SNAP.
+        a.load(Size::W, R4, R10, CAPTURE_CAPLEN_SLOT);
+        a.jump_imm(Cond::Gt, R4, CAPTURE_SNAP as i32, discard);
+        a.jump_imm(Cond::Eq, R4, 0, discard);
+        a.load(Size::DW, R1, R10, CTX_SLOT);
+        a.mov_imm(R2, 0);
+        a.mov(R3, R9);
+        a.alu_imm(Alu::Add, R3, 16);
+        a.call(BPF_FUNC_XDP_LOAD_BYTES);
+        a.jump_imm(Cond::Ne, R0, 0, discard);
+        a.mov(R1, R9);
+        a.mov_imm(R2, 0);
+        a.call(BPF_FUNC_RINGBUF_SUBMIT);
+        a.goto(out);
+        a.place(discard);
+        a.mov(R1, R9);
+        a.mov_imm(R2, 0);
+        a.call(BPF_FUNC_RINGBUF_DISCARD);
+        a.goto(out);
+        a.place(capped);
+        a.mov_imm(R1, 1);
+        a.atomic_fetch_add(Size::DW, R8, 32, R1);
+        a.goto(out);
+        a.place(lost);
+        a.mov_imm(R1, 1);
+        a.atomic_fetch_add(Size::DW, R8, 40, R1);
+        a.place(out);
+        a.load(Size::W, R0, R10, CAPTURE_ACTION_SLOT);
         a.exit();
     }
 }
@@ -1478,6 +1646,7 @@ pub fn program(
     on_hit: OnHit,
     counters_fd: Option<i32>,
     gate_maps: Option<GateMaps>,
+    capture: Option<CaptureMaps>,
 ) -> Option<Vec<Insn>> {
     let stamp_answer = match on_hit {
         OnHit::Reflect { stamp } if filter.stamp_port().is_some() => Some(stamp?),
@@ -1487,8 +1656,12 @@ pub fn program(
     let reasons = Reject::ALL.iter().map(|_| a.label()).collect();
     let count_hits = matches!(on_hit, OnHit::Reflect { .. }) && counters_fd.is_some();
     let stamp_meta = matches!(on_hit, OnHit::Redirect { .. }) && filter.stamp_port().is_some();
-    let signatures = count_hits || gate_maps.is_some();
-    let mut g = Gen { a, filter, reasons, count_hits, signatures, stamp_meta, stamp_answer, counters_fd };
+    // Samples need the counters' reject code (and are only for production programs).
+    let capture =
+        capture.filter(|_| counters_fd.is_some() && on_hit != OnHit::ReturnTx).map(|c| (c, a.label()));
+    let signatures = count_hits || gate_maps.is_some() || capture.is_some();
+    let mut g =
+        Gen { a, filter, reasons, count_hits, signatures, stamp_meta, stamp_answer, counters_fd, capture };
     let (v4, v6, udp, hit) = (g.a.label(), g.a.label(), g.a.label(), g.a.label());
     g.context();
     g.ethernet();
@@ -1508,5 +1681,6 @@ pub fn program(
     }
     g.on_hit(on_hit, counters_fd);
     g.rejected(counters_fd);
+    g.sample();
     g.a.finish()
 }

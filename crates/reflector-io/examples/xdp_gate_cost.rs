@@ -42,7 +42,7 @@ fn main() {
         let filter = gated.clone().unwrap_or_else(|| filter_with(|_| {}));
         gate.sync(&filter).expect("the maps filled");
         let maps = gated.is_some().then(|| gate.fds());
-        let insns = program(&filter.without_gate(), OnHit::ReturnTx, Some(counters.as_raw_fd()), maps)
+        let insns = program(&filter.without_gate(), OnHit::ReturnTx, Some(counters.as_raw_fd()), maps, None)
             .expect("the program assembles");
         let prog = bpf::prog_load(&insns, "gate_cost").unwrap_or_else(|e| panic!("{e}"));
         let mut times: Vec<u32> = (0..runs)

@@ -72,12 +72,24 @@ pub fn header(interface: &str) -> Vec<u8> {
 /// Appends one frame of interface 0 taken at `time_ns` (Unix epoch, UTC), with a comment (the
 /// verdict: the concatenation of `comment`'s parts) and its direction.
 pub fn packet(out: &mut Vec<u8>, time_ns: u64, frame: &[u8], comment: &[&str], direction: Direction) {
+    packet_cut(out, time_ns, frame, frame.len(), comment, direction);
+}
+
+/// [`packet`] for a frame of `len` bytes of which `frame` holds the first.
+pub fn packet_cut(
+    out: &mut Vec<u8>,
+    time_ns: u64,
+    frame: &[u8],
+    len: usize,
+    comment: &[&str],
+    direction: Direction,
+) {
     block(out, EPB, |b| {
         b.extend_from_slice(&0u32.to_le_bytes());
         b.extend_from_slice(&((time_ns >> 32) as u32).to_le_bytes());
         b.extend_from_slice(&(time_ns as u32).to_le_bytes());
         b.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        b.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(len.max(frame.len()) as u32).to_le_bytes());
         b.extend_from_slice(frame);
         b.resize(b.len().next_multiple_of(4), 0);
         let len: usize = comment.iter().map(|c| c.len()).sum();

@@ -24,6 +24,11 @@ use crate::worker::utc_now_ns;
 pub struct What(u8);
 
 impl What {
+    /// Its bits: 1 reflected, 2 rejected (as the XDP programs' capture flags have them).
+    pub fn bits(self) -> u32 {
+        u32::from(self.0)
+    }
+
     /// The reflections, as sent.
     pub const REFLECTED: What = What(1);
     /// The frames the worker rejected, as received, with the reason.
@@ -65,6 +70,21 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// Adds a copy of a frame of `len` bytes (`frame` holds its first bytes) taken at
+    /// `time_ns` (UTC), of kind `what` (reflected or rejected), with its verdict as the comment.
+    pub fn push(
+        &mut self,
+        time_ns: u64,
+        frame: &[u8],
+        len: usize,
+        comment: &[&str],
+        direction: Direction,
+        what: What,
+    ) {
+        pcapng::packet_cut(&mut self.blocks, time_ns, frame, len, comment, direction);
+        self.marks.push((self.blocks.len(), what.0));
+    }
+
     /// Frames in it.
     pub fn frames(&self) -> usize {
         self.marks.len()
@@ -189,6 +209,11 @@ impl Tap {
         let _ = self.queue.send(Message::Wake);
     }
 
+    /// The kinds of frames some sink wants now.
+    pub fn wanted(&self) -> What {
+        What(self.wanted.load(Ordering::Relaxed))
+    }
+
     /// Frames handed to the sinks so far.
     pub fn captured(&self) -> u64 {
         self.captured.load(Ordering::Relaxed)
@@ -211,7 +236,7 @@ impl Tap {
 
     /// Hands a batch's copies to the writer, unless it is [`QUEUE_BYTES`] behind (then they
     /// are counted as dropped).
-    fn send(&self, chunk: Chunk) {
+    pub fn offer(&self, chunk: Chunk) {
         let (frames, bytes) = (chunk.frames() as u64, chunk.blocks.len() as u64);
         if self.queued.load(Ordering::Relaxed) + bytes > QUEUE_BYTES {
             self.dropped.fetch_add(frames, Ordering::Relaxed);
@@ -338,7 +363,7 @@ impl<B: Backend> Backend for Tapped<B> {
             verdict
         })?;
         if chunk.frames() > 0 {
-            self.tap.send(chunk);
+            self.tap.offer(chunk);
         }
         Ok(batch)
     }

@@ -38,7 +38,7 @@ fn load(filter: &Filter) -> Loaded {
     let gate = reflector_io::xdp::GateMaps::create().unwrap();
     gate.sync(filter).unwrap();
     let insns =
-        program(&filter.without_gate(), OnHit::ReturnTx, Some(counters.as_raw_fd()), Some(gate.fds()))
+        program(&filter.without_gate(), OnHit::ReturnTx, Some(counters.as_raw_fd()), Some(gate.fds()), None)
             .expect("program assembles");
     let prog = bpf::prog_load(&insns, "reflector_test").unwrap_or_else(|e| panic!("{e}"));
     Loaded { prog, counters, gate, last: [0; Reject::COUNT] }
@@ -135,7 +135,10 @@ fn the_reflecting_program_turns_frames_around_byte_for_byte_as_the_core_does() {
         c.stamp_timestamps = reflector_core::stamp::TimestampFormat::Ptp;
     }));
     // Without the STAMP maps, no program for a filter that answers STAMP.
-    assert_eq!(program(&reflector_testkit::stamp_filter(), OnHit::Reflect { stamp: None }, None, None), None);
+    assert_eq!(
+        program(&reflector_testkit::stamp_filter(), OnHit::Reflect { stamp: None }, None, None, None),
+        None
+    );
     let error = reflector_io::worker::clock_error_estimate();
     let mut rng = Rng::new(0x7e1_ec7);
     let (mut reflected, mut passed, mut stamped) = (0usize, 0usize, 0usize);
@@ -149,8 +152,9 @@ fn the_reflecting_program_turns_frames_around_byte_for_byte_as_the_core_does() {
             // The lists of the corpus filters that have them, in the maps (as a run has them).
             let gate = reflector_io::xdp::GateMaps::create().unwrap();
             gate.sync(&filter).unwrap();
-            let insns = program(&filter.without_gate(), on_hit, Some(counters.as_raw_fd()), Some(gate.fds()))
-                .expect("program assembles");
+            let insns =
+                program(&filter.without_gate(), on_hit, Some(counters.as_raw_fd()), Some(gate.fds()), None)
+                    .expect("program assembles");
             // The core's side: its own session table, fed the same frames in the same order.
             let mut sessions: Box<reflector_core::stamp::Sessions> = Box::default();
             let mut want = reflector_core::Counters::default();
@@ -254,10 +258,10 @@ fn the_redirecting_program_passes_the_verifier() {
     let map = bpf::map_create(bpf::BPF_MAP_TYPE_XSKMAP, 4, 4, "xsks").unwrap();
     let counters = reflector_io::xdp::reject_counters().unwrap();
     let on_hit = OnHit::Redirect { xsk_map_fd: map.as_raw_fd() };
-    let insns = program(&default_filter(), on_hit, Some(counters.as_raw_fd()), None).unwrap();
+    let insns = program(&default_filter(), on_hit, Some(counters.as_raw_fd()), None, None).unwrap();
     bpf::prog_load(&insns, "reflector").unwrap_or_else(|e| panic!("{e}"));
     // And without counters.
-    let insns = program(&default_filter(), on_hit, None, None).unwrap();
+    let insns = program(&default_filter(), on_hit, None, None, None).unwrap();
     bpf::prog_load(&insns, "reflector").unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -294,7 +298,7 @@ fn the_redirecting_program_stamps_stamp_requests_with_their_receive_time() {
     use reflector_bpf::xdp::STAMP_META_LEN;
     let xsks = bpf::map_create(bpf::BPF_MAP_TYPE_XSKMAP, 4, 1, "test_xsks").unwrap();
     let filter = reflector_testkit::stamp_filter();
-    let insns = program(&filter, OnHit::Redirect { xsk_map_fd: xsks.as_raw_fd() }, None, None).unwrap();
+    let insns = program(&filter, OnHit::Redirect { xsk_map_fd: xsks.as_raw_fd() }, None, None, None).unwrap();
     let prog = bpf::prog_load(&insns, "reflector_test").unwrap_or_else(|e| panic!("{e}"));
     let (mut stamped, mut plain) = (0, 0);
     let mut cases: Vec<_> = corpus().into_iter().filter(|c| c.filter == filter && c.expect.is_ok()).collect();
@@ -363,7 +367,7 @@ fn the_reflecting_program_answers_requests_whose_checksum_was_left_for_offload()
     let maps = reflector_io::xdp::StampMaps::create().unwrap();
     maps.refresh_clock().unwrap();
     let insns =
-        program(&filter, OnHit::Reflect { stamp: Some(maps.fds()) }, Some(counters.as_raw_fd()), None)
+        program(&filter, OnHit::Reflect { stamp: Some(maps.fds()) }, Some(counters.as_raw_fd()), None, None)
             .unwrap();
     let prog = bpf::prog_load(&insns, "reflector_tx").unwrap_or_else(|e| panic!("{e}"));
     let partial = |frame: reflector_testkit::Frame| {

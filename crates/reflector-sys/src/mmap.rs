@@ -27,6 +27,12 @@ impl Mmap {
         Mmap::map(len, libc::MAP_SHARED | libc::MAP_POPULATE, fd.as_raw_fd(), offset, call)
     }
 
+    /// `len` bytes of `fd` at `offset`, shared with the kernel, read-only (what a BPF ring
+    /// buffer's producer pages allow).
+    pub fn shared_read_only(fd: &OwnedFd, offset: i64, len: usize, call: &'static str) -> SysResult<Mmap> {
+        Mmap::map_prot(len, libc::PROT_READ, libc::MAP_SHARED, fd.as_raw_fd(), offset, call)
+    }
+
     /// `len` bytes of zeroed private memory (the AF_XDP UMEM; plain memory for ring tests).
     pub fn anonymous(len: usize, call: &'static str) -> SysResult<Mmap> {
         Mmap::map(len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE, -1, 0, call)
@@ -39,10 +45,19 @@ impl Mmap {
         offset: i64,
         call: &'static str,
     ) -> SysResult<Mmap> {
+        Mmap::map_prot(len, libc::PROT_READ | libc::PROT_WRITE, flags, fd, offset, call)
+    }
+
+    fn map_prot(
+        len: usize,
+        prot: libc::c_int,
+        flags: libc::c_int,
+        fd: libc::c_int,
+        offset: i64,
+        call: &'static str,
+    ) -> SysResult<Mmap> {
         // SAFETY: a fresh mapping at an address the kernel picks; no existing memory is touched.
-        let ptr = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, fd, offset as _)
-        };
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, offset as _) };
         if ptr == libc::MAP_FAILED {
             return Err(SysError::last(call));
         }

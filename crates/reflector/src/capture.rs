@@ -67,16 +67,19 @@ impl CaptureFile<'_> {
             .map_err(|e| anyhow::anyhow!("cannot write the capture file {}: {e}", self.path.display()))
     }
 
-    /// What the start line says of it.
-    pub fn describe(&self, rejected_in_kernel: bool) -> String {
+    /// What the start line says of it; `kernel`: the XDP program samples (whether it
+    /// reflects too, and its cap).
+    pub fn describe(&self, kernel: Option<(bool, u32)>) -> String {
         let ring = match self.max_mb {
             Some(mb) => format!(", {} files of {mb} MB at most", self.files),
             None => String::new(),
         };
-        let kernel = if rejected_in_kernel && self.what != What::REFLECTED {
-            " (frames the XDP program rejects never reach the workers and are not in it)"
-        } else {
-            ""
+        let kernel = match kernel {
+            Some((true, cap)) => format!(" (sampled by the XDP program, at most {cap} frames/s)"),
+            Some((false, cap)) if self.what != What::REFLECTED => {
+                format!(" (the frames the XDP program rejects sampled, at most {cap}/s)")
+            }
+            _ => String::new(),
         };
         format!("capture of {} frames to {}{ring}{kernel}", self.what.name(), self.path.display())
     }

@@ -348,7 +348,7 @@ fn try_xdp(name: &str, iface: &reflector_sys::iface::IfaceInfo, redirect: bool) 
     };
     let queues = rx_queues(name);
     let ending = if redirect { Ending::Redirect { queues } } else { Ending::Reflect };
-    let attachment = match Attachment::attach(&filter, iface.index, name, ending, false) {
+    let attachment = match Attachment::attach(&filter, iface.index, name, ending, false, None) {
         Ok(a) => a,
         Err(e) => return Verdict { runs: false, why: output::one_line(&format!("{e:#}")) },
     };

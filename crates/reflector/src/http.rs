@@ -620,10 +620,7 @@ fn capture(req: &Request<Incoming>, ctl: &Control, access: &Access<'_>) -> Respo
         }
     }
     let Some(tap) = &ctl.tap else {
-        return error(
-            StatusCode::CONFLICT,
-            "this data path reflects in the kernel (xdp-tx): its frames cannot be captured",
-        );
+        return error(StatusCode::CONFLICT, "this run cannot capture (its XDP program takes no samples)");
     };
     let stamp = file_stamp(reflector_io::worker::utc_now_ns());
     let mut r = Response::new(Either::Right(crate::capture::StreamSink::start(tap, what, seconds)));

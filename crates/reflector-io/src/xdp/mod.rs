@@ -103,6 +103,8 @@ pub struct Attachment {
     stamp: Option<StampMaps>,
     /// The maps of the allow and deny lists and the rate limits.
     gate: GateMaps,
+    /// The maps frames are sampled into for a capture, when the run may capture.
+    capture: Option<KernelCapture>,
     /// The filter the program was generated from, without its lists and limits (which are in
     /// the maps): a new filter that differs only in those keeps the program.
     generated_from: std::sync::Mutex<Filter>,
@@ -159,6 +161,102 @@ impl StampMaps {
             clock_fd: self.clock.as_raw_fd(),
             sessions_fd: self.sessions.as_raw_fd(),
         }
+    }
+}
+
+/// The maps an XDP program samples frames into for a capture (see
+/// [`reflector_bpf::xdp::CaptureMaps`]), and their reader: [`KernelCapture::pump`] moves the
+/// samples into a [`Tap`](crate::tap::Tap) and tells the program which kinds it wants.
+#[derive(Debug)]
+pub struct KernelCapture {
+    control: bpf::SizedMap,
+    ring: std::sync::Mutex<reflector_sys::xdp::ringbuf::RingBuf>,
+    /// The kinds the program can sample (a redirecting program: the rejected frames; the
+    /// reflecting one: both).
+    kinds: u32,
+    /// What was last asked of the program, and the over-cap and lost counts last read.
+    state: std::sync::Mutex<(u32, u64, u64)>,
+}
+
+/// Bytes of the capture ring buffer: about 500 samples, 50 ms at the default cap.
+pub const CAPTURE_RING_BYTES: u32 = 1 << 20;
+
+impl KernelCapture {
+    /// Creates the maps for a program that samples `kinds`, at most `per_second` frames a
+    /// second (in bursts of up to a tenth of that).
+    pub fn create(kinds: u32, per_second: u32) -> Result<KernelCapture, SysError> {
+        use reflector_bpf::xdp::CAPTURE_CONTROL_LEN;
+        let control =
+            bpf::SizedMap::create(bpf::BPF_MAP_TYPE_ARRAY, 4, CAPTURE_CONTROL_LEN, 1, "reflector_capctl")?;
+        let interval = 1_000_000_000 / u64::from(per_second.max(1));
+        let tolerance = interval * u64::from((per_second / 10).max(1));
+        let mut value = [0u8; CAPTURE_CONTROL_LEN as usize];
+        value[8..16].copy_from_slice(&interval.to_ne_bytes());
+        value[16..24].copy_from_slice(&tolerance.to_ne_bytes());
+        control.update(&0u32.to_ne_bytes(), &value)?;
+        let ring = reflector_sys::xdp::ringbuf::RingBuf::create(CAPTURE_RING_BYTES, "reflector_cap")?;
+        Ok(KernelCapture { control, ring: std::sync::Mutex::new(ring), kinds, state: Default::default() })
+    }
+
+    /// The maps as the program generator names them.
+    pub fn fds(&self) -> reflector_bpf::xdp::CaptureMaps {
+        let ring_fd = self.ring.lock().expect("ring lock").as_raw_fd();
+        reflector_bpf::xdp::CaptureMaps { control_fd: self.control.as_raw_fd(), ring_fd }
+    }
+
+    /// Whether the program samples frames of kind `what` (the kinds it can).
+    pub fn covers(&self, what: crate::tap::What) -> bool {
+        what.bits() & self.kinds == what.bits()
+    }
+
+    /// Moves the samples taken since the last call into `tap` (times made UTC with
+    /// `tai_offset_ns`), counts the frames over the cap or without room in the ring as
+    /// dropped, and asks the program for the kinds the tap's sinks want now.
+    pub fn pump(&self, tap: &crate::tap::Tap, tai_offset_ns: u64) -> Result<(), SysError> {
+        use reflector_bpf::xdp::{CAPTURE_REFLECTED, CAPTURE_SNAP};
+        use reflector_core::{Reject, Signature};
+        let mut chunk = crate::tap::Chunk::default();
+        self.ring.lock().expect("ring lock").read(|record| {
+            if record.len() < 16 {
+                return;
+            }
+            let word = |at: usize| u32::from_ne_bytes(record[at..at + 4].try_into().expect("4 bytes"));
+            let (code, len) = (word(0), word(4) as usize);
+            let time =
+                u64::from_ne_bytes(record[8..16].try_into().expect("8 bytes")).saturating_sub(tai_offset_ns);
+            let kept = &record[16..record.len().min(16 + len.min(CAPTURE_SNAP as usize))];
+            let index = (code & 0xffff) as usize;
+            if code >> 16 == CAPTURE_REFLECTED {
+                let name = Signature::ALL.get(index).map_or("?", |s| s.name());
+                let (direction, what) = (crate::pcapng::Direction::Outbound, crate::tap::What::REFLECTED);
+                chunk.push(time, kept, len, &["reflected: ", name], direction, what);
+            } else {
+                let name = Reject::ALL.get(index).map_or("?", |r| r.name());
+                let (direction, what) = (crate::pcapng::Direction::Inbound, crate::tap::What::REJECTED);
+                chunk.push(time, kept, len, &["rejected: ", name], direction, what);
+            }
+        });
+        if chunk.frames() > 0 {
+            tap.offer(chunk);
+        }
+        let key = 0u32.to_ne_bytes();
+        let mut state = self.state.lock().expect("capture lock");
+        if let Some(value) = self.control.lookup(&key)? {
+            let field = |at: usize| u64::from_ne_bytes(value[at..at + 8].try_into().expect("8 bytes"));
+            let (capped, lost) = (field(32), field(40));
+            tap.count_dropped(capped.saturating_sub(state.1) + lost.saturating_sub(state.2));
+            (state.1, state.2) = (capped, lost);
+            // Only the flags change: the bucket and the counts the program keeps stay (a sample
+            // taken between the read and the write may go uncounted).
+            let wanted = tap.wanted().bits() & self.kinds;
+            if wanted != state.0 {
+                let mut value = value;
+                value[..4].copy_from_slice(&wanted.to_ne_bytes());
+                self.control.update(&key, &value)?;
+                state.0 = wanted;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -384,13 +482,16 @@ pub enum AttachError {
 impl Attachment {
     /// Builds the program for `filter` with `ending`, loads it, and attaches it to `ifindex`
     /// in native mode (generic mode where the driver has no XDP). With `replace`, a program
-    /// another tool attached through netlink is removed first.
+    /// another tool attached through netlink is removed first. With `capture`, the program can
+    /// sample frames for a capture, at most that many a second ([`KernelCapture`]; it samples
+    /// none until asked).
     pub fn attach(
         filter: &Filter,
         ifindex: u32,
         iface: &str,
         ending: Ending,
         replace: bool,
+        capture: Option<u32>,
     ) -> Result<Attachment, AttachError> {
         let denied = |e: SysError| {
             if e.errno() == Some(libc::EPERM) {
@@ -421,8 +522,14 @@ impl Attachment {
         }
         let gate = GateMaps::create().map_err(denied)?;
         gate.sync(filter)?;
+        let kinds = match ending {
+            Ending::Reflect => reflector_bpf::xdp::CAPTURE_REFLECTED | reflector_bpf::xdp::CAPTURE_REJECTED,
+            Ending::Redirect { .. } => reflector_bpf::xdp::CAPTURE_REJECTED,
+        };
+        let capture = capture.map(|cap| KernelCapture::create(kinds, cap)).transpose().map_err(denied)?;
         let generated_from = filter.without_gate();
-        let insns = program(&generated_from, map.as_ref(), &counters, stamp.as_ref(), &gate)?;
+        let insns =
+            program(&generated_from, map.as_ref(), &counters, stamp.as_ref(), &gate, capture.as_ref())?;
         let prog = bpf::prog_load(&insns, "reflector")?;
         let busy = |e: &SysError| matches!(e.errno(), Some(libc::EBUSY) | Some(libc::EEXIST));
         let link = |flags| bpf::link_create(&prog, ifindex, flags);
@@ -460,6 +567,7 @@ impl Attachment {
             map,
             stamp,
             gate,
+            capture,
             generated_from: std::sync::Mutex::new(generated_from),
             ending,
             counters,
@@ -499,8 +607,14 @@ impl Attachment {
         if *current == generated_from {
             return Ok(false);
         }
-        let insns =
-            program(&generated_from, self.map.as_ref(), &self.counters, self.stamp.as_ref(), &self.gate)?;
+        let insns = program(
+            &generated_from,
+            self.map.as_ref(),
+            &self.counters,
+            self.stamp.as_ref(),
+            &self.gate,
+            self.capture.as_ref(),
+        )?;
         let prog = bpf::prog_load(&insns, "reflector")?;
         bpf::link_update(&self.link, &prog)?;
         *self.prog.lock().expect("program lock") = prog;
@@ -511,6 +625,11 @@ impl Attachment {
     /// The maps of the lists and limits.
     pub fn gate(&self) -> &GateMaps {
         &self.gate
+    }
+
+    /// The capture maps, when the program can sample frames.
+    pub fn capture(&self) -> Option<&KernelCapture> {
+        self.capture.as_ref()
     }
 
     /// Brings the clock state a reflecting program answers STAMP with up to date (TAI − UTC and
@@ -537,12 +656,14 @@ fn program(
     counters: &OwnedFd,
     stamp: Option<&StampMaps>,
     gate: &GateMaps,
+    capture: Option<&KernelCapture>,
 ) -> Result<Vec<reflector_bpf::ebpf::Insn>, AttachError> {
     let on_hit = match xsks {
         Some(map) => reflector_bpf::xdp::OnHit::Redirect { xsk_map_fd: map.as_raw_fd() },
         None => reflector_bpf::xdp::OnHit::Reflect { stamp: stamp.map(StampMaps::fds) },
     };
-    reflector_bpf::xdp::program(filter, on_hit, Some(counters.as_raw_fd()), Some(gate.fds()))
+    let capture = capture.map(KernelCapture::fds);
+    reflector_bpf::xdp::program(filter, on_hit, Some(counters.as_raw_fd()), Some(gate.fds()), capture)
         .ok_or(AttachError::Assemble)
 }
 

@@ -4,4 +4,5 @@
 pub mod bpf;
 pub mod netlink;
 pub mod ring;
+pub mod ringbuf;
 pub mod xsk;

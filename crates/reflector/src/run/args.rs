@@ -89,6 +89,11 @@ crate::settings::settings! {
     /// [default: 2].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     capture_files: Option<u32> => key "capture.files": u32, reload Restart;
+    /// Most frames a second the XDP program samples for captures (af-xdp: the frames it
+    /// rejects; xdp-tx: all), in bursts of a tenth of that; the others are counted as not
+    /// captured.
+    #[arg(long, value_name = "PPS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    capture_kernel_limit: u32 => key "capture.kernel_limit": u32, reload Restart;
     /// Statistics format on stdout [default: text; the terminal UI when stdout is a terminal].
     #[arg(long, value_enum)]
     #[serde(serialize_with = "value_name_opt")]
@@ -203,7 +208,7 @@ fn check_settings(args: &RunArgs) -> Result<(), UsageError> {
         .check()?;
     }
     let backend = args.backend.resolve();
-    check_capture(args, backend)?;
+    check_capture(args)?;
     let xdp_only = [(args.busy_poll, "--busy-poll"), (args.umem_size != 16, "--umem-size")];
     if backend != Backend::AfXdp
         && args.backend != BackendChoice::Auto
@@ -226,8 +231,8 @@ fn check_settings(args: &RunArgs) -> Result<(), UsageError> {
     Ok(())
 }
 
-/// The capture settings go together, and need a data path with workers.
-fn check_capture(args: &RunArgs, backend: Backend) -> Result<(), UsageError> {
+/// The capture settings go together.
+fn check_capture(args: &RunArgs) -> Result<(), UsageError> {
     let needs_file = [
         (args.capture_what.is_some(), "--capture-what"),
         (args.capture_max_mb.is_some(), "--capture-max-mb"),
@@ -246,15 +251,16 @@ fn check_capture(args: &RunArgs, backend: Backend) -> Result<(), UsageError> {
     if args.capture.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
         return Err(UsageError("--capture must not be empty".into()));
     }
-    if args.capture.is_some() && backend == Backend::XdpTx {
-        return Err(UsageError(
-            "--capture does not apply to --backend xdp-tx: its reflections never leave the kernel (capture with af-xdp or af-packet)".into(),
-        ));
-    }
     Ok(())
 }
 
 impl RunArgs {
+    /// Whether the run may capture (a capture file, or the HTTP server's `/api/v1/capture`):
+    /// then the workers' frames pass a tap and the XDP program can sample.
+    pub fn may_capture(&self) -> bool {
+        self.capture.is_some() || self.http.is_some()
+    }
+
     /// The capture file the settings ask for.
     pub fn capture_file(&self) -> Option<crate::capture::CaptureFile<'_>> {
         self.capture.as_deref().map(|path| crate::capture::CaptureFile {
@@ -618,7 +624,7 @@ hex = "0xdead"
                 );
             }
         }
-        assert_eq!(keyed, 36, "settings with a file key: every key of the example");
+        assert_eq!(keyed, 37, "settings with a file key: every key of the example");
 
         // Every setting away from its default (in two runs: --no-oui-filter excludes --oui),
         // written to a file as the API shows it, read back.
@@ -682,6 +688,8 @@ hex = "0xdead"
             "5",
             "--capture-files",
             "4",
+            "--capture-kernel-limit",
+            "500",
             "--stats",
             "csv",
             "--stats-interval",

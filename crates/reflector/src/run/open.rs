@@ -23,7 +23,12 @@ pub struct KernelProgram {
     pub update: KernelUpdate,
     /// The testers table it keeps.
     pub testers: crate::control::KernelTesters,
+    /// Moves the frames it sampled into a capture tap (when it samples).
+    pub capture: Option<KernelPump>,
 }
+
+/// Moves what an XDP program sampled into the tap, and tells it what the tap wants.
+pub type KernelPump = Arc<dyn Fn(&reflector_io::tap::Tap) -> anyhow::Result<()> + Send + Sync>;
 
 impl std::fmt::Debug for KernelProgram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -174,8 +179,15 @@ fn open_af_xdp(
         Some(w) => u32::from(w),
         None => queues,
     };
-    let attachment =
-        Attachment::attach(filter, iface.index, iface_name, Ending::Redirect { queues }, args.replace)?;
+    let capture = args.may_capture().then_some(args.capture_kernel_limit);
+    let attachment = Attachment::attach(
+        filter,
+        iface.index,
+        iface_name,
+        Ending::Redirect { queues },
+        args.replace,
+        capture,
+    )?;
     let mut sockets = Xsk::open_queues(iface.index, served, args.umem_size as usize * 1024 * 1024)
         .with_context(|| format!("AF_XDP sockets on {iface_name} queues 0..{served}"))?;
     for xsk in &mut sockets {
@@ -204,7 +216,7 @@ fn open_af_xdp(
 #[cfg(target_os = "linux")]
 fn kernel_program(attachment: reflector_io::xdp::Attachment, tx_errors_of: Option<String>) -> KernelProgram {
     let attachment = Arc::new(attachment);
-    let (counted, updated, listed) = (attachment.clone(), attachment.clone(), attachment);
+    let (counted, updated, listed) = (attachment.clone(), attachment.clone(), attachment.clone());
     // Reflections the driver failed to send after XDP_TX (a veth whose peer runs no XDP
     // program drops them all): moved from reflected to TX errors, on the CPU that reflected
     // most (the driver does not say which; their bytes stay counted as reflected).
@@ -226,7 +238,16 @@ fn kernel_program(attachment: reflector_io::xdp::Attachment, tx_errors_of: Optio
         updated.update(f).map(|_replaced| ()).map_err(Into::into)
     });
     let testers: crate::control::KernelTesters = Arc::new(move || listed.gate().testers().ok());
-    KernelProgram { counters, update, testers }
+    let capture = attachment.capture().is_some().then(|| -> KernelPump {
+        Arc::new(move |tap: &reflector_io::tap::Tap| {
+            let tai_offset = reflector_io::worker::ClockState::read().tai_offset_ns;
+            match attachment.capture() {
+                Some(c) => c.pump(tap, tai_offset).map_err(Into::into),
+                None => Ok(()),
+            }
+        })
+    });
+    KernelProgram { counters, update, testers, capture }
 }
 
 /// Attaches the reflecting XDP program: test packets are turned around in the driver.
@@ -240,7 +261,9 @@ fn open_xdp_tx(
 ) -> anyhow::Result<Opened> {
     use reflector_io::xdp::{Attachment, Ending};
     let started = std::time::Instant::now();
-    let attachment = Attachment::attach(filter, iface.index, iface_name, Ending::Reflect, args.replace)?;
+    let capture = args.may_capture().then_some(args.capture_kernel_limit);
+    let attachment =
+        Attachment::attach(filter, iface.index, iface_name, Ending::Reflect, args.replace, capture)?;
     let mut info = BackendInfo::new(Backend::XdpTx, choice);
     info.in_driver =
         Some(InDriverInfo { mode: attachment.mode.name(), instructions: attachment.instructions });

@@ -243,7 +243,10 @@ fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note:
             run.info.details(),
             run.args.capture_file().map_or(String::new(), |c| format!(
                 "; {}",
-                c.describe(run.info.backend == backend_info::Backend::AfXdp)
+                c.describe(run.kernel.as_ref().is_some_and(|k| k.capture.is_some()).then_some((
+                    run.info.backend == backend_info::Backend::XdpTx,
+                    run.args.capture_kernel_limit
+                )))
             )),
         ),
     );
@@ -263,7 +266,8 @@ fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note:
 /// with workers has every frame they judge pass the tap, which copies it only while a capture
 /// wants it; the others run the backends bare (the tap costs about 2.5 ns a frame when idle).
 pub(super) fn serve<B: Backend>(run: Run<'_>, filter: Arc<Filter>, backends: Vec<B>) -> anyhow::Result<()> {
-    if backends.is_empty() || (run.args.capture.is_none() && run.args.http.is_none()) {
+    let kernel_samples = run.kernel.as_ref().is_some_and(|k| k.capture.is_some());
+    if !run.args.may_capture() || (backends.is_empty() && !kernel_samples) {
         return serve_with(run, filter, backends, None);
     }
     let (tap, thread) = Tap::start(run.iface_name).context("cannot start the capture thread")?;
@@ -281,6 +285,11 @@ fn serve_with<B: Backend>(
     let cell = FilterCell::new(filter.clone());
     let tap = tapping.as_ref().map(|(tap, _)| tap.clone());
     let (runtime, ctl, http_thread) = start(&run, &cell, backends, tap.as_ref())?;
+    // What the XDP program samples goes into the same tap, every 10 ms.
+    let pump = match (&tap, run.kernel.as_ref().and_then(|k| k.capture.clone())) {
+        (Some(tap), Some(pump)) => Some(start_pump(tap.clone(), pump, run.signals.stop.clone())?),
+        _ => None,
+    };
     let placements: Vec<String> = ctl.workers.iter().map(|(_, p)| p.clone()).collect();
     start_line(&run, &filter, &placements, &quiet_note, http_thread.as_ref().map(|(_, d)| d.as_str()));
     let ctx = Context { backend: run.info.backend.name(), interface: run.iface_name.to_string(), placements };
@@ -316,6 +325,9 @@ fn serve_with<B: Backend>(
     if let Some((t, _)) = http_thread {
         let _ = t.join();
     }
+    if let Some(pump) = pump {
+        let _ = pump.join();
+    }
     if let Some((tap, thread)) = tapping {
         thread.stop();
         report_capture_failures(&tap);
@@ -340,6 +352,35 @@ fn serve_with<B: Backend>(
         },
     ))?;
     link_error.map_or(Ok(()), Err)
+}
+
+/// A thread that moves the XDP program's samples into `tap` every 10 ms until `stop` (and once
+/// more then); a failure to read the maps is said once.
+fn start_pump(
+    tap: Arc<Tap>,
+    pump: super::open::KernelPump,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let thread = std::thread::Builder::new().name("reflector-samples".into()).spawn(move || {
+        let mut said = false;
+        loop {
+            let last = stop.load(Ordering::Relaxed);
+            if let Err(e) = pump(&tap)
+                && !said
+            {
+                said = true;
+                event(
+                    Priority::Warning,
+                    format!("reflector: capture: cannot read the XDP program's samples: {e:#}"),
+                );
+            }
+            if last {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    })?;
+    Ok(thread)
 }
 
 /// A capture that failed (a full disk, say) is said once; the run goes on without it.
