@@ -72,8 +72,8 @@ crate::settings::settings! {
     http_tls_key: Option<std::path::PathBuf> => key "http.tls_key": String, reload Restart;
     /// Write frames to FILE as pcapng while running (a new file, or one replaced; a FIFO or a
     /// device is written through): the reflections as sent, or what --capture-what says, each
-    /// with its verdict in the packet's comment. Not with --backend xdp-tx (its reflections
-    /// never leave the kernel).
+    /// with its verdict in the packet's comment. What the XDP program handles (af-xdp: its
+    /// rejects; xdp-tx: all) is sampled, at most --capture-kernel-limit frames a second.
     #[arg(long, value_name = "FILE")]
     capture: Option<std::path::PathBuf> => key "capture.file": String, reload Restart;
     /// The frames --capture writes: reflected, rejected (as received, with the reason) or all
