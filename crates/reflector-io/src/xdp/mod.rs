@@ -178,8 +178,9 @@ pub struct KernelCapture {
     state: std::sync::Mutex<(u32, u64, u64)>,
 }
 
-/// Bytes of the capture ring buffer: about 500 samples, 50 ms at the default cap.
-pub const CAPTURE_RING_BYTES: u32 = 1 << 20;
+/// Bytes of the capture ring buffer: about 2000 samples, 200 ms at the default cap (the
+/// reader empties it every 10 ms, when it gets a CPU).
+pub const CAPTURE_RING_BYTES: u32 = 4 << 20;
 
 impl KernelCapture {
     /// Creates the maps for a program that samples `kinds`, at most `per_second` frames a
