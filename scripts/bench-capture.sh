@@ -7,7 +7,8 @@
 # reflected): system-wide CPU time per offered packet (all CPUs, /proc/stat) and, for the
 # userspace paths, the reflector's own CPU time per reflected packet (its summary); and, for
 # af-packet and af-xdp, at the fastest load one core can offer (reflected / offered). Capture
-# files go to a temporary folder and are removed.
+# files go to a temporary folder and are removed. Then what sampling costs the XDP program
+# itself, without a network (BPF_PROG_TEST_RUN repeated a million times: xdp_capture_cost).
 # Usage (root): scripts/bench-capture.sh [SECONDS]     (default 5; FIXED_PPS=100000)
 # Needs trafgen (Debian: netsniff-ng), installed here when missing.
 set -euo pipefail
@@ -16,7 +17,7 @@ secs="${1:-5}"
 [ "$(id -u)" = 0 ] || { echo "bench-capture: needs root (network namespaces)" >&2; exit 2; }
 command -v trafgen >/dev/null || { apt-get update -q && apt-get install -y -q netsniff-ng; } >/dev/null
 cargo build --release -q -p reflector
-cargo build --release -q -p reflector-io --example xdp_reference
+cargo build --release -q -p reflector-io --example xdp_reference --example xdp_capture_cost
 bin="$PWD/target/release/reflector"
 ref="$PWD/target/release/examples/xdp_reference"
 source scripts/veth-lab.sh
@@ -93,3 +94,5 @@ for b in ("af-packet", "af-xdp", "xdp-tx"):
                 line += f", captured {mf}, not captured {md}"
         print(line)
 PY
+echo "the XDP program itself (BPF_PROG_TEST_RUN, median of 5 runs of a million):"
+"$PWD/target/release/examples/xdp_capture_cost" 5 | sed 's/^/  /'

@@ -649,6 +649,9 @@ impl Gen<'_> {
     /// (`XDP_TX`), or return `XDP_TX` untouched for tests.
     fn on_hit(&mut self, on_hit: OnHit, counters_fd: Option<i32>) {
         match on_hit {
+            // A test packet returned untouched: sampled as a reflection would be (for measuring
+            // what sampling costs a hit without a frame that changes from run to run).
+            OnHit::ReturnTx if self.capture.is_some() => return self.send_back(),
             OnHit::ReturnTx => self.a.mov_imm(R0, XDP_TX),
             OnHit::Reflect { .. } => {
                 if let Some(maps) = self.stamp_answer {
@@ -1656,9 +1659,8 @@ pub fn program(
     let reasons = Reject::ALL.iter().map(|_| a.label()).collect();
     let count_hits = matches!(on_hit, OnHit::Reflect { .. }) && counters_fd.is_some();
     let stamp_meta = matches!(on_hit, OnHit::Redirect { .. }) && filter.stamp_port().is_some();
-    // Samples need the counters' reject code (and are only for production programs).
-    let capture =
-        capture.filter(|_| counters_fd.is_some() && on_hit != OnHit::ReturnTx).map(|c| (c, a.label()));
+    // Samples need the counters' reject code.
+    let capture = capture.filter(|_| counters_fd.is_some()).map(|c| (c, a.label()));
     let signatures = count_hits || gate_maps.is_some() || capture.is_some();
     let mut g =
         Gen { a, filter, reasons, count_hits, signatures, stamp_meta, stamp_answer, counters_fd, capture };
