@@ -234,7 +234,7 @@ impl Tap {
         std::mem::take(&mut *self.failures.lock().expect("tap lock"))
     }
 
-    /// Hands a batch's copies to the writer, unless it is [`QUEUE_BYTES`] behind (then they
+    /// Hands a batch's copies to the writer, unless it is 64 MiB of copies behind (then they
     /// are counted as dropped).
     pub fn offer(&self, chunk: Chunk) {
         let (frames, bytes) = (chunk.frames() as u64, chunk.blocks.len() as u64);
