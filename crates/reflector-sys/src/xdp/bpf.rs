@@ -200,18 +200,8 @@ fn wrong_size(call: &'static str) -> SysError {
     SysError { call, err: std::io::Error::from_raw_os_error(libc::EINVAL) }
 }
 
-/// Creates a map with no element size checks of ours (a ring buffer: no keys, no values).
-pub(crate) fn map_create_raw(
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    name: &str,
-) -> SysResult<OwnedFd> {
-    map_create_flagged(map_type, key_size, value_size, max_entries, 0, name)
-}
-
-fn map_create_keyed(
+/// Creates a map with no element size checks of ours (also a ring buffer: no keys, no values).
+pub(crate) fn map_create_keyed(
     map_type: u32,
     key_size: u32,
     value_size: u32,

@@ -28,7 +28,7 @@ pub struct RingBuf {
 impl RingBuf {
     /// Creates a ring buffer of `size` bytes (a power of two, a multiple of the page size).
     pub fn create(size: u32, name: &str) -> SysResult<RingBuf> {
-        let fd = super::bpf::map_create_raw(BPF_MAP_TYPE_RINGBUF, 0, 0, size, name)?;
+        let fd = super::bpf::map_create_keyed(BPF_MAP_TYPE_RINGBUF, 0, 0, size, name)?;
         // SAFETY: sysconf reads a constant of the system.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
         let consumer = Mmap::shared(&fd, 0, page, "mmap(ringbuf consumer)")?;
