@@ -48,7 +48,7 @@ fn main() {
             tap.add(Box::new(
                 FileSink::create(Path::new("/dev/null"), "bench", what, None).expect("/dev/null"),
             ));
-            maps.pump(&tap, 0).expect("the flags written");
+            maps.pump(&tap).expect("the flags written");
         }
         let insns = program(
             &filter.without_gate(),
@@ -70,7 +70,7 @@ fn main() {
         });
         base.get_or_insert(median);
         if let Some(maps) = &maps {
-            maps.pump(&tap, 0).expect("the samples read");
+            maps.pump(&tap).expect("the samples read");
         }
         thread.stop();
         println!("{name:<24} {median:4} ns per frame (runs: {times:?}){above}; {} instructions", insns.len());

@@ -72,13 +72,22 @@ fn load(
     kinds: u32,
     cap: u32,
 ) -> (std::os::fd::OwnedFd, KernelCapture, GateMaps, std::os::fd::OwnedFd) {
-    let filter = default_filter();
+    load_for(&default_filter(), on_hit, kinds, cap)
+}
+
+/// [`load`] for `filter`.
+fn load_for(
+    filter: &reflector_core::Filter,
+    on_hit: OnHit,
+    kinds: u32,
+    cap: u32,
+) -> (std::os::fd::OwnedFd, KernelCapture, GateMaps, std::os::fd::OwnedFd) {
     let counters = match on_hit {
         OnHit::Reflect { .. } => reflector_io::xdp::reflect_counters().unwrap(),
         _ => reflector_io::xdp::reject_counters().unwrap(),
     };
     let gate = GateMaps::create().unwrap();
-    gate.sync(&filter).unwrap();
+    gate.sync(filter).unwrap();
     let capture = KernelCapture::create(kinds, cap).unwrap();
     let insns = program(
         &filter.without_gate(),
@@ -102,10 +111,10 @@ fn each_sample_carries_the_cores_verdict_and_the_frame_as_the_program_left_it() 
     let got = Arc::new(Mutex::new(Vec::new()));
     // No sink yet: the program samples nothing.
     let frame = reflector_testkit::Frame::ito_v4().bytes();
-    capture.pump(&tap, 0).unwrap();
+    capture.pump(&tap).unwrap();
     bpf::prog_test_run(&prog, &frame).unwrap();
     tap.add(Box::new(Collect(got.clone())));
-    capture.pump(&tap, 0).unwrap();
+    capture.pump(&tap).unwrap();
     let filter = default_filter();
     let mut want: Vec<Sample> = Vec::new();
     // The corpus, and a probe longer than a sample keeps.
@@ -130,7 +139,7 @@ fn each_sample_carries_the_cores_verdict_and_the_frame_as_the_program_left_it() 
         let kept = reflected.len().min(CAPTURE_SNAP as usize);
         want.push((reflected[..kept].to_vec(), reflected.len(), comment));
     }
-    capture.pump(&tap, 0).unwrap();
+    capture.pump(&tap).unwrap();
     thread.stop();
     let got = got.lock().unwrap();
     assert_eq!(got.len(), want.len(), "one sample per frame, none for the frame before the sink");
@@ -156,7 +165,7 @@ fn the_cap_holds_and_what_it_keeps_out_is_counted() {
     let (tap, thread) = Tap::start("test").unwrap();
     let got = Arc::new(Mutex::new(Vec::new()));
     tap.add(Box::new(Collect(got.clone())));
-    capture.pump(&tap, 0).unwrap();
+    capture.pump(&tap).unwrap();
     let mut frame = reflector_testkit::Frame::ito_v4().bytes();
     frame[0] ^= 0x02; // not our MAC: rejected (dst_mac)
     let started = std::time::Instant::now();
@@ -164,7 +173,7 @@ fn the_cap_holds_and_what_it_keeps_out_is_counted() {
         bpf::prog_test_run(&prog, &frame).unwrap();
     }
     let elapsed = started.elapsed();
-    capture.pump(&tap, 0).unwrap();
+    capture.pump(&tap).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     thread.stop();
     let sampled = got.lock().unwrap().len() as u64;
@@ -179,22 +188,12 @@ fn the_cap_holds_and_what_it_keeps_out_is_counted() {
 fn programs_with_stamp_and_capture_pass_the_verifier() {
     require_root();
     let filter = reflector_testkit::stamp_filter();
-    let counters = reflector_io::xdp::reflect_counters().unwrap();
-    let gate = GateMaps::create().unwrap();
     let stamp = reflector_io::xdp::StampMaps::create().unwrap();
-    let capture = KernelCapture::create(CAPTURE_REFLECTED | CAPTURE_REJECTED, 1000).unwrap();
     let xsks = bpf::map_create(bpf::BPF_MAP_TYPE_XSKMAP, 4, 1, "xsks").unwrap();
+    // `load_for` panics with the verifier's log when a program is refused.
     for on_hit in
         [OnHit::Reflect { stamp: Some(stamp.fds()) }, OnHit::Redirect { xsk_map_fd: xsks.as_raw_fd() }]
     {
-        let insns = program(
-            &filter.without_gate(),
-            on_hit,
-            Some(counters.as_raw_fd()),
-            Some(gate.fds()),
-            Some(capture.fds()),
-        )
-        .expect("the program assembles");
-        bpf::prog_load(&insns, "reflector_cap").unwrap_or_else(|e| panic!("{on_hit:?}: {e}"));
+        load_for(&filter, on_hit, CAPTURE_REFLECTED | CAPTURE_REJECTED, 1000);
     }
 }

@@ -205,26 +205,24 @@ impl KernelCapture {
         reflector_bpf::xdp::CaptureMaps { control_fd: self.control.as_raw_fd(), ring_fd }
     }
 
-    /// Whether the program samples frames of kind `what` (the kinds it can).
-    pub fn covers(&self, what: crate::tap::What) -> bool {
-        what.bits() & self.kinds == what.bits()
-    }
-
-    /// Moves the samples taken since the last call into `tap` (times made UTC with
-    /// `tai_offset_ns`), counts the frames over the cap or without room in the ring as
+    /// Moves the samples taken since the last call into `tap` (times made UTC with the
+    /// kernel's TAI offset), counts the frames over the cap or without room in the ring as
     /// dropped, and asks the program for the kinds the tap's sinks want now.
-    pub fn pump(&self, tap: &crate::tap::Tap, tai_offset_ns: u64) -> Result<(), SysError> {
+    pub fn pump(&self, tap: &crate::tap::Tap) -> Result<(), SysError> {
         use reflector_bpf::xdp::{CAPTURE_REFLECTED, CAPTURE_SNAP};
         use reflector_core::{Reject, Signature};
         let mut chunk = crate::tap::Chunk::default();
+        // TAI − UTC, read when the first sample of this call needs it (the kernel's offset).
+        let mut tai_offset = None;
         self.ring.lock().expect("ring lock").read(|record| {
             if record.len() < 16 {
                 return;
             }
             let word = |at: usize| u32::from_ne_bytes(record[at..at + 4].try_into().expect("4 bytes"));
             let (code, len) = (word(0), word(4) as usize);
-            let time =
-                u64::from_ne_bytes(record[8..16].try_into().expect("8 bytes")).saturating_sub(tai_offset_ns);
+            let time = u64::from_ne_bytes(record[8..16].try_into().expect("8 bytes")).saturating_sub(
+                *tai_offset.get_or_insert_with(|| crate::worker::ClockState::read().tai_offset_ns),
+            );
             let kept = &record[16..record.len().min(16 + len.min(CAPTURE_SNAP as usize))];
             let index = (code & 0xffff) as usize;
             if code >> 16 == CAPTURE_REFLECTED {

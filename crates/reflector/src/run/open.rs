@@ -240,11 +240,7 @@ fn kernel_program(attachment: reflector_io::xdp::Attachment, tx_errors_of: Optio
     let testers: crate::control::KernelTesters = Arc::new(move || listed.gate().testers().ok());
     let capture = attachment.capture().is_some().then(|| -> KernelPump {
         Arc::new(move |tap: &reflector_io::tap::Tap| {
-            let tai_offset = reflector_io::worker::ClockState::read().tai_offset_ns;
-            match attachment.capture() {
-                Some(c) => c.pump(tap, tai_offset).map_err(Into::into),
-                None => Ok(()),
-            }
+            attachment.capture().map_or(Ok(()), |c| c.pump(tap).map_err(Into::into))
         })
     });
     KernelProgram { counters, update, testers, capture }
