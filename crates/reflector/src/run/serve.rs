@@ -354,15 +354,21 @@ fn serve_with<B: Backend>(
     link_error.map_or(Ok(()), Err)
 }
 
-/// A thread that moves the XDP program's samples into `tap` every 10 ms until `stop` (and once
-/// more then); a failure to read the maps is said once.
+/// Moves the XDP program's samples into `tap` (and tells it what to sample) now, then from a
+/// thread every 10 ms until `stop` (and once more then); a failure to read the maps is said once.
 fn start_pump(
     tap: Arc<Tap>,
     pump: super::open::KernelPump,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    // Once before the start line: the program samples what the capture file wants from the
+    // first frame a tester can send after it.
+    let mut said = false;
+    if let Err(e) = pump(&tap) {
+        said = true;
+        event(Priority::Warning, format!("reflector: capture: cannot read the XDP program's samples: {e:#}"));
+    }
     let thread = std::thread::Builder::new().name("reflector-samples".into()).spawn(move || {
-        let mut said = false;
         loop {
             let last = stop.load(Ordering::Relaxed);
             if let Err(e) = pump(&tap)
