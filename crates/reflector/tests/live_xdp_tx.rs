@@ -29,7 +29,7 @@ fn single_probes_and_a_burst_come_back_whole_and_the_api_counts_them() {
     let mut got = 0;
     for _ in 0..20 {
         for _ in 0..1000 {
-            tester.send(&frame).unwrap();
+            common::send_backing_off(&tester, &frame);
         }
         got += receive_reflections(&tester, 1000, Duration::from_millis(500)).len();
     }

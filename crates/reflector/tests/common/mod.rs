@@ -293,6 +293,22 @@ impl Drop for Reflector {
     }
 }
 
+/// Sends `frame` from the tester, again after a moment while the interface's queue is full
+/// (ENOBUFS: a veth whose peer runs XDP holds 256 frames until its NAPI poll takes them; a tight
+/// burst from a busy machine can fill it before the reflector's CPU gets to run).
+pub fn send_backing_off(socket: &PacketSocket, frame: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match socket.send(frame) {
+            Ok(()) => return,
+            Err(e) if e.errno() == Some(libc::ENOBUFS) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 /// Receives reflections (unicast UDP from the reflector's MAC) until `want` have arrived or
 /// `quiet` passes without one. The host's own multicast is not counted.
 pub fn receive_reflections(socket: &PacketSocket, want: usize, quiet: Duration) -> Vec<Vec<u8>> {
