@@ -1,6 +1,6 @@
 //! The HTTP server: a REST API under `/api/v1/` (docs/openapi.yaml), Prometheus metrics at
-//! `/metrics` (OpenMetrics text) and the dashboard page at `/`. It reads only the control
-//! plane's view, so it cannot stall a worker.
+//! `/metrics` (OpenMetrics or Prometheus text, [`crate::metrics`]) and the dashboard page at
+//! `/`. It reads only the control plane's view, so it cannot stall a worker.
 //!
 //! hyper (HTTP/1.1), over TLS (rustls) when there is a certificate, on a single-threaded tokio
 //! runtime in a thread of its own. Every connection
@@ -32,7 +32,6 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use reflector_core::{Counters, Reject, Signature};
 use serde_json::{Value, json};
 
 use crate::control::Control;
@@ -303,141 +302,6 @@ fn config_json(ctl: &Control) -> Value {
     })
 }
 
-/// The exposition formats `/metrics` speaks, chosen by the request's `Accept`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricsFormat {
-    /// OpenMetrics 1.0 (`application/openmetrics-text`), what Prometheus asks for first.
-    OpenMetrics,
-    /// Prometheus's text format 0.0.4 (`text/plain`), for anything that does not ask for
-    /// OpenMetrics (older scrapers, `promtool check metrics`, curl): counters named with their
-    /// `_total`, the info metric as a gauge, no `# EOF`.
-    Text,
-}
-
-impl MetricsFormat {
-    /// OpenMetrics when `accept` names it, else the text format.
-    pub fn for_accept(accept: Option<&str>) -> MetricsFormat {
-        if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
-            MetricsFormat::OpenMetrics
-        } else {
-            MetricsFormat::Text
-        }
-    }
-
-    fn content_type(self) -> &'static str {
-        match self {
-            MetricsFormat::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            MetricsFormat::Text => "text/plain; version=0.0.4; charset=utf-8",
-        }
-    }
-}
-
-/// The metrics in `format`, with series of their own for the `testers` busiest testers.
-pub fn metrics(ctl: &Control, format: MetricsFormat, testers: usize) -> String {
-    use std::fmt::Write;
-    let c: Counters = ctl.totals();
-    let mut out = String::new();
-    let open = format == MetricsFormat::OpenMetrics;
-    let mut counter = |name: &str, help: &str, samples: &[(String, u64)]| {
-        // OpenMetrics names the family without `_total`, the text format with it.
-        let family = if open { format!("reflector_{name}") } else { format!("reflector_{name}_total") };
-        let _ = writeln!(out, "# TYPE {family} counter\n# HELP {family} {help}");
-        for (labels, v) in samples {
-            let _ = writeln!(out, "reflector_{name}_total{labels} {v}");
-        }
-    };
-    counter("rx_packets", "Frames judged.", &[(String::new(), c.rx_packets)]);
-    counter("rx_bytes", "Bytes of frames judged by the workers.", &[(String::new(), c.rx_bytes)]);
-    counter("reflected_packets", "Test packets reflected.", &[(String::new(), c.reflected_packets)]);
-    counter("reflected_bytes", "Bytes of test packets reflected.", &[(String::new(), c.reflected_bytes)]);
-    counter("tx_errors", "Reflections that could not be sent.", &[(String::new(), c.tx_errors)]);
-    counter(
-        "rx_dropped",
-        "Frames the kernel dropped before a worker saw them.",
-        &[(String::new(), c.rx_dropped)],
-    );
-    counter("rx_invalid", "Records a backend could not take apart.", &[(String::new(), c.rx_invalid)]);
-    counter(
-        "stamp_sessions_evicted",
-        "Live STAMP sessions whose sequence counter a new session took over (table full).",
-        &[(String::new(), c.stamp_sessions_evicted)],
-    );
-    let sigs: Vec<(String, u64)> = Signature::ALL
-        .iter()
-        .map(|s| (format!("{{signature=\"{}\"}}", s.name()), c.by_signature[*s as usize]))
-        .collect();
-    counter("signature_packets", "Test packets reflected, per signature.", &sigs);
-    let reasons: Vec<(String, u64)> = Reject::ALL
-        .iter()
-        .map(|r| (format!("{{reason=\"{}\"}}", r.name()), c.rejected[*r as usize]))
-        .collect();
-    counter("rejected_packets", "Frames rejected, per reason.", &reasons);
-    let workers: Vec<(String, u64)> = ctl
-        .worker_rows()
-        .iter()
-        .enumerate()
-        .map(|(i, (_, w))| (format!("{{worker=\"{i}\"}}"), w.reflected_packets))
-        .collect();
-    counter("worker_reflected_packets", "Test packets reflected, per worker.", &workers);
-    let rows = ctl.testers();
-    if testers > 0 {
-        let label = |r: &crate::control::TesterRow| {
-            format!("{{ip=\"{}\",vlan=\"{}\"}}", r.tester.addr(), r.tester.vlan)
-        };
-        let top = &rows[..rows.len().min(testers)];
-        let answered: Vec<(String, u64)> = top.iter().map(|r| (label(r), r.tester.packets)).collect();
-        counter("tester_packets", "Test packets answered, per tester (the busiest, as asked).", &answered);
-        let limited: Vec<(String, u64)> = top.iter().map(|r| (label(r), r.tester.limited)).collect();
-        counter("tester_limited_packets", "Test packets a rate limit held back, per tester.", &limited);
-    }
-    let overflowed = ctl.limiter.as_ref().map_or(0, |l| l.overflowed());
-    counter(
-        "limiter_overflow_packets",
-        "Test packets of sources that found no rate-limit bucket of their own and shared one.",
-        &[(String::new(), overflowed)],
-    );
-    let (captured, not_captured) = ctl.tap.as_ref().map_or((0, 0), |t| (t.captured(), t.dropped()));
-    counter(
-        "capture_frames",
-        "Frames copied to captures (--capture, /api/v1/capture).",
-        &[(String::new(), captured)],
-    );
-    counter(
-        "capture_dropped_frames",
-        "Frames a capture wanted but did not get (its writer or client was behind).",
-        &[(String::new(), not_captured)],
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE reflector_testers_active gauge\n# HELP reflector_testers_active Testers whose last packet came within the last 10 s.\nreflector_testers_active {}",
-        rows.iter().filter(|r| r.active).count()
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE reflector_testers_known gauge\n# HELP reflector_testers_known Testers the table holds.\nreflector_testers_known {}",
-        rows.len()
-    );
-    let rates = *ctl.rates.lock().expect("rates lock");
-    let _ = writeln!(
-        out,
-        "# TYPE reflector_reflected_pps gauge\n# HELP reflector_reflected_pps Reflections per second over the last statistics interval.\nreflector_reflected_pps {}",
-        rates.pps
-    );
-    let info = if open { "reflector_running info" } else { "reflector_running_info gauge" };
-    let _ = writeln!(
-        out,
-        "# TYPE {info}\n# HELP {} The running reflector.\nreflector_running_info{{backend=\"{}\",interface=\"{}\",version=\"{}\"}} 1",
-        info.split(' ').next().unwrap_or_default(),
-        ctl.info.backend.name(),
-        ctl.interface.replace('"', ""),
-        env!("CARGO_PKG_VERSION")
-    );
-    if open {
-        out.push_str("# EOF\n");
-    }
-    out
-}
-
 /// What a request is allowed, by its token and where it comes from.
 struct Access<'a> {
     config: &'a HttpConfig,
@@ -577,8 +441,11 @@ fn handle(req: &Request<Incoming>, ctl: &Control, config: &HttpConfig) -> Respon
         Route::Metrics => match query_number(req, "testers", MAX_TESTER_SERIES) {
             Ok(testers) => {
                 let accept = req.headers().get(header::ACCEPT).and_then(|a| a.to_str().ok());
-                let format = MetricsFormat::for_accept(accept);
-                respond(StatusCode::OK, format.content_type(), metrics(ctl, format, testers.unwrap_or(0)))
+                let format = crate::metrics::MetricsFormat::for_accept(accept);
+                match crate::metrics::metrics(ctl, format, testers.unwrap_or(0)) {
+                    Ok(text) => respond(StatusCode::OK, format.content_type(), text),
+                    Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the metrics could not be encoded"),
+                }
             }
             Err(why) => error(StatusCode::BAD_REQUEST, &why),
         },

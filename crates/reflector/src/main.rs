@@ -25,6 +25,8 @@ mod input;
 mod interface;
 #[cfg(target_os = "linux")]
 mod lab;
+#[cfg(unix)]
+mod metrics;
 mod output;
 #[cfg(target_os = "linux")]
 mod probe;
