@@ -620,10 +620,7 @@ async fn serve(
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
-            return crate::output::event(
-                crate::output::Priority::Err,
-                format!("reflector: HTTP stopped: {e}"),
-            );
+            return tracing::error!("reflector: HTTP stopped: {e}");
         }
     };
     let open = Arc::new(AtomicUsize::new(0));

@@ -25,6 +25,7 @@ mod input;
 mod interface;
 #[cfg(target_os = "linux")]
 mod lab;
+mod logging;
 #[cfg(unix)]
 mod metrics;
 mod output;
@@ -135,6 +136,7 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "run") {
         run::defer_sighup();
     }
+    logging::init();
     let parsed = Cli::command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
     let (cli, matches) = match parsed {
         Ok(parsed) => parsed,
@@ -149,7 +151,7 @@ fn main() -> ExitCode {
             let rendered = e.render().to_string();
             let first = rendered.split("\n\n").next().unwrap_or("invalid command line").trim_end();
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            output::event(output::Priority::Err, format!("reflector: {first} (see 'reflector --help')"));
+            tracing::error!("reflector: {first} (see 'reflector --help')");
             return ExitCode::from(2);
         }
     };
@@ -178,7 +180,7 @@ fn main() -> ExitCode {
         // The reader of our output went away: nothing more to say, as `head` expects.
         Err(e) if matches!(e.downcast_ref(), Some(output::OutputError::Closed)) => ExitCode::SUCCESS,
         Err(e) => {
-            output::event(output::Priority::Err, format!("reflector: {e:#}"));
+            tracing::error!("reflector: {e:#}");
             ExitCode::from(if e.is::<input::UsageError>() { 2 } else { 1 })
         }
     }

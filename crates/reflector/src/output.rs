@@ -1,7 +1,7 @@
 //! Lines on stdout, with a closed or full stdout handled as command-line tools do: a reader
 //! that went away (`run … | head -n1`) ends the program quietly with exit code 0; any other
-//! write error (`> /dev/full`) is a one-line error with exit code 1. And events on stderr, one
-//! line each ([`event`]), with the priority prefix journald reads when stderr is the journal.
+//! write error (`> /dev/full`) is a one-line error with exit code 1. (Events on stderr go
+//! through `tracing`: [`crate::logging`].)
 
 use std::fmt::Display;
 use std::io::Write;
@@ -35,48 +35,6 @@ pub fn line(text: impl Display) -> Result<(), OutputError> {
     writeln!(out, "{text}")?;
     out.flush()?;
     Ok(())
-}
-
-/// How much an event on stderr matters: the syslog priorities journald files it under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Priority {
-    /// The command failed.
-    Err = 3,
-    /// Something the user should look at: the run goes on, perhaps not as asked.
-    Warning = 4,
-    /// A change the user caused or should know of (a reload, the link coming back).
-    Notice = 5,
-    /// What a run is doing (its start line).
-    Info = 6,
-}
-
-/// Writes `text` as one line on stderr. When stderr is the journal (systemd's `JOURNAL_STREAM`
-/// names its device and inode), the line starts with `<N>`, the priority (sd-daemon(3)), so
-/// that `journalctl -p warning` finds the warnings; on a terminal or in a file it does not.
-pub fn event(priority: Priority, text: impl Display) {
-    let line = one_line(&text.to_string());
-    // Nothing to do when stderr itself fails.
-    let _ = if stderr_is_journal() {
-        writeln!(std::io::stderr().lock(), "<{}>{line}", priority as u8)
-    } else {
-        writeln!(std::io::stderr().lock(), "{line}")
-    };
-}
-
-/// Whether stderr is the stream `JOURNAL_STREAM` (`DEVICE:INODE`) names.
-fn stderr_is_journal() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    static IS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *IS.get_or_init(|| {
-        let Some((dev, ino)) = std::env::var("JOURNAL_STREAM").ok().and_then(|v| {
-            let (d, i) = v.split_once(':')?;
-            Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?))
-        }) else {
-            return false;
-        };
-        // The file stderr is open on (a socket, under systemd): stat follows the fd's link.
-        std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| m.dev() == dev && m.ino() == ino)
-    })
 }
 
 /// `s` with its control characters escaped (`\n`, `\t`, `\u{1b}`), so that an error quoting a

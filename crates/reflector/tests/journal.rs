@@ -1,6 +1,6 @@
 //! Events on stderr under systemd: when `JOURNAL_STREAM` names the file stderr is, each line
-//! starts with its syslog priority (`<3>` error, `<4>` warning, `<6>` information), which
-//! journald reads; anywhere else the lines are plain.
+//! starts with its syslog priority (`<3>` error, `<4>` warning, `<5>` notice, `<6>`
+//! information), which journald reads; anywhere else the lines are plain.
 
 mod common;
 
@@ -62,4 +62,19 @@ fn a_runs_start_line_is_information_for_the_journal() {
     assert_eq!(code, Some(0), "{err}");
     assert!(err.starts_with("<6>reflector: af-packet on va "), "{err}");
     assert!(err.lines().all(|l| l.starts_with('<')), "{err}");
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn a_reload_is_a_notice_for_the_journal() {
+    require_live!();
+    let pair = NetnsPair::for_backend("af-packet");
+    // timeout sends SIGHUP after 1 s and then waits for the run to end by itself.
+    let prefix =
+        ["timeout", "--preserve-status", "-s", "HUP", "1", "ip", "netns", "exec", pair.reflector_ns.as_str()];
+    let (err, code) = run_to_file(&prefix, &["run", "va", "--backend", "af-packet", "--duration", "2"], true);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines[0].starts_with("<6>reflector: af-packet on va "), "{err}");
+    assert!(lines.contains(&"<5>reflector: SIGHUP: nothing to reload (started without --config)"), "{err}");
 }

@@ -4,8 +4,6 @@ use std::time::{Duration, Instant};
 
 use reflector_sys::iface::{IfaceError, IfaceInfo, iface_info};
 
-use crate::output::{Priority, event};
-
 /// The interface as the control loop watches it: a change of link state or MTU is said on
 /// stderr; its deletion ends the run (exit code 1), since no data path survives it.
 pub(super) struct LinkWatch<'a> {
@@ -49,27 +47,23 @@ impl<'a> LinkWatch<'a> {
         };
         if info.running != self.running {
             self.running = info.running;
-            let (priority, state) = if info.running {
-                (Priority::Notice, "up again: reflecting")
+            if info.running {
+                tracing::info!(notice = true, "reflector: {name}: link up again: reflecting");
             } else {
-                (Priority::Warning, "down (no carrier): waiting")
-            };
-            event(priority, format!("reflector: {name}: link {state}"));
+                tracing::warn!("reflector: {name}: link down (no carrier): waiting");
+            }
         }
         if info.mtu != self.mtu {
             self.mtu = info.mtu;
-            let (priority, note) = if info.mtu > self.started_mtu {
-                (
-                    Priority::Warning,
-                    format!(
-                        "; the data path was sized for MTU {} at start: longer frames are counted (af-packet: rx_invalid, af-xdp: rx_dropped), not reflected, until a restart",
-                        self.started_mtu
-                    ),
-                )
+            if info.mtu > self.started_mtu {
+                tracing::warn!(
+                    "reflector: {name}: MTU now {}; the data path was sized for MTU {} at start: longer frames are counted (af-packet: rx_invalid, af-xdp: rx_dropped), not reflected, until a restart",
+                    info.mtu,
+                    self.started_mtu
+                );
             } else {
-                (Priority::Notice, String::new())
-            };
-            event(priority, format!("reflector: {name}: MTU now {}{note}", info.mtu));
+                tracing::info!(notice = true, "reflector: {name}: MTU now {}", info.mtu);
+            }
         }
         Ok(())
     }

@@ -30,10 +30,7 @@ impl Notifier {
             && !self.failed
         {
             self.failed = true;
-            crate::output::event(
-                crate::output::Priority::Warning,
-                format!("reflector: cannot notify the service manager (NOTIFY_SOCKET): {e}"),
-            );
+            tracing::warn!("reflector: cannot notify the service manager (NOTIFY_SOCKET): {e}");
         }
     }
 

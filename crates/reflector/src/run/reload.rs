@@ -7,7 +7,6 @@ use reflector_io::worker::FilterCell;
 use super::serve::{Output, Run};
 use crate::control::Control;
 use crate::interface::interface_addresses;
-use crate::output::{Priority, event};
 
 /// SIGHUP: reads the configuration again and applies what can change while running (the
 /// filter, in the core and in the kernel; the stats format and interval); reports what cannot
@@ -16,8 +15,8 @@ pub(super) fn reload(run: &Run<'_>, cell: &FilterCell, output: &Output, ctl: &Co
     let (running, mac, tui) = (run.args, run.iface.mac, output.tui);
     let (format, interval) = (&output.format, &output.interval);
     // What was applied is a notice; what was refused or kept back, a warning.
-    let say = |msg: String| event(Priority::Notice, format!("reflector: SIGHUP: {msg}"));
-    let warn = |msg: String| event(Priority::Warning, format!("reflector: SIGHUP: {msg}"));
+    let say = |msg: String| tracing::info!(notice = true, "reflector: SIGHUP: {msg}");
+    let warn = |msg: String| tracing::warn!("reflector: SIGHUP: {msg}");
     if running.config.is_none() {
         return say("nothing to reload (started without --config)".into());
     }

@@ -23,7 +23,7 @@ use crate::backend_info::{self, BackendInfo};
 use crate::control::Control;
 use crate::http::HttpConfig;
 use crate::input::UsageError;
-use crate::output::{OutputError, Priority, event};
+use crate::output::OutputError;
 use crate::stats::{self, Context, Rates, StatsFormat};
 
 /// Everything a run holds while it serves.
@@ -225,37 +225,31 @@ fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note:
         0 => "no workers".to_string(),
         n => format!("{n} worker{} ({})", if n == 1 { "" } else { "s" }, placements.join(", ")),
     };
-    event(
-        Priority::Info,
-        format!(
-            "reflector: {} on {} ({}, mtu {}{}) [{}]; port {}; signatures {}{}; {oui}; mode {}; {}; {workers}; {}; {quiet_note}{}",
-            run.info.backend.name(),
-            run.iface_name,
-            iface.mac,
-            iface.mtu,
-            if iface.running { "" } else { ", no carrier" },
-            run.info.why(),
-            if filter.port() == 0 { "any".to_string() } else { filter.port().to_string() },
-            filter.families(),
-            stamp_note(filter),
-            filter.mode().name(),
-            who_note(filter),
-            run.info.details(),
-            run.args.capture_file().map_or(String::new(), |c| format!(
-                "; {}",
-                c.describe(run.kernel.as_ref().is_some_and(|k| k.capture.is_some()).then_some((
-                    run.info.backend == backend_info::Backend::XdpTx,
-                    run.args.capture_kernel_limit
-                )))
-            )),
-        ),
+    tracing::info!(
+        "reflector: {} on {} ({}, mtu {}{}) [{}]; port {}; signatures {}{}; {oui}; mode {}; {}; {workers}; {}; {quiet_note}{}",
+        run.info.backend.name(),
+        run.iface_name,
+        iface.mac,
+        iface.mtu,
+        if iface.running { "" } else { ", no carrier" },
+        run.info.why(),
+        if filter.port() == 0 { "any".to_string() } else { filter.port().to_string() },
+        filter.families(),
+        stamp_note(filter),
+        filter.mode().name(),
+        who_note(filter),
+        run.info.details(),
+        run.args.capture_file().map_or(String::new(), |c| format!(
+            "; {}",
+            c.describe(run.kernel.as_ref().is_some_and(|k| k.capture.is_some()).then_some((
+                run.info.backend == backend_info::Backend::XdpTx,
+                run.args.capture_kernel_limit
+            )))
+        )),
     );
     if let Some(served) = http {
-        event(
-            Priority::Info,
-            format!(
-                "reflector: HTTP on {served} (/api/v1/status, /api/v1/stats, /api/v1/workers, /api/v1/config, /api/v1/testers, /api/v1/capture, /api/v1/events, /metrics)"
-            ),
+        tracing::info!(
+            "reflector: HTTP on {served} (/api/v1/status, /api/v1/stats, /api/v1/workers, /api/v1/config, /api/v1/testers, /api/v1/capture, /api/v1/events, /metrics)"
         );
     }
 }
@@ -366,7 +360,7 @@ fn start_pump(
     let mut said = false;
     if let Err(e) = pump(&tap) {
         said = true;
-        event(Priority::Warning, format!("reflector: capture: cannot read the XDP program's samples: {e:#}"));
+        tracing::warn!("reflector: capture: cannot read the XDP program's samples: {e:#}");
     }
     let thread = std::thread::Builder::new().name("reflector-samples".into()).spawn(move || {
         loop {
@@ -375,10 +369,7 @@ fn start_pump(
                 && !said
             {
                 said = true;
-                event(
-                    Priority::Warning,
-                    format!("reflector: capture: cannot read the XDP program's samples: {e:#}"),
-                );
+                tracing::warn!("reflector: capture: cannot read the XDP program's samples: {e:#}");
             }
             if last {
                 return;
@@ -392,7 +383,7 @@ fn start_pump(
 /// A capture that failed (a full disk, say) is said once; the run goes on without it.
 fn report_capture_failures(tap: &Tap) {
     for failure in tap.take_failures() {
-        event(Priority::Warning, format!("reflector: capture stopped: {failure}"));
+        tracing::warn!("reflector: capture stopped: {failure}");
     }
 }
 
@@ -442,12 +433,10 @@ fn control_loop(
             let totals = ctl.totals();
             if run.info.backend == backend_info::Backend::XdpTx && totals.tx_errors > 0 && !warned {
                 warned = true;
-                event(
-                    Priority::Warning,
-                    format!(
-                        "reflector: {}: the driver dropped {} reflections after XDP_TX (tx errors); on a veth, the peer must run an XDP program, or have GRO on (ethtool -K PEER gro on)",
-                        run.iface_name, totals.tx_errors
-                    ),
+                tracing::warn!(
+                    "reflector: {}: the driver dropped {} reflections after XDP_TX (tx errors); on a veth, the peer must run an XDP program, or have GRO on (ethtool -K PEER gro on)",
+                    run.iface_name,
+                    totals.tx_errors
                 );
             }
             let rates = Rates::over(&totals.delta(&last.1), now - last.0);
