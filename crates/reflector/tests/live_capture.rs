@@ -3,7 +3,8 @@
 //! for what the XDP program rejects or reflects, its samples): `--capture` holds exactly the
 //! reflected frames as the tester received them and the rejected ones with their reason;
 //! rotation keeps the size bound; `/api/v1/capture` streams a pcapng of its interval and wants
-//! the token. Wireshark's own tools (`tshark`, `capinfos`) read every file.
+//! the token; the dashboard's Capture button, clicked in headless Chromium, saves such a file.
+//! Wireshark's own tools (`tshark`, `capinfos`) read every file.
 
 mod common;
 
@@ -253,4 +254,73 @@ fn the_api_streams_a_capture_of_its_interval_to_a_client_with_the_token() {
         let (status, _) = reflector.signal_and_wait("TERM");
         assert!(status.success(), "{backend}: {status}");
     }
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn the_dashboards_capture_button_saves_what_came_while_it_ran() {
+    require_live!();
+    let pair = NetnsPair::for_backend("af-packet");
+    let addr = "127.0.0.1:9188";
+    let reflector = pair.start_reflector_on(Some("af-packet"), &["--http", addr]);
+    let dir = tempfile::tempdir().unwrap();
+    // What a user does: choose 5 seconds of everything, and click.
+    let click = "document.getElementById('capture-seconds').value = '5'; \
+                 document.getElementById('capture-what').value = 'all'; \
+                 document.getElementById('capture-button').click()";
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/click.py");
+    let ns = pair.reflector_ns.clone();
+    let browser = std::thread::spawn({
+        let (url, dir) = (format!("http://{addr}/"), dir.path().display().to_string());
+        move || {
+            Command::new("timeout")
+                .args(["60", "python3", script, &url, click, &dir, "50", "ip", "netns", "exec", &ns])
+                .output()
+                .expect("python3 runs")
+        }
+    });
+    // Probes and strangers until the download is done.
+    let tester = pair.tester();
+    let stranger = Frame { src_mac: reflector_testkit::OTHER_MAC, ..Frame::ito_v4() }.bytes();
+    while !browser.is_finished() {
+        tester.send(&Frame::ito_v4().bytes()).unwrap();
+        tester.send(&stranger).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = browser.join().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = said.lines().collect();
+    let (file, name, state) = (Path::new(lines[0]), lines[1], lines[2]);
+    assert!(name.starts_with("reflector-") && name.ends_with(".pcapng"), "{name}");
+    let size = std::fs::metadata(file).unwrap().len();
+    assert_eq!(state, format!("saved {name} ({} bytes)", group(size)));
+    let frames = tshark_frames(file);
+    assert_eq!(capinfos_packets(file), frames.len() as u64);
+    let reflected = frames.iter().filter(|(_, c)| c == "reflected: probeot").count();
+    let rejected = frames.iter().filter(|(_, c)| c == "rejected: oui").count();
+    // Five seconds of a probe and a stranger every 5 ms or so: hundreds of each (and what the
+    // host's own stack sends on the link, IPv6 neighbour discovery say, as rejected).
+    assert!(reflected > 100 && rejected > 100, "{reflected} reflected, {rejected} rejected");
+    let other: Vec<&String> = frames
+        .iter()
+        .map(|(_, c)| c)
+        .filter(|c| !c.ends_with(": probeot") && !c.ends_with(": oui"))
+        .collect();
+    assert!(other.len() < 20 && other.iter().all(|c| c.starts_with("rejected: ")), "{other:?}");
+    let (status, _) = reflector.signal_and_wait("TERM");
+    assert!(status.success(), "{status}");
+}
+
+/// `n` as the dashboard writes counts (`fmt`: thousands grouped with commas).
+fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
