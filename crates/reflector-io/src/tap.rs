@@ -154,6 +154,9 @@ pub struct Tap {
     /// Emptied chunks the writer hands back for the workers to fill again (so that neither
     /// side allocates or frees a batch's buffer, across threads, in the steady state).
     spare: Mutex<Vec<Chunk>>,
+    /// A thread to wake when a sink is added (the one that tells an XDP program what to
+    /// sample, so that it starts at once rather than at its next round).
+    waker: Mutex<Option<std::thread::Thread>>,
     interface: String,
 }
 
@@ -187,6 +190,7 @@ impl Tap {
             dropped: AtomicU64::new(0),
             failures: Mutex::new(Vec::new()),
             spare: Mutex::new(Vec::new()),
+            waker: Mutex::new(None),
             interface: interface.to_string(),
         });
         let writer = tap.clone();
@@ -207,6 +211,14 @@ impl Tap {
         self.added.lock().expect("tap lock").push(sink);
         self.wanted.fetch_or(what.0, Ordering::Relaxed);
         let _ = self.queue.send(Message::Wake);
+        if let Some(thread) = &*self.waker.lock().expect("tap lock") {
+            thread.unpark();
+        }
+    }
+
+    /// Unparks `thread` whenever a sink is added from now on.
+    pub fn wake_on_add(&self, thread: std::thread::Thread) {
+        *self.waker.lock().expect("tap lock") = Some(thread);
     }
 
     /// The kinds of frames some sink wants now.
@@ -684,5 +696,23 @@ mod tests {
         assert_eq!(FileSink::numbered(Path::new("/t/c.pcapng"), 2), Path::new("/t/c.2.pcapng"));
         assert_eq!(FileSink::numbered(Path::new("cap"), 1), Path::new("cap.1"));
         assert_eq!(FileSink::numbered(Path::new(".hidden"), 1), Path::new(".hidden.1"));
+    }
+
+    #[test]
+    fn adding_a_sink_wakes_the_thread_that_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tap, thread) = Tap::start("veth0").unwrap();
+        // A thread that would sleep for a minute unless unparked (a wake-up before it parks
+        // leaves the token, and the park returns at once).
+        let sleeper = std::thread::spawn(|| {
+            let started = Instant::now();
+            std::thread::park_timeout(Duration::from_secs(60));
+            started.elapsed()
+        });
+        tap.wake_on_add(sleeper.thread().clone());
+        let path = dir.path().join("c.pcapng");
+        tap.add(Box::new(FileSink::create(&path, "veth0", What::ALL, None).unwrap()));
+        assert!(sleeper.join().unwrap() < Duration::from_secs(60), "not woken");
+        thread.stop();
     }
 }

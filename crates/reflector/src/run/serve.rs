@@ -349,7 +349,8 @@ fn serve_with<B: Backend>(
 }
 
 /// Moves the XDP program's samples into `tap` (and tells it what to sample) now, then from a
-/// thread every 10 ms until `stop` (and once more then); a failure to read the maps is said once.
+/// thread every 10 ms, and at once when a capture is added (`/api/v1/capture`), until `stop`
+/// (and once more then); a failure to read the maps is said once.
 fn start_pump(
     tap: Arc<Tap>,
     pump: super::open::KernelPump,
@@ -362,6 +363,7 @@ fn start_pump(
         said = true;
         tracing::warn!("reflector: capture: cannot read the XDP program's samples: {e:#}");
     }
+    let wakes = tap.clone();
     let thread = std::thread::Builder::new().name("reflector-samples".into()).spawn(move || {
         loop {
             let last = stop.load(Ordering::Relaxed);
@@ -374,9 +376,10 @@ fn start_pump(
             if last {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::park_timeout(Duration::from_millis(10));
         }
     })?;
+    wakes.wake_on_add(thread.thread().clone());
     Ok(thread)
 }
 
