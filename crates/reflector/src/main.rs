@@ -101,8 +101,10 @@ fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
     let top = Cli::command();
     let mut pages = vec![("reflector".to_string(), top.clone())];
     for sub in top.get_subcommands().filter(|s| !s.is_hide_set()) {
+        // The page is reflector-run(8); its synopsis is what one types: `reflector run …`.
         let name = format!("reflector-{}", sub.get_name());
-        pages.push((name.clone(), sub.clone().display_name(name.clone()).bin_name(name)));
+        let typed = format!("reflector {}", sub.get_name());
+        pages.push((name.clone(), sub.clone().display_name(name).bin_name(typed)));
     }
     for (name, cmd) in pages {
         let mut roff = Vec::new();

@@ -81,6 +81,8 @@ fn the_package_installs_runs_as_its_user_and_purges_clean() {
     // The manual page says what a run keeps of its privileges.
     let (ok, text) = sh("sh", &["-c", "zcat /usr/share/man/man8/reflector-run.8.gz"]);
     assert!(ok && text.contains("CAP_PERFMON"), "{text}");
+    // Its synopsis is what one types.
+    assert!(text.contains("\\fBreflector run\\fR"), "{text}");
     let (ok, bash) = sh(
         "bash",
         &["-c", "source /usr/share/bash-completion/completions/reflector && complete -p reflector"],
