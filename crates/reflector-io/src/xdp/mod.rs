@@ -403,8 +403,7 @@ impl GateMaps {
         let to_utc = |t: u64| utc.saturating_sub(mono.saturating_sub(t)).max(1);
         let word = |v: &[u8], at: usize| u64::from_ne_bytes(v[at..at + 8].try_into().expect("8 bytes"));
         let mut rows = Vec::new();
-        for key in self.testers.keys()? {
-            let Some(v) = self.testers.lookup(&key)? else { continue };
+        for (key, v) in self.testers.entries()? {
             let mut t = Tester {
                 ip: key[..16].try_into().expect("16 bytes"),
                 vlan: u16::from_ne_bytes([key[16], key[17]]),

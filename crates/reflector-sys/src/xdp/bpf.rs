@@ -14,6 +14,7 @@ const BPF_MAP_UPDATE_ELEM: libc::c_int = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_int = 3;
 const BPF_MAP_GET_NEXT_KEY: libc::c_int = 4;
 const BPF_PROG_LOAD: libc::c_int = 5;
+const BPF_MAP_LOOKUP_BATCH: libc::c_int = 24;
 const BPF_PROG_TEST_RUN: libc::c_int = 10;
 const BPF_PROG_GET_FD_BY_ID: libc::c_int = 13;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_int = 15;
@@ -145,6 +146,55 @@ impl SizedMap {
         }
     }
 
+    /// Every key and value of a hash map (not per-CPU), [`BATCH_ROWS`] at a time by
+    /// `BPF_MAP_LOOKUP_BATCH` (Linux 5.6): a system call per batch, not two per entry as
+    /// [`SizedMap::keys`] and [`SizedMap::lookup`] take. A map changed meanwhile may be read
+    /// partly as it was and partly as it is (the kernel walks it bucket by bucket).
+    pub fn entries(&self) -> SysResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.entries_by(BATCH_ROWS)
+    }
+
+    /// [`SizedMap::entries`], asking for `rows` entries a call (more when one of the map's
+    /// buckets holds more: the kernel hands out whole buckets).
+    fn entries_by(&self, mut rows: usize) -> SysResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let (ks, vs) = (self.key_size, self.value_size);
+        let mut entries = Vec::new();
+        // Where the next call starts (a hash map's bucket number; room for a key, as other map
+        // types use): none at first, then what the call before gave back.
+        let mut start: Option<Vec<u64>> = None;
+        let mut next = vec![0u64; ks.div_ceil(8).max(1)];
+        loop {
+            let (mut keys, mut values) = (vec![0u8; rows * ks], vec![0u8; rows * vs]);
+            let mut attr = BatchAttr {
+                in_batch: start.as_ref().map_or(0, |s| s.as_ptr() as u64),
+                out_batch: next.as_mut_ptr() as u64,
+                keys: keys.as_mut_ptr() as u64,
+                values: values.as_mut_ptr() as u64,
+                count: rows as u32,
+                map_fd: self.fd.as_raw_fd() as u32,
+                elem_flags: 0,
+                flags: 0,
+            };
+            // SAFETY: `attr` is a live BPF_MAP_LOOKUP_BATCH attribute: the kernel reads the start
+            // position from `start` (at least 8 bytes and a key's size, or null for the first
+            // call), writes the next one into `next` (the same size), and up to `count` keys and
+            // values of the map's sizes into `keys` and `values` (`count` of each); all outlive
+            // the call.
+            let failed = unsafe { bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) } < 0;
+            let err = failed.then(|| SysError::last("bpf(BPF_MAP_LOOKUP_BATCH)"));
+            let n = (attr.count as usize).min(rows);
+            entries.extend((0..n).map(|i| (keys[i * ks..][..ks].to_vec(), values[i * vs..][..vs].to_vec())));
+            match err {
+                None => start = Some(next.clone()),
+                // The end (the last entries may have come with it).
+                Some(e) if e.errno() == Some(libc::ENOENT) => return Ok(entries),
+                // A bucket larger than the batch: ask again for more at once.
+                Some(e) if e.errno() == Some(libc::ENOSPC) && n == 0 => rows *= 2,
+                Some(e) => return Err(e),
+            }
+        }
+    }
+
     /// The value at `key`, if there is one.
     pub fn lookup(&self, key: &[u8]) -> SysResult<Option<Vec<u8>>> {
         if key.len() != self.key_size {
@@ -242,6 +292,22 @@ fn map_create_flagged(
     };
     // SAFETY: `attr` is a live BPF_MAP_CREATE attribute.
     fd_result(unsafe { bpf(BPF_MAP_CREATE, &mut attr) }, "bpf(BPF_MAP_CREATE)")
+}
+
+/// Entries [`SizedMap::entries`] asks for a call.
+pub const BATCH_ROWS: usize = 1024;
+
+/// The `bpf_attr` of the map batch commands.
+#[repr(C)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
 }
 
 /// The `bpf_attr` of the map element commands (lookup, update).
@@ -587,4 +653,39 @@ pub fn link_update(link: &OwnedFd, prog: &OwnedFd) -> SysResult<()> {
         return Err(SysError::last("bpf(BPF_LINK_UPDATE)"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[ignore = "needs root (CAP_BPF)"]
+    fn a_batch_read_gives_every_entry_once() {
+        // Keys and values of the testers table's sizes, more entries than a batch, in a map
+        // whose buckets hold several.
+        for map_type in [BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH] {
+            let map = SizedMap::create(map_type, 20, 56, 4096, "reflector_test").unwrap();
+            let entry = |i: u32| {
+                let mut key = [0u8; 20];
+                key[..4].copy_from_slice(&i.to_ne_bytes());
+                let mut value = [0u8; 56];
+                value[50..54].copy_from_slice(&(i * 7).to_ne_bytes());
+                (key.to_vec(), value.to_vec())
+            };
+            let mut wanted: Vec<_> = (0..3000).map(entry).collect();
+            for (k, v) in &wanted {
+                map.update(k, v).unwrap();
+            }
+            wanted.sort();
+            for rows in [BATCH_ROWS, 7, 1] {
+                let mut got = map.entries_by(rows).unwrap();
+                got.sort();
+                assert_eq!(got.len(), wanted.len(), "type {map_type}, {rows} rows a call");
+                assert!(got == wanted, "type {map_type}, {rows} rows a call");
+            }
+            let empty = SizedMap::create(map_type, 20, 56, 16, "reflector_test").unwrap();
+            assert!(empty.entries().unwrap().is_empty());
+        }
+    }
 }
