@@ -8,6 +8,7 @@
 //! the copies of a batch go to the writer thread through a queue bounded in bytes, and a batch
 //! that finds it full is not captured and is counted ([`Tap::dropped`]).
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -63,7 +64,7 @@ impl std::str::FromStr for What {
 }
 
 /// Copies of one batch's frames: whole pcapng packet blocks, and where each ends with its kind.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Chunk {
     blocks: Vec<u8>,
     marks: Vec<(usize, u8)>,
@@ -136,6 +137,90 @@ enum Message {
 const QUEUE_BYTES: u64 = 64 << 20;
 /// Emptied chunks kept for reuse.
 const SPARE: usize = 64;
+
+/// The most recent frames of every kind, kept in memory up to a size (the oldest go first):
+/// what a capture of the last seconds is cut from (`/api/v1/capture?last=N`). Filled by its
+/// [`Sink`], [`Recent::sink`], from the writer thread.
+#[derive(Debug)]
+pub struct Recent {
+    max_bytes: usize,
+    kept: Mutex<Kept>,
+}
+
+/// The chunks a [`Recent`] holds, each with when it was written (ns, UTC), and their bytes.
+#[derive(Debug, Default)]
+struct Kept {
+    chunks: VecDeque<(u64, Chunk)>,
+    bytes: usize,
+}
+
+impl Recent {
+    /// Keeps up to `max_bytes` of copies.
+    pub fn new(max_bytes: usize) -> Arc<Recent> {
+        Arc::new(Recent { max_bytes, kept: Mutex::new(Kept::default()) })
+    }
+
+    /// The sink that fills it, to [`Tap::add`].
+    pub fn sink(self: &Arc<Self>) -> Box<dyn Sink> {
+        Box::new(RecentSink(self.clone()))
+    }
+
+    /// The blocks of the frames of kind `what` written since `since_ns` (UTC), oldest first,
+    /// and how many frames they are.
+    pub fn since(&self, since_ns: u64, what: What) -> (Vec<u8>, usize) {
+        let kept = self.kept.lock().expect("recent lock");
+        let (mut blocks, mut frames) = (Vec::new(), 0);
+        for (_, chunk) in kept.chunks.iter().filter(|(at, _)| *at >= since_ns) {
+            chunk.runs(what, |run, n| {
+                blocks.extend_from_slice(run);
+                frames += n;
+            });
+        }
+        (blocks, frames)
+    }
+
+    /// Bytes of copies it holds.
+    pub fn bytes(&self) -> usize {
+        self.kept.lock().expect("recent lock").bytes
+    }
+}
+
+/// What fills a [`Recent`].
+struct RecentSink(Arc<Recent>);
+
+impl Sink for RecentSink {
+    fn what(&self) -> What {
+        What::ALL
+    }
+
+    fn write(&mut self, chunk: &Chunk) -> Result<(), String> {
+        let recent = &self.0;
+        let mut kept = recent.kept.lock().expect("recent lock");
+        kept.bytes += chunk.blocks.len();
+        kept.chunks.push_back((utc_now_ns(), chunk.clone()));
+        while kept.bytes > recent.max_bytes {
+            let Some((_, old)) = kept.chunks.pop_front() else { break };
+            kept.bytes -= old.blocks.len();
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, _: Instant) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn done(&self, _: Instant) -> bool {
+        false
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("recent frames ({} bytes)", self.0.max_bytes)
+    }
+}
 
 /// The capture side of a run, shared by its workers (through [`Tapped`]) and the control plane.
 pub struct Tap {
@@ -714,5 +799,45 @@ mod tests {
         tap.add(Box::new(FileSink::create(&path, "veth0", What::ALL, None).unwrap()));
         assert!(sleeper.join().unwrap() < Duration::from_secs(60), "not woken");
         thread.stop();
+    }
+
+    #[test]
+    fn recent_frames_keep_the_newest_within_their_size() {
+        let (tap, thread) = Tap::start("veth0").unwrap();
+        let recent = Recent::new(20_000);
+        tap.add(recent.sink());
+        // Chunks of 10 frames of 300 bytes (reflected and rejected by turns), one at a time.
+        let start = utc_now_ns();
+        for round in 0..20u8 {
+            let mut chunk = Chunk::default();
+            for i in 0..10u8 {
+                let what = if i % 2 == 0 { What::REFLECTED } else { What::REJECTED };
+                chunk.push(
+                    utc_now_ns(),
+                    &[round; 300],
+                    300,
+                    &["reflected: probeot"],
+                    Direction::Outbound,
+                    what,
+                );
+            }
+            tap.offer(chunk);
+        }
+        // (Stopping writes every chunk offered before.)
+        thread.stop();
+        assert!(recent.bytes() <= 20_000 && recent.bytes() > 10_000, "{}", recent.bytes());
+        let (all, n) = recent.since(start, What::ALL);
+        let (reflected, half) = recent.since(start, What::REFLECTED);
+        assert_eq!(half * 2, n);
+        assert_eq!(reflected.len() * 2, all.len());
+        // The newest are kept: the last chunk's bytes end the blocks.
+        let file = [pcapng::header("veth0"), all].concat();
+        let mut reader = CaptureReader::new(&file[..]).unwrap();
+        let newest: Vec<Vec<u8>> =
+            std::iter::from_fn(|| reader.next_record().unwrap()).map(|r| r.data).collect();
+        assert_eq!(newest.len(), n);
+        assert_eq!(newest.last().unwrap(), &vec![19u8; 300]);
+        assert!(newest.first().unwrap()[0] > 0, "the oldest went");
+        assert!(recent.since(utc_now_ns() + 1, What::ALL).1 == 0);
     }
 }

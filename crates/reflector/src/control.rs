@@ -52,6 +52,9 @@ pub struct Control {
     /// The workers' capture tap (none for a data path without workers).
     #[cfg(unix)]
     pub tap: Option<Arc<reflector_io::tap::Tap>>,
+    /// The recent frames kept for `/api/v1/capture?last=N` (`--capture-keep-mb`).
+    #[cfg(unix)]
+    pub recent: Option<Arc<reflector_io::tap::Recent>>,
     /// When the run started.
     pub started: Instant,
     /// The data path in use, as opened.
@@ -119,6 +122,8 @@ impl Control {
             limiter: None,
             #[cfg(unix)]
             tap: None,
+            #[cfg(unix)]
+            recent: None,
             #[cfg(unix)]
             events: tokio::sync::broadcast::channel(8).0,
             tester_rates: Mutex::default(),

@@ -453,9 +453,10 @@ fn handle(req: &Request<Incoming>, ctl: &Control, config: &HttpConfig) -> Respon
 }
 
 /// `/api/v1/capture?seconds=N&what=W`: the frames the workers judge for the next N seconds
-/// (default 10, at most [`crate::capture::MAX_STREAM_SECONDS`]), as a pcapng stream. Packets
-/// are what a token guards most: with a token set, it needs the token even on loopback; on
-/// `--http-insecure` it is refused.
+/// (default 10, at most [`crate::capture::MAX_STREAM_SECONDS`]), as a pcapng stream; or
+/// `last=N`: those of the last N seconds, at once, from the frames the run keeps
+/// (`--capture-keep-mb`). Packets are what a token guards most: with a token set, it needs the
+/// token even on loopback; on `--http-insecure` it is refused.
 fn capture(req: &Request<Incoming>, ctl: &Control, access: &Access<'_>) -> Response<Body> {
     match access.authorized {
         Some(false) => return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"),
@@ -464,37 +465,59 @@ fn capture(req: &Request<Incoming>, ctl: &Control, access: &Access<'_>) -> Respo
         }
         _ => {}
     }
-    let (mut seconds, mut what) = (10, reflector_io::tap::What::ALL);
+    let (mut seconds, mut last, mut what) = (None, None, reflector_io::tap::What::ALL);
+    let max = crate::capture::MAX_STREAM_SECONDS;
     for pair in req.uri().query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
-            "seconds" => match value.parse::<u64>() {
-                Ok(n) if (1..=crate::capture::MAX_STREAM_SECONDS).contains(&n) => seconds = n,
-                _ => {
-                    let why =
-                        format!("seconds must be a number from 1 to {}", crate::capture::MAX_STREAM_SECONDS);
-                    return error(StatusCode::BAD_REQUEST, &why);
-                }
-            },
+        let slot = match key {
+            "seconds" => &mut seconds,
+            "last" => &mut last,
             "what" => match value.parse() {
-                Ok(w) => what = w,
+                Ok(w) => {
+                    what = w;
+                    continue;
+                }
                 Err(why) => return error(StatusCode::BAD_REQUEST, &format!("what: {why}")),
             },
             _ => {
-                let why = format!("unknown query parameter '{key}' (expected seconds, what)");
+                let why = format!("unknown query parameter '{key}' (expected seconds, last, what)");
                 return error(StatusCode::BAD_REQUEST, &why);
             }
+        };
+        match value.parse::<u64>() {
+            Ok(n) if (1..=max).contains(&n) => *slot = Some(n),
+            _ => return error(StatusCode::BAD_REQUEST, &format!("{key} must be a number from 1 to {max}")),
         }
     }
     let Some(tap) = &ctl.tap else {
         return error(StatusCode::CONFLICT, "this run cannot capture (its XDP program takes no samples)");
     };
-    let stamp = file_stamp(reflector_io::worker::utc_now_ns());
-    let mut r = Response::new(Either::Right(crate::capture::StreamSink::start(tap, what, seconds)));
+    let now = reflector_io::worker::utc_now_ns();
+    let mut r = match (seconds, last) {
+        (Some(_), Some(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "give seconds (the next N) or last (the last N), not both",
+            );
+        }
+        (_, Some(last)) => {
+            let Some(recent) = &ctl.recent else {
+                let why = "this run keeps no recent frames (start it with --capture-keep-mb MB)";
+                return error(StatusCode::CONFLICT, why);
+            };
+            let (blocks, _) = recent.since(now.saturating_sub(last * 1_000_000_000), what);
+            let mut file = reflector_io::pcapng::header(&ctl.interface);
+            file.extend_from_slice(&blocks);
+            respond(StatusCode::OK, "application/x-pcapng", file)
+        }
+        (seconds, None) => {
+            Response::new(Either::Right(crate::capture::StreamSink::start(tap, what, seconds.unwrap_or(10))))
+        }
+    };
     let headers = r.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-pcapng"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    let name = format!("attachment; filename=\"reflector-{}-{stamp}.pcapng\"", ctl.interface);
+    let name = format!("attachment; filename=\"reflector-{}-{}.pcapng\"", ctl.interface, file_stamp(now));
     if let Ok(v) = HeaderValue::from_str(&name) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }

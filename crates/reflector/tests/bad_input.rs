@@ -90,6 +90,8 @@ fn config_check_refuses_what_run_refuses() {
     );
     check_and_run_agree("[capture]\nfile = \"/tmp/c.pcapng\"\nwhat = \"some\"\n", "'some'");
     check_and_run_agree("[capture]\nfile = \"/tmp/c.pcapng\"\nkernel_limit = 0\n", "kernel_limit");
+    check_and_run_agree("[capture]\nkeep_mb = 8\n", "--capture-keep-mb needs --http");
+    check_and_run_agree("[capture]\nkeep_mb = 0\n", "keep_mb");
     // And a file both accept.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ok.toml");

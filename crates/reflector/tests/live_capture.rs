@@ -256,15 +256,11 @@ fn the_api_streams_a_capture_of_its_interval_to_a_client_with_the_token() {
     }
 }
 
-#[test]
-#[ignore = "needs root and network namespaces"]
-fn the_dashboards_capture_button_saves_what_came_while_it_ran() {
-    require_live!();
-    let pair = NetnsPair::for_backend("af-packet");
-    let addr = "127.0.0.1:9188";
-    let reflector = pair.start_reflector_on(Some("af-packet"), &["--http", addr]);
+/// Opens the dashboard of the reflector at `addr` in headless Chromium, chooses 5 seconds of
+/// everything and clicks Capture, sending probes and strangers until the file is saved (when
+/// `during`); returns the file's frames with their comments, checked by tshark and capinfos.
+fn click_capture(pair: &NetnsPair, addr: &str, during: bool) -> Vec<(Vec<u8>, String)> {
     let dir = tempfile::tempdir().unwrap();
-    // What a user does: choose 5 seconds of everything, and click.
     let click = "document.getElementById('capture-seconds').value = '5'; \
                  document.getElementById('capture-what').value = 'all'; \
                  document.getElementById('capture-button').click()";
@@ -279,10 +275,9 @@ fn the_dashboards_capture_button_saves_what_came_while_it_ran() {
                 .expect("python3 runs")
         }
     });
-    // Probes and strangers until the download is done.
     let tester = pair.tester();
     let stranger = Frame { src_mac: reflector_testkit::OTHER_MAC, ..Frame::ito_v4() }.bytes();
-    while !browser.is_finished() {
+    while during && !browser.is_finished() {
         tester.send(&Frame::ito_v4().bytes()).unwrap();
         tester.send(&stranger).unwrap();
         std::thread::sleep(Duration::from_millis(5));
@@ -297,17 +292,102 @@ fn the_dashboards_capture_button_saves_what_came_while_it_ran() {
     assert_eq!(state, format!("saved {name} ({} bytes)", group(size)));
     let frames = tshark_frames(file);
     assert_eq!(capinfos_packets(file), frames.len() as u64);
+    frames
+}
+
+/// Counts of `frames` reflected as probeot and rejected for their OUI; anything else must be
+/// rejected too (what the host's own stack sends on the link, IPv6 neighbour discovery say).
+fn probes_and_strangers(frames: &[(Vec<u8>, String)]) -> (usize, usize) {
     let reflected = frames.iter().filter(|(_, c)| c == "reflected: probeot").count();
     let rejected = frames.iter().filter(|(_, c)| c == "rejected: oui").count();
-    // Five seconds of a probe and a stranger every 5 ms or so: hundreds of each (and what the
-    // host's own stack sends on the link, IPv6 neighbour discovery say, as rejected).
-    assert!(reflected > 100 && rejected > 100, "{reflected} reflected, {rejected} rejected");
     let other: Vec<&String> = frames
         .iter()
         .map(|(_, c)| c)
         .filter(|c| !c.ends_with(": probeot") && !c.ends_with(": oui"))
         .collect();
     assert!(other.len() < 20 && other.iter().all(|c| c.starts_with("rejected: ")), "{other:?}");
+    (reflected, rejected)
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn the_dashboards_capture_button_saves_what_came_while_it_ran() {
+    require_live!();
+    let pair = NetnsPair::for_backend("af-packet");
+    let addr = "127.0.0.1:9188";
+    let reflector = pair.start_reflector_on(Some("af-packet"), &["--http", addr]);
+    // Five seconds of a probe and a stranger every 5 ms or so: hundreds of each.
+    let (reflected, rejected) = probes_and_strangers(&click_capture(&pair, addr, true));
+    assert!(reflected > 100 && rejected > 100, "{reflected} reflected, {rejected} rejected");
+    let (status, _) = reflector.signal_and_wait("TERM");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn the_last_seconds_come_at_once_from_the_frames_the_run_keeps() {
+    require_live!();
+    for backend in ["af-packet", "af-xdp", "xdp-tx"] {
+        let pair = NetnsPair::for_backend(backend);
+        let _peer = (backend == "xdp-tx").then(|| pair.peer_xdp_pass());
+        let addr = "127.0.0.1:9189";
+        let reflector = pair.start_reflector_on(Some(backend), &["--http", addr, "--capture-keep-mb", "8"]);
+        let tester = pair.tester();
+        for seq in 0..200 {
+            tester.send(&numbered_probe(seq, 100)).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(receive_reflections(&tester, 200, Duration::from_secs(2)).len(), 200, "{backend}");
+        // The copies reach the kept frames within the writer's 200 ms.
+        std::thread::sleep(Duration::from_millis(400));
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("last.pcapng");
+        let url = format!("http://{addr}/api/v1/capture?last=5&what=reflected");
+        let started = std::time::Instant::now();
+        assert_eq!(curl(&pair, &url, None, Some(&out)), 200, "{backend}");
+        let took = started.elapsed();
+        let frames = tshark_frames(&out);
+        assert_eq!(capinfos_packets(&out), frames.len() as u64, "{backend}");
+        assert!(frames.iter().all(|(_, c)| c == "reflected: probeot"), "{backend}");
+        let seqs: Vec<u32> = frames.iter().map(|(f, _)| seq_of(f)).collect();
+        assert_eq!(seqs, (0..200).collect::<Vec<_>>(), "{backend}: every probe, in order");
+        // An answer, not a stream of 5 s.
+        assert!(took < Duration::from_secs(4), "{backend}: {took:?}");
+        let both = format!("http://{addr}/api/v1/capture?last=5&seconds=5");
+        assert_eq!(curl(&pair, &both, None, None), 400, "{backend}");
+        let (status, _) = reflector.signal_and_wait("TERM");
+        assert!(status.success(), "{backend}: {status}");
+    }
+    // A run that keeps nothing says so.
+    let pair = NetnsPair::for_backend("af-packet");
+    let addr = "127.0.0.1:9189";
+    let reflector = pair.start_reflector_on(Some("af-packet"), &["--http", addr]);
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body");
+    assert_eq!(curl(&pair, &format!("http://{addr}/api/v1/capture?last=5"), None, Some(&body)), 409);
+    assert!(std::fs::read_to_string(&body).unwrap().contains("--capture-keep-mb"));
+    drop(reflector.signal_and_wait("TERM"));
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn the_dashboards_capture_button_saves_the_last_seconds_when_the_run_keeps_them() {
+    require_live!();
+    let pair = NetnsPair::for_backend("af-packet");
+    let addr = "127.0.0.1:9190";
+    let reflector = pair.start_reflector_on(Some("af-packet"), &["--http", addr, "--capture-keep-mb", "8"]);
+    // The traffic comes first, then the click: the file holds what came before it.
+    let tester = pair.tester();
+    let stranger = Frame { src_mac: reflector_testkit::OTHER_MAC, ..Frame::ito_v4() }.bytes();
+    for _ in 0..100 {
+        tester.send(&Frame::ito_v4().bytes()).unwrap();
+        tester.send(&stranger).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(receive_reflections(&tester, 100, Duration::from_secs(2)).len(), 100);
+    std::thread::sleep(Duration::from_millis(400));
+    let (reflected, rejected) = probes_and_strangers(&click_capture(&pair, addr, false));
+    assert_eq!((reflected, rejected), (100, 100));
     let (status, _) = reflector.signal_and_wait("TERM");
     assert!(status.success(), "{status}");
 }

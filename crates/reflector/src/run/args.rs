@@ -94,6 +94,11 @@ crate::settings::settings! {
     /// captured.
     #[arg(long, value_name = "PPS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     capture_kernel_limit: u32 => key "capture.kernel_limit": u32, reload Restart;
+    /// Keep the most recent frames (reflected and rejected) in memory, up to MB megabytes
+    /// (10^6 bytes), so that a capture can be of the last seconds: /api/v1/capture?last=N and
+    /// the dashboard's Capture button (needs --http).
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    capture_keep_mb: Option<u32> => key "capture.keep_mb": u32, reload Restart;
     /// Statistics format on stdout [default: text; the terminal UI when stdout is a terminal].
     #[arg(long, value_enum)]
     #[serde(serialize_with = "value_name_opt")]
@@ -242,6 +247,11 @@ fn check_capture(args: &RunArgs) -> Result<(), UsageError> {
         && let Some((_, flag)) = needs_file.iter().find(|(set, _)| *set)
     {
         return Err(UsageError(format!("{flag} needs --capture FILE")));
+    }
+    if args.capture_keep_mb.is_some() && args.http.is_none() {
+        return Err(UsageError(
+            "--capture-keep-mb needs --http (the recent frames are read over /api/v1/capture?last=N)".into(),
+        ));
     }
     if args.capture_files.is_some() && args.capture_max_mb.is_none() {
         return Err(UsageError(
@@ -624,7 +634,7 @@ hex = "0xdead"
                 );
             }
         }
-        assert_eq!(keyed, 37, "settings with a file key: every key of the example");
+        assert_eq!(keyed, 38, "settings with a file key: every key of the example");
 
         // Every setting away from its default (in two runs: --no-oui-filter excludes --oui),
         // written to a file as the API shows it, read back.
@@ -690,6 +700,8 @@ hex = "0xdead"
             "4",
             "--capture-kernel-limit",
             "500",
+            "--capture-keep-mb",
+            "16",
             "--stats",
             "csv",
             "--stats-interval",

@@ -114,6 +114,11 @@ fn start<B: Backend>(
     if let (Some(tap), Some(file)) = (tap, args.capture_file()) {
         tap.add(Box::new(file.open(run.iface_name)?));
     }
+    let recent = tap.zip(args.capture_keep_mb).map(|(tap, mb)| {
+        let recent = reflector_io::tap::Recent::new(mb as usize * 1_000_000);
+        tap.add(recent.sink());
+        recent
+    });
     let http = args
         .http
         .map(|addr| {
@@ -154,6 +159,7 @@ fn start<B: Backend>(
     control.kernel_testers = run.kernel.as_ref().map(|k| k.testers.clone());
     control.limiter = Some(runtime.limiter.clone());
     control.tap = tap.cloned();
+    control.recent = recent;
     control.set_settings(args.to_json());
     let ctl = Arc::new(control);
     let http_thread = match http {
