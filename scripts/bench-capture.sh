@@ -3,7 +3,8 @@
 # bare; with capture possible but nothing captured (`--http`: the workers' tap in place, the
 # XDP program able to sample); capturing the rejected frames (`--capture-what rejected`: on
 # af-xdp and xdp-tx the XDP program samples them, at its default cap); capturing everything
-# (`--capture-what all`). Each at a fixed offered rate of valid probes (so every packet is
+# (`--capture-what all`); keeping the recent frames of every kind in memory for
+# `/api/v1/capture?last=N` (`--http --capture-keep-mb 64`). Each at a fixed offered rate of valid probes (so every packet is
 # reflected): system-wide CPU time per offered packet (all CPUs, /proc/stat) and, for the
 # userspace paths, the reflector's own CPU time per reflected packet (its summary); and, for
 # af-packet and af-xdp, at the fastest load one core can offer (reflected / offered). Capture
@@ -38,6 +39,7 @@ run() { # $1 = backend, $2 = bare|tap|rejected|all, $3 = offered rate (0 = maxim
   case "$how" in
     tap) extra=(--http 192.0.2.1:9189 --http-insecure) ;;
     rejected|all) extra=(--capture "$work/c.pcapng" --capture-what "$how") ;;
+    keep) extra=(--http 192.0.2.1:9189 --http-insecure --capture-keep-mb 64) ;;
   esac
   [ "$backend" = xdp-tx ] || place=(--cpus "$reflector_cpu")
   [ "$rate" = 0 ] || limit=(--rate "${rate}pps")
@@ -65,7 +67,7 @@ PY
 
 rows=()
 for backend in af-packet af-xdp xdp-tx; do
-  for how in bare tap rejected all; do
+  for how in bare tap rejected all keep; do
     rows+=("$(run "$backend" "$how" "$fixed")")
     [ "$backend" = xdp-tx ] || [ "$how" = rejected ] || rows+=("$(run "$backend" "$how" 0)")
   done
@@ -80,17 +82,17 @@ for r in sys.argv[2:]:
 for b in ("af-packet", "af-xdp", "xdp-tx"):
     print(f"{b}:")
     bare = rows[(b, "bare", True)]
-    for how in ("bare", "tap", "rejected", "all"):
+    for how in ("bare", "tap", "rejected", "all", "keep"):
         fo, fr, fcpu, fsys, ff, fd = rows[(b, how, True)]
         own = "" if b == "xdp-tx" else f", reflector {fcpu} ns per reflected packet ({fcpu / max(bare[2], 1):.2f}x bare)"
         line = (f"  {how:<8} fixed: {fr}/{fo} reflected, system {fsys} ns per offered packet "
                 f"({fsys / max(bare[3], 1):.2f}x bare){own}")
-        if how in ("rejected", "all"):
+        if how in ("rejected", "all", "keep"):
             line += f"; captured {ff}, not captured {fd}"
         if (b, how, False) in rows:
             mo, mr, _, _, mf, md = rows[(b, how, False)]
             line += f"; maximum: {mr / secs:.0f} of {mo / secs:.0f} pps offered ({mr / max(mo, 1):.3f})"
-            if how == "all":
+            if how in ("all", "keep"):
                 line += f", captured {mf}, not captured {md}"
         print(line)
 PY
