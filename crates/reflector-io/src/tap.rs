@@ -806,7 +806,7 @@ mod tests {
         let (tap, thread) = Tap::start("veth0").unwrap();
         let recent = Recent::new(20_000);
         tap.add(recent.sink());
-        // Chunks of 10 frames of 300 bytes (reflected and rejected by turns), one at a time.
+        // 20 chunks of 10 frames of 300 bytes (reflected and rejected by turns): more than fit.
         let start = utc_now_ns();
         for round in 0..20u8 {
             let mut chunk = Chunk::default();
