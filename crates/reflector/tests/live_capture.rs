@@ -261,9 +261,13 @@ fn the_api_streams_a_capture_of_its_interval_to_a_client_with_the_token() {
 /// `during`); returns the file's frames with their comments, checked by tshark and capinfos.
 fn click_capture(pair: &NetnsPair, addr: &str, during: bool) -> Vec<(Vec<u8>, String)> {
     let dir = tempfile::tempdir().unwrap();
-    let click = "document.getElementById('capture-seconds').value = '5'; \
+    // Once the page has read the run's settings (they say whether it keeps recent frames).
+    let click = "(async () => { \
+                 while (!document.getElementById('facts').textContent.includes(' on ')) { \
+                   await new Promise((r) => setTimeout(r, 50)); } \
+                 document.getElementById('capture-seconds').value = '5'; \
                  document.getElementById('capture-what').value = 'all'; \
-                 document.getElementById('capture-button').click()";
+                 document.getElementById('capture-button').click(); })()";
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/click.py");
     let ns = pair.reflector_ns.clone();
     let browser = std::thread::spawn({

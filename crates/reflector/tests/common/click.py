@@ -13,6 +13,7 @@ the chromium command.
 import fcntl
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -67,12 +68,16 @@ def fail(why):
     end(1)
 
 
+waiting_for = "Chromium to start"
+
+
 def receive():
     """The next message from Chromium."""
     global pending
     while b"\0" not in pending:
-        if time.monotonic() > deadline:
-            fail("timed out")
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([from_chrome_r], [], [], left)[0]:
+            fail(f"timed out waiting for {waiting_for}; the page says: {page_state()}")
         chunk = os.read(from_chrome_r, 65536)
         if not chunk:
             fail("chromium went away")
@@ -82,6 +87,27 @@ def receive():
 
 
 events = []
+session = None
+
+
+def page_state():
+    """What the page's capture state says, if it can still be asked (for a failure's message)."""
+    if session is None:
+        return "(no page yet)"
+    message = {"id": 999999, "method": "Runtime.evaluate", "sessionId": session,
+               "params": {"expression": "document.getElementById('capture-state').textContent",
+                          "returnByValue": True}}
+    try:
+        os.write(to_chrome_w, json.dumps(message).encode() + b"\0")
+        while True:
+            chunk_ready = select.select([from_chrome_r], [], [], 5)[0]
+            if not chunk_ready:
+                return "(no answer)"
+            for m in os.read(from_chrome_r, 65536).split(b"\0"):
+                if b'"id":999999' in m:
+                    return json.loads(m)["result"]["result"].get("value", "")
+    except (OSError, ValueError, KeyError):
+        return "(cannot ask)"
 
 
 def call(method, params=None, session=None):
@@ -103,6 +129,8 @@ def call(method, params=None, session=None):
 
 def wait_for(method):
     """The first event named `method`, kept or to come."""
+    global waiting_for
+    waiting_for = method
     while True:
         for i, m in enumerate(events):
             if m.get("method") == method:
