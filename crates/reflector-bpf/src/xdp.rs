@@ -636,6 +636,9 @@ impl Gen<'_> {
                 self.a.alu_imm(Alu::And, R0, 0x00ff_ffff);
                 self.a.jump32_imm(Cond::Ne, R0, le32([oui[0], oui[1], oui[2], 0]), self.r(Reject::Oui));
             }
+            if self.filter.mode() != reflector_core::Mode::All {
+                self.no_hops_left_is_a_loop();
+            }
             if self.signatures {
                 self.a.mov_imm(R0, signature as i32);
                 self.a.store(Size::W, R10, SIGNATURE_SLOT, R0);
@@ -643,6 +646,23 @@ impl Gen<'_> {
             self.a.goto(hit);
         }
         Some(())
+    }
+
+    /// Modes `mac` and `mac-ip` take a hop off each answer, so a test packet that arrives with
+    /// none left (IPv4 TTL or IPv6 hop limit 0) is a loop, as the core judges it just before
+    /// its late checks. r4 is the IP header (its fixed part was read by the checks).
+    fn no_hops_left_is_a_loop(&mut self) {
+        let (v6, check) = (self.a.label(), self.a.label());
+        let loop_ = self.r(Reject::Loop);
+        let a = &mut self.a;
+        a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+        a.jump_imm(Cond::Eq, R0, 6, v6);
+        a.load(Size::B, R0, R4, 8);
+        a.goto(check);
+        a.place(v6);
+        a.load(Size::B, R0, R4, 7);
+        a.place(check);
+        a.jump_imm(Cond::Eq, R0, 0, loop_);
     }
 
     /// A test packet: redirect it to its queue's socket, reflect it in place and send it back
@@ -914,6 +934,9 @@ impl Gen<'_> {
         a.store(Size::W, R7, 6, R0);
         a.mov_imm(R0, le16([mac[4], mac[5]]) as i32);
         a.store(Size::H, R7, 10, R0);
+        if mode != reflector_core::Mode::All {
+            take_a_hop(a);
+        }
         if mode == reflector_core::Mode::Mac {
             return;
         }
@@ -1327,6 +1350,33 @@ fn stamp_session_sequence(a: &mut Asm, sessions_fd: i32) {
     for r in [R0, R1, R2, R3, R4, R5] {
         a.mov_imm(r, 0);
     }
+}
+
+/// One hop less, as the core's reflection in modes `mac` and `mac-ip`: the IPv4 TTL (its header
+/// checksum updated by RFC 1624 eqn. 3, over the field as read, little-endian: ~m + m' is then
+/// 0xfffe) or the IPv6 hop limit. r4 is the IP header, the IP version in its stack slot.
+fn take_a_hop(a: &mut Asm) {
+    let (v6, done) = (a.label(), a.label());
+    a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+    a.jump_imm(Cond::Eq, R0, 6, v6);
+    a.load(Size::B, R0, R4, 8);
+    a.alu_imm(Alu::Sub, R0, 1);
+    a.store(Size::B, R4, 8, R0);
+    a.load(Size::H, R0, R4, 10);
+    a.alu_imm(Alu::Xor, R0, 0xffff);
+    a.alu_imm(Alu::Add, R0, 0xfffe);
+    a.mov(R1, R0);
+    a.alu_imm(Alu::Rsh, R1, 16);
+    a.alu_imm(Alu::And, R0, 0xffff);
+    a.alu_reg(Alu::Add, R0, R1);
+    a.alu_imm(Alu::Xor, R0, 0xffff);
+    a.store(Size::H, R4, 10, R0);
+    a.goto(done);
+    a.place(v6);
+    a.load(Size::B, R0, R4, 7);
+    a.alu_imm(Alu::Sub, R0, 1);
+    a.store(Size::B, R4, 7, R0);
+    a.place(done);
 }
 
 /// The checks a frame meets only once it passed every other rule, as the core's

@@ -3,10 +3,11 @@
 //! Frames sit in 2 KiB slots of one buffer, as in an AF_XDP UMEM, and each iteration is one
 //! batch: every frame once. A reflected frame is addressed back to the tester, so batches
 //! alternate between the reflector's filter and a filter on the tester's side that turns the
-//! frames back; both are genuine classify + reflect passes. Both swap in mode `mac-ip`: in mode
-//! `all` the reflected frame would come from the test port, which the loop guard refuses on
-//! the way back. The ITO IPv4 fast path runs the same instructions in both modes (the mode is
-//! a rotation amount the filter holds). (Processing one frame over and
+//! frames back; both are genuine classify + reflect passes, in the default mode `all`. The test
+//! port is 7000 and the tester's side answers any port: an answer from 3842 would be refused on
+//! the way back by the loop guard (as would any in modes `mac` and `mac-ip` once the TTL ran
+//! out). The fast path compares the port with a value the filter holds, so the port's number
+//! does not change the instructions. (Processing one frame over and
 //! over instead reads the bytes the previous pass just wrote, and measures store-forwarding
 //! stalls that a receive path never has.)
 
@@ -14,10 +15,12 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use reflector_core::testing::with_stamping;
-use reflector_core::{Filter, FilterConfig, Mode};
+use reflector_core::{Filter, FilterConfig};
 use reflector_testkit::{Frame, TESTER_MAC, default_filter, ordinary_traffic};
 
 const BATCH: usize = 64;
+/// The test port of the hit benchmarks (see above).
+const TEST_PORT: u16 = 7000;
 const SLOT: usize = 2048;
 
 /// A batch of `frame` in 2 KiB slots, as an AF_XDP UMEM holds frames.
@@ -30,19 +33,19 @@ fn umem_of(frame: &[u8]) -> Vec<u8> {
 }
 
 fn tester_side() -> Filter {
-    Filter::new(&FilterConfig { oui: None, port: 0, mode: Mode::MacIp, ..FilterConfig::new(TESTER_MAC) })
-        .unwrap()
+    Filter::new(&FilterConfig { oui: None, port: 0, ..FilterConfig::new(TESTER_MAC) }).unwrap()
 }
 
 fn bench_hits(c: &mut Criterion) {
     let mut group = c.benchmark_group("classify_reflect");
     group.throughput(Throughput::Elements(BATCH as u64));
-    let there = default_filter().with_mode(Mode::MacIp);
+    let there = reflector_testkit::filter_with(|c| c.port = TEST_PORT);
     let back = tester_side();
+    let probe = Frame { dst_port: TEST_PORT, ..Frame::ito_v4() };
     let frames = [
-        ("ito_ipv4_60B", Frame::ito_v4().bytes()),
-        ("ito_ipv6", Frame::ito_v6().bytes()),
-        ("ito_ipv4_vlan", Frame { vlans: vec![(0x8100, 100)], ..Frame::ito_v4() }.bytes()),
+        ("ito_ipv4_60B", probe.bytes()),
+        ("ito_ipv6", Frame { ip: Frame::ito_v6().ip, ..probe.clone() }.bytes()),
+        ("ito_ipv4_vlan", Frame { vlans: vec![(0x8100, 100)], ..probe.clone() }.bytes()),
     ];
     for (name, frame) in frames {
         let mut umem = umem_of(&frame);
@@ -173,7 +176,7 @@ fn bench_gate(c: &mut Criterion) {
     let (allow_2, deny_2): (Vec<Source>, Vec<Source>) =
         (vec!["192.0.2.0/24".parse().unwrap()], vec!["192.0.2.66".parse().unwrap()]);
     let limit = Rate::new(10_000_000, 1000);
-    let frame = Frame::ito_v4().bytes();
+    let frame = Frame { dst_port: TEST_PORT, ..Frame::ito_v4() }.bytes();
     for (name, lists, limits) in [
         ("ito_ipv4_60B_lists_2", Some((&allow_2, &deny_2)), false),
         ("ito_ipv4_60B_lists_150", Some((&allow, &deny)), false),
@@ -192,11 +195,10 @@ fn bench_gate(c: &mut Criterion) {
         };
         let there = gated(FilterConfig {
             local_ips: &reflector_testkit::LOCAL_IPS,
-            mode: Mode::MacIp,
+            port: TEST_PORT,
             ..FilterConfig::new(reflector_testkit::LOCAL_MAC)
         });
-        let back =
-            gated(FilterConfig { oui: None, port: 0, mode: Mode::MacIp, ..FilterConfig::new(TESTER_MAC) });
+        let back = gated(FilterConfig { oui: None, port: 0, ..FilterConfig::new(TESTER_MAC) });
         let mut umem = umem_of(&frame);
         let len = frame.len();
         let mut pass = 0usize;

@@ -13,11 +13,13 @@ use std::hint::black_box;
 use std::process::ExitCode;
 
 use reflector_core::testing::with_stamping;
-use reflector_core::{Filter, FilterConfig, Mode};
+use reflector_core::{Filter, FilterConfig};
 use reflector_testkit::{Frame, TESTER_MAC, default_filter, ordinary_traffic};
 
 const BATCH: usize = 64;
 const SLOT: usize = 2048;
+/// The test port of the hit runs (see `main`).
+const TEST_PORT: u16 = 7000;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -30,10 +32,12 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let [arp, tcp, udp] = ordinary_traffic().map(|(_, frame)| frame);
+    // Test packets to port 7000 (see below).
+    let probe = Frame { dst_port: TEST_PORT, ..Frame::ito_v4() };
     let (frame, hits) = match kind.as_str() {
-        "v4" => (Frame::ito_v4().bytes(), true),
-        "v6" => (Frame::ito_v6().bytes(), true),
-        "vlan" => (Frame { vlans: vec![(0x8100, 100)], ..Frame::ito_v4() }.bytes(), true),
+        "v4" => (probe.bytes(), true),
+        "v6" => (Frame { ip: Frame::ito_v6().ip, ..probe }.bytes(), true),
+        "vlan" => (Frame { vlans: vec![(0x8100, 100)], ..probe }.bytes(), true),
         "arp" => (arp, false),
         "tcp" => (tcp, false),
         "dns" => (udp, false),
@@ -53,13 +57,11 @@ fn main() -> ExitCode {
         });
         return ExitCode::SUCCESS;
     }
-    // Reflected frames go back through a filter on the tester's side, as in the benchmark (both
-    // in mode mac-ip: in mode all the answer comes from the test port, which the loop guard
-    // refuses on the way back).
-    let there = there.with_mode(Mode::MacIp);
-    let back =
-        Filter::new(&FilterConfig { oui: None, port: 0, mode: Mode::MacIp, ..FilterConfig::new(TESTER_MAC) })
-            .unwrap();
+    // Reflected frames go back through a filter on the tester's side, as in the benchmark (in
+    // mode all, the test port 7000: an answer from 3842 would be refused on the way back by
+    // the loop guard).
+    let there = reflector_testkit::filter_with(|c| c.port = TEST_PORT);
+    let back = Filter::new(&FilterConfig { oui: None, port: 0, ..FilterConfig::new(TESTER_MAC) }).unwrap();
     let mut umem = vec![0u8; BATCH * SLOT];
     for slot in umem.chunks_mut(SLOT) {
         slot[..frame.len()].copy_from_slice(&frame);

@@ -61,6 +61,16 @@ pub(crate) fn fold_is_all_ones(sum: u64) -> bool {
     sum != 0 && sum.is_multiple_of(0xffff)
 }
 
+/// The header checksum of an IPv4 header whose TTL went down by one, from the checksum it had
+/// (`hc`, as on the wire): RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), where the word m holding
+/// the TTL became m' = m - 0x100, so ~m + m' is 0xfeff whatever m was. The form keeps a valid
+/// checksum valid, including the edge cases RFC 1624 §3 names.
+#[inline(always)]
+pub fn ipv4_ttl_decremented(hc: u16) -> u16 {
+    let sum = (!hc) as u32 + 0xfeff;
+    !((sum & 0xffff) + (sum >> 16)) as u16
+}
+
 /// The checksum of `data`.
 pub fn checksum(data: &[u8]) -> u16 {
     finish(add(0, data))
@@ -82,6 +92,47 @@ pub fn udp(src: &[u8], dst: &[u8], udp: &[u8]) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_decremented_ttl_keeps_the_header_checksum_right() {
+        // Every TTL from 1, with header words that give every kind of checksum, against the
+        // checksum computed whole.
+        for ttl in 1..=255u8 {
+            for id in [0u16, 1, 0x00ff, 0x7fff, 0xfeff, 0xff00, 0xffff] {
+                let mut h = [
+                    0x45,
+                    0,
+                    0,
+                    60,
+                    (id >> 8) as u8,
+                    id as u8,
+                    0,
+                    0,
+                    ttl,
+                    17,
+                    0,
+                    0,
+                    192,
+                    0,
+                    2,
+                    1,
+                    192,
+                    0,
+                    2,
+                    2,
+                ];
+                let hc = checksum(&h);
+                h[10..12].copy_from_slice(&hc.to_be_bytes());
+                assert!(ipv4_header_ok(&h));
+                h[8] = ttl - 1;
+                let updated = ipv4_ttl_decremented(hc);
+                h[10..12].copy_from_slice(&updated.to_be_bytes());
+                assert!(ipv4_header_ok(&h), "ttl {ttl} id {id:#x}: {hc:#x} -> {updated:#x}");
+                h[10..12].copy_from_slice(&[0, 0]);
+                assert_eq!(updated, checksum(&h), "ttl {ttl} id {id:#x}");
+            }
+        }
+    }
 
     #[test]
     fn rfc1071_example() {

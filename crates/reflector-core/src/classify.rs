@@ -5,7 +5,7 @@
 
 use core::fmt;
 
-use crate::filter::Filter;
+use crate::filter::{Filter, Mode};
 use crate::signature::{Family, ITO_INDEX_BY_SLOT, ITO_SIGNATURE_OFFSET, Signature};
 use crate::wire::*;
 
@@ -413,6 +413,9 @@ pub(crate) fn ordered<const STAMP: bool>(
     if filter.oui_families.contains(signature.family()) && (src & 0xff_ffff) as u32 != filter.oui_bits {
         return Err(Reject::Oui);
     }
+    if filter.mode != Mode::All && hops_left(frame, kind, l3) == 0 {
+        return Err(Reject::Loop);
+    }
     late_checks(frame, kind, l3, l4, filter)?;
     Ok(Hit::found(signature, kind, l3, l4, vlan_tags))
 }
@@ -568,6 +571,11 @@ fn ipv4_after_macs<const TRUSTED: bool, const STAMP: bool>(
     if !TRUSTED && (src ^ filter.oui_bits as u64) & fast.oui_mask != 0 {
         return Some(Err(Reject::Oui));
     }
+    // In modes `mac` and `mac-ip` every reflection takes one off the TTL: none is left.
+    if b[22] < fast.min_ttl {
+        core::hint::cold_path();
+        return Some(Err(Reject::Loop));
+    }
     Some(late_checks_fast(b, filter).map(|()| Hit::fast(ITO_INDEX_BY_SLOT[slot])))
 }
 
@@ -663,6 +671,16 @@ fn late_checks(frame: &[u8], kind: L3Kind, l3: usize, l4: usize, filter: &Filter
         }
     }
     Ok(())
+}
+
+/// The IPv4 TTL or IPv6 hop limit of the IP header at `l3` (found inside the frame).
+#[inline(always)]
+fn hops_left(frame: &[u8], kind: L3Kind, l3: usize) -> u8 {
+    let at = match kind {
+        L3Kind::V4 => l3 + 8,
+        L3Kind::V6 => l3 + 7,
+    };
+    frame.get(at).copied().unwrap_or(0)
 }
 
 /// A frame from a reflector's port: from its own destination port, or from the well-known test

@@ -332,6 +332,9 @@ pub(crate) struct FastMasks {
     /// port pair (16 for `all`, else 0).
     pub(crate) rotate_addresses: u32,
     pub(crate) rotate_ports: u32,
+    /// The least TTL a test packet is answered with: 1 in modes `mac` and `mac-ip` (whose
+    /// answers take one off it, see `docs/PACKET-RULES.md`, "Loops"), 0 in mode `all`.
+    pub(crate) min_ttl: u8,
     /// Non-zero at the last octets of our IPv4 addresses: the fast path compares a source with
     /// them only where this says it can match.
     pub(crate) own_v4_last_octet: [u8; 256],
@@ -357,6 +360,7 @@ impl FastMasks {
             trusted_ito: table(ito && !(oui_on_ito && config.oui != Some(trusted))),
             rotate_addresses,
             rotate_ports,
+            min_ttl: Self::min_ttl(config.mode),
             own_v4_last_octet: {
                 let mut t = [0u8; 256];
                 for ip in config.local_ips {
@@ -367,6 +371,10 @@ impl FastMasks {
                 t
             },
         }
+    }
+
+    fn min_ttl(mode: Mode) -> u8 {
+        u8::from(mode != Mode::All)
     }
 
     fn rotations(mode: Mode) -> (u32, u32) {
@@ -552,6 +560,7 @@ impl Filter {
     pub fn with_mode(mut self, mode: Mode) -> Filter {
         self.mode = mode;
         (self.fast.rotate_addresses, self.fast.rotate_ports) = FastMasks::rotations(mode);
+        self.fast.min_ttl = FastMasks::min_ttl(mode);
         self
     }
 }

@@ -3,7 +3,10 @@
 //! Swapping two fields of the same header never changes a one's-complement checksum over
 //! it (RFC 1071: the sum does not depend on the order of its 16-bit words, and every field
 //! swapped here is 16-bit aligned), so the IPv4 header checksum and the UDP checksum stay valid
-//! and nothing is recomputed. TTL / hop limit and VLAN tags are left as they are.
+//! and nothing is recomputed. VLAN tags are left as they are; so is the TTL / hop limit in mode
+//! `all`. Modes `mac` and `mac-ip` take one off it (the IPv4 header checksum updated as RFC
+//! 1624 says), which is what ends a loop between two reflectors in those modes
+//! (`docs/PACKET-RULES.md`, "Loops"; classify refuses a test packet that arrives with none left).
 
 use crate::classify::{Hit, L3Kind};
 use crate::filter::{Filter, Mode};
@@ -22,10 +25,33 @@ fn swap_adjacent<const N: usize>(frame: &mut [u8], at: usize) {
     }
 }
 
+/// One hop less for the IP header at `l3` of `kind`: the IPv4 TTL (and its header checksum) or
+/// the IPv6 hop limit. Out of range is a no-op.
+#[inline(always)]
+fn take_a_hop(frame: &mut [u8], kind: L3Kind, l3: usize) {
+    match kind {
+        L3Kind::V4 => {
+            if let Some(h) = frame.get_mut(l3 + 8..l3 + 12) {
+                h[0] = h[0].wrapping_sub(1);
+                let hc = crate::checksum::ipv4_ttl_decremented(u16::from_be_bytes([h[2], h[3]]));
+                h[2..4].copy_from_slice(&hc.to_be_bytes());
+            }
+        }
+        L3Kind::V6 => {
+            if let Some(hops) = frame.get_mut(l3 + 7) {
+                *hops = hops.wrapping_sub(1);
+            }
+        }
+    }
+}
+
 /// Reflects the frame `hit` was classified from, in place, according to `mode`.
 #[inline]
 pub fn reflect(frame: &mut [u8], hit: &Hit, mode: Mode) {
     swap_adjacent::<6>(frame, 0);
+    if mode != Mode::All {
+        take_a_hop(frame, hit.l3(), hit.l3_offset());
+    }
     if mode == Mode::Mac {
         return;
     }
@@ -65,6 +91,9 @@ pub(crate) fn reflect_accepted(frame: &mut [u8], hit: &Hit, filter: &Filter, mod
     if let Some(macs) = frame.first_chunk_mut::<12>() {
         turn_macs(macs, filter);
     }
+    if mode != Mode::All {
+        take_a_hop(frame, hit.l3(), hit.l3_offset());
+    }
     if mode == Mode::Mac {
         return;
     }
@@ -83,9 +112,12 @@ pub(crate) fn reflect_accepted(frame: &mut [u8], hit: &Hit, filter: &Filter, mod
 
 /// [`reflect_accepted`] for a frame the fast path accepted (ITO over untagged IPv4 without
 /// options, at least 54 bytes): the offsets are constants, and the mode is two rotation
-/// amounts (32 or 0 for the addresses, 16 or 0 for the ports), so there is no branch.
+/// amounts (32 or 0 for the addresses, 16 or 0 for the ports) and one branch for the TTL.
 #[inline(always)]
 pub(crate) fn reflect_ito_ipv4(frame: &mut [u8], filter: &Filter) {
+    if filter.fast.min_ttl != 0 {
+        take_a_hop(frame, L3Kind::V4, 14);
+    }
     let Some(b) = frame.first_chunk_mut::<38>() else { return };
     let (macs, rest) = b.split_first_chunk_mut::<12>().expect("38 > 12");
     turn_macs(macs, filter);

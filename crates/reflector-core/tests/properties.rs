@@ -27,8 +27,29 @@ fn check_invariants(filter: &Filter, frame: &[u8]) -> bool {
         Ok(hit) => {
             assert_eq!(bytes.len(), frame.len());
             assert_ne!(bytes, frame, "a reflected frame has its MACs swapped");
+            let l3 = hit.l3_offset();
+            let mut want = frame.to_vec();
+            if filter.mode() != Mode::All {
+                // One hop less (the loop guard), and an IPv4 header still right; the second
+                // pass below would take another.
+                let at = if hit.l3() == L3Kind::V4 { l3 + 8 } else { l3 + 7 };
+                assert_eq!(bytes[at], frame[at] - 1, "one hop less");
+                if hit.l3() == L3Kind::V4 {
+                    let header = &bytes[l3..l3 + (bytes[l3] & 0x0f) as usize * 4];
+                    assert!(reflector_core::checksum::ipv4_header_ok(header), "one hop less, checksum right");
+                }
+                if frame[at] < 2 {
+                    return true;
+                }
+                want[at] -= 2;
+            }
             reflect(&mut bytes, &hit, filter.mode());
-            assert_eq!(bytes, frame, "reflect twice = identity");
+            if filter.mode() != Mode::All && hit.l3() == L3Kind::V4 {
+                let header = &bytes[l3..l3 + (bytes[l3] & 0x0f) as usize * 4];
+                assert!(reflector_core::checksum::ipv4_header_ok(header), "two hops less, checksum right");
+                want[l3 + 10..l3 + 12].copy_from_slice(&bytes[l3 + 10..l3 + 12]);
+            }
+            assert_eq!(bytes, want, "reflect twice = identity (but for the hops)");
             true
         }
     }
@@ -242,21 +263,36 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
     let extra = prop::collection::vec(any::<u8>(), 0..64);
     let src_mac =
         prop_oneof![Just(reflector_testkit::TESTER_MAC), any::<[u8; 6]>().prop_map(reflector_core::MacAddr)];
-    (vlans, ip, options, ext, any::<u16>(), prop_oneof![Just(3842u16), any::<u16>()], sig, extra, src_mac)
-        .prop_map(|(vlans, ip, ipv4_options, ipv6_ext, src_port, dst_port, mut payload, extra, src_mac)| {
-            payload.extend(extra);
-            Frame {
-                dst_mac: reflector_testkit::LOCAL_MAC,
-                src_mac,
-                vlans,
-                ip,
-                ipv4_options,
-                ipv6_ext,
-                src_port,
-                dst_port,
-                payload,
-            }
-        })
+    let ttl = prop_oneof![Just(64u8), Just(0u8), Just(1u8), any::<u8>()];
+    (
+        vlans,
+        ip,
+        options,
+        ext,
+        any::<u16>(),
+        prop_oneof![Just(3842u16), any::<u16>()],
+        sig,
+        extra,
+        src_mac,
+        ttl,
+    )
+        .prop_map(
+            |(vlans, ip, ipv4_options, ipv6_ext, src_port, dst_port, mut payload, extra, src_mac, ttl)| {
+                payload.extend(extra);
+                Frame {
+                    dst_mac: reflector_testkit::LOCAL_MAC,
+                    src_mac,
+                    vlans,
+                    ip,
+                    ipv4_options,
+                    ipv6_ext,
+                    ttl,
+                    src_port,
+                    dst_port,
+                    payload,
+                }
+            },
+        )
 }
 
 proptest! {

@@ -85,6 +85,8 @@ pub struct Frame {
     pub ipv4_options: Vec<u8>,
     /// IPv6 extension header types.
     pub ipv6_ext: Vec<u8>,
+    /// IPv4 TTL / IPv6 hop limit.
+    pub ttl: u8,
     /// UDP source port.
     pub src_port: u16,
     /// UDP destination port.
@@ -103,6 +105,7 @@ impl Frame {
             ip: IpAddrs::V4 { src: TESTER_V4, dst: LOCAL_V4 },
             ipv4_options: vec![],
             ipv6_ext: vec![],
+            ttl: 64,
             src_port: TESTER_PORT,
             dst_port: reflector_core::DEFAULT_PORT,
             payload: ito_payload(b"PROBEOT"),
@@ -138,7 +141,7 @@ impl Frame {
             ip: self.ip,
             ipv4_options: &self.ipv4_options,
             ipv6_ext: &self.ipv6_ext,
-            ttl: 64,
+            ttl: self.ttl,
             src_port: self.src_port,
             dst_port: self.dst_port,
             payload: &self.payload,
@@ -153,10 +156,14 @@ impl Frame {
         buf
     }
 
-    /// The frame the reflector should send back for this one in `mode`.
+    /// The frame the reflector should send back for this test packet (not a STAMP request) in
+    /// `mode`: modes `mac` and `mac-ip` take one off the TTL.
     pub fn reflected(&self, mode: Mode) -> Frame {
         let mut r = self.clone();
         std::mem::swap(&mut r.dst_mac, &mut r.src_mac);
+        if mode != Mode::All {
+            r.ttl -= 1;
+        }
         if mode != Mode::Mac {
             r.ip = match r.ip {
                 IpAddrs::V4 { src, dst } => IpAddrs::V4 { src: dst, dst: src },
@@ -306,6 +313,20 @@ pub fn golden() -> Vec<Case> {
         case("ito_v4_qinq", Frame { vlans: vec![(0x88a8, 200), (0x8100, 100)], ..v4() }, d(), Ok(ProbeOt)),
         case("ito_v4_9100", Frame { vlans: vec![(0x9100, 7)], ..v4() }, d(), Ok(ProbeOt)),
         case("ito_v6_qinq", Frame { vlans: vec![(0x88a8, 200), (0x8100, 100)], ..v6() }, d(), Ok(ProbeOt)),
+        // One hop left: answered in every mode (modes `mac` and `mac-ip` leave none).
+        case("ito_v4_last_hop", Frame { ttl: 1, ..v4() }, d(), Ok(ProbeOt)),
+        case("ito_v6_last_hop", Frame { ttl: 1, ipv6_ext: vec![0], ..v6() }, d(), Ok(ProbeOt)),
+        case(
+            "rfc2544_v4_vlan_options_last_hop",
+            Frame {
+                ttl: 1,
+                vlans: vec![(0x8100, 9)],
+                ipv4_options: vec![1, 1, 1, 0],
+                ..other(head_payload(b"RFC2544", 8))
+            },
+            d(),
+            Ok(Rfc2544),
+        ),
         case("rfc2544_v4", other(head_payload(b"RFC2544", 20)), d(), Ok(Rfc2544)),
         case("rfc2544_v4_minimal", other(head_payload(b"RFC2544", 0)), d(), Ok(Rfc2544)),
         case("y1564_v4", other(head_payload(b"Y.1564 ", 20)), d(), Ok(Y1564)),
@@ -570,6 +591,30 @@ pub fn rejects() -> Vec<Case> {
             "ito_v4_vlan_loop",
             Frame { src_port: 3842, vlans: vec![(0x8100, 100)], ..v4() },
             d(),
+            Err(Loop),
+        ),
+        // Modes `mac` and `mac-ip` take a hop off each answer: one with none left is a loop.
+        case(
+            "ito_no_hops_left_mac",
+            Frame { ttl: 0, ..v4() },
+            filter_with(|c| c.mode = Mode::Mac),
+            Err(Loop),
+        ),
+        case(
+            "ito_no_hops_left_mac_ip_v6",
+            Frame { ttl: 0, ..v6() },
+            filter_with(|c| c.mode = Mode::MacIp),
+            Err(Loop),
+        ),
+        case(
+            "rfc2544_no_hops_left_vlan_options",
+            Frame {
+                ttl: 0,
+                vlans: vec![(0x8100, 7)],
+                ipv4_options: vec![1, 1, 1, 0],
+                ..other_v4(head_payload(b"RFC2544", 20))
+            },
+            filter_with(|c| c.mode = Mode::MacIp),
             Err(Loop),
         ),
         case(

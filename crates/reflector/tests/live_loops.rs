@@ -1,6 +1,9 @@
 //! Two reflectors facing each other across a veth pair never turn a test packet around
-//! between them for ever: each packet is reflected at most once by each side, and the side that
-//! refuses the other's answer counts it as `loop`. Needs root and network namespaces.
+//! between them for ever: in mode `all` each packet is reflected at most once by each side, and
+//! the side that refuses the other's answer counts it as `loop`; in modes `mac` and `mac-ip`
+//! (ports kept) each answer takes a hop off the TTL, so a packet goes round at most as many times
+//! as its TTL, and the side that gets it with none left counts a `loop`. Needs root and network
+//! namespaces.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -8,6 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::{BACKENDS, NetnsPair, summary};
+use reflector_core::build::IpAddrs;
 use reflector_testkit::{Frame, head_payload, ito_payload};
 
 /// One injected frame of each family, from the facing side: from a tester port to the test
@@ -62,6 +66,50 @@ fn two_reflectors_facing_each_other_reflect_a_packet_at_most_once_each() {
             if config.contains(&"0") {
                 assert_eq!(rejected(&b, "loop"), from_tester_port, "{what}");
             }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn in_modes_that_keep_the_ports_a_packet_goes_round_at_most_its_ttl() {
+    require_live!();
+    // From a source address neither side has (so neither refuses it as its own), from a tester
+    // port to the test port: in these modes an answer is a request again for the other side.
+    let v4 = IpAddrs::V4 { src: [192, 0, 2, 77], dst: reflector_testkit::LOCAL_V4 };
+    let mut v6_src = reflector_testkit::TESTER_V6;
+    v6_src[15] = 0x77;
+    let v6 = IpAddrs::V6 { src: v6_src, dst: reflector_testkit::LOCAL_V6 };
+    const TTL: u8 = 64;
+    let mut frames = Vec::new();
+    for payload in [ito_payload(b"PROBEOT"), head_payload(b"RFC2544", 20), head_payload(b"Y.1564 ", 20)] {
+        for ip in [v4, v6] {
+            frames.push(Frame { src_port: 12345, ttl: TTL, ip, payload: payload.clone(), ..Frame::ito_v4() });
+        }
+    }
+    for backend in ["af-packet", "af-xdp", "xdp-tx"] {
+        for mode in ["mac", "mac-ip"] {
+            let pair = NetnsPair::for_backend(backend);
+            let args = ["--stats", "json", "--duration", "4", "--no-oui-filter", "--mode", mode];
+            let a = pair.start_reflector_on(Some(backend), &args);
+            let b = pair.start_facing_reflector(Some(backend), &args);
+            let socket = pair.tester();
+            for frame in &frames {
+                socket.send(&frame.bytes()).expect("inject");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let (_, a_lines) = a.wait();
+            let (_, b_lines) = b.wait();
+            let (a, b) = (summary(&a_lines), summary(&b_lines));
+            let rejected = |s: &serde_json::Value, reason: &str| s["rejected"][reason].as_u64().unwrap_or(0);
+            let what = format!("{backend} {mode}: A {a} / B {b}");
+            // A answers TTL 64, 62, ..., 2; B 63, ..., 1, whose answer reaches A with none left.
+            let n = frames.len() as u64;
+            let half = TTL as u64 / 2;
+            assert_eq!(counted(&a, "reflected_packets"), half * n, "{what}");
+            assert_eq!(counted(&b, "reflected_packets"), half * n, "{what}");
+            assert_eq!(rejected(&a, "loop"), n, "{what}");
+            assert_eq!(rejected(&b, "loop"), 0, "{what}");
         }
     }
 }
