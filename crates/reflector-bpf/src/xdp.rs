@@ -636,7 +636,7 @@ impl Gen<'_> {
                 self.a.alu_imm(Alu::And, R0, 0x00ff_ffff);
                 self.a.jump32_imm(Cond::Ne, R0, le32([oui[0], oui[1], oui[2], 0]), self.r(Reject::Oui));
             }
-            if self.filter.mode() != reflector_core::Mode::All {
+            if self.filter.takes_a_hop() {
                 self.no_hops_left_is_a_loop();
             }
             if self.signatures {
@@ -648,9 +648,9 @@ impl Gen<'_> {
         Some(())
     }
 
-    /// Modes `mac` and `mac-ip` take a hop off each answer, so a test packet that arrives with
-    /// none left (IPv4 TTL or IPv6 hop limit 0) is a loop, as the core judges it just before
-    /// its late checks. r4 is the IP header (its fixed part was read by the checks).
+    /// Where answers take a hop off (`Filter::takes_a_hop`), a test packet that arrives with none
+    /// left (IPv4 TTL or IPv6 hop limit 0) is a loop, as the core judges it just before its late
+    /// checks. r4 is the IP header (its fixed part was read by the checks).
     fn no_hops_left_is_a_loop(&mut self) {
         let (v6, check) = (self.a.label(), self.a.label());
         let loop_ = self.r(Reject::Loop);
@@ -681,14 +681,14 @@ impl Gen<'_> {
                     self.stamp_answer(maps);
                     // The answer goes to the sender's port whatever the mode (RFC 8762 §4.3).
                     self.a.load(Size::DW, R4, R10, IP_SLOT);
-                    self.reflect(reflector_core::Mode::All);
+                    self.reflect(reflector_core::Mode::All, false);
                     if let Some(fd) = counters_fd.filter(|_| self.count_hits) {
                         self.count_hit(fd);
                     }
                     self.send_back();
                     self.a.place(not_stamp);
                 }
-                self.reflect(self.filter.mode());
+                self.reflect(self.filter.mode(), self.filter.takes_a_hop());
                 if let Some(fd) = counters_fd.filter(|_| self.count_hits) {
                     self.count_hit(fd);
                 }
@@ -920,10 +920,11 @@ impl Gen<'_> {
     /// The core's reflection, in place: the destination MAC becomes the source (which was
     /// ours), the source ours; in mode `mac-ip` and `all` the IP addresses swap, in mode `all`
     /// the UDP ports too. Swapping fields of a header leaves its one's-complement checksums
-    /// valid. On entry r4 is the IP header and r9 the UDP payload (as the late checks left
-    /// them), the IP version in its stack slot; every byte written was read by a check before,
-    /// so the verifier knows it is inside the frame.
-    fn reflect(&mut self, mode: reflector_core::Mode) {
+    /// valid; with `hop`, a hop off the TTL ([`take_a_hop`]). On entry r4 is the IP header and
+    /// r9 the UDP payload (as the late checks left them), the IP version in its stack slot;
+    /// every byte written was read by a check before, so the verifier knows it is inside the
+    /// frame.
+    fn reflect(&mut self, mode: reflector_core::Mode, hop: bool) {
         let mac = self.filter.local_mac().0;
         let a = &mut self.a;
         a.load(Size::W, R0, R7, 6);
@@ -934,7 +935,7 @@ impl Gen<'_> {
         a.store(Size::W, R7, 6, R0);
         a.mov_imm(R0, le16([mac[4], mac[5]]) as i32);
         a.store(Size::H, R7, 10, R0);
-        if mode != reflector_core::Mode::All {
+        if hop {
             take_a_hop(a);
         }
         if mode == reflector_core::Mode::Mac {
@@ -1352,7 +1353,7 @@ fn stamp_session_sequence(a: &mut Asm, sessions_fd: i32) {
     }
 }
 
-/// One hop less, as the core's reflection in modes `mac` and `mac-ip`: the IPv4 TTL (its header
+/// One hop less, as the core's reflection where `Filter::takes_a_hop`: the IPv4 TTL (its header
 /// checksum updated by RFC 1624 eqn. 3, over the field as read, little-endian: ~m + m' is then
 /// 0xfffe) or the IPv6 hop limit. r4 is the IP header, the IP version in its stack slot.
 fn take_a_hop(a: &mut Asm) {

@@ -5,7 +5,7 @@
 
 use core::fmt;
 
-use crate::filter::{Filter, Mode};
+use crate::filter::Filter;
 use crate::signature::{Family, ITO_INDEX_BY_SLOT, ITO_SIGNATURE_OFFSET, Signature};
 use crate::wire::*;
 
@@ -413,7 +413,7 @@ pub(crate) fn ordered<const STAMP: bool>(
     if filter.oui_families.contains(signature.family()) && (src & 0xff_ffff) as u32 != filter.oui_bits {
         return Err(Reject::Oui);
     }
-    if filter.mode != Mode::All && hops_left(frame, kind, l3) == 0 {
+    if filter.takes_a_hop() && hops_left(frame, kind, l3) == 0 {
         return Err(Reject::Loop);
     }
     late_checks(frame, kind, l3, l4, filter)?;
@@ -571,7 +571,7 @@ fn ipv4_after_macs<const TRUSTED: bool, const STAMP: bool>(
     if !TRUSTED && (src ^ filter.oui_bits as u64) & fast.oui_mask != 0 {
         return Some(Err(Reject::Oui));
     }
-    // In modes `mac` and `mac-ip` every reflection takes one off the TTL: none is left.
+    // Where answers take one off the TTL (`Filter::takes_a_hop`): none is left.
     if b[22] < fast.min_ttl {
         core::hint::cold_path();
         return Some(Err(Reject::Loop));

@@ -332,8 +332,8 @@ pub(crate) struct FastMasks {
     /// port pair (16 for `all`, else 0).
     pub(crate) rotate_addresses: u32,
     pub(crate) rotate_ports: u32,
-    /// The least TTL a test packet is answered with: 1 in modes `mac` and `mac-ip` (whose
-    /// answers take one off it, see `docs/PACKET-RULES.md`, "Loops"), 0 in mode `all`.
+    /// The least TTL a test packet is answered with: 1 where answers take one off it (see
+    /// [`Filter::takes_a_hop`]), else 0.
     pub(crate) min_ttl: u8,
     /// Non-zero at the last octets of our IPv4 addresses: the fast path compares a source with
     /// them only where this says it can match.
@@ -360,7 +360,7 @@ impl FastMasks {
             trusted_ito: table(ito && !(oui_on_ito && config.oui != Some(trusted))),
             rotate_addresses,
             rotate_ports,
-            min_ttl: Self::min_ttl(config.mode),
+            min_ttl: Self::min_ttl(config.mode, config.port),
             own_v4_last_octet: {
                 let mut t = [0u8; 256];
                 for ip in config.local_ips {
@@ -373,8 +373,8 @@ impl FastMasks {
         }
     }
 
-    fn min_ttl(mode: Mode) -> u8 {
-        u8::from(mode != Mode::All)
+    fn min_ttl(mode: Mode, port: u16) -> u8 {
+        u8::from(mode != Mode::All || port != DEFAULT_PORT)
     }
 
     fn rotations(mode: Mode) -> (u32, u32) {
@@ -482,6 +482,13 @@ impl Filter {
     pub fn port(&self) -> u16 {
         self.port
     }
+    /// Whether answers (other than STAMP ones) take one off the IPv4 TTL / IPv6 hop limit, and
+    /// a test packet with none left is a loop: everywhere but in mode `all` on port 3842, whose
+    /// answers come from 3842, which the loop rule refuses by itself (`docs/PACKET-RULES.md`,
+    /// "Loops").
+    pub fn takes_a_hop(&self) -> bool {
+        self.fast.min_ttl != 0
+    }
     /// Selected signature families.
     pub fn families(&self) -> FamilySet {
         self.families
@@ -560,7 +567,7 @@ impl Filter {
     pub fn with_mode(mut self, mode: Mode) -> Filter {
         self.mode = mode;
         (self.fast.rotate_addresses, self.fast.rotate_ports) = FastMasks::rotations(mode);
-        self.fast.min_ttl = FastMasks::min_ttl(mode);
+        self.fast.min_ttl = FastMasks::min_ttl(mode, self.port);
         self
     }
 }

@@ -114,7 +114,7 @@ impl Filter {
         if STAMP && hit.is_stamp() {
             return self.answer_ordered_stamp(frame, hit, stamp);
         }
-        reflect_accepted(frame, &hit, self, self.mode);
+        reflect_accepted(frame, &hit, self, self.mode, self.takes_a_hop());
         Ok(hit)
     }
 
@@ -193,7 +193,7 @@ impl Filter {
         let answer = Answer { format: self.stamp_timestamps, error: stamp.error, sequence };
         let sent = (stamp.clock)().max(received);
         respond(frame, &hit, &answer, Times { received, sent });
-        reflect_accepted(frame, &hit, self, Mode::All);
+        reflect_accepted(frame, &hit, self, Mode::All, false);
         Ok(hit)
     }
 }

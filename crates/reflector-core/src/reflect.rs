@@ -3,10 +3,11 @@
 //! Swapping two fields of the same header never changes a one's-complement checksum over
 //! it (RFC 1071: the sum does not depend on the order of its 16-bit words, and every field
 //! swapped here is 16-bit aligned), so the IPv4 header checksum and the UDP checksum stay valid
-//! and nothing is recomputed. VLAN tags are left as they are; so is the TTL / hop limit in mode
-//! `all`. Modes `mac` and `mac-ip` take one off it (the IPv4 header checksum updated as RFC
-//! 1624 says), which is what ends a loop between two reflectors in those modes
-//! (`docs/PACKET-RULES.md`, "Loops"; classify refuses a test packet that arrives with none left).
+//! and nothing is recomputed. VLAN tags are left as they are. The TTL / hop limit is too in mode
+//! `all` on port 3842; everywhere else ([`Filter::takes_a_hop`]) an answer takes one off it (the
+//! IPv4 header checksum updated as RFC 1624 says), which is what ends a loop between two
+//! reflectors there (`docs/PACKET-RULES.md`, "Loops"; classify refuses a test packet that
+//! arrives with none left). STAMP answers never do.
 
 use crate::classify::{Hit, L3Kind};
 use crate::filter::{Filter, Mode};
@@ -45,11 +46,15 @@ fn take_a_hop(frame: &mut [u8], kind: L3Kind, l3: usize) {
     }
 }
 
-/// Reflects the frame `hit` was classified from, in place, according to `mode`.
+/// Turns the headers of the frame `filter` accepted as `hit` around, in place, as `filter`
+/// answers it (for a STAMP request: the headers of the answer, in mode `all`; the payload is
+/// `stamp::respond`'s). The swaps by plain moves: the reference the data path's faster code
+/// is tested against.
 #[inline]
-pub fn reflect(frame: &mut [u8], hit: &Hit, mode: Mode) {
+pub fn reflect(frame: &mut [u8], hit: &Hit, filter: &Filter) {
+    let (mode, hop) = if hit.is_stamp() { (Mode::All, false) } else { (filter.mode, filter.takes_a_hop()) };
     swap_adjacent::<6>(frame, 0);
-    if mode != Mode::All {
+    if hop {
         take_a_hop(frame, hit.l3(), hit.l3_offset());
     }
     if mode == Mode::Mac {
@@ -84,14 +89,14 @@ fn turn_macs(macs: &mut [u8; 12], filter: &Filter) {
 }
 
 /// What [`Filter::process`] does to a frame [`crate::classify`] accepted for `filter`, in
-/// `mode`: the same bytes as [`reflect`], in fewer instructions: the MACs by [`turn_macs`], the
-/// IP addresses and ports as word rotations.
+/// `mode`, taking a hop off or not: the same bytes as [`reflect`], in fewer instructions: the
+/// MACs by [`turn_macs`], the IP addresses and ports as word rotations.
 #[inline(always)]
-pub(crate) fn reflect_accepted(frame: &mut [u8], hit: &Hit, filter: &Filter, mode: Mode) {
+pub(crate) fn reflect_accepted(frame: &mut [u8], hit: &Hit, filter: &Filter, mode: Mode, hop: bool) {
     if let Some(macs) = frame.first_chunk_mut::<12>() {
         turn_macs(macs, filter);
     }
-    if mode != Mode::All {
+    if hop {
         take_a_hop(frame, hit.l3(), hit.l3_offset());
     }
     if mode == Mode::Mac {

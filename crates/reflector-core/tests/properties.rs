@@ -20,7 +20,7 @@ fn check_invariants(filter: &Filter, frame: &[u8]) -> bool {
             assert_eq!(bytes.len(), frame.len());
             let p = hit.l4_offset() + 8;
             assert_eq!(bytes[p + 24..p + 38], frame[p..p + 14]);
-            reflect(&mut bytes, &hit, Mode::All);
+            reflect(&mut bytes, &hit, filter);
             assert_eq!(bytes[..p - 2], frame[..p - 2], "headers reflected twice = identity");
             true
         }
@@ -29,9 +29,12 @@ fn check_invariants(filter: &Filter, frame: &[u8]) -> bool {
             assert_ne!(bytes, frame, "a reflected frame has its MACs swapped");
             let l3 = hit.l3_offset();
             let mut want = frame.to_vec();
-            if filter.mode() != Mode::All {
-                // One hop less (the loop guard), and an IPv4 header still right; the second
-                // pass below would take another.
+            // The loop rule (docs/PACKET-RULES.md, "Loops"): a hop off but in mode `all` on 3842.
+            let hop = !(filter.mode() == Mode::All && filter.port() == 3842);
+            assert_eq!(hop, filter.takes_a_hop());
+            if hop {
+                // One hop less, and an IPv4 header still right; the second pass below would
+                // take another.
                 let at = if hit.l3() == L3Kind::V4 { l3 + 8 } else { l3 + 7 };
                 assert_eq!(bytes[at], frame[at] - 1, "one hop less");
                 if hit.l3() == L3Kind::V4 {
@@ -43,8 +46,8 @@ fn check_invariants(filter: &Filter, frame: &[u8]) -> bool {
                 }
                 want[at] -= 2;
             }
-            reflect(&mut bytes, &hit, filter.mode());
-            if filter.mode() != Mode::All && hit.l3() == L3Kind::V4 {
+            reflect(&mut bytes, &hit, filter);
+            if hop && hit.l3() == L3Kind::V4 {
                 let header = &bytes[l3..l3 + (bytes[l3] & 0x0f) as usize * 4];
                 assert!(reflector_core::checksum::ipv4_header_ok(header), "two hops less, checksum right");
                 want[l3 + 10..l3 + 12].copy_from_slice(&bytes[l3 + 10..l3 + 12]);
@@ -162,7 +165,7 @@ fn the_fast_path_agrees_with_the_ordered_checks() {
                     assert_eq!(processed, answered, "process: {frame:02x?} under {f:?}");
                 }
                 Ok(hit) => {
-                    reflect(&mut reflected, &hit, f.mode());
+                    reflect(&mut reflected, &hit, f);
                     assert_eq!(processed, reflected, "process: {frame:02x?} under {f:?}");
                 }
                 Err(_) => assert_eq!(processed, frame, "process: {frame:02x?} under {f:?}"),

@@ -156,12 +156,24 @@ impl Frame {
         buf
     }
 
-    /// The frame the reflector should send back for this test packet (not a STAMP request) in
-    /// `mode`: modes `mac` and `mac-ip` take one off the TTL.
+    /// The frame a reflector on port 3842 should send back for this test packet (not a STAMP
+    /// request) in `mode`.
     pub fn reflected(&self, mode: Mode) -> Frame {
+        self.turned(mode, mode != Mode::All)
+    }
+
+    /// The frame a reflector with `filter` should send back for this test packet (not a STAMP
+    /// request): as `filter`'s mode says, and one hop less except in mode `all` on port 3842
+    /// (docs/PACKET-RULES.md, "Loops"; written out here apart from the core's code).
+    pub fn reflected_by(&self, filter: &Filter) -> Frame {
+        let mode = filter.mode();
+        self.turned(mode, !(mode == Mode::All && filter.port() == reflector_core::DEFAULT_PORT))
+    }
+
+    fn turned(&self, mode: Mode, hop: bool) -> Frame {
         let mut r = self.clone();
         std::mem::swap(&mut r.dst_mac, &mut r.src_mac);
-        if mode != Mode::All {
+        if hop {
             r.ttl -= 1;
         }
         if mode != Mode::Mac {
@@ -593,7 +605,18 @@ pub fn rejects() -> Vec<Case> {
             d(),
             Err(Loop),
         ),
-        // Modes `mac` and `mac-ip` take a hop off each answer: one with none left is a loop.
+        // Answers take a hop off but in mode `all` on 3842: one with none left is a loop.
+        case("ito_no_hops_left_any_port", Frame { ttl: 0, ..v4() }, filter_with(|c| c.port = 0), Err(Loop)),
+        case(
+            "rfc2544_no_hops_left_port_7000_v6",
+            Frame {
+                ttl: 0,
+                dst_port: 7000,
+                ..Frame { ip: v6().ip, ..other_v4(head_payload(b"RFC2544", 20)) }
+            },
+            filter_with(|c| c.port = 7000),
+            Err(Loop),
+        ),
         case(
             "ito_no_hops_left_mac",
             Frame { ttl: 0, ..v4() },

@@ -14,8 +14,9 @@ crate::settings::settings! {
     /// Which frames are test packets, and how they are turned around.
     pub struct FilterArgs {}
 
-    /// What to swap: `all` (MACs, IPs, UDP ports), `mac-ip`, or `mac`; `mac` and `mac-ip` also
-    /// take one off the TTL / hop limit (two reflectors facing each other stop when it is 0).
+    /// What to swap: `all` (MACs, IPs, UDP ports), `mac-ip`, or `mac`. Except in mode `all` on
+    /// port 3842, answers also take one off the TTL / hop limit (two reflectors facing each
+    /// other stop when it is 0).
     #[arg(long, default_value = "all", value_parser = parse_mode)]
     #[serde(serialize_with = "mode_name")]
     mode: Mode => key "mode": String, reload Live;

@@ -1,9 +1,9 @@
 //! Two reflectors facing each other across a veth pair never turn a test packet around
-//! between them for ever: in mode `all` each packet is reflected at most once by each side, and
-//! the side that refuses the other's answer counts it as `loop`; in modes `mac` and `mac-ip`
-//! (ports kept) each answer takes a hop off the TTL, so a packet goes round at most as many times
-//! as its TTL, and the side that gets it with none left counts a `loop`. Needs root and network
-//! namespaces.
+//! between them for ever: with one of them in mode `all` on 3842 each packet is reflected at most
+//! once by each side, and the side that refuses the other's answer counts it as `loop`; where
+//! the port cannot tell (modes `mac` and `mac-ip`, mode `all` on other ports) each answer takes a
+//! hop off the TTL, so a packet goes round at most as many times as its TTL, and the side that
+//! gets it with none left counts a `loop`. Needs root and network namespaces.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -70,29 +70,49 @@ fn two_reflectors_facing_each_other_reflect_a_packet_at_most_once_each() {
     }
 }
 
+/// Where the port rule is not enough (modes `mac` and `mac-ip`, which keep the ports; mode `all`
+/// on a port other than 3842, facing one that takes any port), answers take a hop off the TTL:
+/// a packet goes round exactly its TTL times, then the side that gets it with none left counts
+/// a loop.
 #[test]
 #[ignore = "needs root and network namespaces"]
-fn in_modes_that_keep_the_ports_a_packet_goes_round_at_most_its_ttl() {
+fn where_the_port_is_not_enough_a_packet_goes_round_at_most_its_ttl() {
     require_live!();
     // From a source address neither side has (so neither refuses it as its own), from a tester
-    // port to the test port: in these modes an answer is a request again for the other side.
+    // port to the test port: here an answer is a request again for the other side.
     let v4 = IpAddrs::V4 { src: [192, 0, 2, 77], dst: reflector_testkit::LOCAL_V4 };
     let mut v6_src = reflector_testkit::TESTER_V6;
     v6_src[15] = 0x77;
     let v6 = IpAddrs::V6 { src: v6_src, dst: reflector_testkit::LOCAL_V6 };
     const TTL: u8 = 64;
-    let mut frames = Vec::new();
-    for payload in [ito_payload(b"PROBEOT"), head_payload(b"RFC2544", 20), head_payload(b"Y.1564 ", 20)] {
-        for ip in [v4, v6] {
-            frames.push(Frame { src_port: 12345, ttl: TTL, ip, payload: payload.clone(), ..Frame::ito_v4() });
-        }
-    }
+    // (A's flags, B's flags, the test port A answers on.)
+    let configs: [(&[&str], &[&str], u16); 3] = [
+        (&["--mode", "mac"], &["--mode", "mac"], 3842),
+        (&["--mode", "mac-ip"], &["--mode", "mac-ip"], 3842),
+        (&["--port", "5000"], &["--port", "0"], 5000),
+    ];
     for backend in ["af-packet", "af-xdp", "xdp-tx"] {
-        for mode in ["mac", "mac-ip"] {
+        for (a_flags, b_flags, dst_port) in configs {
+            let mut frames = Vec::new();
+            for payload in
+                [ito_payload(b"PROBEOT"), head_payload(b"RFC2544", 20), head_payload(b"Y.1564 ", 20)]
+            {
+                for ip in [v4, v6] {
+                    let payload = payload.clone();
+                    frames.push(Frame {
+                        src_port: 12345,
+                        dst_port,
+                        ttl: TTL,
+                        ip,
+                        payload,
+                        ..Frame::ito_v4()
+                    });
+                }
+            }
             let pair = NetnsPair::for_backend(backend);
-            let args = ["--stats", "json", "--duration", "4", "--no-oui-filter", "--mode", mode];
-            let a = pair.start_reflector_on(Some(backend), &args);
-            let b = pair.start_facing_reflector(Some(backend), &args);
+            let common = ["--stats", "json", "--duration", "4", "--no-oui-filter"];
+            let a = pair.start_reflector_on(Some(backend), &[&common[..], a_flags].concat());
+            let b = pair.start_facing_reflector(Some(backend), &[&common[..], b_flags].concat());
             let socket = pair.tester();
             for frame in &frames {
                 socket.send(&frame.bytes()).expect("inject");
@@ -102,7 +122,7 @@ fn in_modes_that_keep_the_ports_a_packet_goes_round_at_most_its_ttl() {
             let (_, b_lines) = b.wait();
             let (a, b) = (summary(&a_lines), summary(&b_lines));
             let rejected = |s: &serde_json::Value, reason: &str| s["rejected"][reason].as_u64().unwrap_or(0);
-            let what = format!("{backend} {mode}: A {a} / B {b}");
+            let what = format!("{backend} A {a_flags:?} B {b_flags:?}: A {a} / B {b}");
             // A answers TTL 64, 62, ..., 2; B 63, ..., 1, whose answer reaches A with none left.
             let n = frames.len() as u64;
             let half = TTL as u64 / 2;
