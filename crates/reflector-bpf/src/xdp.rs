@@ -652,17 +652,9 @@ impl Gen<'_> {
     /// left (IPv4 TTL or IPv6 hop limit 0) is a loop, as the core judges it just before its late
     /// checks. r4 is the IP header (its fixed part was read by the checks).
     fn no_hops_left_is_a_loop(&mut self) {
-        let (v6, check) = (self.a.label(), self.a.label());
         let loop_ = self.r(Reject::Loop);
-        let a = &mut self.a;
-        a.load(Size::W, R0, R10, IP_VERSION_SLOT);
-        a.jump_imm(Cond::Eq, R0, 6, v6);
-        a.load(Size::B, R0, R4, 8);
-        a.goto(check);
-        a.place(v6);
-        a.load(Size::B, R0, R4, 7);
-        a.place(check);
-        a.jump_imm(Cond::Eq, R0, 0, loop_);
+        load_hops(&mut self.a, R0);
+        self.a.jump_imm(Cond::Eq, R0, 0, loop_);
     }
 
     /// A test packet: redirect it to its queue's socket, reflect it in place and send it back
@@ -800,15 +792,8 @@ impl Gen<'_> {
         a.store_imm(Size::H, R9, 38, 0);
         // The TTL / hop limit the request came with, then zeros through byte 43 where the
         // payload has them.
-        let (v6, ttl) = (a.label(), a.label());
         a.load(Size::DW, R4, R10, IP_SLOT);
-        a.load(Size::W, R0, R10, IP_VERSION_SLOT);
-        a.jump_imm(Cond::Eq, R0, 6, v6);
-        a.load(Size::B, R1, R4, 8);
-        a.goto(ttl);
-        a.place(v6);
-        a.load(Size::B, R1, R4, 7);
-        a.place(ttl);
+        load_hops(a, R1);
         a.store(Size::B, R9, 40, R1);
         a.mov_imm(R1, 0);
         let zeroed = a.label();
@@ -1351,6 +1336,19 @@ fn stamp_session_sequence(a: &mut Asm, sessions_fd: i32) {
     for r in [R0, R1, R2, R3, R4, R5] {
         a.mov_imm(r, 0);
     }
+}
+
+/// The IPv4 TTL or IPv6 hop limit of the IP header at r4 into `dst` (r0 is scratch; the IP
+/// version in its stack slot).
+fn load_hops(a: &mut Asm, dst: Reg) {
+    let (v6, done) = (a.label(), a.label());
+    a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+    a.jump_imm(Cond::Eq, R0, 6, v6);
+    a.load(Size::B, dst, R4, 8);
+    a.goto(done);
+    a.place(v6);
+    a.load(Size::B, dst, R4, 7);
+    a.place(done);
 }
 
 /// One hop less, as the core's reflection where `Filter::takes_a_hop`: the IPv4 TTL (its header

@@ -31,6 +31,33 @@ fn counted(summary: &serde_json::Value, key: &str) -> u64 {
     summary[key].as_u64().unwrap_or_else(|| panic!("{key} in {summary}"))
 }
 
+fn rejected(summary: &serde_json::Value, reason: &str) -> u64 {
+    summary["rejected"][reason].as_u64().unwrap_or(0)
+}
+
+/// Two reflectors on `backend` facing each other for 4 s, A with `a_flags` on the reflector's
+/// side, B with `b_flags` on the tester's; `frames` injected from the tester's side (towards
+/// A), 20 ms apart. Returns both summaries.
+fn face_off(
+    backend: &str,
+    a_flags: &[&str],
+    b_flags: &[&str],
+    frames: &[Frame],
+) -> (serde_json::Value, serde_json::Value) {
+    let pair = NetnsPair::for_backend(backend);
+    let common = ["--stats", "json", "--duration", "4"];
+    let a = pair.start_reflector_on(Some(backend), &[&common[..], a_flags].concat());
+    let b = pair.start_facing_reflector(Some(backend), &[&common[..], b_flags].concat());
+    let socket = pair.tester();
+    for frame in frames {
+        socket.send(&frame.bytes()).expect("inject");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, a_lines) = a.wait();
+    let (_, b_lines) = b.wait();
+    (summary(&a_lines), summary(&b_lines))
+}
+
 #[test]
 #[ignore = "needs root and network namespaces"]
 fn two_reflectors_facing_each_other_reflect_a_packet_at_most_once_each() {
@@ -39,21 +66,8 @@ fn two_reflectors_facing_each_other_reflect_a_packet_at_most_once_each() {
     let configs: [&[&str]; 2] = [&["--no-oui-filter"], &["--no-oui-filter", "--port", "0"]];
     for backend in BACKENDS {
         for config in configs {
-            let pair = NetnsPair::for_backend(backend);
-            let mut args = vec!["--stats", "json", "--duration", "4"];
-            args.extend_from_slice(config);
-            let a = pair.start_reflector_on(Some(backend), &args);
-            let b = pair.start_facing_reflector(Some(backend), &args);
             let frames = injected();
-            let socket = pair.tester();
-            for frame in &frames {
-                socket.send(&frame.bytes()).expect("inject");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let (_, a_lines) = a.wait();
-            let (_, b_lines) = b.wait();
-            let (a, b) = (summary(&a_lines), summary(&b_lines));
-            let rejected = |s: &serde_json::Value, reason: &str| s["rejected"][reason].as_u64().unwrap_or(0);
+            let (a, b) = face_off(backend, config, config, &frames);
             let what = format!("{backend} {config:?}: A {a} / B {b}");
             // A reflects the frames from a tester port once and refuses those from the test
             // port (loop); B refuses every answer of A's: as a loop, or (B on port 3842) because
@@ -109,19 +123,12 @@ fn where_the_port_is_not_enough_a_packet_goes_round_at_most_its_ttl() {
                     });
                 }
             }
-            let pair = NetnsPair::for_backend(backend);
-            let common = ["--stats", "json", "--duration", "4", "--no-oui-filter"];
-            let a = pair.start_reflector_on(Some(backend), &[&common[..], a_flags].concat());
-            let b = pair.start_facing_reflector(Some(backend), &[&common[..], b_flags].concat());
-            let socket = pair.tester();
-            for frame in &frames {
-                socket.send(&frame.bytes()).expect("inject");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let (_, a_lines) = a.wait();
-            let (_, b_lines) = b.wait();
-            let (a, b) = (summary(&a_lines), summary(&b_lines));
-            let rejected = |s: &serde_json::Value, reason: &str| s["rejected"][reason].as_u64().unwrap_or(0);
+            let (a, b) = face_off(
+                backend,
+                &[&["--no-oui-filter"][..], a_flags].concat(),
+                &[&["--no-oui-filter"][..], b_flags].concat(),
+                &frames,
+            );
             let what = format!("{backend} A {a_flags:?} B {b_flags:?}: A {a} / B {b}");
             // A answers TTL 64, 62, ..., 2; B 63, ..., 1, whose answer reaches A with none left.
             let n = frames.len() as u64;
