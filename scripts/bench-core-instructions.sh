@@ -11,7 +11,7 @@ count() { # $1 kind, $2 passes -> instructions executed
   valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null "$bin" "$1" "$2" 2>&1 |
     awk '/I *refs/ { gsub(",", "", $NF); print $NF }'
 }
-for kind in v4 v6 vlan arp tcp dns stamp; do
+for kind in v4 v6 vlan arp tcp dns stamp refill; do
   a=$(count "$kind" 1000); b=$(count "$kind" 3000)
   # The difference removes start-up; 2000 passes of 64 frames.
   echo "$kind $(( (b - a) / (2000 * 64) )) instructions per frame"
