@@ -63,11 +63,12 @@ impl std::str::FromStr for What {
     }
 }
 
-/// Copies of one batch's frames: whole pcapng packet blocks, and where each ends with its kind.
+/// Copies of one batch's frames: whole pcapng packet blocks, and where each ends with its kind
+/// and its time (ns, UTC).
 #[derive(Debug, Default, Clone)]
 pub struct Chunk {
     blocks: Vec<u8>,
-    marks: Vec<(usize, u8)>,
+    marks: Vec<(usize, u8, u64)>,
 }
 
 impl Chunk {
@@ -83,7 +84,7 @@ impl Chunk {
         what: What,
     ) {
         pcapng::packet_cut(&mut self.blocks, time_ns, frame, len, comment, direction);
-        self.marks.push((self.blocks.len(), what.0));
+        self.marks.push((self.blocks.len(), what.0, time_ns));
     }
 
     /// Frames in it.
@@ -92,10 +93,15 @@ impl Chunk {
     }
 
     /// Calls `f` with each longest run of blocks that `what` wants, and the frames in it.
-    pub fn runs(&self, what: What, mut f: impl FnMut(&[u8], usize)) {
+    pub fn runs(&self, what: What, f: impl FnMut(&[u8], usize)) {
+        self.runs_since(what, 0, f)
+    }
+
+    /// As [`Chunk::runs`], of the frames taken at or after `since_ns` (UTC) only.
+    pub fn runs_since(&self, what: What, since_ns: u64, mut f: impl FnMut(&[u8], usize)) {
         let (mut start, mut run_start, mut frames) = (0, None, 0);
-        for &(end, kind) in &self.marks {
-            if what.wants(kind) {
+        for &(end, kind, time) in &self.marks {
+            if what.wants(kind) && time >= since_ns {
                 run_start.get_or_insert(start);
                 frames += 1;
             } else if let Some(s) = run_start.take() {
@@ -165,13 +171,15 @@ impl Recent {
         Box::new(RecentSink(self.clone()))
     }
 
-    /// The blocks of the frames of kind `what` written since `since_ns` (UTC), oldest first,
-    /// and how many frames they are.
+    /// The blocks of the frames of kind `what` taken since `since_ns` (UTC, each frame's own
+    /// time), oldest first, and how many frames they are.
     pub fn since(&self, since_ns: u64, what: What) -> (Vec<u8>, usize) {
         let kept = self.kept.lock().expect("recent lock");
         let (mut blocks, mut frames) = (Vec::new(), 0);
+        // A chunk reaches the writer after its frames were taken: one written before `since_ns`
+        // holds none taken after.
         for (_, chunk) in kept.chunks.iter().filter(|(at, _)| *at >= since_ns) {
-            chunk.runs(what, |run, n| {
+            chunk.runs_since(what, since_ns, |run, n| {
                 blocks.extend_from_slice(run);
                 frames += n;
             });
@@ -506,7 +514,7 @@ fn copy(
         }
     }
     pcapng::packet(&mut chunk.blocks, time, frame, &comment, direction);
-    chunk.marks.push((chunk.blocks.len(), kind));
+    chunk.marks.push((chunk.blocks.len(), kind, time));
 }
 
 /// A capture file: `--capture FILE`. A regular file is created (0666 less the umask) or
@@ -839,5 +847,27 @@ mod tests {
         assert_eq!(newest.last().unwrap(), &vec![19u8; 300]);
         assert!(newest.first().unwrap()[0] > 0, "the oldest went");
         assert!(recent.since(utc_now_ns() + 1, What::ALL).1 == 0);
+    }
+
+    #[test]
+    fn the_last_seconds_are_cut_by_each_frames_time_not_its_chunks() {
+        let recent = Recent::new(1 << 20);
+        let mut sink = recent.sink();
+        // Frames taken 3, 2 and 1 s ago, reaching the writer in one chunk now.
+        let now = utc_now_ns();
+        let mut chunk = Chunk::default();
+        for (ago, byte) in [(3, 3u8), (2, 2), (1, 1)] {
+            let taken = now - ago * 1_000_000_000;
+            chunk.push(taken, &[byte; 60], 60, &["reflected: probeot"], Direction::Outbound, What::REFLECTED);
+        }
+        sink.write(&chunk).unwrap();
+        let (blocks, n) = recent.since(now - 2_500_000_000, What::ALL);
+        assert_eq!(n, 2);
+        let file = [pcapng::header("veth0"), blocks].concat();
+        let mut reader = CaptureReader::new(&file[..]).unwrap();
+        let kept: Vec<u8> = std::iter::from_fn(|| reader.next_record().unwrap()).map(|r| r.data[0]).collect();
+        assert_eq!(kept, [2, 1]);
+        assert_eq!(recent.since(now - 4_000_000_000, What::ALL).1, 3);
+        assert_eq!(recent.since(now - 500_000_000, What::REFLECTED).1, 0);
     }
 }
