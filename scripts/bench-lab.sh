@@ -7,7 +7,8 @@
 #  - start-up time as the start line reports it (af-xdp: program generated, verified, attached,
 #    sockets bound);
 #  - in-kernel reflection (xdp-tx) against two reference XDP programs (the sender alone, a
-#    swap-only XDP_TX) and af-xdp, by system-wide CPU per packet at a fixed offered rate, and
+#    swap-only XDP_TX) and af-xdp, by system-wide CPU per packet at a fixed offered rate (with,
+#    where the veth lost frames before the reflector's XDP program, how many reached it), and
 #    xdp-tx at the single-core maximum; the same for STAMP requests answered on xdp-tx
 #    (44-byte base packets) against ITO reflection; and xdp-tx and af-xdp with allow and deny
 #    lists and rate limits configured (limits above the offered rate, so every packet meets
@@ -21,6 +22,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-5}"
 [ "$(id -u)" = 0 ] || { echo "bench-lab: needs root (network namespaces)" >&2; exit 2; }
 command -v trafgen >/dev/null || { apt-get update -q && apt-get install -y -q netsniff-ng; } >/dev/null
+command -v ethtool >/dev/null || { apt-get update -q && apt-get install -y -q ethtool; } >/dev/null
 cargo build --release -q -p reflector
 cargo build --release -q -p reflector-io --example xdp_reference --example xdp_gate_cost
 bin="$PWD/target/release/reflector"
@@ -163,6 +165,9 @@ PY
 # an XDP program that passes everything in every case (a veth takes XDP_TX frames from its peer
 # only then). Then xdp-tx at the single-core maximum: reflected / offered.
 busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
+# Frames that reached the XDP program on the reflector's side (the veth's own counter): a veth
+# whose receive side cannot keep up loses frames before the program without counting them.
+seen() { ip netns exec "$ns_r" ethtool -S va | awk '/rx_queue_[0-9]+_xdp_packets/ { s += $2 } END { print s + 0 }'; }
 ip -n "$ns_t" addr flush dev vb
 timeout $((8 * secs + 160)) ip netns exec "$ns_t" "$ref" pass vb $((8 * secs + 140)) &
 peer=$!
@@ -187,15 +192,15 @@ xdp_run() { # $1 = label, $2 = offered rate (pps, 0 = maximum); starts what $1 n
          --duration $((secs + 2)) > "$work/tx-$label-$rate.json" 2> "$work/tx-$label.err" & pid=$! ;;
   esac
   sleep 1
-  local o0 t0 b0 o1 t1 b1 limit=()
+  local o0 t0 b0 s0 o1 t1 b1 s1 limit=()
   [ "$rate" = 0 ] || limit=(--rate "${rate}pps")
-  o0=$(stat "$ns_t" vb tx_packets); t0=$(stat "$ns_t" vb rx_packets); b0=$(busy)
+  o0=$(stat "$ns_t" vb tx_packets); t0=$(stat "$ns_t" vb rx_packets); s0=$(seen); b0=$(busy)
   timeout -s INT "$secs" ip netns exec "$ns_t" trafgen --dev vb --conf "$cfg" \
     --cpus 1 --num 0 "${limit[@]}" > /dev/null 2>&1 || true
   sleep 0.2
-  o1=$(stat "$ns_t" vb tx_packets); t1=$(stat "$ns_t" vb rx_packets); b1=$(busy)
+  o1=$(stat "$ns_t" vb tx_packets); t1=$(stat "$ns_t" vb rx_packets); b1=$(busy); s1=$(seen)
   wait "$pid" || true
-  echo "$label $((o1 - o0)) $((t1 - t0)) $((b1 - b0))"
+  echo "$label $((o1 - o0)) $((t1 - t0)) $((b1 - b0)) $((s1 - s0))"
 }
 fixed="${FIXED_PPS:-100000}"
 runs=()
@@ -209,27 +214,32 @@ python3 - "$secs" "$(getconf CLK_TCK)" "${runs[@]}" <<'PY'
 import sys
 secs, hz = float(sys.argv[1]), int(sys.argv[2])
 rows = [r.split() for r in sys.argv[3:]]
-fixed = {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows[:8]}
+fixed = {r[0]: tuple(map(int, r[1:5])) for r in rows[:8]}
+# "returned" with, where some never reached the program, how many did.
+def returned(o, t, s):
+    return f"returned {t}/{o}" + ("" if s >= o else f" ({s} reached the reflector's XDP program)")
 ns = lambda label: fixed[label][2] * 1e9 / hz / max(fixed[label][0], 1)
 base = ns("sender-alone")
 print(f"system-wide CPU per offered packet at {fixed['sender-alone'][0] / secs:.0f} pps (all CPUs, /proc/stat):")
 for label in ("sender-alone", "swap-only", "xdp-tx", "af-xdp"):
-    o, t, _ = fixed[label]
+    o, t, _, s = fixed[label]
     above = "" if label == "sender-alone" else f", {ns(label) - base:.0f} ns above the sender alone"
-    print(f"  {label:<12} {ns(label):6.0f} ns{above}; returned {t}/{o}")
+    print(f"  {label:<12} {ns(label):6.0f} ns{above}; {returned(o, t, s)}")
 swap, tx, xdp = (ns(l) - base for l in ("swap-only", "xdp-tx", "af-xdp"))
 print(f"  xdp-tx / swap-only (above the sender): {tx / swap:.2f} (target <= 1.25); "
       f"xdp-tx / af-xdp: {tx / xdp:.2f} (target <= 0.25)")
 stamp = ns("xdp-tx-stamp") - ns("sender-alone-stamp")
 print(f"  STAMP on xdp-tx: {ns('xdp-tx-stamp'):.0f} ns, {stamp:.0f} ns above its sender alone "
-      f"({ns('sender-alone-stamp'):.0f} ns); returned {fixed['xdp-tx-stamp'][1]}/{fixed['xdp-tx-stamp'][0]}; "
+      f"({ns('sender-alone-stamp'):.0f} ns); {returned(*(fixed['xdp-tx-stamp'][i] for i in (0, 1, 3)))}; "
       f"STAMP / ITO on xdp-tx (above the sender): {stamp / tx:.2f} (target <= 1.2)")
 for label in ("xdp-tx", "af-xdp"):
     gated = f"{label}-gated"
-    print(f"  {label} with lists and limits: {ns(gated):.0f} ns, returned {fixed[gated][1]}/{fixed[gated][0]}; "
+    print(f"  {label} with lists and limits: {ns(gated):.0f} ns, {returned(*(fixed[gated][i] for i in (0, 1, 3)))}; "
           f"with / without (above the sender): {(ns(gated) - base) / (ns(label) - base):.2f} (target <= 1.3)")
-for label, o, t, _ in rows[8:]:
-    print(f"{label} at the single-core maximum: offered {int(o) / secs:.0f} pps, reflected {int(t) / secs:.0f} pps ({int(t) / max(int(o), 1):.3f})")
+for label, o, t, _, s in rows[8:]:
+    o, t, s = int(o), int(t), int(s)
+    reached = "" if s >= o else f"; {s / secs:.0f} pps reached the reflector's XDP program"
+    print(f"{label} at the single-core maximum: offered {o / secs:.0f} pps, reflected {t / secs:.0f} pps ({t / max(o, 1):.3f}){reached}")
 PY
 echo "the XDP program's own time per probe (BPF_PROG_TEST_RUN, a million runs, median of 5):"
 "$PWD/target/release/examples/xdp_gate_cost" 5 | sed 's/^/  /'
