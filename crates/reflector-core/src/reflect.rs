@@ -120,7 +120,7 @@ pub(crate) fn reflect_accepted(frame: &mut [u8], hit: &Hit, filter: &Filter, mod
 /// amounts (32 or 0 for the addresses, 16 or 0 for the ports) and one branch for the TTL.
 #[inline(always)]
 pub(crate) fn reflect_ito_ipv4(frame: &mut [u8], filter: &Filter) {
-    if filter.fast.min_ttl != 0 {
+    if filter.takes_a_hop() {
         take_a_hop(frame, L3Kind::V4, 14);
     }
     let Some(b) = frame.first_chunk_mut::<38>() else { return };
