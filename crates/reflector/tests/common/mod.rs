@@ -410,8 +410,16 @@ pub struct Offered {
 pub fn offer(pair: &NetnsPair, sources: &[([u8; 4], u32)], secs: f64, during: impl FnOnce()) -> Offered {
     let (sender, receiver) = (pair.tester(), pair.tester());
     let done = AtomicBool::new(false);
+    /// Ends the counting also when sending or `during` panics (the scope waits for it first).
+    struct Done<'a>(&'a AtomicBool);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|s| {
         let counting = s.spawn(|| count_reflections(&receiver, &done));
+        let done = Done(&done);
         let start = Instant::now();
         let mut sent: HashMap<[u8; 4], usize> = HashMap::new();
         let frames: Vec<Vec<u8>> = sources.iter().map(|(src, _)| probe_from(*src)).collect();
@@ -437,7 +445,7 @@ pub fn offer(pair: &NetnsPair, sources: &[([u8; 4], u32)], secs: f64, during: im
             std::thread::sleep(Duration::from_micros(500));
         }
         std::thread::sleep(Duration::from_millis(500));
-        done.store(true, Ordering::Relaxed);
+        drop(done);
         let received = counting.join().unwrap();
         Offered { sent, received }
     })
