@@ -14,9 +14,20 @@
 //! The generator follows the same stages as `classify`, one function each: Ethernet, VLAN tags,
 //! IPv4 or IPv6, UDP, the signatures and their OUI, the late checks, then the verdict.
 //!
-//! Registers: r6 = rx queue index, r7 = data, r8 = data_end, r9 = cursor, r5 = end of the IP
-//! packet, r0-r4 scratch. Every load is preceded by a check against data_end that the verifier
-//! can follow; checks against the IP end (r5) are the rules' own length checks.
+//! Registers: r6 = rx queue index, r7 = data (the Ethernet header), r8 = data_end, r9 = cursor,
+//! r4 = the IP header, r5 = the bytes from the cursor to the end of the IP packet (a number),
+//! r0-r3 scratch. Every load is preceded by a check against data_end that the verifier can
+//! follow; comparisons with r5 are the rules' own length checks.
+//!
+//! The programs load with CAP_BPF and CAP_NET_ADMIN alone: without CAP_PERFMON the verifier's
+//! Spectre rules let a packet pointer move only by constants (never by a register), refuse
+//! subtracting pointers and reading stack never written, and follow mispredicted branches too.
+//! So lengths are compared as numbers (the frame's from `bpf_xdp_get_buff_len`); the tags are
+//! walked with constant steps, each number of them a path of its own for the verifier; IPv6
+//! extension headers are read with `bpf_xdp_load_bytes`; and a UDP header behind IPv4 options or
+//! extension headers is brought to a constant offset by moving the frame's start on
+//! (`bpf_xdp_adjust_head`), the headers before it kept in copies on the stack until the start
+//! is put back (`Gen::shift`, `Gen::restore`).
 
 use reflector_core::access::Verdict;
 use reflector_core::wire::{
@@ -258,12 +269,44 @@ const CAPTURE_ACTION_SLOT: i16 = -360;
 const CAPTURE_LEN_SLOT: i16 = -364;
 const CAPTURE_CAPLEN_SLOT: i16 = -368;
 const CAPTURE_KEY_SLOT: i16 = -372;
+/// The frame's length (`bpf_xdp_get_buff_len`, read once the frame is IP), a `u64`.
+const FRAME_LEN_SLOT: i16 = -384;
+/// Where the IP header starts (14 + 4 per VLAN tag), spilled from a register per path so that
+/// the verifier follows it as a constant.
+const IP_OFF_SLOT: i16 = -392;
+/// How far the frame's start is moved on (`bpf_xdp_adjust_head`) so that its UDP header is
+/// where it would be without IPv4 options or IPv6 extension headers; 0 when it is not moved.
+const SHIFT_SLOT: i16 = -400;
+/// The bytes of IPv4 options or IPv6 extension headers, while the headers are walked.
+const SKIP_SLOT: i16 = -408;
+/// The bytes from the cursor to the end of the IP packet, across helper calls.
+const REST_SLOT: i16 = -416;
+/// The first two bytes of an IPv6 extension header (`bpf_xdp_load_bytes`).
+const EXT_SLOT: i16 = -424;
+/// Whether the IPv4 header's checksum was wrong (1) or right (0), judged when the header is
+/// read, looked at by the late checks.
+const CHECKSUM_SLOT: i16 = -432;
+/// Copies of the Ethernet header (and a first tag's TCI) and of the fixed IP header, which the
+/// checks read and the reflection writes while the frame's start is moved on. Stack accesses
+/// must be aligned: the Ethernet copy starts 2 bytes past a multiple of 8, so that its source
+/// MAC (read as a word at 6) is.
+const ETH_COPY_SLOT: i16 = -454;
+const IP_COPY_SLOT: i16 = -496;
+/// `BPF_FUNC_xdp_adjust_head`.
+const BPF_FUNC_XDP_ADJUST_HEAD: i32 = 44;
+/// `XDP_ABORTED`: what a frame gets whose start cannot be put back (it cannot happen).
+const XDP_ABORTED: i32 = 0;
 /// The longest UDP datagram (IPv6) whose checksum the reflecting program computes whole, for a
-/// request whose checksum was left for offload (a sender on the same host): the verifier walks
-/// the summing loop once per word for every way into it, and 512 bytes is what fits its budget
-/// here (1460 does not). A longer one is not answered (counted with the TX errors:
-/// [`UNANSWERED`]).
-pub const MAX_SUM_BYTES: i32 = 512;
+/// request whose checksum was left for offload (a sender on the same host): the largest a
+/// 1500-byte MTU carries. It is read in 64-byte pieces, one block of code each. A
+/// longer one is not answered (counted with the TX errors: [`UNANSWERED`]).
+pub const MAX_SUM_BYTES: i32 = 1460;
+/// The piece of a datagram summed at a time (read into the stack with `bpf_xdp_load_bytes`).
+const SUM_CHUNK: i32 = 64;
+/// Where a piece is read to: the testers table's new row, unused once the gate is passed.
+const SUM_CHUNK_SLOT: i16 = TESTER_VALUE_SLOT;
+/// The sum so far.
+const SUM_SLOT: i16 = -504;
 
 /// The program being generated: the assembler, the filter, and one label per reject reason
 /// (`r0 = reason; goto count`, or straight to pass without counters).
@@ -297,23 +340,16 @@ impl Gen<'_> {
     }
 
     /// `struct xdp_md`: data, data_end, data_meta, ingress_ifindex, rx_queue_index. r6 keeps
-    /// the queue (to redirect) or, when hits are counted, the context (for the frame's length).
+    /// the queue (to redirect); the context is kept on the stack for the helpers that take it.
+    /// The frame's start is not moved yet.
     fn context(&mut self) {
-        if self.capture.is_some() && !(self.stamp_meta || self.stamp_answer.is_some()) {
-            // A sample reads the frame through the context.
-            self.a.store(Size::DW, R10, CTX_SLOT, R1);
-        }
+        self.a.store(Size::DW, R10, CTX_SLOT, R1);
+        self.a.mov_imm(R0, 0);
+        self.a.store(Size::DW, R10, SHIFT_SLOT, R0);
         if self.stamp_meta || self.stamp_answer.is_some() {
-            // The receive time of a STAMP request needs the context for two helpers.
-            self.a.store(Size::DW, R10, CTX_SLOT, R1);
-            self.a.mov_imm(R0, 0);
             self.a.store(Size::W, R10, STAMP_SLOT, R0);
         }
-        if self.count_hits {
-            self.a.mov(R6, R1);
-        } else {
-            self.a.load(Size::W, R6, R1, 16);
-        }
+        self.a.load(Size::W, R6, R1, 16);
         self.a.load(Size::W, R7, R1, 0);
         self.a.load(Size::W, R8, R1, 4);
     }
@@ -342,18 +378,19 @@ impl Gen<'_> {
     }
 
     /// Up to [`MAX_VLAN_TAGS`] tags, then the EtherType: on to `v4` or `v6`. Leaves r9 at the
-    /// L3 header.
+    /// L3 header, and its offset in its slot.
     fn vlan_and_ethertype(&mut self, v4: Label, v6: Label) {
         let tpids = VLAN_TPIDS.map(|t| le16(t.to_be_bytes()));
         let dispatch = self.a.label();
         self.a.mov(R9, R7);
         self.a.alu_imm(Alu::Add, R9, ETH_HEADER_LEN as i32);
         self.a.load(Size::H, R4, R7, 12);
-        for _ in 0..MAX_VLAN_TAGS {
+        for tags in 0..MAX_VLAN_TAGS {
             let tag = self.a.label();
             for t in tpids {
                 self.a.jump32_imm(Cond::Eq, R4, t, tag);
             }
+            self.spill_ip_offset(tags);
             self.a.goto(dispatch);
             self.a.place(tag);
             self.need(R9, VLAN_TAG_LEN, &[R8], self.r(Reject::ShortVlan));
@@ -363,10 +400,32 @@ impl Gen<'_> {
         for t in tpids {
             self.a.jump32_imm(Cond::Eq, R4, t, self.r(Reject::VlanDepth));
         }
+        self.spill_ip_offset(MAX_VLAN_TAGS);
         self.a.place(dispatch);
         self.a.jump32_imm(Cond::Eq, R4, le16(ETHERTYPE_IPV4.to_be_bytes()), v4);
         self.a.jump32_imm(Cond::Eq, R4, le16(ETHERTYPE_IPV6.to_be_bytes()), v6);
         self.a.goto(self.r(Reject::NotIp));
+    }
+
+    /// Remembers where the IP header starts, behind `tags` VLAN tags (r0 is scratch).
+    fn spill_ip_offset(&mut self, tags: usize) {
+        self.a.mov_imm(R0, (ETH_HEADER_LEN + tags * VLAN_TAG_LEN) as i32);
+        self.a.store(Size::DW, R10, IP_OFF_SLOT, R0);
+    }
+
+    /// The frame's length into its slot: the IP checks compare lengths as numbers, since a
+    /// packet pointer may only move by constants without CAP_PERFMON. Uses r0-r5.
+    fn frame_len(&mut self) {
+        self.a.load(Size::DW, R1, R10, CTX_SLOT);
+        self.a.call(BPF_FUNC_XDP_GET_BUFF_LEN);
+        self.a.store(Size::DW, R10, FRAME_LEN_SLOT, R0);
+    }
+
+    /// r1 = the bytes of the frame from the IP header on (r0 is scratch).
+    fn room_from_ip(&mut self) {
+        self.a.load(Size::DW, R1, R10, FRAME_LEN_SLOT);
+        self.a.load(Size::DW, R0, R10, IP_OFF_SLOT);
+        self.a.alu_reg(Alu::Sub, R1, R0);
     }
 
     /// Remembers the IP version for the late checks.
@@ -375,30 +434,33 @@ impl Gen<'_> {
         self.a.store(Size::W, R10, IP_VERSION_SLOT, R0);
     }
 
-    /// IPv4 at r9: header, length, fragments, protocol, addresses. Leaves r4 at the IP header,
-    /// r5 at the end of the IP packet and r9 at the UDP header, and goes on to `udp`.
-    fn ipv4(&mut self, udp: Label) {
+    /// IPv4 at r9: header, length, fragments, protocol, addresses; the header's checksum is
+    /// judged here (the late checks look at the verdict), while the whole header is in the
+    /// frame at a known place. Leaves r4 at the IP header and r5 = the bytes from the UDP header
+    /// to the end of the IP packet; then on to `udp` with r9 at the UDP header, or, with
+    /// options, to `shift` with their length in r3.
+    fn ipv4(&mut self, udp: Label, shift: Label) {
         self.spill_ip_version(4);
+        self.frame_len();
         self.need(R9, IPV4_MIN_HEADER_LEN, &[R8], self.r(Reject::ShortIpv4));
-        let r = |reason: Reject| self.reasons[reason as usize];
         let a = &mut self.a;
         a.load(Size::B, R2, R9, 0);
         a.mov(R3, R2);
         a.alu_imm(Alu::Rsh, R3, 4);
-        a.jump_imm(Cond::Ne, R3, 4, r(Reject::Ipv4Header));
+        a.jump_imm(Cond::Ne, R3, 4, self.reasons[Reject::Ipv4Header as usize]);
         a.alu_imm(Alu::And, R2, 0x0f);
-        a.jump_imm(Cond::Lt, R2, 5, r(Reject::Ipv4Header));
-        a.alu_imm(Alu::Lsh, R2, 2); // header length, 20..60
-        a.mov(R3, R9);
-        a.alu_reg(Alu::Add, R3, R2); // r3 = UDP header
-        a.jump_reg(Cond::Gt, R3, R8, r(Reject::ShortIpv4));
+        a.jump_imm(Cond::Lt, R2, 5, self.reasons[Reject::Ipv4Header as usize]);
+        a.alu_imm(Alu::Lsh, R2, 2);
+        a.mov(R5, R2); // header length, 20..60
+        self.room_from_ip();
+        let r = |reason: Reject| self.reasons[reason as usize];
+        let a = &mut self.a;
+        a.jump_reg(Cond::Gt, R5, R1, r(Reject::ShortIpv4));
         a.load(Size::H, R4, R9, 2);
         a.to_be(R4, 16);
-        a.alu_imm(Alu::And, R4, 0xffff); // total length, bounded for the verifier
-        a.jump_reg(Cond::Lt, R4, R2, r(Reject::Ipv4Length));
-        a.mov(R5, R9);
-        a.alu_reg(Alu::Add, R5, R4); // r5 = end of the IP packet
-        a.jump_reg(Cond::Gt, R5, R8, r(Reject::Ipv4Length));
+        a.alu_imm(Alu::And, R4, 0xffff); // total length
+        a.jump_reg(Cond::Lt, R4, R5, r(Reject::Ipv4Length));
+        a.jump_reg(Cond::Gt, R4, R1, r(Reject::Ipv4Length));
         a.load(Size::H, R0, R9, 6);
         a.jump32_imm(Cond::Set, R0, le16([0x3f, 0xff]), r(Reject::Ipv4Fragment)); // MF or offset
         a.load(Size::B, R0, R9, 9);
@@ -415,18 +477,50 @@ impl Gen<'_> {
             a.alu_imm(Alu::And, R1, 0xf0);
             a.jump32_imm(Cond::Eq, R1, 0xe0, r(reason));
         }
+        // The header checksum: its 32-bit words summed in 64 bits (r3), up to the header length
+        // (r5), folded to 16 bits (`need` uses r2); 0xffff when right.
+        a.mov_imm(R3, 0);
+        let fold = a.label();
+        for word in 0..15i16 {
+            if word >= 5 {
+                // Past the header: done. The check against data_end is for the verifier (the
+                // header was found inside the frame).
+                a.jump_imm(Cond::Le, R5, 4 * word as i32, fold);
+                need(a, R9, 4 * word as i32 + 4, &[R8], r(Reject::ShortIpv4));
+            }
+            a.load(Size::W, R1, R9, 4 * word);
+            a.alu_reg(Alu::Add, R3, R1);
+        }
+        a.place(fold);
+        fold16(a, R3, R1);
+        let right = a.label();
+        a.mov_imm(R0, 0);
+        a.jump_imm(Cond::Eq, R3, 0xffff, right);
+        a.mov_imm(R0, 1);
+        a.place(right);
+        a.store(Size::DW, R10, CHECKSUM_SLOT, R0);
+        a.alu_reg(Alu::Sub, R4, R5); // the bytes after the header
+        a.mov(R3, R5);
+        a.alu_imm(Alu::Add, R3, -(IPV4_MIN_HEADER_LEN as i32)); // the options'
+        a.mov(R5, R4);
         a.mov(R4, R9); // r4 = the IP header, for the late checks
-        a.mov(R9, R3);
+        a.jump_imm(Cond::Ne, R3, 0, shift);
+        a.alu_imm(Alu::Add, R9, IPV4_MIN_HEADER_LEN as i32);
         a.goto(udp);
     }
 
-    /// IPv6 at r9: header, extension headers, then the addresses (the core's order). r4 keeps
-    /// the IPv6 header while r9 walks; r5 is the end of the IP packet. Falls through to UDP.
-    fn ipv6(&mut self) {
+    /// IPv6 at r9: header, extension headers, then the addresses (the core's order). The
+    /// extension headers are read with `bpf_xdp_load_bytes` at their offsets, their lengths and
+    /// the bytes left of the IP packet kept on the stack. Leaves r4 at the IPv6 header and r5 =
+    /// the bytes from the UDP header to the end of the IP packet; then on to `udp` with r9 at
+    /// the UDP header, or, after extension headers, to `shift` with their length in r3.
+    fn ipv6(&mut self, udp_: Label, shift: Label) {
         self.spill_ip_version(6);
+        self.frame_len();
         self.need(R9, IPV6_HEADER_LEN, &[R8], self.r(Reject::ShortIpv6));
+        let reasons = self.reasons.clone();
+        let r = |reason: Reject| reasons[reason as usize];
         let a = &mut self.a;
-        let r = |reason: Reject| self.reasons[reason as usize];
         a.load(Size::B, R0, R9, 0);
         a.alu_imm(Alu::Rsh, R0, 4);
         a.jump_imm(Cond::Ne, R0, 6, r(Reject::Ipv6Header));
@@ -434,13 +528,14 @@ impl Gen<'_> {
         a.to_be(R3, 16);
         a.alu_imm(Alu::And, R3, 0xffff);
         a.jump_imm(Cond::Eq, R3, 0, r(Reject::Ipv6Length)); // jumbogram
-        a.mov(R5, R9);
-        a.alu_imm(Alu::Add, R5, IPV6_HEADER_LEN as i32);
-        a.alu_reg(Alu::Add, R5, R3);
-        a.jump_reg(Cond::Gt, R5, R8, r(Reject::Ipv6Length));
-        a.mov(R4, R9);
+        a.store(Size::DW, R10, REST_SLOT, R3);
+        self.room_from_ip();
+        let a = &mut self.a;
+        a.alu_imm(Alu::Add, R1, -(IPV6_HEADER_LEN as i32));
+        a.jump_reg(Cond::Gt, R3, R1, r(Reject::Ipv6Length));
+        a.mov_imm(R0, 0);
+        a.store(Size::DW, R10, SKIP_SLOT, R0);
         a.load(Size::B, R3, R9, 6); // next header
-        a.alu_imm(Alu::Add, R9, IPV6_HEADER_LEN as i32);
         let v6_addresses = a.label();
         let (udp, hop, routing, dest, fragment) = (
             IPPROTO_UDP as u32,
@@ -464,17 +559,34 @@ impl Gen<'_> {
             if last {
                 break;
             }
-            need(a, R9, 8, &[R5, R8], r(Reject::Ipv6Ext));
-            a.load(Size::B, R0, R9, 1);
+            // 8 bytes of it inside the IP packet (which is inside the frame); its next header
+            // and length from the frame at IP offset + 40 + what was walked.
+            a.load(Size::DW, R5, R10, REST_SLOT);
+            a.jump_imm(Cond::Lt, R5, 8, r(Reject::Ipv6Ext));
+            a.load(Size::DW, R2, R10, IP_OFF_SLOT);
+            a.alu_imm(Alu::Add, R2, IPV6_HEADER_LEN as i32);
+            a.load(Size::DW, R0, R10, SKIP_SLOT);
+            a.alu_reg(Alu::Add, R2, R0);
+            a.load(Size::DW, R1, R10, CTX_SLOT);
+            a.mov(R3, R10);
+            a.alu_imm(Alu::Add, R3, EXT_SLOT as i32);
+            a.mov_imm(R4, 2);
+            a.call(BPF_FUNC_XDP_LOAD_BYTES);
+            a.jump_imm(Cond::Ne, R0, 0, r(Reject::Ipv6Ext));
+            a.load(Size::B, R0, R10, EXT_SLOT + 1);
             a.alu_imm(Alu::Add, R0, 1);
             a.alu_imm(Alu::Lsh, R0, 3); // 8..2048
-            a.mov(R2, R9);
-            a.alu_reg(Alu::Add, R2, R0);
-            a.jump_reg(Cond::Gt, R2, R5, r(Reject::Ipv6Ext));
-            a.load(Size::B, R3, R9, 0);
-            a.mov(R9, R2);
+            a.load(Size::DW, R5, R10, REST_SLOT);
+            a.jump_reg(Cond::Gt, R0, R5, r(Reject::Ipv6Ext));
+            a.alu_reg(Alu::Sub, R5, R0);
+            a.store(Size::DW, R10, REST_SLOT, R5);
+            a.load(Size::DW, R1, R10, SKIP_SLOT);
+            a.alu_reg(Alu::Add, R1, R0);
+            a.store(Size::DW, R10, SKIP_SLOT, R1);
+            a.load(Size::B, R3, R10, EXT_SLOT);
         }
         a.place(v6_addresses);
+        a.mov(R4, R9);
         for (off, reason) in [(8, Reject::SrcIp), (24, Reject::DstIp)] {
             // Not ff00::/8, ::/96 or ::ffff:0:0/96.
             a.load(Size::B, R0, R4, off);
@@ -491,24 +603,83 @@ impl Gen<'_> {
             a.jump32_imm(Cond::Eq, R0, 0xffff, r(reason));
             a.place(usable);
         }
+        a.load(Size::DW, R5, R10, REST_SLOT);
+        a.load(Size::DW, R3, R10, SKIP_SLOT);
+        a.jump_imm(Cond::Ne, R3, 0, shift);
+        a.alu_imm(Alu::Add, R9, IPV6_HEADER_LEN as i32);
+        a.goto(udp_);
     }
 
-    /// UDP at r9: header inside the IP packet, length exactly the IP payload, our port. Leaves
-    /// r9 at the payload. A STAMP request (to the STAMP port, when that family is on) long
+    /// IPv4 options or IPv6 extension headers (r3 bytes of them) put the UDP header at an
+    /// offset only known at run time, and a packet pointer may only move by constants without
+    /// CAP_PERFMON. So the frame's start is moved on by that much (`bpf_xdp_adjust_head`): the
+    /// UDP header is then where it would be without them, and the reflection reaches it at
+    /// constant offsets. The Ethernet header (with a first tag's TCI) and the fixed IP header
+    /// are copied to the stack first, and r7 and r4 point to the copies until [`Gen::restore`]
+    /// puts the start back and writes them into the frame. On entry r4 is the IP header and r5
+    /// the bytes from the UDP header to the end of the IP packet, which it keeps; on to `udp`
+    /// with r9 at the UDP header.
+    fn shift(&mut self, udp: Label) {
+        let a = &mut self.a;
+        let v6 = a.label();
+        a.store(Size::DW, R10, SKIP_SLOT, R3);
+        a.store(Size::DW, R10, REST_SLOT, R5);
+        copy(a, (R10, ETH_COPY_SLOT), (R7, 0), ETH_HEADER_LEN + 2);
+        let copied = a.label();
+        a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+        a.jump_imm(Cond::Eq, R0, 6, v6);
+        copy(a, (R10, IP_COPY_SLOT), (R4, 0), IPV4_MIN_HEADER_LEN);
+        // The rest of the copy's room zeroed: a verifier that follows mispredicted branches
+        // (without CAP_PERFMON) reads it as IPv6's.
+        a.mov_imm(R0, 0);
+        a.store(Size::W, R10, IP_COPY_SLOT + 20, R0);
+        a.store(Size::DW, R10, IP_COPY_SLOT + 24, R0);
+        a.store(Size::DW, R10, IP_COPY_SLOT + 32, R0);
+        a.goto(copied);
+        a.place(v6);
+        copy(a, (R10, IP_COPY_SLOT), (R4, 0), IPV6_HEADER_LEN);
+        a.place(copied);
+        a.load(Size::DW, R1, R10, CTX_SLOT);
+        a.mov(R2, R3);
+        a.call(BPF_FUNC_XDP_ADJUST_HEAD);
+        // (It cannot fail: the UDP header was found inside the frame, so at least 14 bytes are
+        // left after the new start.)
+        a.jump_imm(Cond::Ne, R0, 0, self.reasons[Reject::ShortUdp as usize]);
+        a.load(Size::DW, R0, R10, SKIP_SLOT);
+        a.store(Size::DW, R10, SHIFT_SLOT, R0);
+        a.load(Size::DW, R1, R10, CTX_SLOT);
+        a.load(Size::W, R7, R1, 0);
+        a.load(Size::W, R8, R1, 4);
+        at_ip_offset(a, R9, R7, Some((IPV4_MIN_HEADER_LEN as i32, IPV6_HEADER_LEN as i32)));
+        a.mov(R7, R10);
+        a.alu_imm(Alu::Add, R7, ETH_COPY_SLOT as i32);
+        a.mov(R4, R10);
+        a.alu_imm(Alu::Add, R4, IP_COPY_SLOT as i32);
+        a.load(Size::DW, R5, R10, REST_SLOT);
+        a.goto(udp);
+    }
+
+    /// UDP at r9 (r5 the bytes from it to the end of the IP packet): header inside the IP
+    /// packet, length exactly the IP payload, our port. Leaves r9 at the payload and r5 the
+    /// bytes from there. A STAMP request (to the STAMP port, when that family is on) long
     /// enough to be answered goes straight to `hit`: its port decides, not a signature.
     fn udp(&mut self, hit: Label) {
-        self.need(R9, UDP_HEADER_LEN, &[R5, R8], self.r(Reject::ShortUdp));
+        self.a.jump_imm(Cond::Lt, R5, UDP_HEADER_LEN as i32, self.r(Reject::ShortUdp));
+        self.need(R9, UDP_HEADER_LEN, &[R8], self.r(Reject::ShortUdp));
         self.a.load(Size::H, R0, R9, 4);
         self.a.to_be(R0, 16);
         self.a.alu_imm(Alu::And, R0, 0xffff);
-        self.a.mov(R1, R9);
-        self.a.alu_reg(Alu::Add, R1, R0);
-        self.a.jump_reg(Cond::Ne, R1, R5, self.r(Reject::UdpLength));
+        self.a.jump_reg(Cond::Ne, R0, R5, self.r(Reject::UdpLength));
         if let Some(port) = self.filter.stamp_port() {
             let not_stamp = self.a.label();
             self.a.load(Size::H, R0, R9, 2);
             self.a.jump32_imm(Cond::Ne, R0, le16(port.to_be_bytes()), not_stamp);
-            self.need(R9, UDP_HEADER_LEN + stamp::MIN_LEN, &[R5], self.r(Reject::StampLength));
+            self.a.jump_imm(
+                Cond::Lt,
+                R5,
+                (UDP_HEADER_LEN + stamp::MIN_LEN) as i32,
+                self.r(Reject::StampLength),
+            );
             // For the verifier (the IP packet ends inside the frame).
             self.need(R9, UDP_HEADER_LEN + stamp::MIN_LEN, &[R8], self.r(Reject::StampLength));
             self.a.alu_imm(Alu::Add, R9, UDP_HEADER_LEN as i32);
@@ -536,6 +707,7 @@ impl Gen<'_> {
             self.a.jump32_imm(Cond::Ne, R0, le16(self.filter.port().to_be_bytes()), self.r(Reject::DstPort));
         }
         self.a.alu_imm(Alu::Add, R9, UDP_HEADER_LEN as i32);
+        self.a.alu_imm(Alu::Add, R5, -(UDP_HEADER_LEN as i32));
     }
 
     /// 7 signature bytes at r9 + `offset` against `sigs`, as two overlapping words (bytes 0..4
@@ -550,7 +722,7 @@ impl Gen<'_> {
     ) -> Vec<(Signature, Label)> {
         let no_sig = self.r(Reject::NoSignature);
         let after = self.a.label();
-        self.need(R9, offset + 7, &[R5], after);
+        self.a.jump_imm(Cond::Lt, R5, offset as i32 + 7, after);
         self.need(R9, offset + 7, &[R8], no_sig);
         self.a.load(Size::W, R0, R9, offset as i16);
         self.a.load(Size::W, R1, R9, offset as i16 + 3);
@@ -579,7 +751,7 @@ impl Gen<'_> {
         for custom in self.filter.custom_signatures() {
             let next = self.a.label();
             let (off, bytes) = (custom.offset() as usize, custom.bytes());
-            self.need(R9, off + bytes.len(), &[R5], next);
+            self.a.jump_imm(Cond::Lt, R5, i32::try_from(off + bytes.len()).ok()?, next);
             self.need(R9, off + bytes.len(), &[R8], no_sig);
             let mut at = 0;
             while at < bytes.len() {
@@ -663,8 +835,11 @@ impl Gen<'_> {
         match on_hit {
             // A test packet returned untouched: sampled as a reflection would be (for measuring
             // what sampling costs a hit without a frame that changes from run to run).
-            OnHit::ReturnTx if self.capture.is_some() => return self.send_back(),
-            OnHit::ReturnTx => self.a.mov_imm(R0, XDP_TX),
+            OnHit::ReturnTx if self.capture.is_some() => return self.send_back(false),
+            OnHit::ReturnTx => {
+                self.restore(false);
+                self.a.mov_imm(R0, XDP_TX);
+            }
             OnHit::Reflect { .. } => {
                 if let Some(maps) = self.stamp_answer {
                     let not_stamp = self.a.label();
@@ -677,17 +852,18 @@ impl Gen<'_> {
                     if let Some(fd) = counters_fd.filter(|_| self.count_hits) {
                         self.count_hit(fd);
                     }
-                    self.send_back();
+                    self.send_back(true);
                     self.a.place(not_stamp);
                 }
                 self.reflect(self.filter.mode(), self.filter.takes_a_hop());
                 if let Some(fd) = counters_fd.filter(|_| self.count_hits) {
                     self.count_hit(fd);
                 }
-                self.send_back();
+                self.send_back(true);
                 return;
             }
             OnHit::Redirect { xsk_map_fd } => {
+                self.restore(false);
                 if self.stamp_meta {
                     self.stamp_receive_time();
                 }
@@ -702,9 +878,11 @@ impl Gen<'_> {
         self.a.exit();
     }
 
-    /// A reflection goes back out (`XDP_TX`); with a capture, by way of the sample block with
+    /// A reflection goes back out (`XDP_TX`), its start put back first (with the copied headers
+    /// written into the frame: `write_back`); with a capture, by way of the sample block with
     /// its signature as the verdict.
-    fn send_back(&mut self) {
+    fn send_back(&mut self, write_back: bool) {
+        self.restore(write_back);
         let a = &mut self.a;
         match self.capture {
             Some((_, sample)) => {
@@ -719,6 +897,45 @@ impl Gen<'_> {
                 a.exit();
             }
         }
+    }
+
+    /// Puts the frame's start back where it was, when [`Gen::shift`] moved it on: every way
+    /// out of the program comes here first. With `write_back`, the copies of the Ethernet and
+    /// the fixed IP header (which the reflection changed) are written into the frame, and r7
+    /// and r4 point into it again. Uses r0-r5.
+    fn restore(&mut self, write_back: bool) {
+        let a = &mut self.a;
+        let (done, aborted, v6, written) = (a.label(), a.label(), a.label(), a.label());
+        a.load(Size::DW, R0, R10, SHIFT_SLOT);
+        a.jump_imm(Cond::Eq, R0, 0, done);
+        a.mov_imm(R2, 0);
+        a.alu_reg(Alu::Sub, R2, R0);
+        a.load(Size::DW, R1, R10, CTX_SLOT);
+        a.call(BPF_FUNC_XDP_ADJUST_HEAD);
+        // (It cannot fail: the start goes back to where the frame had it.)
+        a.jump_imm(Cond::Ne, R0, 0, aborted);
+        a.store(Size::DW, R10, SHIFT_SLOT, R0);
+        if write_back {
+            a.load(Size::DW, R1, R10, CTX_SLOT);
+            a.load(Size::W, R7, R1, 0);
+            a.load(Size::W, R8, R1, 4);
+            at_ip_offset(a, R4, R7, None);
+            a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+            a.jump_imm(Cond::Eq, R0, 6, v6);
+            need(a, R4, IPV4_MIN_HEADER_LEN as i32, &[R8], aborted);
+            copy(a, (R4, 0), (R10, IP_COPY_SLOT), IPV4_MIN_HEADER_LEN);
+            a.goto(written);
+            a.place(v6);
+            need(a, R4, IPV6_HEADER_LEN as i32, &[R8], aborted);
+            copy(a, (R4, 0), (R10, IP_COPY_SLOT), IPV6_HEADER_LEN);
+            a.place(written);
+            copy(a, (R7, 0), (R10, ETH_COPY_SLOT), 12);
+        }
+        a.goto(done);
+        a.place(aborted);
+        a.mov_imm(R0, XDP_ABORTED);
+        a.exit();
+        a.place(done);
     }
 
     /// The Session-Reflector packet of RFC 8762 §4.3 written over a STAMP request, as the
@@ -871,9 +1088,10 @@ impl Gen<'_> {
             a.mov_imm(R0, UNANSWERED as i32);
             add_to(a, fd, None);
         }
-        a.mov_imm(R0, XDP_PASS);
-        a.exit();
-        a.place(done);
+        self.restore(false);
+        self.a.mov_imm(R0, XDP_PASS);
+        self.a.exit();
+        self.a.place(done);
     }
 
     /// A STAMP request's receive time, as XDP metadata in front of the frame
@@ -912,9 +1130,12 @@ impl Gen<'_> {
     fn reflect(&mut self, mode: reflector_core::Mode, hop: bool) {
         let mac = self.filter.local_mac().0;
         let a = &mut self.a;
+        // (The destination in halves: r7 may be the stack copy, whose source MAC is aligned.)
         a.load(Size::W, R0, R7, 6);
         a.load(Size::H, R1, R7, 10);
-        a.store(Size::W, R7, 0, R0);
+        a.store(Size::H, R7, 0, R0);
+        a.alu_imm(Alu::Rsh, R0, 16);
+        a.store(Size::H, R7, 2, R0);
         a.store(Size::H, R7, 4, R1);
         a.mov_imm(R0, le32([mac[0], mac[1], mac[2], mac[3]]) as i32);
         a.store(Size::W, R7, 6, R0);
@@ -963,11 +1184,9 @@ impl Gen<'_> {
         self.a.load(Size::W, R0, R10, SIGNATURE_SLOT);
         self.a.alu_imm(Alu::Add, R0, HITS as i32);
         self.add_to(fd, None);
-        // The frame's length (the helper needs the context, kept in r6), kept in r9: the
-        // payload pointer is not needed any more.
-        self.a.mov(R1, R6);
-        self.a.call(BPF_FUNC_XDP_GET_BUFF_LEN);
-        self.a.mov(R9, R0);
+        // The frame's length, read when it was found to be IP, kept in r9: the payload pointer
+        // is not needed any more.
+        self.a.load(Size::DW, R9, R10, FRAME_LEN_SLOT);
         self.a.mov_imm(R0, REFLECTED_BYTES as i32);
         self.add_to(fd, Some(R9));
     }
@@ -996,8 +1215,9 @@ impl Gen<'_> {
             }
             self.add_to(fd, None);
         }
+        self.a.place(pass);
+        self.restore(false);
         let a = &mut self.a;
-        a.place(pass);
         match self.capture {
             // Only with counters: every reject came through `count` and has its code.
             Some((_, sample)) => {
@@ -1187,60 +1407,125 @@ fn stamp_pseudo_sum(a: &mut Asm) {
 }
 
 /// r3 = the whole UDP datagram (header and payload, the length its header says) as
-/// little-endian words, the last one padded with zeros: a bounded loop of words, then up to
-/// three bytes; on to `too_long` when the datagram is longer than [`MAX_SUM_BYTES`]. The loop
-/// costs the verifier one pass per word for each way into it, so it is kept to IPv6 (IPv4 has
-/// no checksum to give instead). Uses r0-r5.
+/// little-endian words, the last one padded with zeros; on to `too_long` when it is longer than
+/// [`MAX_SUM_BYTES`]. It is read into the stack a [`SUM_CHUNK`] at a time by
+/// `bpf_xdp_load_bytes` (the buffer zeroed first, so a short last piece sums as padded): no
+/// packet pointer moves through a loop, which the verifier would walk once per word for every
+/// way into it. IPv6 only (IPv4 has no checksum to give instead): the UDP header follows the
+/// fixed header, the frame's start moved on past any extension headers. r9 is the payload.
+/// Uses r0-r5.
 fn stamp_datagram_sum(a: &mut Asm, too_long: Label) {
-    let (top, bytes, done) = (a.label(), a.label(), a.label());
-    // The cursor is a packet pointer of its own, from the context, so that what the loop's
-    // checks teach the verifier about the frame's length stays with it: once the loop is
-    // left and its registers cleared, every way out is the same state, explored once.
-    a.mov(R2, R9);
-    a.alu_reg(Alu::Sub, R2, R7);
-    a.alu_imm(Alu::Add, R2, -(UDP_HEADER_LEN as i32));
-    // (An offset into one frame: the mask only tells the verifier so, small enough for it to
-    // learn ranges past it.)
-    a.alu_imm(Alu::And, R2, 0x3fff);
-    a.load(Size::DW, R1, R10, CTX_SLOT);
-    a.load(Size::W, R1, R1, 0);
-    a.alu_reg(Alu::Add, R1, R2);
-    need_into(a, R0, R1, UDP_HEADER_LEN as i32, too_long);
-    a.load(Size::H, R2, R1, 4);
-    a.to_be(R2, 16);
-    a.alu_imm(Alu::And, R2, 0xffff);
-    a.jump_imm(Cond::Gt, R2, MAX_SUM_BYTES, too_long);
+    let done = a.label();
+    a.load(Size::H, R1, R9, -4);
+    a.to_be(R1, 16);
+    a.alu_imm(Alu::And, R1, 0xffff);
+    a.jump_imm(Cond::Gt, R1, MAX_SUM_BYTES, too_long);
+    a.store(Size::DW, R10, REST_SLOT, R1);
+    a.load(Size::DW, R2, R10, IP_OFF_SLOT);
+    a.alu_imm(Alu::Add, R2, IPV6_HEADER_LEN as i32);
+    a.store(Size::DW, R10, SKIP_SLOT, R2);
     a.mov_imm(R3, 0);
-    a.mov_imm(R5, 0);
-    a.place(top);
-    a.jump_imm(Cond::Ge, R5, MAX_SUM_BYTES / 4, bytes);
-    a.jump_imm(Cond::Lt, R2, 4, bytes);
-    need_into(a, R0, R1, 4, bytes);
-    a.load(Size::W, R0, R1, 0);
-    a.alu_reg(Alu::Add, R3, R0);
-    a.alu_imm(Alu::Add, R1, 4);
-    a.alu_imm(Alu::Add, R2, -4);
-    a.alu_imm(Alu::Add, R5, 1);
-    a.goto(top);
-    a.place(bytes);
-    for at in 0..3i16 {
-        a.jump_imm(Cond::Le, R2, at as i32, done);
-        need_into(a, R0, R1, at as i32 + 1, done);
-        a.load(Size::B, R0, R1, at);
-        a.alu_imm(Alu::Lsh, R0, 8 * at as i32);
-        a.alu_reg(Alu::Add, R3, R0);
+    a.store(Size::DW, R10, SUM_SLOT, R3);
+    for _ in 0..(MAX_SUM_BYTES + SUM_CHUNK - 1) / SUM_CHUNK {
+        let fits = a.label();
+        a.load(Size::DW, R4, R10, REST_SLOT);
+        a.jump_imm(Cond::Lt, R4, 1, done);
+        a.jump_imm(Cond::Le, R4, SUM_CHUNK, fits);
+        a.mov_imm(R4, SUM_CHUNK);
+        a.place(fits);
+        a.mov_imm(R0, 0);
+        for at in (0..SUM_CHUNK as i16).step_by(8) {
+            a.store(Size::DW, R10, SUM_CHUNK_SLOT + at, R0);
+        }
+        a.load(Size::DW, R1, R10, CTX_SLOT);
+        a.load(Size::DW, R2, R10, SKIP_SLOT);
+        a.mov(R3, R10);
+        a.alu_imm(Alu::Add, R3, SUM_CHUNK_SLOT as i32);
+        a.call(BPF_FUNC_XDP_LOAD_BYTES);
+        a.jump_imm(Cond::Ne, R0, 0, too_long);
+        a.load(Size::DW, R3, R10, SUM_SLOT);
+        for at in (0..SUM_CHUNK as i16).step_by(4) {
+            a.load(Size::W, R1, R10, SUM_CHUNK_SLOT + at);
+            a.alu_reg(Alu::Add, R3, R1);
+        }
+        a.store(Size::DW, R10, SUM_SLOT, R3);
+        let (last, next) = (a.label(), a.label());
+        a.load(Size::DW, R4, R10, REST_SLOT);
+        a.jump_imm(Cond::Le, R4, SUM_CHUNK, last);
+        a.alu_imm(Alu::Add, R4, -SUM_CHUNK);
+        a.goto(next);
+        a.place(last);
+        a.mov_imm(R4, 0);
+        a.place(next);
+        a.store(Size::DW, R10, REST_SLOT, R4);
+        a.load(Size::DW, R2, R10, SKIP_SLOT);
+        a.alu_imm(Alu::Add, R2, SUM_CHUNK);
+        a.store(Size::DW, R10, SKIP_SLOT, R2);
     }
     a.place(done);
+    a.load(Size::DW, R3, R10, SUM_SLOT);
     for r in [R0, R1, R2, R4, R5] {
         a.mov_imm(r, 0);
     }
 }
 
-/// `if base + n > data_end goto fail`, with `tmp` (r8 is data_end).
-fn need_into(a: &mut Asm, tmp: Reg, base: Reg, n: i32, fail: Label) {
-    a.mov(tmp, base);
-    a.alu_imm(Alu::Add, tmp, n);
-    a.jump_reg(Cond::Gt, tmp, R8, fail);
+/// `dst` = `base` + where the IP header starts (its slot), + `fixed`'s length for IPv4 or IPv6
+/// (the version's slot) when given: one branch per number of VLAN tags, so that every packet
+/// pointer moves by a constant. Uses r0 and r1.
+fn at_ip_offset(a: &mut Asm, dst: Reg, base: Reg, fixed: Option<(i32, i32)>) {
+    let done = a.label();
+    a.load(Size::DW, R0, R10, IP_OFF_SLOT);
+    if fixed.is_some() {
+        a.load(Size::W, R1, R10, IP_VERSION_SLOT);
+    }
+    for tags in 0..=MAX_VLAN_TAGS {
+        let at = (ETH_HEADER_LEN + tags * VLAN_TAG_LEN) as i32;
+        let next = a.label();
+        if tags < MAX_VLAN_TAGS {
+            a.jump_imm(Cond::Ne, R0, at, next);
+        }
+        // (`dst` may be r1: the version is looked at before it is written.)
+        match fixed {
+            None => {
+                a.mov(dst, base);
+                a.alu_imm(Alu::Add, dst, at);
+            }
+            Some((v4, v6)) => {
+                let six = a.label();
+                a.jump_imm(Cond::Eq, R1, 6, six);
+                a.mov(dst, base);
+                a.alu_imm(Alu::Add, dst, at + v4);
+                a.goto(done);
+                a.place(six);
+                a.mov(dst, base);
+                a.alu_imm(Alu::Add, dst, at + v6);
+            }
+        }
+        a.goto(done);
+        if tags < MAX_VLAN_TAGS {
+            a.place(next);
+        }
+    }
+    a.place(done);
+}
+
+/// Copies `len` bytes from `src` to `dst` (each a base register and an offset), through r0, in
+/// the widest pieces that keep the stack side (r10) aligned.
+fn copy(a: &mut Asm, dst: (Reg, i16), src: (Reg, i16), len: usize) {
+    let stack = if dst.0 == R10 { dst.1 } else { src.1 };
+    let mut at = 0;
+    while at < len {
+        let aligned = |n: usize| (stack as i32 + at as i32).rem_euclid(n as i32) == 0 && len - at >= n;
+        let (size, n) = match () {
+            () if aligned(8) => (Size::DW, 8),
+            () if aligned(4) => (Size::W, 4),
+            () if aligned(2) => (Size::H, 2),
+            () => (Size::B, 1),
+        };
+        a.load(size, R0, src.0, src.1 + at as i16);
+        a.store(size, dst.0, dst.1 + at as i16, R0);
+        at += n;
+    }
 }
 
 /// Writes the time in r0 (CLOCK_TAI ns) at r9 + `at` as UTC (TAI − UTC from its slot), in NTP
@@ -1381,7 +1666,7 @@ fn take_a_hop(a: &mut Asm) {
 /// The checks a frame meets only once it passed every other rule, as the core's
 /// `late_checks`: the UDP source port is not a reflector's (`loop`), the source IP is not ours
 /// (`src_ip_own`), an IPv4 header's checksum is right (`ipv4_checksum`). On entry r4 is the IP
-/// header and r9 the UDP payload; r5 (the IP end) is free.
+/// header and r9 the UDP payload.
 fn late_checks(a: &mut Asm, filter: &Filter, r: &dyn Fn(Reject) -> Label) {
     // The ports, 8 and 6 bytes before the payload (wire order, compared as read).
     a.load(Size::H, R0, R9, -8);
@@ -1394,31 +1679,13 @@ fn late_checks(a: &mut Asm, filter: &Filter, r: &dyn Fn(Reject) -> Label) {
     a.load(Size::W, R0, R10, IP_VERSION_SLOT);
     a.jump_imm(Cond::Eq, R0, 6, v6);
 
-    // IPv4: our addresses, then the header checksum: the header's 32-bit words summed in 64
-    // bits (r3), up to the IHL (r5 = end of the header), folded to 16 bits (`need` uses r2).
+    // IPv4: our addresses, then the header checksum (judged when the header was read).
     a.load(Size::W, R0, R4, 12);
     for own in filter.local_v4() {
         a.jump32_imm(Cond::Eq, R0, le32(own), r(Reject::SrcIpOwn));
     }
-    a.load(Size::B, R5, R4, 0);
-    a.alu_imm(Alu::And, R5, 0x0f);
-    a.alu_imm(Alu::Lsh, R5, 2);
-    a.alu_reg(Alu::Add, R5, R4);
-    a.mov_imm(R3, 0);
-    let fold = a.label();
-    for word in 0..15i16 {
-        if word >= 5 {
-            // Past the IHL: done. The check against data_end is for the verifier (the header
-            // end was found inside the frame).
-            need(a, R4, 4 * word as i32 + 4, &[R5], fold);
-            need(a, R4, 4 * word as i32 + 4, &[R8], r(Reject::ShortIpv4));
-        }
-        a.load(Size::W, R1, R4, 4 * word);
-        a.alu_reg(Alu::Add, R3, R1);
-    }
-    a.place(fold);
-    fold16(a, R3, R1);
-    a.jump_imm(Cond::Ne, R3, 0xffff, r(Reject::Ipv4Checksum));
+    a.load(Size::DW, R0, R10, CHECKSUM_SLOT);
+    a.jump_imm(Cond::Ne, R0, 0, r(Reject::Ipv4Checksum));
     a.goto(done);
 
     // IPv6: our addresses, word by word.
@@ -1590,8 +1857,8 @@ fn flag_clear(a: &mut Asm, flag: u32, to: Label) {
 
 /// The testers table's key at its slot: the frame's source address (IPv4 as
 /// `::ffff:a.b.c.d`), from the IP header kept in its slot, then the outer VLAN ID (a tag's TCI
-/// follows a TPID at 12: the tags were walked, so the frame holds them; checked again for the
-/// verifier) and 2 zero bytes. Uses r0-r2, r4.
+/// follows a TPID at 12: the tags were walked, so the frame, or the copy r7 points to, holds
+/// it) and 2 zero bytes. Uses r0-r2, r4.
 fn tester_key(a: &mut Asm) {
     let (v6, vlan, tagged, untagged) = (a.label(), a.label(), a.label(), a.label());
     let slot = TESTER_KEY_SLOT;
@@ -1616,7 +1883,6 @@ fn tester_key(a: &mut Asm) {
     }
     a.goto(untagged);
     a.place(tagged);
-    need(a, R7, 16, &[R8], untagged);
     a.load(Size::H, R1, R7, 14);
     a.to_be(R1, 16);
     a.alu_imm(Alu::And, R1, 0x0fff);
@@ -1634,8 +1900,7 @@ fn count_in_row(a: &mut Asm, answered: bool) {
     a.mov_imm(R1, 1);
     if answered {
         a.atomic_fetch_add(Size::DW, R0, 0, R1);
-        a.mov(R1, R8);
-        a.alu_reg(Alu::Sub, R1, R7);
+        a.load(Size::DW, R1, R10, FRAME_LEN_SLOT);
         a.atomic_fetch_add(Size::DW, R0, 8, R1);
     } else {
         a.atomic_fetch_add(Size::DW, R0, 16, R1);
@@ -1713,14 +1978,16 @@ pub fn program(
     let signatures = count_hits || gate_maps.is_some() || capture.is_some();
     let mut g =
         Gen { a, filter, reasons, count_hits, signatures, stamp_meta, stamp_answer, counters_fd, capture };
-    let (v4, v6, udp, hit) = (g.a.label(), g.a.label(), g.a.label(), g.a.label());
+    let (v4, v6, shift, udp, hit) = (g.a.label(), g.a.label(), g.a.label(), g.a.label(), g.a.label());
     g.context();
     g.ethernet();
     g.vlan_and_ethertype(v4, v6);
     g.a.place(v4);
-    g.ipv4(udp);
+    g.ipv4(udp, shift);
     g.a.place(v6);
-    g.ipv6();
+    g.ipv6(udp, shift);
+    g.a.place(shift);
+    g.shift(udp);
     g.a.place(udp);
     g.udp(hit);
     g.signatures_and_oui(hit)?;

@@ -63,6 +63,12 @@ fn require_root() {
         reflector_sys::process::is_root(),
         "loading BPF programs needs root (run as root, as scripts/test.sh does)"
     );
+    // Then only what a service holds to load them: the programs must pass the verifier
+    // without CAP_PERFMON (and CAP_SYS_ADMIN, which stands in for it). Capabilities are per
+    // thread: this test's thread gives the rest up.
+    use reflector_sys::privilege::{Capability, keep_only};
+    keep_only(&[Capability::CAP_BPF, Capability::CAP_NET_ADMIN]).unwrap();
+    assert!(!reflector_sys::privilege::held().contains(&Capability::CAP_PERFMON));
 }
 
 /// The production program of `on_hit` for the default filter, with its maps and a capture at
