@@ -229,8 +229,7 @@ fn compact(v: &Value) -> String {
 /// The capabilities a backend may use that this process holds (effective set), by name.
 fn caps_held() -> Vec<String> {
     use reflector_sys::privilege::Capability::*;
-    let relevant =
-        [CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF, CAP_PERFMON, CAP_IPC_LOCK, CAP_NET_BIND_SERVICE, CAP_SYS_ADMIN];
+    let relevant = [CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF, CAP_IPC_LOCK, CAP_NET_BIND_SERVICE, CAP_SYS_ADMIN];
     reflector_sys::privilege::held().iter().filter(|c| relevant.contains(c)).map(|c| c.to_string()).collect()
 }
 

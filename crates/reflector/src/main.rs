@@ -88,11 +88,11 @@ enum Command {
 
 /// What `run --help` says of privileges (also in the manual page).
 const RUN_PRIVILEGES: &str = "Privileges (Linux): root, or these capabilities: af-packet CAP_NET_RAW; af-xdp \
-CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF and CAP_PERFMON, plus CAP_IPC_LOCK or a locked-memory limit \
-above the UMEM size; xdp-tx CAP_NET_ADMIN, CAP_BPF and CAP_PERFMON; CAP_NET_BIND_SERVICE to hold \
-a test port below 1024. A missing one is named in the error. Once set up, the run gives up \
-every capability but those a SIGHUP reload uses: none on af-packet; CAP_BPF, CAP_PERFMON and \
-CAP_NET_ADMIN on af-xdp and xdp-tx (a changed filter is a new XDP program).";
+CAP_NET_RAW, CAP_NET_ADMIN and CAP_BPF, plus CAP_IPC_LOCK or a locked-memory limit above the \
+UMEM size; xdp-tx CAP_NET_ADMIN and CAP_BPF; CAP_NET_BIND_SERVICE to hold a test port below \
+1024. A missing one is named in the error. Once set up, the run gives up every capability but \
+those a SIGHUP reload uses: none on af-packet; CAP_BPF and CAP_NET_ADMIN on af-xdp and xdp-tx \
+(a changed filter is a new XDP program).";
 
 /// `man DIR`: reflector.8 and reflector-COMMAND.8 for each command (section 8: a daemon's).
 fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {

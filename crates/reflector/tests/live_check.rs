@@ -91,9 +91,11 @@ fn check_reports_every_item_and_tries_each_backend() {
     assert_eq!(code, Some(1), "{err}");
     let missing = &report["capabilities"]["value"]["missing"];
     assert_eq!(missing["af-packet"], serde_json::json!(["CAP_NET_RAW"]), "{report}");
-    for cap in ["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "CAP_NET_RAW"] {
+    for cap in ["CAP_BPF", "CAP_NET_ADMIN", "CAP_NET_RAW"] {
         assert!(missing["af-xdp"].as_array().unwrap().contains(&Value::from(cap)), "{report}");
     }
+    // Not CAP_PERFMON: the programs pass the verifier without it.
+    assert_eq!(missing["af-xdp"].as_array().unwrap().len(), 3, "{report}");
     assert!(!runs(&report, "af-packet") && !runs(&report, "af-xdp") && !runs(&report, "xdp-tx"), "{report}");
     assert!(
         report["backends"]["af-packet"]["why"].as_str().unwrap().contains("missing CAP_NET_RAW"),

@@ -1,7 +1,7 @@
 //! What a run keeps of its privileges once it is set up: the data path is open, the XDP
 //! program attached, the test ports and the HTTP port bound. From then on a reload is the only
 //! thing that may need one: on af-xdp and xdp-tx a changed filter is a new XDP program, loaded
-//! and swapped in, which needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN; af-packet's filter is a
+//! and swapped in, which needs CAP_BPF and CAP_NET_ADMIN; af-packet's filter is a
 //! socket's own and needs none. Everything else is given up, root's too.
 
 use super::serve::Run;
