@@ -44,6 +44,11 @@ fn main() {
         let maps = gated.is_some().then(|| gate.fds());
         let insns = program(&filter.without_gate(), OnHit::ReturnTx, Some(counters.as_raw_fd()), maps, None)
             .expect("the program assembles");
+        // As a run loads it: with the prologue when CAP_PERFMON is not held.
+        let hardened =
+            !reflector_sys::privilege::missing(&[reflector_sys::privilege::Capability::CAP_PERFMON])
+                .is_empty();
+        let insns = if hardened { reflector_bpf::xdp::mark_stack_written(insns) } else { insns };
         let prog = bpf::prog_load(&insns, "gate_cost").unwrap_or_else(|e| panic!("{e}"));
         let mut times: Vec<u32> = (0..runs)
             .map(|_| {

@@ -661,8 +661,14 @@ fn program(
         None => reflector_bpf::xdp::OnHit::Reflect { stamp: stamp.map(StampMaps::fds) },
     };
     let capture = capture.map(KernelCapture::fds);
-    reflector_bpf::xdp::program(filter, on_hit, Some(counters.as_raw_fd()), Some(gate.fds()), capture)
-        .ok_or(AttachError::Assemble)
+    let insns =
+        reflector_bpf::xdp::program(filter, on_hit, Some(counters.as_raw_fd()), Some(gate.fds()), capture)
+            .ok_or(AttachError::Assemble)?;
+    // Without CAP_PERFMON (a service with capabilities only) the verifier hardens the program
+    // against Spectre; the prologue spares it most of the barriers that costs.
+    let hardened =
+        !reflector_sys::privilege::missing(&[reflector_sys::privilege::Capability::CAP_PERFMON]).is_empty();
+    Ok(if hardened { reflector_bpf::xdp::mark_stack_written(insns) } else { insns })
 }
 
 /// The number of receive queues of `iface` (from sysfs; 1 when it cannot be read).
