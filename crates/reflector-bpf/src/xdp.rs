@@ -14,7 +14,7 @@
 //! The generator follows the same stages as `classify`, one function each: Ethernet, VLAN tags,
 //! IPv4 or IPv6, UDP, the signatures and their OUI, the late checks, then the verdict.
 //!
-//! Registers: r6 = rx queue index, r7 = data (the Ethernet header), r8 = data_end, r9 = cursor,
+//! Registers: r6 = the context, r7 = data (the Ethernet header), r8 = data_end, r9 = cursor,
 //! r4 = the IP header, r5 = the bytes from the cursor to the end of the IP packet (a number),
 //! r0-r3 scratch. Every load is preceded by a check against data_end that the verifier can
 //! follow; comparisons with r5 are the rules' own length checks.
@@ -223,8 +223,6 @@ const IP_VERSION_SLOT: i16 = -8;
 /// The stack slot that says whether the frame is a STAMP request (1) or not (0), for the
 /// redirecting program's receive time.
 const STAMP_SLOT: i16 = -24;
-/// The stack slot that keeps the context for the redirecting program's helper calls.
-const CTX_SLOT: i16 = -32;
 /// `BPF_FUNC_xdp_adjust_meta`.
 const BPF_FUNC_XDP_ADJUST_META: i32 = 54;
 /// `BPF_FUNC_ktime_get_tai_ns`.
@@ -340,16 +338,15 @@ impl Gen<'_> {
     }
 
     /// `struct xdp_md`: data, data_end, data_meta, ingress_ifindex, rx_queue_index. r6 keeps
-    /// the queue (to redirect); the context is kept on the stack for the helpers that take it.
-    /// The frame's start is not moved yet.
+    /// the context, for the helpers that take it (and the queue, to redirect). The frame's
+    /// start is not moved yet.
     fn context(&mut self) {
-        self.a.store(Size::DW, R10, CTX_SLOT, R1);
+        self.a.mov(R6, R1);
         self.a.mov_imm(R0, 0);
         self.a.store(Size::DW, R10, SHIFT_SLOT, R0);
         if self.stamp_meta || self.stamp_answer.is_some() {
             self.a.store(Size::W, R10, STAMP_SLOT, R0);
         }
-        self.a.load(Size::W, R6, R1, 16);
         self.a.load(Size::W, R7, R1, 0);
         self.a.load(Size::W, R8, R1, 4);
     }
@@ -416,7 +413,7 @@ impl Gen<'_> {
     /// The frame's length into its slot: the IP checks compare lengths as numbers, since a
     /// packet pointer may only move by constants without CAP_PERFMON. Uses r0-r5.
     fn frame_len(&mut self) {
-        self.a.load(Size::DW, R1, R10, CTX_SLOT);
+        self.a.mov(R1, R6);
         self.a.call(BPF_FUNC_XDP_GET_BUFF_LEN);
         self.a.store(Size::DW, R10, FRAME_LEN_SLOT, R0);
     }
@@ -567,7 +564,7 @@ impl Gen<'_> {
             a.alu_imm(Alu::Add, R2, IPV6_HEADER_LEN as i32);
             a.load(Size::DW, R0, R10, SKIP_SLOT);
             a.alu_reg(Alu::Add, R2, R0);
-            a.load(Size::DW, R1, R10, CTX_SLOT);
+            a.mov(R1, R6);
             a.mov(R3, R10);
             a.alu_imm(Alu::Add, R3, EXT_SLOT as i32);
             a.mov_imm(R4, 2);
@@ -624,22 +621,26 @@ impl Gen<'_> {
         let v6 = a.label();
         a.store(Size::DW, R10, SKIP_SLOT, R3);
         a.store(Size::DW, R10, REST_SLOT, R5);
-        copy(a, (R10, ETH_COPY_SLOT), (R7, 0), ETH_HEADER_LEN + 2);
+        // Copied by the helper rather than through registers: what a helper writes the
+        // verifier takes as plain bytes, not as spilled registers, so the reflection's stores
+        // into the copies need no speculation barrier (which, once needed on one path, follows
+        // the store on every path, the frame's own too).
         let copied = a.label();
+        let short = self.reasons[Reject::ShortUdp as usize];
+        load_bytes(a, (R2, 0), ETH_COPY_SLOT, ETH_HEADER_LEN as i32 + 2, short);
         a.load(Size::W, R0, R10, IP_VERSION_SLOT);
         a.jump_imm(Cond::Eq, R0, 6, v6);
-        copy(a, (R10, IP_COPY_SLOT), (R4, 0), IPV4_MIN_HEADER_LEN);
-        // The rest of the copy's room zeroed: a verifier that follows mispredicted branches
-        // (without CAP_PERFMON) reads it as IPv6's.
-        a.mov_imm(R0, 0);
-        a.store(Size::W, R10, IP_COPY_SLOT + 20, R0);
-        a.store(Size::DW, R10, IP_COPY_SLOT + 24, R0);
-        a.store(Size::DW, R10, IP_COPY_SLOT + 32, R0);
+        load_bytes(a, (R2, IP_OFF_SLOT), IP_COPY_SLOT, IPV4_MIN_HEADER_LEN as i32, short);
+        // The rest of the copy's room written too (with the frame's first bytes, never read):
+        // a verifier that follows mispredicted branches (without CAP_PERFMON) reads it as
+        // IPv6's, and stores into it there must find plain bytes.
+        load_bytes(a, (R2, 0), IP_COPY_SLOT + 20, 20, short);
         a.goto(copied);
         a.place(v6);
-        copy(a, (R10, IP_COPY_SLOT), (R4, 0), IPV6_HEADER_LEN);
+        load_bytes(a, (R2, IP_OFF_SLOT), IP_COPY_SLOT, IPV6_HEADER_LEN as i32, short);
         a.place(copied);
-        a.load(Size::DW, R1, R10, CTX_SLOT);
+        a.load(Size::DW, R3, R10, SKIP_SLOT);
+        a.mov(R1, R6);
         a.mov(R2, R3);
         a.call(BPF_FUNC_XDP_ADJUST_HEAD);
         // (It cannot fail: the UDP header was found inside the frame, so at least 14 bytes are
@@ -647,7 +648,7 @@ impl Gen<'_> {
         a.jump_imm(Cond::Ne, R0, 0, self.reasons[Reject::ShortUdp as usize]);
         a.load(Size::DW, R0, R10, SKIP_SLOT);
         a.store(Size::DW, R10, SHIFT_SLOT, R0);
-        a.load(Size::DW, R1, R10, CTX_SLOT);
+        a.mov(R1, R6);
         a.load(Size::W, R7, R1, 0);
         a.load(Size::W, R8, R1, 4);
         at_ip_offset(a, R9, R7, Some((IPV4_MIN_HEADER_LEN as i32, IPV6_HEADER_LEN as i32)));
@@ -870,7 +871,7 @@ impl Gen<'_> {
                 // bpf_redirect_map(map, key, flags): the low bits of flags are the action when
                 // the queue has no socket in the map, so such frames go on to the stack.
                 self.a.load_map_fd(R1, xsk_map_fd);
-                self.a.mov(R2, R6);
+                self.a.load(Size::W, R2, R6, 16);
                 self.a.mov_imm(R3, XDP_PASS);
                 self.a.call(BPF_FUNC_REDIRECT_MAP);
             }
@@ -910,13 +911,13 @@ impl Gen<'_> {
         a.jump_imm(Cond::Eq, R0, 0, done);
         a.mov_imm(R2, 0);
         a.alu_reg(Alu::Sub, R2, R0);
-        a.load(Size::DW, R1, R10, CTX_SLOT);
+        a.mov(R1, R6);
         a.call(BPF_FUNC_XDP_ADJUST_HEAD);
         // (It cannot fail: the start goes back to where the frame had it.)
         a.jump_imm(Cond::Ne, R0, 0, aborted);
         a.store(Size::DW, R10, SHIFT_SLOT, R0);
         if write_back {
-            a.load(Size::DW, R1, R10, CTX_SLOT);
+            a.mov(R1, R6);
             a.load(Size::W, R7, R1, 0);
             a.load(Size::W, R8, R1, 4);
             at_ip_offset(a, R4, R7, None);
@@ -1105,12 +1106,12 @@ impl Gen<'_> {
         a.jump_imm(Cond::Eq, R0, 0, done);
         a.call(BPF_FUNC_KTIME_GET_TAI_NS);
         a.mov(R9, R0);
-        a.load(Size::DW, R1, R10, CTX_SLOT);
+        a.mov(R1, R6);
         a.mov_imm(R2, -(STAMP_META_LEN as i32));
         a.call(BPF_FUNC_XDP_ADJUST_META);
         a.jump_imm(Cond::Ne, R0, 0, done);
         // The packet pointers are new after the adjustment: data_meta at 8, data at 0.
-        a.load(Size::DW, R1, R10, CTX_SLOT);
+        a.mov(R1, R6);
         a.load(Size::W, R2, R1, 8);
         a.load(Size::W, R3, R1, 0);
         a.mov(R4, R2);
@@ -1268,7 +1269,7 @@ impl Gen<'_> {
         a.alu_reg(Alu::Add, R1, R2);
         a.store(Size::DW, R8, 24, R1);
         // The frame's length, and what of it is kept.
-        a.load(Size::DW, R1, R10, CTX_SLOT);
+        a.mov(R1, R6);
         a.call(BPF_FUNC_XDP_GET_BUFF_LEN);
         a.mov(R2, R0);
         a.store(Size::W, R10, CAPTURE_LEN_SLOT, R2);
@@ -1293,7 +1294,7 @@ impl Gen<'_> {
         a.load(Size::W, R4, R10, CAPTURE_CAPLEN_SLOT);
         a.jump_imm(Cond::Gt, R4, CAPTURE_SNAP as i32, discard);
         a.jump_imm(Cond::Eq, R4, 0, discard);
-        a.load(Size::DW, R1, R10, CTX_SLOT);
+        a.mov(R1, R6);
         a.mov_imm(R2, 0);
         a.mov(R3, R9);
         a.alu_imm(Alu::Add, R3, 16);
@@ -1437,7 +1438,7 @@ fn stamp_datagram_sum(a: &mut Asm, too_long: Label) {
         for at in (0..SUM_CHUNK as i16).step_by(8) {
             a.store(Size::DW, R10, SUM_CHUNK_SLOT + at, R0);
         }
-        a.load(Size::DW, R1, R10, CTX_SLOT);
+        a.mov(R1, R6);
         a.load(Size::DW, R2, R10, SKIP_SLOT);
         a.mov(R3, R10);
         a.alu_imm(Alu::Add, R3, SUM_CHUNK_SLOT as i32);
@@ -1507,6 +1508,21 @@ fn at_ip_offset(a: &mut Asm, dst: Reg, base: Reg, fixed: Option<(i32, i32)>) {
         }
     }
     a.place(done);
+}
+
+/// `bpf_xdp_load_bytes(ctx, offset, r10 + to, len)`, the offset 0 or read from a stack slot
+/// (`(R2, slot)`; `(R2, 0)` for 0); on to `fail` when the helper refuses. Uses r0-r5.
+fn load_bytes(a: &mut Asm, offset: (Reg, i16), to: i16, len: i32, fail: Label) {
+    match offset.1 {
+        0 => a.mov_imm(offset.0, 0),
+        slot => a.load(Size::DW, offset.0, R10, slot),
+    }
+    a.mov(R1, R6);
+    a.mov(R3, R10);
+    a.alu_imm(Alu::Add, R3, to as i32);
+    a.mov_imm(R4, len);
+    a.call(BPF_FUNC_XDP_LOAD_BYTES);
+    a.jump_imm(Cond::Ne, R0, 0, fail);
 }
 
 /// Copies `len` bytes from `src` to `dst` (each a base register and an offset), through r0, in
