@@ -1127,7 +1127,8 @@ impl Gen<'_> {
     /// valid; with `hop`, a hop off the TTL ([`take_a_hop`]). On entry r4 is the IP header and
     /// r9 the UDP payload (as the late checks left them), the IP version in its stack slot;
     /// every byte written was read by a check before, so the verifier knows it is inside the
-    /// frame.
+    /// frame. While the frame's start is moved on, r7 and r4 are the copies on the stack
+    /// ([`Gen::shift`]), which [`Gen::restore`] writes back.
     fn reflect(&mut self, mode: reflector_core::Mode, hop: bool) {
         let mac = self.filter.local_mac().0;
         let a = &mut self.a;
@@ -1727,7 +1728,7 @@ fn late_checks(a: &mut Asm, filter: &Filter, r: &dyn Fn(Reject) -> Label) {
 /// algorithm, updated without locks) may say `rate_limited`; the row counts the packet either
 /// way. Each table is looked at only when the flags say it holds something. On entry r4 is the
 /// IP header (kept on the stack across the helper calls and restored on the way out), r7 the
-/// frame.
+/// Ethernet header (either perhaps their copies: `Gen::shift`).
 fn gate(a: &mut Asm, maps: GateMaps, r: &dyn Fn(Reject) -> Label) {
     let done = a.label();
     a.store(Size::DW, R10, GATE_IP_SLOT, R4);
