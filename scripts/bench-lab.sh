@@ -12,9 +12,12 @@
 #    xdp-tx at the single-core maximum; the same for STAMP requests answered on xdp-tx
 #    (44-byte base packets) against ITO reflection; and xdp-tx and af-xdp with allow and deny
 #    lists and rate limits configured (limits above the offered rate, so every packet meets
-#    both and is answered) against the same without;
+#    both and is answered) against the same without; and xdp-tx run as the service runs it, as
+#    nobody with the unit's capabilities only (no CAP_PERFMON: the kernel hardens the program
+#    against Spectre), against xdp-tx as root;
 #  - what the lists, the limits and the testers table cost the XDP program itself, without a
-#    network: BPF_PROG_TEST_RUN repeated a million times over one probe (xdp_gate_cost).
+#    network: BPF_PROG_TEST_RUN repeated a million times over one probe (xdp_gate_cost), as root
+#    and with the unit's capabilities only.
 # Usage (root): scripts/bench-lab.sh [SECONDS]     (default 5)
 # Needs trafgen (Debian: netsniff-ng), installed here when missing.
 set -euo pipefail
@@ -185,6 +188,8 @@ xdp_run() { # $1 = label, $2 = offered rate (pps, 0 = maximum); starts what $1 n
          --allow 192.0.2.0/24,2001:db8::/32 --deny 192.0.2.66,198.51.100.0/24 \
          --source-limit 1000000 --total-limit 10000000 \
          --stats json --duration $((secs + 2)) > "$work/tx-$label-$rate.json" 2> "$work/tx-$label.err" & pid=$! ;;
+    xdp-tx-caps) timeout $((secs + 30)) ip netns exec "$ns_r" "${as_service[@]}" "$bin" run va --backend xdp-tx \
+         --stats json --duration $((secs + 2)) > "$work/tx-$label-$rate.json" 2> "$work/tx-$label.err" & pid=$! ;;
     xdp-tx-stamp) timeout $((secs + 30)) ip netns exec "$ns_r" "$bin" run va --backend xdp-tx --sig ito,stamp \
          --stats json --duration $((secs + 2)) > "$work/tx-$label-$rate.json" 2> "$work/tx-$label.err" & pid=$! ;;
     *) local place=(); [ "$label" = af-xdp ] && place=(--cpus "$reflector_cpu")
@@ -202,9 +207,12 @@ xdp_run() { # $1 = label, $2 = offered rate (pps, 0 = maximum); starts what $1 n
   wait "$pid" || true
   echo "$label $((o1 - o0)) $((t1 - t0)) $((b1 - b0)) $((s1 - s0))"
 }
+# What packaging/systemd/reflector@.service grants, as an unprivileged user.
+caps="+net_raw,+net_admin,+bpf,+ipc_lock,+net_bind_service"
+as_service=(setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps="-all,$caps" --ambient-caps="-all,$caps")
 fixed="${FIXED_PPS:-100000}"
 runs=()
-for label in sender-alone swap-only xdp-tx af-xdp sender-alone-stamp xdp-tx-stamp xdp-tx-gated af-xdp-gated; do
+for label in sender-alone swap-only xdp-tx af-xdp sender-alone-stamp xdp-tx-stamp xdp-tx-gated af-xdp-gated xdp-tx-caps; do
   runs+=("$(xdp_run "$label" "$fixed")")
 done
 runs+=("$(xdp_run xdp-tx 0)")
@@ -214,7 +222,7 @@ python3 - "$secs" "$(getconf CLK_TCK)" "${runs[@]}" <<'PY'
 import sys
 secs, hz = float(sys.argv[1]), int(sys.argv[2])
 rows = [r.split() for r in sys.argv[3:]]
-fixed = {r[0]: tuple(map(int, r[1:5])) for r in rows[:8]}
+fixed = {r[0]: tuple(map(int, r[1:5])) for r in rows[:9]}
 # "returned" with, where some never reached the program, how many did.
 def returned(o, t, s):
     return f"returned {t}/{o}" + ("" if s >= o else f" ({s} reached the reflector's XDP program)")
@@ -236,10 +244,17 @@ for label in ("xdp-tx", "af-xdp"):
     gated = f"{label}-gated"
     print(f"  {label} with lists and limits: {ns(gated):.0f} ns, {returned(*(fixed[gated][i] for i in (0, 1, 3)))}; "
           f"with / without (above the sender): {(ns(gated) - base) / (ns(label) - base):.2f} (target <= 1.3)")
-for label, o, t, _, s in rows[8:]:
+caps = fixed["xdp-tx-caps"]
+print(f"  xdp-tx with the unit's capabilities only (no CAP_PERFMON): {ns('xdp-tx-caps'):.0f} ns, "
+      f"{returned(caps[0], caps[1], caps[3])}; against xdp-tx as root (above the sender): "
+      f"{(ns('xdp-tx-caps') - base) / tx:.2f}")
+for label, o, t, _, s in rows[9:]:
     o, t, s = int(o), int(t), int(s)
     reached = "" if s >= o else f"; {s / secs:.0f} pps reached the reflector's XDP program"
     print(f"{label} at the single-core maximum: offered {o / secs:.0f} pps, reflected {t / secs:.0f} pps ({t / max(o, 1):.3f}){reached}")
 PY
 echo "the XDP program's own time per probe (BPF_PROG_TEST_RUN, a million runs, median of 5):"
 "$PWD/target/release/examples/xdp_gate_cost" 5 | sed 's/^/  /'
+echo "the same with the unit's capabilities only (no CAP_PERFMON, CAP_SYS_ADMIN):"
+setpriv --bounding-set=-perfmon,-sys_admin --inh-caps=-perfmon,-sys_admin \
+  "$PWD/target/release/examples/xdp_gate_cost" 5 | sed 's/^/  /'
