@@ -520,8 +520,11 @@ fn copy(
 /// A capture file: `--capture FILE`. A regular file is created (0666 less the umask) or
 /// replaced; with a size limit, a full file is renamed `NAME.1.EXT` (the older ones moving up
 /// to `NAME.N.EXT`, the oldest removed) and a new one started, so the files never hold more
-/// than `files` × `max_bytes`. Anything else (a FIFO, a device) is written through, without
-/// rotation. Written in whole blocks, so a reader sees whole frames at any time.
+/// than `files` × `max_bytes`. With a size limit a run also starts that way: a non-empty file
+/// left by the run before (one the service manager restarts after a failure, say) that holds
+/// frames moves up to `NAME.1.EXT` instead of being replaced, so the files stay in time order. Anything else (a
+/// FIFO, a device) is written through, without rotation. Written in whole blocks, so a reader
+/// sees whole frames at any time.
 #[derive(Debug)]
 pub struct FileSink {
     path: PathBuf,
@@ -549,6 +552,15 @@ impl FileSink {
         rotation: Option<(u64, u32)>,
     ) -> std::io::Result<Self> {
         let header = pcapng::header(interface);
+        if let Some((_, files)) = rotation {
+            // More than a header: frames (a run that stopped before its first frame, over and
+            // over in a restart loop, would otherwise push the frames out of the ring).
+            let header_len = header.len() as u64;
+            let left = std::fs::metadata(path).map(|m| m.is_file() && m.len() > header_len).unwrap_or(false);
+            if left {
+                Self::move_up(path, files)?;
+            }
+        }
         let file = Self::open(path)?;
         let mut sink = FileSink {
             path: path.to_path_buf(),
@@ -595,19 +607,26 @@ impl FileSink {
         result
     }
 
-    /// The file is full: start the next, the older ones moving up.
-    fn rotate(&mut self, files: u32) -> std::io::Result<()> {
-        self.flush()?;
+    /// `path` becomes `NAME.1.EXT`, the older files moving up, the oldest of `files` removed
+    /// (with one file, nothing moves: it is replaced).
+    fn move_up(path: &Path, files: u32) -> std::io::Result<()> {
         if files > 1 {
-            let _ = std::fs::remove_file(Self::numbered(&self.path, files - 1));
+            let _ = std::fs::remove_file(Self::numbered(path, files - 1));
             for n in (1..files - 1).rev() {
-                match std::fs::rename(Self::numbered(&self.path, n), Self::numbered(&self.path, n + 1)) {
+                match std::fs::rename(Self::numbered(path, n), Self::numbered(path, n + 1)) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                     _ => {}
                 }
             }
-            std::fs::rename(&self.path, Self::numbered(&self.path, 1))?;
+            std::fs::rename(path, Self::numbered(path, 1))?;
         }
+        Ok(())
+    }
+
+    /// The file is full: start the next, the older ones moving up.
+    fn rotate(&mut self, files: u32) -> std::io::Result<()> {
+        self.flush()?;
+        Self::move_up(&self.path, files)?;
         self.file = Self::open(&self.path)?;
         self.written = 0;
         let header = std::mem::take(&mut self.header);
@@ -782,6 +801,32 @@ mod tests {
         }
         assert!(kept.len() < sent.len());
         assert_eq!(kept[..], sent[sent.len() - kept.len()..]);
+    }
+
+    #[test]
+    fn a_new_run_moves_the_files_of_the_last_one_up_instead_of_replacing_its_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.pcapng");
+        let (one, two) = (FileSink::numbered(&path, 1), FileSink::numbered(&path, 2));
+        // (Longer than a header: files that hold frames.)
+        let (newest, older, oldest) = (vec![1u8; 1000], vec![2u8; 1000], vec![3u8; 1000]);
+        std::fs::write(&path, &newest).unwrap();
+        std::fs::write(&one, &older).unwrap();
+        std::fs::write(&two, &oldest).unwrap();
+        drop(FileSink::create(&path, "veth0", What::ALL, Some((20_000, 3))).unwrap());
+        assert_eq!(std::fs::read(&one).unwrap(), newest);
+        assert_eq!(std::fs::read(&two).unwrap(), older);
+        assert!(!FileSink::numbered(&path, 3).exists(), "at most 3 files");
+        assert!(records(&path).is_empty(), "a new file, its header only");
+        // A file of a run that wrote no frame (its header only) is replaced, not kept: a
+        // restart loop does not push the frames out of the ring.
+        drop(FileSink::create(&path, "veth0", What::ALL, Some((20_000, 3))).unwrap());
+        assert_eq!(std::fs::read(&one).unwrap(), newest);
+        // Without a size limit (no ring) the file is replaced, as before.
+        std::fs::write(&path, &oldest).unwrap();
+        drop(FileSink::create(&path, "veth0", What::ALL, None).unwrap());
+        assert_eq!(std::fs::read(&one).unwrap(), newest);
+        assert!(records(&path).is_empty());
     }
 
     #[test]

@@ -82,7 +82,8 @@ crate::settings::settings! {
     #[serde(serialize_with = "value_name_opt")]
     capture_what: Option<crate::capture::CaptureWhat> => key "capture.what": String, reload Restart;
     /// Start a new --capture file when the current one would pass MB megabytes (10^6 bytes):
-    /// the full one becomes NAME.1.EXT, older ones NAME.2.EXT and so on.
+    /// the full one becomes NAME.1.EXT, older ones NAME.2.EXT and so on (as does a file with
+    /// frames that an earlier run left at start).
     #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     capture_max_mb: Option<u32> => key "capture.max_mb": u32, reload Restart;
     /// Files --capture-max-mb keeps, the current one included (the oldest is removed)
