@@ -101,7 +101,7 @@ impl HttpConfig {
     /// The TLS set-up: the given certificate and key, or a self-signed certificate for the bound
     /// address and `localhost`, made now; with the certificate's SHA-256 fingerprint and whether
     /// it was generated.
-    fn tls(&self) -> anyhow::Result<Option<(tokio_rustls::TlsAcceptor, String, bool)>> {
+    pub(crate) fn tls(&self) -> anyhow::Result<Option<(tokio_rustls::TlsAcceptor, String, bool)>> {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         if !self.tls_wanted() {

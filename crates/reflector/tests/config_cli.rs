@@ -29,6 +29,27 @@ fn config_check_accepts_the_example_and_names_file_line_and_key_otherwise() {
     }
     let out = Command::new(BIN).args(["config", "check", "/nonexistent.toml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+
+    // The files a run would read or write: a certificate that is not there, or not a
+    // certificate, and a capture file in a directory that is not there.
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let tls = |cert: &str| {
+        format!("[http]\nlisten = \"127.0.0.1:9000\"\ntls_cert = \"{cert}\"\ntls_key = \"{cert}\"\n")
+    };
+    for (text, message) in [
+        (tls("/nonexistent/cert.pem"), "cannot read the TLS certificate /nonexistent/cert.pem"),
+        (tls(junk.to_str().unwrap()), "no certificate in it"),
+        ("[capture]\nfile = \"/nonexistent/c.pcapng\"\n".to_string(), "/nonexistent is not a directory"),
+    ] {
+        let path = dir.path().join("files.toml");
+        std::fs::write(&path, &text).unwrap();
+        let out = Command::new(BIN).args(["config", "check", path.to_str().unwrap()]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(message), "expected '{message}' in {err}");
+    }
 }
 
 #[test]

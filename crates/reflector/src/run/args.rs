@@ -194,7 +194,38 @@ pub fn check_config_file(path: &std::path::Path) -> anyhow::Result<()> {
     let command = RunArgs::augment_args(clap::Command::new("run").no_binary_name(true));
     let matches = command.try_get_matches_from([std::ffi::OsStr::new("--config"), path.as_os_str()])?;
     let args = RunArgs::from_arg_matches(&matches)?;
-    check_settings(&apply_config(&args, &matches)?)?;
+    let settings = apply_config(&args, &matches)?;
+    check_settings(&settings)?;
+    // A problem with the file's settings, as the parser's are (exit code 2), naming the file.
+    check_files(&settings).map_err(|e| UsageError(format!("{}: {e:#}", path.display())).into())
+}
+
+/// The files a run would read or write, as far as they can be judged without running: the TLS
+/// certificate and key, loaded as a run loads them, and the capture file's directory.
+fn check_files(args: &RunArgs) -> anyhow::Result<()> {
+    if let (Some(addr), Some(_)) = (args.http, &args.http_tls_cert) {
+        HttpConfig {
+            addr,
+            token: args.http_token.clone(),
+            insecure: args.http_insecure,
+            tls_cert: args.http_tls_cert.clone(),
+            tls_key: args.http_tls_key.clone(),
+        }
+        .tls()?;
+    }
+    if let Some(path) = &args.capture {
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => std::path::Path::new("."),
+        };
+        if !dir.is_dir() {
+            anyhow::bail!(
+                "cannot write the capture file {}: {} is not a directory",
+                path.display(),
+                dir.display()
+            );
+        }
+    }
     Ok(())
 }
 
