@@ -258,8 +258,6 @@ const GATE_LIMITS_SLOT: i16 = -240;
 const GATE_NOW_SLOT: i16 = -248;
 const TESTER_KEY_SLOT: i16 = -280;
 const TESTER_VALUE_SLOT: i16 = -344;
-/// The source's row of the testers table (a map value pointer, spilled across helper calls).
-const GATE_ROW_SLOT: i16 = -352;
 /// A sample's verdict code and the action to return after it (a `u32` each), the frame's length
 /// and the bytes to keep, and a zero key.
 const CAPTURE_CODE_SLOT: i16 = -356;
@@ -1728,7 +1726,8 @@ fn late_checks(a: &mut Asm, filter: &Filter, r: &dyn Fn(Reject) -> Label) {
 /// algorithm, updated without locks) may say `rate_limited`; the row counts the packet either
 /// way. Each table is looked at only when the flags say it holds something. On entry r4 is the
 /// IP header (kept on the stack across the helper calls and restored on the way out), r7 the
-/// Ethernet header (either perhaps their copies: `Gen::shift`).
+/// Ethernet header (either perhaps their copies: `Gen::shift`); r8 holds the tester's row in
+/// here and is data_end again on the way out.
 fn gate(a: &mut Asm, maps: GateMaps, r: &dyn Fn(Reject) -> Label) {
     let done = a.label();
     a.store(Size::DW, R10, GATE_IP_SLOT, R4);
@@ -1840,11 +1839,12 @@ fn gate(a: &mut Asm, maps: GateMaps, r: &dyn Fn(Reject) -> Label) {
     // No row even now (the table cannot take one): the packet goes on unlimited and
     // unrecorded, as the core's overflow would not let it; it cannot happen with an LRU map.
     a.jump_imm(Cond::Eq, R0, 0, done);
+    // The row is kept in r8 (data_end is not needed in here, and is read again on the way
+    // out): a pointer spilled to the stack costs a speculation barrier without CAP_PERFMON.
     a.place(have_row);
-    a.store(Size::DW, R10, GATE_ROW_SLOT, R0);
+    a.mov(R8, R0);
     flag_clear(a, GATE_SOURCE_LIMIT, total);
-    a.load(Size::DW, R0, R10, GATE_ROW_SLOT);
-    a.jump_imm(Cond::Eq, R0, 0, done);
+    a.mov(R0, R8);
     a.alu_imm(Alu::Add, R0, 56);
     take_bucket(a, GATE_LIMITS_SLOT, limited, total);
     a.place(total);
@@ -1863,6 +1863,7 @@ fn gate(a: &mut Asm, maps: GateMaps, r: &dyn Fn(Reject) -> Label) {
     count_in_row(a, true);
     a.place(done);
     a.load(Size::DW, R4, R10, GATE_IP_SLOT);
+    a.load(Size::W, R8, R6, 4);
 }
 
 /// `if !(flags & flag) goto to`, the flags from their stack slot. Uses r1.
@@ -1907,12 +1908,12 @@ fn tester_key(a: &mut Asm) {
     a.store(Size::W, R10, slot + 16, R1);
 }
 
-/// The packet counted in the source's row (its pointer in its stack slot): answered (1 packet
+/// The packet counted in the source's row (its pointer in r8): answered (1 packet
 /// and its bytes) or limited, atomically; the time, its MAC and its signature's bit written.
 /// Uses r0-r2.
 fn count_in_row(a: &mut Asm, answered: bool) {
     let after = a.label();
-    a.load(Size::DW, R0, R10, GATE_ROW_SLOT);
+    a.mov(R0, R8);
     a.jump_imm(Cond::Eq, R0, 0, after);
     a.mov_imm(R1, 1);
     if answered {
