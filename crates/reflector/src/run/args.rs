@@ -203,15 +203,8 @@ pub fn check_config_file(path: &std::path::Path) -> anyhow::Result<()> {
 /// The files a run would read or write, as far as they can be judged without running: the TLS
 /// certificate and key, loaded as a run loads them, and the capture file's directory.
 fn check_files(args: &RunArgs) -> anyhow::Result<()> {
-    if let (Some(addr), Some(_)) = (args.http, &args.http_tls_cert) {
-        HttpConfig {
-            addr,
-            token: args.http_token.clone(),
-            insecure: args.http_insecure,
-            tls_cert: args.http_tls_cert.clone(),
-            tls_key: args.http_tls_key.clone(),
-        }
-        .tls()?;
+    if let Some(http) = args.http_config().filter(|h| h.tls_cert.is_some()) {
+        http.tls()?;
     }
     if let Some(path) = &args.capture {
         let dir = match path.parent() {
@@ -234,15 +227,8 @@ fn check_files(args: &RunArgs) -> anyhow::Result<()> {
 /// one backend takes.
 fn check_settings(args: &RunArgs) -> Result<(), UsageError> {
     args.filter.filter(reflector_core::MacAddr([0x02, 0, 0, 0, 0, 1]), &[])?;
-    if let Some(addr) = args.http {
-        HttpConfig {
-            addr,
-            token: args.http_token.clone(),
-            insecure: args.http_insecure,
-            tls_cert: args.http_tls_cert.clone(),
-            tls_key: args.http_tls_key.clone(),
-        }
-        .check()?;
+    if let Some(http) = args.http_config() {
+        http.check()?;
     }
     let backend = args.backend.resolve();
     check_capture(args)?;
@@ -297,6 +283,17 @@ fn check_capture(args: &RunArgs) -> Result<(), UsageError> {
 }
 
 impl RunArgs {
+    /// The HTTP server's settings, when it is asked for.
+    pub(super) fn http_config(&self) -> Option<HttpConfig> {
+        self.http.map(|addr| HttpConfig {
+            addr,
+            token: self.http_token.clone(),
+            insecure: self.http_insecure,
+            tls_cert: self.http_tls_cert.clone(),
+            tls_key: self.http_tls_key.clone(),
+        })
+    }
+
     /// Whether the run may capture (a capture file, or the HTTP server's `/api/v1/capture`):
     /// then the workers' frames pass a tap and the XDP program can sample.
     pub fn may_capture(&self) -> bool {

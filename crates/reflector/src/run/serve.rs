@@ -21,7 +21,6 @@ use super::open::KernelProgram;
 use super::signals::Signals;
 use crate::backend_info::{self, BackendInfo};
 use crate::control::Control;
-use crate::http::HttpConfig;
 use crate::input::UsageError;
 use crate::output::OutputError;
 use crate::stats::{self, Context, Rates, StatsFormat};
@@ -119,18 +118,7 @@ fn start<B: Backend>(
         tap.add(recent.sink());
         recent
     });
-    let http = args
-        .http
-        .map(|addr| {
-            crate::http::bind(HttpConfig {
-                addr,
-                token: args.http_token.clone(),
-                insecure: args.http_insecure,
-                tls_cert: args.http_tls_cert.clone(),
-                tls_key: args.http_tls_key.clone(),
-            })
-        })
-        .transpose()?;
+    let http = args.http_config().map(crate::http::bind).transpose()?;
     let pin = match &args.cpus {
         None => Pin::Allowed,
         Some(list) => {
