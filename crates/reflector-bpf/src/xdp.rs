@@ -279,8 +279,8 @@ const SKIP_SLOT: i16 = -408;
 const REST_SLOT: i16 = -416;
 /// The first two bytes of an IPv6 extension header (`bpf_xdp_load_bytes`).
 const EXT_SLOT: i16 = -424;
-/// Whether the IPv4 header's checksum was wrong (1) or right (0), judged when the header is
-/// read, looked at by the late checks.
+/// The IPv4 options' 32-bit words summed (0 without options), while they are in the frame at a
+/// known place; the late checks add the fixed header's words to judge the checksum.
 const CHECKSUM_SLOT: i16 = -432;
 /// Copies of the Ethernet header (and a first tag's TCI) and of the fixed IP header, which the
 /// checks read and the reflection writes while the frame's start is moved on. Stack accesses
@@ -429,9 +429,9 @@ impl Gen<'_> {
         self.a.store(Size::W, R10, IP_VERSION_SLOT, R0);
     }
 
-    /// IPv4 at r9: header, length, fragments, protocol, addresses; the header's checksum is
-    /// judged here (the late checks look at the verdict), while the whole header is in the
-    /// frame at a known place. Leaves r4 at the IP header and r5 = the bytes from the UDP header
+    /// IPv4 at r9: header, length, fragments, protocol, addresses; the options (for the header
+    /// checksum the late checks judge) are summed here, while they are in the frame at a known
+    /// place. Leaves r4 at the IP header and r5 = the bytes from the UDP header
     /// to the end of the IP packet; then on to `udp` with r9 at the UDP header, or, with
     /// options, to `shift` with their length in r3.
     fn ipv4(&mut self, udp: Label, shift: Label) {
@@ -472,28 +472,19 @@ impl Gen<'_> {
             a.alu_imm(Alu::And, R1, 0xf0);
             a.jump32_imm(Cond::Eq, R1, 0xe0, r(reason));
         }
-        // The header checksum: its 32-bit words summed in 64 bits (r3), up to the header length
-        // (r5), folded to 16 bits (`need` uses r2); 0xffff when right.
+        // The options' 32-bit words summed in 64 bits (r3), up to the header length (r5; `need`
+        // uses r2). The check against data_end is for the verifier (the header was found
+        // inside the frame).
         a.mov_imm(R3, 0);
-        let fold = a.label();
-        for word in 0..15i16 {
-            if word >= 5 {
-                // Past the header: done. The check against data_end is for the verifier (the
-                // header was found inside the frame).
-                a.jump_imm(Cond::Le, R5, 4 * word as i32, fold);
-                need(a, R9, 4 * word as i32 + 4, &[R8], r(Reject::ShortIpv4));
-            }
+        let summed = a.label();
+        for word in 5..15i16 {
+            a.jump_imm(Cond::Le, R5, 4 * word as i32, summed);
+            need(a, R9, 4 * word as i32 + 4, &[R8], r(Reject::ShortIpv4));
             a.load(Size::W, R1, R9, 4 * word);
             a.alu_reg(Alu::Add, R3, R1);
         }
-        a.place(fold);
-        fold16(a, R3, R1);
-        let right = a.label();
-        a.mov_imm(R0, 0);
-        a.jump_imm(Cond::Eq, R3, 0xffff, right);
-        a.mov_imm(R0, 1);
-        a.place(right);
-        a.store(Size::DW, R10, CHECKSUM_SLOT, R0);
+        a.place(summed);
+        a.store(Size::DW, R10, CHECKSUM_SLOT, R3);
         a.alu_reg(Alu::Sub, R4, R5); // the bytes after the header
         a.mov(R3, R5);
         a.alu_imm(Alu::Add, R3, -(IPV4_MIN_HEADER_LEN as i32)); // the options'
@@ -1694,13 +1685,19 @@ fn late_checks(a: &mut Asm, filter: &Filter, r: &dyn Fn(Reject) -> Label) {
     a.load(Size::W, R0, R10, IP_VERSION_SLOT);
     a.jump_imm(Cond::Eq, R0, 6, v6);
 
-    // IPv4: our addresses, then the header checksum (judged when the header was read).
+    // IPv4: our addresses, then the header checksum: the fixed header's 32-bit words added to
+    // the options' (summed when they were read), folded to 16 bits; 0xffff when right.
     a.load(Size::W, R0, R4, 12);
     for own in filter.local_v4() {
         a.jump32_imm(Cond::Eq, R0, le32(own), r(Reject::SrcIpOwn));
     }
-    a.load(Size::DW, R0, R10, CHECKSUM_SLOT);
-    a.jump_imm(Cond::Ne, R0, 0, r(Reject::Ipv4Checksum));
+    a.load(Size::DW, R3, R10, CHECKSUM_SLOT);
+    for word in 0..5i16 {
+        a.load(Size::W, R1, R4, 4 * word);
+        a.alu_reg(Alu::Add, R3, R1);
+    }
+    fold16(a, R3, R1);
+    a.jump_imm(Cond::Ne, R3, 0xffff, r(Reject::Ipv4Checksum));
     a.goto(done);
 
     // IPv6: our addresses, word by word.
