@@ -616,17 +616,17 @@ impl Gen<'_> {
         // the store on every path, the frame's own too).
         let copied = a.label();
         let short = self.reasons[Reject::ShortUdp as usize];
-        load_bytes(a, (R2, 0), ETH_COPY_SLOT, ETH_HEADER_LEN as i32 + 2, short);
+        load_bytes(a, None, ETH_COPY_SLOT, ETH_HEADER_LEN as i32 + 2, short);
         a.load(Size::W, R0, R10, IP_VERSION_SLOT);
         a.jump_imm(Cond::Eq, R0, 6, v6);
-        load_bytes(a, (R2, IP_OFF_SLOT), IP_COPY_SLOT, IPV4_MIN_HEADER_LEN as i32, short);
+        load_bytes(a, Some(IP_OFF_SLOT), IP_COPY_SLOT, IPV4_MIN_HEADER_LEN as i32, short);
         // The rest of the copy's room written too (with the frame's first bytes, never read):
         // a verifier that follows mispredicted branches (without CAP_PERFMON) reads it as
         // IPv6's, and stores into it there must find plain bytes.
-        load_bytes(a, (R2, 0), IP_COPY_SLOT + 20, 20, short);
+        load_bytes(a, None, IP_COPY_SLOT + 20, 20, short);
         a.goto(copied);
         a.place(v6);
-        load_bytes(a, (R2, IP_OFF_SLOT), IP_COPY_SLOT, IPV6_HEADER_LEN as i32, short);
+        load_bytes(a, Some(IP_OFF_SLOT), IP_COPY_SLOT, IPV6_HEADER_LEN as i32, short);
         a.place(copied);
         a.load(Size::DW, R3, R10, SKIP_SLOT);
         a.mov(R1, R6);
@@ -1500,12 +1500,12 @@ fn at_ip_offset(a: &mut Asm, dst: Reg, base: Reg, fixed: Option<(i32, i32)>) {
     a.place(done);
 }
 
-/// `bpf_xdp_load_bytes(ctx, offset, r10 + to, len)`, the offset 0 or read from a stack slot
-/// (`(R2, slot)`; `(R2, 0)` for 0); on to `fail` when the helper refuses. Uses r0-r5.
-fn load_bytes(a: &mut Asm, offset: (Reg, i16), to: i16, len: i32, fail: Label) {
-    match offset.1 {
-        0 => a.mov_imm(offset.0, 0),
-        slot => a.load(Size::DW, offset.0, R10, slot),
+/// `bpf_xdp_load_bytes(ctx, offset, r10 + to, len)`, the offset read from the stack slot
+/// `offset` (0 without one); on to `fail` when the helper refuses. Uses r0-r5.
+fn load_bytes(a: &mut Asm, offset: Option<i16>, to: i16, len: i32, fail: Label) {
+    match offset {
+        None => a.mov_imm(R2, 0),
+        Some(slot) => a.load(Size::DW, R2, R10, slot),
     }
     a.mov(R1, R6);
     a.mov(R3, R10);
