@@ -45,10 +45,7 @@ fn main() {
         let insns = program(&filter.without_gate(), OnHit::ReturnTx, Some(counters.as_raw_fd()), maps, None)
             .expect("the program assembles");
         // As a run loads it: with the prologue when CAP_PERFMON is not held.
-        let hardened =
-            !reflector_sys::privilege::missing(&[reflector_sys::privilege::Capability::CAP_PERFMON])
-                .is_empty();
-        let insns = if hardened { reflector_bpf::xdp::mark_stack_written(insns) } else { insns };
+        let insns = reflector_io::xdp::as_this_process_loads(insns);
         let prog = bpf::prog_load(&insns, "gate_cost").unwrap_or_else(|e| panic!("{e}"));
         let mut times: Vec<u32> = (0..runs)
             .map(|_| {

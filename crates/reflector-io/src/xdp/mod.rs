@@ -664,11 +664,20 @@ fn program(
     let insns =
         reflector_bpf::xdp::program(filter, on_hit, Some(counters.as_raw_fd()), Some(gate.fds()), capture)
             .ok_or(AttachError::Assemble)?;
-    // Without CAP_PERFMON (a service with capabilities only) the verifier hardens the program
-    // against Spectre; the prologue spares it most of the barriers that costs.
-    let hardened =
-        !reflector_sys::privilege::missing(&[reflector_sys::privilege::Capability::CAP_PERFMON]).is_empty();
-    Ok(if hardened { reflector_bpf::xdp::mark_stack_written(insns) } else { insns })
+    Ok(as_this_process_loads(insns))
+}
+
+/// `insns` as this process should load them: without CAP_PERFMON (a service with capabilities
+/// only) the verifier hardens the program against Spectre, and the prologue of
+/// `reflector_bpf::xdp::mark_stack_written` spares it most of the barriers that costs; with it,
+/// the prologue's helper call would only cost.
+pub fn as_this_process_loads(insns: Vec<reflector_bpf::ebpf::Insn>) -> Vec<reflector_bpf::ebpf::Insn> {
+    use reflector_sys::privilege::{Capability, missing};
+    if missing(&[Capability::CAP_PERFMON]).is_empty() {
+        insns
+    } else {
+        reflector_bpf::xdp::mark_stack_written(insns)
+    }
 }
 
 /// The number of receive queues of `iface` (from sysfs; 1 when it cannot be read).
