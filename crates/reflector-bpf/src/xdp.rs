@@ -53,6 +53,10 @@ pub enum OnHit {
     Redirect {
         /// The XSKMAP's file descriptor.
         xsk_map_fd: i32,
+        /// A STAMP request's receive time goes in front of it as XDP metadata
+        /// (`bpf_xdp_adjust_meta`, [`STAMP_META_LEN`] bytes); without, the worker reads its own
+        /// clock (for kernels whose verifier refuses the helper).
+        receive_time: bool,
     },
     /// Return [`XDP_TX`] with the frame untouched (for checking verdicts with
     /// `BPF_PROG_TEST_RUN`).
@@ -224,7 +228,7 @@ const IP_VERSION_SLOT: i16 = -8;
 /// redirecting program's receive time.
 const STAMP_SLOT: i16 = -24;
 /// `BPF_FUNC_xdp_adjust_meta`.
-const BPF_FUNC_XDP_ADJUST_META: i32 = 54;
+pub const BPF_FUNC_XDP_ADJUST_META: i32 = 54;
 /// `BPF_FUNC_ktime_get_tai_ns`.
 const BPF_FUNC_KTIME_GET_TAI_NS: i32 = 208;
 /// The bytes of XDP metadata the redirecting program puts in front of a STAMP request: its
@@ -660,6 +664,13 @@ impl Gen<'_> {
         self.a.to_be(R0, 16);
         self.a.alu_imm(Alu::And, R0, 0xffff);
         self.a.jump_reg(Cond::Ne, R0, R5, self.r(Reject::UdpLength));
+        // IPv6 has no header checksum: the UDP one is mandatory (RFC 8200 §8.1).
+        let checked = self.a.label();
+        self.a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+        self.a.jump_imm(Cond::Ne, R0, 6, checked);
+        self.a.load(Size::H, R0, R9, 6);
+        self.a.jump_imm(Cond::Eq, R0, 0, self.r(Reject::UdpChecksum));
+        self.a.place(checked);
         if let Some(port) = self.filter.stamp_port() {
             let not_stamp = self.a.label();
             self.a.load(Size::H, R0, R9, 2);
@@ -672,6 +683,14 @@ impl Gen<'_> {
             );
             // For the verifier (the IP packet ends inside the frame).
             self.need(R9, UDP_HEADER_LEN + stamp::MIN_LEN, &[R8], self.r(Reject::StampLength));
+            // Where its answer would take a hop (`Filter::stamp_takes_a_hop`), none left is a
+            // loop.
+            if self.filter.stamp_hops_below() != 0 {
+                let enough = self.a.label();
+                self.unless_stamp_takes_a_hop(0, enough);
+                self.no_hops_left_is_a_loop();
+                self.a.place(enough);
+            }
             self.a.alu_imm(Alu::Add, R9, UDP_HEADER_LEN as i32);
             if self.signatures {
                 self.a.mov_imm(R0, Signature::Stamp as i32);
@@ -810,6 +829,19 @@ impl Gen<'_> {
         Some(())
     }
 
+    /// Goes to `not` when the STAMP request whose UDP header is at r9 + `udp` is answered
+    /// without a hop off (`Filter::stamp_takes_a_hop`: by its source port); emits nothing when
+    /// every answer takes one (and is not called when none does). Uses r0.
+    fn unless_stamp_takes_a_hop(&mut self, udp: i16, not: Label) {
+        let below = self.filter.stamp_hops_below();
+        if below <= u16::MAX as u32 {
+            self.a.load(Size::H, R0, R9, udp);
+            self.a.to_be(R0, 16);
+            self.a.alu_imm(Alu::And, R0, 0xffff);
+            self.a.jump_imm(Cond::Ge, R0, below as i32, not);
+        }
+    }
+
     /// Where answers take a hop off (`Filter::takes_a_hop`), a test packet that arrives with none
     /// left (IPv4 TTL or IPv6 hop limit 0) is a loop, as the core judges it just before its late
     /// checks. r4 is the IP header (its fixed part was read by the checks).
@@ -836,8 +868,15 @@ impl Gen<'_> {
                     self.a.load(Size::W, R0, R10, STAMP_SLOT);
                     self.a.jump_imm(Cond::Eq, R0, 0, not_stamp);
                     self.stamp_answer(maps);
-                    // The answer goes to the sender's port whatever the mode (RFC 8762 §4.3).
+                    // The answer goes to the sender's port whatever the mode (RFC 8762 §4.3),
+                    // a hop less where `Filter::stamp_takes_a_hop` says so.
                     self.a.load(Size::DW, R4, R10, IP_SLOT);
+                    if self.filter.stamp_hops_below() != 0 {
+                        let no_hop = self.a.label();
+                        self.unless_stamp_takes_a_hop(-(UDP_HEADER_LEN as i16), no_hop);
+                        take_a_hop(&mut self.a);
+                        self.a.place(no_hop);
+                    }
                     self.reflect(reflector_core::Mode::All, false);
                     if let Some(fd) = counters_fd.filter(|_| self.count_hits) {
                         self.count_hit(fd);
@@ -852,7 +891,7 @@ impl Gen<'_> {
                 self.send_back(true);
                 return;
             }
-            OnHit::Redirect { xsk_map_fd } => {
+            OnHit::Redirect { xsk_map_fd, .. } => {
                 self.restore(false);
                 if self.stamp_meta {
                     self.stamp_receive_time();
@@ -2009,7 +2048,8 @@ pub fn program(
     let mut a = Asm::default();
     let reasons = Reject::ALL.iter().map(|_| a.label()).collect();
     let count_hits = matches!(on_hit, OnHit::Reflect { .. }) && counters_fd.is_some();
-    let stamp_meta = matches!(on_hit, OnHit::Redirect { .. }) && filter.stamp_port().is_some();
+    let stamp_meta =
+        matches!(on_hit, OnHit::Redirect { receive_time: true, .. }) && filter.stamp_port().is_some();
     // Samples need the counters' reject code.
     let capture = capture.filter(|_| counters_fd.is_some()).map(|c| (c, a.label()));
     let signatures = count_hits || gate_maps.is_some() || capture.is_some();

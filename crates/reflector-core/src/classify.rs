@@ -60,6 +60,8 @@ pub enum Reject {
     ShortUdp,
     /// UDP length disagrees with the IP payload length.
     UdpLength,
+    /// An IPv6 UDP datagram without a checksum (0), which RFC 8200 §8.1 has receivers discard.
+    UdpChecksum,
     /// A STAMP request too short to be answered at its own size (under 41 bytes of payload:
     /// the reflector's fields through the sender's TTL).
     StampLength,
@@ -89,7 +91,7 @@ pub enum Reject {
 
 impl Reject {
     /// Number of reasons (the length of per-reason counter arrays).
-    pub const COUNT: usize = 33;
+    pub const COUNT: usize = 34;
     /// Every reason, in check order.
     pub const ALL: [Reject; Self::COUNT] = [
         Reject::ShortEthernet,
@@ -115,6 +117,7 @@ impl Reject {
         Reject::DstIp,
         Reject::ShortUdp,
         Reject::UdpLength,
+        Reject::UdpChecksum,
         Reject::StampLength,
         Reject::DstPort,
         Reject::NoSignature,
@@ -153,6 +156,7 @@ impl Reject {
             Reject::DstIp => "dst_ip",
             Reject::ShortUdp => "short_udp",
             Reject::UdpLength => "udp_length",
+            Reject::UdpChecksum => "udp_checksum",
             Reject::StampLength => "stamp_length",
             Reject::DstPort => "dst_port",
             Reject::NoSignature => "no_signature",
@@ -400,6 +404,10 @@ pub(crate) fn ordered<const STAMP: bool>(
     if u16::from_be_bytes([udp[4], udp[5]]) as usize != end - l4 {
         return Err(Reject::UdpLength);
     }
+    // IPv6 has no header checksum: the UDP one is mandatory (RFC 8200 §8.1).
+    if kind == L3Kind::V6 && udp[6..8] == [0, 0] {
+        return Err(Reject::UdpChecksum);
+    }
     let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
     if STAMP && dst_port as u32 == filter.stamp_port {
         return stamp_request(frame, filter, kind, (l3, l4, end), vlan_tags);
@@ -433,6 +441,10 @@ fn stamp_request(
 ) -> Result<Hit, Reject> {
     if end - l4 < UDP_HEADER_LEN + crate::stamp::MIN_LEN {
         return Err(Reject::StampLength);
+    }
+    let src_port = be16(frame, l4).ok_or(Reject::ShortUdp)?;
+    if filter.stamp_takes_a_hop(src_port) && hops_left(frame, kind, l3) == 0 {
+        return Err(Reject::Loop);
     }
     late_checks(frame, kind, l3, l4, filter)?;
     Ok(Hit::found(Signature::Stamp, kind, l3, l4, vlan_tags))
@@ -553,6 +565,10 @@ fn ipv4_after_macs<const TRUSTED: bool, const STAMP: bool>(
         // answer, then the same late checks as an ITO frame.
         if total_len < IPV4_MIN_HEADER_LEN + UDP_HEADER_LEN + crate::stamp::MIN_LEN {
             return Some(Err(Reject::StampLength));
+        }
+        if filter.stamp_takes_a_hop(u16::from_be_bytes([b[34], b[35]])) && b[22] == 0 {
+            core::hint::cold_path();
+            return Some(Err(Reject::Loop));
         }
         return Some(late_checks_fast(b, filter).map(|()| Hit::fast(Signature::Stamp as u8)));
     }

@@ -46,6 +46,45 @@ impl Mode {
     }
 }
 
+/// How a reflector keeps two reflectors from answering each other without end
+/// (`docs/PACKET-RULES.md`, "Loops").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoopGuard {
+    /// The reflector's port, and wherever that is not enough, one hop off the TTL / hop limit of
+    /// each answer (a test packet with none left is a loop).
+    #[default]
+    Ttl,
+    /// The reflector's port alone: the TTL / hop limit is never touched, so two reflectors in
+    /// a configuration the port rule does not cover can loop.
+    PortOnly,
+}
+
+impl LoopGuard {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            LoopGuard::Ttl => "ttl",
+            LoopGuard::PortOnly => "port-only",
+        }
+    }
+}
+
+impl FromStr for LoopGuard {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ttl" => Ok(LoopGuard::Ttl),
+            "port-only" => Ok(LoopGuard::PortOnly),
+            _ => Err(ConfigError::UnknownLoopGuard),
+        }
+    }
+}
+
+/// The first port of the range senders take their source ports from (Linux: 32768–60999;
+/// IANA, macOS, Windows: 49152–65535). A STAMP answer to a request from below it takes a hop
+/// (see [`Filter::stamp_takes_a_hop`]).
+pub const FIRST_EPHEMERAL_PORT: u16 = 32768;
+
 impl FromStr for Mode {
     type Err = ConfigError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -169,6 +208,8 @@ pub struct FilterConfig<'a> {
     pub source_limit: Option<Rate>,
     /// The rate limit of all answers together.
     pub total_limit: Option<Rate>,
+    /// How loops between two reflectors are ended.
+    pub loop_guard: LoopGuard,
 }
 
 impl<'a> FilterConfig<'a> {
@@ -194,6 +235,7 @@ impl<'a> FilterConfig<'a> {
             deny: &[],
             source_limit: None,
             total_limit: None,
+            loop_guard: LoopGuard::Ttl,
         }
     }
 }
@@ -219,6 +261,8 @@ pub enum ConfigError {
     OuiFamilyNotSelected,
     /// A mode name other than `mac`, `mac-ip`, `all`.
     UnknownMode,
+    /// A loop guard other than `ttl`, `port-only`.
+    UnknownLoopGuard,
     /// A family name other than `ito`, `rfc2544`, `y1564`, `custom`, `all`.
     UnknownFamily,
     /// More than [`MAX_LOCAL_ADDRESSES`] own addresses of one IP version.
@@ -251,6 +295,7 @@ impl fmt::Display for ConfigError {
                 "the OUI filter names a signature family that is not selected"
             }
             ConfigError::UnknownMode => "unknown mode (expected mac, mac-ip or all)",
+            ConfigError::UnknownLoopGuard => "unknown loop guard (expected ttl or port-only)",
             ConfigError::UnknownFamily => {
                 "unknown signature family (expected ito, rfc2544, y1564, custom, stamp or all)"
             }
@@ -293,6 +338,10 @@ pub struct Filter {
     pub(crate) stamp_port: u32,
     pub(crate) stamp_timestamps: TimestampFormat,
     pub(crate) stamp_sequence: SequenceMode,
+    pub(crate) loop_guard: LoopGuard,
+    /// A STAMP answer takes a hop off when the request's UDP source port is below this (see
+    /// [`Filter::stamp_takes_a_hop`]).
+    pub(crate) stamp_hops_below: u32,
     /// The allow and deny lists.
     pub(crate) access: Access,
     pub(crate) source_limit: Option<Rate>,
@@ -360,7 +409,7 @@ impl FastMasks {
             trusted_ito: table(ito && !(oui_on_ito && config.oui != Some(trusted))),
             rotate_addresses,
             rotate_ports,
-            min_ttl: Self::min_ttl(config.mode, config.port),
+            min_ttl: Self::min_ttl(config.mode, config.port, config.loop_guard),
             own_v4_last_octet: {
                 let mut t = [0u8; 256];
                 for ip in config.local_ips {
@@ -373,8 +422,8 @@ impl FastMasks {
         }
     }
 
-    fn min_ttl(mode: Mode, port: u16) -> u8 {
-        u8::from(mode != Mode::All || port != DEFAULT_PORT)
+    fn min_ttl(mode: Mode, port: u16, guard: LoopGuard) -> u8 {
+        u8::from(guard == LoopGuard::Ttl && (mode != Mode::All || port != DEFAULT_PORT))
     }
 
     fn rotations(mode: Mode) -> (u32, u32) {
@@ -466,6 +515,14 @@ impl Filter {
             stamp_port: if stamp { config.stamp_port as u32 } else { u32::MAX },
             stamp_timestamps: config.stamp_timestamps,
             stamp_sequence: config.stamp_sequence,
+            loop_guard: config.loop_guard,
+            stamp_hops_below: match config.loop_guard {
+                LoopGuard::PortOnly => 0,
+                // A reflector whose own STAMP port is an ephemeral one answers from a port that
+                // another reflector takes for a sender's: every answer takes a hop.
+                LoopGuard::Ttl if config.stamp_port >= FIRST_EPHEMERAL_PORT => u16::MAX as u32 + 1,
+                LoopGuard::Ttl => FIRST_EPHEMERAL_PORT as u32,
+            },
             access,
             source_limit: config.source_limit,
             total_limit: config.total_limit,
@@ -483,11 +540,32 @@ impl Filter {
         self.port
     }
     /// Whether answers (other than STAMP ones) take one off the IPv4 TTL / IPv6 hop limit, and
-    /// a test packet with none left is a loop: everywhere but in mode `all` on port 3842, whose
-    /// answers come from 3842, which the loop rule refuses by itself (`docs/PACKET-RULES.md`,
-    /// "Loops").
+    /// a test packet with none left is a loop: with the TTL guard, everywhere but in mode `all`
+    /// on port 3842, whose answers come from 3842, which the loop rule refuses by itself
+    /// (`docs/PACKET-RULES.md`, "Loops"); never with `--loop-guard port-only`.
     pub fn takes_a_hop(&self) -> bool {
         self.fast.min_ttl != 0
+    }
+    /// How loops between two reflectors are ended.
+    pub fn loop_guard(&self) -> LoopGuard {
+        self.loop_guard
+    }
+    /// Whether the STAMP answer to a request from UDP source port `src_port` takes one off the
+    /// TTL / hop limit (and a request with none left is a loop): with the TTL guard, when that
+    /// port is not an ephemeral one (below [`FIRST_EPHEMERAL_PORT`]), where another reflector's
+    /// answer comes from (its STAMP port: 862, 863, a TWAMP-Light port), and always when our
+    /// own STAMP port is an ephemeral one. A sender on an ephemeral port gets its TTL back
+    /// untouched; two reflectors facing each other stop within the TTL, since at least one
+    /// of them answers requests from a port below 32768 or from its own ephemeral one
+    /// (`docs/PACKET-RULES.md`, "Loops").
+    #[inline(always)]
+    pub fn stamp_takes_a_hop(&self, src_port: u16) -> bool {
+        (src_port as u32) < self.stamp_hops_below
+    }
+    /// A STAMP answer takes a hop off when the request's source port is below this: 0 (never),
+    /// 32768, or 65536 (always). What the XDP programs are generated from.
+    pub fn stamp_hops_below(&self) -> u32 {
+        self.stamp_hops_below
     }
     /// Selected signature families.
     pub fn families(&self) -> FamilySet {
@@ -567,7 +645,7 @@ impl Filter {
     pub fn with_mode(mut self, mode: Mode) -> Filter {
         self.mode = mode;
         (self.fast.rotate_addresses, self.fast.rotate_ports) = FastMasks::rotations(mode);
-        self.fast.min_ttl = FastMasks::min_ttl(mode, self.port);
+        self.fast.min_ttl = FastMasks::min_ttl(mode, self.port, self.loop_guard);
         self
     }
 }

@@ -8,7 +8,7 @@
 use crate::classify::{Hit, Reject, ethernet, ipv4_fast, listed, ordered};
 use crate::filter::{Filter, Mode};
 use crate::limit::Limiter;
-use crate::reflect::{reflect_accepted, reflect_ito_ipv4};
+use crate::reflect::{reflect_accepted, reflect_ito_ipv4, stamp_src_port};
 use crate::signature::Signature;
 use crate::stamp::{Answer, ErrorEstimate, SequenceMode, SessionTable, Times, respond};
 use crate::testers::Testers;
@@ -192,8 +192,9 @@ impl Filter {
         };
         let answer = Answer { format: self.stamp_timestamps, error: stamp.error, sequence };
         let sent = (stamp.clock)().max(received);
+        let hop = self.stamp_takes_a_hop(stamp_src_port(frame, &hit));
         respond(frame, &hit, &answer, Times { received, sent });
-        reflect_accepted(frame, &hit, self, Mode::All, false);
+        reflect_accepted(frame, &hit, self, Mode::All, hop);
         Ok(hit)
     }
 }

@@ -7,7 +7,8 @@
 //! `all` on port 3842; everywhere else ([`Filter::takes_a_hop`]) an answer takes one off it (the
 //! IPv4 header checksum updated as RFC 1624 says), which is what ends a loop between two
 //! reflectors there (`docs/PACKET-RULES.md`, "Loops"; classify refuses a test packet that
-//! arrives with none left). STAMP answers never do.
+//! arrives with none left). STAMP answers do only for requests from a port that is not an
+//! ephemeral one ([`Filter::stamp_takes_a_hop`]).
 
 use crate::classify::{Hit, L3Kind};
 use crate::filter::{Filter, Mode};
@@ -52,7 +53,11 @@ fn take_a_hop(frame: &mut [u8], kind: L3Kind, l3: usize) {
 /// is tested against.
 #[inline]
 pub fn reflect(frame: &mut [u8], hit: &Hit, filter: &Filter) {
-    let (mode, hop) = if hit.is_stamp() { (Mode::All, false) } else { (filter.mode, filter.takes_a_hop()) };
+    let (mode, hop) = if hit.is_stamp() {
+        (Mode::All, filter.stamp_takes_a_hop(stamp_src_port(frame, hit)))
+    } else {
+        (filter.mode, filter.takes_a_hop())
+    };
     swap_adjacent::<6>(frame, 0);
     if hop {
         take_a_hop(frame, hit.l3(), hit.l3_offset());
@@ -67,6 +72,12 @@ pub fn reflect(frame: &mut [u8], hit: &Hit, filter: &Filter) {
     if mode == Mode::All {
         swap_adjacent::<2>(frame, hit.l4_offset());
     }
+}
+
+/// The UDP source port of the STAMP request `hit` was classified from (0 out of range).
+#[inline(always)]
+pub(crate) fn stamp_src_port(frame: &[u8], hit: &Hit) -> u16 {
+    frame.get(hit.l4_offset()..).and_then(|p| p.first_chunk::<2>()).map_or(0, |p| u16::from_be_bytes(*p))
 }
 
 /// Swaps the two 4-byte halves of the 8 bytes at `at` (one load, a rotation, one store). Out

@@ -116,8 +116,10 @@ fn every_golden_case_reflects_exactly_in_every_mode() {
                 .unwrap_or_else(|r| panic!("{}: rejected as {r}", case.name));
             assert_eq!(hit.signature(), want, "{}", case.name);
             let frame = case.frame.as_ref().expect("golden cases are built");
-            // The loop rule (docs/PACKET-RULES.md, "Loops"): a hop off but in mode `all` on 3842.
-            let hop = !(mode == Mode::All && filter.port() == 3842);
+            // The loop rule (docs/PACKET-RULES.md, "Loops"): a hop off but in mode `all` on 3842,
+            // and never with `--loop-guard port-only`.
+            let ttl_guard = filter.loop_guard() == reflector_core::LoopGuard::Ttl;
+            let hop = ttl_guard && !(mode == Mode::All && filter.port() == 3842);
             assert_eq!(bytes, frame.reflected_by(&filter).bytes(), "{} {mode:?}: reflected bytes", case.name);
             check_reflection(&case.name, frame, &bytes, mode, hop);
             assert_eq!(bytes.len(), case.bytes.len(), "{}: same length", case.name);

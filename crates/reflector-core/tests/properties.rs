@@ -20,8 +20,30 @@ fn check_invariants(filter: &Filter, frame: &[u8]) -> bool {
             assert_eq!(bytes.len(), frame.len());
             let p = hit.l4_offset() + 8;
             assert_eq!(bytes[p + 24..p + 38], frame[p..p + 14]);
+            // A hop off where the request comes from a port below 32768 or our own STAMP port
+            // is 32768 or above (the loop rule), the IPv4 header still right.
+            let (l3, l4) = (hit.l3_offset(), hit.l4_offset());
+            let src_port = u16::from_be_bytes([frame[l4], frame[l4 + 1]]);
+            let own = filter.stamp_port().expect("STAMP on");
+            let ttl_guard = filter.loop_guard() == reflector_core::LoopGuard::Ttl;
+            let hop = u8::from(ttl_guard && (src_port < 32768 || own >= 32768));
+            let at = if hit.l3() == L3Kind::V4 { l3 + 8 } else { l3 + 7 };
+            assert_eq!(bytes[at], frame[at].wrapping_sub(hop), "a STAMP answer's hops");
+            if hit.l3() == L3Kind::V4 {
+                let header = &bytes[l3..l3 + (bytes[l3] & 0x0f) as usize * 4];
+                assert!(
+                    reflector_core::checksum::ipv4_header_ok(header),
+                    "the answer's IPv4 header checksum"
+                );
+            }
             reflect(&mut bytes, &hit, filter);
-            assert_eq!(bytes[..p - 2], frame[..p - 2], "headers reflected twice = identity");
+            // But for the hops the two turns took.
+            let mut want = frame[..p - 2].to_vec();
+            want[at] = bytes[at];
+            if hit.l3() == L3Kind::V4 {
+                want[l3 + 10..l3 + 12].copy_from_slice(&bytes[l3 + 10..l3 + 12]);
+            }
+            assert_eq!(bytes[..p - 2], want[..], "headers reflected twice = identity");
             true
         }
         Ok(hit) => {
@@ -30,7 +52,8 @@ fn check_invariants(filter: &Filter, frame: &[u8]) -> bool {
             let l3 = hit.l3_offset();
             let mut want = frame.to_vec();
             // The loop rule (docs/PACKET-RULES.md, "Loops"): a hop off but in mode `all` on 3842.
-            let hop = !(filter.mode() == Mode::All && filter.port() == 3842);
+            let ttl_guard = filter.loop_guard() == reflector_core::LoopGuard::Ttl;
+            let hop = ttl_guard && !(filter.mode() == Mode::All && filter.port() == 3842);
             assert_eq!(hop, filter.takes_a_hop());
             if hop {
                 // One hop less, and an IPv4 header still right; the second pass below would
@@ -68,6 +91,11 @@ fn a_million_random_and_mutated_frames() {
             c.families = "all".parse().unwrap();
             c.oui = None;
             c.mode = Mode::MacIp;
+        }),
+        filter_with(|c| {
+            c.families.insert(Family::Stamp);
+            c.mode = Mode::Mac;
+            c.loop_guard = reflector_core::LoopGuard::PortOnly;
         }),
     ];
     let mut rng = Rng::new(0x5eed_2026);

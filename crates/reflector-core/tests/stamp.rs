@@ -73,7 +73,7 @@ fn golden_requests_are_answered_field_by_field() {
                     assert_eq!(bytes.len(), case.bytes.len(), "{name}: the answer is as long as the request");
                     // Headers: MACs, addresses and ports swapped (whatever the mode), the rest
                     // as it was.
-                    let mut headers = request.reflected(reflector_core::Mode::All);
+                    let mut headers = request.stamp_answered_by(&filter);
                     headers.payload = bytes[hit.l4_offset() + 8..].to_vec();
                     let mut want_headers = headers.bytes();
                     let l4 = hit.l4_offset();

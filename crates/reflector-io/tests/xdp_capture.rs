@@ -166,8 +166,14 @@ fn the_cap_holds_and_what_it_keeps_out_is_counted() {
     require_root();
     let xsks = bpf::map_create(bpf::BPF_MAP_TYPE_XSKMAP, 4, 1, "xsks").unwrap();
     // Ten a second, in bursts of one: a quick run of 200 rejected frames gets one or two.
-    let (prog, capture, _gate, _counters) =
-        load(OnHit::Redirect { xsk_map_fd: xsks.as_raw_fd() }, CAPTURE_REJECTED, 10);
+    let (prog, capture, _gate, _counters) = load(
+        OnHit::Redirect {
+            xsk_map_fd: xsks.as_raw_fd(),
+            receive_time: reflector_io::xdp::takes_xdp_metadata(),
+        },
+        CAPTURE_REJECTED,
+        10,
+    );
     let (tap, thread) = Tap::start("test").unwrap();
     let got = Arc::new(Mutex::new(Vec::new()));
     tap.add(Box::new(Collect(got.clone())));
@@ -197,9 +203,13 @@ fn programs_with_stamp_and_capture_pass_the_verifier() {
     let stamp = reflector_io::xdp::StampMaps::create().unwrap();
     let xsks = bpf::map_create(bpf::BPF_MAP_TYPE_XSKMAP, 4, 1, "xsks").unwrap();
     // `load_for` panics with the verifier's log when a program is refused.
-    for on_hit in
-        [OnHit::Reflect { stamp: Some(stamp.fds()) }, OnHit::Redirect { xsk_map_fd: xsks.as_raw_fd() }]
-    {
+    for on_hit in [
+        OnHit::Reflect { stamp: Some(stamp.fds()) },
+        OnHit::Redirect {
+            xsk_map_fd: xsks.as_raw_fd(),
+            receive_time: reflector_io::xdp::takes_xdp_metadata(),
+        },
+    ] {
         load_for(&filter, on_hit, CAPTURE_REFLECTED | CAPTURE_REJECTED, 1000);
     }
 }

@@ -167,7 +167,20 @@ impl Frame {
     /// (docs/PACKET-RULES.md, "Loops"; written out here apart from the core's code).
     pub fn reflected_by(&self, filter: &Filter) -> Frame {
         let mode = filter.mode();
-        self.turned(mode, !(mode == Mode::All && filter.port() == reflector_core::DEFAULT_PORT))
+        let ttl_guard = filter.loop_guard() == reflector_core::LoopGuard::Ttl;
+        self.turned(mode, ttl_guard && !(mode == Mode::All && filter.port() == reflector_core::DEFAULT_PORT))
+    }
+
+    /// The headers a reflector with `filter` should send back for this STAMP request (the
+    /// payload is the responder's): addresses and ports swapped whatever the mode, and one hop
+    /// less with the TTL loop guard when the request comes from a port below 32768 or the
+    /// reflector's own STAMP port is 32768 or above (docs/PACKET-RULES.md, "Loops"; written out
+    /// here apart from the core's code).
+    pub fn stamp_answered_by(&self, filter: &Filter) -> Frame {
+        let own = filter.stamp_port().expect("a filter with STAMP on");
+        let hop =
+            filter.loop_guard() == reflector_core::LoopGuard::Ttl && (self.src_port < 32768 || own >= 32768);
+        self.turned(Mode::All, hop)
     }
 
     fn turned(&self, mode: Mode, hop: bool) -> Frame {
@@ -273,6 +286,30 @@ pub fn stamp_golden() -> Vec<Case> {
         case("stamp_v6_1400", Frame::stamp_v6(1400), s(), ok),
         case("stamp_v4_vlan", Frame { vlans: vec![(0x8100, 100)], ..Frame::stamp_v4(44) }, s(), ok),
         case("stamp_v6_vlan_43", Frame { vlans: vec![(0x8100, 100)], ..Frame::stamp_v6(43) }, s(), ok),
+        // From a port below 32768 (another reflector's, or a TWAMP-Light sender's such as
+        // twampy's 20000): answered a hop less.
+        case("stamp_v4_from_port_863", Frame { src_port: 863, ..Frame::stamp_v4(44) }, s(), ok),
+        case(
+            "stamp_v4_from_port_863_port_only",
+            Frame { src_port: 863, ..Frame::stamp_v4(44) },
+            filter_with(|c| {
+                c.families.insert(Family::Stamp);
+                c.loop_guard = reflector_core::LoopGuard::PortOnly;
+            }),
+            ok,
+        ),
+        case(
+            "stamp_v6_options_from_port_20000",
+            Frame { src_port: 20000, ipv6_ext: vec![60], ..Frame::stamp_v6(48) },
+            s(),
+            ok,
+        ),
+        case(
+            "stamp_v4_options_from_port_20000",
+            Frame { src_port: 20000, ipv4_options: vec![1, 1, 1, 0], ..Frame::stamp_v4(44) },
+            s(),
+            ok,
+        ),
     ]
 }
 
@@ -327,6 +364,26 @@ pub fn golden() -> Vec<Case> {
         case("ito_v6_qinq", Frame { vlans: vec![(0x88a8, 200), (0x8100, 100)], ..v6() }, d(), Ok(ProbeOt)),
         // One hop left: answered in every mode (modes `mac` and `mac-ip` leave none).
         case("ito_v4_last_hop", Frame { ttl: 1, ..v4() }, d(), Ok(ProbeOt)),
+        // `--loop-guard port-only`: the TTL untouched in every mode, none left answered too.
+        case(
+            "ito_v4_mac_port_only_no_hops_left",
+            Frame { ttl: 0, ..v4() },
+            filter_with(|c| {
+                c.mode = Mode::Mac;
+                c.loop_guard = reflector_core::LoopGuard::PortOnly;
+            }),
+            Ok(ProbeOt),
+        ),
+        case(
+            "rfc2544_v6_mac_ip_port_7000_port_only",
+            Frame { dst_port: 7000, ..Frame { ip: v6().ip, ..other(head_payload(b"RFC2544", 20)) } },
+            filter_with(|c| {
+                c.mode = Mode::MacIp;
+                c.port = 7000;
+                c.loop_guard = reflector_core::LoopGuard::PortOnly;
+            }),
+            Ok(Rfc2544),
+        ),
         case("ito_v6_last_hop", Frame { ttl: 1, ipv6_ext: vec![0], ..v6() }, d(), Ok(ProbeOt)),
         case(
             "rfc2544_v4_vlan_options_last_hop",
@@ -508,6 +565,35 @@ pub fn rejects() -> Vec<Case> {
             stamp_filter(),
             Err(Loop),
         ),
+        // From a port below 32768 its answer would take a hop: with none left, a loop (two
+        // STAMP reflectors on 862 and 863 stop so).
+        case(
+            "stamp_from_port_863_no_hops_left",
+            Frame { src_port: 863, ttl: 0, ..Frame::stamp_v4(44) },
+            stamp_filter(),
+            Err(Loop),
+        ),
+        case(
+            "stamp_v6_from_port_862_no_hops_left",
+            Frame { src_port: 862, dst_port: 863, ttl: 0, ..Frame::stamp_v6(44) },
+            filter_with(|c| {
+                c.families.insert(Family::Stamp);
+                c.stamp_port = 863;
+            }),
+            Err(Loop),
+        ),
+        case(
+            "stamp_to_ephemeral_port_no_hops_left",
+            Frame { ttl: 0, dst_port: 40000, ..Frame::stamp_v4(44) },
+            filter_with(|c| {
+                c.families.insert(Family::Stamp);
+                c.stamp_port = 40000;
+            }),
+            Err(Loop),
+        ),
+        // IPv6 without a UDP checksum (RFC 8200 §8.1): the checksum zeroed below.
+        case("ito_v6_udp_checksum_zero", v6(), d(), Err(UdpChecksum)),
+        case("stamp_v6_udp_checksum_zero", Frame::stamp_v6(44), stamp_filter(), Err(UdpChecksum)),
         case(
             "stamp_from_own_address",
             Frame { ip: IpAddrs::V4 { src: LOCAL_V4, dst: LOCAL_V4 }, ..Frame::stamp_v4(44) },
@@ -720,6 +806,11 @@ pub fn rejects() -> Vec<Case> {
     ] {
         let mut bytes = cases.iter().find(|c| c.name == name).expect("named case exists").bytes.clone();
         bytes[l3 + 11] ^= 1;
+        mutate(&mut cases, name, bytes);
+    }
+    for (name, l4) in [("ito_v6_udp_checksum_zero", 54), ("stamp_v6_udp_checksum_zero", 54)] {
+        let mut bytes = cases.iter().find(|c| c.name == name).expect("named case exists").bytes.clone();
+        bytes[l4 + 6..l4 + 8].fill(0);
         mutate(&mut cases, name, bytes);
     }
     mutate(&mut cases, "udp_len_long", set_byte(g.clone(), 34 + 5, 27));

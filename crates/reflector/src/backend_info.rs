@@ -102,6 +102,9 @@ pub struct XdpInfo {
     pub queues: u32,
     /// Workers spin instead of sleeping.
     pub busy_poll: bool,
+    /// The XDP program hands a STAMP request's receive time to the worker as metadata (else
+    /// the worker reads its clock: the kernel's verifier refuses `bpf_xdp_adjust_meta`).
+    pub stamp_time_from_kernel: bool,
 }
 
 /// Facts about an XDP program that reflects in the driver.
@@ -190,6 +193,11 @@ impl BackendInfo {
             if x.sockets < x.queues {
                 out.push_str(&format!(" (queues {}..{} go to the stack)", x.sockets, x.queues));
             }
+            if !x.stamp_time_from_kernel {
+                out.push_str(
+                    "; STAMP receive times from the workers' clock (this kernel refuses XDP metadata)",
+                );
+            }
         }
         if let Some(d) = &self.in_driver {
             out = format!(
@@ -232,6 +240,7 @@ mod tests {
             sockets: 2,
             queues: 4,
             busy_poll: true,
+            stamp_time_from_kernel: true,
         });
         info.ready_ms = Some(26.71);
         assert_eq!(info.why(), "auto: af-xdp");
@@ -240,6 +249,10 @@ mod tests {
             "XDP native mode, 463 instructions; AF_XDP copy mode, 16 MiB UMEM shared by 2 sockets; queues 0..2; busy polling (queues 2..4 go to the stack); ready in 26.7 ms"
         );
         assert!(!info.zero_copy());
+        info.xdp.as_mut().unwrap().stamp_time_from_kernel = false;
+        assert!(info.details().contains(
+            "(queues 2..4 go to the stack); STAMP receive times from the workers' clock (this kernel refuses XDP metadata); ready"
+        ));
         let mut packet =
             BackendInfo::new(Backend::AfPacket, Choice::Fallback { reason: "MTU 9000 too large".into() });
         packet.kernel_filter_instructions = Some(41);

@@ -6,7 +6,7 @@ use reflector_core::access::Source;
 use reflector_core::limit::Rate;
 use reflector_core::stamp::{SequenceMode, TimestampFormat};
 use reflector_core::wire::parse_hex_bytes;
-use reflector_core::{CustomSignature, Family, FamilySet, Filter, FilterConfig, MacAddr, Mode};
+use reflector_core::{CustomSignature, Family, FamilySet, Filter, FilterConfig, LoopGuard, MacAddr, Mode};
 
 use crate::input::{UsageError, parse_hex};
 
@@ -80,6 +80,14 @@ crate::settings::settings! {
     /// --total-limit, at least 1].
     #[arg(long, value_name = "PACKETS", value_parser = clap::value_parser!(u32).range(1..))]
     total_burst: Option<u32> => key "total_burst": u32, reload Live;
+    /// How loops between two reflectors end: `ttl` (answers that the port rule cannot tell from
+    /// a request take one off the TTL / hop limit, and one that arrives with none left is
+    /// refused) or `port-only` (the TTL is never touched, for testers that compare it; two
+    /// reflectors that face each other in mode mac or mac-ip, or on other ports than 3842, or
+    /// with STAMP on different ports, then turn one packet around without end).
+    #[arg(long, value_name = "GUARD", default_value = "ttl", value_parser = parse_loop_guard)]
+    #[serde(serialize_with = "loop_guard_name")]
+    loop_guard: LoopGuard => key "loop_guard": String, reload Live;
 }
 
 fn source_names<S: serde::Serializer>(v: &[Source], s: S) -> Result<S::Ok, S::Error> {
@@ -223,9 +231,18 @@ impl FilterArgs {
             deny: &self.deny,
             source_limit: rate(self.source_limit, self.source_burst, "source")?,
             total_limit: rate(self.total_limit, self.total_burst, "total")?,
+            loop_guard: self.loop_guard,
         };
         Filter::new(&config).map_err(|e| UsageError(format!("invalid filter: {e}")))
     }
+}
+
+fn loop_guard_name<S: serde::Serializer>(g: &LoopGuard, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(g.name())
+}
+
+fn parse_loop_guard(s: &str) -> Result<LoopGuard, String> {
+    s.parse().map_err(|e: reflector_core::ConfigError| e.to_string())
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {

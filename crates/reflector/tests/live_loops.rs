@@ -140,3 +140,61 @@ fn where_the_port_is_not_enough_a_packet_goes_round_at_most_its_ttl() {
         }
     }
 }
+
+/// Two STAMP reflectors facing each other (docs/PACKET-RULES.md, "Loops"): on different ports
+/// (862 and 863, a request spoofed from B's port to A's), each answer to a request from a port
+/// below 32768 takes a hop, so the request goes round its TTL and A, which gets it with none
+/// left, counts a loop; against a reflector on an ephemeral port (40000) that one's answers
+/// take a hop, and A answers the last one at TTL 0; on the same port the first answer is
+/// refused by the port rule. STAMP answers to senders on ephemeral ports keep their TTL
+/// (`live_stamp`).
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn two_stamp_reflectors_stop_within_the_ttl() {
+    require_live!();
+    let v4 = IpAddrs::V4 { src: [192, 0, 2, 77], dst: reflector_testkit::LOCAL_V4 };
+    let mut v6_src = reflector_testkit::TESTER_V6;
+    v6_src[15] = 0x77;
+    let v6 = IpAddrs::V6 { src: v6_src, dst: reflector_testkit::LOCAL_V6 };
+    const TTL: u64 = 64;
+    // (A's flags, B's flags, the request's source and destination port, then what A and B
+    // reflect and count as loops, per request.)
+    type Config = (&'static [&'static str], &'static [&'static str], (u16, u16), [u64; 4]);
+    let configs: [Config; 3] = [
+        (&["--stamp-port", "862"], &["--stamp-port", "863"], (863, 862), [TTL / 2, TTL / 2, 1, 0]),
+        (
+            &["--stamp-port", "862", "--stamp-sequence", "stateful"],
+            &["--stamp-port", "40000"],
+            (40000, 862),
+            [TTL + 1, TTL, 0, 1],
+        ),
+        (&["--stamp-port", "862"], &["--stamp-port", "862"], (862, 862), [0, 0, 1, 0]),
+    ];
+    for backend in ["af-packet", "af-xdp", "xdp-tx"] {
+        for (a_flags, b_flags, (src_port, dst_port), [a_reflected, b_reflected, a_loops, b_loops]) in configs
+        {
+            let frames: Vec<Frame> = [v4, v6]
+                .into_iter()
+                .map(|ip| Frame {
+                    src_port,
+                    dst_port,
+                    ip,
+                    payload: reflector_testkit::stamp_payload(44),
+                    ..Frame::ito_v4()
+                })
+                .collect();
+            let (a, b) = face_off(
+                backend,
+                &[&["--sig", "stamp"][..], a_flags].concat(),
+                &[&["--sig", "stamp"][..], b_flags].concat(),
+                &frames,
+            );
+            let what = format!("{backend} A {a_flags:?} B {b_flags:?}: A {a} / B {b}");
+            let n = frames.len() as u64;
+            assert_eq!(counted(&a, "reflected_packets"), a_reflected * n, "{what}");
+            assert_eq!(counted(&b, "reflected_packets"), b_reflected * n, "{what}");
+            assert_eq!(rejected(&a, "loop"), a_loops * n, "{what}");
+            assert_eq!(rejected(&b, "loop"), b_loops * n, "{what}");
+        }
+    }
+}

@@ -657,7 +657,10 @@ fn program(
     capture: Option<&KernelCapture>,
 ) -> Result<Vec<reflector_bpf::ebpf::Insn>, AttachError> {
     let on_hit = match xsks {
-        Some(map) => reflector_bpf::xdp::OnHit::Redirect { xsk_map_fd: map.as_raw_fd() },
+        Some(map) => reflector_bpf::xdp::OnHit::Redirect {
+            xsk_map_fd: map.as_raw_fd(),
+            receive_time: takes_xdp_metadata(),
+        },
         None => reflector_bpf::xdp::OnHit::Reflect { stamp: stamp.map(StampMaps::fds) },
     };
     let capture = capture.map(KernelCapture::fds);
@@ -665,6 +668,23 @@ fn program(
         reflector_bpf::xdp::program(filter, on_hit, Some(counters.as_raw_fd()), Some(gate.fds()), capture)
             .ok_or(AttachError::Assemble)?;
     Ok(as_this_process_loads(insns))
+}
+
+/// Whether this kernel's verifier lets an XDP program call `bpf_xdp_adjust_meta` (asked once,
+/// with a program of four instructions). Some do not (6.18.44 refuses it: "program of this type
+/// cannot use helper"); the redirecting program then leaves a STAMP request's receive time to
+/// the worker's clock.
+pub fn takes_xdp_metadata() -> bool {
+    static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ANSWER.get_or_init(|| {
+        use reflector_bpf::ebpf::*;
+        let mut a = Asm::default();
+        a.mov_imm(R2, -(reflector_bpf::xdp::STAMP_META_LEN as i32));
+        a.call(reflector_bpf::xdp::BPF_FUNC_XDP_ADJUST_META);
+        a.mov_imm(R0, reflector_bpf::xdp::XDP_PASS);
+        a.exit();
+        a.finish().is_some_and(|insns| bpf::prog_load(&insns, "reflector_meta").is_ok())
+    })
 }
 
 /// `insns` as this process should load them: without CAP_PERFMON (a service with capabilities

@@ -663,7 +663,7 @@ hex = "0xdead"
                 );
             }
         }
-        assert_eq!(keyed, 38, "settings with a file key: every key of the example");
+        assert_eq!(keyed, 39, "settings with a file key: every key of the example");
 
         // Every setting away from its default (in two runs: --no-oui-filter excludes --oui),
         // written to a file as the API shows it, read back.
@@ -703,6 +703,8 @@ hex = "0xdead"
             "1000",
             "--total-burst",
             "70",
+            "--loop-guard",
+            "port-only",
             "--workers",
             "2",
             "--cpus",

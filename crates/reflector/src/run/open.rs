@@ -205,6 +205,7 @@ fn open_af_xdp(
         sockets: served,
         queues,
         busy_poll: args.busy_poll,
+        stamp_time_from_kernel: reflector_io::xdp::takes_xdp_metadata(),
     });
     info.ready_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
     Ok(Opened { workers: Workers::AfXdp(sockets), kernel: Some(kernel_program(attachment, None)), info })

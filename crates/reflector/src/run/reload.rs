@@ -53,7 +53,7 @@ pub(super) fn reload(run: &Run<'_>, cell: &FilterCell, output: &Output, ctl: &Co
                 "filter now: port {}, signatures {}, mode {}; {}",
                 f.port(),
                 f.families(),
-                f.mode().name(),
+                super::serve::mode_note(&f),
                 super::serve::who_note(&f)
             ));
             if let (Some(port), None) = (f.stamp_port(), cell.get().stamp_port()) {

@@ -180,6 +180,18 @@ fn stamp_note(filter: &Filter) -> String {
     )
 }
 
+/// The mode, and the loop guard when it is not the default (it leaves loops possible).
+pub(super) fn mode_note(filter: &Filter) -> String {
+    match filter.loop_guard() {
+        reflector_core::LoopGuard::Ttl => filter.mode().name().to_string(),
+        guard => format!(
+            "{} (loop guard {}: TTL untouched, two facing reflectors can loop)",
+            filter.mode().name(),
+            guard.name()
+        ),
+    }
+}
+
 /// Who may test and how hard, for the start line and SIGHUP: "every source, no limit", or the
 /// lists' sizes and the limits.
 pub(super) fn who_note(filter: &Filter) -> String {
@@ -230,7 +242,7 @@ fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note:
         if filter.port() == 0 { "any".to_string() } else { filter.port().to_string() },
         filter.families(),
         stamp_note(filter),
-        filter.mode().name(),
+        mode_note(filter),
         who_note(filter),
         run.info.details(),
         run.args.capture_file().map_or(String::new(), |c| format!(
