@@ -38,8 +38,9 @@ fn line_of(text: &str, offset: usize) -> usize {
 impl ConfigFile {
     /// Reads and parses `path`.
     pub fn load(path: &Path) -> Result<ConfigFile, UsageError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| UsageError(format!("cannot read config {}: {e}", path.display())))?;
+        let bytes = crate::input::read_config_file(path, "config")?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| UsageError(format!("cannot read config {}: not UTF-8 text", path.display())))?;
         ConfigFile::parse(&text, &path.display().to_string())
     }
 

@@ -109,15 +109,23 @@ impl HttpConfig {
         }
         let (certs, key, generated) = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => {
+                use crate::input::{UsageError, read_config_file};
+                // Read capped, and only from regular files (a usage error, exit code 2).
+                let (cert_pem, key_pem) =
+                    (read_config_file(cert, "the TLS certificate")?, read_config_file(key, "the TLS key")?);
                 let certs: Vec<CertificateDer<'static>> =
-                    CertificateDer::pem_file_iter(cert).and_then(|i| i.collect::<Result<_, _>>()).map_err(
-                        |e| anyhow::anyhow!("cannot read the TLS certificate {}: {e}", cert.display()),
-                    )?;
+                    CertificateDer::pem_slice_iter(&cert_pem).collect::<Result<_, _>>().map_err(|e| {
+                        UsageError(format!("cannot read the TLS certificate {}: {e}", cert.display()))
+                    })?;
                 if certs.is_empty() {
-                    anyhow::bail!("cannot read the TLS certificate {}: no certificate in it", cert.display());
+                    return Err(UsageError(format!(
+                        "cannot read the TLS certificate {}: no certificate in it",
+                        cert.display()
+                    ))
+                    .into());
                 }
-                let key = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| anyhow::anyhow!("cannot read the TLS key {}: {e}", key.display()))?;
+                let key = PrivateKeyDer::from_pem_slice(&key_pem)
+                    .map_err(|e| UsageError(format!("cannot read the TLS key {}: {e}", key.display())))?;
                 (certs, key, false)
             }
             _ => {

@@ -52,6 +52,49 @@ fn config_check_accepts_the_example_and_names_file_line_and_key_otherwise() {
     }
 }
 
+/// The configuration file, TLS certificate and key are read only from regular files and at most
+/// 4 MiB of them: a device, a FIFO or a huge file gets one line and exit code 2, at once and
+/// within a 1 GB address-space limit (unbounded, `/dev/zero` as a certificate grew to 24 GB and
+/// `/dev/urandom` as a key spun for minutes; a FIFO without a writer blocked the start).
+#[test]
+fn files_the_configuration_names_are_read_capped_and_only_when_regular() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let big = dir.path().join("big.pem");
+    std::fs::write(&big, vec![b'a'; 5 << 20]).unwrap();
+    let fifo = dir.path().join("config.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let tls = |cert: &std::path::Path, key: &std::path::Path| {
+        format!(
+            "[http]\nlisten = \"127.0.0.1:9000\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        )
+    };
+    let path = dir.path().join("files.toml");
+    let (zero, urandom) = (std::path::Path::new("/dev/zero"), std::path::Path::new("/dev/urandom"));
+    let config_check = ["config", "check", path.to_str().unwrap()];
+    let run_fifo = ["run", "lo", "--config", fifo.to_str().unwrap()];
+    for (text, args, message) in [
+        (tls(zero, &junk), &config_check[..], "the TLS certificate /dev/zero is not a regular file"),
+        (tls(&junk, urandom), &config_check[..], "the TLS key /dev/urandom is not a regular file"),
+        (tls(&big, &big), &config_check[..], "is larger than 4 MiB"),
+        (String::new(), &run_fifo[..], "is not a regular file (a device, FIFO or directory is not read)"),
+    ] {
+        std::fs::write(&path, &text).unwrap();
+        let out = Command::new("prlimit")
+            .args(["--as=1000000000", "timeout", "10", BIN])
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {text}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(message), "expected '{message}' in {err}");
+    }
+}
+
 #[test]
 #[ignore = "needs root and network namespaces"]
 fn flags_override_the_file_which_overrides_the_defaults() {
