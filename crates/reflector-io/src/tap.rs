@@ -128,6 +128,12 @@ pub trait Sink: Send {
     fn done(&self, now: Instant) -> bool;
     /// Writes what waits; the sink is dropped after.
     fn finish(&mut self) -> Result<(), String>;
+    /// Frames it was handed and could not keep since it was last asked, and a failure to
+    /// report (once per failure): a sink that lives through failures (a full disk) says so
+    /// here rather than by ending.
+    fn take_lost(&mut self) -> (u64, Option<String>) {
+        (0, None)
+    }
     /// What it is, for messages ("capture file /tmp/x.pcapng").
     fn describe(&self) -> String;
 }
@@ -143,27 +149,72 @@ enum Message {
 const QUEUE_BYTES: u64 = 64 << 20;
 /// Emptied chunks kept for reuse.
 const SPARE: usize = 64;
+/// Bytes one capture stream may have waiting for its client before frames are not sent to it
+/// (counted, [`Tap::stream_dropped`]).
+pub const STREAM_BYTES: u64 = 8 << 20;
+/// Bytes all capture streams together may have waiting for their clients.
+pub const STREAMS_BYTES: u64 = 64 << 20;
 
 /// The most recent frames of every kind, kept in memory up to a size (the oldest go first):
 /// what a capture of the last seconds is cut from (`/api/v1/capture?last=N`). Filled by its
-/// [`Sink`], [`Recent::sink`], from the writer thread.
+/// [`Sink`], [`Recent::sink`], from the writer thread. A read takes a [`Snapshot`]: the kept
+/// chunks shared, not copied, and at most [`MAX_RECENT_READERS`] at a time, so readers that
+/// never finish cannot hold more than that many generations of the kept frames.
 #[derive(Debug)]
 pub struct Recent {
     max_bytes: usize,
     kept: Mutex<Kept>,
+    readers: std::sync::atomic::AtomicUsize,
 }
+
+/// Reads of a [`Recent`] at a time.
+pub const MAX_RECENT_READERS: usize = 4;
 
 /// The chunks a [`Recent`] holds, each with when it was written (ns, UTC), and their bytes.
 #[derive(Debug, Default)]
 struct Kept {
-    chunks: VecDeque<(u64, Chunk)>,
+    chunks: VecDeque<(u64, Arc<Chunk>)>,
     bytes: usize,
+}
+
+/// The chunks of a [`Recent`] that may hold frames taken since a time, shared with it: what
+/// one read of the last seconds sends. It counts as a reader until dropped.
+#[derive(Debug)]
+pub struct Snapshot {
+    chunks: Vec<Arc<Chunk>>,
+    since_ns: u64,
+    recent: Arc<Recent>,
+}
+
+impl Snapshot {
+    /// The blocks of the frames of kind `what` taken since the snapshot's time, chunk by chunk
+    /// (oldest first), each with how many frames it holds; chunks without any are left out.
+    pub fn pieces(&self, what: What) -> impl Iterator<Item = (Vec<u8>, usize)> + '_ {
+        self.chunks.iter().filter_map(move |chunk| {
+            let (mut blocks, mut frames) = (Vec::new(), 0);
+            chunk.runs_since(what, self.since_ns, |run, n| {
+                blocks.extend_from_slice(run);
+                frames += n;
+            });
+            (frames > 0).then_some((blocks, frames))
+        })
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        self.recent.readers.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Recent {
     /// Keeps up to `max_bytes` of copies.
     pub fn new(max_bytes: usize) -> Arc<Recent> {
-        Arc::new(Recent { max_bytes, kept: Mutex::new(Kept::default()) })
+        Arc::new(Recent {
+            max_bytes,
+            kept: Mutex::new(Kept::default()),
+            readers: std::sync::atomic::AtomicUsize::new(0),
+        })
     }
 
     /// The sink that fills it, to [`Tap::add`].
@@ -171,20 +222,18 @@ impl Recent {
         Box::new(RecentSink(self.clone()))
     }
 
-    /// The blocks of the frames of kind `what` taken since `since_ns` (UTC, each frame's own
-    /// time), oldest first, and how many frames they are.
-    pub fn since(&self, since_ns: u64, what: What) -> (Vec<u8>, usize) {
+    /// The kept chunks that may hold frames taken since `since_ns` (UTC, each frame's own
+    /// time); `None` while [`MAX_RECENT_READERS`] snapshots are out.
+    pub fn snapshot(self: &Arc<Self>, since_ns: u64) -> Option<Snapshot> {
+        if self.readers.fetch_add(1, Ordering::Relaxed) >= MAX_RECENT_READERS {
+            self.readers.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
         let kept = self.kept.lock().expect("recent lock");
-        let (mut blocks, mut frames) = (Vec::new(), 0);
         // A chunk reaches the writer after its frames were taken: one written before `since_ns`
         // holds none taken after.
-        for (_, chunk) in kept.chunks.iter().filter(|(at, _)| *at >= since_ns) {
-            chunk.runs_since(what, since_ns, |run, n| {
-                blocks.extend_from_slice(run);
-                frames += n;
-            });
-        }
-        (blocks, frames)
+        let chunks = kept.chunks.iter().filter(|(at, _)| *at >= since_ns).map(|(_, c)| c.clone()).collect();
+        Some(Snapshot { chunks, since_ns, recent: self.clone() })
     }
 
     /// Bytes of copies it holds.
@@ -205,7 +254,7 @@ impl Sink for RecentSink {
         let recent = &self.0;
         let mut kept = recent.kept.lock().expect("recent lock");
         kept.bytes += chunk.blocks.len();
-        kept.chunks.push_back((utc_now_ns(), chunk.clone()));
+        kept.chunks.push_back((utc_now_ns(), Arc::new(chunk.clone())));
         while kept.bytes > recent.max_bytes {
             let Some((_, old)) = kept.chunks.pop_front() else { break };
             kept.bytes -= old.blocks.len();
@@ -240,8 +289,14 @@ pub struct Tap {
     added: Mutex<Vec<Box<dyn Sink>>>,
     /// Frames handed to the sinks.
     captured: AtomicU64,
-    /// Frames not captured: the writer was behind (queue full) or a client read too slowly.
+    /// Frames not captured: the writer was behind (queue full), or a capture file or FIFO
+    /// could not take them.
     dropped: AtomicU64,
+    /// Frames a capture stream (`/api/v1/capture`) did not send because its client read too
+    /// slowly: the client's loss, not the capture's.
+    stream_dropped: AtomicU64,
+    /// Bytes waiting in all capture streams for their clients (see [`Tap::reserve_stream`]).
+    stream_bytes: AtomicU64,
     /// Sinks that ended with an error, and the error, not yet reported.
     failures: Mutex<Vec<String>>,
     /// Emptied chunks the writer hands back for the workers to fill again (so that neither
@@ -281,6 +336,8 @@ impl Tap {
             added: Mutex::new(Vec::new()),
             captured: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            stream_dropped: AtomicU64::new(0),
+            stream_bytes: AtomicU64::new(0),
             failures: Mutex::new(Vec::new()),
             spare: Mutex::new(Vec::new()),
             waker: Mutex::new(None),
@@ -324,14 +381,51 @@ impl Tap {
         self.captured.load(Ordering::Relaxed)
     }
 
-    /// Frames that were not captured because the writer or a client was behind.
+    /// Frames that were not captured: the writer was behind, or a capture file or FIFO could
+    /// not take them.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Counts `n` frames a sink could not take.
+    /// Counts `n` frames the capture could not keep (the XDP program's samples it missed).
     pub fn count_dropped(&self, n: u64) {
         self.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Frames capture streams did not send because their clients read too slowly.
+    pub fn stream_dropped(&self) -> u64 {
+        self.stream_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` frames a stream did not send to a slow client.
+    pub fn count_stream_dropped(&self, n: u64) {
+        self.stream_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Takes `bytes` of the budget of all capture streams together ([`STREAMS_BYTES`]) for a
+    /// stream that has `own` bytes waiting already (at most [`STREAM_BYTES`] each): false, and
+    /// nothing taken, when either would be exceeded. [`Tap::release_stream`] gives them back
+    /// when the client has them (or went away).
+    pub fn reserve_stream(&self, own: u64, bytes: u64) -> bool {
+        if own + bytes > STREAM_BYTES {
+            return false;
+        }
+        let total = self.stream_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if total > STREAMS_BYTES {
+            self.stream_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back `bytes` taken by [`Tap::reserve_stream`].
+    pub fn release_stream(&self, bytes: u64) {
+        self.stream_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes waiting in all capture streams for their clients.
+    pub fn stream_bytes(&self) -> u64 {
+        self.stream_bytes.load(Ordering::Relaxed)
     }
 
     /// The sinks that failed since the last call, each with its error.
@@ -369,6 +463,7 @@ impl Tap {
                 self.queued.fetch_sub(chunk.blocks.len() as u64, Ordering::Relaxed);
                 self.captured.fetch_add(chunk.frames() as u64, Ordering::Relaxed);
                 sinks.retain_mut(|s| self.keep(s, |s| s.write(&chunk)));
+                self.collect_lost(&mut sinks);
                 chunk.blocks.clear();
                 chunk.marks.clear();
                 let mut spare = self.spare.lock().expect("tap lock");
@@ -383,10 +478,12 @@ impl Tap {
                 sinks.retain_mut(|s| {
                     if s.done(now) || stop {
                         self.keep(s, |s| s.finish());
+                        self.collect_lost(std::slice::from_mut(s));
                         return false;
                     }
                     true
                 });
+                self.collect_lost(&mut sinks);
             }
             if stop {
                 return;
@@ -401,6 +498,19 @@ impl Tap {
     /// An emptied chunk to fill, if the writer has handed one back.
     fn spare(&self) -> Option<Chunk> {
         self.spare.lock().expect("tap lock").pop()
+    }
+
+    /// The frames the sinks could not keep, counted as not captured, and their failures to say.
+    fn collect_lost(&self, sinks: &mut [Box<dyn Sink>]) {
+        for sink in sinks {
+            let (lost, failure) = sink.take_lost();
+            if lost > 0 {
+                self.dropped.fetch_add(lost, Ordering::Relaxed);
+            }
+            if let Some(failure) = failure {
+                self.failures.lock().expect("tap lock").push(failure);
+            }
+        }
     }
 
     /// Runs `f` on a sink: false (drop it) when it fails, after recording why.
@@ -522,37 +632,71 @@ fn copy(
 /// to `NAME.N.EXT`, the oldest removed) and a new one started, so the files never hold more
 /// than `files` × `max_bytes`. With a size limit a run also starts that way: a non-empty file
 /// left by the run before (one the service manager restarts after a failure, say) that holds
-/// frames moves up to `NAME.1.EXT` instead of being replaced, so the files stay in time order. Anything else (a
-/// FIFO, a device) is written through, without rotation. Written in whole blocks, so a reader
-/// sees whole frames at any time.
+/// frames moves up to `NAME.1.EXT` instead of being replaced, so the files stay in time order.
+/// A FIFO is opened without waiting for a reader (`wireshark -k -i FIFO` may come later) and
+/// written without blocking; anything else (a device) is written through, without rotation.
+/// Written in whole blocks, so a reader sees whole frames at any time.
+///
+/// A capture never stops for good: frames it cannot keep (a full disk, a FIFO without a reader
+/// or with one that reads too slowly) are counted as not captured ([`Sink::take_lost`], which
+/// the tap adds to [`Tap::dropped`]), the failure is reported once, and writing resumes when it
+/// can; a file deleted while the run writes it is started anew.
 #[derive(Debug)]
 pub struct FileSink {
     path: PathBuf,
     what: What,
     rotation: Option<(u64, u32)>,
     header: Vec<u8>,
-    file: std::fs::File,
+    /// `None` while a FIFO has no reader, or a file could not be opened again.
+    file: Option<std::fs::File>,
+    kind: FileKind,
+    /// Device and inode of the regular file written, to notice it was deleted or replaced.
+    identity: Option<(u64, u64)>,
     /// Bytes in the current file, and waiting to go there.
     written: u64,
+    /// Bytes really in the current file (a failed write is cut back to this).
+    on_disk: u64,
     pending: Vec<u8>,
+    /// Frames whose blocks wait in `pending`.
+    pending_frames: u64,
     last_flush: Instant,
     frames: u64,
+    /// Frames not captured since [`Sink::take_lost`] was last asked.
+    lost: u64,
+    /// The failure being lived with (said once, when it starts), and one to say.
+    failing: Option<String>,
+    to_report: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileKind {
+    Regular,
+    Fifo,
+    Device,
 }
 
 /// Bytes a file sink collects before it writes them (it writes at least every 200 ms).
 const FLUSH_AT: usize = 256 * 1024;
+/// Bytes a FIFO sink may hold for a reader that is behind; beyond, frames are not captured.
+const FIFO_BEHIND: usize = 4 << 20;
 
 impl FileSink {
     /// Opens `path` for frames `what` of `interface`; `rotation`: the largest file in bytes and
-    /// the number of files kept.
+    /// the number of files kept. Never waits (a FIFO without a reader is opened later).
     pub fn create(
         path: &Path,
         interface: &str,
         what: What,
         rotation: Option<(u64, u32)>,
     ) -> std::io::Result<Self> {
+        use std::os::unix::fs::FileTypeExt;
         let header = pcapng::header(interface);
-        if let Some((_, files)) = rotation {
+        let kind = match std::fs::metadata(path) {
+            Ok(m) if m.file_type().is_fifo() => FileKind::Fifo,
+            Ok(m) if !m.is_file() => FileKind::Device,
+            _ => FileKind::Regular,
+        };
+        if let (Some((_, files)), FileKind::Regular) = (rotation, kind) {
             // More than a header: frames (a run that stopped before its first frame, over and
             // over in a restart loop, would otherwise push the frames out of the ring).
             let header_len = header.len() as u64;
@@ -561,25 +705,63 @@ impl FileSink {
                 Self::move_up(path, files)?;
             }
         }
-        let file = Self::open(path)?;
         let mut sink = FileSink {
             path: path.to_path_buf(),
             what,
             rotation,
-            header: header.clone(),
-            file,
+            header,
+            file: None,
+            kind,
+            identity: None,
             written: 0,
+            on_disk: 0,
             pending: Vec::new(),
+            pending_frames: 0,
             last_flush: Instant::now(),
             frames: 0,
+            lost: 0,
+            failing: None,
+            to_report: None,
         };
-        sink.append(&header);
-        sink.flush()?;
+        match sink.start_file() {
+            // A FIFO without a reader waits for one; anything else that cannot be opened now
+            // stops the run before it starts.
+            Err(e) if kind == FileKind::Fifo && e.raw_os_error() == Some(libc::ENXIO) => {}
+            other => other?,
+        }
+        sink.flush();
         Ok(sink)
     }
 
-    fn open(path: &Path) -> std::io::Result<std::fs::File> {
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(path)
+    /// Opens the file (a regular file created or replaced) and queues the header.
+    fn start_file(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true);
+        match self.kind {
+            FileKind::Regular => {
+                options.create(true).truncate(true);
+            }
+            // Without a reader this fails at once (ENXIO) instead of waiting; writes never
+            // block the writer thread (so a stuck reader cannot hold up the end of a run).
+            FileKind::Fifo => {
+                options.custom_flags(libc::O_NONBLOCK);
+            }
+            FileKind::Device => {}
+        }
+        let file = options.open(&self.path)?;
+        self.identity = match self.kind {
+            FileKind::Regular => file.metadata().ok().map(|m| (m.dev(), m.ino())),
+            _ => None,
+        };
+        self.file = Some(file);
+        (self.written, self.on_disk) = (0, 0);
+        self.pending.clear();
+        self.pending_frames = 0;
+        let header = std::mem::take(&mut self.header);
+        self.append(&header, 0);
+        self.header = header;
+        Ok(())
     }
 
     /// The name of the `n`-th older file: `NAME.n.EXT`, or `NAME.n` without an extension.
@@ -592,47 +774,142 @@ impl FileSink {
         path.with_file_name(numbered)
     }
 
-    fn append(&mut self, blocks: &[u8]) {
+    fn append(&mut self, blocks: &[u8], frames: u64) {
         self.pending.extend_from_slice(blocks);
+        self.pending_frames += frames;
         self.written += blocks.len() as u64;
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
+    /// Frames that were not captured, and why (said once per failure).
+    fn lose(&mut self, frames: u64, why: impl FnOnce() -> String) {
+        self.lost += frames;
+        if self.failing.is_none() {
+            let why = why();
+            self.to_report = Some(why.clone());
+            self.failing = Some(why);
+        }
+    }
+
+    /// Writes what waits. A regular file or device that refuses it (a full disk) loses those
+    /// frames, and the file is cut back to its last whole block; a FIFO takes what its reader
+    /// has room for, the rest waiting for the next flush, and a reader that went away loses
+    /// what waited.
+    fn flush(&mut self) {
+        use std::io::{Seek, SeekFrom};
         self.last_flush = Instant::now();
         if self.pending.is_empty() {
-            return Ok(());
+            return;
         }
-        let result = self.file.write_all(&self.pending);
+        let Some(file) = self.file.as_mut() else { return };
+        if self.kind == FileKind::Fifo {
+            let mut sent = 0;
+            let result = loop {
+                match file.write(&self.pending[sent..]) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        sent += n;
+                        if sent == self.pending.len() {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            };
+            self.pending.drain(..sent);
+            if self.pending.is_empty() {
+                self.pending_frames = 0;
+            }
+            if let Err(e) = result {
+                // The reader went away (EPIPE): what waited is lost; the next reader gets a
+                // stream of its own, header first.
+                let frames = std::mem::take(&mut self.pending_frames);
+                let path = self.path.display().to_string();
+                self.lose(frames, || format!("capture FIFO {path}: {e}; waiting for a reader"));
+                self.file = None;
+                self.pending.clear();
+            } else if self.failing.is_some() && self.pending.is_empty() {
+                self.failing = None;
+            }
+            return;
+        }
+        match file.write_all(&self.pending) {
+            Ok(()) => {
+                self.on_disk += self.pending.len() as u64;
+                self.failing = None;
+            }
+            Err(e) => {
+                // Whatever part of it went in is cut off again: the file ends with a whole block.
+                if self.kind == FileKind::Regular {
+                    let _ = file.set_len(self.on_disk);
+                    let _ = file.seek(SeekFrom::Start(self.on_disk));
+                }
+                self.written = self.on_disk;
+                let frames = self.pending_frames;
+                let path = self.path.display().to_string();
+                self.lose(frames, || format!("capture file {path}: {e}; frames are counted as not captured until it can be written again"));
+            }
+        }
         self.pending.clear();
-        result
+        self.pending_frames = 0;
     }
 
     /// `path` becomes `NAME.1.EXT`, the older files moving up, the oldest of `files` removed
-    /// (with one file, nothing moves: it is replaced).
+    /// (with one file, nothing moves: it is replaced). A `path` that is gone (deleted) moves
+    /// nothing.
     fn move_up(path: &Path, files: u32) -> std::io::Result<()> {
+        let ignore_gone = |r: std::io::Result<()>| match r {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
         if files > 1 {
             let _ = std::fs::remove_file(Self::numbered(path, files - 1));
             for n in (1..files - 1).rev() {
-                match std::fs::rename(Self::numbered(path, n), Self::numbered(path, n + 1)) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
+                ignore_gone(std::fs::rename(Self::numbered(path, n), Self::numbered(path, n + 1)))?;
             }
-            std::fs::rename(path, Self::numbered(path, 1))?;
+            ignore_gone(std::fs::rename(path, Self::numbered(path, 1)))?;
         }
         Ok(())
     }
 
     /// The file is full: start the next, the older ones moving up.
     fn rotate(&mut self, files: u32) -> std::io::Result<()> {
-        self.flush()?;
+        self.flush();
         Self::move_up(&self.path, files)?;
-        self.file = Self::open(&self.path)?;
-        self.written = 0;
-        let header = std::mem::take(&mut self.header);
-        self.append(&header);
-        self.header = header;
-        Ok(())
+        self.start_file()
+    }
+
+    /// A regular file that is no longer at its path (deleted, or replaced by another) is
+    /// started anew; a FIFO without a reader is opened when one has come.
+    fn reopen_if_needed(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let gone = match (self.kind, &self.file) {
+            (FileKind::Regular, Some(_)) => match std::fs::metadata(&self.path) {
+                Ok(m) => Some((m.dev(), m.ino())) != self.identity,
+                Err(_) => true,
+            },
+            (FileKind::Regular, None) | (FileKind::Fifo, None) => true,
+            _ => false,
+        };
+        if !gone {
+            return;
+        }
+        let was_open = self.file.is_some();
+        match self.start_file() {
+            Ok(()) if was_open => {
+                let path = self.path.display().to_string();
+                self.to_report =
+                    Some(format!("capture file {path} was deleted or replaced; a new one was started"));
+            }
+            Ok(()) => self.failing = None,
+            Err(e) if self.kind == FileKind::Fifo && e.raw_os_error() == Some(libc::ENXIO) => {}
+            Err(e) => {
+                self.file = None;
+                let path = self.path.display().to_string();
+                self.lose(0, || format!("capture file {path}: {e}"));
+            }
+        }
     }
 
     /// Frames written (or waiting to be) so far.
@@ -647,10 +924,13 @@ impl Sink for FileSink {
     }
 
     fn write(&mut self, chunk: &Chunk) -> Result<(), String> {
-        let mut result = Ok(());
         let what = self.what;
-        chunk.runs(what, |mut run, _| {
-            if result.is_err() {
+        let mut lost = 0;
+        chunk.runs(what, |mut run, frames| {
+            // Nowhere to write it (a FIFO without a reader, a file that could not be opened
+            // again), or a reader far behind: not captured.
+            if self.file.is_none() || (self.kind == FileKind::Fifo && self.pending.len() >= FIFO_BEHIND) {
+                lost += frames as u64;
                 return;
             }
             // Block by block, so a file ends at a block boundary when it is full.
@@ -658,28 +938,43 @@ impl Sink for FileSink {
                 let len = u32::from_le_bytes(run[4..8].try_into().expect("4 bytes")) as usize;
                 let (block, rest) = run.split_at(len);
                 if let Some((max, files)) = self.rotation
+                    && self.kind == FileKind::Regular
                     && self.written + len as u64 > max
                     && self.written > self.header.len() as u64
                     && let Err(e) = self.rotate(files)
                 {
-                    result = Err(e.to_string());
+                    // This frame and the rest of the run are lost; the next write tries again.
+                    self.file = None;
+                    lost += 1 + run_frames(rest);
+                    let path = self.path.display().to_string();
+                    self.lose(0, || format!("capture file {path}: cannot rotate: {e}"));
                     return;
                 }
-                self.append(block);
+                self.append(block, 1);
                 self.frames += 1;
                 run = rest;
             }
         });
-        result?;
+        if lost > 0 {
+            let path = self.path.display().to_string();
+            let kind = self.kind;
+            self.lose(lost, || match kind {
+                FileKind::Fifo => format!(
+                    "capture FIFO {path}: no reader, or one too slow; frames are counted as not captured"
+                ),
+                _ => format!("capture file {path} cannot be written; frames are counted as not captured"),
+            });
+        }
         if self.pending.len() >= FLUSH_AT {
-            self.flush().map_err(|e| e.to_string())?;
+            self.flush();
         }
         Ok(())
     }
 
     fn tick(&mut self, now: Instant) -> Result<(), String> {
         if now - self.last_flush >= Duration::from_millis(200) {
-            self.flush().map_err(|e| e.to_string())?;
+            self.flush();
+            self.reopen_if_needed();
         }
         Ok(())
     }
@@ -689,12 +984,37 @@ impl Sink for FileSink {
     }
 
     fn finish(&mut self) -> Result<(), String> {
-        self.flush().map_err(|e| e.to_string())
+        self.flush();
+        // What a FIFO's reader had no room for at the end is lost.
+        if !self.pending.is_empty() {
+            let frames = std::mem::take(&mut self.pending_frames);
+            self.lost += frames;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    fn take_lost(&mut self) -> (u64, Option<String>) {
+        (std::mem::take(&mut self.lost), self.to_report.take())
     }
 
     fn describe(&self) -> String {
         format!("capture file {}", self.path.display())
     }
+}
+
+/// Frames in a run of whole blocks.
+fn run_frames(mut run: &[u8]) -> u64 {
+    let mut n = 0;
+    while run.len() >= 8 {
+        let len = u32::from_le_bytes(run[4..8].try_into().expect("4 bytes")) as usize;
+        if len == 0 || len > run.len() {
+            break;
+        }
+        run = &run[len..];
+        n += 1;
+    }
+    n
 }
 
 #[cfg(test)]
@@ -854,6 +1174,31 @@ mod tests {
         thread.stop();
     }
 
+    /// The blocks of a snapshot of `recent` since `since_ns`, and how many frames they are.
+    fn since(recent: &Arc<Recent>, since_ns: u64, what: What) -> (Vec<u8>, usize) {
+        let snapshot = recent.snapshot(since_ns).expect("a reader's place");
+        snapshot.pieces(what).fold((Vec::new(), 0), |(mut all, n), (blocks, frames)| {
+            all.extend_from_slice(&blocks);
+            (all, n + frames)
+        })
+    }
+
+    #[test]
+    fn recent_frames_are_read_by_a_bounded_number_of_snapshots_sharing_them() {
+        let recent = Recent::new(1 << 20);
+        let mut sink = recent.sink();
+        let mut chunk = Chunk::default();
+        chunk.push(utc_now_ns(), &[7; 60], 60, &["reflected: probeot"], Direction::Outbound, What::REFLECTED);
+        sink.write(&chunk).unwrap();
+        let held: Vec<Snapshot> = (0..MAX_RECENT_READERS).map(|_| recent.snapshot(0).unwrap()).collect();
+        assert!(recent.snapshot(0).is_none(), "one reader too many");
+        // Shared: the kept chunk and each snapshot's are one allocation.
+        let kept = recent.kept.lock().unwrap().chunks[0].1.clone();
+        assert!(held.iter().all(|s| Arc::ptr_eq(&s.chunks[0], &kept)));
+        drop(held);
+        assert_eq!(since(&recent, 0, What::ALL).1, 1, "places given back");
+    }
+
     #[test]
     fn recent_frames_keep_the_newest_within_their_size() {
         let (tap, thread) = Tap::start("veth0").unwrap();
@@ -879,8 +1224,8 @@ mod tests {
         // (Stopping writes every chunk offered before.)
         thread.stop();
         assert!(recent.bytes() <= 20_000 && recent.bytes() > 10_000, "{}", recent.bytes());
-        let (all, n) = recent.since(start, What::ALL);
-        let (reflected, half) = recent.since(start, What::REFLECTED);
+        let (all, n) = since(&recent, start, What::ALL);
+        let (reflected, half) = since(&recent, start, What::REFLECTED);
         assert_eq!(half * 2, n);
         assert_eq!(reflected.len() * 2, all.len());
         // The newest are kept: the last chunk's bytes end the blocks.
@@ -891,7 +1236,7 @@ mod tests {
         assert_eq!(newest.len(), n);
         assert_eq!(newest.last().unwrap(), &vec![19u8; 300]);
         assert!(newest.first().unwrap()[0] > 0, "the oldest went");
-        assert!(recent.since(utc_now_ns() + 1, What::ALL).1 == 0);
+        assert!(since(&recent, utc_now_ns() + 1, What::ALL).1 == 0);
     }
 
     #[test]
@@ -906,13 +1251,134 @@ mod tests {
             chunk.push(taken, &[byte; 60], 60, &["reflected: probeot"], Direction::Outbound, What::REFLECTED);
         }
         sink.write(&chunk).unwrap();
-        let (blocks, n) = recent.since(now - 2_500_000_000, What::ALL);
+        let (blocks, n) = since(&recent, now - 2_500_000_000, What::ALL);
         assert_eq!(n, 2);
         let file = [pcapng::header("veth0"), blocks].concat();
         let mut reader = CaptureReader::new(&file[..]).unwrap();
         let kept: Vec<u8> = std::iter::from_fn(|| reader.next_record().unwrap()).map(|r| r.data[0]).collect();
         assert_eq!(kept, [2, 1]);
-        assert_eq!(recent.since(now - 4_000_000_000, What::ALL).1, 3);
-        assert_eq!(recent.since(now - 500_000_000, What::REFLECTED).1, 0);
+        assert_eq!(since(&recent, now - 4_000_000_000, What::ALL).1, 3);
+        assert_eq!(since(&recent, now - 500_000_000, What::REFLECTED).1, 0);
+    }
+
+    /// A chunk of `n` reflected frames of 100 bytes holding `byte`.
+    fn frames_of(byte: u8, n: usize) -> Chunk {
+        let mut chunk = Chunk::default();
+        for _ in 0..n {
+            chunk.push(
+                utc_now_ns(),
+                &[byte; 100],
+                100,
+                &["reflected: probeot"],
+                Direction::Outbound,
+                What::REFLECTED,
+            );
+        }
+        chunk
+    }
+
+    /// Ticks `sink` as the writer thread would, past its 200 ms flush interval.
+    fn tick_later(sink: &mut FileSink) {
+        sink.tick(Instant::now() + Duration::from_millis(250)).unwrap();
+    }
+
+    #[test]
+    fn a_full_disk_counts_the_frames_not_captured_and_says_so_once() {
+        // /dev/full refuses every write with ENOSPC, as a full disk does.
+        let mut sink = FileSink::create(Path::new("/dev/full"), "veth0", What::ALL, None).unwrap();
+        sink.write(&frames_of(1, 5)).unwrap();
+        tick_later(&mut sink);
+        let (lost, said) = sink.take_lost();
+        assert_eq!(lost, 5);
+        assert!(
+            said.as_deref().is_some_and(|s| s.contains("/dev/full") && s.contains("not captured")),
+            "{said:?}"
+        );
+        sink.write(&frames_of(2, 3)).unwrap();
+        sink.finish().unwrap();
+        assert_eq!(sink.take_lost(), (3, None), "counted again, said once");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_file_with_whole_blocks_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.pcapng");
+        let mut sink = FileSink::create(&path, "veth0", What::ALL, None).unwrap();
+        sink.write(&frames_of(1, 2)).unwrap();
+        tick_later(&mut sink);
+        // A write that fails: the file is replaced by a read-only handle on it.
+        let good = std::fs::metadata(&path).unwrap().len();
+        sink.file = Some(std::fs::File::open(&path).unwrap());
+        sink.write(&frames_of(2, 2)).unwrap();
+        tick_later(&mut sink);
+        assert_eq!(sink.take_lost().0, 2);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good);
+        assert_eq!(records(&path).len(), 2);
+    }
+
+    #[test]
+    fn a_deleted_capture_file_is_started_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.pcapng");
+        let mut sink = FileSink::create(&path, "veth0", What::ALL, Some((1_000_000, 3))).unwrap();
+        sink.write(&frames_of(1, 4)).unwrap();
+        tick_later(&mut sink);
+        std::fs::remove_file(&path).unwrap();
+        tick_later(&mut sink);
+        let (lost, said) = sink.take_lost();
+        assert_eq!(lost, 0);
+        assert!(said.is_some_and(|s| s.contains("a new one was started")));
+        sink.write(&frames_of(2, 3)).unwrap();
+        sink.finish().unwrap();
+        let frames = records(&path);
+        assert_eq!(frames.len(), 3);
+        assert!(frames.iter().all(|f| f[0] == 2));
+        // And rotation goes on from it (the deleted file had nothing to move up).
+        let mut sink = FileSink::create(&path, "veth0", What::ALL, Some((2_000, 3))).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        sink.write(&frames_of(3, 40)).unwrap();
+        sink.finish().unwrap();
+        assert_eq!(sink.take_lost().0, 0);
+        assert!(path.exists() && FileSink::numbered(&path, 1).exists());
+    }
+
+    #[test]
+    fn a_fifo_without_a_reader_does_not_block_and_is_written_once_one_comes() {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("c.fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let started = Instant::now();
+        let mut sink = FileSink::create(&fifo, "veth0", What::ALL, None).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1), "waited for a reader");
+        sink.write(&frames_of(1, 4)).unwrap();
+        tick_later(&mut sink);
+        let (lost, said) = sink.take_lost();
+        assert_eq!(lost, 4, "no reader: not captured");
+        assert!(said.is_some_and(|s| s.contains("no reader")));
+        let mut reader =
+            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).unwrap();
+        tick_later(&mut sink);
+        sink.write(&frames_of(2, 3)).unwrap();
+        sink.finish().unwrap();
+        assert_eq!(sink.take_lost().0, 0);
+        let mut bytes = Vec::new();
+        let _ = reader.read_to_end(&mut bytes);
+        let mut capture = CaptureReader::new(&bytes[..]).unwrap();
+        let frames: Vec<Vec<u8>> =
+            std::iter::from_fn(|| capture.next_record().unwrap()).map(|r| r.data).collect();
+        assert_eq!(frames.len(), 3);
+        assert!(frames.iter().all(|f| f[0] == 2));
+    }
+
+    #[test]
+    fn the_tap_counts_what_a_sink_could_not_keep_as_not_captured() {
+        let (tap, thread) = Tap::start("veth0").unwrap();
+        tap.add(Box::new(FileSink::create(Path::new("/dev/full"), "veth0", What::ALL, None).unwrap()));
+        tap.offer(frames_of(1, 6));
+        thread.stop();
+        assert_eq!(tap.dropped(), 6);
+        assert_eq!(tap.take_failures().len(), 1);
     }
 }

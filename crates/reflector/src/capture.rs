@@ -87,7 +87,9 @@ impl CaptureFile<'_> {
 
 /// Longest capture `/api/v1/capture` streams.
 pub const MAX_STREAM_SECONDS: u64 = 300;
-/// Chunks a streaming client may be behind by before frames are dropped for it (counted).
+/// Chunks a streaming client may be behind by before frames are not sent to it (counted); the
+/// bytes it may be behind by are bounded too (`reflector_io::tap::STREAM_BYTES`, and for all
+/// streams together `STREAMS_BYTES`).
 const STREAM_QUEUE: usize = 256;
 /// A stream with no frames gets a statistics block this often, so the connection never goes
 /// idle (the server closes connections idle for 30 s).
@@ -99,41 +101,87 @@ pub struct StreamSink {
     until: Instant,
     out: tokio::sync::mpsc::Sender<Bytes>,
     last_sent: Instant,
-    /// Frames it could not take (the client read too slowly), for the statistics blocks.
+    /// Frames it did not send (the client read too slowly), for the statistics blocks.
     dropped: u64,
+    /// Bytes sent into the channel that the client has not taken yet (the body gives them
+    /// back to it and to the tap's budget as it takes them).
+    waiting: Arc<std::sync::atomic::AtomicU64>,
     tap: Arc<Tap>,
 }
 
+/// The accounting of a capture stream's bytes: what its body hands back as the client takes
+/// them (or when the client goes away).
+pub struct StreamMeter {
+    waiting: Arc<std::sync::atomic::AtomicU64>,
+    tap: Arc<Tap>,
+}
+
+impl StreamMeter {
+    /// `bytes` taken by the client.
+    pub fn taken(&self, bytes: usize) {
+        self.waiting.fetch_sub(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+        self.tap.release_stream(bytes as u64);
+    }
+}
+
 impl StreamSink {
-    /// A capture of `what` for `seconds` from `tap`: the pcapng stream to send, as a body.
-    pub fn start(tap: &Arc<Tap>, what: What, seconds: u64) -> ChannelBody {
+    /// A capture of `what` for `seconds` from `tap`: the pcapng stream to send, as a body;
+    /// `None` when the streams together have all the bytes they may hold waiting already.
+    pub fn start(tap: &Arc<Tap>, what: What, seconds: u64) -> Option<ChannelBody> {
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_QUEUE);
-        let _ = tx.try_send(Bytes::from(pcapng::header(tap.interface())));
         let now = Instant::now();
-        tap.add(Box::new(StreamSink {
+        let waiting = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sink = StreamSink {
             what,
             until: now + Duration::from_secs(seconds),
             out: tx,
             last_sent: now,
             dropped: 0,
+            waiting: waiting.clone(),
             tap: tap.clone(),
-        }));
-        ChannelBody(rx)
+        };
+        let header = pcapng::header(tap.interface());
+        let len = header.len() as u64;
+        if !tap.reserve_stream(0, len) {
+            return None;
+        }
+        waiting.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
+        let _ = sink.out.try_send(Bytes::from(header));
+        tap.add(Box::new(sink));
+        Some(ChannelBody::metered(rx, StreamMeter { waiting, tap: tap.clone() }))
     }
 
+    fn give_back(&self, bytes: u64) {
+        self.waiting.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+        self.tap.release_stream(bytes);
+    }
+
+    /// Sends `bytes` (holding `frames` frames) to the client, unless it is too far behind (in
+    /// chunks, or in bytes of its own or of all streams): then they are not sent, and counted.
     fn send(&mut self, bytes: Vec<u8>, frames: usize) -> Result<(), String> {
-        match self.out.try_send(Bytes::from(bytes)) {
-            Ok(()) => {
-                self.last_sent = Instant::now();
-                Ok(())
-            }
-            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
-                self.dropped += frames as u64;
-                self.tap.count_dropped(frames as u64);
-                Ok(())
-            }
-            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Ok(()),
+        use std::sync::atomic::Ordering;
+        let len = bytes.len() as u64;
+        let not_sent = |sink: &mut StreamSink| {
+            sink.dropped += frames as u64;
+            sink.tap.count_stream_dropped(frames as u64);
+        };
+        if self.out.is_closed() {
+            return Ok(());
         }
+        if !self.tap.reserve_stream(self.waiting.load(Ordering::Relaxed), len) {
+            not_sent(self);
+            return Ok(());
+        }
+        self.waiting.fetch_add(len, Ordering::Relaxed);
+        match self.out.try_send(Bytes::from(bytes)) {
+            Ok(()) => self.last_sent = Instant::now(),
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                self.give_back(len);
+                not_sent(self);
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => self.give_back(len),
+        }
+        Ok(())
     }
 }
 

@@ -152,8 +152,28 @@ impl HttpConfig {
     }
 }
 
-/// A response body fed from a channel: the stream ends when the sender is dropped.
-pub struct ChannelBody(pub tokio::sync::mpsc::Receiver<Bytes>);
+/// A response body fed from a channel: the stream ends when the sender is dropped. A metered
+/// one (a capture stream) hands back the bytes of each piece as the client takes it, and of
+/// what is left when the client goes away.
+pub struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    meter: Option<crate::capture::StreamMeter>,
+}
+
+impl ChannelBody {
+    /// The body of what `rx` receives.
+    pub fn new(rx: tokio::sync::mpsc::Receiver<Bytes>) -> ChannelBody {
+        ChannelBody { rx, meter: None }
+    }
+
+    /// The same, with the bytes it takes given back to `meter`.
+    pub fn metered(
+        rx: tokio::sync::mpsc::Receiver<Bytes>,
+        meter: crate::capture::StreamMeter,
+    ) -> ChannelBody {
+        ChannelBody { rx, meter: Some(meter) }
+    }
+}
 
 impl hyper::body::Body for ChannelBody {
     type Data = Bytes;
@@ -163,7 +183,23 @@ impl hyper::body::Body for ChannelBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(hyper::body::Frame::data(b))))
+        let polled = self.rx.poll_recv(cx);
+        if let (std::task::Poll::Ready(Some(b)), Some(meter)) = (&polled, &self.meter) {
+            meter.taken(b.len());
+        }
+        polled.map(|b| b.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+impl Drop for ChannelBody {
+    fn drop(&mut self) {
+        if let Some(meter) = &self.meter {
+            // Nothing more comes in once closed; what waited is given back.
+            self.rx.close();
+            while let Ok(b) = self.rx.try_recv() {
+                meter.taken(b.len());
+            }
+        }
     }
 }
 
@@ -239,7 +275,7 @@ fn events(ctl: &Control) -> Response<Body> {
             }
         }
     });
-    let mut r = Response::new(Either::Right(ChannelBody(rx)));
+    let mut r = Response::new(Either::Right(ChannelBody::new(rx)));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
@@ -513,14 +549,37 @@ fn capture(req: &Request<Incoming>, ctl: &Control, access: &Access<'_>) -> Respo
                 let why = "this run keeps no recent frames (start it with --capture-keep-mb MB)";
                 return error(StatusCode::CONFLICT, why);
             };
-            let (blocks, _) = recent.since(now.saturating_sub(last * 1_000_000_000), what);
-            let mut file = reflector_io::pcapng::header(&ctl.interface);
-            file.extend_from_slice(&blocks);
-            respond(StatusCode::OK, "application/x-pcapng", file)
+            let Some(snapshot) = recent.snapshot(now.saturating_sub(last * 1_000_000_000)) else {
+                let why = format!(
+                    "{} reads of the last seconds are under way; try again when one is done",
+                    reflector_io::tap::MAX_RECENT_READERS
+                );
+                return error(StatusCode::SERVICE_UNAVAILABLE, &why);
+            };
+            // Sent chunk by chunk from the kept frames (shared, not copied whole), within a
+            // time limit, so a client that does not read holds a reader's place for that long
+            // at most.
+            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+            let header = Bytes::from(reflector_io::pcapng::header(&ctl.interface));
+            tokio::spawn(tokio::time::timeout(LAST_SEND_LIMIT, async move {
+                if tx.send(header).await.is_err() {
+                    return;
+                }
+                for (blocks, _) in snapshot.pieces(what) {
+                    if tx.send(Bytes::from(blocks)).await.is_err() {
+                        return;
+                    }
+                }
+            }));
+            Response::new(Either::Right(ChannelBody::new(rx)))
         }
-        (seconds, None) => {
-            Response::new(Either::Right(crate::capture::StreamSink::start(tap, what, seconds.unwrap_or(10))))
-        }
+        (seconds, None) => match crate::capture::StreamSink::start(tap, what, seconds.unwrap_or(10)) {
+            Some(body) => Response::new(Either::Right(body)),
+            None => {
+                let why = "capture streams hold all the memory they may for clients that read slowly; try again later";
+                return error(StatusCode::SERVICE_UNAVAILABLE, why);
+            }
+        },
     };
     let headers = r.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-pcapng"));
@@ -531,6 +590,10 @@ fn capture(req: &Request<Incoming>, ctl: &Control, access: &Access<'_>) -> Respo
     }
     r
 }
+
+/// The longest `/api/v1/capture?last=N` may take to send (its snapshot of the kept frames is
+/// held that long at most).
+const LAST_SEND_LIMIT: Duration = Duration::from_secs(60);
 
 /// `YYYYMMDDTHHMMSSZ` for a time in ns since the Unix epoch (UTC), for file names.
 fn file_stamp(ns: u64) -> String {

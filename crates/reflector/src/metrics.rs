@@ -178,12 +178,18 @@ fn scrape(ctl: &Control, testers: usize) -> Scrape {
         "Test packets of sources that found no rate-limit bucket of their own and shared one.",
         one(overflowed),
     );
-    let (captured, not_captured) = ctl.tap.as_ref().map_or((0, 0), |t| (t.captured(), t.dropped()));
+    let (captured, not_captured, not_streamed) =
+        ctl.tap.as_ref().map_or((0, 0, 0), |t| (t.captured(), t.dropped(), t.stream_dropped()));
     counter("capture_frames", "Frames copied to captures (--capture, /api/v1/capture).", one(captured));
     counter(
         "capture_dropped_frames",
-        "Frames a capture wanted but did not get (its writer or client was behind).",
+        "Frames a capture wanted but did not get (its writer was behind, or a capture file or FIFO could not take them).",
         one(not_captured),
+    );
+    counter(
+        "capture_stream_dropped_frames",
+        "Frames /api/v1/capture streams did not send because their clients read too slowly.",
+        one(not_streamed),
     );
     let mut gauge = |name, help, values| families.push(Family { name, help, values });
     gauge(
@@ -278,9 +284,9 @@ mod tests {
         }
         let per_reason = Reject::ALL.len();
         let per_signature = Signature::ALL.len();
-        // 8 plain counters, the signatures, the reasons, 2 workers, 2 testers twice, 3 more
+        // 8 plain counters, the signatures, the reasons, 2 workers, 2 testers twice, 4 more
         // counters, 3 gauges, the info.
-        assert_eq!(samples(&open).len(), 8 + per_signature + per_reason + 2 + 4 + 3 + 3 + 1, "{open}");
+        assert_eq!(samples(&open).len(), 8 + per_signature + per_reason + 2 + 4 + 4 + 3 + 1, "{open}");
 
         // OpenMetrics names a counter family without `_total` and ends with `# EOF`; the text
         // format names it with `_total`, has the info metric as a gauge, and no `# EOF`.

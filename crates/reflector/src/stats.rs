@@ -200,8 +200,10 @@ pub struct Closing<'a> {
     pub cpu: Option<(Duration, Duration)>,
     /// The testers, busiest first.
     pub testers: &'a [crate::control::TesterRow],
-    /// With a capture tap: frames captured, and frames not captured (the writer was behind).
-    pub capture: Option<(u64, u64)>,
+    /// With a capture tap: frames captured, frames not captured (the writer was behind, or a
+    /// capture file or FIFO could not take them), and frames capture streams did not send to
+    /// clients that read too slowly.
+    pub capture: Option<(u64, u64, u64)>,
 }
 
 /// Testers the summary names.
@@ -244,8 +246,9 @@ pub fn summary(
                 record["cpu_user_s"] = json!(user.as_secs_f64());
                 record["cpu_system_s"] = json!(system.as_secs_f64());
             }
-            if let Some((frames, dropped)) = closing.capture {
-                record["capture"] = json!({ "frames": frames, "dropped": dropped });
+            if let Some((frames, dropped, stream_dropped)) = closing.capture {
+                record["capture"] =
+                    json!({ "frames": frames, "dropped": dropped, "stream_dropped": stream_dropped });
             }
             record["testers"] = crate::report::testers_json(closing.testers, SUMMARY_TESTERS);
             record.to_string()
@@ -271,8 +274,13 @@ pub fn summary(
                         format!(", cpu {:.2} s user + {:.2} s system", u.as_secs_f64(), s.as_secs_f64()),
                     None => String::new(),
                 }
-            ) + &closing.capture.filter(|(f, d)| f + d > 0).map_or(String::new(), |(f, d)| {
-                format!("; captured {f} frames ({d} not captured: the writer was behind)")
+            ) + &closing.capture.filter(|(f, d, s)| f + d + s > 0).map_or(String::new(), |(f, d, s)| {
+                let slow = if s > 0 {
+                    format!(", {s} not sent to capture clients that read too slowly")
+                } else {
+                    String::new()
+                };
+                format!("; captured {f} frames ({d} not captured{slow})")
             }) + &testers_text(closing.testers)
         }
     }
@@ -362,12 +370,13 @@ mod tests {
                 }),
                 cpu: Some((Duration::from_millis(1500), Duration::ZERO)),
                 testers: &[],
-                capture: Some((12, 1)),
+                capture: Some((12, 1, 5)),
             },
         ))
         .unwrap();
         assert_eq!(j["cpu_user_s"], 1.5);
         assert_eq!((j["capture"]["frames"].as_u64(), j["capture"]["dropped"].as_u64()), (Some(12), Some(1)));
+        assert_eq!(j["capture"]["stream_dropped"], 5);
         assert_eq!(j["reflected_packets"], 16);
         assert_eq!((j["rejected"]["oui"].as_u64(), j["rx_packets"].as_u64()), (Some(7), Some(23)));
         assert_eq!(j["kernel"]["rejected"]["oui"], 3);

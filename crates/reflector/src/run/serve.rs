@@ -348,7 +348,7 @@ fn serve_with<B: Backend>(
             dwell: dwell.as_ref(),
             cpu,
             testers: &testers,
-            capture: ctl.tap.as_ref().map(|t| (t.captured(), t.dropped())),
+            capture: ctl.tap.as_ref().map(|t| (t.captured(), t.dropped(), t.stream_dropped())),
         },
     ))?;
     link_error.map_or(Ok(()), Err)
@@ -389,10 +389,11 @@ fn start_pump(
     Ok(thread)
 }
 
-/// A capture that failed (a full disk, say) is said once; the run goes on without it.
+/// A capture's failure (a full disk, a FIFO without a reader, a stream that failed) is said
+/// once; the frames it misses are counted as not captured.
 fn report_capture_failures(tap: &Tap) {
     for failure in tap.take_failures() {
-        tracing::warn!("reflector: capture stopped: {failure}");
+        tracing::warn!("reflector: capture: {failure}");
     }
 }
 
