@@ -8,7 +8,14 @@
 //! one client may cost is bounded before any request is looked at: the request line and
 //! headers ([`MAX_HEAD`]), the time to send them ([`HEADER_TIMEOUT`]), the time a connection
 //! may go without reading or writing a byte ([`IDLE_TIMEOUT`]), and the number of connections
-//! ([`MAX_CONNECTIONS`]; past it a short 503). Request bodies are never read.
+//! ([`MAX_CONNECTIONS`]; past it a short 503, over TLS on the HTTPS port). Request bodies are
+//! never read.
+//!
+//! Connections that hold places without using them cannot lock anyone out ([`Admission`]): a
+//! new connection at the cap takes the place of the oldest one that has not sent a complete
+//! request yet, so a client that asks at once is always served; and with a token set, the last
+//! [`KEPT_FOR_TOKEN`] places are kept for requests that carry it (a connection past that whose
+//! request does not is closed after its answer).
 //!
 //! Access (the README's table says the same):
 //! - `GET /` (the dashboard page, which holds no data) is served to anyone who can connect.
@@ -37,13 +44,20 @@ use serde_json::{Value, json};
 use crate::control::Control;
 use crate::input::UsageError;
 
-/// Connections served at once; one more gets a 503 and is closed.
+/// Connections served at once; one more takes the place of one that has not sent a complete
+/// request yet, or gets a 503 and is closed.
 const MAX_CONNECTIONS: usize = 64;
+/// Places kept for requests with the token, when one is set: a connection beyond
+/// `MAX_CONNECTIONS - KEPT_FOR_TOKEN` whose request lacks it is closed after the answer.
+const KEPT_FOR_TOKEN: usize = 16;
+/// `/api/v1/events` subscribers at once; one more gets a 503.
+const MAX_SUBSCRIBERS: usize = 16;
 /// Bytes of request line and headers a connection may send before its request is answered
 /// (hyper's read buffer; past it, 431 and the connection is closed).
 const MAX_HEAD: usize = 16 * 1024;
-/// Time a client has to send a request's line and headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to send a request's line and headers (and, on HTTPS, to finish the TLS
+/// handshake first).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time a connection may go without a byte read or written (an idle keep-alive connection, or
 /// a client that sends requests and never reads the answers).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -252,6 +266,12 @@ fn status_json(ctl: &Control) -> Value {
 /// line every 15 s when no interval ends in that time, so the connection never goes idle.
 fn events(ctl: &Control) -> Response<Body> {
     use tokio::sync::broadcast::error::RecvError;
+    // Each subscriber holds a receiver until its client goes away, or stops reading long
+    // enough for its connection to go idle (`IDLE_TIMEOUT` once the socket's buffers are full).
+    if ctl.events.receiver_count() >= MAX_SUBSCRIBERS {
+        let why = format!("{MAX_SUBSCRIBERS} clients follow the events already; try again later");
+        return error(StatusCode::SERVICE_UNAVAILABLE, &why);
+    }
     let mut snapshots = ctl.events.subscribe();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let first = snapshot_event(ctl);
@@ -703,7 +723,8 @@ impl Bound {
     }
 }
 
-/// The accept loop: each connection a task, at most [`MAX_CONNECTIONS`] of them.
+/// The accept loop: each connection a task, at most [`MAX_CONNECTIONS`] of them
+/// ([`Admission`]).
 async fn serve(
     listener: std::net::TcpListener,
     config: Arc<HttpConfig>,
@@ -717,23 +738,36 @@ async fn serve(
             return tracing::error!("reflector: HTTP stopped: {e}");
         }
     };
-    let open = Arc::new(AtomicUsize::new(0));
+    let admission = Arc::new(Admission::default());
+    let refusing = Arc::new(AtomicUsize::new(0));
     let mut check_stop = tokio::time::interval(Duration::from_millis(100));
     while !stop.load(Ordering::Relaxed) {
         tokio::select! {
             _ = check_stop.tick() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS => {
-                    tokio::spawn(refuse(stream));
-                }
-                Ok((stream, _)) => {
-                    let slot = Slot::take(&open);
-                    let (config, ctl, tls) = (config.clone(), ctl.clone(), tls.clone());
-                    tokio::spawn(async move {
-                        let _slot = slot;
-                        connection(stream, config, ctl, tls).await;
-                    });
-                }
+                Ok((stream, _)) => match admission.admit() {
+                    Some((place, evicted)) => {
+                        let (config, ctl, tls) = (config.clone(), ctl.clone(), tls.clone());
+                        tokio::spawn(async move {
+                            tokio::select! {
+                                () = connection(stream, config, ctl, tls, &place) => {}
+                                // Its place was given to a newer connection before it asked.
+                                _ = evicted => {}
+                            }
+                        });
+                    }
+                    // At most a few refusals at a time (each may wait for a TLS handshake);
+                    // past that the connection is just closed.
+                    None if refusing.load(Ordering::Relaxed) < 16 => {
+                        let place = Counted::take(&refusing);
+                        let tls = tls.clone();
+                        tokio::spawn(async move {
+                            let _place = place;
+                            refuse(stream, tls).await;
+                        });
+                    }
+                    None => drop(stream),
+                },
                 // Out of file descriptors (EMFILE, ENFILE) or memory: the connection waits in
                 // the backlog. Try again shortly, when connections have closed, instead of
                 // spinning on the error or giving up.
@@ -743,31 +777,121 @@ async fn serve(
     }
 }
 
-/// One of the [`MAX_CONNECTIONS`] places, given back when the connection ends.
-struct Slot(Arc<AtomicUsize>);
+/// Who holds the server's [`MAX_CONNECTIONS`] places: how many are taken, and the connections
+/// that have not sent a complete request yet, oldest first, each with the way to end it.
+#[derive(Default)]
+struct Admission {
+    open: AtomicUsize,
+    /// Connections waiting for their first request (entries of connections that asked or
+    /// ended since are skipped when met, and cleared when the queue grows long).
+    waiting: std::sync::Mutex<std::collections::VecDeque<std::sync::Weak<Place>>>,
+}
 
-impl Slot {
-    fn take(open: &Arc<AtomicUsize>) -> Slot {
-        open.fetch_add(1, Ordering::Relaxed);
-        Slot(open.clone())
+/// A connection's place: given back when it ends, unless a newer connection took it over.
+struct Place {
+    admission: Arc<Admission>,
+    /// It has sent a complete request (it can no longer be evicted).
+    asked: AtomicBool,
+    /// Its place went to a newer connection (it must not give it back again).
+    taken_over: AtomicBool,
+    evict: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl Admission {
+    /// A place for a new connection, and what fires when it is taken over: a free one, else
+    /// that of the oldest connection still waiting for its first request; `None` when every
+    /// place is held by a connection that has asked. (Called by the accept loop alone.)
+    fn admit(self: &Arc<Self>) -> Option<(Arc<Place>, tokio::sync::oneshot::Receiver<()>)> {
+        let mut waiting = self.waiting.lock().expect("admission lock");
+        if self.open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+            let oldest = loop {
+                let candidate = waiting.pop_front()?.upgrade();
+                if let Some(c) = candidate.filter(|c| !c.asked.load(Ordering::Relaxed)) {
+                    break c;
+                }
+            };
+            oldest.taken_over.store(true, Ordering::Relaxed);
+            if let Some(evict) = oldest.evict.lock().expect("place lock").take() {
+                let _ = evict.send(());
+            }
+        } else {
+            self.open.fetch_add(1, Ordering::Relaxed);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let place = Arc::new(Place {
+            admission: self.clone(),
+            asked: AtomicBool::new(false),
+            taken_over: AtomicBool::new(false),
+            evict: std::sync::Mutex::new(Some(tx)),
+        });
+        if waiting.len() >= 2 * MAX_CONNECTIONS {
+            waiting.retain(|p| p.upgrade().is_some_and(|p| !p.asked.load(Ordering::Relaxed)));
+        }
+        waiting.push_back(Arc::downgrade(&place));
+        Some((place, rx))
+    }
+
+    /// Places taken.
+    fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
     }
 }
 
-impl Drop for Slot {
+impl Place {
+    /// The connection has sent a complete request: its place is its own from now on.
+    fn asked(&self) {
+        self.asked.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if !self.taken_over.load(Ordering::Relaxed) {
+            self.admission.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One of a few counted places (the refusals under way), given back when dropped.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn take(count: &Arc<AtomicUsize>) -> Counted {
+        count.fetch_add(1, Ordering::Relaxed);
+        Counted(count.clone())
+    }
+}
+
+impl Drop for Counted {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// Past the connection cap: a short 503, then the connection is closed.
-async fn refuse(mut stream: tokio::net::TcpStream) {
+/// Past the connection cap: a short 503, then the connection is closed; on the HTTPS port over
+/// TLS (a client that does not finish the handshake within a second just sees the close).
+async fn refuse(stream: tokio::net::TcpStream, tls: Option<tokio_rustls::TlsAcceptor>) {
     use tokio::io::AsyncWriteExt;
     let body = r#"{"error":"too many connections; try again shortly"}"#;
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer.as_bytes())).await;
+    let limit = Duration::from_secs(1);
+    match tls {
+        None => {
+            let mut stream = stream;
+            let _ = tokio::time::timeout(limit, stream.write_all(answer.as_bytes())).await;
+        }
+        Some(acceptor) => {
+            let _ = tokio::time::timeout(limit, async {
+                let mut stream = acceptor.accept(stream).await?;
+                stream.write_all(answer.as_bytes()).await?;
+                stream.shutdown().await
+            })
+            .await;
+        }
+    }
 }
 
 /// Serves one connection with the bounds of the module's documentation, over TLS when the
@@ -778,25 +902,34 @@ async fn connection(
     config: Arc<HttpConfig>,
     ctl: Arc<Control>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    place: &Arc<Place>,
 ) {
     let timed = crate::idle::Idle::new(stream, IDLE_TIMEOUT);
     match tls {
-        None => http(hyper_util::rt::TokioIo::new(timed), config, ctl).await,
+        None => http(hyper_util::rt::TokioIo::new(timed), config, ctl, place.clone()).await,
         Some(acceptor) => {
             if let Ok(Ok(stream)) = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(timed)).await {
-                http(hyper_util::rt::TokioIo::new(stream), config, ctl).await;
+                http(hyper_util::rt::TokioIo::new(stream), config, ctl, place.clone()).await;
             }
         }
     }
 }
 
-/// HTTP/1.1 over `io` (a TCP stream, or TLS over one).
-async fn http<I>(io: I, config: Arc<HttpConfig>, ctl: Arc<Control>)
+/// HTTP/1.1 over `io` (a TCP stream, or TLS over one), in `place`.
+async fn http<I>(io: I, config: Arc<HttpConfig>, ctl: Arc<Control>, place: Arc<Place>)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let answer = handle(&req, &ctl, &config);
+        place.asked();
+        let mut answer = handle(&req, &ctl, &config);
+        // Past the places open to anyone, a request without the token (when one is set) is
+        // answered and its connection closed, so the last places stay for those with it.
+        if place.admission.open() > MAX_CONNECTIONS - KEPT_FOR_TOKEN
+            && Access::of(&req, &config).authorized == Some(false)
+        {
+            answer.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         async move { Ok::<_, Infallible>(answer) }
     });
     let _ = hyper::server::conn::http1::Builder::new()
@@ -843,5 +976,71 @@ mod tests {
         assert!(c("0.0.0.0:9", Some("t"), false).check().is_ok());
         assert!(c("0.0.0.0:9", None, true).check().is_ok());
         assert!(c("127.0.0.1:9", Some(""), false).check().is_err());
+    }
+
+    /// Past the cap on the HTTPS port the 503 goes out over TLS (openssl's client reads it),
+    /// never as plain text on the TLS port.
+    #[test]
+    fn the_refusal_on_the_https_port_is_a_tls_answer() {
+        // (A non-loopback address with a token gets a certificate made at start; the test
+        // listens on loopback itself.)
+        let config = HttpConfig {
+            addr: "192.0.2.1:9180".parse().unwrap(),
+            token: Some("t".into()),
+            insecure: false,
+            tls_cert: None,
+            tls_key: None,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (acceptor, _, generated) = config.tls().unwrap().expect("a generated certificate");
+        assert!(generated);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = std::thread::spawn(move || {
+            std::process::Command::new("timeout")
+                .args(["10", "openssl", "s_client", "-quiet", "-connect", &format!("127.0.0.1:{port}")])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("openssl runs")
+        });
+        runtime.block_on(async {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let (stream, _) = listener.accept().await.unwrap();
+            refuse(stream, Some(acceptor)).await;
+        });
+        let out = client.join().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.starts_with("HTTP/1.1 503 Service Unavailable"),
+            "{text} / {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A new connection at the cap takes the place of the oldest one that has not asked yet;
+    /// when every place is held by one that asked, there is none.
+    #[test]
+    fn a_place_goes_to_the_newest_connection_over_the_oldest_that_has_not_asked() {
+        let admission = Arc::new(Admission::default());
+        let mut held: Vec<_> = (0..MAX_CONNECTIONS).map(|_| admission.admit().unwrap()).collect();
+        assert_eq!(admission.open(), MAX_CONNECTIONS);
+        held[0].0.asked();
+        let (newest, _evicted) = admission.admit().expect("a place taken over");
+        // The oldest that had not asked (the second) was told to go; the first keeps its place.
+        assert!(held[1].1.try_recv().is_ok());
+        assert!(held[0].1.try_recv().is_err());
+        assert_eq!(admission.open(), MAX_CONNECTIONS);
+        held.remove(1);
+        assert_eq!(admission.open(), MAX_CONNECTIONS, "a place taken over is not given back twice");
+        for (place, _) in &held {
+            place.asked();
+        }
+        newest.asked();
+        assert!(admission.admit().is_none(), "every place held by a connection that asked");
+        drop(held);
+        assert_eq!(admission.open(), 1);
+        drop(newest);
+        assert_eq!(admission.open(), 0);
     }
 }

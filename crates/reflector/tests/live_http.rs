@@ -655,12 +655,22 @@ fn connections_past_the_cap_or_the_fd_limit_do_not_stop_the_server() {
     }
     drop(reflector.signal_and_wait("TERM"));
 
-    // With descriptors to spare, the server's own cap: a clear 503 for one connection too many.
+    // With descriptors to spare, the server's own cap: 64 connections that each asked (and keep
+    // their connection) hold every place, so one more gets a clear 503.
     let reflector = pair.start_reflector_on(Some("af-packet"), &["--http", addr]);
     std::thread::sleep(Duration::from_millis(200));
     NetnsPair::in_ns(&pair.reflector_ns, || {
-        let idle: Vec<TcpStream> = (0..64).map(|_| TcpStream::connect(addr).expect("connect")).collect();
-        std::thread::sleep(Duration::from_millis(300));
+        let idle: Vec<TcpStream> = (0..64)
+            .map(|_| {
+                let mut s = TcpStream::connect(addr).expect("connect");
+                write!(s, "GET /api/v1/status HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut head = [0u8; 12];
+                s.read_exact(&mut head).unwrap();
+                assert_eq!(&head, b"HTTP/1.1 200");
+                s
+            })
+            .collect();
         let mut extra = TcpStream::connect(addr).unwrap();
         extra.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let mut answer = String::new();
@@ -670,6 +680,69 @@ fn connections_past_the_cap_or_the_fd_limit_do_not_stop_the_server() {
     });
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(request(&pair, "GET", addr, "/api/v1/status", None).0, 200);
+    drop(reflector.signal_and_wait("TERM"));
+}
+
+/// 64 connections that send nothing, reopened as soon as they are closed, lock no one out: a
+/// scrape with the token every 0.5 s is answered every time (a new connection takes the place
+/// of the oldest that has not asked). Before, 44 of 46 such scrapes failed. At most 16 clients
+/// follow `/api/v1/events`; the next gets 503.
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn idle_connections_lock_no_one_out() {
+    require_live!();
+    let pair = NetnsPair::for_backend("af-packet");
+    let addr = "127.0.0.1:9194";
+    let reflector = pair.start_reflector_on(Some("af-packet"), &["--http", addr, "--http-token", "s3cret"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let answered = std::thread::scope(|s| {
+        s.spawn(|| {
+            NetnsPair::in_ns(&pair.reflector_ns, || {
+                let connect = || {
+                    let c = TcpStream::connect(addr).expect("connect");
+                    c.set_nonblocking(true).unwrap();
+                    c
+                };
+                let mut idle: Vec<TcpStream> = (0..64).map(|_| connect()).collect();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for c in idle.iter_mut() {
+                        let mut byte = [0u8; 64];
+                        // Closed by the server (0 bytes, or reset): open another at once.
+                        if c.read(&mut byte).is_ok() || c.peer_addr().is_err() {
+                            *c = connect();
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let codes: Vec<u16> = (0..12)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(500));
+                request(&pair, "GET", addr, "/metrics", Some("s3cret")).0
+            })
+            .collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        codes
+    });
+    assert_eq!(answered, vec![200; 12], "scrapes with the token while 64 idle connections are held");
+    // The events: 16 followers, then a 503.
+    NetnsPair::in_ns(&pair.reflector_ns, || {
+        let follow = || {
+            let mut c = TcpStream::connect(addr).expect("connect");
+            write!(c, "GET /api/v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer s3cret\r\n\r\n")
+                .unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut head = [0u8; 12];
+            c.read_exact(&mut head).unwrap();
+            (c, String::from_utf8_lossy(&head).to_string())
+        };
+        let followers: Vec<(TcpStream, String)> = (0..16).map(|_| follow()).collect();
+        assert!(followers.iter().all(|(_, h)| h == "HTTP/1.1 200"), "16 followers");
+        assert_eq!(follow().1, "HTTP/1.1 503", "the 17th");
+    });
     drop(reflector.signal_and_wait("TERM"));
 }
 
