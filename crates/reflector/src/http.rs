@@ -684,7 +684,14 @@ pub fn bind(config: HttpConfig) -> anyhow::Result<Bound> {
     config.check()?;
     let listener = std::net::TcpListener::bind(config.addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .map_err(|e| anyhow::anyhow!("cannot serve HTTP on {}: {e}", config.addr))?;
+        .map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied && config.addr.port() < 1024 {
+                " (a port below 1024 needs CAP_NET_BIND_SERVICE, or root)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("cannot serve HTTP on {}: {e}{hint}", config.addr)
+        })?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

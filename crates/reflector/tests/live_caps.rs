@@ -143,4 +143,14 @@ fn a_missing_capability_is_named_in_one_line() {
         assert_eq!(err.trim_end().lines().count(), 1, "{backend} without {name}: {err}");
         assert!(err.contains(&format!("missing {name}: grant it with AmbientCapabilities={name}")), "{err}");
     }
+    // The HTTP port below 1024 without CAP_NET_BIND_SERVICE: the error names it.
+    let pair = NetnsPair::for_backend("af-packet");
+    let prefix = as_nobody(&without("+net_bind_service"));
+    let prefix: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    let args = ["run", "va", "--backend", "af-packet", "--http", "127.0.0.1:80", "--duration", "1"];
+    let out = pair.run_reflector_cmd(&prefix, &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot serve HTTP on 127.0.0.1:80: Permission denied"), "{err}");
+    assert!(err.contains("needs CAP_NET_BIND_SERVICE"), "{err}");
 }
