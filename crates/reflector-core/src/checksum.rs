@@ -71,6 +71,16 @@ pub fn ipv4_ttl_decremented(hc: u16) -> u16 {
     !((sum & 0xffff) + (sum >> 16)) as u16
 }
 
+/// A header checksum (`hc`, as on the wire) after one of its 16-bit words changed from `old`
+/// to `new`: RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m').
+#[inline(always)]
+pub fn updated(hc: u16, old: u16, new: u16) -> u16 {
+    let mut sum = (!hc) as u32 + (!old) as u32 + new as u32;
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
 /// The checksum of `data`.
 pub fn checksum(data: &[u8]) -> u16 {
     finish(add(0, data))

@@ -62,8 +62,9 @@ pub enum Reject {
     UdpLength,
     /// An IPv6 UDP datagram without a checksum (0), which RFC 8200 §8.1 has receivers discard.
     UdpChecksum,
-    /// A STAMP request too short to be answered at its own size (under 41 bytes of payload:
-    /// the reflector's fields through the sender's TTL).
+    /// A STAMP request too short to be answered: under 14 bytes of payload (a TWAMP-Light
+    /// sender's packet), or under 41 (the reflector's fields through the sender's TTL) with
+    /// `--stamp-short refuse`, or where the data path has no room to answer it longer.
     StampLength,
     /// UDP destination port is not the configured one.
     DstPort,
@@ -200,8 +201,13 @@ pub struct Hit {
     signature: u8,
     /// 4 or 6.
     ip_version: u8,
+    /// The number of tags, and [`GROWN`] for a short STAMP request answered with a longer
+    /// frame (kept in this byte so that a hit stays 7 bytes: a `Result` of it fits a register).
     vlan_tags: u8,
 }
+
+/// The bit of `Hit::vlan_tags` that marks an answer grown to the 41-byte reflector packet.
+const GROWN: u8 = 0x80;
 
 impl Hit {
     /// What the ordered checks found. Frames are at most 64 KiB in practice; offsets past that
@@ -227,6 +233,26 @@ impl Hit {
             l4_offset: (ETH_HEADER_LEN + IPV4_MIN_HEADER_LEN) as u16,
             vlan_tags: 0,
         }
+    }
+
+    /// The same hit, its answer grown to the 41-byte reflector packet.
+    #[inline(always)]
+    pub(crate) fn grown_answer(self) -> Hit {
+        Hit { vlan_tags: self.vlan_tags | GROWN, ..self }
+    }
+
+    /// The length of the answer's frame, for a request of `received` bytes: the same, but for
+    /// a short STAMP request answered with the 41-byte reflector packet (longer, by up to 27
+    /// bytes, any Ethernet padding of the request dropped).
+    #[inline(always)]
+    pub fn answer_len(&self, received: usize) -> usize {
+        if self.grown() { self.l4_offset() + UDP_HEADER_LEN + crate::stamp::MIN_LEN } else { received }
+    }
+
+    /// A short STAMP request answered with a longer frame ([`Hit::answer_len`]).
+    #[inline(always)]
+    pub fn grown(&self) -> bool {
+        self.vlan_tags & GROWN != 0
     }
 
     /// The signature that matched.
@@ -264,7 +290,7 @@ impl Hit {
     }
     /// Number of VLAN tags skipped.
     pub fn vlan_tags(&self) -> usize {
-        self.vlan_tags as usize
+        (self.vlan_tags & !GROWN) as usize
     }
 }
 
@@ -439,7 +465,7 @@ fn stamp_request(
     (l3, l4, end): (usize, usize, usize),
     vlan_tags: u8,
 ) -> Result<Hit, Reject> {
-    if end - l4 < UDP_HEADER_LEN + crate::stamp::MIN_LEN {
+    if end - l4 < UDP_HEADER_LEN + filter.stamp_min_payload {
         return Err(Reject::StampLength);
     }
     let src_port = be16(frame, l4).ok_or(Reject::ShortUdp)?;
@@ -563,7 +589,7 @@ fn ipv4_after_macs<const TRUSTED: bool, const STAMP: bool>(
     if STAMP && dst_port == fast.stamp_port {
         // A STAMP request, before the test port as in the ordered checks: long enough for the
         // answer, then the same late checks as an ITO frame.
-        if total_len < IPV4_MIN_HEADER_LEN + UDP_HEADER_LEN + crate::stamp::MIN_LEN {
+        if total_len < IPV4_MIN_HEADER_LEN + UDP_HEADER_LEN + filter.stamp_min_payload {
             return Some(Err(Reject::StampLength));
         }
         if filter.stamp_takes_a_hop(u16::from_be_bytes([b[34], b[35]])) && b[22] == 0 {

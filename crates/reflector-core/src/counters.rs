@@ -27,6 +27,9 @@ pub struct Counters {
     /// Live STAMP sessions (stateful mode) whose sequence counter was taken over by a new
     /// session because the session table was full: each starts again from 0.
     pub stamp_sessions_evicted: u64,
+    /// STAMP / TWAMP-Light requests shorter than the reflector packet answered with it, longer
+    /// than they came (counted as reflected too).
+    pub stamp_short_answered: u64,
 }
 
 impl Default for Counters {
@@ -42,6 +45,7 @@ impl Default for Counters {
             by_signature: [0; Signature::COUNT],
             rejected: [0; Reject::COUNT],
             stamp_sessions_evicted: 0,
+            stamp_short_answered: 0,
         }
     }
 }
@@ -55,8 +59,11 @@ impl Counters {
         match verdict {
             Ok(hit) => {
                 self.reflected_packets += 1;
-                self.reflected_bytes += len as u64;
+                self.reflected_bytes += hit.answer_len(len) as u64;
                 self.by_signature[hit.signature() as usize] += 1;
+                if hit.grown() {
+                    self.stamp_short_answered += 1;
+                }
             }
             Err(reason) => self.rejected[*reason as usize] += 1,
         }
@@ -85,6 +92,7 @@ impl Counters {
         self.rx_dropped += other.rx_dropped;
         self.rx_invalid += other.rx_invalid;
         self.stamp_sessions_evicted += other.stamp_sessions_evicted;
+        self.stamp_short_answered += other.stamp_short_answered;
         for (a, b) in self.by_signature.iter_mut().zip(other.by_signature) {
             *a += b;
         }
@@ -104,6 +112,7 @@ impl Counters {
         out.rx_dropped -= earlier.rx_dropped.min(out.rx_dropped);
         out.rx_invalid -= earlier.rx_invalid.min(out.rx_invalid);
         out.stamp_sessions_evicted -= earlier.stamp_sessions_evicted.min(out.stamp_sessions_evicted);
+        out.stamp_short_answered -= earlier.stamp_short_answered.min(out.stamp_short_answered);
         for (a, b) in out.by_signature.iter_mut().zip(earlier.by_signature) {
             *a -= b.min(*a);
         }

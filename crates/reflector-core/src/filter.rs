@@ -80,6 +80,39 @@ impl FromStr for LoopGuard {
     }
 }
 
+/// What is done with a STAMP / TWAMP-Light request whose payload is shorter than the 41-byte
+/// reflector packet (14 to 40 bytes: a TWAMP-Light sender that does not pad).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StampShort {
+    /// Answered with the 41-byte reflector packet (RFC 5357 §4.2.1): the answer is longer than
+    /// the request, by up to 27 bytes.
+    #[default]
+    Answer,
+    /// Refused as `stamp_length`: every answer as long as its request (RFC 8762 §4.6).
+    Refuse,
+}
+
+impl StampShort {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            StampShort::Answer => "answer",
+            StampShort::Refuse => "refuse",
+        }
+    }
+}
+
+impl FromStr for StampShort {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "answer" => Ok(StampShort::Answer),
+            "refuse" => Ok(StampShort::Refuse),
+            _ => Err(ConfigError::UnknownStampShort),
+        }
+    }
+}
+
 /// The first port of the range senders take their source ports from (Linux: 32768–60999;
 /// IANA, macOS, Windows: 49152–65535). A STAMP answer to a request from below it takes a hop
 /// (see [`Filter::stamp_takes_a_hop`]).
@@ -210,6 +243,8 @@ pub struct FilterConfig<'a> {
     pub total_limit: Option<Rate>,
     /// How loops between two reflectors are ended.
     pub loop_guard: LoopGuard,
+    /// What is done with STAMP requests shorter than the reflector packet.
+    pub stamp_short: StampShort,
 }
 
 impl<'a> FilterConfig<'a> {
@@ -236,6 +271,7 @@ impl<'a> FilterConfig<'a> {
             source_limit: None,
             total_limit: None,
             loop_guard: LoopGuard::Ttl,
+            stamp_short: StampShort::Answer,
         }
     }
 }
@@ -263,6 +299,8 @@ pub enum ConfigError {
     UnknownMode,
     /// A loop guard other than `ttl`, `port-only`.
     UnknownLoopGuard,
+    /// A short-request choice other than `answer`, `refuse`.
+    UnknownStampShort,
     /// A family name other than `ito`, `rfc2544`, `y1564`, `custom`, `all`.
     UnknownFamily,
     /// More than [`MAX_LOCAL_ADDRESSES`] own addresses of one IP version.
@@ -296,6 +334,9 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::UnknownMode => "unknown mode (expected mac, mac-ip or all)",
             ConfigError::UnknownLoopGuard => "unknown loop guard (expected ttl or port-only)",
+            ConfigError::UnknownStampShort => {
+                "unknown choice for short STAMP requests (expected answer or refuse)"
+            }
             ConfigError::UnknownFamily => {
                 "unknown signature family (expected ito, rfc2544, y1564, custom, stamp or all)"
             }
@@ -342,6 +383,8 @@ pub struct Filter {
     /// A STAMP answer takes a hop off when the request's UDP source port is below this (see
     /// [`Filter::stamp_takes_a_hop`]).
     pub(crate) stamp_hops_below: u32,
+    /// The shortest STAMP payload answered (14 when short ones are answered, else 41).
+    pub(crate) stamp_min_payload: usize,
     /// The allow and deny lists.
     pub(crate) access: Access,
     pub(crate) source_limit: Option<Rate>,
@@ -523,6 +566,10 @@ impl Filter {
                 LoopGuard::Ttl if config.stamp_port >= FIRST_EPHEMERAL_PORT => u16::MAX as u32 + 1,
                 LoopGuard::Ttl => FIRST_EPHEMERAL_PORT as u32,
             },
+            stamp_min_payload: match config.stamp_short {
+                StampShort::Answer => crate::stamp::MIN_REQUEST_LEN,
+                StampShort::Refuse => crate::stamp::MIN_LEN,
+            },
             access,
             source_limit: config.source_limit,
             total_limit: config.total_limit,
@@ -566,6 +613,15 @@ impl Filter {
     /// 32768, or 65536 (always). What the XDP programs are generated from.
     pub fn stamp_hops_below(&self) -> u32 {
         self.stamp_hops_below
+    }
+    /// The shortest STAMP payload answered: 14 bytes when shorter requests than the 41-byte
+    /// reflector packet are answered with it ([`StampShort::Answer`]), else 41.
+    pub fn stamp_min_payload(&self) -> usize {
+        self.stamp_min_payload
+    }
+    /// What is done with STAMP requests shorter than the reflector packet.
+    pub fn stamp_short(&self) -> StampShort {
+        if self.stamp_min_payload < crate::stamp::MIN_LEN { StampShort::Answer } else { StampShort::Refuse }
     }
     /// Selected signature families.
     pub fn families(&self) -> FamilySet {

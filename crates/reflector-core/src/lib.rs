@@ -41,7 +41,7 @@ pub use classify::{Hit, L3Kind, Reject, classify};
 pub use counters::{Counters, DWELL_BUCKETS, Dwell};
 pub use filter::{
     ConfigError, CustomSignature, DEFAULT_OUI, DEFAULT_PORT, FIRST_EPHEMERAL_PORT, Filter, FilterConfig,
-    LoopGuard, MAX_CUSTOM_SIGNATURES, MAX_LOCAL_ADDRESSES, MAX_SIGNATURE_LEN, Mode,
+    LoopGuard, MAX_CUSTOM_SIGNATURES, MAX_LOCAL_ADDRESSES, MAX_SIGNATURE_LEN, Mode, StampShort,
 };
 pub use process::PathState;
 pub use reflect::reflect;

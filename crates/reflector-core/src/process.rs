@@ -10,8 +10,9 @@ use crate::filter::{Filter, Mode};
 use crate::limit::Limiter;
 use crate::reflect::{reflect_accepted, reflect_ito_ipv4, stamp_src_port};
 use crate::signature::Signature;
-use crate::stamp::{Answer, ErrorEstimate, SequenceMode, SessionTable, Times, respond};
+use crate::stamp::{Answer, ErrorEstimate, MIN_LEN, SequenceMode, SessionTable, Times, respond};
 use crate::testers::Testers;
+use crate::wire::UDP_HEADER_LEN;
 
 /// What [`Filter::process`] needs from the data path besides the frame: the times and the
 /// session table of STAMP answers, the buckets of the rate limits, the testers table. A worker
@@ -70,23 +71,64 @@ fn record_tester(frame: &[u8], hit: Hit, stamp: &mut PathState<'_>, answered: bo
 impl Filter {
     /// Classifies `frame` and, when it is a test packet its source may send (the allow and deny
     /// lists, the rate limits with the buckets in `stamp`), reflects it in place: STAMP
-    /// requests are answered with the times and sequence number from `stamp`.
+    /// requests are answered with the times and sequence number from `stamp`. Without room
+    /// after the frame, a STAMP request shorter than the reflector packet is refused
+    /// (`stamp_length`); [`Filter::process_in`] has the room to answer it.
     ///
     /// A rejected frame is never modified.
     #[inline(always)]
     pub fn process(&self, frame: &mut [u8], stamp: &mut PathState<'_>) -> Result<Hit, Reject> {
+        let len = frame.len();
+        self.process_in(frame, len, stamp)
+    }
+
+    /// [`Filter::process`] for the frame of `len` bytes at the start of `buf`, whose rest is room
+    /// the answer may grow into: a short STAMP request's answer is the 41-byte reflector packet
+    /// ([`crate::stamp::grow_short`]); the answer's length is [`Hit::answer_len`].
+    #[inline(always)]
+    pub fn process_in(&self, buf: &mut [u8], len: usize, stamp: &mut PathState<'_>) -> Result<Hit, Reject> {
         if self.stamp_on() {
-            return self.process_with_stamp(frame, stamp);
+            return self.process_with_stamp(buf, len, stamp);
         }
+        let frame = match buf.get_mut(..len) {
+            Some(frame) => frame,
+            None => return Err(Reject::ShortEthernet),
+        };
         self.process_as::<false>(frame, stamp)
     }
 
-    /// [`Filter::process`] when STAMP is on, out of line: a filter without STAMP runs the
+    /// [`Filter::process_in`] when STAMP is on, out of line: a filter without STAMP runs the
     /// code it ran before STAMP existed, which has no look for the STAMP port and no branch on
     /// the kind of hit (either, inlined into a worker's loop, cost every frame instructions).
     #[inline(never)]
-    fn process_with_stamp(&self, frame: &mut [u8], stamp: &mut PathState<'_>) -> Result<Hit, Reject> {
-        self.process_as::<true>(frame, stamp)
+    fn process_with_stamp(
+        &self,
+        buf: &mut [u8],
+        len: usize,
+        stamp: &mut PathState<'_>,
+    ) -> Result<Hit, Reject> {
+        let Some(frame) = buf.get_mut(..len) else { return Err(Reject::ShortEthernet) };
+        match self.process_as::<true>(frame, stamp) {
+            Ok(hit) if hit.grown() => self.answer_short(buf, len, hit, stamp),
+            other => other,
+        }
+    }
+
+    /// A STAMP request shorter than the reflector packet, which [`Filter::answer_stamp`] left
+    /// as it came: the frame grown in `buf` to hold the 41-byte packet, then answered; refused
+    /// as `stamp_length`, unchanged, when `buf` has no room for it.
+    #[cold]
+    #[inline(never)]
+    fn answer_short(
+        &self,
+        buf: &mut [u8],
+        len: usize,
+        hit: Hit,
+        stamp: &mut PathState<'_>,
+    ) -> Result<Hit, Reject> {
+        let Some(grown) = crate::stamp::grow_short(buf, len, &hit) else { return Err(Reject::StampLength) };
+        self.answer_stamp(&mut buf[..grown], hit, stamp)?;
+        Ok(hit)
     }
 
     /// The fast path, else the ordered checks; then the answer: a STAMP one when `STAMP` and
@@ -180,6 +222,13 @@ impl Filter {
         hit: Hit,
         stamp: &mut PathState<'_>,
     ) -> Result<Hit, Reject> {
+        // Shorter than the reflector packet: left as it came, for the caller with room to grow it
+        // (`answer_short`).
+        let udp_len = frame.get(hit.l4_offset() + 4..).and_then(|l| l.first_chunk::<2>());
+        if udp_len.is_some_and(|l| (u16::from_be_bytes(*l) as usize) < UDP_HEADER_LEN + MIN_LEN) {
+            core::hint::cold_path();
+            return Ok(hit.grown_answer());
+        }
         let received = match stamp.received {
             Some(t) => t,
             None => (stamp.clock)(),

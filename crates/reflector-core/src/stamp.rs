@@ -20,9 +20,13 @@ use crate::wire::UDP_HEADER_LEN;
 pub const DEFAULT_STAMP_PORT: u16 = 862;
 /// The size of STAMP's base packet in unauthenticated mode (RFC 8762 §4.2.1, §4.3.1).
 pub const BASE_LEN: usize = 44;
-/// The shortest request answered: through the sender's TTL at byte 40 (a TWAMP-Light
-/// reflector packet, RFC 5357 §4.2.1).
+/// The shortest request answered at its own size: through the sender's TTL at byte 40 (a
+/// TWAMP-Light reflector packet, RFC 5357 §4.2.1).
 pub const MIN_LEN: usize = 41;
+/// The shortest request answered at all: a TWAMP-Light Session-Sender packet without padding
+/// (sequence number, timestamp, error estimate: RFC 5357 §4.1.2). One under [`MIN_LEN`] is
+/// answered with the 41-byte reflector packet, the frame grown ([`grow_short`]).
+pub const MIN_REQUEST_LEN: usize = 14;
 /// Seconds from the NTP epoch (1900-01-01) to the Unix epoch (1970-01-01).
 pub const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 /// 2^64 / 10^9, rounded up: nanoseconds × this >> 32 is the NTP fraction (2^-32 s units)
@@ -202,6 +206,43 @@ pub fn respond(frame: &mut [u8], hit: &Hit, answer: &Answer, times: Times) {
     if !done {
         respond_any(frame, hit, answer, times);
     }
+}
+
+/// Makes room in `buf` for the answer to the short STAMP request `hit` was classified from (its
+/// payload under [`MIN_LEN`] bytes, the frame `len` bytes, any Ethernet padding after the IP
+/// packet): the UDP payload becomes [`MIN_LEN`] bytes, the new bytes zero, the UDP length, the
+/// IPv4 total length (its header checksum updated, RFC 1624 eqn. 3) or IPv6 payload length
+/// follow, and the UDP checksum field is set to the pseudo-header's sum alone, so that
+/// [`respond`] gives the answer its whole checksum (as for a request whose checksum was left to
+/// offload). Returns the answer's frame length (the padding dropped), or `None` when `buf` has
+/// no room for it (or the hit does not fit the frame).
+pub fn grow_short(buf: &mut [u8], len: usize, hit: &Hit) -> Option<usize> {
+    let (l3, l4) = (hit.l3_offset(), hit.l4_offset());
+    let udp_len = u16::from_be_bytes(*buf.get(l4 + 4..)?.first_chunk::<2>()?) as usize;
+    let (end, new_end) = (l4 + udp_len, l4 + UDP_HEADER_LEN + MIN_LEN);
+    if end > len || new_end > buf.len() || udp_len >= UDP_HEADER_LEN + MIN_LEN {
+        return None;
+    }
+    let added = (new_end - end) as u16;
+    buf[end..new_end].fill(0);
+    buf[l4 + 4..l4 + 6].copy_from_slice(&((UDP_HEADER_LEN + MIN_LEN) as u16).to_be_bytes());
+    match hit.l3() {
+        L3Kind::V4 => {
+            let total = u16::from_be_bytes([buf[l3 + 2], buf[l3 + 3]]);
+            let grown = total + added;
+            buf[l3 + 2..l3 + 4].copy_from_slice(&grown.to_be_bytes());
+            let hc = u16::from_be_bytes([buf[l3 + 10], buf[l3 + 11]]);
+            let hc = crate::checksum::updated(hc, total, grown);
+            buf[l3 + 10..l3 + 12].copy_from_slice(&hc.to_be_bytes());
+        }
+        L3Kind::V6 => {
+            let payload = u16::from_be_bytes([buf[l3 + 4], buf[l3 + 5]]) + added;
+            buf[l3 + 4..l3 + 6].copy_from_slice(&payload.to_be_bytes());
+        }
+    }
+    let pseudo = fold_le(pseudo_header_sum(buf, hit)?);
+    buf[l4 + 6..l4 + 8].copy_from_slice(&pseudo.to_le_bytes());
+    Some(new_end)
 }
 
 /// What [`respond_fixed`] reads past the IP header: the UDP header and the base packet.

@@ -166,15 +166,124 @@ fn ttl_and_checksum_edge_cases() {
     assert!(udp_checksum_ok(&bytes, &hit));
 }
 
+/// A request too short to answer is refused unchanged: under 14 bytes always; 14 to 40 bytes
+/// with `--stamp-short refuse`, or where the data path has no room after the frame.
 #[test]
 fn a_request_too_short_to_answer_is_refused_unchanged() {
-    let filter = stamp_filter(SequenceMode::Stateless, TimestampFormat::Ntp);
+    let answering = stamp_filter(SequenceMode::Stateless, TimestampFormat::Ntp);
+    let refusing = filter_with(|c| {
+        c.families.insert(Family::Stamp);
+        c.stamp_short = reflector_core::StampShort::Refuse;
+    });
     let mut sessions = Sessions::<1>::default();
-    for len in [0, 14, 40] {
+    for (filter, len, room) in [
+        (&answering, 0, 64),
+        (&answering, 13, 64),
+        (&answering, 14, 0),
+        (&refusing, 14, 64),
+        (&refusing, 40, 64),
+    ] {
         let original = Frame::stamp_v4(len).bytes();
         let mut bytes = original.clone();
-        assert_eq!(answer(&filter, &mut bytes, &mut sessions), Err(Reject::StampLength), "{len}");
-        assert_eq!(bytes, original);
+        bytes.resize(original.len() + room, 0xee);
+        let mut clock = || T3;
+        let mut stamping = PathState {
+            received: Some(T2),
+            clock: &mut clock,
+            error: ErrorEstimate::new(true, 1_000),
+            sessions: &mut sessions,
+            limiter: None,
+            testers: None,
+        };
+        let verdict = filter.process_in(&mut bytes, original.len(), &mut stamping);
+        assert_eq!(verdict, Err(Reject::StampLength), "{len} bytes, room {room}");
+        assert_eq!(bytes[..original.len()], original[..]);
+        assert!(bytes[original.len()..].iter().all(|b| *b == 0xee), "the room untouched");
+    }
+}
+
+/// A TWAMP-Light request of 14 to 40 bytes (a sender that does not pad, RFC 5357 §4.1.2) is
+/// answered with the 41-byte reflector packet (§4.2.1): the frame grows into the room after
+/// it (any Ethernet padding of the request dropped), the IP and UDP lengths follow, the IPv4
+/// header and UDP checksums are right (the UDP one computed whole), the sender's fields and
+/// TTL are where the reflector packet has them, and what the request did not have is zero.
+#[test]
+fn a_short_request_is_answered_with_the_reflector_packet() {
+    let filter = stamp_filter(SequenceMode::Stateless, TimestampFormat::Ntp);
+    let mut sessions = Sessions::<4>::default();
+    let cases = reflector_testkit::stamp_short();
+    assert!(cases.len() >= 8);
+    for case in &cases {
+        let request = case.frame.as_ref().unwrap();
+        for pad_to in [0, 60] {
+            // As on the wire: padded to the 60-byte Ethernet minimum (when shorter).
+            let mut bytes = case.bytes.clone();
+            let len = bytes.len().max(pad_to);
+            bytes.resize(len + 64, 0);
+            let mut clock = || T3;
+            let mut stamping = PathState {
+                received: Some(T2),
+                clock: &mut clock,
+                error: ErrorEstimate::new(true, 1_000),
+                sessions: &mut sessions,
+                limiter: None,
+                testers: None,
+            };
+            let name = format!("{} padded to {pad_to}", case.name);
+            let hit =
+                filter.process_in(&mut bytes, len, &mut stamping).unwrap_or_else(|r| panic!("{name}: {r}"));
+            assert!(hit.grown(), "{name}");
+            let l4 = hit.l4_offset();
+            let answer_len = hit.answer_len(len);
+            assert_eq!(answer_len, l4 + 8 + 41, "{name}");
+            let answer = &bytes[..answer_len];
+            // Headers, as etherparse reads them: lengths, the IPv4 header checksum.
+            let parsed =
+                etherparse::SlicedPacket::from_ethernet(answer).unwrap_or_else(|e| panic!("{name}: {e}"));
+            match parsed.net.unwrap() {
+                etherparse::NetSlice::Ipv4(ip) => {
+                    let h = ip.header().to_header();
+                    assert_eq!(h.header_checksum, h.calc_header_checksum(), "{name}: IPv4 header checksum");
+                    assert_eq!(h.total_len as usize, answer_len - hit.l3_offset(), "{name}");
+                }
+                etherparse::NetSlice::Ipv6(ip) => {
+                    assert_eq!(
+                        ip.header().payload_length() as usize,
+                        answer_len - hit.l3_offset() - 40,
+                        "{name}"
+                    );
+                }
+                _ => panic!("{name}"),
+            }
+            assert_eq!(u16::from_be_bytes([answer[l4 + 4], answer[l4 + 5]]), 49, "{name}: UDP length");
+            assert!(udp_checksum_ok(answer, &hit), "{name}: UDP checksum");
+            let (req, ans) = (&request.payload, &answer[l4 + 8..]);
+            assert_eq!(ans.len(), 41);
+            assert_eq!(ans[0..4], req[0..4], "{name}: sequence number");
+            assert_eq!(TimestampFormat::Ntp.decode(ans[4..12].try_into().unwrap()), T3, "{name}");
+            assert_eq!(TimestampFormat::Ntp.decode(ans[16..24].try_into().unwrap()), T2, "{name}");
+            assert_eq!(ans[24..38], req[0..14], "{name}: the sender's fields");
+            let echoed = req.len().min(16);
+            assert_eq!(ans[14..echoed], req[14..echoed], "{name}: what the request had at 14..16");
+            assert!(ans[echoed..16].iter().all(|b| *b == 0), "{name}");
+            assert_eq!(ans[38..40], [0, 0], "{name}: MBZ");
+            assert_eq!(ans[40], 64, "{name}: the sender's TTL");
+            // Addresses and ports turned around, a hop less from a port below 32768.
+            let want = request.stamp_answered_by(&filter);
+            let (src_mac, dst_mac) = (&answer[6..12], &answer[0..6]);
+            assert_eq!((src_mac, dst_mac), (&want.src_mac.0[..], &want.dst_mac.0[..]), "{name}");
+            let ports = [
+                u16::from_be_bytes([answer[l4], answer[l4 + 1]]),
+                u16::from_be_bytes([answer[l4 + 2], answer[l4 + 3]]),
+            ];
+            assert_eq!(ports, [want.src_port, want.dst_port], "{name}");
+            let ttl = if hit.l3() == L3Kind::V4 {
+                answer[hit.l3_offset() + 8]
+            } else {
+                answer[hit.l3_offset() + 7]
+            };
+            assert_eq!(ttl, want.ttl, "{name}: the answer's TTL");
+        }
     }
 }
 

@@ -32,9 +32,9 @@ fn bench_batches<B: Backend>(
                 |backend| {
                     let mut counters = Counters::default();
                     let batch = backend
-                        .process(Duration::ZERO, |f, _| {
-                            let v = filter.process(f, stamping);
-                            counters.record(f.len(), &v);
+                        .process(Duration::ZERO, |buf, len, _| {
+                            let v = filter.process_in(buf, len, stamping);
+                            counters.record(len, &v);
                             v
                         })
                         .unwrap();

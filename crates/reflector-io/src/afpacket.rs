@@ -210,7 +210,7 @@ impl Backend for AfPacket {
         Ok(())
     }
 
-    fn process<F: FnMut(&mut [u8], RxTime) -> Verdict>(
+    fn process<F: FnMut(&mut [u8], usize, RxTime) -> Verdict>(
         &mut self,
         wait: Duration,
         mut handle: F,
@@ -256,7 +256,7 @@ fn wait_for_tx_slot(
 /// Moves up to [`BATCH`] frames from the RX ring through `handle` into the TX ring: each is
 /// copied into a TX slot (with a VLAN tag the kernel took off put back), reflected there in
 /// place, and queued when `handle` says so. Returns what happened and how many were queued.
-fn walk<F: FnMut(&mut [u8], RxTime) -> Verdict>(
+fn walk<F: FnMut(&mut [u8], usize, RxTime) -> Verdict>(
     rx: &mut FrameRing,
     tx: &mut FrameRing,
     kick: &mut impl FnMut() -> Result<(), BackendError>,
@@ -310,8 +310,9 @@ fn walk<F: FnMut(&mut [u8], RxTime) -> Verdict>(
         // The kernel's receive timestamp (CLOCK_REALTIME, taken when the frame entered the
         // packet socket's receive path).
         let received = hdr.tp_sec as u64 * 1_000_000_000 + hdr.tp_nsec as u64;
-        if handle(&mut dst[..len], RxTime::Utc(received)).is_ok() {
-            tx_slot.set_len(len as u32);
+        // The rest of the slot is room for an answer longer than the request.
+        if let Ok(hit) = handle(dst, len, RxTime::Utc(received)) {
+            tx_slot.set_len(hit.answer_len(len) as u32);
             tx_slot.hand_over(TP_STATUS_SEND_REQUEST);
             queued += 1;
         }
@@ -371,7 +372,8 @@ mod tests {
         assert!(krx.deliver(3, &frame(4, 60), 66, Tpacket2Hdr::default()));
         let mut seen = Vec::new();
         let mut times = Vec::new();
-        let mut handle = |f: &mut [u8], received: RxTime| {
+        let mut handle = |b: &mut [u8], len: usize, received: RxTime| {
+            let f = &mut b[..len];
             seen.push(f.to_vec());
             times.push(received);
             f[0] ^= 0xff; // "reflect" in place
@@ -416,7 +418,8 @@ mod tests {
             assert!(krx.deliver(slot, &frame(slot as u8, 60), 66, Tpacket2Hdr::default()));
         }
         let (batch, queued) =
-            walk(&mut rx, &mut tx, &mut kick, &mut |_: &mut [u8], _: RxTime| verdict(true)).unwrap();
+            walk(&mut rx, &mut tx, &mut kick, &mut |_: &mut [u8], _: usize, _: RxTime| verdict(true))
+                .unwrap();
         // Two TX slots: the third reflection waits TX_SLOT_WAIT, pushing the ring, then counts.
         assert_eq!(queued, 2);
         assert_eq!((batch.received, batch.tx_error_packets, batch.tx_error_bytes), (3, 1, 60));
@@ -426,7 +429,8 @@ mod tests {
         assert!(ktx.take_sent(1, false).is_some());
         assert!(krx.deliver(3, &frame(9, 70), 66, Tpacket2Hdr::default()));
         let (batch, queued) =
-            walk(&mut rx, &mut tx, &mut kick, &mut |_: &mut [u8], _: RxTime| verdict(true)).unwrap();
+            walk(&mut rx, &mut tx, &mut kick, &mut |_: &mut [u8], _: usize, _: RxTime| verdict(true))
+                .unwrap();
         assert_eq!(queued, 1);
         assert_eq!((batch.received, batch.tx_error_packets, batch.tx_error_bytes), (1, 1, 60), "the refusal");
         assert_eq!(ktx.take_sent(0, false), Some(frame(9, 70)));

@@ -47,8 +47,11 @@ pub trait Backend: Send + 'static {
     /// Receives a batch (waiting up to `wait` when nothing is there), calls `handle` on each
     /// frame with its receive time when the data path has one ([`RxTime`]), which may rewrite
     /// it in place and returns its [`Verdict`], and queues the frames to reflect for
-    /// transmission.
-    fn process<F: FnMut(&mut [u8], RxTime) -> Verdict>(
+    /// transmission. The frame is lent as a buffer and its length: the frame is the buffer's
+    /// first `len` bytes, the rest room the answer may grow into (a short STAMP request's is
+    /// longer than the request); what is sent is the hit's [`reflector_core::Hit::answer_len`]
+    /// bytes.
+    fn process<F: FnMut(&mut [u8], usize, RxTime) -> Verdict>(
         &mut self,
         wait: Duration,
         handle: F,
@@ -74,7 +77,7 @@ pub trait Backend: Send + 'static {
 pub enum InKernel {}
 
 impl Backend for InKernel {
-    fn process<F: FnMut(&mut [u8], RxTime) -> Verdict>(
+    fn process<F: FnMut(&mut [u8], usize, RxTime) -> Verdict>(
         &mut self,
         _: Duration,
         _: F,

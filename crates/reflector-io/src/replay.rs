@@ -35,6 +35,10 @@ pub enum ReplayError {
 /// the request's capture time (the moment the replayed reflector saw it), so a replay's output
 /// depends on its input alone; their error estimate says the clock is unknown
 /// ([`reflector_core::stamp::ErrorEstimate::UNKNOWN`]).
+/// Bytes of room after each frame for an answer that outgrows its request (a short STAMP
+/// request's grows by at most 27 bytes).
+const ANSWER_ROOM: usize = 64;
+
 pub fn replay<R: Read, W: Write>(input: R, output: W, filter: &Filter) -> Result<ReplaySummary, ReplayError> {
     let mut reader = CaptureReader::new(input)?;
     let mut writer = PcapWriter::new(output).map_err(ReplayError::Write)?;
@@ -60,10 +64,15 @@ pub fn replay<R: Read, W: Write>(input: R, output: W, filter: &Filter) -> Result
             limiter: limiter.as_ref(),
             testers: None,
         };
-        let verdict = filter.process(&mut record.data, &mut stamping);
-        summary.counters.record(record.data.len(), &verdict);
-        if verdict.is_ok() {
-            writer.write(record.timestamp_ns, &record.data).map_err(ReplayError::Write)?;
+        // Room after the frame for an answer longer than the request (a short STAMP request's).
+        let len = record.data.len();
+        record.data.resize(len + ANSWER_ROOM, 0);
+        let verdict = filter.process_in(&mut record.data, len, &mut stamping);
+        summary.counters.record(len, &verdict);
+        if let Ok(hit) = verdict {
+            writer
+                .write(record.timestamp_ns, &record.data[..hit.answer_len(len)])
+                .map_err(ReplayError::Write)?;
         }
     }
     summary.counters.stamp_sessions_evicted = sessions.evicted();

@@ -562,7 +562,7 @@ impl<B: Backend> Backend for Tapped<B> {
     /// it, for the capturing case, cost every frame about 4 ns in the worker-loop benchmark):
     /// without a sink, one predictable branch a frame.
     #[inline(always)]
-    fn process<F: FnMut(&mut [u8], RxTime) -> Verdict>(
+    fn process<F: FnMut(&mut [u8], usize, RxTime) -> Verdict>(
         &mut self,
         wait: Duration,
         mut handle: F,
@@ -570,10 +570,21 @@ impl<B: Backend> Backend for Tapped<B> {
         let wanted = What(self.tap.wanted.load(Ordering::Relaxed));
         let mut chunk = Chunk::default();
         let mut now = None;
-        let batch = self.inner.process(wait, |frame, received| {
-            let verdict = handle(frame, received);
+        let batch = self.inner.process(wait, |buf, len, received| {
+            let verdict = handle(buf, len, received);
             if wanted.0 != 0 {
-                copy(&self.tap, &mut chunk, &mut now, wanted, frame, received, &verdict);
+                // A reflection as it is sent (its length the answer's), a rejected frame as it
+                // came.
+                let sent = verdict.as_ref().map_or(len, |hit| hit.answer_len(len));
+                copy(
+                    &self.tap,
+                    &mut chunk,
+                    &mut now,
+                    wanted,
+                    &buf[..sent.min(buf.len())],
+                    received,
+                    &verdict,
+                );
             }
             verdict
         })?;
@@ -1053,7 +1064,7 @@ mod tests {
         let mut sessions = Box::<reflector_core::stamp::Sessions>::default();
         while !tapped.inner.rx.is_empty() {
             tapped
-                .process(Duration::ZERO, |frame, _| {
+                .process(Duration::ZERO, |buf, len, _| {
                     let mut state = reflector_core::PathState {
                         received: None,
                         clock: &mut stamp_clock,
@@ -1062,7 +1073,7 @@ mod tests {
                         limiter: None,
                         testers: None,
                     };
-                    default.process(frame, &mut state)
+                    default.process_in(buf, len, &mut state)
                 })
                 .unwrap();
         }

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use crate::backend::{Backend, BackendError, Batch, RxTime, Verdict};
 
+/// Bytes of room after each frame (as a data path's buffer has after a short frame).
+const ROOM: usize = 64;
+
 /// An in-process backend for tests and benchmarks: frames in from a queue, out into a list.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
@@ -16,7 +19,7 @@ pub struct MemoryBackend {
 }
 
 impl Backend for MemoryBackend {
-    fn process<F: FnMut(&mut [u8], RxTime) -> Verdict>(
+    fn process<F: FnMut(&mut [u8], usize, RxTime) -> Verdict>(
         &mut self,
         wait: Duration,
         mut handle: F,
@@ -30,7 +33,11 @@ impl Backend for MemoryBackend {
         for _ in 0..self.batch.max(1) {
             let Some(mut frame) = self.rx.pop_front() else { break };
             batch.received += 1;
-            if handle(&mut frame, RxTime::Unknown).is_ok() {
+            let len = frame.len();
+            // Room for an answer longer than the request, as the data paths have.
+            frame.resize(len + ROOM, 0);
+            if let Ok(hit) = handle(&mut frame, len, RxTime::Unknown) {
+                frame.truncate(hit.answer_len(len));
                 sent.push(frame);
             }
         }

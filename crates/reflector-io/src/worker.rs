@@ -29,6 +29,7 @@ pub struct SharedCounters {
     rx_dropped: AtomicU64,
     rx_invalid: AtomicU64,
     stamp_sessions_evicted: AtomicU64,
+    stamp_short_answered: AtomicU64,
     by_signature: [AtomicU64; Signature::COUNT],
     rejected: [AtomicU64; Reject::COUNT],
 }
@@ -44,6 +45,7 @@ impl Default for SharedCounters {
             rx_dropped: AtomicU64::new(0),
             rx_invalid: AtomicU64::new(0),
             stamp_sessions_evicted: AtomicU64::new(0),
+            stamp_short_answered: AtomicU64::new(0),
             by_signature: std::array::from_fn(|_| AtomicU64::new(0)),
             rejected: std::array::from_fn(|_| AtomicU64::new(0)),
         }
@@ -60,6 +62,7 @@ impl SharedCounters {
         self.rx_dropped.store(c.rx_dropped, Ordering::Relaxed);
         self.rx_invalid.store(c.rx_invalid, Ordering::Relaxed);
         self.stamp_sessions_evicted.store(c.stamp_sessions_evicted, Ordering::Relaxed);
+        self.stamp_short_answered.store(c.stamp_short_answered, Ordering::Relaxed);
         for (a, v) in self.by_signature.iter().zip(c.by_signature) {
             a.store(v, Ordering::Relaxed);
         }
@@ -79,6 +82,7 @@ impl SharedCounters {
             rx_dropped: self.rx_dropped.load(Ordering::Relaxed),
             rx_invalid: self.rx_invalid.load(Ordering::Relaxed),
             stamp_sessions_evicted: self.stamp_sessions_evicted.load(Ordering::Relaxed),
+            stamp_short_answered: self.stamp_short_answered.load(Ordering::Relaxed),
             by_signature: std::array::from_fn(|i| self.by_signature[i].load(Ordering::Relaxed)),
             rejected: std::array::from_fn(|i| self.rejected[i].load(Ordering::Relaxed)),
         }
@@ -267,7 +271,7 @@ fn work<B: Backend>(
         let mut first_frame: Option<std::time::Instant> = None;
         let mut first = true;
         let reflected_before = counters.reflected_packets;
-        let batch = backend.process(IDLE_WAIT, |frame, received| {
+        let batch = backend.process(IDLE_WAIT, |buf, len, received| {
             if first {
                 first = false;
                 // A filter that came while the backend waited for this batch applies to it
@@ -294,8 +298,8 @@ fn work<B: Backend>(
                 limiter: Some(limiter),
                 testers: if in_kernel { None } else { Some(&mut *testers) },
             };
-            let verdict = filter.process(frame, &mut stamping);
-            counters.record(frame.len(), &verdict);
+            let verdict = filter.process_in(buf, len, &mut stamping);
+            counters.record(len, &verdict);
             verdict
         })?;
         counters.stamp_sessions_evicted = sessions.evicted();

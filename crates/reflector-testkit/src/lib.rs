@@ -558,7 +558,18 @@ pub fn rejects() -> Vec<Case> {
         case("udp_len_short", v4(), d(), Err(UdpLength)),
         case("wrong_port", Frame { dst_port: 3843, ..v4() }, d(), Err(DstPort)),
         case("stamp_family_off", Frame::stamp_v4(44), d(), Err(DstPort)),
-        case("stamp_40_bytes", Frame::stamp_v4(40), stamp_filter(), Err(StampLength)),
+        // Under the 14 bytes of a TWAMP-Light sender's packet; under the 41 of the reflector
+        // packet when short requests are refused.
+        case("stamp_13_bytes", Frame::stamp_v4(13), stamp_filter(), Err(StampLength)),
+        case(
+            "stamp_40_bytes_refused",
+            Frame::stamp_v4(40),
+            filter_with(|c| {
+                c.families.insert(Family::Stamp);
+                c.stamp_short = reflector_core::StampShort::Refuse;
+            }),
+            Err(StampLength),
+        ),
         case(
             "stamp_from_stamp_port",
             Frame { src_port: 862, ..Frame::stamp_v4(44) },
@@ -868,10 +879,35 @@ fn mcast6() -> [u8; 16] {
     a
 }
 
-/// Every case: golden, STAMP and reject.
+/// STAMP / TWAMP-Light requests shorter than the 41-byte reflector packet, which the STAMP
+/// filter answers with it (a longer frame): twampy's default 14 bytes and its mixed 22, over
+/// IPv4 and IPv6, behind a VLAN tag, with IPv4 options, with IPv6 extension headers, from a
+/// port below 32768 (the answer a hop less), and 40 bytes (one short).
+pub fn stamp_short() -> Vec<Case> {
+    let s = stamp_filter;
+    let ok = Ok(Signature::Stamp);
+    vec![
+        case("stamp_short_v4_14", Frame::stamp_v4(14), s(), ok),
+        case("stamp_short_v4_22", Frame::stamp_v4(22), s(), ok),
+        case("stamp_short_v4_40", Frame::stamp_v4(40), s(), ok),
+        case("stamp_short_v6_14", Frame::stamp_v6(14), s(), ok),
+        case("stamp_short_v6_22_ext", Frame { ipv6_ext: vec![60], ..Frame::stamp_v6(22) }, s(), ok),
+        case("stamp_short_v4_vlan_22", Frame { vlans: vec![(0x8100, 100)], ..Frame::stamp_v4(22) }, s(), ok),
+        case(
+            "stamp_short_v4_options_14",
+            Frame { ipv4_options: vec![1, 1, 1, 0], ..Frame::stamp_v4(14) },
+            s(),
+            ok,
+        ),
+        case("stamp_short_v4_from_port_20000", Frame { src_port: 20000, ..Frame::stamp_v4(14) }, s(), ok),
+    ]
+}
+
+/// Every case: golden, STAMP (short ones too) and reject.
 pub fn corpus() -> Vec<Case> {
     let mut all = golden();
     all.extend(stamp_golden());
+    all.extend(stamp_short());
     all.extend(rejects());
     all
 }

@@ -6,7 +6,9 @@ use reflector_core::access::Source;
 use reflector_core::limit::Rate;
 use reflector_core::stamp::{SequenceMode, TimestampFormat};
 use reflector_core::wire::parse_hex_bytes;
-use reflector_core::{CustomSignature, Family, FamilySet, Filter, FilterConfig, LoopGuard, MacAddr, Mode};
+use reflector_core::{
+    CustomSignature, Family, FamilySet, Filter, FilterConfig, LoopGuard, MacAddr, Mode, StampShort,
+};
 
 use crate::input::{UsageError, parse_hex};
 
@@ -56,6 +58,13 @@ crate::settings::settings! {
     #[arg(long, default_value = "ntp", value_parser = parse_timestamps)]
     #[serde(serialize_with = "timestamps_name")]
     stamp_timestamps: TimestampFormat => key "stamp_timestamps": String, reload Live;
+    /// STAMP / TWAMP-Light requests shorter than the 41-byte reflector packet (14 to 40 bytes, from
+    /// TWAMP-Light senders that do not pad): `answer` them with it, the answer up to 27 bytes
+    /// longer than the request (RFC 5357 §4.2.1), or `refuse` them (stamp_length), every answer
+    /// as long as its request.
+    #[arg(long, value_name = "WHAT", default_value = "answer", value_parser = parse_stamp_short)]
+    #[serde(serialize_with = "stamp_short_name")]
+    stamp_short: StampShort => key "stamp_short": String, reload Live;
     /// Answer only these sources: IPv4 or IPv6 addresses or prefixes (CIDR) and MAC addresses,
     /// comma-separated, repeatable. The most specific prefix holding a source's IP decides
     /// between this list and --deny [default: every source --deny does not name].
@@ -232,9 +241,18 @@ impl FilterArgs {
             source_limit: rate(self.source_limit, self.source_burst, "source")?,
             total_limit: rate(self.total_limit, self.total_burst, "total")?,
             loop_guard: self.loop_guard,
+            stamp_short: self.stamp_short,
         };
         Filter::new(&config).map_err(|e| UsageError(format!("invalid filter: {e}")))
     }
+}
+
+fn stamp_short_name<S: serde::Serializer>(v: &StampShort, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.name())
+}
+
+fn parse_stamp_short(s: &str) -> Result<StampShort, String> {
+    s.parse().map_err(|e: reflector_core::ConfigError| e.to_string())
 }
 
 fn loop_guard_name<S: serde::Serializer>(g: &LoopGuard, s: S) -> Result<S::Ok, S::Error> {

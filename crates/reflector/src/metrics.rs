@@ -134,6 +134,11 @@ fn scrape(ctl: &Control, testers: usize) -> Scrape {
         "Live STAMP sessions whose sequence counter a new session took over (table full).",
         one(c.stamp_sessions_evicted),
     );
+    counter(
+        "stamp_short_answered",
+        "STAMP / TWAMP-Light requests shorter than the 41-byte reflector packet answered with it (longer than they came; counted as reflected too).",
+        one(c.stamp_short_answered),
+    );
     let sigs = Signature::ALL
         .iter()
         .map(|s| (vec![("signature", s.name().to_string())], c.by_signature[*s as usize]))
@@ -284,9 +289,9 @@ mod tests {
         }
         let per_reason = Reject::ALL.len();
         let per_signature = Signature::ALL.len();
-        // 8 plain counters, the signatures, the reasons, 2 workers, 2 testers twice, 4 more
+        // 9 plain counters, the signatures, the reasons, 2 workers, 2 testers twice, 4 more
         // counters, 3 gauges, the info.
-        assert_eq!(samples(&open).len(), 8 + per_signature + per_reason + 2 + 4 + 4 + 3 + 1, "{open}");
+        assert_eq!(samples(&open).len(), 9 + per_signature + per_reason + 2 + 4 + 4 + 3 + 1, "{open}");
 
         // OpenMetrics names a counter family without `_total` and ends with `# EOF`; the text
         // format names it with `_total`, has the info metric as a gauge, and no `# EOF`.

@@ -19,6 +19,7 @@ pub fn counters_json(c: &Counters) -> Map<String, Value> {
     m.insert("rx_dropped".into(), json!(c.rx_dropped));
     m.insert("rx_invalid".into(), json!(c.rx_invalid));
     m.insert("stamp_sessions_evicted".into(), json!(c.stamp_sessions_evicted));
+    m.insert("stamp_short_answered".into(), json!(c.stamp_short_answered));
     m.insert("by_signature".into(), Value::Object(by_signature));
     m.insert("rejected".into(), Value::Object(rejected));
     m

@@ -173,17 +173,26 @@ pub fn walk_records(buf: &mut [u8], layout: RecordLayout, mut each: impl FnMut(&
 }
 
 /// The backend over one device: reads a buffer, reflects each frame in place, writes it back.
+/// A short frame (one a short STAMP request's answer may outgrow) is judged in a copy with room
+/// after it, since the records lie back to back in the read buffer.
 #[derive(Debug)]
 pub struct BpfBackend<D> {
     dev: D,
     buf: Vec<u8>,
     layout: RecordLayout,
+    short: [u8; SHORT_ROOM],
 }
+
+/// Frames up to this long are judged in a copy with room (the longest short STAMP request's
+/// answer: two VLAN tags, IPv6 with extension headers, UDP and the 41-byte packet, is shorter).
+const SHORT_FRAME: usize = 256;
+/// The copy's size: the frame and room for the answer.
+const SHORT_ROOM: usize = SHORT_FRAME + 64;
 
 impl<D: BpfDevice> BpfBackend<D> {
     /// A backend on a configured device with a read buffer of `buffer` bytes.
     pub fn new(dev: D, buffer: u32, layout: RecordLayout) -> Self {
-        BpfBackend { dev, buf: vec![0; buffer as usize], layout }
+        BpfBackend { dev, buf: vec![0; buffer as usize], layout, short: [0; SHORT_ROOM] }
     }
 }
 
@@ -196,7 +205,7 @@ impl<D: BpfDevice> Backend for BpfBackend<D> {
         self.dev.set_filter(&program).map_err(fail)
     }
 
-    fn process<F: FnMut(&mut [u8], RxTime) -> Verdict>(
+    fn process<F: FnMut(&mut [u8], usize, RxTime) -> Verdict>(
         &mut self,
         _wait: Duration,
         mut handle: F,
@@ -211,13 +220,21 @@ impl<D: BpfDevice> Backend for BpfBackend<D> {
         };
         let mut batch = Batch::default();
         let n = n.min(self.buf.len());
-        let (dev, buf) = (&mut self.dev, &mut self.buf[..n]);
+        let (dev, buf, short) = (&mut self.dev, &mut self.buf[..n], &mut self.short);
         let walk = walk_records(buf, self.layout, |frame, received| {
-            if handle(frame, RxTime::Utc(received)).is_ok()
-                && dev.write(frame).map_or(true, |w| w != frame.len())
-            {
-                batch.tx_error_packets += 1;
-                batch.tx_error_bytes += frame.len() as u64;
+            let len = frame.len();
+            let room: &mut [u8] = if len <= SHORT_FRAME {
+                short[..len].copy_from_slice(frame);
+                short
+            } else {
+                frame
+            };
+            if let Ok(hit) = handle(room, len, RxTime::Utc(received)) {
+                let answer = &room[..hit.answer_len(len)];
+                if dev.write(answer).map_or(true, |w| w != answer.len()) {
+                    batch.tx_error_packets += 1;
+                    batch.tx_error_bytes += answer.len() as u64;
+                }
             }
         });
         batch.received = walk.frames;

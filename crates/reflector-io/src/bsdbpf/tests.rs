@@ -208,9 +208,9 @@ fn the_backend_reflects_in_place_and_writes_each_frame() {
     let filter = default_filter();
     let mut counters = reflector_core::Counters::default();
     let batch = backend
-        .process(Duration::ZERO, |f, _| {
-            let v = reflector_core::testing::process(&filter, f);
-            counters.record(f.len(), &v);
+        .process(Duration::ZERO, |b, len, _| {
+            let v = reflector_core::testing::process(&filter, &mut b[..len]);
+            counters.record(len, &v);
             v
         })
         .unwrap();
@@ -222,12 +222,14 @@ fn the_backend_reflects_in_place_and_writes_each_frame() {
         hits.iter().map(|c| c.frame.as_ref().unwrap().reflected(reflector_core::Mode::All).bytes()).collect();
     assert_eq!(backend.dev.written, want);
     // A read timeout returns an empty batch.
-    assert_eq!(backend.process(Duration::ZERO, |_, _| verdict(true)).unwrap(), Batch::default());
+    assert_eq!(backend.process(Duration::ZERO, |_, _, _| verdict(true)).unwrap(), Batch::default());
     // Failed writes are TX errors.
     let frame = Frame::ito_v4().bytes();
     backend.dev.reads.push_back(record(layout, &frame, frame.len(), 20));
     backend.dev.fail_writes = true;
-    let batch = backend.process(Duration::ZERO, |f, _| reflector_core::testing::process(&filter, f)).unwrap();
+    let batch = backend
+        .process(Duration::ZERO, |b, len, _| reflector_core::testing::process(&filter, &mut b[..len]))
+        .unwrap();
     assert_eq!((batch.tx_error_packets, batch.tx_error_bytes), (1, frame.len() as u64));
 }
 

@@ -121,7 +121,7 @@ impl Xsk {
 }
 
 impl Backend for Xsk {
-    fn process<F: FnMut(&mut [u8], RxTime) -> Verdict>(
+    fn process<F: FnMut(&mut [u8], usize, RxTime) -> Verdict>(
         &mut self,
         wait: Duration,
         mut handle: F,
@@ -186,7 +186,7 @@ fn recycle_completions(rings: &mut XskRings) {
 /// frame to reflect goes on the TX ring; any other goes straight back to the fill ring, so every
 /// frame of the share is always in exactly one place. Returns what happened and how many frames
 /// were queued for sending (submitted, not yet kicked).
-fn reflect<F: FnMut(&mut [u8], RxTime) -> Verdict>(
+fn reflect<F: FnMut(&mut [u8], usize, RxTime) -> Verdict>(
     rings: &mut XskRings,
     umem: &mut UmemShare,
     handle: &mut F,
@@ -204,8 +204,19 @@ fn reflect<F: FnMut(&mut [u8], RxTime) -> Verdict>(
             batch.rx_invalid += 1;
             continue;
         };
+        let mut desc = desc;
+        // The frame, with the rest of its UMEM frame as room for an answer longer than it.
         let hit = match umem.frame_and_meta_mut::<STAMP_META_LEN>(desc.addr, desc.len) {
-            Some((meta, frame)) => handle(frame, meta.map_or(RxTime::Unknown, take_receive_time)).is_ok(),
+            Some((meta, room)) => {
+                let len = desc.len as usize;
+                match handle(room, len, meta.map_or(RxTime::Unknown, take_receive_time)) {
+                    Ok(hit) => {
+                        desc.len = hit.answer_len(len) as u32;
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
             None => {
                 // Runs past the end of its frame.
                 batch.rx_invalid += 1;
@@ -276,7 +287,8 @@ mod tests {
         k.rx.submit();
         // Even frames are reflected (first byte flipped), odd ones refused.
         let mut times = Vec::new();
-        let (batch, queued) = reflect(&mut rings, &mut umem, &mut |f: &mut [u8], t: RxTime| {
+        let (batch, queued) = reflect(&mut rings, &mut umem, &mut |b: &mut [u8], len: usize, t: RxTime| {
+            let f = &mut b[..len];
             times.push(t);
             f[1] ^= 0xff;
             verdict(f[0].is_multiple_of(2))
@@ -328,9 +340,11 @@ mod tests {
             assert!(k.rx.push(XdpDesc { addr, len: 60, options: 0 }));
         }
         k.rx.submit();
-        let (batch, queued) = reflect(&mut rings, &mut umem, &mut |_: &mut [u8], _: RxTime| verdict(true));
+        let (batch, queued) =
+            reflect(&mut rings, &mut umem, &mut |_: &mut [u8], _: usize, _: RxTime| verdict(true));
         assert_eq!((batch.received, queued, batch.tx_error_packets), (4, 4, 0), "exactly the room left");
-        let (batch, _) = reflect(&mut rings, &mut umem, &mut |_: &mut [u8], _: RxTime| verdict(true));
+        let (batch, _) =
+            reflect(&mut rings, &mut umem, &mut |_: &mut [u8], _: usize, _: RxTime| verdict(true));
         assert_eq!(batch.received, 0, "no room: the RX ring waits, nothing is dropped");
         let _ = kumem;
     }

@@ -192,24 +192,29 @@ impl UmemShare {
         Some(unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), len as usize) })
     }
 
-    /// [`UmemShare::frame_mut`], with the `META` bytes in front of the frame (where an XDP
-    /// program's metadata lies): `None` for them when the frame starts less than `META` bytes
-    /// into its UMEM frame.
+    /// The frame of `len` bytes at UMEM address `addr` with the rest of its UMEM frame after it
+    /// (room an answer may grow into: the frame is the first `len` bytes), and the `META`
+    /// bytes in front of it (where an XDP program's metadata lies): `None` for them when the
+    /// frame starts less than `META` bytes into its UMEM frame. `None` when the frame does not
+    /// lie inside one frame of this share.
     pub fn frame_and_meta_mut<const META: usize>(
         &mut self,
         addr: u64,
         len: u32,
     ) -> Option<(Option<&mut [u8; META]>, &mut [u8])> {
         let start = self.frame_start(addr)?;
-        if addr + len as u64 > start + FRAME_SIZE as u64 {
+        let end = start + FRAME_SIZE as u64;
+        if addr + len as u64 > end {
             return None;
         }
         let head = if addr - start >= META as u64 { META } else { 0 };
         let from = addr as usize - head;
-        let ptr = self.map.range(from, head + len as usize)?;
-        // SAFETY: as in `frame_mut`; the bytes in front of the frame are inside the same UMEM
-        // frame (checked above), which is ours for as long as its descriptor is.
-        let whole = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), head + len as usize) };
+        let span = (end - addr) as usize;
+        let ptr = self.map.range(from, head + span)?;
+        // SAFETY: as in `frame_mut`; the bytes in front of the frame and after it up to the end
+        // of its UMEM frame are inside that UMEM frame (checked above), which is ours for as long
+        // as its descriptor is.
+        let whole = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), head + span) };
         let (meta, frame) = whole.split_at_mut(head);
         Some((meta.try_into().ok(), frame))
     }
@@ -529,11 +534,12 @@ mod tests {
         // The metadata in front of a frame: there when the frame starts far enough into its
         // UMEM frame, and written where the frame's bytes are not.
         let (meta, frame) = first.frame_and_meta_mut::<8>(256, 60).unwrap();
+        assert_eq!(frame.len(), FRAME_SIZE as usize - 256, "the frame and the room after it");
         meta.expect("room in front").copy_from_slice(&7u64.to_ne_bytes());
         frame[0] = 1;
         assert_eq!(first.frame_mut(248, 9).unwrap(), [7, 0, 0, 0, 0, 0, 0, 0, 1]);
         let (meta, frame) = first.frame_and_meta_mut::<8>(FRAME_SIZE as u64 + 4, 60).unwrap();
-        assert!(meta.is_none() && frame.len() == 60, "no room in front");
+        assert!(meta.is_none() && frame.len() == FRAME_SIZE as usize - 4, "no room in front");
         assert!(first.frame_and_meta_mut::<8>(span, 60).is_none());
         assert!(first.frame_and_meta_mut::<8>(FRAME_SIZE as u64 - 10, 60).is_none());
     }

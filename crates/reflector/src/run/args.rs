@@ -663,7 +663,7 @@ hex = "0xdead"
                 );
             }
         }
-        assert_eq!(keyed, 39, "settings with a file key: every key of the example");
+        assert_eq!(keyed, 40, "settings with a file key: every key of the example");
 
         // Every setting away from its default (in two runs: --no-oui-filter excludes --oui),
         // written to a file as the API shows it, read back.
@@ -689,6 +689,8 @@ hex = "0xdead"
             "stateful",
             "--stamp-timestamps",
             "ptp",
+            "--stamp-short",
+            "refuse",
             "--allow",
             "192.0.2.0/24,2001:db8::/32",
             "--allow",
