@@ -201,8 +201,11 @@ pub const REFLECTED_BYTES: u32 = HITS + Signature::COUNT as u32;
 /// Where the reflecting program counts STAMP requests it could not answer (and passed on to
 /// the stack): TX errors, for userspace.
 pub const UNANSWERED: u32 = REFLECTED_BYTES + 1;
+/// Where the reflecting program counts STAMP requests shorter than the reflector packet that it
+/// answered with it (the frame grown).
+pub const SHORT_ANSWERED: u32 = UNANSWERED + 1;
 /// Entries of the reflecting program's counters map.
-pub const REFLECT_COUNTERS: u32 = UNANSWERED + 1;
+pub const REFLECT_COUNTERS: u32 = SHORT_ANSWERED + 1;
 /// The stack slot where a hit keeps its signature's index for the counters.
 const SIGNATURE_SLOT: i16 = -16;
 
@@ -227,6 +230,11 @@ const IP_VERSION_SLOT: i16 = -8;
 /// The stack slot that says whether the frame is a STAMP request (1) or not (0), for the
 /// redirecting program's receive time.
 const STAMP_SLOT: i16 = -24;
+/// The bytes a short STAMP request's payload grew by to the reflector packet's 41 (0: not
+/// grown), a `u64`.
+const GROWN_SLOT: i16 = -32;
+/// `BPF_FUNC_xdp_adjust_tail`.
+const BPF_FUNC_XDP_ADJUST_TAIL: i32 = 65;
 /// `BPF_FUNC_xdp_adjust_meta`.
 pub const BPF_FUNC_XDP_ADJUST_META: i32 = 54;
 /// `BPF_FUNC_ktime_get_tai_ns`.
@@ -675,14 +683,10 @@ impl Gen<'_> {
             let not_stamp = self.a.label();
             self.a.load(Size::H, R0, R9, 2);
             self.a.jump32_imm(Cond::Ne, R0, le16(port.to_be_bytes()), not_stamp);
-            self.a.jump_imm(
-                Cond::Lt,
-                R5,
-                (UDP_HEADER_LEN + stamp::MIN_LEN) as i32,
-                self.r(Reject::StampLength),
-            );
+            let min = UDP_HEADER_LEN + self.filter.stamp_min_payload();
+            self.a.jump_imm(Cond::Lt, R5, min as i32, self.r(Reject::StampLength));
             // For the verifier (the IP packet ends inside the frame).
-            self.need(R9, UDP_HEADER_LEN + stamp::MIN_LEN, &[R8], self.r(Reject::StampLength));
+            self.need(R9, min, &[R8], self.r(Reject::StampLength));
             // Where its answer would take a hop (`Filter::stamp_takes_a_hop`), none left is a
             // loop.
             if self.filter.stamp_hops_below() != 0 {
@@ -867,6 +871,9 @@ impl Gen<'_> {
                     let not_stamp = self.a.label();
                     self.a.load(Size::W, R0, R10, STAMP_SLOT);
                     self.a.jump_imm(Cond::Eq, R0, 0, not_stamp);
+                    if self.filter.stamp_min_payload() < stamp::MIN_LEN {
+                        self.grow_short_request(counters_fd);
+                    }
                     self.stamp_answer(maps);
                     // The answer goes to the sender's port whatever the mode (RFC 8762 §4.3),
                     // a hop less where `Filter::stamp_takes_a_hop` says so.
@@ -967,6 +974,148 @@ impl Gen<'_> {
         a.place(done);
     }
 
+    /// A STAMP request shorter than the 41-byte reflector packet made room for it, as the core's
+    /// `stamp::grow_short`: the frame's end moved (`bpf_xdp_adjust_tail`; any Ethernet padding
+    /// dropped) so that the UDP payload is 41 bytes, what the request did not have zero, the
+    /// UDP length, the IPv4 total length (its header checksum updated, RFC 1624 eqn. 3) or the
+    /// IPv6 payload length following, and the UDP checksum field set to the pseudo-header's sum
+    /// so that the answer gets its checksum whole. The grown bytes are kept in their slot (0 for
+    /// a request long enough, which is left as it is). A frame that cannot grow (no tailroom)
+    /// is not answered: on to the stack, counted with the TX errors. On entry r4 is the IP
+    /// header, r7 the Ethernet header (the stack copies while the frame's start is moved on),
+    /// r9 the payload; on the way out the same, r8 the new end.
+    fn grow_short_request(&mut self, counters_fd: Option<i32>) {
+        let a = &mut self.a;
+        let (done, long, fail, copies, pointers, v6, lengths) =
+            (a.label(), a.label(), a.label(), a.label(), a.label(), a.label(), a.label());
+        a.store_imm(Size::DW, R10, GROWN_SLOT, 0);
+        a.load(Size::H, R1, R9, -4);
+        a.to_be(R1, 16);
+        a.alu_imm(Alu::And, R1, 0xffff);
+        a.jump_imm(Cond::Ge, R1, (UDP_HEADER_LEN + stamp::MIN_LEN) as i32, long);
+        // The payload grows by 49 − the UDP length; the frame from its length (less the part its
+        // start moved on) to where the 41-byte payload ends: both as numbers.
+        a.mov_imm(R2, (UDP_HEADER_LEN + stamp::MIN_LEN) as i32);
+        a.alu_reg(Alu::Sub, R2, R1);
+        a.store(Size::DW, R10, GROWN_SLOT, R2);
+        let (v4_end, ended) = (a.label(), a.label());
+        a.load(Size::DW, R2, R10, IP_OFF_SLOT);
+        a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+        a.jump_imm(Cond::Ne, R0, 6, v4_end);
+        a.alu_imm(Alu::Add, R2, (IPV6_HEADER_LEN + UDP_HEADER_LEN + stamp::MIN_LEN) as i32);
+        a.goto(ended);
+        a.place(v4_end);
+        a.alu_imm(Alu::Add, R2, (IPV4_MIN_HEADER_LEN + UDP_HEADER_LEN + stamp::MIN_LEN) as i32);
+        a.place(ended);
+        a.load(Size::DW, R3, R10, FRAME_LEN_SLOT);
+        a.load(Size::DW, R0, R10, SHIFT_SLOT);
+        a.alu_reg(Alu::Sub, R3, R0);
+        a.alu_reg(Alu::Sub, R2, R3);
+        // The frame's new length, for the counters and a capture.
+        a.load(Size::DW, R3, R10, FRAME_LEN_SLOT);
+        a.alu_reg(Alu::Add, R3, R2);
+        a.store(Size::DW, R10, FRAME_LEN_SLOT, R3);
+        a.mov(R1, R6);
+        a.call(BPF_FUNC_XDP_ADJUST_TAIL);
+        a.jump_imm(Cond::Ne, R0, 0, fail);
+        // Every packet pointer anew, each from the start by a constant per path.
+        a.mov(R1, R6);
+        a.load(Size::W, R7, R1, 0);
+        a.load(Size::W, R8, R1, 4);
+        at_ip_offset(
+            a,
+            R9,
+            R7,
+            Some(((IPV4_MIN_HEADER_LEN + UDP_HEADER_LEN) as i32, (IPV6_HEADER_LEN + UDP_HEADER_LEN) as i32)),
+        );
+        need(a, R9, stamp::MIN_LEN as i32, &[R8], fail);
+        a.load(Size::DW, R0, R10, SHIFT_SLOT);
+        a.jump_imm(Cond::Ne, R0, 0, copies);
+        at_ip_offset(a, R4, R7, None);
+        need(a, R4, IPV4_MIN_HEADER_LEN as i32, &[R8], fail);
+        a.goto(pointers);
+        a.place(copies);
+        a.mov(R7, R10);
+        a.alu_imm(Alu::Add, R7, ETH_COPY_SLOT as i32);
+        a.mov(R4, R10);
+        a.alu_imm(Alu::Add, R4, IP_COPY_SLOT as i32);
+        a.place(pointers);
+        // Zeros where the request had no payload (the bytes past its old end may be Ethernet
+        // padding), the UDP length.
+        a.load(Size::DW, R1, R10, GROWN_SLOT);
+        a.mov_imm(R0, stamp::MIN_LEN as i32);
+        a.alu_reg(Alu::Sub, R0, R1);
+        for at in stamp::MIN_REQUEST_LEN..stamp::MIN_LEN {
+            let kept = a.label();
+            a.jump_imm(Cond::Gt, R0, at as i32, kept);
+            a.store_imm(Size::B, R9, at as i16, 0);
+            a.place(kept);
+        }
+        a.mov_imm(R0, le16(((UDP_HEADER_LEN + stamp::MIN_LEN) as u16).to_be_bytes()) as i32);
+        a.store(Size::H, R9, -4, R0);
+        // The IP length; for IPv4 its header checksum, HC' = ~(~HC + ~m + m') on the values in
+        // host order.
+        a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+        a.jump_imm(Cond::Eq, R0, 6, v6);
+        a.load(Size::H, R1, R4, 2);
+        a.to_be(R1, 16);
+        a.alu_imm(Alu::And, R1, 0xffff);
+        a.mov(R2, R1);
+        a.load(Size::DW, R0, R10, GROWN_SLOT);
+        a.alu_reg(Alu::Add, R2, R0);
+        a.load(Size::H, R3, R4, 10);
+        a.to_be(R3, 16);
+        a.alu_imm(Alu::And, R3, 0xffff);
+        a.alu_imm(Alu::Xor, R3, 0xffff);
+        a.alu_imm(Alu::Xor, R1, 0xffff);
+        a.alu_reg(Alu::Add, R3, R1);
+        a.alu_reg(Alu::Add, R3, R2);
+        fold16(a, R3, R1);
+        a.alu_imm(Alu::Xor, R3, 0xffff);
+        a.to_be(R3, 16);
+        a.store(Size::H, R4, 10, R3);
+        a.to_be(R2, 16);
+        a.store(Size::H, R4, 2, R2);
+        a.goto(lengths);
+        a.place(v6);
+        a.load(Size::H, R1, R4, 4);
+        a.to_be(R1, 16);
+        a.alu_imm(Alu::And, R1, 0xffff);
+        a.load(Size::DW, R0, R10, GROWN_SLOT);
+        a.alu_reg(Alu::Add, R1, R0);
+        a.to_be(R1, 16);
+        a.store(Size::H, R4, 4, R1);
+        a.place(lengths);
+        // The UDP checksum field: the pseudo-header's sum (with the new length), as a checksum
+        // left for offload holds it.
+        a.store(Size::DW, R10, IP_SLOT, R4);
+        stamp_pseudo_sum(a);
+        fold16(a, R3, R2);
+        a.store(Size::H, R9, -2, R3);
+        if let Some(fd) = counters_fd {
+            a.mov_imm(R0, SHORT_ANSWERED as i32);
+            add_to(a, fd, None);
+            a.load(Size::DW, R4, R10, IP_SLOT);
+        }
+        a.goto(done);
+        // Long enough: the answer's 41 bytes are in the frame (for the verifier: the checks let
+        // payloads from 14 bytes through).
+        a.place(long);
+        need(a, R9, stamp::MIN_LEN as i32, &[R8], fail);
+        a.goto(done);
+        // Not answered: no room to grow (or, which cannot happen, the frame shorter than its
+        // headers after it): on to the stack, counted as a reflection that could not be sent.
+        a.place(fail);
+        if let Some(fd) = counters_fd {
+            a.mov_imm(R0, UNANSWERED as i32);
+            add_to(a, fd, None);
+        }
+        self.restore(false);
+        self.a.mov_imm(R0, XDP_PASS);
+        self.a.exit();
+        self.a.place(done);
+    }
+
     /// The Session-Reflector packet of RFC 8762 §4.3 written over a STAMP request, as the
     /// core's `stamp::respond` writes it: the sequence number (the sender's, or the session's
     /// from the LRU map), the transmit time T3 read last, the error estimate and TAI − UTC from
@@ -978,6 +1127,7 @@ impl Gen<'_> {
     fn stamp_answer(&mut self, maps: StampMaps) {
         let stateful = self.filter.stamp_sequence() == stamp::SequenceMode::Stateful;
         let ptp = self.filter.stamp_timestamps() == stamp::TimestampFormat::Ptp;
+        let grows = self.filter.stamp_min_payload() < stamp::MIN_LEN;
         let counters_fd = self.counters_fd;
         let a = &mut self.a;
         let (fail, unanswered) = (a.label(), a.label());
@@ -1091,9 +1241,26 @@ impl Gen<'_> {
         a.mov(R3, R5);
         a.goto(store);
         // Left for offload: IPv4 goes without a checksum (0, RFC 768); IPv6 gets it whole, over
-        // the datagram with its checksum field zero and the pseudo-header.
+        // the datagram with its checksum field zero and the pseudo-header. A grown short
+        // request's answer gets it whole over IPv4 too (its field was set so, `grow_short_request`).
         a.place(partial);
         a.store_imm(Size::H, R9, -2, 0);
+        if grows {
+            // A grown answer is 49 bytes at known offsets: summed in one straight line (the
+            // datagram's loop, walked for every way into it, is too much for the verifier).
+            let not_grown = a.label();
+            a.load(Size::DW, R0, R10, GROWN_SLOT);
+            a.jump_imm(Cond::Eq, R0, 0, not_grown);
+            a.load(Size::DW, R3, R10, PSEUDO_SLOT);
+            for at in (-(UDP_HEADER_LEN as i16)..40).step_by(4) {
+                a.load(Size::W, R1, R9, at);
+                a.alu_reg(Alu::Add, R3, R1);
+            }
+            a.load(Size::B, R1, R9, 40);
+            a.alu_reg(Alu::Add, R3, R1);
+            a.goto(store);
+            a.place(not_grown);
+        }
         a.load(Size::W, R0, R10, IP_VERSION_SLOT);
         a.jump_imm(Cond::Ne, R0, 6, done);
         stamp_datagram_sum(a, unanswered);

@@ -32,7 +32,7 @@ pub fn read_reflect_counters(map: &OwnedFd) -> Result<reflector_core::Counters, 
 
 /// A map made by [`reflect_counters`] as counters, one per possible CPU.
 pub fn read_reflect_counters_per_cpu(map: &OwnedFd) -> Result<Vec<reflector_core::Counters>, SysError> {
-    use reflector_bpf::xdp::{HITS, REFLECTED_BYTES, UNANSWERED};
+    use reflector_bpf::xdp::{HITS, REFLECTED_BYTES, SHORT_ANSWERED, UNANSWERED};
     let mut cpus = vec![reflector_core::Counters::default(); bpf::possible_cpus()];
     let mut each = |key: u32, set: &dyn Fn(&mut reflector_core::Counters, u64)| -> Result<(), SysError> {
         for (c, v) in cpus.iter_mut().zip(bpf::percpu_values(map, key)?) {
@@ -49,6 +49,7 @@ pub fn read_reflect_counters_per_cpu(map: &OwnedFd) -> Result<Vec<reflector_core
     each(REFLECTED_BYTES, &|c, v| c.reflected_bytes = v)?;
     // STAMP requests the program could not answer: received, and lost as TX errors.
     each(UNANSWERED, &|c, v| c.tx_errors = v)?;
+    each(SHORT_ANSWERED, &|c, v| c.stamp_short_answered = v)?;
     for c in &mut cpus {
         c.reflected_packets = c.by_signature.iter().sum();
         c.rx_packets = c.reflected_packets + c.rejected_packets() + c.tx_errors;
