@@ -235,6 +235,15 @@ const STAMP_SLOT: i16 = -24;
 const GROWN_SLOT: i16 = -32;
 /// `BPF_FUNC_xdp_adjust_tail`.
 const BPF_FUNC_XDP_ADJUST_TAIL: i32 = 65;
+/// `BPF_FUNC_xdp_store_bytes`.
+const BPF_FUNC_XDP_STORE_BYTES: i32 = 190;
+/// Where a short STAMP request's headers and payload are copied while the frame grows at its
+/// start (`Gen::grow_short_request`): 112 bytes over the gate's slots, which are done with by
+/// then (the longest: two tags, IPv6, UDP and the 41-byte packet, 111 bytes).
+const GROW_BUF_SLOT: i16 = TESTER_VALUE_SLOT;
+const GROW_BUF_LEN: i16 = 112;
+/// What the start moves back by when the end cannot move on: the most a short request grows.
+const GROW_AT_HEAD: i32 = (stamp::MIN_LEN - stamp::MIN_REQUEST_LEN) as i32;
 /// `BPF_FUNC_xdp_adjust_meta`.
 pub const BPF_FUNC_XDP_ADJUST_META: i32 = 54;
 /// `BPF_FUNC_ktime_get_tai_ns`.
@@ -1015,9 +1024,69 @@ impl Gen<'_> {
         a.load(Size::DW, R3, R10, FRAME_LEN_SLOT);
         a.alu_reg(Alu::Add, R3, R2);
         a.store(Size::DW, R10, FRAME_LEN_SLOT, R3);
+        a.store(Size::DW, R10, SKIP_SLOT, R2);
+        let (at_head, moved) = (a.label(), a.label());
+        a.mov(R1, R6);
+        a.call(BPF_FUNC_XDP_ADJUST_TAIL);
+        a.jump_imm(Cond::Ne, R0, 0, at_head);
+        a.goto(moved);
+        // No room after the frame (a veth's page-pool fragment has little more than the frame):
+        // the start moves back instead, by the most a request grows, the headers and payload are
+        // copied there with the zeros after them, and the end moves back to where the 41-byte
+        // payload ends. (Not while the start is moved on past IPv4 options or IPv6 extension
+        // headers: such a request is not answered.)
+        a.place(at_head);
+        a.load(Size::DW, R0, R10, SHIFT_SLOT);
+        a.jump_imm(Cond::Ne, R0, 0, fail);
+        a.mov_imm(R0, 0);
+        for at in (0..GROW_BUF_LEN).step_by(8) {
+            a.store(Size::DW, R10, GROW_BUF_SLOT + at, R0);
+        }
+        // The bytes to copy: to the payload, then its bytes (14 to 40) or the 41 of the answer.
+        let (v4_head, headed) = (a.label(), a.label());
+        a.load(Size::DW, R4, R10, IP_OFF_SLOT);
+        a.load(Size::W, R0, R10, IP_VERSION_SLOT);
+        a.jump_imm(Cond::Ne, R0, 6, v4_head);
+        a.alu_imm(Alu::Add, R4, (IPV6_HEADER_LEN + UDP_HEADER_LEN) as i32);
+        a.goto(headed);
+        a.place(v4_head);
+        a.alu_imm(Alu::Add, R4, (IPV4_MIN_HEADER_LEN + UDP_HEADER_LEN) as i32);
+        a.place(headed);
+        a.mov(R3, R4);
+        a.alu_imm(Alu::Add, R3, stamp::MIN_LEN as i32);
+        a.store(Size::DW, R10, EXT_SLOT, R3);
+        a.load(Size::DW, R1, R10, GROWN_SLOT);
+        a.mov_imm(R5, stamp::MIN_LEN as i32);
+        a.alu_reg(Alu::Sub, R5, R1);
+        a.jump_imm(Cond::Gt, R5, stamp::MIN_LEN as i32 - 1, fail);
+        a.alu_reg(Alu::Add, R4, R5);
+        a.store(Size::DW, R10, REST_SLOT, R4);
+        a.mov(R1, R6);
+        a.mov_imm(R2, -GROW_AT_HEAD);
+        a.call(BPF_FUNC_XDP_ADJUST_HEAD);
+        a.jump_imm(Cond::Ne, R0, 0, fail);
+        a.mov(R1, R6);
+        a.mov_imm(R2, GROW_AT_HEAD);
+        a.mov(R3, R10);
+        a.alu_imm(Alu::Add, R3, GROW_BUF_SLOT as i32);
+        a.load(Size::DW, R4, R10, REST_SLOT);
+        a.jump_imm(Cond::Gt, R4, GROW_BUF_LEN as i32, fail);
+        a.call(BPF_FUNC_XDP_LOAD_BYTES);
+        a.jump_imm(Cond::Ne, R0, 0, fail);
+        a.mov(R1, R6);
+        a.mov_imm(R2, 0);
+        a.mov(R3, R10);
+        a.alu_imm(Alu::Add, R3, GROW_BUF_SLOT as i32);
+        a.load(Size::DW, R4, R10, EXT_SLOT);
+        a.jump_imm(Cond::Gt, R4, GROW_BUF_LEN as i32, fail);
+        a.call(BPF_FUNC_XDP_STORE_BYTES);
+        a.jump_imm(Cond::Ne, R0, 0, fail);
+        a.load(Size::DW, R2, R10, SKIP_SLOT);
+        a.alu_imm(Alu::Add, R2, -GROW_AT_HEAD);
         a.mov(R1, R6);
         a.call(BPF_FUNC_XDP_ADJUST_TAIL);
         a.jump_imm(Cond::Ne, R0, 0, fail);
+        a.place(moved);
         // Every packet pointer anew, each from the start by a constant per path.
         a.mov(R1, R6);
         a.load(Size::W, R7, R1, 0);
