@@ -1175,14 +1175,21 @@ impl Gen<'_> {
         // Not answered: no room to grow (or, which cannot happen, the frame shorter than its
         // headers after it): on to the stack, counted as a reflection that could not be sent.
         a.place(fail);
+        self.not_answered(counters_fd);
+        self.a.place(done);
+    }
+
+    /// A STAMP request that is not answered after all: counted as a reflection that could not
+    /// be sent ([`UNANSWERED`], TX errors for userspace), the frame's start put back, on to the
+    /// stack.
+    fn not_answered(&mut self, counters_fd: Option<i32>) {
         if let Some(fd) = counters_fd {
-            a.mov_imm(R0, UNANSWERED as i32);
-            add_to(a, fd, None);
+            self.a.mov_imm(R0, UNANSWERED as i32);
+            add_to(&mut self.a, fd, None);
         }
         self.restore(false);
         self.a.mov_imm(R0, XDP_PASS);
         self.a.exit();
-        self.a.place(done);
     }
 
     /// The Session-Reflector packet of RFC 8762 §4.3 written over a STAMP request, as the
@@ -1349,13 +1356,7 @@ impl Gen<'_> {
         // that could not be sent.
         a.place(fail);
         a.place(unanswered);
-        if let Some(fd) = counters_fd {
-            a.mov_imm(R0, UNANSWERED as i32);
-            add_to(a, fd, None);
-        }
-        self.restore(false);
-        self.a.mov_imm(R0, XDP_PASS);
-        self.a.exit();
+        self.not_answered(counters_fd);
         self.a.place(done);
     }
 

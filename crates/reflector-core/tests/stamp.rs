@@ -23,6 +23,17 @@ fn stamp_filter(sequence: SequenceMode, format: TimestampFormat) -> Filter {
 
 /// Answers `frame` with receive time T2 and a clock that reads T3.
 fn answer(filter: &Filter, frame: &mut [u8], sessions: &mut dyn SessionTable) -> Result<Hit, Reject> {
+    let len = frame.len();
+    answer_in(filter, frame, len, sessions)
+}
+
+/// [`answer`] for the frame of `len` bytes at the start of `buf`, the rest room for the answer.
+fn answer_in(
+    filter: &Filter,
+    buf: &mut [u8],
+    len: usize,
+    sessions: &mut dyn SessionTable,
+) -> Result<Hit, Reject> {
     let mut clock = || T3;
     let mut stamping = PathState {
         received: Some(T2),
@@ -32,7 +43,7 @@ fn answer(filter: &Filter, frame: &mut [u8], sessions: &mut dyn SessionTable) ->
         limiter: None,
         testers: None,
     };
-    filter.process(frame, &mut stamping)
+    filter.process_in(buf, len, &mut stamping)
 }
 
 fn be32(b: &[u8]) -> u32 {
@@ -186,16 +197,7 @@ fn a_request_too_short_to_answer_is_refused_unchanged() {
         let original = Frame::stamp_v4(len).bytes();
         let mut bytes = original.clone();
         bytes.resize(original.len() + room, 0xee);
-        let mut clock = || T3;
-        let mut stamping = PathState {
-            received: Some(T2),
-            clock: &mut clock,
-            error: ErrorEstimate::new(true, 1_000),
-            sessions: &mut sessions,
-            limiter: None,
-            testers: None,
-        };
-        let verdict = filter.process_in(&mut bytes, original.len(), &mut stamping);
+        let verdict = answer_in(filter, &mut bytes, original.len(), &mut sessions);
         assert_eq!(verdict, Err(Reject::StampLength), "{len} bytes, room {room}");
         assert_eq!(bytes[..original.len()], original[..]);
         assert!(bytes[original.len()..].iter().all(|b| *b == 0xee), "the room untouched");
@@ -220,18 +222,9 @@ fn a_short_request_is_answered_with_the_reflector_packet() {
             let mut bytes = case.bytes.clone();
             let len = bytes.len().max(pad_to);
             bytes.resize(len + 64, 0);
-            let mut clock = || T3;
-            let mut stamping = PathState {
-                received: Some(T2),
-                clock: &mut clock,
-                error: ErrorEstimate::new(true, 1_000),
-                sessions: &mut sessions,
-                limiter: None,
-                testers: None,
-            };
             let name = format!("{} padded to {pad_to}", case.name);
             let hit =
-                filter.process_in(&mut bytes, len, &mut stamping).unwrap_or_else(|r| panic!("{name}: {r}"));
+                answer_in(&filter, &mut bytes, len, &mut sessions).unwrap_or_else(|r| panic!("{name}: {r}"));
             assert!(hit.grown(), "{name}");
             let l4 = hit.l4_offset();
             let answer_len = hit.answer_len(len);
