@@ -1065,22 +1065,8 @@ impl Gen<'_> {
         a.mov_imm(R2, -GROW_AT_HEAD);
         a.call(BPF_FUNC_XDP_ADJUST_HEAD);
         a.jump_imm(Cond::Ne, R0, 0, fail);
-        a.mov(R1, R6);
-        a.mov_imm(R2, GROW_AT_HEAD);
-        a.mov(R3, R10);
-        a.alu_imm(Alu::Add, R3, GROW_BUF_SLOT as i32);
-        a.load(Size::DW, R4, R10, REST_SLOT);
-        a.jump_imm(Cond::Gt, R4, GROW_BUF_LEN as i32, fail);
-        a.call(BPF_FUNC_XDP_LOAD_BYTES);
-        a.jump_imm(Cond::Ne, R0, 0, fail);
-        a.mov(R1, R6);
-        a.mov_imm(R2, 0);
-        a.mov(R3, R10);
-        a.alu_imm(Alu::Add, R3, GROW_BUF_SLOT as i32);
-        a.load(Size::DW, R4, R10, EXT_SLOT);
-        a.jump_imm(Cond::Gt, R4, GROW_BUF_LEN as i32, fail);
-        a.call(BPF_FUNC_XDP_STORE_BYTES);
-        a.jump_imm(Cond::Ne, R0, 0, fail);
+        grow_buf_copy(a, BPF_FUNC_XDP_LOAD_BYTES, GROW_AT_HEAD, REST_SLOT, fail);
+        grow_buf_copy(a, BPF_FUNC_XDP_STORE_BYTES, 0, EXT_SLOT, fail);
         a.load(Size::DW, R2, R10, SKIP_SLOT);
         a.alu_imm(Alu::Add, R2, -GROW_AT_HEAD);
         a.mov(R1, R6);
@@ -1903,6 +1889,20 @@ fn stamp_session_sequence(a: &mut Asm, sessions_fd: i32) {
     for r in [R0, R1, R2, R3, R4, R5] {
         a.mov_imm(r, 0);
     }
+}
+
+/// `helper(ctx, offset, r10 + GROW_BUF_SLOT, len)` for `bpf_xdp_load_bytes` or
+/// `bpf_xdp_store_bytes`, the length read from the stack slot `len` (at most the buffer's); on
+/// to `fail` when it refuses. Uses r0-r5.
+fn grow_buf_copy(a: &mut Asm, helper: i32, offset: i32, len: i16, fail: Label) {
+    a.mov(R1, R6);
+    a.mov_imm(R2, offset);
+    a.mov(R3, R10);
+    a.alu_imm(Alu::Add, R3, GROW_BUF_SLOT as i32);
+    a.load(Size::DW, R4, R10, len);
+    a.jump_imm(Cond::Gt, R4, GROW_BUF_LEN as i32, fail);
+    a.call(helper);
+    a.jump_imm(Cond::Ne, R0, 0, fail);
 }
 
 /// The IPv4 TTL or IPv6 hop limit of the IP header at r4 into `dst` (r0 is scratch; the IP
