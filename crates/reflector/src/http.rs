@@ -13,7 +13,8 @@
 //!
 //! Connections that hold places without using them cannot lock anyone out ([`Admission`]): a
 //! new connection at the cap takes the place of the oldest one that has not sent a complete
-//! request yet, so a client that asks at once is always served; and with a token set, the last
+//! request yet, so a client that asks at once is always served; one address holds at most
+//! [`MAX_PER_ADDRESS`] places (past that, its own oldest waiting one makes room); with a token set, the last
 //! [`KEPT_FOR_TOKEN`] places are kept for requests that carry it (a connection past that whose
 //! request does not is closed after its answer).
 //!
@@ -50,6 +51,9 @@ const MAX_CONNECTIONS: usize = 64;
 /// Places kept for requests with the token, when one is set: a connection beyond
 /// `MAX_CONNECTIONS - KEPT_FOR_TOKEN` whose request lacks it is closed after the answer.
 const KEPT_FOR_TOKEN: usize = 16;
+/// Places one client address may hold; past it a new connection from there takes the place of
+/// that address's oldest one that has not asked yet, or gets a 503.
+const MAX_PER_ADDRESS: usize = 32;
 /// `/api/v1/events` subscribers at once; one more gets a 503.
 const MAX_SUBSCRIBERS: usize = 16;
 /// Bytes of request line and headers a connection may send before its request is answered
@@ -752,7 +756,7 @@ async fn serve(
         tokio::select! {
             _ = check_stop.tick() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => match admission.admit() {
+                Ok((stream, peer)) => match admission.admit(peer.ip()) {
                     Some((place, evicted)) => {
                         let (config, ctl, tls) = (config.clone(), ctl.clone(), tls.clone());
                         tokio::spawn(async move {
@@ -792,11 +796,15 @@ struct Admission {
     /// Connections waiting for their first request (entries of connections that asked or
     /// ended since are skipped when met, and cleared when the queue grows long).
     waiting: std::sync::Mutex<std::collections::VecDeque<std::sync::Weak<Place>>>,
+    /// Places held per client address.
+    per_address: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
 }
 
 /// A connection's place: given back when it ends, unless a newer connection took it over.
 struct Place {
     admission: Arc<Admission>,
+    /// The client's address.
+    peer: std::net::IpAddr,
     /// It has sent a complete request (it can no longer be evicted).
     asked: AtomicBool,
     /// Its place went to a newer connection (it must not give it back again).
@@ -805,28 +813,36 @@ struct Place {
 }
 
 impl Admission {
-    /// A place for a new connection, and what fires when it is taken over: a free one, else
-    /// that of the oldest connection still waiting for its first request; `None` when every
-    /// place is held by a connection that has asked. (Called by the accept loop alone.)
-    fn admit(self: &Arc<Self>) -> Option<(Arc<Place>, tokio::sync::oneshot::Receiver<()>)> {
+    /// A place for a new connection from `peer`, and what fires when it is taken over: a free
+    /// one, else that of the oldest connection still waiting for its first request (from
+    /// `peer` itself when that address holds [`MAX_PER_ADDRESS`] places); `None` when there is
+    /// no such connection. (Called by the accept loop alone.)
+    fn admit(
+        self: &Arc<Self>,
+        peer: std::net::IpAddr,
+    ) -> Option<(Arc<Place>, tokio::sync::oneshot::Receiver<()>)> {
         let mut waiting = self.waiting.lock().expect("admission lock");
-        if self.open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-            let oldest = loop {
-                let candidate = waiting.pop_front()?.upgrade();
-                if let Some(c) = candidate.filter(|c| !c.asked.load(Ordering::Relaxed)) {
-                    break c;
-                }
-            };
+        let held = self.per_address.lock().expect("admission lock").get(&peer).copied().unwrap_or(0);
+        let full = self.open.load(Ordering::Relaxed) >= MAX_CONNECTIONS;
+        if full || held >= MAX_PER_ADDRESS {
+            let evictable =
+                |p: &Place| !p.asked.load(Ordering::Relaxed) && (held < MAX_PER_ADDRESS || p.peer == peer);
+            let at = waiting.iter().position(|w| w.upgrade().is_some_and(|p| evictable(&p)))?;
+            let oldest = waiting.remove(at).and_then(|w| w.upgrade())?;
+            // Its place (and its address's count) goes to the newcomer.
             oldest.taken_over.store(true, Ordering::Relaxed);
+            self.release_address(oldest.peer);
             if let Some(evict) = oldest.evict.lock().expect("place lock").take() {
                 let _ = evict.send(());
             }
         } else {
             self.open.fetch_add(1, Ordering::Relaxed);
         }
+        *self.per_address.lock().expect("admission lock").entry(peer).or_default() += 1;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let place = Arc::new(Place {
             admission: self.clone(),
+            peer,
             asked: AtomicBool::new(false),
             taken_over: AtomicBool::new(false),
             evict: std::sync::Mutex::new(Some(tx)),
@@ -842,6 +858,17 @@ impl Admission {
     fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }
+
+    /// One place fewer held by `peer`.
+    fn release_address(&self, peer: std::net::IpAddr) {
+        let mut per_address = self.per_address.lock().expect("admission lock");
+        if let Some(n) = per_address.get_mut(&peer) {
+            *n -= 1;
+            if *n == 0 {
+                per_address.remove(&peer);
+            }
+        }
+    }
 }
 
 impl Place {
@@ -855,6 +882,7 @@ impl Drop for Place {
     fn drop(&mut self) {
         if !self.taken_over.load(Ordering::Relaxed) {
             self.admission.open.fetch_sub(1, Ordering::Relaxed);
+            self.admission.release_address(self.peer);
         }
     }
 }
@@ -1030,10 +1058,12 @@ mod tests {
     #[test]
     fn a_place_goes_to_the_newest_connection_over_the_oldest_that_has_not_asked() {
         let admission = Arc::new(Admission::default());
-        let mut held: Vec<_> = (0..MAX_CONNECTIONS).map(|_| admission.admit().unwrap()).collect();
+        // Two clients, half of the places each (the most one address may hold).
+        let client = |i: usize| std::net::IpAddr::from([192, 0, 2, 1 + (i % 2) as u8]);
+        let mut held: Vec<_> = (0..MAX_CONNECTIONS).map(|i| admission.admit(client(i)).unwrap()).collect();
         assert_eq!(admission.open(), MAX_CONNECTIONS);
         held[0].0.asked();
-        let (newest, _evicted) = admission.admit().expect("a place taken over");
+        let (newest, _evicted) = admission.admit(client(1)).expect("a place taken over");
         // The oldest that had not asked (the second) was told to go; the first keeps its place.
         assert!(held[1].1.try_recv().is_ok());
         assert!(held[0].1.try_recv().is_err());
@@ -1044,10 +1074,24 @@ mod tests {
             place.asked();
         }
         newest.asked();
-        assert!(admission.admit().is_none(), "every place held by a connection that asked");
+        assert!(admission.admit(client(0)).is_none(), "every place held by a connection that asked");
         drop(held);
         assert_eq!(admission.open(), 1);
         drop(newest);
         assert_eq!(admission.open(), 0);
+        assert!(admission.per_address.lock().unwrap().is_empty());
+        // One address alone: past its 32 places, its own oldest waiting one makes room; when all
+        // of its places have asked, it gets none, while another address still gets one.
+        let one: Vec<_> = (0..MAX_PER_ADDRESS).map(|_| admission.admit(client(0)).unwrap()).collect();
+        let (again, _) = admission.admit(client(0)).expect("its oldest waiting one taken over");
+        assert!(one[0].0.taken_over.load(Ordering::Relaxed));
+        assert_eq!(admission.open(), MAX_PER_ADDRESS);
+        for (place, _) in &one[1..] {
+            place.asked();
+        }
+        again.asked();
+        assert!(admission.admit(client(0)).is_none(), "32 places of one address that asked");
+        let other = admission.admit(client(1));
+        assert!(other.is_some(), "another address");
     }
 }

@@ -247,3 +247,30 @@ fn the_real_device_open_reports_what_is_missing() {
     #[cfg(target_os = "linux")]
     assert!(matches!(device::Device::open_first(), Err(device::OpenError::NoDevice)));
 }
+
+/// A short TWAMP-Light request's answer is longer than the request: the backend answers it in a
+/// copy with room (the records lie back to back in the read buffer) and writes the 41-byte
+/// reflector packet, as the core answers it with room.
+#[test]
+fn a_short_stamp_request_is_answered_longer_from_a_copy_with_room() {
+    let layout = RecordLayout::MACOS;
+    let request = Frame::stamp_v4(14).bytes();
+    let ito = Frame::ito_v4().bytes();
+    let mut buf = record(layout, &request, request.len(), 20);
+    buf.extend(record(layout, &ito, ito.len(), 20));
+    let dev = SimDevice { reads: VecDeque::from([buf]), ..SimDevice::default() };
+    let mut backend = BpfBackend::new(dev, 1 << 20, layout);
+    let filter = reflector_testkit::stamp_filter();
+    let batch = backend
+        .process(Duration::ZERO, |b, len, _| {
+            reflector_core::testing::with_stamping(|state| filter.process_in(b, len, state))
+        })
+        .unwrap();
+    assert_eq!((batch.received, batch.tx_error_packets), (2, 0));
+    let written = &backend.dev.written;
+    assert_eq!(written.len(), 2);
+    assert_eq!(written[0].len(), 14 + 20 + 8 + 41, "the 41-byte reflector packet");
+    assert_eq!(written[0][42 + 24..42 + 38], request[42..56], "the sender's fields");
+    // The frame after it, in place as before.
+    assert_eq!(written[1], Frame::ito_v4().reflected(reflector_core::Mode::All).bytes());
+}
