@@ -18,7 +18,7 @@
 //! [`KEPT_FOR_TOKEN`] places are kept for requests that carry it (a connection past that whose
 //! request does not is closed after its answer).
 //!
-//! Access (the README's table says the same):
+//! Access (docs/USAGE.md's table says the same):
 //! - `GET /` (the dashboard page, which holds no data) is served to anyone who can connect.
 //! - With a token (`Authorization: Bearer TOKEN`, compared in constant time): on a non-loopback
 //!   address every other request needs it; on loopback the reads are open and the reset needs it.

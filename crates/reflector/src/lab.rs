@@ -384,7 +384,7 @@ fn report(
         let in_kernel = summary.and_then(|s| s["backend"].as_str()) == Some("xdp-tx");
         output::line(match (cpu_s, reflected) {
             (Some(cpu), Some(n)) => format!(
-                "reflector: reflected {n}, CPU {:.2} s ({:.1}% of one core, {:.0} ns per reflected packet){}",
+                "reflector: reflected {n}, CPU {:.2} s over the whole run, start-up and idle time included ({:.1}% of one core; {:.0} ns of it per reflected packet, not a per-packet cost){}",
                 cpu,
                 100.0 * cpu / elapsed.as_secs_f64(),
                 if n > 0 { cpu * 1e9 / n as f64 } else { 0.0 },

@@ -1,4 +1,4 @@
-//! Counters as JSON (the field names of docs/INTERFACES.md).
+//! Counters as JSON (the field names of the API's `Counters` schema, docs/openapi.yaml).
 
 use reflector_core::{Counters, Reject, Signature};
 use serde_json::{Map, Value, json};
