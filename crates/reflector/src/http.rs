@@ -766,6 +766,10 @@ async fn serve(
                                 _ = evicted => {}
                             }
                         });
+                        // The new connection reads its request before the next is accepted (a
+                        // burst of accepts would otherwise run first, and under a flood of
+                        // connections could take its place before it asked).
+                        tokio::task::yield_now().await;
                     }
                     // At most a few refusals at a time (each may wait for a TLS handshake);
                     // past that the connection is just closed.
