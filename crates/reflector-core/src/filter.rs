@@ -619,10 +619,6 @@ impl Filter {
     pub fn stamp_min_payload(&self) -> usize {
         self.stamp_min_payload
     }
-    /// What is done with STAMP requests shorter than the reflector packet.
-    pub fn stamp_short(&self) -> StampShort {
-        if self.stamp_min_payload < crate::stamp::MIN_LEN { StampShort::Answer } else { StampShort::Refuse }
-    }
     /// Selected signature families.
     pub fn families(&self) -> FamilySet {
         self.families

@@ -423,10 +423,6 @@ impl Tap {
         self.stream_bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
 
-    /// Bytes waiting in all capture streams for their clients.
-    pub fn stream_bytes(&self) -> u64 {
-        self.stream_bytes.load(Ordering::Relaxed)
-    }
 
     /// The sinks that failed since the last call, each with its error.
     pub fn take_failures(&self) -> Vec<String> {
