@@ -423,7 +423,6 @@ impl Tap {
         self.stream_bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
 
-
     /// The sinks that failed since the last call, each with its error.
     pub fn take_failures(&self) -> Vec<String> {
         std::mem::take(&mut *self.failures.lock().expect("tap lock"))

@@ -438,15 +438,8 @@ fn capture_clients_that_never_read_hold_bounded_memory() {
     let idle_mb = rss_mb(pid);
     let tester = pair.tester();
     let stop = std::sync::atomic::AtomicBool::new(false);
-    /// Ends the sending also when the test fails (the scope waits for the sender first).
-    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
     let (peak, last_status, metrics) = std::thread::scope(|s| {
-        let _stop = Stop(&stop);
+        let _stop = common::StopOnDrop(&stop);
         s.spawn(|| {
             let mut seq = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {

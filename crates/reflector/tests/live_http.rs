@@ -697,15 +697,8 @@ fn idle_connections_lock_no_one_out() {
     let reflector = pair.start_reflector_on(Some("af-packet"), &["--http", addr, "--http-token", "s3cret"]);
     std::thread::sleep(Duration::from_millis(200));
     let stop = std::sync::atomic::AtomicBool::new(false);
-    /// Ends the idle connections' thread also when the test fails (the scope waits for it).
-    struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
-    impl Drop for Stop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
     let answered = std::thread::scope(|s| {
-        let _stop = Stop(&stop);
+        let _stop = common::StopOnDrop(&stop);
         s.spawn(|| {
             NetnsPair::in_ns(&pair.reflector_ns, || {
                 let connect = || {

@@ -404,22 +404,26 @@ pub struct Offered {
     pub received: HashMap<[u8; 4], usize>,
 }
 
+/// Sets its flag when dropped: a thread of a test's scope that loops until the flag is set
+/// then ends also when the test panics (the scope waits for its threads before it unwinds).
+pub struct StopOnDrop<'a>(pub &'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Sends from the tester's side, for `secs` seconds, each source's probe at its rate (paced
 /// every millisecond), while counting the reflections that come back by the address they go
 /// to; `during` runs once half the time has passed.
 pub fn offer(pair: &NetnsPair, sources: &[([u8; 4], u32)], secs: f64, during: impl FnOnce()) -> Offered {
     let (sender, receiver) = (pair.tester(), pair.tester());
     let done = AtomicBool::new(false);
-    /// Ends the counting also when sending or `during` panics (the scope waits for it first).
-    struct Done<'a>(&'a AtomicBool);
-    impl Drop for Done<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
     std::thread::scope(|s| {
         let counting = s.spawn(|| count_reflections(&receiver, &done));
-        let done = Done(&done);
+        // The counting ends also when sending or `during` panics.
+        let done = StopOnDrop(&done);
         let start = Instant::now();
         let mut sent: HashMap<[u8; 4], usize> = HashMap::new();
         let frames: Vec<Vec<u8>> = sources.iter().map(|(src, _)| probe_from(*src)).collect();
