@@ -1,7 +1,7 @@
 //! Counters as plain data: updated by a single owner, copied for display.
 
-use crate::classify::{Hit, Reject};
 use crate::signature::Signature;
+use crate::verdict::{Hit, Reject};
 
 /// What one worker (or a whole run) has seen and done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

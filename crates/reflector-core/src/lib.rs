@@ -7,12 +7,12 @@
 //! over the headers and, when it is a test packet, turns it around in place.
 //!
 //! Modules in reading order, each using only those before it: `wire` (layouts, constants) →
-//! `signature` (the test signatures and their families) → `access` (allow and deny lists) and
-//! `limit` (rate limits) → `filter` (a checked configuration) →
-//! `classify` (one pass over the headers: a [`Hit`] or a [`Reject`]) → `reflect` (the in-place
-//! swap) and `stamp` (the STAMP / TWAMP-Light answer) → `process` ([`Filter::process`], the
-//! per-frame entry point). `counters`, `testers` (who is testing) and `build` (test frames) sit
-//! beside them.
+//! `signature` (the test signatures and their families) → `verdict` (a [`Hit`] or a
+//! [`Reject`]) → `access` (allow and deny lists), `limit` (rate limits) and `stamp` (the STAMP /
+//! TWAMP-Light answer) → `filter` (a checked configuration) → `classify` (one pass over the
+//! headers) → `reflect` (the in-place swap) → `process` ([`Filter::process`], the per-frame
+//! entry point). `counters`, `testers` (who is testing) and `build` (test frames) sit beside
+//! them.
 //!
 //! The rules are written down in `docs/PACKET-RULES.md`; the order of checks there is the
 //! order of [`Reject`] reasons here (the first failing check names the reason).
@@ -35,9 +35,10 @@ mod reflect;
 pub mod signature;
 pub mod stamp;
 pub mod testers;
+mod verdict;
 pub mod wire;
 
-pub use classify::{Hit, L3Kind, Reject, classify};
+pub use classify::classify;
 pub use counters::{Counters, DWELL_BUCKETS, Dwell};
 pub use filter::{
     ConfigError, CustomSignature, DEFAULT_OUI, DEFAULT_PORT, FIRST_EPHEMERAL_PORT, Filter, FilterConfig,
@@ -46,6 +47,7 @@ pub use filter::{
 pub use process::PathState;
 pub use reflect::reflect;
 pub use signature::{Family, FamilySet, Signature};
+pub use verdict::{Hit, L3Kind, Reject};
 pub use wire::MacAddr;
 
 /// The two halves of [`classify`] on their own, for the tests that hold the fast path to the

@@ -5,13 +5,14 @@
 //! `classify` (one pass over the headers) → `reflect` (the in-place swap) and [`crate::stamp`]
 //! (the STAMP answer) → here.
 
-use crate::classify::{Hit, Reject, ethernet, ipv4_fast, listed, ordered};
+use crate::classify::{ethernet, ipv4_fast, listed, ordered};
 use crate::filter::{Filter, Mode};
 use crate::limit::Limiter;
 use crate::reflect::{reflect_accepted, reflect_ito_ipv4, stamp_src_port};
 use crate::signature::Signature;
 use crate::stamp::{Answer, ErrorEstimate, MIN_LEN, SequenceMode, SessionTable, Times, respond};
 use crate::testers::Testers;
+use crate::verdict::{Hit, Reject};
 use crate::wire::UDP_HEADER_LEN;
 
 /// What [`Filter::process`] needs from the data path besides the frame: the times and the

@@ -10,8 +10,8 @@
 //! arrives with none left). STAMP answers do only for requests from a port that is not an
 //! ephemeral one ([`Filter::stamp_takes_a_hop`]).
 
-use crate::classify::{Hit, L3Kind};
 use crate::filter::{Filter, Mode};
+use crate::verdict::{Hit, L3Kind};
 use crate::wire::le64;
 
 /// Swaps the `N` bytes at `at` with the `N` bytes that follow them. Out of range is a no-op,

@@ -13,7 +13,7 @@
 //! fields that fit; a shorter one cannot hold the answer at its own size and is rejected
 //! ([`crate::Reject::StampLength`]).
 
-use crate::classify::{Hit, L3Kind};
+use crate::verdict::{Hit, L3Kind};
 use crate::wire::UDP_HEADER_LEN;
 
 /// The default UDP port of STAMP (RFC 8762 §4.1) and TWAMP (RFC 5357).
@@ -22,7 +22,7 @@ pub const DEFAULT_STAMP_PORT: u16 = 862;
 pub const BASE_LEN: usize = 44;
 /// The shortest request answered at its own size: through the sender's TTL at byte 40 (a
 /// TWAMP-Light reflector packet, RFC 5357 §4.2.1).
-pub const MIN_LEN: usize = 41;
+pub const MIN_LEN: usize = crate::wire::STAMP_MIN_LEN;
 /// The shortest request answered at all: a TWAMP-Light Session-Sender packet without padding
 /// (sequence number, timestamp, error estimate: RFC 5357 §4.1.2). One under [`MIN_LEN`] is
 /// answered with the 41-byte reflector packet, the frame grown ([`grow_short`]).

@@ -11,8 +11,8 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv6Addr};
 
-use crate::classify::{Hit, L3Kind};
 use crate::signature::FamilySet;
+use crate::verdict::{Hit, L3Kind};
 use crate::wire::MacAddr;
 
 /// Rows a [`Testers`] table of the data paths holds.

@@ -13,6 +13,8 @@ pub const IPV4_MIN_HEADER_LEN: usize = 20;
 pub const IPV6_HEADER_LEN: usize = 40;
 /// Length of a UDP header.
 pub const UDP_HEADER_LEN: usize = 8;
+/// The shortest STAMP / TWAMP-Light payload answered at its own size (`stamp::MIN_LEN`).
+pub const STAMP_MIN_LEN: usize = 41;
 
 /// EtherType of IPv4.
 pub const ETHERTYPE_IPV4: u16 = 0x0800;

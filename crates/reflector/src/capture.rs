@@ -10,7 +10,7 @@ use bytes::Bytes;
 use reflector_io::pcapng;
 use reflector_io::tap::{Chunk, FileSink, Sink, Tap, What};
 
-use crate::http::ChannelBody;
+use crate::body::ChannelBody;
 use crate::input::UsageError;
 use crate::output::Target;
 
@@ -111,14 +111,14 @@ pub struct StreamSink {
 
 /// The accounting of a capture stream's bytes: what its body hands back as the client takes
 /// them (or when the client goes away).
-pub struct StreamMeter {
+struct StreamMeter {
     waiting: Arc<std::sync::atomic::AtomicU64>,
     tap: Arc<Tap>,
 }
 
 impl StreamMeter {
     /// `bytes` taken by the client.
-    pub fn taken(&self, bytes: usize) {
+    fn taken(&self, bytes: usize) {
         self.waiting.fetch_sub(bytes as u64, std::sync::atomic::Ordering::Relaxed);
         self.tap.release_stream(bytes as u64);
     }
@@ -148,7 +148,8 @@ impl StreamSink {
         waiting.fetch_add(len, std::sync::atomic::Ordering::Relaxed);
         let _ = sink.out.try_send(Bytes::from(header));
         tap.add(Box::new(sink));
-        Some(ChannelBody::metered(rx, StreamMeter { waiting, tap: tap.clone() }))
+        let meter = StreamMeter { waiting, tap: tap.clone() };
+        Some(ChannelBody::metered(rx, move |bytes| meter.taken(bytes)))
     }
 
     fn give_back(&self, bytes: u64) {

@@ -12,6 +12,7 @@ use reflector_core::{Counters, Dwell, MacAddr};
 use reflector_io::worker::{FilterCell, SharedCounters, SharedDwell, SharedTesters};
 
 use crate::backend_info::BackendInfo;
+use crate::report::TesterRow;
 use crate::stats::Rates;
 
 /// What a kernel program counted, per CPU: the frames it rejected before any worker saw them
@@ -23,18 +24,6 @@ pub type KernelTesters = Arc<dyn Fn() -> Option<Vec<Tester>> + Send + Sync>;
 
 /// A tester is "testing now" when its last packet came this recently.
 pub const ACTIVE_WITHIN: Duration = Duration::from_secs(10);
-
-/// A tester as the control plane shows it: its row, and the rate it sends at.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TesterRow {
-    /// What the data path recorded.
-    pub tester: Tester,
-    /// Packets a second it sent (answered and limited) over the last second or so; 0 when it
-    /// is not active.
-    pub pps: f64,
-    /// Its last packet came within [`ACTIVE_WITHIN`].
-    pub active: bool,
-}
 
 /// The testers' counts at the last rate sample, and the rates then.
 #[derive(Debug, Default)]

@@ -42,6 +42,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
+use crate::body::ChannelBody;
 use crate::control::Control;
 use crate::input::UsageError;
 
@@ -167,57 +168,6 @@ impl HttpConfig {
                 .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
                 .map_err(|e| anyhow::anyhow!("cannot serve HTTPS with that certificate and key: {e}"))?;
         Ok(Some((tokio_rustls::TlsAcceptor::from(Arc::new(config)), fingerprint, generated)))
-    }
-}
-
-/// A response body fed from a channel: the stream ends when the sender is dropped. A metered
-/// one (a capture stream) hands back the bytes of each piece as the client takes it, and of
-/// what is left when the client goes away.
-pub struct ChannelBody {
-    rx: tokio::sync::mpsc::Receiver<Bytes>,
-    meter: Option<crate::capture::StreamMeter>,
-}
-
-impl ChannelBody {
-    /// The body of what `rx` receives.
-    pub fn new(rx: tokio::sync::mpsc::Receiver<Bytes>) -> ChannelBody {
-        ChannelBody { rx, meter: None }
-    }
-
-    /// The same, with the bytes it takes given back to `meter`.
-    pub fn metered(
-        rx: tokio::sync::mpsc::Receiver<Bytes>,
-        meter: crate::capture::StreamMeter,
-    ) -> ChannelBody {
-        ChannelBody { rx, meter: Some(meter) }
-    }
-}
-
-impl hyper::body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        let polled = self.rx.poll_recv(cx);
-        if let (std::task::Poll::Ready(Some(b)), Some(meter)) = (&polled, &self.meter) {
-            meter.taken(b.len());
-        }
-        polled.map(|b| b.map(|b| Ok(hyper::body::Frame::data(b))))
-    }
-}
-
-impl Drop for ChannelBody {
-    fn drop(&mut self) {
-        if let Some(meter) = &self.meter {
-            // Nothing more comes in once closed; what waited is given back.
-            self.rx.close();
-            while let Ok(b) = self.rx.try_recv() {
-                meter.taken(b.len());
-            }
-        }
     }
 }
 

@@ -8,6 +8,8 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod backend_info;
 #[cfg(unix)]
+mod body;
+#[cfg(unix)]
 mod capture;
 #[cfg(target_os = "linux")]
 mod check;

@@ -159,7 +159,7 @@ fn scrape(ctl: &Control, testers: usize) -> Scrape {
     let rows = ctl.testers();
     if testers > 0 {
         let top = &rows[..rows.len().min(testers)];
-        let per = |value: fn(&crate::control::TesterRow) -> u64| {
+        let per = |value: fn(&crate::report::TesterRow) -> u64| {
             top.iter()
                 .map(|r| {
                     (vec![("ip", r.tester.addr().to_string()), ("vlan", r.tester.vlan.to_string())], value(r))

@@ -1,7 +1,21 @@
-//! Counters as JSON (the field names of the API's `Counters` schema, docs/openapi.yaml).
+//! Counters and testers as the control plane shows them, and as JSON (the field names of the
+//! API's `Counters` schema, docs/openapi.yaml).
 
+use reflector_core::testers::Tester;
 use reflector_core::{Counters, Reject, Signature};
 use serde_json::{Map, Value, json};
+
+/// A tester as the control plane shows it: its row, and the rate it sends at.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TesterRow {
+    /// What the data path recorded.
+    pub tester: Tester,
+    /// Packets a second it sent (answered and limited) over the last second or so; 0 when it
+    /// is not active.
+    pub pps: f64,
+    /// Its last packet came within the control plane's active window (10 s).
+    pub active: bool,
+}
 
 /// The counter fields every JSON report carries.
 pub fn counters_json(c: &Counters) -> Map<String, Value> {
@@ -28,7 +42,7 @@ pub fn counters_json(c: &Counters) -> Map<String, Value> {
 /// A tester as the API, the summary and the dashboard show it: its address, VLAN (`null`
 /// untagged), MAC, families, counts, rate, when first and last seen (Unix seconds), and
 /// whether it is testing now.
-pub fn tester_json(row: &crate::control::TesterRow) -> Value {
+pub fn tester_json(row: &TesterRow) -> Value {
     let t = &row.tester;
     let unix = |ns: u64| (ns as f64 / 1e6).round() / 1000.0;
     json!({
@@ -48,7 +62,7 @@ pub fn tester_json(row: &crate::control::TesterRow) -> Value {
 
 /// The testers as `/api/v1/testers` and the summary show them: how many are testing now and
 /// how many are known, and the first `limit` rows (busiest first).
-pub fn testers_json(rows: &[crate::control::TesterRow], limit: usize) -> Value {
+pub fn testers_json(rows: &[TesterRow], limit: usize) -> Value {
     json!({
         "active": rows.iter().filter(|r| r.active).count(),
         "known": rows.len(),

@@ -161,7 +161,7 @@ pub fn interval_line(
 }
 
 /// "; testers: 192.0.2.10 (1200 answered, 30 limited), …" for the text summary.
-fn testers_text(rows: &[crate::control::TesterRow]) -> String {
+fn testers_text(rows: &[crate::report::TesterRow]) -> String {
     if rows.is_empty() {
         return "; no testers".into();
     }
@@ -199,7 +199,7 @@ pub struct Closing<'a> {
     /// The process's CPU time (user, system).
     pub cpu: Option<(Duration, Duration)>,
     /// The testers, busiest first.
-    pub testers: &'a [crate::control::TesterRow],
+    pub testers: &'a [crate::report::TesterRow],
     /// With a capture tap: frames captured, frames not captured (the writer was behind, or a
     /// capture file or FIFO could not take them), and frames capture streams did not send to
     /// clients that read too slowly.
@@ -333,7 +333,7 @@ mod tests {
             last_seen_ns: 2_000_000_000,
             ..Default::default()
         };
-        let rows = [crate::control::TesterRow { tester, pps: 4.4, active: false }];
+        let rows = [crate::report::TesterRow { tester, pps: 4.4, active: false }];
         let closing = Closing { testers: &rows, ..Closing::default() };
         let text = summary(StatsFormat::Text, &ctx, Duration::from_secs(2), &[c], None, &closing);
         assert!(text.ends_with("; testers: 192.0.2.10 vlan 100 (8 answered, 1 limited)"), "{text}");

@@ -32,7 +32,7 @@ pub struct View {
     /// Seconds running.
     pub uptime_s: f64,
     /// The busiest testers.
-    pub testers: Vec<crate::control::TesterRow>,
+    pub testers: Vec<crate::report::TesterRow>,
 }
 
 /// Testers the screen lists.
@@ -237,7 +237,7 @@ mod tests {
             rates: Some(Rates { rx_pps: 1000.0, rx_mbps: 1.0, pps: 987.0, mbps: 0.95 }),
             workers: vec![("cpu 0".into(), totals), ("cpu 1".into(), Counters::default())],
             uptime_s: 12.0,
-            testers: vec![crate::control::TesterRow {
+            testers: vec![crate::report::TesterRow {
                 tester: reflector_core::testers::Tester {
                     ip: std::net::Ipv4Addr::new(192, 0, 2, 10).to_ipv6_mapped().octets(),
                     vlan: 100,

@@ -2,7 +2,7 @@
 //!
 //! `args` turns the command line and the configuration file into the settings of the run;
 //! `open` chooses and opens the data path and says what it opened (`BackendInfo`); `serve`
-//! runs the workers and the control loop; `reload` applies a SIGHUP; `link` watches the
+//! runs the workers and the control loop over what `running` holds; `reload` applies a SIGHUP; `link` watches the
 //! interface; `signals` holds the signal flags from the first instruction; `notify` tells a
 //! service manager (systemd) how the run goes; `privilege` gives up the capabilities set-up
 //! needed and a reload does not.
@@ -13,6 +13,7 @@ mod notify;
 mod open;
 mod privilege;
 mod reload;
+mod running;
 mod serve;
 mod signals;
 
@@ -23,7 +24,7 @@ pub use signals::defer_sighup;
 
 use crate::input::UsageError;
 use open::Workers;
-use serve::Run;
+use running::Run;
 
 /// Starts a run with `args` (as parsed from `matches`) and serves until it ends.
 pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {

@@ -4,18 +4,17 @@
 //! and swapped in, which needs CAP_BPF and CAP_NET_ADMIN; af-packet's filter is a
 //! socket's own and needs none. Everything else is given up, root's too.
 
-use super::serve::Run;
-
 /// Gives up every capability the run does not need from here on (see the module), in the
-/// calling thread, before it starts any other.
-pub(super) fn drop_after_setup(run: &Run<'_>) -> anyhow::Result<()> {
+/// calling thread, before it starts any other; `kernel_program` when the data path has an XDP
+/// program a reload may replace.
+pub(super) fn drop_after_setup(kernel_program: bool) -> anyhow::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use reflector_sys::privilege::{XDP_PROGRAM, keep_only};
-        let keep = if run.kernel.is_some() { XDP_PROGRAM } else { &[] };
+        let keep = if kernel_program { XDP_PROGRAM } else { &[] };
         keep_only(keep).map_err(|e| anyhow::anyhow!("cannot give up capabilities after set-up: {e}"))?;
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = run;
+    let _ = kernel_program;
     Ok(())
 }

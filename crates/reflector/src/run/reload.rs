@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use reflector_io::worker::FilterCell;
 
-use super::serve::{Output, Run};
+use super::running::{Output, Run, mode_note, who_note};
 use crate::control::Control;
 use crate::interface::interface_addresses;
 
@@ -53,8 +53,8 @@ pub(super) fn reload(run: &Run<'_>, cell: &FilterCell, output: &Output, ctl: &Co
                 "filter now: port {}, signatures {}, mode {}; {}",
                 f.port(),
                 f.families(),
-                super::serve::mode_note(&f),
-                super::serve::who_note(&f)
+                mode_note(&f),
+                who_note(&f)
             ));
             if let (Some(port), None) = (f.stamp_port(), cell.get().stamp_port()) {
                 warn(format!(

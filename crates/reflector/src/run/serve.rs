@@ -1,7 +1,6 @@
 //! A run once its data path is open: the workers started, the start line, the control loop
 //! (stats lines, SIGHUP, the interface watch, the stop conditions) and the summary.
 
-use std::cell::{Cell, RefCell};
 use std::net::UdpSocket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,56 +11,14 @@ use reflector_core::{Counters, Filter};
 use reflector_io::backend::Backend;
 use reflector_io::tap::{Tap, TapThread, Tapped};
 use reflector_io::worker::{FilterCell, Pin, Runtime, allowed_cpus};
-use reflector_sys::iface::IfaceInfo;
 
-use super::args::RunArgs;
 use super::link::LinkWatch;
 use super::notify::Notifier;
-use super::open::KernelProgram;
-use super::signals::Signals;
-use crate::backend_info::{self, BackendInfo};
+use super::running::{Output, Run, mode_note, who_note};
+use crate::backend_info::{self};
 use crate::control::Control;
 use crate::input::UsageError;
-use crate::output::OutputError;
 use crate::stats::{self, Context, Rates, StatsFormat};
-
-/// Everything a run holds while it serves.
-pub(super) struct Run<'a> {
-    /// The settings in force.
-    pub args: &'a RunArgs,
-    /// The interface's name and facts at start.
-    pub iface_name: &'a str,
-    pub iface: &'a IfaceInfo,
-    /// What was opened.
-    pub info: BackendInfo,
-    /// The interface-wide kernel program, if the data path has one.
-    pub kernel: Option<KernelProgram>,
-    /// Re-reads the configuration (SIGHUP): the settings as they would be now.
-    pub reload: &'a dyn Fn() -> anyhow::Result<RunArgs>,
-    /// The run's signal flags.
-    pub signals: &'a Signals,
-}
-
-/// How statistics are shown; SIGHUP may change the format and the interval.
-pub(super) struct Output {
-    pub format: Cell<StatsFormat>,
-    pub interval: Cell<Duration>,
-    /// The terminal UI is showing (no stats lines).
-    pub tui: bool,
-    /// The first stdout write that failed (which ends the run).
-    error: RefCell<Option<OutputError>>,
-}
-
-impl Output {
-    /// Writes a stats line; a failure stops the run: quietly when stdout was closed (`| head`),
-    /// with a one-line error otherwise (`> /dev/full`).
-    fn line(&self, text: String, stop: &AtomicBool) {
-        if let Err(e) = crate::output::line(text) {
-            self.error.borrow_mut().get_or_insert(e);
-            stop.store(true, Ordering::Relaxed);
-        }
-    }
-}
 
 /// Keeps the host's own stack from answering test packets: with a socket bound to the test
 /// port, the kernel queues them (and drops them when the small buffer is full) instead of
@@ -129,7 +86,7 @@ fn start<B: Backend>(
     };
     // Set up: from here on only what a reload needs, before any other thread starts (each
     // thread has capabilities of its own, and a new one inherits its parent's).
-    super::privilege::drop_after_setup(run)?;
+    super::privilege::drop_after_setup(run.kernel.is_some())?;
     let runtime =
         Runtime::start(backends, cell.clone(), pin, args.latency).context("cannot start worker threads")?;
     // Frames a kernel program rejected never reach the workers: the control plane adds its
@@ -178,44 +135,6 @@ fn stamp_note(filter: &Filter) -> String {
         filter.stamp_sequence().name(),
         filter.stamp_timestamps().name()
     )
-}
-
-/// The mode, and the loop guard when it is not the default (it leaves loops possible).
-pub(super) fn mode_note(filter: &Filter) -> String {
-    match filter.loop_guard() {
-        reflector_core::LoopGuard::Ttl => filter.mode().name().to_string(),
-        guard => format!(
-            "{} (loop guard {}: TTL untouched, two facing reflectors can loop)",
-            filter.mode().name(),
-            guard.name()
-        ),
-    }
-}
-
-/// Who may test and how hard, for the start line and SIGHUP: "every source, no limit", or the
-/// lists' sizes and the limits.
-pub(super) fn who_note(filter: &Filter) -> String {
-    use reflector_core::access::Verdict;
-    let entries = filter.access_entries();
-    let count = |v: Verdict| entries.iter().filter(|(_, e)| *e == v).count();
-    let sources = match (count(Verdict::Allow), count(Verdict::Deny)) {
-        (0, 0) => "every source".to_string(),
-        (0, deny) => format!("every source but {deny} denied"),
-        (allow, deny) => format!("{allow} allowed, {deny} denied"),
-    };
-    let rate = |r: Option<reflector_core::limit::Rate>, what: &str| {
-        r.map(|r| format!("{}/s {what} (burst {})", r.per_second(), r.burst()))
-    };
-    let limits: Vec<String> =
-        [rate(filter.source_limit(), "per source"), rate(filter.total_limit(), "in all")]
-            .into_iter()
-            .flatten()
-            .collect();
-    if limits.is_empty() {
-        format!("{sources}, no rate limit")
-    } else {
-        format!("{sources}, limit {}", limits.join(", "))
-    }
 }
 
 /// The start line on stderr: what runs where, with which rules.
@@ -293,12 +212,11 @@ fn serve_with<B: Backend>(
     let placements: Vec<String> = ctl.workers.iter().map(|(_, p)| p.clone()).collect();
     start_line(&run, &filter, &placements, &quiet_note, http_thread.as_ref().map(|(_, d)| d.as_str()));
     let ctx = Context { backend: run.info.backend.name(), interface: run.iface_name.to_string(), placements };
-    let output = Output {
-        format: Cell::new(run.args.stats.unwrap_or(StatsFormat::Text)),
-        interval: Cell::new(run.args.stats_interval),
-        tui: crate::tui::wanted(run.args.tui, run.args.stats.is_some()),
-        error: RefCell::default(),
-    };
+    let output = Output::new(
+        run.args.stats.unwrap_or(StatsFormat::Text),
+        run.args.stats_interval,
+        crate::tui::wanted(run.args.tui, run.args.stats.is_some()),
+    );
     let stop = run.signals.stop.clone();
     if !output.tui {
         if let Some(h) = stats::header(output.format.get()) {
@@ -332,7 +250,7 @@ fn serve_with<B: Backend>(
         thread.stop();
         report_capture_failures(&tap);
     }
-    if let Some(e) = output.error.take() {
+    if let Some(e) = output.take_error() {
         return Err(e.into());
     }
     let cpu = reflector_sys::process::process_cpu_time().ok();
