@@ -187,7 +187,7 @@ pub enum L3Kind {
 
 /// A test packet: what the single parse found, enough to reflect it without parsing again.
 ///
-/// Only [`classify`] makes one, for the frame it was given.
+/// Only the classifier (`classify`) makes one, for the frame it was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hit {
     // Plain integers only: with enum fields the compiler hid `Result`'s discriminant in their
@@ -220,7 +220,7 @@ impl Hit {
         Hit { signature: signature as u8, ip_version, l3_offset: l3 as u16, l4_offset: l4 as u16, vlan_tags }
     }
 
-    /// What [`ipv4_fast`] found: `signature` (an index into [`Signature::ALL`]) in untagged
+    /// What the fast path (`ipv4_fast`) found: `signature` (an index into [`Signature::ALL`]) in untagged
     /// IPv4 without options.
     #[inline(always)]
     pub(crate) fn fast(signature: u8) -> Hit {

@@ -58,7 +58,7 @@ fn main() {
             maps.as_ref().map(KernelCapture::fds),
         )
         .expect("the program assembles");
-        let prog = bpf::prog_load(&insns, "capture_cost").unwrap_or_else(|e| panic!("{e}"));
+        let prog = reflector_io::xdp::load_program(&insns, "capture_cost").unwrap_or_else(|e| panic!("{e}"));
         let mut times: Vec<u32> = (0..runs)
             .map(|_| bpf::prog_test_run_repeat(&prog, frame, 1_000_000).expect("a test run").1)
             .collect();

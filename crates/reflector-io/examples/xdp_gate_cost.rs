@@ -46,7 +46,7 @@ fn main() {
             .expect("the program assembles");
         // As a run loads it: with the prologue when CAP_PERFMON is not held.
         let insns = reflector_io::xdp::as_this_process_loads(insns);
-        let prog = bpf::prog_load(&insns, "gate_cost").unwrap_or_else(|e| panic!("{e}"));
+        let prog = reflector_io::xdp::load_program(&insns, "gate_cost").unwrap_or_else(|e| panic!("{e}"));
         let mut times: Vec<u32> = (0..runs)
             .map(|_| {
                 let (run, ns) = bpf::prog_test_run_repeat(&prog, &frame, 1_000_000).expect("a test run");

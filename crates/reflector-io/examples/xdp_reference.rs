@@ -73,11 +73,12 @@ fn main() {
             std::process::exit(1)
         }
     };
-    let attached = bpf::prog_load(&insns, "reference").map_err(|e| e.to_string()).and_then(|prog| {
-        bpf::link_create(&prog, index, bpf::XDP_FLAGS_DRV_MODE)
-            .or_else(|_| bpf::link_create(&prog, index, bpf::XDP_FLAGS_SKB_MODE))
-            .map_err(|e| e.to_string())
-    });
+    let attached =
+        reflector_io::xdp::load_program(&insns, "reference").map_err(|e| e.to_string()).and_then(|prog| {
+            bpf::link_create(&prog, index, bpf::XDP_FLAGS_DRV_MODE)
+                .or_else(|_| bpf::link_create(&prog, index, bpf::XDP_FLAGS_SKB_MODE))
+                .map_err(|e| e.to_string())
+        });
     match attached {
         Ok(_link) => std::thread::sleep(std::time::Duration::from_secs_f64(secs)),
         Err(e) => {

@@ -99,7 +99,7 @@ impl AfPacket {
         sys::enable_packet_option(&fd, sys::PACKET_QDISC_BYPASS, "setsockopt(PACKET_QDISC_BYPASS)")?;
         // Our own transmissions must not come back in through the RX ring.
         sys::enable_packet_option(&fd, sys::PACKET_IGNORE_OUTGOING, "setsockopt(PACKET_IGNORE_OUTGOING)")?;
-        sys::attach_filter(&fd, config.program)?;
+        sys::attach_filter(&fd, &crate::host::sock_filters(config.program))?;
         let frame_size = slot_size(config.mtu);
         let rx_req = ring_request(frame_size, config.rx_frames);
         let tx_req = ring_request(frame_size, config.tx_frames);
@@ -206,7 +206,7 @@ impl Backend for AfPacket {
             call: "classic BPF program",
             err: std::io::Error::from_raw_os_error(libc::E2BIG),
         }))?;
-        sys::attach_filter(&self.fd, &program)?;
+        sys::attach_filter(&self.fd, &crate::host::sock_filters(&program))?;
         Ok(())
     }
 
@@ -319,6 +319,46 @@ fn walk<F: FnMut(&mut [u8], usize, RxTime) -> Verdict>(
         rx_slot.hand_over(TP_STATUS_KERNEL);
     }
     Ok((batch, queued))
+}
+
+/// The af-packet data path: one AF_PACKET socket per worker (`settings.workers`, default 1),
+/// in a fanout group when there are several, behind the classic BPF pre-filter of `filter`.
+pub fn open(
+    settings: &crate::datapath::contract::Settings,
+    iface: crate::datapath::contract::Iface<'_>,
+    filter: &reflector_core::Filter,
+) -> anyhow::Result<crate::datapath::contract::Opening<Vec<AfPacket>>> {
+    use anyhow::Context as _;
+
+    use crate::datapath::contract::{Backend, BackendInfo, Choice, Opening};
+    let program =
+        reflector_bpf::cbpf::program(filter).context("the kernel filter does not fit in classic BPF")?;
+    let workers = settings.workers.unwrap_or(1);
+    let fanout = (workers > 1).then(|| (std::process::id() & 0xffff) as u16);
+    let config = AfPacketConfig {
+        ifindex: iface.info.index,
+        mtu: iface.info.mtu,
+        program: &program,
+        fanout_group: fanout,
+        rx_frames: 4096,
+        tx_frames: 1024,
+        promiscuous: false,
+    };
+    let backends = (0..workers)
+        .map(|_| AfPacket::open(&config).with_context(|| format!("cannot open AF_PACKET on {}", iface.name)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut info = BackendInfo::new(Backend::AfPacket, Choice::Asked);
+    info.kernel_filter_instructions = Some(program.len());
+    Ok(Opening { workers: backends, kernel: None, info })
+}
+
+/// Whether af-packet runs here: a packet socket opened (and closed).
+pub fn probe(_iface: crate::datapath::contract::Iface<'_>) -> crate::datapath::contract::Verdict {
+    use crate::datapath::contract::Verdict;
+    match sys::open_socket() {
+        Ok(_) => Verdict { runs: true, why: "a packet socket opens".into() },
+        Err(e) => Verdict { runs: false, why: e.to_string() },
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! The OS-facing side of `reflector`: capture files, packet backends and the worker runtime.
+//! The OS-facing side of `reflector`: the data paths (opened and probed through
+//! [`datapath`]), the worker runtime, capture files, and the host's interfaces, process and
+//! clock ([`host`]).
 //!
 //! Every syscall, mapping and ring view comes from `reflector-sys`; this crate has none of its
 //! own (the workspace forbids it everywhere else).
@@ -11,6 +13,8 @@ pub mod bsdbpf;
 pub mod capture;
 #[cfg(target_os = "linux")]
 pub mod claim;
+pub mod datapath;
+pub mod host;
 pub mod pcapng;
 pub mod replay;
 pub mod tap;

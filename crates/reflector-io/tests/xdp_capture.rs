@@ -103,7 +103,7 @@ fn load_for(
         Some(capture.fds()),
     )
     .expect("the program assembles");
-    let prog = bpf::prog_load(&insns, "reflector_cap").unwrap_or_else(|e| panic!("{e}"));
+    let prog = reflector_io::xdp::load_program(&insns, "reflector_cap").unwrap_or_else(|e| panic!("{e}"));
     (prog, capture, gate, counters)
 }
 

@@ -48,7 +48,7 @@ fn load(filter: &Filter) -> Loaded {
             .expect("program assembles");
     // With the prologue a service without CAP_PERFMON loads (which changes no verdict).
     let insns = reflector_bpf::xdp::mark_stack_written(insns);
-    let prog = bpf::prog_load(&insns, "reflector_test").unwrap_or_else(|e| panic!("{e}"));
+    let prog = reflector_io::xdp::load_program(&insns, "reflector_test").unwrap_or_else(|e| panic!("{e}"));
     Loaded { prog, counters, gate, last: [0; Reject::COUNT] }
 }
 
@@ -169,7 +169,8 @@ fn the_reflecting_program_turns_frames_around_byte_for_byte_as_the_core_does() {
             // In mode mac-ip, with the prologue a service without CAP_PERFMON loads.
             let insns =
                 if mode == Mode::MacIp { reflector_bpf::xdp::mark_stack_written(insns) } else { insns };
-            let prog = bpf::prog_load(&insns, "reflector_tx").unwrap_or_else(|e| panic!("{e}"));
+            let prog =
+                reflector_io::xdp::load_program(&insns, "reflector_tx").unwrap_or_else(|e| panic!("{e}"));
             let mut last = [0u64; Reject::COUNT];
             let frames = corpus
                 .iter()
@@ -273,10 +274,10 @@ fn the_redirecting_program_passes_the_verifier() {
     let counters = reflector_io::xdp::reject_counters().unwrap();
     let on_hit = OnHit::Redirect { xsk_map_fd: map.as_raw_fd(), receive_time: false };
     let insns = program(&default_filter(), on_hit, Some(counters.as_raw_fd()), None, None).unwrap();
-    bpf::prog_load(&insns, "reflector").unwrap_or_else(|e| panic!("{e}"));
+    reflector_io::xdp::load_program(&insns, "reflector").unwrap_or_else(|e| panic!("{e}"));
     // And without counters.
     let insns = program(&default_filter(), on_hit, None, None, None).unwrap();
-    bpf::prog_load(&insns, "reflector").unwrap_or_else(|e| panic!("{e}"));
+    reflector_io::xdp::load_program(&insns, "reflector").unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[test]
@@ -288,7 +289,7 @@ fn a_broken_program_reports_the_verifier_log() {
     a.load(Size::W, R0, R1, 0); // data
     a.load(Size::B, R0, R0, 0); // read a packet byte without a bounds check
     a.exit();
-    let err = bpf::prog_load(&a.finish().unwrap(), "broken").unwrap_err();
+    let err = reflector_io::xdp::load_program(&a.finish().unwrap(), "broken").unwrap_err();
     let text = err.to_string();
     // One line naming the failure and the file with the whole log.
     assert_eq!(text.lines().count(), 1, "{text}");
@@ -318,12 +319,12 @@ fn the_redirecting_program_stamps_stamp_requests_with_their_receive_time() {
     let on_hit = |receive_time| OnHit::Redirect { xsk_map_fd: xsks.as_raw_fd(), receive_time };
     if !with_meta {
         let insns = program(&filter, on_hit(true), None, None, None).unwrap();
-        let refused =
-            bpf::prog_load(&insns, "reflector_test").expect_err("the probe said the kernel refuses it");
+        let refused = reflector_io::xdp::load_program(&insns, "reflector_test")
+            .expect_err("the probe said the kernel refuses it");
         assert!(refused.to_string().contains("bpf_xdp_adjust_meta"), "{refused}");
     }
     let insns = program(&filter, on_hit(with_meta), None, None, None).unwrap();
-    let prog = bpf::prog_load(&insns, "reflector_test").unwrap_or_else(|e| panic!("{e}"));
+    let prog = reflector_io::xdp::load_program(&insns, "reflector_test").unwrap_or_else(|e| panic!("{e}"));
     let (mut stamped, mut plain) = (0, 0);
     let mut cases: Vec<_> = corpus().into_iter().filter(|c| c.filter == filter && c.expect.is_ok()).collect();
     // The golden ITO frames, test packets for this filter too.
@@ -397,7 +398,7 @@ fn the_reflecting_program_answers_requests_whose_checksum_was_left_for_offload()
     let insns =
         program(&filter, OnHit::Reflect { stamp: Some(maps.fds()) }, Some(counters.as_raw_fd()), None, None)
             .unwrap();
-    let prog = bpf::prog_load(&insns, "reflector_tx").unwrap_or_else(|e| panic!("{e}"));
+    let prog = reflector_io::xdp::load_program(&insns, "reflector_tx").unwrap_or_else(|e| panic!("{e}"));
     let partial = |frame: reflector_testkit::Frame| {
         let mut b = frame.bytes();
         let hit = reflector_core::classify(&b, &filter).unwrap();

@@ -8,7 +8,7 @@ pub struct IfaceInfo {
     /// Interface index.
     pub index: u32,
     /// Hardware address.
-    pub mac: reflector_core::MacAddr,
+    pub mac: [u8; 6],
     /// Administratively up (IFF_UP).
     pub up: bool,
     /// Has carrier (IFF_RUNNING).
@@ -159,7 +159,7 @@ pub fn iface_info(name: &str) -> Result<IfaceInfo, IfaceError> {
     Ok(IfaceInfo {
         index,
         ipv4,
-        mac: reflector_core::MacAddr(mac),
+        mac,
         up: flags & libc::IFF_UP != 0,
         running: flags & libc::IFF_RUNNING != 0,
         mtu,
@@ -186,14 +186,7 @@ pub fn iface_info(name: &str) -> Result<IfaceInfo, IfaceError> {
     if unsafe { libc::getifaddrs(&mut list) } != 0 {
         return Err(SysError::last("getifaddrs").into());
     }
-    let mut info = IfaceInfo {
-        index,
-        mac: reflector_core::MacAddr::ZERO,
-        up: false,
-        running: false,
-        mtu: 0,
-        ipv4: None,
-    };
+    let mut info = IfaceInfo { index, mac: [0; 6], up: false, running: false, mtu: 0, ipv4: None };
     let mut entry = list;
     while !entry.is_null() {
         // SAFETY: `entry` is a node of the list getifaddrs returned, alive until freeifaddrs.
@@ -222,7 +215,7 @@ pub fn iface_info(name: &str) -> Result<IfaceInfo, IfaceError> {
                         // SAFETY: i < sdl_alen, inside the address.
                         *b = unsafe { *base.add(i) };
                     }
-                    info.mac = reflector_core::MacAddr(mac);
+                    info.mac = mac;
                 }
                 if !ifa.ifa_data.is_null() {
                     // SAFETY: for AF_LINK entries ifa_data points to the interface's if_data.
@@ -327,7 +320,7 @@ mod tests {
     fn interface_lookup() {
         let lo = iface_info("lo").expect("loopback exists");
         assert!(lo.index >= 1 && lo.up && lo.mtu >= 1500);
-        assert_eq!(lo.mac, reflector_core::MacAddr::ZERO);
+        assert_eq!(lo.mac, [0; 6]);
         assert_eq!(lo.ipv4, Some(std::net::Ipv4Addr::LOCALHOST));
         assert!(matches!(iface_info("no-such-if0"), Err(IfaceError::NotFound(_))));
         assert!(matches!(iface_info("this-name-is-far-too-long"), Err(IfaceError::BadName(_))));

@@ -16,6 +16,7 @@ pub mod clock;
 pub mod error;
 #[cfg(unix)]
 pub mod iface;
+pub mod insn;
 #[cfg(unix)]
 pub mod mmap;
 #[cfg(target_os = "linux")]

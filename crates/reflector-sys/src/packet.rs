@@ -100,19 +100,19 @@ pub fn enable_packet_option(fd: &OwnedFd, option: libc::c_int, call: &'static st
 }
 
 /// Attaches a classic BPF program (`SO_ATTACH_FILTER`).
-pub fn attach_filter(fd: &OwnedFd, program: &[reflector_bpf::cbpf::Insn]) -> SysResult<()> {
+pub fn attach_filter(fd: &OwnedFd, program: &[crate::insn::SockFilter]) -> SysResult<()> {
     #[repr(C)]
     #[derive(Clone, Copy)]
     struct SockFprog {
         len: u16,
-        filter: *const reflector_bpf::cbpf::Insn,
+        filter: *const crate::insn::SockFilter,
     }
     let len = u16::try_from(program.len()).map_err(|_| SysError {
         call: "setsockopt(SO_ATTACH_FILTER)",
         err: io::Error::from_raw_os_error(libc::EINVAL),
     })?;
     let prog = SockFprog { len, filter: program.as_ptr() };
-    // `Insn` is `#[repr(C)]` with the layout of `struct sock_filter` (checked by a test).
+    // `SockFilter` is `#[repr(C)]` with the layout of `struct sock_filter` (checked by a test).
     setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog, "setsockopt(SO_ATTACH_FILTER)")
 }
 
@@ -165,6 +165,5 @@ mod tests {
     fn abi_layouts() {
         assert_eq!(size_of::<TpacketReq>(), 16);
         assert_eq!(size_of::<TpacketAuxdata>(), 20);
-        assert_eq!(size_of::<reflector_bpf::cbpf::Insn>(), 8, "struct sock_filter");
     }
 }

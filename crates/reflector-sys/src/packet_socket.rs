@@ -26,7 +26,7 @@ impl PacketSocket {
     }
 
     /// Attaches a classic BPF program: only frames it accepts are received from then on.
-    pub fn attach_filter(&self, program: &[reflector_bpf::cbpf::Insn]) -> SysResult<()> {
+    pub fn attach_filter(&self, program: &[crate::insn::SockFilter]) -> SysResult<()> {
         sys::attach_filter(&self.fd, program)
     }
 

@@ -1,20 +1,22 @@
 //! `reflector check [IFACE] [--backend B] [--json]`: what a run would meet here, before it
 //! runs. Facts are looked up (kernel, interface, driver, queues, VLAN offload, XDP programs
 //! attached, a veth's peer, the locked-memory limit, capabilities, the clock); whether each
-//! backend runs is found by trying: its data path is set up as `run` sets it up (the XDP
-//! program loaded and attached through a bpf_link, AF_XDP sockets bound, or a packet socket
-//! opened) and taken down again at once. While an XDP program is attached for the try (a few
-//! milliseconds), test packets are handled by it; nothing else on the interface is touched.
+//! backend runs is found by its data path's probe (`reflector_io::datapath::probe`): set up as
+//! `run` sets it up (the XDP program loaded and attached through a bpf_link, AF_XDP sockets
+//! bound, or a packet socket opened) and taken down again at once. While an XDP program is
+//! attached for the try (a few milliseconds), test packets are handled by it; nothing else on
+//! the interface is touched.
 //!
 //! Exit code 0 when the backend asked about (default `auto`) can run, 1 when it cannot.
 
+use reflector_io::datapath::{self, Backend, Iface, Verdict};
+use reflector_io::host::iface::IfaceInfo;
+use reflector_io::xdp::af_xdp::DEFAULT_UMEM_BYTES as UMEM_BYTES;
+use reflector_io::xdp::{PeerXdp, veth_peer_xdp};
 use serde_json::{Value, json};
 
-use crate::backend_info::{Backend, BackendChoice};
+use crate::backend_choice::BackendChoice;
 use crate::output;
-
-/// The UMEM `run` registers by default (`--umem-size`), in bytes.
-const UMEM_BYTES: u64 = 16 << 20;
 
 /// `reflector check`.
 #[derive(Debug, clap::Args)]
@@ -36,17 +38,9 @@ struct Item {
     means: String,
 }
 
-/// A backend's verdict.
-#[derive(Clone)]
-struct Verdict {
-    runs: bool,
-    /// How it runs, or why not.
-    why: String,
-}
-
 /// Runs the checks, prints them, and fails (exit 1) when the asked backend cannot run.
 pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
-    use reflector_sys::privilege::{Capability, SOCKET, XDP_PROGRAM, missing, names};
+    use reflector_io::host::privilege::{Capability, missing, names};
     let mut items = Vec::new();
     let release =
         std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
@@ -58,12 +52,10 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
 
     // Capabilities, per backend.
     let held: Vec<String> = caps_held();
-    let need = |c: &[Capability]| missing(c);
-    let af_packet_caps = need(SOCKET);
-    let mut af_xdp_needed = XDP_PROGRAM.to_vec();
-    af_xdp_needed.extend_from_slice(SOCKET);
-    let af_xdp_caps = need(&af_xdp_needed);
-    let xdp_tx_caps = need(XDP_PROGRAM);
+    let need = |b: Backend| missing(&b.capabilities());
+    let af_packet_caps = need(Backend::AfPacket);
+    let af_xdp_caps = need(Backend::AfXdp);
+    let xdp_tx_caps = need(Backend::XdpTx);
     items.push(Item {
         name: "capabilities",
         value: json!({
@@ -100,7 +92,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
     });
 
     // The clock, for STAMP timestamps.
-    let clock = reflector_sys::clock::state();
+    let clock = reflector_io::host::clock::state();
     items.push(match clock {
         Ok(c) => Item {
             name: "clock",
@@ -128,51 +120,37 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
         match iface {
             Some(iface) => {
                 interface_items(name, &iface, &mut items);
-                verdicts.push((Backend::AfPacket, try_af_packet()));
-                verdicts.push((Backend::AfXdp, try_xdp(name, &iface, true)));
-                verdicts.push((Backend::XdpTx, try_xdp(name, &iface, false)));
+                for b in checked() {
+                    verdicts.push((b, datapath::probe(b, Iface { name, info: &iface })));
+                }
             }
             None => {
-                let facts = reflector_sys::iface::iface_info(name)?;
+                let facts = reflector_io::host::iface::iface_info(name)?;
                 interface_items(name, &facts, &mut items);
                 let down = Verdict {
                     runs: false,
                     why: format!("{name} is down (bring it up: ip link set {name} up)"),
                 };
-                for b in [Backend::AfPacket, Backend::AfXdp, Backend::XdpTx] {
+                for b in checked() {
                     verdicts.push((b, down.clone()));
                 }
             }
         }
     } else {
-        let by_caps = |m: &[Capability], b: &str| Verdict {
-            runs: m.is_empty(),
-            why: if m.is_empty() {
-                format!("{b}: the capabilities are held (give an interface to try it)")
-            } else {
-                format!("missing {}", names(m, ", "))
-            },
-        };
-        verdicts.push((Backend::AfPacket, by_caps(&af_packet_caps, "af-packet")));
-        verdicts.push((Backend::AfXdp, by_caps(&af_xdp_caps, "af-xdp")));
-        verdicts.push((Backend::XdpTx, by_caps(&xdp_tx_caps, "xdp-tx")));
-    }
-    let of = |b: Backend| verdicts.iter().find(|(k, _)| *k == b).map(|(_, v)| v.clone()).expect("checked");
-    let (af_xdp, af_packet) = (of(Backend::AfXdp), of(Backend::AfPacket));
-    let auto = if af_xdp.runs {
-        Verdict { runs: true, why: "af-xdp".into() }
-    } else if af_packet.runs {
-        Verdict { runs: true, why: format!("af-packet, because af-xdp cannot run: {}", af_xdp.why) }
-    } else {
-        Verdict {
-            runs: false,
-            why: format!("neither af-xdp ({}) nor af-packet ({})", af_xdp.why, af_packet.why),
+        for b in checked() {
+            verdicts.push((b, datapath::probe_capabilities(b)));
         }
+    }
+    let of = |b: Backend| {
+        verdicts.iter().find(|(k, _)| *k == b).map(|(_, v)| v.clone()).unwrap_or_else(|| Verdict {
+            runs: false,
+            why: format!("the {} backend is for macOS and FreeBSD", b.name()),
+        })
     };
-    let asked = match args.backend {
-        BackendChoice::Auto => auto.clone(),
-        BackendChoice::Bpf => Verdict { runs: false, why: "the bpf backend is for macOS and FreeBSD".into() },
-        other => of(other.resolve()),
+    let auto = datapath::auto_verdict(of);
+    let asked = match args.backend.named() {
+        None => auto.clone(),
+        Some(b) => of(b),
     };
 
     if args.json {
@@ -212,10 +190,16 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
 }
 
 fn backend_name(b: BackendChoice) -> &'static str {
-    match b {
-        BackendChoice::Auto => "auto",
-        other => other.resolve().name(),
-    }
+    b.name()
+}
+
+/// The data paths checked on this system, in the order they are listed: af-packet, then those
+/// of an XDP program.
+fn checked() -> Vec<Backend> {
+    let mut on_this_system: Vec<Backend> =
+        Backend::ALL.iter().copied().filter(|b| b.on_this_system()).collect();
+    on_this_system.sort_by_key(|b| *b != Backend::AfPacket);
+    on_this_system
 }
 
 /// A value on one line: strings bare, the rest as JSON.
@@ -228,9 +212,13 @@ fn compact(v: &Value) -> String {
 
 /// The capabilities a backend may use that this process holds (effective set), by name.
 fn caps_held() -> Vec<String> {
-    use reflector_sys::privilege::Capability::*;
+    use reflector_io::host::privilege::Capability::*;
     let relevant = [CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF, CAP_IPC_LOCK, CAP_NET_BIND_SERVICE, CAP_SYS_ADMIN];
-    reflector_sys::privilege::held().iter().filter(|c| relevant.contains(c)).map(|c| c.to_string()).collect()
+    reflector_io::host::privilege::held()
+        .iter()
+        .filter(|c| relevant.contains(c))
+        .map(|c| c.to_string())
+        .collect()
 }
 
 /// RLIMIT_MEMLOCK's soft limit in bytes (`None`: unlimited), from /proc/self/limits.
@@ -241,10 +229,10 @@ fn memlock_limit() -> Option<u64> {
 }
 
 /// The interface's facts.
-fn interface_items(name: &str, iface: &reflector_sys::iface::IfaceInfo, items: &mut Vec<Item>) {
+fn interface_items(name: &str, iface: &IfaceInfo, items: &mut Vec<Item>) {
     use reflector_io::xdp::xsk::FRAME_SIZE;
-    use reflector_sys::xdp::netlink;
-    let driver = reflector_sys::iface::driver_stats(name).map(|d| d.driver).unwrap_or_else(|_| "?".into());
+    let driver =
+        reflector_io::host::iface::driver_stats(name).map(|d| d.driver).unwrap_or_else(|_| "?".into());
     let queues = reflector_io::xdp::rx_queues(name);
     let largest = iface.mtu as usize + 14 + 8;
     items.push(Item {
@@ -261,7 +249,7 @@ fn interface_items(name: &str, iface: &reflector_sys::iface::IfaceInfo, items: &
             if largest <= FRAME_SIZE as usize { "" } else { " (af-xdp cannot run; af-packet can)" },
         ),
     });
-    let vlan = reflector_sys::iface::rx_vlan_offload(name).ok().flatten();
+    let vlan = reflector_io::host::iface::rx_vlan_offload(name).ok().flatten();
     items.push(Item {
         name: "vlan_offload",
         value: json!(vlan),
@@ -271,13 +259,12 @@ fn interface_items(name: &str, iface: &reflector_sys::iface::IfaceInfo, items: &
             None => "the driver does not say".into(),
         },
     });
-    let attached = netlink::attached_prog_id(iface.index).ok().flatten();
-    let prog_name = attached.and_then(|id| reflector_sys::xdp::bpf::prog_name(id).ok());
+    let attached = reflector_io::xdp::attached_program(iface.index);
     items.push(Item {
         name: "xdp_attached",
-        value: attached.map_or(Value::Null, |id| json!({"id": id, "name": prog_name})),
-        means: match attached {
-            Some(id) => format!(
+        value: attached.as_ref().map_or(Value::Null, |(id, prog_name)| json!({"id": id, "name": prog_name})),
+        means: match &attached {
+            Some((id, prog_name)) => format!(
                 "another XDP program (id {id}, name {}) is attached: af-xdp and xdp-tx refuse to replace it without --replace",
                 prog_name.as_deref().unwrap_or("unknown")
             ),
@@ -299,91 +286,4 @@ fn interface_items(name: &str, iface: &reflector_sys::iface::IfaceInfo, items: &
             Err(why) => why,
         },
     });
-}
-
-/// What is known of the XDP program on a veth's peer.
-enum PeerXdp {
-    /// The interface is no veth.
-    NotVeth,
-    /// A veth whose peer is not named (IFLA_LINK).
-    NotFound,
-    /// The peer's program (`None`: none), looked up in the peer's namespace.
-    Looked(reflector_sys::error::SysResult<Option<u32>>),
-}
-
-fn veth_peer_xdp(name: &str, index: u32) -> PeerXdp {
-    use reflector_sys::xdp::netlink;
-    if !reflector_sys::iface::driver_stats(name).is_ok_and(|d| d.driver == "veth") {
-        return PeerXdp::NotVeth;
-    }
-    match netlink::link_peer(index).ok().flatten() {
-        Some((peer, netns)) => PeerXdp::Looked(netlink::attached_prog_id_in(peer, netns)),
-        None => PeerXdp::NotFound,
-    }
-}
-
-/// af-packet: a packet socket opened (and closed).
-fn try_af_packet() -> Verdict {
-    match reflector_sys::packet::open_socket() {
-        Ok(_) => Verdict { runs: true, why: "a packet socket opens".into() },
-        Err(e) => Verdict { runs: false, why: e.to_string() },
-    }
-}
-
-/// af-xdp (`redirect`) or xdp-tx: the program attached as `run` attaches it (and the AF_XDP
-/// sockets bound, for af-xdp), then all of it taken down.
-fn try_xdp(name: &str, iface: &reflector_sys::iface::IfaceInfo, redirect: bool) -> Verdict {
-    use reflector_io::xdp::xsk::{FRAME_SIZE, Xsk};
-    use reflector_io::xdp::{Attachment, Ending, rx_queues};
-    if redirect && iface.mtu as usize + 14 + 8 > FRAME_SIZE as usize {
-        return Verdict {
-            runs: false,
-            why: format!("MTU {} does not fit one {FRAME_SIZE}-byte UMEM frame", iface.mtu),
-        };
-    }
-    let filter = match reflector_core::Filter::new(&reflector_core::FilterConfig::new(iface.mac)) {
-        Ok(f) => f,
-        Err(e) => return Verdict { runs: false, why: e.to_string() },
-    };
-    let queues = rx_queues(name);
-    let ending = if redirect { Ending::Redirect { queues } } else { Ending::Reflect };
-    let attachment = match Attachment::attach(&filter, iface.index, name, ending, false, None) {
-        Ok(a) => a,
-        Err(e) => return Verdict { runs: false, why: output::one_line(&format!("{e:#}")) },
-    };
-    let mode = attachment.mode.name();
-    let program = format!("{} instructions, {mode} XDP", attachment.instructions);
-    if !redirect {
-        let peer_note = match veth_peer_xdp(name, iface.index) {
-            PeerXdp::Looked(Ok(None)) => {
-                Some("the veth peer runs no XDP program: it drops the reflections (unless GRO is on there)")
-            }
-            _ => None,
-        };
-        return match peer_note {
-            Some(why) => Verdict { runs: false, why: format!("the program attaches ({program}), but {why}") },
-            None => Verdict {
-                runs: true,
-                why: format!("the program attaches ({program}) and reflects in the driver"),
-            },
-        };
-    }
-    match Xsk::open_queues(iface.index, queues, UMEM_BYTES as usize) {
-        Ok(sockets) => {
-            let zero_copy = sockets.iter().all(|s| s.zero_copy);
-            Verdict {
-                runs: true,
-                why: format!(
-                    "the program attaches ({program}); {queues} AF_XDP socket(s) bind in {} mode",
-                    if zero_copy { "zero-copy" } else { "copy" }
-                ),
-            }
-        }
-        Err(e) => Verdict {
-            runs: false,
-            why: output::one_line(&format!(
-                "the program attaches ({program}), but AF_XDP sockets do not: {e:#}"
-            )),
-        },
-    }
 }

@@ -9,18 +9,11 @@ use std::time::{Duration, Instant};
 use reflector_core::limit::Limiter;
 use reflector_core::testers::Tester;
 use reflector_core::{Counters, Dwell, MacAddr};
+use reflector_io::datapath::{BackendInfo, KernelCounters, KernelTesters};
 use reflector_io::worker::{FilterCell, SharedCounters, SharedDwell, SharedTesters};
 
-use crate::backend_info::BackendInfo;
 use crate::report::TesterRow;
 use crate::stats::Rates;
-
-/// What a kernel program counted, per CPU: the frames it rejected before any worker saw them
-/// (af-xdp), or everything it judged and reflected in the driver (xdp-tx).
-pub type KernelCounters = Arc<dyn Fn() -> Option<Vec<Counters>> + Send + Sync>;
-
-/// The testers table a kernel program keeps (af-xdp, xdp-tx), read when asked.
-pub type KernelTesters = Arc<dyn Fn() -> Option<Vec<Tester>> + Send + Sync>;
 
 /// A tester is "testing now" when its last packet came this recently.
 pub const ACTIVE_WITHIN: Duration = Duration::from_secs(10);

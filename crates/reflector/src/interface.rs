@@ -1,7 +1,7 @@
 //! The interface a command works on: looked up, checked, and its addresses.
 
 use anyhow::Context as _;
-use reflector_sys::iface::{IfaceError, IfaceInfo, iface_info};
+use reflector_io::host::iface::{IfaceError, IfaceInfo, iface_info};
 
 use crate::input::UsageError;
 
@@ -22,6 +22,6 @@ pub fn usable_interface(name: &str) -> anyhow::Result<IfaceInfo> {
 
 /// The addresses of interface `name`, which the packet rules refuse test packets from.
 pub fn interface_addresses(name: &str) -> anyhow::Result<Vec<std::net::IpAddr>> {
-    reflector_sys::iface::iface_addresses(name)
+    reflector_io::host::iface::iface_addresses(name)
         .with_context(|| format!("cannot read the addresses of {name}"))
 }

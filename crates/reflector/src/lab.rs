@@ -13,7 +13,9 @@ use clap::Args;
 use reflector_core::{MacAddr, Mode, Signature};
 use serde_json::{Value, json};
 
-use crate::backend_info::BackendChoice;
+use reflector_io::datapath::Backend;
+
+use crate::backend_choice::BackendChoice;
 use crate::output;
 use crate::prober::{Amount, ProbeArgs, Prober, report_json};
 
@@ -129,7 +131,7 @@ fn check_args(args: &LabArgs) -> Result<(), crate::input::UsageError> {
 
 pub fn run(args: &LabArgs) -> anyhow::Result<()> {
     check_args(args)?;
-    if !reflector_sys::process::is_root() {
+    if !reflector_io::host::process::is_root() {
         bail!("lab creates network namespaces and needs root (try: sudo reflector lab)");
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -213,7 +215,8 @@ fn start_reflector(lab: &mut Lab, args: &LabArgs, say: &dyn Fn(&str)) -> anyhow:
     // With two CPUs or more, the reflector's worker gets the last one and the prober the first
     // (`probe`), so they do not take turns on one CPU.
     let mut placement = Vec::new();
-    if let (Some(last), true) = (separate_cpus().map(|(_, last)| last), args.backend != BackendChoice::XdpTx)
+    if let (Some(last), true) =
+        (separate_cpus().map(|(_, last)| last), args.backend != BackendChoice::Named(Backend::XdpTx))
     {
         placement = vec!["--cpus".to_string(), last.to_string()];
     }
@@ -299,16 +302,16 @@ fn probe(
     };
     std::thread::scope(|s| {
         s.spawn(|| -> anyhow::Result<_> {
-            reflector_sys::process::enter_netns(&format!("/run/netns/{tester_ns}"))?;
+            reflector_io::host::process::enter_netns(&format!("/run/netns/{tester_ns}"))?;
             if let Some((first, _)) = separate_cpus() {
                 // Best effort: unpinned, it still works, only slower.
-                let _ = reflector_sys::process::pin_current_thread(first);
+                let _ = reflector_io::host::process::pin_current_thread(first);
             }
             // A veth takes frames its peer sends with XDP_TX only when it runs an XDP program
             // itself: one that passes everything, for as long as the probe runs.
             let _peer = match args.backend {
-                BackendChoice::XdpTx => {
-                    let vb = reflector_sys::iface::iface_info("vb")?.index;
+                BackendChoice::Named(Backend::XdpTx) => {
+                    let vb = reflector_io::host::iface::iface_info("vb")?.index;
                     Some(reflector_io::xdp::attach_pass(vb).context("an XDP program on the tester's veth")?)
                 }
                 _ => None,
@@ -334,7 +337,7 @@ fn stop_reflector(
     interrupted: bool,
 ) -> anyhow::Result<Option<Value>> {
     let mut child = lab.reflector.take().expect("started before");
-    if reflector_sys::process::signal_process(child.id(), libc::SIGTERM).is_err() {
+    if reflector_io::host::process::signal_process(child.id(), libc::SIGTERM).is_err() {
         // Already gone, or not ours to signal any more: make sure, then collect it below.
         let _ = child.kill();
     }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-mod backend_info;
+mod backend_choice;
 #[cfg(unix)]
 mod body;
 #[cfg(unix)]
@@ -185,7 +185,11 @@ fn main() -> ExitCode {
         Err(e) if matches!(e.downcast_ref(), Some(output::OutputError::Closed)) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("reflector: {e:#}");
-            ExitCode::from(if e.is::<input::UsageError>() { 2 } else { 1 })
+            ExitCode::from(if e.is::<input::UsageError>() || e.is::<reflector_io::datapath::Unusable>() {
+                2
+            } else {
+                1
+            })
         }
     }
 }

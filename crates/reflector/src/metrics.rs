@@ -225,7 +225,7 @@ mod tests {
     use reflector_io::worker::FilterCell;
 
     use super::*;
-    use crate::backend_info::{Backend, BackendInfo, Choice};
+    use reflector_io::datapath::{Backend, BackendInfo, Choice};
 
     /// An xdp-tx run whose kernel counted on two CPUs, with two testers.
     fn control() -> Control {

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::input::UsageError;
 use crate::input::parse_mac;
 use crate::probe::{FCS_LEN, Pacer, ProbeConfig, Report, Tally};
-use reflector_sys::iface::IfaceInfo;
+use reflector_io::host::iface::IfaceInfo;
 
 /// Arguments of `reflector probe`.
 #[derive(Debug, Args)]

@@ -157,7 +157,7 @@ pub fn run(probe: &StampProbe, stop: &AtomicBool) -> anyhow::Result<(u64, Vec<An
         let until = if sending { pacer.next_at() } else { now + Duration::from_millis(10) };
         let idle = until.saturating_duration_since(Instant::now());
         if !idle.is_zero() {
-            reflector_sys::sock::poll_readable(socket.as_fd(), idle).context("poll")?;
+            reflector_io::host::sock::poll_readable(socket.as_fd(), idle).context("poll")?;
         }
     }
     Ok((seq as u64, answers))
@@ -170,8 +170,14 @@ fn bind_to_device(socket: &UdpSocket, iface: &str) -> anyhow::Result<()> {
         anyhow::bail!("interface name '{iface}' is too long");
     }
     name[..iface.len()].copy_from_slice(iface.as_bytes());
-    reflector_sys::sock::setsockopt(socket, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, &name, "SO_BINDTODEVICE")
-        .with_context(|| format!("cannot send from {iface}"))
+    reflector_io::host::sock::setsockopt(
+        socket,
+        libc::SOL_SOCKET,
+        libc::SO_BINDTODEVICE,
+        &name,
+        "SO_BINDTODEVICE",
+    )
+    .with_context(|| format!("cannot send from {iface}"))
 }
 
 /// Minimum, median, 99th percentile and maximum of `values` (ns) in microseconds.

@@ -65,7 +65,7 @@ pub fn header(format: StatsFormat) -> Option<&'static str> {
 pub fn start_record(
     format: StatsFormat,
     ctx: &Context,
-    info: &crate::backend_info::BackendInfo,
+    info: &reflector_io::datapath::BackendInfo,
 ) -> Option<String> {
     (format == StatsFormat::Json).then(|| {
         json!({

@@ -522,7 +522,7 @@ fn another_tools_xdp_program_is_kept_unless_replace_is_given() {
 /// `--replace` by `backend`, and removed with it.
 fn replace_another_tools_program(backend: &str, mode: u32) {
     use reflector_bpf::ebpf::{Asm, R0};
-    use reflector_sys::xdp::{bpf, netlink};
+    use reflector_sys::xdp::netlink;
     let pair = NetnsPair::for_backend("af-xdp");
     // Another tool's program (XDP_PASS), attached through netlink the way `ip link set ... xdp`
     // does, so it stays after its loader is gone.
@@ -530,7 +530,7 @@ fn replace_another_tools_program(backend: &str, mode: u32) {
         let mut a = Asm::default();
         a.mov_imm(R0, reflector_bpf::xdp::XDP_PASS);
         a.exit();
-        let prog = bpf::prog_load(&a.finish().unwrap(), "other_tool").expect("load");
+        let prog = reflector_io::xdp::load_program(&a.finish().unwrap(), "other_tool").expect("load");
         let index = reflector_sys::iface::iface_info("va").expect("va").index;
         netlink::attach(index, &prog, mode).expect("attach through netlink");
         (index, netlink::attached_prog_id(index).unwrap().expect("attached"))

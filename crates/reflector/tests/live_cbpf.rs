@@ -23,7 +23,7 @@ fn the_kernel_runs_the_program_as_the_interpreter_does() {
     let listener = NetnsPair::in_ns(&pair.reflector_ns, || {
         let index = reflector_sys::iface::iface_info("va").unwrap().index;
         let socket = PacketSocket::open(index).unwrap();
-        socket.attach_filter(&prog).unwrap();
+        socket.attach_filter(&reflector_io::host::sock_filters(&prog)).unwrap();
         socket.set_recv_buffer(16 << 20).unwrap();
         socket
     });

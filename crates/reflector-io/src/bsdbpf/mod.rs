@@ -46,7 +46,7 @@ impl BpfDevice for device::Device {
         device::Device::set_interface(self, name)
     }
     fn set_filter(&mut self, program: &[Insn]) -> io::Result<()> {
-        device::Device::set_filter(self, program)
+        device::Device::set_filter(self, &crate::host::sock_filters(program))
     }
     fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
         device::Device::set_read_timeout(self, timeout)
@@ -240,6 +240,51 @@ impl<D: BpfDevice> Backend for BpfBackend<D> {
         batch.received = walk.frames;
         batch.rx_invalid = (walk.truncated + walk.corrupt) as u64;
         Ok(batch)
+    }
+}
+
+/// The bpf data path: the first free `/dev/bpf` device (one worker), behind the classic BPF
+/// pre-filter of `filter`.
+pub fn open(
+    settings: &crate::datapath::contract::Settings,
+    iface: crate::datapath::contract::Iface<'_>,
+    filter: &reflector_core::Filter,
+) -> anyhow::Result<crate::datapath::contract::Opening<Vec<BpfBackend<device::Device>>>> {
+    use anyhow::Context as _;
+
+    use crate::datapath::contract::{Backend, BackendInfo, Choice, Opening, Unusable};
+    let program =
+        reflector_bpf::cbpf::program(filter).context("the kernel filter does not fit in classic BPF")?;
+    if settings.workers.is_some_and(|w| w > 1) {
+        return Err(Unusable("the bpf backend runs one worker (drop --workers)".into()).into());
+    }
+    let mut dev = device::Device::open_first()?;
+    let buffer = configure(&mut dev, iface.name, &program)?;
+    let mut info = BackendInfo::new(Backend::Bpf, Choice::Asked);
+    info.kernel_filter_instructions = Some(program.len());
+    info.device = Some(dev.path.clone());
+    info.buffer_bytes = Some(buffer);
+    Ok(Opening { workers: vec![BpfBackend::new(dev, buffer, ioctl::NATIVE)], kernel: None, info })
+}
+
+/// Whether bpf runs here: a device opened and set up on the interface (and closed).
+pub fn probe(iface: crate::datapath::contract::Iface<'_>) -> crate::datapath::contract::Verdict {
+    use crate::datapath::contract::Verdict;
+    if cfg!(target_os = "linux") {
+        return Verdict { runs: false, why: "the bpf backend is for macOS and FreeBSD".into() };
+    }
+    let program = reflector_core::Filter::new(&reflector_core::FilterConfig::new(iface.info.mac))
+        .ok()
+        .and_then(|f| reflector_bpf::cbpf::program(&f))
+        .unwrap_or_default();
+    let tried = device::Device::open_first().map_err(|e| e.to_string()).and_then(|mut dev| {
+        configure(&mut dev, iface.name, &program).map(|b| (dev.path, b)).map_err(|e| e.to_string())
+    });
+    match tried {
+        Ok((path, buffer)) => {
+            Verdict { runs: true, why: format!("{path} opens and attaches (buffer {} KiB)", buffer / 1024) }
+        }
+        Err(why) => Verdict { runs: false, why },
     }
 }
 

@@ -1,6 +1,8 @@
 //! The AF_XDP data path: the generated XDP program, loaded and attached with raw `bpf(2)`,
 //! and AF_XDP sockets that receive what it redirects.
 
+pub mod af_xdp;
+pub mod xdp_tx;
 pub mod xsk;
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -9,6 +11,15 @@ use reflector_sys::error::SysError;
 use reflector_sys::xdp::{bpf, netlink};
 
 use reflector_core::{Filter, Reject};
+
+pub use crate::datapath::contract::XdpMode;
+use crate::datapath::contract::{Iface, KernelCounters, KernelProgram, KernelPump, KernelTesters, Verdict};
+
+/// Loads the XDP program `insns` (as `reflector-bpf` assembles it) under `name`; on a verifier
+/// rejection the error holds the verifier's log.
+pub fn load_program(insns: &[reflector_bpf::ebpf::Insn], name: &str) -> Result<OwnedFd, bpf::LoadError> {
+    bpf::prog_load(&crate::host::bpf_insns(insns), name)
+}
 
 /// A per-CPU array with one `u64` per reject reason, for the program to count into.
 pub fn reject_counters() -> Result<OwnedFd, SysError> {
@@ -79,7 +90,7 @@ pub fn attach_pass(ifindex: u32) -> Result<OwnedFd, SysError> {
     a.mov_imm(R0, reflector_bpf::xdp::XDP_PASS);
     a.exit();
     let insns = a.finish().expect("two instructions assemble");
-    let prog = bpf::prog_load(&insns, "reflector_pass")
+    let prog = load_program(&insns, "reflector_pass")
         .map_err(|e| SysError { call: "bpf(BPF_PROG_LOAD)", err: std::io::Error::other(e.to_string()) })?;
     bpf::link_create(&prog, ifindex, bpf::XDP_FLAGS_DRV_MODE)
         .or_else(|_| bpf::link_create(&prog, ifindex, bpf::XDP_FLAGS_SKB_MODE))
@@ -432,25 +443,6 @@ impl GateMaps {
     }
 }
 
-/// Where an XDP program runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XdpMode {
-    /// In the driver.
-    Native,
-    /// In the stack, after the driver (drivers without XDP, or MTUs native mode refuses).
-    Generic,
-}
-
-impl XdpMode {
-    /// "native" or "generic".
-    pub fn name(self) -> &'static str {
-        match self {
-            XdpMode::Native => "native",
-            XdpMode::Generic => "generic",
-        }
-    }
-}
-
 /// Why the program could not be attached.
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
@@ -529,7 +521,7 @@ impl Attachment {
         let generated_from = filter.without_gate();
         let insns =
             program(&generated_from, map.as_ref(), &counters, stamp.as_ref(), &gate, capture.as_ref())?;
-        let prog = bpf::prog_load(&insns, "reflector")?;
+        let prog = load_program(&insns, "reflector")?;
         let busy = |e: &SysError| matches!(e.errno(), Some(libc::EBUSY) | Some(libc::EEXIST));
         let link = |flags| bpf::link_create(&prog, ifindex, flags);
         let attempt = |replace_now: bool| -> Result<(OwnedFd, XdpMode), AttachError> {
@@ -614,7 +606,7 @@ impl Attachment {
             &self.gate,
             self.capture.as_ref(),
         )?;
-        let prog = bpf::prog_load(&insns, "reflector")?;
+        let prog = load_program(&insns, "reflector")?;
         bpf::link_update(&self.link, &prog)?;
         *self.prog.lock().expect("program lock") = prog;
         *current = generated_from;
@@ -684,7 +676,7 @@ pub fn takes_xdp_metadata() -> bool {
         a.call(reflector_bpf::xdp::BPF_FUNC_XDP_ADJUST_META);
         a.mov_imm(R0, reflector_bpf::xdp::XDP_PASS);
         a.exit();
-        a.finish().is_some_and(|insns| bpf::prog_load(&insns, "reflector_meta").is_ok())
+        a.finish().is_some_and(|insns| load_program(&insns, "reflector_meta").is_ok())
     })
 }
 
@@ -710,4 +702,87 @@ pub fn rx_queues(iface: &str) -> u32 {
         })
         .unwrap_or(1)
         .max(1)
+}
+
+/// The counters and the update of an attached program, which stays attached as long as either
+/// is alive (the run's), and is detached when the last goes (it would go with the process
+/// anyway). `tx_errors_of`: the interface whose driver counts the reflections it failed to
+/// send (xdp-tx).
+fn kernel_program(attachment: Attachment, tx_errors_of: Option<String>) -> KernelProgram {
+    let attachment = std::sync::Arc::new(attachment);
+    let (counted, updated, listed) = (attachment.clone(), attachment.clone(), attachment.clone());
+    // Reflections the driver failed to send after XDP_TX (a veth whose peer runs no XDP
+    // program drops them all): moved from reflected to TX errors, on the CPU that reflected
+    // most (the driver does not say which; their bytes stay counted as reflected).
+    let at_start = tx_errors_of.as_deref().map(|i| driver_tx_errors(i).unwrap_or(0));
+    let counters: KernelCounters = std::sync::Arc::new(move || {
+        // The clock state the program answers STAMP with, kept current as the control loop
+        // reads the counters (every stats interval); a failure leaves the last one in force.
+        let _ = counted.refresh_clock();
+        let mut cpus = counted.counters_per_cpu().ok()?;
+        if let (Some(iface), Some(base)) = (&tx_errors_of, at_start) {
+            let failed = driver_tx_errors(iface).unwrap_or(base).saturating_sub(base);
+            if let Some(cpu) = cpus.iter_mut().max_by_key(|c| c.reflected_packets) {
+                cpu.record_tx_errors(failed, 0);
+            }
+        }
+        Some(cpus)
+    });
+    let update = Box::new(move |f: &Filter| -> anyhow::Result<()> {
+        updated.update(f).map(|_replaced| ()).map_err(Into::into)
+    });
+    let testers: KernelTesters = std::sync::Arc::new(move || listed.gate().testers().ok());
+    let capture = attachment.capture().is_some().then(|| -> KernelPump {
+        std::sync::Arc::new(move |tap: &crate::tap::Tap| {
+            attachment.capture().map_or(Ok(()), |c| c.pump(tap).map_err(Into::into))
+        })
+    });
+    KernelProgram { counters, update, testers, capture }
+}
+
+/// The driver's count of frames it failed to send after `XDP_TX` (the statistics whose names
+/// say so: `rx_queue_N_xdp_tx_errors` on a veth), summed over its queues.
+fn driver_tx_errors(iface: &str) -> Option<u64> {
+    let stats = reflector_sys::iface::driver_stats(iface).ok()?;
+    Some(stats.stats.iter().filter(|(name, _)| name.contains("xdp_tx_err")).map(|(_, v)| v).sum())
+}
+
+/// The program of the default filter attached to `iface` with `ending` as `run` attaches it
+/// (no `--replace`), and detached again: its size and mode, or the verdict that it does not
+/// attach.
+fn try_attach(iface: Iface<'_>, ending: Ending) -> Result<String, Verdict> {
+    let filter = reflector_core::Filter::new(&reflector_core::FilterConfig::new(iface.info.mac))
+        .map_err(|e| Verdict { runs: false, why: e.to_string() })?;
+    let attachment = Attachment::attach(&filter, iface.info.index, iface.name, ending, false, None)
+        .map_err(|e| Verdict { runs: false, why: crate::datapath::contract::one_line(&format!("{e:#}")) })?;
+    Ok(format!("{} instructions, {} XDP", attachment.instructions, attachment.mode.name()))
+}
+
+/// The XDP program attached to the interface `index`, if any: its id and name (when it can be
+/// read).
+pub fn attached_program(index: u32) -> Option<(u32, Option<String>)> {
+    let id = netlink::attached_prog_id(index).ok().flatten()?;
+    Some((id, bpf::prog_name(id).ok()))
+}
+
+/// What is known of the XDP program on a veth's peer.
+#[derive(Debug)]
+pub enum PeerXdp {
+    /// The interface is no veth.
+    NotVeth,
+    /// A veth whose peer is not named (IFLA_LINK).
+    NotFound,
+    /// The peer's program (`None`: none), looked up in the peer's namespace.
+    Looked(Result<Option<u32>, SysError>),
+}
+
+/// The XDP program on the peer of the veth `name` (index `index`).
+pub fn veth_peer_xdp(name: &str, index: u32) -> PeerXdp {
+    if !reflector_sys::iface::driver_stats(name).is_ok_and(|d| d.driver == "veth") {
+        return PeerXdp::NotVeth;
+    }
+    match netlink::link_peer(index).ok().flatten() {
+        Some((peer, netns)) => PeerXdp::Looked(netlink::attached_prog_id_in(peer, netns)),
+        None => PeerXdp::NotFound,
+    }
 }

@@ -121,6 +121,6 @@ mod tests {
         let f = RecordLayout::FREEBSD_64;
         assert_eq!((f.word_align(26), f.word_align(32), f.word_align(33)), (32, 32, 40));
         // The filter instruction is `struct bpf_insn` { u16 code; u8 jt, jf; u32 k }.
-        assert_eq!(std::mem::size_of::<reflector_bpf::cbpf::Insn>(), 8);
+        assert_eq!(std::mem::size_of::<crate::insn::SockFilter>(), 8);
     }
 }

@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
-use reflector_bpf::cbpf::Insn;
+use crate::insn::SockFilter as Insn;
 
 pub mod ioctl;
 use ioctl::{BIOCSETF, BIOCSETIF, BIOCSRTIMEOUT, IFREQ_SIZE};

@@ -4,7 +4,7 @@
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use reflector_bpf::ebpf::Insn;
+use crate::insn::BpfInsn as Insn;
 
 use crate::error::{SysError, SysResult};
 

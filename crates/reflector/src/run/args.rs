@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
-use crate::backend_info::{Backend, BackendChoice};
+use reflector_io::datapath::Backend;
+
+use crate::backend_choice::BackendChoice;
 use crate::config::ConfigFile;
 use crate::cpus::CpuList;
 use crate::filter_args::FilterArgs;
@@ -496,7 +498,7 @@ hex = "0xdead"
 "#,
         )
         .unwrap();
-        assert_eq!(a.backend, BackendChoice::AfPacket);
+        assert_eq!(a.backend, BackendChoice::Named(Backend::AfPacket));
         assert_eq!((a.filter.port, a.workers, a.umem_size), (9, Some(2), 32));
         assert_eq!(a.cpus, Some(CpuList(vec![0, 1])));
         assert_eq!(a.filter.oui, [0x52, 0x54, 0x00]);

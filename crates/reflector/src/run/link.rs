@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use reflector_sys::iface::{IfaceError, IfaceInfo, iface_info};
+use reflector_io::host::iface::{IfaceError, IfaceInfo, iface_info};
 
 /// The interface as the control loop watches it: a change of link state or MTU is said on
 /// stderr; its deletion ends the run (exit code 1), since no data path survives it.

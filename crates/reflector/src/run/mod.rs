@@ -1,7 +1,7 @@
 //! `reflector run IFACE`: reflect test packets on a live interface until stopped.
 //!
 //! `args` turns the command line and the configuration file into the settings of the run;
-//! `open` chooses and opens the data path and says what it opened (`BackendInfo`); `serve`
+//! the data path is opened by `reflector_io::datapath` (which says what it opened); `serve`
 //! runs the workers and the control loop over what `running` holds; `reload` applies a SIGHUP; `link` watches the
 //! interface; `signals` holds the signal flags from the first instruction; `notify` tells a
 //! service manager (systemd) how the run goes; `privilege` gives up the capabilities set-up
@@ -10,7 +10,6 @@
 mod args;
 mod link;
 mod notify;
-mod open;
 mod privilege;
 mod reload;
 mod running;
@@ -23,7 +22,6 @@ pub use args::{RunArgs, check_config_file};
 pub use signals::defer_sighup;
 
 use crate::input::UsageError;
-use open::Workers;
 use running::Run;
 
 /// Starts a run with `args` (as parsed from `matches`) and serves until it ends.
@@ -41,7 +39,15 @@ pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             .filter(iface.mac, &local_ips)
             .map_err(|e| UsageError(format!("{e} (interface {} has MAC {})", iface_name, iface.mac)))?,
     );
-    let opened = open::open(&args, &iface_name, &iface, &filter)?;
+    let settings = reflector_io::datapath::Settings {
+        workers: args.workers,
+        umem_mib: args.umem_size,
+        busy_poll: args.busy_poll,
+        replace: args.replace,
+        capture_kernel_limit: args.may_capture().then_some(args.capture_kernel_limit),
+    };
+    let on = reflector_io::datapath::Iface { name: &iface_name, info: &iface };
+    let opened = reflector_io::datapath::open(args.backend.named(), &settings, on, &filter)?;
     let run = Run {
         args: &args,
         iface_name: &iface_name,
@@ -51,12 +57,18 @@ pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
         reload: &reload,
         signals: &signals,
     };
-    match opened.workers {
-        #[cfg(target_os = "linux")]
-        Workers::AfXdp(sockets) => serve::serve(run, filter, sockets),
-        #[cfg(target_os = "linux")]
-        Workers::AfPacket(sockets) => serve::serve(run, filter, sockets),
-        Workers::Bpf(devices) => serve::serve(run, filter, devices),
-        Workers::InKernel => serve::serve(run, filter, Vec::<reflector_io::backend::InKernel>::new()),
+    opened.workers.run(Serve { run, filter })
+}
+
+/// Serves a run on whichever workers its data path opened.
+struct Serve<'a> {
+    run: Run<'a>,
+    filter: Arc<reflector_core::Filter>,
+}
+
+impl reflector_io::datapath::RunWorkers for Serve<'_> {
+    type Output = anyhow::Result<()>;
+    fn run<B: reflector_io::backend::Backend>(self, backends: Vec<B>) -> anyhow::Result<()> {
+        serve::serve(self.run, self.filter, backends)
     }
 }

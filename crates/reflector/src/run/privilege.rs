@@ -10,7 +10,7 @@
 pub(super) fn drop_after_setup(kernel_program: bool) -> anyhow::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        use reflector_sys::privilege::{XDP_PROGRAM, keep_only};
+        use reflector_io::host::privilege::{XDP_PROGRAM, keep_only};
         let keep = if kernel_program { XDP_PROGRAM } else { &[] };
         keep_only(keep).map_err(|e| anyhow::anyhow!("cannot give up capabilities after set-up: {e}"))?;
     }

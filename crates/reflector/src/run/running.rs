@@ -7,14 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use reflector_core::Filter;
-use reflector_sys::iface::IfaceInfo;
+use reflector_io::host::iface::IfaceInfo;
 
 use super::args::RunArgs;
-use super::open::KernelProgram;
 use super::signals::Signals;
-use crate::backend_info::BackendInfo;
 use crate::output::OutputError;
 use crate::stats::StatsFormat;
+use reflector_io::datapath::{BackendInfo, KernelProgram};
 
 /// Everything a run holds while it serves.
 pub(crate) struct Run<'a> {

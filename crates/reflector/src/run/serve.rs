@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use reflector_core::{Counters, Filter};
 use reflector_io::backend::Backend;
+use reflector_io::datapath::Backend as DataPath;
 use reflector_io::tap::{Tap, TapThread, Tapped};
 use reflector_io::worker::{FilterCell, Pin, Runtime, allowed_cpus};
 
 use super::link::LinkWatch;
 use super::notify::Notifier;
 use super::running::{Output, Run, mode_note, who_note};
-use crate::backend_info::{self};
 use crate::control::Control;
 use crate::input::UsageError;
 use crate::stats::{self, Context, Rates, StatsFormat};
@@ -166,10 +166,12 @@ fn start_line(run: &Run<'_>, filter: &Filter, placements: &[String], quiet_note:
         run.info.details(),
         run.args.capture_file().map_or(String::new(), |c| format!(
             "; {}",
-            c.describe(run.kernel.as_ref().is_some_and(|k| k.capture.is_some()).then_some((
-                run.info.backend == backend_info::Backend::XdpTx,
-                run.args.capture_kernel_limit
-            )))
+            c.describe(
+                run.kernel
+                    .as_ref()
+                    .is_some_and(|k| k.capture.is_some())
+                    .then_some((run.info.backend == DataPath::XdpTx, run.args.capture_kernel_limit))
+            )
         )),
     );
     if let Some(served) = http {
@@ -253,7 +255,7 @@ fn serve_with<B: Backend>(
     if let Some(e) = output.take_error() {
         return Err(e.into());
     }
-    let cpu = reflector_sys::process::process_cpu_time().ok();
+    let cpu = reflector_io::host::process::process_cpu_time().ok();
     let kernel = ctl.kernel_counters();
     let (dwell, testers) = (ctl.dwell(), ctl.testers());
     crate::output::line(stats::summary(
@@ -277,7 +279,7 @@ fn serve_with<B: Backend>(
 /// (and once more then); a failure to read the maps is said once.
 fn start_pump(
     tap: Arc<Tap>,
-    pump: super::open::KernelPump,
+    pump: reflector_io::datapath::KernelPump,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     // Once before the start line: the program samples what the capture file wants from the
@@ -359,7 +361,7 @@ fn control_loop(
         }
         if now >= next_stats {
             let totals = ctl.totals();
-            if run.info.backend == backend_info::Backend::XdpTx && totals.tx_errors > 0 && !warned {
+            if run.info.backend == DataPath::XdpTx && totals.tx_errors > 0 && !warned {
                 warned = true;
                 tracing::warn!(
                     "reflector: {}: the driver dropped {} reflections after XDP_TX (tx errors); on a veth, the peer must run an XDP program, or have GRO on (ethtool -K PEER gro on)",

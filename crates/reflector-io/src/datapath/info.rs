@@ -1,50 +1,9 @@
-//! What a run opened, as every report shows it: the backend, how it was chosen, and its facts.
+//! What a run opened, as every report shows it: the data path, how it was chosen, and its
+//! facts.
 
-use clap::ValueEnum;
 use serde::Serialize;
 
-/// Which data path to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendChoice {
-    /// The best one available here: af-xdp, else af-packet on Linux; bpf on macOS and FreeBSD.
-    Auto,
-    /// An XDP program hands test packets to AF_XDP sockets, one per queue (Linux).
-    AfXdp,
-    /// AF_PACKET with mmap rings and a kernel pre-filter (Linux).
-    AfPacket,
-    /// A /dev/bpf device with the same classic BPF filter (macOS, FreeBSD); one worker.
-    Bpf,
-    /// An XDP program applies the rules and reflects test packets in the driver (XDP_TX);
-    /// no workers (Linux).
-    XdpTx,
-}
-
-impl BackendChoice {
-    /// The backend `auto` stands for on this system.
-    pub fn resolve(self) -> Backend {
-        match self {
-            BackendChoice::Auto if cfg!(target_os = "linux") => Backend::AfXdp,
-            BackendChoice::Auto => Backend::Bpf,
-            BackendChoice::AfXdp => Backend::AfXdp,
-            BackendChoice::AfPacket => Backend::AfPacket,
-            BackendChoice::Bpf => Backend::Bpf,
-            BackendChoice::XdpTx => Backend::XdpTx,
-        }
-    }
-
-    /// The name used on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendChoice::Auto => "auto",
-            BackendChoice::AfXdp => Backend::AfXdp.name(),
-            BackendChoice::AfPacket => Backend::AfPacket.name(),
-            BackendChoice::Bpf => Backend::Bpf.name(),
-            BackendChoice::XdpTx => Backend::XdpTx.name(),
-        }
-    }
-}
-
-/// A data path that runs.
+/// A data path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Backend {
@@ -59,6 +18,9 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Every data path, in the order the command line lists them.
+    pub const ALL: &[Backend] = &[Backend::AfXdp, Backend::AfPacket, Backend::Bpf, Backend::XdpTx];
+
     /// The name used on the command line, in reports and as a metric label.
     pub fn name(self) -> &'static str {
         match self {
@@ -66,6 +28,58 @@ impl Backend {
             Backend::AfPacket => "af-packet",
             Backend::Bpf => "bpf",
             Backend::XdpTx => "xdp-tx",
+        }
+    }
+
+    /// What it is, in a line (the command line's help).
+    pub fn about(self) -> &'static str {
+        match self {
+            Backend::AfXdp => "An XDP program hands test packets to AF_XDP sockets, one per queue (Linux)",
+            Backend::AfPacket => "AF_PACKET with mmap rings and a kernel pre-filter (Linux)",
+            Backend::Bpf => "A /dev/bpf device with the same classic BPF filter (macOS, FreeBSD); one worker",
+            Backend::XdpTx => {
+                "An XDP program applies the rules and reflects test packets in the driver (XDP_TX); no workers (Linux)"
+            }
+        }
+    }
+
+    /// It runs on this system (else opening it is a usage error, and `check` leaves it out).
+    pub fn on_this_system(self) -> bool {
+        match self {
+            Backend::AfXdp | Backend::AfPacket | Backend::XdpTx => cfg!(target_os = "linux"),
+            Backend::Bpf => !cfg!(target_os = "linux"),
+        }
+    }
+
+    /// The capabilities it needs on Linux (none elsewhere).
+    #[cfg(target_os = "linux")]
+    pub fn capabilities(self) -> Vec<crate::host::privilege::Capability> {
+        use crate::host::privilege::{SOCKET, XDP_PROGRAM};
+        match self {
+            Backend::AfPacket => SOCKET.to_vec(),
+            Backend::AfXdp => [XDP_PROGRAM, SOCKET].concat(),
+            Backend::XdpTx => XDP_PROGRAM.to_vec(),
+            Backend::Bpf => Vec::new(),
+        }
+    }
+}
+
+/// Where an XDP program runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// In the driver.
+    Native,
+    /// In the stack, after the driver (drivers without XDP, or MTUs native mode refuses).
+    Generic,
+}
+
+impl XdpMode {
+    /// "native" or "generic".
+    pub fn name(self) -> &'static str {
+        match self {
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
         }
     }
 }
@@ -88,8 +102,8 @@ pub enum Choice {
 /// Facts about an XDP program and its AF_XDP sockets.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct XdpInfo {
-    /// "native" or "generic".
-    pub mode: &'static str,
+    /// Where the program runs.
+    pub mode: XdpMode,
     /// Instructions in the program.
     pub instructions: usize,
     /// Frames move without a copy (else copy mode).
@@ -110,8 +124,8 @@ pub struct XdpInfo {
 /// Facts about an XDP program that reflects in the driver.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InDriverInfo {
-    /// "native" or "generic".
-    pub mode: &'static str,
+    /// Where the program runs.
+    pub mode: XdpMode,
     /// Instructions in the program.
     pub instructions: usize,
 }
@@ -181,7 +195,7 @@ impl BackendInfo {
         if let Some(x) = &self.xdp {
             out = format!(
                 "XDP {} mode, {} instructions; AF_XDP {}, {} MiB UMEM shared by {} socket{}; queues 0..{}{}",
-                x.mode,
+                x.mode.name(),
                 x.instructions,
                 if x.zero_copy { "zero-copy" } else { "copy mode" },
                 x.umem_mib,
@@ -202,9 +216,9 @@ impl BackendInfo {
         if let Some(d) = &self.in_driver {
             out = format!(
                 "XDP {} mode, {} instructions; test packets reflected in the {} (XDP_TX), no workers",
-                d.mode,
+                d.mode.name(),
                 d.instructions,
-                if d.mode == "native" {
+                if d.mode == XdpMode::Native {
                     "driver"
                 } else {
                     "kernel's generic XDP path (the driver has no native XDP here: far slower than native)"
@@ -233,7 +247,7 @@ mod tests {
     fn the_start_line_says_what_was_opened_and_why() {
         let mut info = BackendInfo::new(Backend::AfXdp, Choice::Auto);
         info.xdp = Some(XdpInfo {
-            mode: "native",
+            mode: XdpMode::Native,
             instructions: 463,
             zero_copy: false,
             umem_mib: 16,
