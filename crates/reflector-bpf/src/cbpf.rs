@@ -2,9 +2,10 @@
 //! (BSD / macOS `/dev/bpf`), which share the instruction format.
 //!
 //! **What it decides.** The program answers one question: *is this test traffic at all?* It
-//! passes a frame that carries UDP over IPv4 or IPv6 (behind up to two VLAN tags) with a
-//! selected signature at its offset, or to the STAMP port when that family is on, and drops
-//! everything else, so the host's ordinary traffic
+//! passes a frame that carries UDP over IPv4 or IPv6 (behind up to two VLAN tags) with what the
+//! selected protocols ask for (`reflector_core::protocol::udp_matches`: a signature's bytes at
+//! its offset, or the STAMP port when that family is on), and drops everything else, so the
+//! host's ordinary traffic
 //! is never copied to userspace. It deliberately does *not* check the destination MAC, the
 //! port, the OUI or the addresses: those are policy, decided by the core, which counts each
 //! reason. A user whose tester is misconfigured then sees `dst_port` or `oui` climbing instead
@@ -17,8 +18,9 @@
 //! need, shortest first: a frame too short for one is too short for all later ones, and no
 //! frame the core accepts is dropped.
 
+use reflector_core::Filter;
+use reflector_core::protocol::{self, UdpMatch};
 use reflector_core::wire::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, IPPROTO_UDP, VLAN_TPIDS};
-use reflector_core::{Family, Filter, Signature};
 
 /// One instruction, laid out as `struct sock_filter` (and BSD's `struct bpf_insn`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,31 +184,26 @@ struct SigCheck {
     bytes: Vec<u8>,
 }
 
-fn signature_checks(filter: &Filter) -> Vec<SigCheck> {
-    let mut checks: Vec<SigCheck> = Signature::ALL
-        .iter()
-        .filter(|sig| filter.families().contains(sig.family()))
-        .filter_map(|sig| Some(SigCheck { offset: sig.offset()?, bytes: sig.bytes()?.to_vec() }))
-        .collect();
-    if filter.families().contains(Family::Custom) {
-        checks.extend(
-            filter
-                .custom_signatures()
-                .iter()
-                .map(|c| SigCheck { offset: c.offset() as usize, bytes: c.bytes().to_vec() }),
-        );
+/// What the protocols need let through (`reflector_core::protocol::udp_matches`): the ports
+/// accepted whole, and the byte checks, shortest need first (see the module documentation).
+fn udp_checks(filter: &Filter) -> (Vec<u16>, Vec<SigCheck>) {
+    let (mut ports, mut checks) = (Vec::new(), Vec::new());
+    for m in protocol::udp_matches(filter) {
+        match m {
+            UdpMatch::Port(port) => ports.push(port),
+            UdpMatch::Payload { offset, bytes } => checks.push(SigCheck { offset, bytes: bytes.to_vec() }),
+        }
     }
-    // Shortest need first: see the module documentation.
     checks.sort_by_key(|c| c.offset + c.bytes.len());
-    checks
+    (ports, checks)
 }
 
-/// Emits the signature checks for a UDP header at `udp` (X-relative when `indirect`):
-/// accept a STAMP request by its destination port (when the family is on) or a frame with a
-/// signature, on the first match; drop when none matches.
-fn emit_signatures(asm: &mut Asm, checks: &[SigCheck], stamp_port: Option<u16>, udp: usize, indirect: bool) {
+/// Emits the checks for a UDP header at `udp` (X-relative when `indirect`): accept a datagram
+/// to one of `ports` (STAMP's) or one with a signature, on the first match; drop when none
+/// matches.
+fn emit_signatures(asm: &mut Asm, checks: &[SigCheck], ports: &[u16], udp: usize, indirect: bool) {
     let mode = if indirect { IND } else { ABS };
-    if let Some(port) = stamp_port {
+    for &port in ports {
         let not_stamp = asm.label();
         asm.stmt(LD | H | mode, (udp + 2) as u32);
         asm.jump(JMP | JEQ | K, port as u32, Target::Next, Target::Label(not_stamp));
@@ -238,7 +235,7 @@ fn emit_signatures(asm: &mut Asm, checks: &[SigCheck], stamp_port: Option<u16>, 
 /// The classic BPF program for `filter`'s signature selection. `None` only if a jump does not
 /// fit (it cannot with at most 8 custom signatures of 32 bytes; a test checks the largest).
 pub fn program(filter: &Filter) -> Option<Vec<Insn>> {
-    let checks = signature_checks(filter);
+    let (ports, checks) = udp_checks(filter);
     let mut asm = Asm::default();
     for depth in 0..=2usize {
         let ethertype_at = 12 + 4 * depth;
@@ -264,7 +261,7 @@ pub fn program(filter: &Filter) -> Option<Vec<Insn>> {
         asm.ld_h(l3 + 6);
         asm.drop_if_set(0x1fff);
         asm.stmt(LDX | B | MSH, l3 as u32);
-        emit_signatures(&mut asm, &checks, filter.stamp_port(), l3, true);
+        emit_signatures(&mut asm, &checks, &ports, l3, true);
 
         // IPv6: UDP right after the header is judged here; extension headers (not fragments)
         // are passed to the core, which walks them.
@@ -278,7 +275,7 @@ pub fn program(filter: &Filter) -> Option<Vec<Insn>> {
         asm.ret(DROP);
         asm.ret(ACCEPT);
         asm.place(udp6);
-        emit_signatures(&mut asm, &checks, filter.stamp_port(), l3 + 40, false);
+        emit_signatures(&mut asm, &checks, &ports, l3 + 40, false);
 
         asm.place(deeper);
     }

@@ -3,8 +3,10 @@
 //! Panic contract: every read below is preceded by a length check against the frame (or
 //! goes through [`be16`], which returns `None` past the end), so no input can panic.
 
+use crate::checks::{FAST_SPAN, FIRST_OCTET, late_checks_fast, unusable_ipv4, unusable_ipv6, word_at};
 use crate::filter::Filter;
-use crate::signature::{Family, ITO_INDEX_BY_SLOT, ITO_SIGNATURE_OFFSET, Signature};
+use crate::protocol::{signatures, stamp};
+use crate::signature::ITO_INDEX_BY_SLOT;
 use crate::verdict::{Hit, L3Kind, Reject};
 use crate::wire::*;
 
@@ -150,44 +152,9 @@ pub(crate) fn ordered<const STAMP: bool>(
     }
     let dst_port = u16::from_be_bytes([udp[2], udp[3]]);
     if STAMP && dst_port as u32 == filter.stamp_port {
-        return stamp_request(frame, filter, kind, (l3, l4, end), vlan_tags);
+        return stamp::recognise(frame, filter, kind, (l3, l4, end), vlan_tags);
     }
-    if filter.port != 0 && dst_port != filter.port {
-        return Err(Reject::DstPort);
-    }
-
-    let payload = &frame[l4 + UDP_HEADER_LEN..end];
-    let signature = match_signature(payload, filter).ok_or(Reject::NoSignature)?;
-    if filter.oui_families.contains(signature.family()) && (src & 0xff_ffff) as u32 != filter.oui_bits {
-        return Err(Reject::Oui);
-    }
-    if filter.takes_a_hop() && hops_left(frame, kind, l3) == 0 {
-        return Err(Reject::Loop);
-    }
-    late_checks(frame, kind, l3, l4, filter)?;
-    Ok(Hit::found(signature, kind, l3, l4, vlan_tags))
-}
-
-/// The rest of the ordered checks for a frame to the STAMP port, at the offsets they found
-/// (`l3`, `l4`, and the end of the IP packet): long enough for the answer (its fields through
-/// the sender's TTL), then the late checks.
-#[inline(always)]
-fn stamp_request(
-    frame: &[u8],
-    filter: &Filter,
-    kind: L3Kind,
-    (l3, l4, end): (usize, usize, usize),
-    vlan_tags: u8,
-) -> Result<Hit, Reject> {
-    if end - l4 < UDP_HEADER_LEN + filter.stamp_min_payload {
-        return Err(Reject::StampLength);
-    }
-    let src_port = be16(frame, l4).ok_or(Reject::ShortUdp)?;
-    if filter.stamp_takes_a_hop(src_port) && hops_left(frame, kind, l3) == 0 {
-        return Err(Reject::Loop);
-    }
-    late_checks(frame, kind, l3, l4, filter)?;
-    Ok(Hit::found(Signature::Stamp, kind, l3, l4, vlan_tags))
+    signatures::recognise(frame, filter, src, kind, (l3, l4, end), vlan_tags, dst_port)
 }
 
 /// The common frame with few instructions: untagged IPv4 without options, at least 54 bytes
@@ -241,17 +208,6 @@ pub(crate) fn ipv4_fast<const STAMP: bool>(frame: &[u8], filter: &Filter) -> Opt
     ipv4_after_macs::<true, STAMP>(frame, b, filter, 0)
 }
 
-/// Ethernet (14) + IPv4 (20) + UDP (8) + the ITO header (5) and signature (7): what
-/// [`ipv4_fast`] reads.
-const FAST_SPAN: usize = 54;
-
-/// The little-endian word at `at` in `b` (the offsets are constants, so the bounds are checked
-/// when compiling).
-#[inline(always)]
-fn word_at(b: &[u8; FAST_SPAN], at: usize) -> u64 {
-    le64(b[at..at + 8].try_into().expect("8 bytes"))
-}
-
 /// [`ipv4_fast`] after the MAC checks, for a source with the trusted OUI or another (`src`),
 /// on the frame's first bytes `b`. Rejects that ordinary traffic rarely gets are marked cold,
 /// so that the checks a test packet passes stay in one line.
@@ -301,16 +257,8 @@ fn ipv4_after_macs<const TRUSTED: bool, const STAMP: bool>(
     }
     let dst_port = u16::from_le_bytes([b[36], b[37]]) as u64;
     if STAMP && dst_port == fast.stamp_port {
-        // A STAMP request, before the test port as in the ordered checks: long enough for the
-        // answer, then the same late checks as an ITO frame.
-        if total_len < IPV4_MIN_HEADER_LEN + UDP_HEADER_LEN + filter.stamp_min_payload {
-            return Some(Err(Reject::StampLength));
-        }
-        if filter.stamp_takes_a_hop(u16::from_be_bytes([b[34], b[35]])) && b[22] == 0 {
-            core::hint::cold_path();
-            return Some(Err(Reject::Loop));
-        }
-        return Some(late_checks_fast(b, filter).map(|()| Hit::fast(Signature::Stamp as u8)));
+        // A STAMP request, before the test port as in the ordered checks.
+        return Some(stamp::recognise_fast(b, filter, total_len));
     }
     if (dst_port ^ fast.port) & fast.port_mask != 0 {
         return Some(Err(Reject::DstPort));
@@ -333,119 +281,6 @@ fn ipv4_after_macs<const TRUSTED: bool, const STAMP: bool>(
         return Some(Err(Reject::Loop));
     }
     Some(late_checks_fast(b, filter).map(|()| Hit::fast(ITO_INDEX_BY_SLOT[slot])))
-}
-
-/// The late checks (see `late_checks`) at [`ipv4_fast`]'s fixed offsets, on the frame's first
-/// bytes `b`.
-#[inline(always)]
-fn late_checks_fast(b: &[u8; FAST_SPAN], filter: &Filter) -> Result<(), Reject> {
-    if is_loop([b[34], b[35]], [b[36], b[37]]) {
-        core::hint::cold_path();
-        return Err(Reject::Loop);
-    }
-    // A tester's address differs from ours in its last octet, as a rule: one table load
-    // decides, and the whole address is compared only where that octet is one of ours.
-    if filter.fast.own_v4_last_octet[b[29] as usize] != 0 {
-        core::hint::cold_path();
-        if filter.local_v4.contains(&(word_at(b, 26) as u32)) {
-            return Err(Reject::SrcIpOwn);
-        }
-    }
-    // The 20 header bytes as five 32-bit words summed in 64 bits (no carry is lost).
-    let word32 = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as u64;
-    let header_sum = word32(14) + word32(18) + word32(22) + word32(26) + word32(30);
-    if !crate::checksum::fold_is_all_ones(header_sum) {
-        core::hint::cold_path();
-        return Err(Reject::Ipv4Checksum);
-    }
-    Ok(())
-}
-
-/// An IPv4 address that never sends or receives a test flow on the wire: 0.0.0.0/8 ("this
-/// network"), 127.0.0.0/8 (loopback), 224.0.0.0/4 (multicast), 255.255.255.255. Read
-/// little-endian, so the first octet is the low byte.
-#[inline(always)]
-fn unusable_ipv4(a: u32) -> bool {
-    let first = a & 0xff;
-    first == 0 || first == 127 || a & 0xf0 == 0xe0 || a == u32::MAX
-}
-
-/// An IPv6 address that never sends or receives a test flow on the wire: ::/96 (unspecified,
-/// loopback, the deprecated IPv4-compatible ones), ::ffff:0:0/96 (IPv4-mapped, which RFC 4291
-/// §2.5.5.2 keeps off the wire) and ff00::/8 (multicast).
-#[inline(always)]
-fn unusable_ipv6(a: &[u8; 16]) -> bool {
-    let (head, tail) = a.split_at(10);
-    a[0] == 0xff || (head == [0; 10] && matches!(tail[..2], [0, 0] | [0xff, 0xff]))
-}
-
-/// By an IPv4 address's first octet: non-zero when [`unusable_ipv4`] may hold (0, 127 and
-/// 224..=239 it does; 255 it may), zero when it cannot. One load per address on the fast path.
-const FIRST_OCTET: [u8; 256] = {
-    let mut t = [0; 256];
-    let mut octet = 0xe0;
-    while octet <= 0xef {
-        t[octet] = 1;
-        octet += 1;
-    }
-    t[0] = 1;
-    t[127] = 1;
-    t[0xff] = 1;
-    t
-};
-
-/// The checks a frame pays for only once it has passed every other rule (no ordinary traffic
-/// gets this far, so no reject is slower for them): the UDP source port is not a reflector's
-/// ([`Reject::Loop`]), the source IP is not ours ([`Reject::SrcIpOwn`]), and an IPv4 header
-/// carries its right checksum ([`Reject::Ipv4Checksum`]). `l3` and `l4` are the offsets the
-/// ordered checks found, so every read below is inside the frame.
-#[inline(always)]
-fn late_checks(frame: &[u8], kind: L3Kind, l3: usize, l4: usize, filter: &Filter) -> Result<(), Reject> {
-    let ports = frame.get(l4..l4 + 4).ok_or(Reject::ShortUdp)?;
-    if is_loop([ports[0], ports[1]], [ports[2], ports[3]]) {
-        return Err(Reject::Loop);
-    }
-    match kind {
-        L3Kind::V4 => {
-            let header_len = (frame[l3] & 0x0f) as usize * 4;
-            let header = frame.get(l3..l3 + header_len).ok_or(Reject::ShortIpv4)?;
-            let src = u32::from_le_bytes([header[12], header[13], header[14], header[15]]);
-            // As on the fast path: the whole address only where its last octet is one of ours
-            // (unused entries are 0.0.0.0, which never gets here: `src_ip`).
-            if filter.fast.own_v4_last_octet[header[15] as usize] != 0 && filter.local_v4.contains(&src) {
-                return Err(Reject::SrcIpOwn);
-            }
-            if !crate::checksum::ipv4_header_ok(header) {
-                return Err(Reject::Ipv4Checksum);
-            }
-        }
-        L3Kind::V6 => {
-            let src = frame.get(l3 + 8..l3 + 24).ok_or(Reject::ShortIpv6)?;
-            if filter.local_v6[..filter.local_v6_len].iter().any(|own| own == src) {
-                return Err(Reject::SrcIpOwn);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The IPv4 TTL or IPv6 hop limit of the IP header at `l3` (found inside the frame).
-#[inline(always)]
-fn hops_left(frame: &[u8], kind: L3Kind, l3: usize) -> u8 {
-    let at = match kind {
-        L3Kind::V4 => l3 + 8,
-        L3Kind::V6 => l3 + 7,
-    };
-    frame.get(at).copied().unwrap_or(0)
-}
-
-/// A frame from a reflector's port: from its own destination port, or from the well-known test
-/// port. A reflector in mode `all` answers from the port it was sent to, so its answer comes
-/// from one of these; a tester sends from a port of its own.
-/// The ports as they are on the wire.
-#[inline(always)]
-fn is_loop(src_port: [u8; 2], dst_port: [u8; 2]) -> bool {
-    src_port == dst_port || src_port == crate::filter::DEFAULT_PORT.to_be_bytes()
 }
 
 /// Checks an IPv4 header at `l3`; returns (UDP offset, end of IP packet).
@@ -544,32 +379,4 @@ fn ipv6(frame: &[u8], l3: usize) -> Result<(usize, usize), Reject> {
         return Err(Reject::DstIp);
     }
     Ok((l4, end))
-}
-
-/// The first selected signature found in `payload`: ITO, then RFC 2544, Y.1564, custom.
-#[inline(always)]
-fn match_signature(payload: &[u8], filter: &Filter) -> Option<Signature> {
-    const PROBEOT: u64 = sig_const(b"PROBEOT");
-    const DATA_OT: u64 = sig_const(b"DATA:OT");
-    const LATENCY: u64 = sig_const(b"LATENCY");
-    const RFC2544: u64 = sig_const(b"RFC2544");
-    const Y1564: u64 = sig_const(b"Y.1564 ");
-    let families = filter.families;
-    if families.contains(Family::Ito) {
-        match sig_bits(payload, ITO_SIGNATURE_OFFSET) {
-            Some(PROBEOT) => return Some(Signature::ProbeOt),
-            Some(DATA_OT) => return Some(Signature::DataOt),
-            Some(LATENCY) => return Some(Signature::Latency),
-            _ => {}
-        }
-    }
-    match sig_bits(payload, 0) {
-        Some(RFC2544) if families.contains(Family::Rfc2544) => return Some(Signature::Rfc2544),
-        Some(Y1564) if families.contains(Family::Y1564) => return Some(Signature::Y1564),
-        _ => {}
-    }
-    if families.contains(Family::Custom) && filter.custom_signatures().iter().any(|s| s.matches(payload)) {
-        return Some(Signature::Custom);
-    }
-    None
 }

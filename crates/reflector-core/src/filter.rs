@@ -6,8 +6,10 @@ use core::str::FromStr;
 
 use crate::access::{Access, ListsError, Source, Verdict};
 use crate::limit::Rate;
+use crate::protocol::stamp::settings::{
+    DEFAULT_STAMP_PORT, MIN_LEN, MIN_REQUEST_LEN, SequenceMode, TimestampFormat,
+};
 use crate::signature::{Family, FamilySet, ITO_BY_SLOT};
-use crate::stamp::{DEFAULT_STAMP_PORT, SequenceMode, TimestampFormat};
 use crate::wire::MacAddr;
 
 /// Default UDP destination port of NetAlly / Fluke ITO test traffic.
@@ -567,8 +569,8 @@ impl Filter {
                 LoopGuard::Ttl => FIRST_EPHEMERAL_PORT as u32,
             },
             stamp_min_payload: match config.stamp_short {
-                StampShort::Answer => crate::stamp::MIN_REQUEST_LEN,
-                StampShort::Refuse => crate::stamp::MIN_LEN,
+                StampShort::Answer => MIN_REQUEST_LEN,
+                StampShort::Refuse => MIN_LEN,
             },
             access,
             source_limit: config.source_limit,

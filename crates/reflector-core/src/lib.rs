@@ -8,11 +8,12 @@
 //!
 //! Modules in reading order, each using only those before it: `wire` (layouts, constants) →
 //! `signature` (the test signatures and their families) → `verdict` (a [`Hit`] or a
-//! [`Reject`]) → `access` (allow and deny lists), `limit` (rate limits) and `stamp` (the STAMP /
-//! TWAMP-Light answer) → `filter` (a checked configuration) → `classify` (one pass over the
-//! headers) → `reflect` (the in-place swap) → `process` ([`Filter::process`], the per-frame
-//! entry point). `counters`, `testers` (who is testing) and `build` (test frames) sit beside
-//! them.
+//! [`Reject`]) → `access` (allow and deny lists), `limit` (rate limits) and the protocols'
+//! settings → `filter` (a checked configuration) → `checks` (the rules after a protocol's own)
+//! → [`protocol`] (each protocol recognising and answering its requests: the signatures,
+//! STAMP) → `classify` (one pass over the headers, then the protocol the port names) →
+//! `reflect` (the in-place swap) → `process` ([`Filter::process`], the per-frame entry point).
+//! `counters`, `testers` (who is testing) and `build` (test frames) sit beside them.
 //!
 //! The rules are written down in `docs/PACKET-RULES.md`; the order of checks there is the
 //! order of [`Reject`] reasons here (the first failing check names the reason).
@@ -25,15 +26,16 @@ extern crate std;
 
 pub mod access;
 pub mod build;
+mod checks;
 pub mod checksum;
 mod classify;
 mod counters;
 mod filter;
 pub mod limit;
 mod process;
+pub mod protocol;
 mod reflect;
 pub mod signature;
-pub mod stamp;
 pub mod testers;
 mod verdict;
 pub mod wire;
@@ -45,6 +47,7 @@ pub use filter::{
     LoopGuard, MAX_CUSTOM_SIGNATURES, MAX_LOCAL_ADDRESSES, MAX_SIGNATURE_LEN, Mode, StampShort,
 };
 pub use process::PathState;
+pub use protocol::stamp;
 pub use reflect::reflect;
 pub use signature::{Family, FamilySet, Signature};
 pub use verdict::{Hit, L3Kind, Reject};

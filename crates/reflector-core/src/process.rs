@@ -1,16 +1,13 @@
 //! The per-frame entry point every data path calls: classify, then reflect in place.
 //!
-//! Reading order of the crate, wire to verdict: [`crate::wire`] (layouts and constants) →
-//! [`crate::signature`] (what a test packet carries) → `filter` (what the user asked for) →
-//! `classify` (one pass over the headers) → `reflect` (the in-place swap) and [`crate::stamp`]
-//! (the STAMP answer) → here.
+//! Reading order of the crate: see the crate's documentation.
 
 use crate::classify::{ethernet, ipv4_fast, listed, ordered};
 use crate::filter::{Filter, Mode};
 use crate::limit::Limiter;
+use crate::protocol::stamp::{Answer, ErrorEstimate, MIN_LEN, SequenceMode, SessionTable, Times, respond};
 use crate::reflect::{reflect_accepted, reflect_ito_ipv4, stamp_src_port};
 use crate::signature::Signature;
-use crate::stamp::{Answer, ErrorEstimate, MIN_LEN, SequenceMode, SessionTable, Times, respond};
 use crate::testers::Testers;
 use crate::verdict::{Hit, Reject};
 use crate::wire::UDP_HEADER_LEN;
@@ -85,7 +82,7 @@ impl Filter {
 
     /// [`Filter::process`] for the frame of `len` bytes at the start of `buf`, whose rest is room
     /// the answer may grow into: a short STAMP request's answer is the 41-byte reflector packet
-    /// ([`crate::stamp::grow_short`]); the answer's length is [`Hit::answer_len`].
+    /// ([`crate::protocol::stamp::grow_short`]); the answer's length is [`Hit::answer_len`].
     #[inline(always)]
     pub fn process_in(&self, buf: &mut [u8], len: usize, stamp: &mut PathState<'_>) -> Result<Hit, Reject> {
         if self.stamp_on() {
@@ -127,7 +124,9 @@ impl Filter {
         hit: Hit,
         stamp: &mut PathState<'_>,
     ) -> Result<Hit, Reject> {
-        let Some(grown) = crate::stamp::grow_short(buf, len, &hit) else { return Err(Reject::StampLength) };
+        let Some(grown) = crate::protocol::stamp::grow_short(buf, len, &hit) else {
+            return Err(Reject::StampLength);
+        };
         self.answer_stamp(&mut buf[..grown], hit, stamp)?;
         Ok(hit)
     }

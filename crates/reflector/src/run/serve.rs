@@ -42,12 +42,11 @@ fn hold_test_port(port: u16) -> (Option<UdpSocket>, String) {
     }
 }
 
-/// [`hold_test_port`] for the test port (when a family other than STAMP is on) and, when STAMP
-/// is on, the STAMP port.
+/// [`hold_test_port`] for each UDP port the selected protocols listen on
+/// (`reflector_core::protocol::udp_ports`: the test port, the STAMP port).
 fn hold_test_ports(filter: &Filter) -> (Vec<UdpSocket>, String) {
     let (mut held, mut notes) = (Vec::new(), Vec::new());
-    let signatures = filter.families().iter().any(|f| f != reflector_core::Family::Stamp);
-    for port in signatures.then_some(filter.port()).into_iter().chain(filter.stamp_port()) {
+    for port in reflector_core::protocol::udp_ports(filter) {
         let (socket, note) = hold_test_port(port);
         held.extend(socket);
         notes.push(note);

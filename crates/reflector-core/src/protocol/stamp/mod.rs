@@ -1,5 +1,6 @@
 //! The STAMP (RFC 8762) and TWAMP-Light (RFC 5357 §4.2.1) Session-Reflector, unauthenticated
-//! mode: what a STAMP test packet becomes once [`crate::classify`] accepted it.
+//! mode: which frames are STAMP requests (`recognise`, `recognise_fast`, called by the
+//! classifier for a datagram to the STAMP port) and what such a request becomes (the answer).
 //!
 //! Pure like the rest of the core: the receive and transmit times come in as arguments
 //! ([`Times`]), the per-session sequence counters in a table the caller owns ([`Sessions`]).
@@ -9,107 +10,64 @@
 //! (echoed, RFC 8972), receive timestamp T2 16..24, the sender's sequence number, timestamp and
 //! error estimate 24..38, zero 38..40, the sender's TTL / hop limit at 40, zero 41..44. Bytes
 //! past 44 (TLVs, padding) are returned as they came, and the answer is as long as the
-//! request. A request of 41 to 43 bytes (a TWAMP-Light sender's minimum) is answered with the
-//! fields that fit; a shorter one cannot hold the answer at its own size and is rejected
-//! ([`crate::Reject::StampLength`]).
+//! request. A request of 41 to 43 bytes (a TWAMP-Light reflector packet's length) is answered
+//! with the fields that fit; a shorter one (from 14 bytes, a TWAMP-Light sender's minimum) with
+//! the 41-byte reflector packet, the frame grown ([`grow_short`]), or refused as
+//! [`crate::Reject::StampLength`] where the filter says so.
 
-use crate::verdict::{Hit, L3Kind};
-use crate::wire::UDP_HEADER_LEN;
+pub(crate) mod settings;
 
-/// The default UDP port of STAMP (RFC 8762 §4.1) and TWAMP (RFC 5357).
-pub const DEFAULT_STAMP_PORT: u16 = 862;
-/// The size of STAMP's base packet in unauthenticated mode (RFC 8762 §4.2.1, §4.3.1).
-pub const BASE_LEN: usize = 44;
-/// The shortest request answered at its own size: through the sender's TTL at byte 40 (a
-/// TWAMP-Light reflector packet, RFC 5357 §4.2.1).
-pub const MIN_LEN: usize = crate::wire::STAMP_MIN_LEN;
-/// The shortest request answered at all: a TWAMP-Light Session-Sender packet without padding
-/// (sequence number, timestamp, error estimate: RFC 5357 §4.1.2). One under [`MIN_LEN`] is
-/// answered with the 41-byte reflector packet, the frame grown ([`grow_short`]).
-pub const MIN_REQUEST_LEN: usize = 14;
-/// Seconds from the NTP epoch (1900-01-01) to the Unix epoch (1970-01-01).
-pub const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
-/// 2^64 / 10^9, rounded up: nanoseconds × this >> 32 is the NTP fraction (2^-32 s units)
-/// without a division; below 10^9 ns the product fits 64 bits.
-pub const NTP_FRACTION_PER_NS: u64 = 18_446_744_074;
+pub use settings::{
+    BASE_LEN, DEFAULT_STAMP_PORT, MIN_LEN, MIN_REQUEST_LEN, NTP_FRACTION_PER_NS, NTP_UNIX_OFFSET,
+    SequenceMode, TimestampFormat,
+};
 
-/// How timestamps are written (RFC 8762 §4.2.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TimestampFormat {
-    /// NTP 64-bit: seconds since 1900 and a 2^-32 s fraction (Z = 0).
-    #[default]
-    Ntp,
-    /// PTPv2 truncated: seconds since 1970 and nanoseconds (Z = 1).
-    Ptp,
+use crate::checks::{FAST_SPAN, hops_left, late_checks, late_checks_fast};
+use crate::filter::Filter;
+use crate::signature::Signature;
+use crate::verdict::{Hit, L3Kind, Reject};
+use crate::wire::{IPV4_MIN_HEADER_LEN, UDP_HEADER_LEN, be16};
+
+/// What a pre-filter must let through for STAMP: every datagram to the STAMP port, when STAMP
+/// is on.
+pub(crate) fn udp_matches(filter: &Filter) -> impl Iterator<Item = super::udp::UdpMatch<'static>> {
+    filter.stamp_port().map(super::udp::UdpMatch::Port).into_iter()
 }
 
-impl TimestampFormat {
-    /// The name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            TimestampFormat::Ntp => "ntp",
-            TimestampFormat::Ptp => "ptp",
-        }
+/// The ordered checks' rest for a datagram to the STAMP port, at the offsets they found (`l3`,
+/// `l4`, and the end of the IP packet): long enough for the answer (its fields through the
+/// sender's TTL), not a loop, then the late checks.
+#[inline(always)]
+pub(crate) fn recognise(
+    frame: &[u8],
+    filter: &Filter,
+    kind: L3Kind,
+    (l3, l4, end): (usize, usize, usize),
+    vlan_tags: u8,
+) -> Result<Hit, Reject> {
+    if end - l4 < UDP_HEADER_LEN + filter.stamp_min_payload {
+        return Err(Reject::StampLength);
     }
-
-    /// `ns` nanoseconds since the Unix epoch (UTC) in this format, as the 8 wire bytes.
-    pub fn encode(self, ns: u64) -> [u8; 8] {
-        let (secs, nanos) = (ns / 1_000_000_000, ns % 1_000_000_000);
-        let (high, low) = match self {
-            // The fraction as nanos × 2^32 / 10^9 with a multiply ([`NTP_FRACTION_PER_NS`]), as
-            // the XDP program computes it too: at most one 2^-32 s unit above the exact floor,
-            // and decoding gives the nanosecond back.
-            TimestampFormat::Ntp => {
-                ((secs + NTP_UNIX_OFFSET) as u32, ((nanos * NTP_FRACTION_PER_NS) >> 32) as u32)
-            }
-            TimestampFormat::Ptp => (secs as u32, nanos as u32),
-        };
-        let mut out = [0; 8];
-        out[..4].copy_from_slice(&high.to_be_bytes());
-        out[4..].copy_from_slice(&low.to_be_bytes());
-        out
+    let src_port = be16(frame, l4).ok_or(Reject::ShortUdp)?;
+    if filter.stamp_takes_a_hop(src_port) && hops_left(frame, kind, l3) == 0 {
+        return Err(Reject::Loop);
     }
-
-    /// The 8 wire bytes of a timestamp in this format as nanoseconds since the Unix epoch (an
-    /// NTP time before 1970 counts from the next NTP era, 2036, as RFC 5905 §6 suggests for
-    /// times in the era that began then).
-    pub fn decode(self, bytes: [u8; 8]) -> u64 {
-        let high = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as u64;
-        let low = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as u64;
-        match self {
-            TimestampFormat::Ntp => {
-                let secs = if high >= NTP_UNIX_OFFSET {
-                    high - NTP_UNIX_OFFSET
-                } else {
-                    high + (1 << 32) - NTP_UNIX_OFFSET
-                };
-                // Round to the nearest nanosecond, so that decode(encode(t)) is t.
-                secs * 1_000_000_000 + ((low * 1_000_000_000 + (1 << 31)) >> 32)
-            }
-            TimestampFormat::Ptp => high * 1_000_000_000 + low,
-        }
-    }
+    late_checks(frame, kind, l3, l4, filter)?;
+    Ok(Hit::found(Signature::Stamp, kind, l3, l4, vlan_tags))
 }
 
-/// Where the answer's sequence number comes from (RFC 8762 §4.2: stateless or stateful).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SequenceMode {
-    /// The sender's sequence number, copied.
-    #[default]
-    Stateless,
-    /// A counter of the reflector's own per session, from 0: the sender tells loss on the way
-    /// out from loss on the way back.
-    Stateful,
-}
-
-impl SequenceMode {
-    /// The name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            SequenceMode::Stateless => "stateless",
-            SequenceMode::Stateful => "stateful",
-        }
+/// The same on the classifier's fast path (untagged IPv4 without options, the frame's first
+/// bytes `b`, its IPv4 total length `total_len`): the answer the ordered checks would give.
+#[inline(always)]
+pub(crate) fn recognise_fast(b: &[u8; FAST_SPAN], filter: &Filter, total_len: usize) -> Result<Hit, Reject> {
+    if total_len < IPV4_MIN_HEADER_LEN + UDP_HEADER_LEN + filter.stamp_min_payload {
+        return Err(Reject::StampLength);
     }
+    if filter.stamp_takes_a_hop(u16::from_be_bytes([b[34], b[35]])) && b[22] == 0 {
+        core::hint::cold_path();
+        return Err(Reject::Loop);
+    }
+    late_checks_fast(b, filter).map(|()| Hit::fast(Signature::Stamp as u8))
 }
 
 /// The Error Estimate field (RFC 4656 §4.1.2, RFC 8762 §4.2.1): S (synchronised to UTC), Z
