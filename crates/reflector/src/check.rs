@@ -55,16 +55,14 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
     let need = |b: Backend| missing(&b.capabilities());
     let af_packet_caps = need(Backend::AfPacket);
     let af_xdp_caps = need(Backend::AfXdp);
-    let xdp_tx_caps = need(Backend::XdpTx);
     items.push(Item {
         name: "capabilities",
         value: json!({
             "held": held,
-            "missing": {
-                "af-packet": af_packet_caps.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
-                "af-xdp": af_xdp_caps.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
-                "xdp-tx": xdp_tx_caps.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
-            },
+            "missing": checked()
+                .into_iter()
+                .map(|b| (b.name().to_string(), json!(need(b).iter().map(|c| c.to_string()).collect::<Vec<_>>())))
+                .collect::<serde_json::Map<_, _>>(),
         }),
         means: match (af_packet_caps.is_empty(), af_xdp_caps.is_empty()) {
             (true, true) => "every backend's capabilities are held".into(),
