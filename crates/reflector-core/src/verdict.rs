@@ -207,6 +207,10 @@ pub struct Hit {
 /// The bit of `Hit::vlan_tags` that marks an answer grown to the 41-byte reflector packet.
 const GROWN: u8 = 0x80;
 
+// `Hit::signature` maps each index to its signature by hand, the last one by elimination: a new
+// signature must be given its arm there (this stops the build until it is).
+const _: () = assert!(Signature::COUNT == 7 && Signature::ALL[6] as u8 == Signature::Stamp as u8);
+
 impl Hit {
     /// What the ordered checks found. Frames are at most 64 KiB in practice; offsets past that
     /// cannot reach here because the IP length fields are 16 bits wide and the offsets are
