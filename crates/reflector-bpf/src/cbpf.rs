@@ -179,19 +179,19 @@ impl Asm {
 }
 
 /// A signature check: `bytes` at `offset` in the UDP payload.
-struct SigCheck {
+struct SigCheck<'a> {
     offset: usize,
-    bytes: Vec<u8>,
+    bytes: &'a [u8],
 }
 
 /// What the protocols need let through (`reflector_core::protocol::udp_matches`): the ports
 /// accepted whole, and the byte checks, shortest need first (see the module documentation).
-fn udp_checks(filter: &Filter) -> (Vec<u16>, Vec<SigCheck>) {
+fn udp_checks(filter: &Filter) -> (Vec<u16>, Vec<SigCheck<'_>>) {
     let (mut ports, mut checks) = (Vec::new(), Vec::new());
     for m in protocol::udp_matches(filter) {
         match m {
             UdpMatch::Port(port) => ports.push(port),
-            UdpMatch::Payload { offset, bytes } => checks.push(SigCheck { offset, bytes: bytes.to_vec() }),
+            UdpMatch::Payload { offset, bytes } => checks.push(SigCheck { offset, bytes }),
         }
     }
     checks.sort_by_key(|c| c.offset + c.bytes.len());
@@ -213,7 +213,7 @@ fn emit_signatures(asm: &mut Asm, checks: &[SigCheck], ports: &[u16], udp: usize
     for check in checks {
         let next = asm.label();
         let mut at = udp + 8 + check.offset;
-        let mut rest = &check.bytes[..];
+        let mut rest = check.bytes;
         while !rest.is_empty() {
             let (size, n) = match rest.len() {
                 1 => (B, 1),

@@ -139,6 +139,10 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
             verdicts.push((b, datapath::probe_capabilities(b)));
         }
     }
+    // What a probe says may quote the kernel (a verifier's log): one line each, as printed.
+    for (_, v) in &mut verdicts {
+        v.why = output::one_line(&v.why);
+    }
     let of = |b: Backend| {
         verdicts.iter().find(|(k, _)| *k == b).map(|(_, v)| v.clone()).unwrap_or_else(|| Verdict {
             runs: false,
@@ -162,7 +166,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
         }
         backends.insert("auto".into(), json!({"runs": auto.runs, "why": auto.why}));
         out.insert("backends".into(), Value::Object(backends));
-        out.insert("asked".into(), json!({"backend": backend_name(args.backend), "runs": asked.runs}));
+        out.insert("asked".into(), json!({"backend": args.backend.name(), "runs": asked.runs}));
         output::line(Value::Object(out))?;
     } else {
         for item in &items {
@@ -182,13 +186,9 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
         ))?;
     }
     if !asked.runs {
-        anyhow::bail!("{} cannot run here: {}", backend_name(args.backend), asked.why);
+        anyhow::bail!("{} cannot run here: {}", args.backend.name(), asked.why);
     }
     Ok(())
-}
-
-fn backend_name(b: BackendChoice) -> &'static str {
-    b.name()
 }
 
 /// The data paths checked on this system, in the order they are listed: af-packet, then those

@@ -93,8 +93,3 @@ pub struct Verdict {
     /// How it runs, or why not.
     pub why: String,
 }
-
-/// `s` on one line: control characters escaped (a verifier log, say, in a verdict).
-pub fn one_line(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
-}

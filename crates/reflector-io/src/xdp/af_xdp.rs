@@ -97,9 +97,7 @@ pub fn probe(iface: Iface<'_>) -> Verdict {
         }
         Err(e) => Verdict {
             runs: false,
-            why: crate::datapath::contract::one_line(&format!(
-                "the program attaches ({program}), but AF_XDP sockets do not: {e:#}"
-            )),
+            why: format!("the program attaches ({program}), but AF_XDP sockets do not: {e:#}"),
         },
     }
 }

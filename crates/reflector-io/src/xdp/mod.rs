@@ -754,7 +754,7 @@ fn try_attach(iface: Iface<'_>, ending: Ending) -> Result<String, Verdict> {
     let filter = reflector_core::Filter::new(&reflector_core::FilterConfig::new(iface.info.mac))
         .map_err(|e| Verdict { runs: false, why: e.to_string() })?;
     let attachment = Attachment::attach(&filter, iface.info.index, iface.name, ending, false, None)
-        .map_err(|e| Verdict { runs: false, why: crate::datapath::contract::one_line(&format!("{e:#}")) })?;
+        .map_err(|e| Verdict { runs: false, why: format!("{e:#}") })?;
     Ok(format!("{} instructions, {} XDP", attachment.instructions, attachment.mode.name()))
 }
 
