@@ -17,7 +17,8 @@ pub mod error;
 #[cfg(unix)]
 pub mod iface;
 pub mod insn;
-#[cfg(unix)]
+// Only Linux's rings are mapped: TPACKET, AF_XDP's UMEM and rings, the BPF ring buffer.
+#[cfg(target_os = "linux")]
 pub mod mmap;
 #[cfg(target_os = "linux")]
 pub mod packet;

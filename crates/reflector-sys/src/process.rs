@@ -20,6 +20,19 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// The kernel's release, as `uname -r` prints it (e.g. "6.18.0" on Linux, "24.1.0" on macOS,
+/// "14.2-RELEASE" on FreeBSD).
+pub fn kernel_release() -> SysResult<String> {
+    // SAFETY: utsname is plain data (arrays of C chars); all-zero is valid.
+    let mut names: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `names` is a live utsname for the kernel to fill.
+    if unsafe { libc::uname(&mut names) } < 0 {
+        return Err(SysError::last("uname"));
+    }
+    let bytes: Vec<u8> = names.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// Sends `signal` to the process `pid` (one this program started).
 pub fn signal_process(pid: u32, signal: libc::c_int) -> SysResult<()> {
     // SAFETY: plain syscall; a wrong pid is reported as an error, not undefined behaviour.
@@ -82,6 +95,13 @@ mod tests {
         std::hint::black_box(x);
         let (u1, s1) = process_cpu_time().unwrap();
         assert!(u1 + s1 > u0 + s0);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_kernel_release_is_the_one_proc_names() {
+        let proc = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        assert_eq!(kernel_release().unwrap(), proc.trim());
     }
 
     #[cfg(target_os = "linux")]

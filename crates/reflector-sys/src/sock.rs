@@ -13,6 +13,7 @@ pub(crate) fn check(ret: libc::c_int, call: &'static str) -> SysResult<libc::c_i
 }
 
 /// `socket(domain, kind | SOCK_CLOEXEC, protocol)`.
+#[cfg(not(target_os = "macos"))]
 pub fn socket(
     domain: libc::c_int,
     kind: libc::c_int,
@@ -23,6 +24,23 @@ pub fn socket(
     let fd = check(unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC, protocol) }, call)?;
     // SAFETY: `fd` was just returned by socket() and is owned by nothing else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `socket(domain, kind, protocol)`, then close-on-exec (macOS has no `SOCK_CLOEXEC`).
+#[cfg(target_os = "macos")]
+pub fn socket(
+    domain: libc::c_int,
+    kind: libc::c_int,
+    protocol: libc::c_int,
+    call: &'static str,
+) -> SysResult<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments; the returned fd is owned below.
+    let fd = check(unsafe { libc::socket(domain, kind, protocol) }, call)?;
+    // SAFETY: `fd` was just returned by socket() and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: plain syscall on a descriptor we own.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) }, "fcntl(FD_CLOEXEC)")?;
+    Ok(fd)
 }
 
 /// `setsockopt` with a plain-data value (`#[repr(C)]`, as the option expects).

@@ -96,6 +96,32 @@ pub const NATIVE: RecordLayout = RecordLayout::FREEBSD_64;
 #[cfg(not(target_os = "freebsd"))]
 pub const NATIVE: RecordLayout = RecordLayout::MACOS;
 
+// Built for macOS or FreeBSD (scripts/check-targets.sh type-checks both), the numbers and the
+// record layout must equal the system's own, as the libc crate has them from its headers: the
+// build stops here otherwise.
+#[cfg(any(target_os = "macos", target_os = "freebsd"))]
+const _: () = {
+    use std::mem::offset_of;
+    assert!(libc::BIOCSBLEN == BIOCSBLEN as libc::c_ulong);
+    assert!(libc::BIOCSETF == BIOCSETF as libc::c_ulong);
+    assert!(libc::BIOCGDLT == BIOCGDLT as libc::c_ulong);
+    assert!(libc::BIOCSETIF == BIOCSETIF as libc::c_ulong);
+    assert!(libc::BIOCSRTIMEOUT == BIOCSRTIMEOUT as libc::c_ulong);
+    assert!(libc::BIOCIMMEDIATE == BIOCIMMEDIATE as libc::c_ulong);
+    assert!(libc::BIOCSHDRCMPLT == BIOCSHDRCMPLT as libc::c_ulong);
+    #[cfg(target_os = "freebsd")]
+    assert!(libc::BIOCSSEESENT == BIOCSSEESENT as libc::c_ulong);
+    assert!(NATIVE.caplen == offset_of!(libc::bpf_hdr, bh_caplen));
+    assert!(NATIVE.datalen == offset_of!(libc::bpf_hdr, bh_datalen));
+    assert!(NATIVE.hdrlen == offset_of!(libc::bpf_hdr, bh_hdrlen));
+    assert!(NATIVE.min_header == offset_of!(libc::bpf_hdr, bh_hdrlen) + 2);
+    assert!(NATIVE.tstamp_field * 2 == offset_of!(libc::bpf_hdr, bh_caplen));
+    #[cfg(target_os = "freebsd")]
+    assert!(NATIVE.alignment == libc::BPF_ALIGNMENT);
+    assert!(IFREQ_SIZE == std::mem::size_of::<libc::ifreq>());
+    assert!(TIMEVAL_SIZE == std::mem::size_of::<libc::timeval>());
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
