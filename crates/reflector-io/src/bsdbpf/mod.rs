@@ -288,5 +288,16 @@ pub fn probe(iface: crate::datapath::contract::Iface<'_>) -> crate::datapath::co
     }
 }
 
+/// Whether a `/dev/bpf` device opens here (and closes): what the bpf data path needs before an
+/// interface is named.
+#[cfg(not(target_os = "linux"))]
+pub fn probe_device() -> crate::datapath::contract::Verdict {
+    use crate::datapath::contract::Verdict;
+    match device::Device::open_first() {
+        Ok(dev) => Verdict { runs: true, why: format!("{} opens (give an interface to try it)", dev.path) },
+        Err(e) => Verdict { runs: false, why: e.to_string() },
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use reflector_core::testers::Tester;
 use reflector_core::{Counters, Filter};
 
-pub use super::info::{Backend, BackendInfo, Choice, InDriverInfo, XdpInfo, XdpMode};
+pub use super::info::{Backend, BackendInfo, Choice};
+// Only the XDP paths (Linux) fill these in.
+#[cfg(target_os = "linux")]
+pub use super::info::{InDriverInfo, XdpInfo, XdpMode};
 #[cfg(unix)]
 use crate::host::iface::IfaceInfo;
 

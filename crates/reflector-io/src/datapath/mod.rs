@@ -202,6 +202,16 @@ pub fn probe_capabilities(backend: Backend) -> Verdict {
     }
 }
 
+/// Without an interface to try it on: whether a `/dev/bpf` device opens (macOS and FreeBSD have
+/// no capabilities; the devices' permissions decide).
+#[cfg(all(unix, not(target_os = "linux")))]
+pub fn probe_capabilities(backend: Backend) -> Verdict {
+    match backend {
+        Backend::Bpf => crate::bsdbpf::probe_device(),
+        b => Verdict { runs: false, why: format!("the {} backend is Linux only", b.name()) },
+    }
+}
+
 /// What `auto` would do, from the verdicts of the backends it tries.
 pub fn auto_verdict(of: impl Fn(Backend) -> Verdict) -> Verdict {
     let verdicts: Vec<(Backend, Verdict)> = AUTO.iter().map(|&b| (b, of(b))).collect();
