@@ -17,7 +17,8 @@ use reflector_io::datapath::Backend;
 
 use crate::backend_choice::BackendChoice;
 use crate::output;
-use crate::prober::{Amount, ProbeArgs, Prober, report_json};
+use crate::prober::{Amount, ProbeArgs};
+use crate::raw_prober::{Prober, report_json};
 
 /// The reflector's side of the veth pair.
 const REFLECTOR_MAC: MacAddr = MacAddr([0x02, 0x52, 0x46, 0x4c, 0x00, 0x01]);

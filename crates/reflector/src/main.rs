@@ -11,7 +11,7 @@ mod backend_choice;
 mod body;
 #[cfg(unix)]
 mod capture;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 mod check;
 mod config;
 #[cfg(unix)]
@@ -25,23 +25,29 @@ mod idle;
 mod input;
 #[cfg(unix)]
 mod interface;
+// Two network namespaces joined by veth: Linux only.
 #[cfg(target_os = "linux")]
 mod lab;
 mod logging;
 #[cfg(unix)]
 mod metrics;
 mod output;
+mod pacer;
+// Raw probe frames and their tally: the raw prober's (Linux).
 #[cfg(target_os = "linux")]
 mod probe;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 mod probe_cmd;
-#[cfg(target_os = "linux")]
 mod prober;
+// Raw probes go out through an AF_PACKET socket: Linux only (`probe --stamp` is a UDP socket).
+#[cfg(target_os = "linux")]
+mod raw_prober;
 mod replay_cmd;
 mod report;
 #[cfg(unix)]
 mod run;
 mod settings;
+#[cfg(unix)]
 mod stamp_probe;
 mod stats;
 #[cfg(unix)]
@@ -65,10 +71,10 @@ enum Command {
     Run(run::RunArgs),
     /// What a run would meet here: the kernel, the interface, privileges, the clock, and
     /// whether each backend runs (tried: set up and taken down). Exit 1 when --backend cannot.
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     Check(check::CheckArgs),
     /// Send test packets to a reflector and report loss, round-trip time and jitter.
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     Probe(prober::ProbeArgs),
     /// Reflect the test packets of a capture offline; prints a JSON summary.
     Replay(replay_cmd::ReplayArgs),
@@ -164,9 +170,9 @@ fn main() -> ExitCode {
         Command::Lab(args) => lab::run(args),
         #[cfg(unix)]
         Command::Run(args) => run::run(args, matches.subcommand_matches("run").expect("the run subcommand")),
-        #[cfg(target_os = "linux")]
+        #[cfg(unix)]
         Command::Check(args) => check::run(args),
-        #[cfg(target_os = "linux")]
+        #[cfg(unix)]
         Command::Probe(args) => probe_cmd::run(args),
         Command::Replay(args) => replay_cmd::run(args),
         Command::Config(ConfigCommand::Check { file }) => {

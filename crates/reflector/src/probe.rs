@@ -7,7 +7,6 @@
 //! computes the round trip from the kernel's receive timestamp.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
 
 use reflector_core::build::{FrameSpec, IpAddrs};
 use reflector_core::{MacAddr, Mode, Signature};
@@ -16,8 +15,7 @@ use reflector_core::{MacAddr, Mode, Signature};
 pub const MAGIC: [u8; 2] = *b"RF";
 /// Bytes we add after the signature: magic, session, sequence number, send time.
 pub const PROBE_DATA_LEN: usize = 2 + 2 + 4 + 8;
-/// Ethernet frame check sequence, counted in frame sizes (as testers do) but not written.
-pub const FCS_LEN: usize = 4;
+pub use crate::pacer::FCS_LEN;
 
 /// Everything needed to build probes and recognise their reflections.
 #[derive(Debug, Clone)]
@@ -160,43 +158,6 @@ impl ProbeConfig {
     }
 }
 
-/// Sends at a steady rate: a token bucket refilled by elapsed time, so a late loop catches up
-/// with a burst instead of drifting.
-#[derive(Debug)]
-pub struct Pacer {
-    /// Packets per second; 0 means as fast as possible.
-    rate: f64,
-    start: Instant,
-    /// Packets sent so far.
-    pub sent: u64,
-    /// The most a single call hands out.
-    burst: u64,
-}
-
-impl Pacer {
-    /// A pacer for `rate` packets per second (0 = unlimited), starting `now`.
-    pub fn new(rate: u64, now: Instant) -> Pacer {
-        Pacer { rate: rate as f64, start: now, sent: 0, burst: 64 }
-    }
-
-    /// How many packets may go out at `now`.
-    pub fn due(&self, now: Instant) -> u64 {
-        if self.rate == 0.0 {
-            return self.burst;
-        }
-        let allowed = ((now - self.start).as_secs_f64() * self.rate) as u64 + 1;
-        allowed.saturating_sub(self.sent).min(self.burst)
-    }
-
-    /// When the next packet is due.
-    pub fn next_at(&self) -> Instant {
-        if self.rate == 0.0 {
-            return self.start;
-        }
-        self.start + Duration::from_secs_f64(self.sent as f64 / self.rate)
-    }
-}
-
 /// What came back, tallied as reflections arrive.
 #[derive(Debug)]
 pub struct Tally {
@@ -305,13 +266,6 @@ impl SeqWindow {
 }
 
 impl Tally {
-    /// Counts `frame` if it is a reflection of one of `config`'s probes.
-    pub fn take(&mut self, config: &ProbeConfig, frame: &reflector_io::afpacket::Received<'_>) {
-        if let Some((seq, sent_ns)) = config.parse_reflection(frame.data) {
-            self.record(seq, sent_ns, frame.timestamp_ns);
-        }
-    }
-
     /// Records the reflection of probe `seq`, sent at `sent_ns`, received at `received_ns`.
     pub fn record(&mut self, seq: u32, sent_ns: u64, received_ns: u64) {
         match self.window.mark(seq) {
@@ -521,21 +475,6 @@ mod tests {
         assert_eq!(config(Signature::ProbeOt, Mode::All, false).min_size(), 14 + 20 + 8 + 12 + 16 + 4);
         assert_eq!(config(Signature::Rfc2544, Mode::All, false).min_size(), 14 + 20 + 8 + 7 + 16 + 4);
         assert_eq!(config(Signature::ProbeOt, Mode::All, true).min_size(), 14 + 40 + 8 + 12 + 16 + 4);
-    }
-
-    #[test]
-    fn pacer_keeps_the_rate_and_catches_up() {
-        let t0 = Instant::now();
-        let mut p = Pacer::new(1000, t0);
-        assert_eq!(p.due(t0), 1);
-        p.sent = 1;
-        assert_eq!(p.due(t0), 0);
-        assert_eq!(p.next_at(), t0 + Duration::from_millis(1));
-        // 10 ms late: ten are due at once (a burst), capped at 64.
-        assert_eq!(p.due(t0 + Duration::from_millis(10)), 10);
-        assert_eq!(p.due(t0 + Duration::from_secs(1)), 64);
-        let unlimited = Pacer::new(0, t0);
-        assert_eq!(unlimited.due(t0), 64);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 
 use crate::input::UsageError;
-use crate::prober::{Amount, ProbeArgs, Prober, report_json};
+use crate::prober::{Amount, ProbeArgs};
 
 pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     let stop = std::sync::Arc::new(AtomicBool::new(false));
@@ -21,12 +21,28 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     if args.stamp {
         return run_stamp(args, amount, &stop);
     }
-    let prober = Prober::open(args)?;
+    run_raw(args, amount, &stop)
+}
+
+/// A raw probe run: test frames through an AF_PACKET socket (Linux only).
+#[cfg(not(target_os = "linux"))]
+fn run_raw(_args: &ProbeArgs, _amount: Amount, _stop: &AtomicBool) -> anyhow::Result<()> {
+    Err(UsageError(
+        "raw probes are sent through an AF_PACKET socket, which only Linux has: use --stamp".into(),
+    )
+    .into())
+}
+
+/// A raw probe run: test frames through an AF_PACKET socket (Linux only).
+#[cfg(target_os = "linux")]
+fn run_raw(args: &ProbeArgs, amount: Amount, stop: &AtomicBool) -> anyhow::Result<()> {
+    use crate::raw_prober::report_json;
+    let prober = crate::raw_prober::Prober::open(args)?;
     eprintln!("reflector probe: {}", prober.description);
     let description = prober.description.clone();
     let started = Instant::now();
     let json_mode = args.json;
-    let tally = prober.run(amount, args.rate, args.wait, &stop, |t, elapsed| {
+    let tally = prober.run(amount, args.rate, args.wait, stop, |t, elapsed| {
         if !json_mode {
             eprintln!("[{:5.1}s] sent {} received {}", elapsed.as_secs_f64(), t.sent, t.received);
         }
@@ -67,7 +83,7 @@ fn run_stamp(args: &ProbeArgs, amount: Amount, stop: &AtomicBool) -> anyhow::Res
         wait: args.wait,
     };
     let min =
-        crate::probe::FCS_LEN + 14 + if ip.is_ipv4() { 20 } else { 40 } + 8 + reflector_core::stamp::BASE_LEN;
+        crate::pacer::FCS_LEN + 14 + if ip.is_ipv4() { 20 } else { 40 } + 8 + reflector_core::stamp::BASE_LEN;
     if payload_len(args.size, &probe.target) < reflector_core::stamp::BASE_LEN {
         return Err(UsageError(format!(
             "--size {} is too small for a STAMP packet over IPv{} (minimum {min})",

@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use reflector_core::stamp::{ErrorEstimate, TimestampFormat};
 use serde_json::json;
 
-use crate::probe::{FCS_LEN, Pacer};
+use crate::pacer::{FCS_LEN, Pacer};
 use crate::prober::Amount;
 use reflector_io::worker::utc_now_ns;
 
@@ -100,13 +100,16 @@ pub fn parse_answer(payload: &[u8], t4: u64) -> Option<Answer> {
 /// Sends the probes and collects the answers (in the order they came).
 pub fn run(probe: &StampProbe, stop: &AtomicBool) -> anyhow::Result<(u64, Vec<Answer>)> {
     let len = payload_len(probe.size, &probe.target);
-    let local: SocketAddr = match (probe.src_ip, probe.target) {
-        (Some(ip), _) => SocketAddr::new(ip, 0),
-        (None, SocketAddr::V4(_)) => "0.0.0.0:0".parse().expect("valid"),
-        (None, SocketAddr::V6(_)) => "[::]:0".parse().expect("valid"),
-    };
+    let v4 = probe.target.is_ipv4();
+    let local = SocketAddr::new(
+        match probe.src_ip {
+            Some(ip) => ip,
+            None => default_source(&probe.iface, v4)?,
+        },
+        0,
+    );
     let socket = UdpSocket::bind(local).with_context(|| format!("cannot bind a UDP socket to {local}"))?;
-    bind_to_device(&socket, &probe.iface)?;
+    bind_to_device(&socket, &probe.iface, v4)?;
     socket.connect(probe.target).with_context(|| format!("cannot reach {}", probe.target))?;
     socket.set_nonblocking(true).context("non-blocking socket")?;
     let error = reflector_io::worker::clock_error_estimate();
@@ -163,8 +166,39 @@ pub fn run(probe: &StampProbe, stop: &AtomicBool) -> anyhow::Result<(u64, Vec<An
     Ok((seq as u64, answers))
 }
 
-/// Binds `socket` to interface `iface` (SO_BINDTODEVICE), so the probes leave through it.
-fn bind_to_device(socket: &UdpSocket, iface: &str) -> anyhow::Result<()> {
+/// The address the socket is bound to when `--src-ip` is not given: any, where the socket can be
+/// tied to the interface itself (Linux, macOS: [`bind_to_device`]).
+#[cfg(not(target_os = "freebsd"))]
+fn default_source(_iface: &str, v4: bool) -> anyhow::Result<IpAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    Ok(if v4 { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() })
+}
+
+/// The address the socket is bound to when `--src-ip` is not given: FreeBSD cannot tie a socket
+/// to an interface, so it sends from the interface's own address (the first of the family, not
+/// link-local), and the route to the target picks the way out.
+#[cfg(target_os = "freebsd")]
+fn default_source(iface: &str, v4: bool) -> anyhow::Result<IpAddr> {
+    let addresses = reflector_io::host::iface::iface_addresses(iface)
+        .with_context(|| format!("cannot list {iface}'s addresses"))?;
+    addresses
+        .into_iter()
+        .find(|a| match a {
+            IpAddr::V4(_) => v4,
+            IpAddr::V6(a6) => !v4 && (a6.segments()[0] & 0xffc0) != 0xfe80,
+        })
+        .ok_or_else(|| {
+            crate::input::UsageError(format!(
+                "{iface} has no IPv{} address to send from (give --src-ip)",
+                if v4 { 4 } else { 6 }
+            ))
+            .into()
+        })
+}
+
+/// Ties `socket` to interface `iface`, so the probes leave through it: SO_BINDTODEVICE.
+#[cfg(target_os = "linux")]
+fn bind_to_device(socket: &UdpSocket, iface: &str, _v4: bool) -> anyhow::Result<()> {
     let mut name = [0u8; libc::IFNAMSIZ];
     if iface.len() >= name.len() {
         anyhow::bail!("interface name '{iface}' is too long");
@@ -178,6 +212,27 @@ fn bind_to_device(socket: &UdpSocket, iface: &str) -> anyhow::Result<()> {
         "SO_BINDTODEVICE",
     )
     .with_context(|| format!("cannot send from {iface}"))
+}
+
+/// Ties `socket` to interface `iface`, so the probes leave through it: IP_BOUND_IF
+/// (IPV6_BOUND_IF), by the interface's index.
+#[cfg(target_os = "macos")]
+fn bind_to_device(socket: &UdpSocket, iface: &str, v4: bool) -> anyhow::Result<()> {
+    let index = reflector_io::host::iface::iface_info(iface)?.index as libc::c_int;
+    let (level, name, call) = if v4 {
+        (libc::IPPROTO_IP, libc::IP_BOUND_IF, "IP_BOUND_IF")
+    } else {
+        (libc::IPPROTO_IPV6, libc::IPV6_BOUND_IF, "IPV6_BOUND_IF")
+    };
+    reflector_io::host::sock::setsockopt(socket, level, name, &index, call)
+        .with_context(|| format!("cannot send from {iface}"))
+}
+
+/// FreeBSD has no option tying a socket to an interface: the source address does
+/// ([`default_source`]).
+#[cfg(target_os = "freebsd")]
+fn bind_to_device(_socket: &UdpSocket, _iface: &str, _v4: bool) -> anyhow::Result<()> {
+    Ok(())
 }
 
 /// Minimum, median, 99th percentile and maximum of `values` (ns) in microseconds.

@@ -10,9 +10,6 @@
 //! Exit code 0 when the backend asked about (default `auto`) can run, 1 when it cannot.
 
 use reflector_io::datapath::{self, Backend, Iface, Verdict};
-use reflector_io::host::iface::IfaceInfo;
-use reflector_io::xdp::af_xdp::DEFAULT_UMEM_BYTES as UMEM_BYTES;
-use reflector_io::xdp::{PeerXdp, veth_peer_xdp};
 use serde_json::{Value, json};
 
 use crate::backend_choice::BackendChoice;
@@ -31,6 +28,15 @@ pub struct CheckArgs {
     json: bool,
 }
 
+// What is looked up differs per system: capabilities, locked memory, the clock's discipline,
+// drivers, queues and XDP on Linux; privileges and the interface's basics on macOS and FreeBSD.
+#[cfg(not(target_os = "linux"))]
+#[path = "bsd.rs"]
+mod system;
+#[cfg(target_os = "linux")]
+#[path = "linux.rs"]
+mod system;
+
 /// One fact: its value and what it means for a run.
 struct Item {
     name: &'static str,
@@ -40,72 +46,12 @@ struct Item {
 
 /// Runs the checks, prints them, and fails (exit 1) when the asked backend cannot run.
 pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
-    use reflector_io::host::privilege::{Capability, missing, names};
-    let mut items = Vec::new();
-    let release =
-        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
-    items.push(Item {
+    let mut items = vec![Item {
         name: "kernel",
-        value: json!(release),
-        means: "XDP, AF_XDP, bpf_link and the helpers our programs call are tried below, not assumed from the version".into(),
-    });
-
-    // Capabilities, per backend.
-    let held: Vec<String> = caps_held();
-    let need = |b: Backend| missing(&b.capabilities());
-    let af_packet_caps = need(Backend::AfPacket);
-    let af_xdp_caps = need(Backend::AfXdp);
-    items.push(Item {
-        name: "capabilities",
-        value: json!({
-            "held": held,
-            "missing": checked()
-                .into_iter()
-                .map(|b| (b.name().to_string(), json!(need(b).iter().map(|c| c.to_string()).collect::<Vec<_>>())))
-                .collect::<serde_json::Map<_, _>>(),
-        }),
-        means: match (af_packet_caps.is_empty(), af_xdp_caps.is_empty()) {
-            (true, true) => "every backend's capabilities are held".into(),
-            (true, false) => {
-                format!("af-packet can run; af-xdp and xdp-tx lack {}", names(&af_xdp_caps, ", "))
-            }
-            _ => format!("no backend can run: missing {}", names(&af_xdp_caps, ", ")),
-        },
-    });
-
-    // Locked memory, for the UMEM.
-    let memlock = memlock_limit();
-    let ipc_lock = missing(&[Capability::CAP_IPC_LOCK]).is_empty();
-    items.push(Item {
-        name: "memlock",
-        value: json!({"limit_bytes": memlock, "umem_bytes": UMEM_BYTES, "cap_ipc_lock": ipc_lock}),
-        means: if ipc_lock {
-            "CAP_IPC_LOCK is held: the UMEM is not charged to the limit".into()
-        } else if memlock.is_none_or(|l| l >= UMEM_BYTES) {
-            "the limit holds a 16 MiB UMEM (af-xdp's default)".into()
-        } else {
-            "too small for af-xdp's 16 MiB UMEM: raise it (ulimit -l, LimitMEMLOCK=) or grant CAP_IPC_LOCK"
-                .into()
-        },
-    });
-
-    // The clock, for STAMP timestamps.
-    let clock = reflector_io::host::clock::state();
-    items.push(match clock {
-        Ok(c) => Item {
-            name: "clock",
-            value: json!({"synchronised": c.synchronised, "error_ns": c.error_ns(), "tai_offset_s": c.tai_offset_s}),
-            means: if c.synchronised {
-                format!("synchronised: STAMP answers state an error of {}", output::duration_ns(c.error_ns()))
-            } else {
-                format!(
-                    "not synchronised: STAMP answers say so (S bit clear) with an error of {}; one-way delays against this host mean little",
-                    output::duration_ns(c.error_ns())
-                )
-            },
-        },
-        Err(e) => Item { name: "clock", value: Value::Null, means: format!("cannot be read: {e}") },
-    });
+        value: json!(reflector_io::host::process::kernel_release().unwrap_or_default()),
+        means: system::KERNEL_MEANS.into(),
+    }];
+    system::items(&mut items);
 
     let mut verdicts: Vec<(Backend, Verdict)> = Vec::new();
     if let Some(name) = &args.iface {
@@ -117,17 +63,17 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
         };
         match iface {
             Some(iface) => {
-                interface_items(name, &iface, &mut items);
+                system::interface_items(name, &iface, &mut items);
                 for b in checked() {
                     verdicts.push((b, datapath::probe(b, Iface { name, info: &iface })));
                 }
             }
             None => {
                 let facts = reflector_io::host::iface::iface_info(name)?;
-                interface_items(name, &facts, &mut items);
+                system::interface_items(name, &facts, &mut items);
                 let down = Verdict {
                     runs: false,
-                    why: format!("{name} is down (bring it up: ip link set {name} up)"),
+                    why: format!("{name} is down (bring it up: {})", system::bring_up(name)),
                 };
                 for b in checked() {
                     verdicts.push((b, down.clone()));
@@ -146,7 +92,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
     let of = |b: Backend| {
         verdicts.iter().find(|(k, _)| *k == b).map(|(_, v)| v.clone()).unwrap_or_else(|| Verdict {
             runs: false,
-            why: format!("the {} backend is for macOS and FreeBSD", b.name()),
+            why: format!("the {} backend does not run on this system", b.name()),
         })
     };
     let auto = datapath::auto_verdict(of);
@@ -206,82 +152,4 @@ fn compact(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
-}
-
-/// The capabilities a backend may use that this process holds (effective set), by name.
-fn caps_held() -> Vec<String> {
-    use reflector_io::host::privilege::Capability::*;
-    let relevant = [CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF, CAP_IPC_LOCK, CAP_NET_BIND_SERVICE, CAP_SYS_ADMIN];
-    reflector_io::host::privilege::held()
-        .iter()
-        .filter(|c| relevant.contains(c))
-        .map(|c| c.to_string())
-        .collect()
-}
-
-/// RLIMIT_MEMLOCK's soft limit in bytes (`None`: unlimited), from /proc/self/limits.
-fn memlock_limit() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max locked memory"))?;
-    line.split_whitespace().nth(3).and_then(|v| v.parse().ok())
-}
-
-/// The interface's facts.
-fn interface_items(name: &str, iface: &IfaceInfo, items: &mut Vec<Item>) {
-    use reflector_io::xdp::xsk::FRAME_SIZE;
-    let driver =
-        reflector_io::host::iface::driver_stats(name).map(|d| d.driver).unwrap_or_else(|_| "?".into());
-    let queues = reflector_io::xdp::rx_queues(name);
-    let largest = iface.mtu as usize + 14 + 8;
-    items.push(Item {
-        name: "interface",
-        value: json!({
-            "name": name, "index": iface.index, "mac": iface.mac.to_string(), "carrier": iface.running,
-            "driver": driver, "mtu": iface.mtu, "rx_queues": queues,
-        }),
-        means: format!(
-            "{}; {queues} receive queue(s), one af-xdp socket and worker each; MTU {} {} one {FRAME_SIZE}-byte UMEM frame{}",
-            if iface.running { "carrier up" } else { "no carrier: a run waits for the link" },
-            iface.mtu,
-            if largest <= FRAME_SIZE as usize { "fits" } else { "does not fit" },
-            if largest <= FRAME_SIZE as usize { "" } else { " (af-xdp cannot run; af-packet can)" },
-        ),
-    });
-    let vlan = reflector_io::host::iface::rx_vlan_offload(name).ok().flatten();
-    items.push(Item {
-        name: "vlan_offload",
-        value: json!(vlan),
-        means: match vlan {
-            Some(true) => "the driver takes VLAN tags off received frames for the stack: af-packet puts them back from the ring's metadata; whether an XDP program sees them depends on the driver (veth's does)".into(),
-            Some(false) => "VLAN tags stay in the frames".into(),
-            None => "the driver does not say".into(),
-        },
-    });
-    let attached = reflector_io::xdp::attached_program(iface.index);
-    items.push(Item {
-        name: "xdp_attached",
-        value: attached.as_ref().map_or(Value::Null, |(id, prog_name)| json!({"id": id, "name": prog_name})),
-        means: match &attached {
-            Some((id, prog_name)) => format!(
-                "another XDP program (id {id}, name {}) is attached: af-xdp and xdp-tx refuse to replace it without --replace",
-                prog_name.as_deref().unwrap_or("unknown")
-            ),
-            None => "no XDP program attached".into(),
-        },
-    });
-    let peer = match veth_peer_xdp(name, iface.index) {
-        PeerXdp::NotVeth => return,
-        PeerXdp::NotFound => Err("the peer cannot be found".to_string()),
-        PeerXdp::Looked(Err(e)) => Err(format!("the peer cannot be looked at: {e}")),
-        PeerXdp::Looked(Ok(id)) => Ok(id),
-    };
-    items.push(Item {
-        name: "veth_peer_xdp",
-        value: peer.as_ref().map_or(Value::Null, |id| json!(id)),
-        means: match peer {
-            Ok(Some(id)) => format!("the peer runs an XDP program (id {id}): it takes xdp-tx's reflections"),
-            Ok(None) => "the peer runs no XDP program: it drops xdp-tx's reflections (counted as tx errors); attach one there (any, e.g. XDP_PASS) or enable GRO on it".into(),
-            Err(why) => why,
-        },
-    });
 }
