@@ -1,5 +1,7 @@
 //! `reflector config check` and `run --config`, as a user runs them.
 
+// The live tests' harness (network namespaces): Linux only, as are the tests that use it.
+#[cfg(target_os = "linux")]
 mod common;
 
 use std::process::Command;
@@ -95,6 +97,7 @@ fn files_the_configuration_names_are_read_capped_and_only_when_regular() {
     }
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 #[ignore = "needs root and network namespaces"]
 fn flags_override_the_file_which_overrides_the_defaults() {
@@ -153,6 +156,7 @@ fn flags_override_the_file_which_overrides_the_defaults() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no interface given"));
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 #[ignore = "needs root and network namespaces"]
 fn sighup_reloads_a_changed_filter_while_traffic_flows() {

@@ -2,11 +2,14 @@
 //! starts with its syslog priority (`<3>` error, `<4>` warning, `<5>` notice, `<6>`
 //! information), which journald reads; anywhere else the lines are plain.
 
+// The live tests' harness (network namespaces): Linux only, as are the tests that use it.
+#[cfg(target_os = "linux")]
 mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
 
+#[cfg(target_os = "linux")]
 use common::NetnsPair;
 
 /// Runs `PREFIX... reflector ARGS` with stderr into a file, `JOURNAL_STREAM` naming that file
@@ -51,6 +54,7 @@ fn an_error_is_marked_as_one_for_the_journal_and_plain_elsewhere() {
     assert!(err.starts_with("reflector: "), "{err}");
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 #[ignore = "needs root and network namespaces"]
 fn a_runs_start_line_is_information_for_the_journal() {
@@ -64,6 +68,7 @@ fn a_runs_start_line_is_information_for_the_journal() {
     assert!(err.lines().all(|l| l.starts_with('<')), "{err}");
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 #[ignore = "needs root and network namespaces"]
 fn a_reload_is_a_notice_for_the_journal() {

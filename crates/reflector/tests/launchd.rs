@@ -1,5 +1,6 @@
 //! `packaging/launchd/net.reflector.en0.plist`: a property list launchd can read, that keeps
-//! `reflector run` on an interface alive, with a command line `run` accepts.
+//! `reflector run` on an interface alive, with a command line `run` accepts. Read twice, by the
+//! `plist` crate and by Python's `plistlib` (an independent reader), which must agree.
 
 use std::process::Command;
 
@@ -21,6 +22,22 @@ fn the_launchd_plist_keeps_reflector_run_alive_with_a_command_line_it_accepts() 
         .map(|a| a.as_string().expect("strings"))
         .collect();
     assert_eq!(args[..3], ["/usr/local/bin/reflector", "run", "en0"]);
+    // Python's plistlib reads the same.
+    let python = Command::new("python3")
+        .args([
+            "-c",
+            "import json, plistlib, sys; print(json.dumps(plistlib.load(open(sys.argv[1], 'rb'))))",
+            path,
+        ])
+        .output()
+        .expect("python3");
+    assert!(python.status.success(), "plistlib: {}", String::from_utf8_lossy(&python.stderr));
+    let read: serde_json::Value = serde_json::from_slice(&python.stdout).unwrap();
+    assert_eq!(read["Label"], "net.reflector.en0");
+    assert_eq!(read["KeepAlive"], true);
+    assert_eq!(read["RunAtLoad"], true);
+    assert_eq!(read["ProgramArguments"], serde_json::json!(args), "plistlib and the plist crate differ");
+    assert_eq!(read.as_object().map(|o| o.len()), Some(dict.len()), "{read}");
     // The rest parses: run with it (the example configuration in place of the installed one)
     // gets as far as looking for the interface, which this machine does not have.
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/reflector.toml");

@@ -1,5 +1,7 @@
 //! `reflector run` on a veth in a network namespace, driven from a tester namespace, with
 //! each live backend (root; skipped with a printed reason otherwise).
+// Network namespaces, veth and packet sockets: Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! service unit grants, it reflects, and once set up it holds only what a reload needs (and a
 //! reload that changes the filter works with that); with one of them missing it says which, in
 //! one line (root and network namespaces; ignored otherwise).
+// Network namespaces, veth and packet sockets: Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 

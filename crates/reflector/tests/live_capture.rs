@@ -5,6 +5,8 @@
 //! rotation keeps the size bound; `/api/v1/capture` streams a pcapng of its interval and wants
 //! the token; the dashboard's Capture button, clicked in headless Chromium, saves such a file.
 //! Wireshark's own tools (`tshark`, `capinfos`) read every file.
+// Network namespaces, veth and packet sockets: Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 

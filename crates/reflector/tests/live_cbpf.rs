@@ -2,6 +2,8 @@
 //! namespace, it lets through exactly the corpus frames the reference interpreter accepts,
 //! which include every golden frame and none that lacks a selected signature. (The same
 //! program is what macOS and FreeBSD get through BIOCSETF.) Root; skipped otherwise.
+// Network namespaces, veth and packet sockets: Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 

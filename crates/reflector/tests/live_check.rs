@@ -2,6 +2,8 @@
 //! af-packet, af-xdp and xdp-tx (the peer with and without an XDP program, an MTU too large for
 //! af-xdp), the exit codes, nothing left attached after the tries, and as an unprivileged user
 //! the missing capabilities named (root and network namespaces; ignored otherwise).
+// Network namespaces, veth and packet sockets: Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 

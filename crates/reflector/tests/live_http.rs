@@ -1,4 +1,6 @@
 //! The HTTP API and /metrics of a running reflector (root; skipped otherwise).
+// Network namespaces, veth and packet sockets: Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -3,6 +3,8 @@
 //! its rate limit while another tester loses nothing; the total limit holds over several
 //! sources; sources outside the allow list, and denied ones, get nothing back and are counted;
 //! SIGHUP changes a limit while traffic flows.
+// Network namespaces, veth and packet sockets: Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 

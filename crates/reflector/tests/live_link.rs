@@ -1,6 +1,7 @@
 //! Link faults, as a field engineer meets them: the link goes down and up (the reflector waits
 //! without spinning and reflects again), the MTU grows (said, and counted), the interface is
 //! deleted (exit 1 within a second, one line naming it). Every live backend. Needs root.
+// Network namespaces, veth and packet sockets: Linux only.
 #![cfg(target_os = "linux")]
 
 mod common;

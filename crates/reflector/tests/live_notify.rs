@@ -1,5 +1,7 @@
 //! `reflector run` under a service manager: the `sd_notify` protocol against a fake
 //! `NOTIFY_SOCKET` that the test reads (root and network namespaces; ignored otherwise).
+// Network namespaces, veth and packet sockets: Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! `reflector probe` and `reflector lab`, run as a user would (root; skipped otherwise).
+// Network namespaces, veth and packet sockets: Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 

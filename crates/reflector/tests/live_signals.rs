@@ -1,6 +1,7 @@
 //! Signals as a service manager and an impatient user send them: SIGHUP during start-up is
 //! taken up once the reflector is ready, SIGTERM during start-up ends it cleanly, and a hundred
 //! reloads with good and bad files while probes flow lose nothing. Needs root.
+// Network namespaces, veth and packet sockets: Linux only.
 #![cfg(target_os = "linux")]
 
 mod common;

@@ -4,6 +4,8 @@
 //! IPv6, on af-packet, af-xdp and xdp-tx; every probe must be answered, with timestamps it
 //! decodes near the host clock, T2 ≤ T3, and the TTL it sent echoed. Its packets leave the
 //! tester's stack with their checksums left for offload (a veth), which the answers complete.
+// Network namespaces, veth and packet sockets: Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! between two namespaces (root; ignored otherwise): two testers at different rates are listed
 //! by `/api/v1/testers` with their rates, in `/metrics` when asked for, in the final summary,
 //! and on the dashboard in headless Chromium.
+// Network namespaces, veth and packet sockets: Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 

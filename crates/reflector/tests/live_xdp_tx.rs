@@ -3,6 +3,8 @@
 //! with `XDP_TX` only when it runs an XDP program itself, so the tester's end gets one that
 //! passes everything. The golden frames, rejects, host traffic and one-reflector-per-interface
 //! tests run xdp-tx with the other backends (`live_af_packet.rs`), SIGHUP in `config_cli.rs`.
+// Network namespaces, veth and packet sockets: Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 

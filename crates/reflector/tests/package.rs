@@ -3,6 +3,8 @@
 //! binary reflecting as the `reflector` user with the unit's capabilities, and a purge that
 //! leaves no file behind (root and network namespaces; ignored otherwise). The package is
 //! purged when the test ends, also when it fails.
+// A Debian package and its systemd unit: Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 

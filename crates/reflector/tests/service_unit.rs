@@ -2,6 +2,8 @@
 //! verify` and the offline security exposure), and its command as the unit runs it (the
 //! configuration it picks, its user, its capabilities) in a network namespace. systemd is not
 //! PID 1 here, so the unit itself is never started.
+// A systemd unit, run in network namespaces: Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 
