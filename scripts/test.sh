@@ -46,6 +46,9 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+# The same code type-checked and linted for macOS (x86_64, aarch64) and FreeBSD, with Debian's
+# second compiler (installs its packages when missing; see the script).
+./scripts/check-targets.sh
 if [ "$(id -u)" = 0 ]; then
     # The Debian package, for the test that installs and purges it.
     ./scripts/package-deb.sh
