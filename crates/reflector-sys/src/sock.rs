@@ -12,32 +12,21 @@ pub(crate) fn check(ret: libc::c_int, call: &'static str) -> SysResult<libc::c_i
     if ret < 0 { Err(SysError::last(call)) } else { Ok(ret) }
 }
 
-/// `socket(domain, kind | SOCK_CLOEXEC, protocol)`.
-#[cfg(not(target_os = "macos"))]
+/// `socket(domain, kind | SOCK_CLOEXEC, protocol)`; on macOS, which has no `SOCK_CLOEXEC`,
+/// close-on-exec is set with `fcntl` right after.
 pub fn socket(
     domain: libc::c_int,
     kind: libc::c_int,
     protocol: libc::c_int,
     call: &'static str,
 ) -> SysResult<OwnedFd> {
-    // SAFETY: plain syscall with integer arguments; the returned fd is owned below.
-    let fd = check(unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC, protocol) }, call)?;
-    // SAFETY: `fd` was just returned by socket() and is owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// `socket(domain, kind, protocol)`, then close-on-exec (macOS has no `SOCK_CLOEXEC`).
-#[cfg(target_os = "macos")]
-pub fn socket(
-    domain: libc::c_int,
-    kind: libc::c_int,
-    protocol: libc::c_int,
-    call: &'static str,
-) -> SysResult<OwnedFd> {
+    #[cfg(not(target_os = "macos"))]
+    let kind = kind | libc::SOCK_CLOEXEC;
     // SAFETY: plain syscall with integer arguments; the returned fd is owned below.
     let fd = check(unsafe { libc::socket(domain, kind, protocol) }, call)?;
     // SAFETY: `fd` was just returned by socket() and is owned by nothing else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    #[cfg(target_os = "macos")]
     // SAFETY: plain syscall on a descriptor we own.
     check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) }, "fcntl(FD_CLOEXEC)")?;
     Ok(fd)
