@@ -95,8 +95,15 @@ fn filters() -> Vec<(&'static str, Filter)> {
 
 fn table() -> String {
     let stamp = xdp::StampMaps { clock_fd: 11, sessions_fd: 12 };
-    let gate =
-        xdp::GateMaps { config_fd: 21, v4_fd: 22, v6_fd: 23, macs_fd: 24, total_fd: 25, testers_fd: 26 };
+    let gate = xdp::GateMaps {
+        config_fd: 21,
+        v4_fd: 22,
+        v6_fd: 23,
+        macs_fd: 24,
+        total_fd: 25,
+        testers_fd: 26,
+        testers_cpu_fd: 27,
+    };
     let capture = xdp::CaptureMaps { control_fd: 31, ring_fd: 32 };
     let endings: [(&str, xdp::OnHit); 5] = [
         ("redirect", xdp::OnHit::Redirect { xsk_map_fd: 5, receive_time: false }),

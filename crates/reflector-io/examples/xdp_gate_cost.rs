@@ -60,5 +60,10 @@ fn main() {
             .map_or(String::new(), |b: u32| format!(", {:+} ns against no gate", median as i64 - b as i64));
         base.get_or_insert(median);
         println!("{name:<18} {median:4} ns per frame (runs: {times:?}){above}; {} instructions", insns.len());
+        if gated.is_some() {
+            let started = std::time::Instant::now();
+            let rows = gate.testers().expect("the testers table read");
+            println!("{:<18} the testers table read in {:?} ({} rows)", "", started.elapsed(), rows.len());
+        }
     }
 }

@@ -571,3 +571,61 @@ fn the_kernel_keeps_limits_and_takes_new_lists_without_a_new_program() {
     prog.gate.sync(&default_filter()).unwrap();
     assert_eq!((prog.verdict(&frame), prog.verdict(&other)), (Ok(()), Ok(())));
 }
+
+/// Without a per-source limit the program counts a tester in this CPU's row (plain stores, no
+/// helper call), claimed by its first packet; a source whose row another holds is counted in
+/// the shared table. Either way every packet is counted once, answered or limited, and the
+/// table read back adds the rows of a source up.
+#[test]
+#[ignore = "needs root (BPF)"]
+fn the_testers_rows_of_each_cpu_count_every_packet_and_a_taken_row_sends_to_the_shared_table() {
+    use reflector_bpf::xdp::tester_slot;
+    require_root();
+    let key = |ip: [u8; 4]| {
+        let mut k = [0u8; 20];
+        k[10..12].copy_from_slice(&[0xff, 0xff]);
+        k[12..16].copy_from_slice(&ip);
+        k
+    };
+    let a = [192, 0, 2, 10];
+    // A source whose key hashes to a's row.
+    let b = (0..=255u8)
+        .flat_map(|x| (1..=254u8).map(move |y| [198, 51, x, y]))
+        .find(|ip| tester_slot(&key(*ip)) == tester_slot(&key(a)))
+        .expect("a colliding source among 65 000");
+    let from = |src: [u8; 4]| {
+        reflector_testkit::Frame {
+            ip: reflector_core::build::IpAddrs::V4 { src, dst: reflector_testkit::LOCAL_V4 },
+            ..reflector_testkit::Frame::ito_v4()
+        }
+        .bytes()
+    };
+    let (fa, fb) = (from(a), from(b));
+    // A total limit of one a second with bursts of 3 (no per-source limit): a, a, b pass, then
+    // b and a are held.
+    let filter = filter_with(|c| c.total_limit = reflector_core::limit::Rate::new(1, 3));
+    let mut prog = load(&filter);
+    let before = reflector_io::worker::utc_now_ns();
+    let verdicts: Vec<_> = [&fa, &fa, &fb, &fb, &fa].iter().map(|f| prog.verdict(f)).collect();
+    let after = reflector_io::worker::utc_now_ns();
+    assert_eq!(verdicts, [Ok(()), Ok(()), Ok(()), Err(Reject::RateLimited), Err(Reject::RateLimited)]);
+    let rows = prog.gate.testers().unwrap();
+    let of = |ip: [u8; 4]| {
+        let mut sum = reflector_core::testers::Tester::default();
+        let mine = rows.iter().filter(|t| t.addr() == std::net::IpAddr::from(ip));
+        mine.for_each(|t| if sum.packets + sum.limited == 0 { sum = *t } else { sum.merge(t) });
+        (sum.packets, sum.bytes, sum.limited, sum.families.iter().count())
+    };
+    let len = fa.len() as u64;
+    assert_eq!((of(a), of(b)), ((2, 2 * len, 1, 1), (1, len, 1, 1)), "{rows:?}");
+    // The times, kept as jiffies, read back as UTC: within the packets' time, less a tick
+    // (10 ms at the slowest tick rate) and a little for the clocks read apart.
+    for t in &rows {
+        for seen in [t.first_seen_ns, t.last_seen_ns] {
+            assert!(
+                seen + 12_000_000 >= before && seen <= after + 2_000_000,
+                "{t:?} not within {before}..{after}"
+            );
+        }
+    }
+}

@@ -89,22 +89,34 @@ pub(super) fn gate(a: &mut Asm, maps: GateMaps, r: &dyn Fn(Reject) -> Label) {
     a.load(Size::W, R1, R10, GATE_ALLOWED_SLOT);
     a.jump_imm(Cond::Eq, R1, 0, r(Reject::SrcNotAllowed));
 
-    // The source's row of the testers table (made when it has none), whose bucket the
-    // per-source limit takes; then the total's bucket; then the row counts the packet.
+    // The source's row of the testers table, whose bucket the per-source limit takes; then the
+    // total's bucket; then the row counts the packet. Without a per-source limit the row is
+    // this CPU's (plain stores); with one, or when this CPU's row is another source's, it is
+    // the shared table's (made when it has none; counted with atomics).
     a.place(limits);
-    let (have_row, total, answered, limited) = (a.label(), a.label(), a.label(), a.label());
+    let (shared, have_row, shared_limited, total) = (a.label(), a.label(), a.label(), a.label());
     flag_clear(a, GATE_SOURCE_LIMIT | GATE_TOTAL_LIMIT | GATE_TESTERS, done);
-    // The time: exact for the buckets; without limits the coarse clock (the same clock, read
-    // from the last tick: 17 ns less a probe) is enough for when a tester was seen.
-    let (coarse, timed) = (a.label(), a.label());
-    flag_clear(a, GATE_SOURCE_LIMIT | GATE_TOTAL_LIMIT, coarse);
+    // The time for the buckets, exact (0 without limits); when a tester was seen, in jiffies:
+    // reading a clock costs a probe 12 ns (the coarse one; 29 the exact one), the tick count
+    // next to nothing, and userspace turns ticks into time (`JiffyClock`).
+    let (untimed, timed) = (a.label(), a.label());
+    flag_clear(a, GATE_SOURCE_LIMIT | GATE_TOTAL_LIMIT, untimed);
     a.call(BPF_FUNC_KTIME_GET_NS);
-    a.goto(timed);
-    a.place(coarse);
-    a.call(BPF_FUNC_KTIME_GET_COARSE_NS);
-    a.place(timed);
     a.store(Size::DW, R10, GATE_NOW_SLOT, R0);
+    a.goto(timed);
+    a.place(untimed);
+    a.store_imm(Size::DW, R10, GATE_NOW_SLOT, 0);
+    a.place(timed);
+    a.call(BPF_FUNC_JIFFIES64);
+    a.store(Size::DW, R10, GATE_SEEN_SLOT, R0);
     tester_key(a);
+    flag_set(a, GATE_SOURCE_LIMIT, shared);
+    cpu_row(a, maps.testers_cpu_fd, shared);
+    a.mov(R8, R0);
+    let cpu_limited = a.label();
+    total_and_count(a, maps, Row::ThisCpu, cpu_limited, r, done);
+
+    a.place(shared);
     let lookup_row = |a: &mut Asm| {
         a.load_map_fd(R1, maps.testers_fd);
         a.mov(R2, R10);
@@ -118,8 +130,9 @@ pub(super) fn gate(a: &mut Asm, maps: GateMaps, r: &dyn Fn(Reject) -> Label) {
     for at in (0..TESTER_VALUE_LEN as i16).step_by(8) {
         a.store_imm(Size::DW, R10, TESTER_VALUE_SLOT + at, 0);
     }
-    a.load(Size::DW, R1, R10, GATE_NOW_SLOT);
+    a.load(Size::DW, R1, R10, GATE_SEEN_SLOT);
     a.store(Size::DW, R10, TESTER_VALUE_SLOT + 24, R1);
+    a.load(Size::DW, R1, R10, GATE_NOW_SLOT);
     a.store(Size::DW, R10, TESTER_VALUE_SLOT + 56, R1);
     a.load_map_fd(R1, maps.testers_fd);
     a.mov(R2, R10);
@@ -139,8 +152,33 @@ pub(super) fn gate(a: &mut Asm, maps: GateMaps, r: &dyn Fn(Reject) -> Label) {
     flag_clear(a, GATE_SOURCE_LIMIT, total);
     a.mov(R0, R8);
     a.alu_imm(Alu::Add, R0, 56);
-    take_bucket(a, GATE_LIMITS_SLOT, limited, total);
+    take_bucket(a, GATE_LIMITS_SLOT, shared_limited, total);
     a.place(total);
+    total_and_count(a, maps, Row::Shared, shared_limited, r, done);
+    a.place(done);
+    a.load(Size::DW, R4, R10, GATE_IP_SLOT);
+    a.load(Size::W, R8, R6, 4);
+}
+
+/// Whose row r8 points to: this CPU's (plain stores) or the shared table's (atomic adds).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Row {
+    ThisCpu,
+    Shared,
+}
+
+/// The total's bucket (when a total limit is set), then the packet counted in the row r8
+/// points to: on to `done` when answered; placing `limited`, where a limit that says no
+/// jumps, the packet counted as limited and on to the `rate_limited` reject.
+fn total_and_count(
+    a: &mut Asm,
+    maps: GateMaps,
+    row: Row,
+    limited: Label,
+    r: &dyn Fn(Reject) -> Label,
+    done: Label,
+) {
+    let answered = a.label();
     flag_clear(a, GATE_TOTAL_LIMIT, answered);
     a.store_imm(Size::W, R10, GATE_KEY_SLOT, 0);
     a.load_map_fd(R1, maps.total_fd);
@@ -150,13 +188,67 @@ pub(super) fn gate(a: &mut Asm, maps: GateMaps, r: &dyn Fn(Reject) -> Label) {
     a.jump_imm(Cond::Eq, R0, 0, answered);
     take_bucket(a, GATE_LIMITS_SLOT + 16, limited, answered);
     a.place(limited);
-    count_in_row(a, false);
+    count_in_row(a, false, row);
     a.goto(r(Reject::RateLimited));
     a.place(answered);
-    count_in_row(a, true);
-    a.place(done);
-    a.load(Size::DW, R4, R10, GATE_IP_SLOT);
-    a.load(Size::W, R8, R6, 4);
+    count_in_row(a, true, row);
+    a.goto(done);
+}
+
+/// This CPU's row for the key at its slot, in r0 (its value): the row the key hashes to,
+/// claimed when empty (the key and the first-seen time written); on to `other` when it holds
+/// another source. Uses r0-r2.
+fn cpu_row(a: &mut Asm, map_fd: i32, other: Label) {
+    let (mismatch, mine) = (a.label(), a.label());
+    let key = TESTER_KEY_SLOT;
+    // The row `tester_slot` names: a multiplicative hash of the key's 20 bytes folded to 32
+    // bits, whose top bits pick the row.
+    a.load(Size::DW, R1, R10, key);
+    a.load(Size::DW, R2, R10, key + 8);
+    a.alu_reg(Alu::Xor, R1, R2);
+    a.load(Size::W, R2, R10, key + 16);
+    a.alu_reg(Alu::Xor, R1, R2);
+    a.mov(R2, R1);
+    a.alu_imm(Alu::Rsh, R2, 32);
+    a.alu_reg(Alu::Xor, R1, R2);
+    a.alu_imm(Alu::Mul, R1, TESTER_HASH as i32);
+    a.alu_imm(Alu::Rsh, R1, 32 - TESTER_SLOTS.trailing_zeros() as i32);
+    a.alu_imm(Alu::And, R1, TESTER_SLOTS as i32 - 1);
+    a.store(Size::W, R10, GATE_KEY_SLOT, R1);
+    a.load_map_fd(R1, map_fd);
+    a.mov(R2, R10);
+    a.alu_imm(Alu::Add, R2, GATE_KEY_SLOT as i32);
+    a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
+    a.jump_imm(Cond::Eq, R0, 0, other);
+    for (at, size) in [(0, Size::DW), (8, Size::DW), (16, Size::W)] {
+        a.load(size, R1, R0, at);
+        a.load(size, R2, R10, key + at);
+        a.jump_reg(Cond::Ne, R1, R2, mismatch);
+    }
+    a.goto(mine);
+    // Another source's, or empty (an all-zero key and nothing counted yet).
+    a.place(mismatch);
+    a.load(Size::DW, R1, R0, 0);
+    a.load(Size::DW, R2, R0, 8);
+    a.alu_reg(Alu::Or, R1, R2);
+    a.load(Size::W, R2, R0, 16);
+    a.alu_reg(Alu::Or, R1, R2);
+    a.jump_imm(Cond::Ne, R1, 0, other);
+    for (at, size) in [(0, Size::DW), (8, Size::DW), (16, Size::W)] {
+        a.load(size, R1, R10, key + at);
+        a.store(size, R0, at, R1);
+    }
+    a.load(Size::DW, R1, R10, GATE_SEEN_SLOT);
+    a.store(Size::DW, R0, TESTER_ROW_VALUE as i16 + 24, R1);
+    a.place(mine);
+    a.alu_imm(Alu::Add, R0, TESTER_ROW_VALUE as i32);
+}
+
+/// `if flags & flag goto to`, the flags from their stack slot. Uses r1.
+fn flag_set(a: &mut Asm, flag: u32, to: Label) {
+    a.load(Size::W, R1, R10, GATE_FLAGS_SLOT);
+    a.alu_imm(Alu::And, R1, flag as i32);
+    a.jump_imm(Cond::Ne, R1, 0, to);
 }
 
 /// `if !(flags & flag) goto to`, the flags from their stack slot. Uses r1.
@@ -201,22 +293,30 @@ pub(super) fn tester_key(a: &mut Asm) {
     a.store(Size::W, R10, slot + 16, R1);
 }
 
-/// The packet counted in the source's row (its pointer in r8): answered (1 packet
-/// and its bytes) or limited, atomically; the time, its MAC and its signature's bit written.
-/// Uses r0-r2.
-pub(super) fn count_in_row(a: &mut Asm, answered: bool) {
+/// The packet counted in the source's row (its pointer in r8): answered (1 packet and its
+/// bytes) or limited, with atomic adds in a shared row and plain ones in this CPU's; the time,
+/// its MAC and its signature's bit written. Uses r0-r2.
+fn count_in_row(a: &mut Asm, answered: bool, row: Row) {
     let after = a.label();
     a.mov(R0, R8);
     a.jump_imm(Cond::Eq, R0, 0, after);
+    let add = |a: &mut Asm, at: i16| match row {
+        Row::Shared => a.atomic_fetch_add(Size::DW, R0, at, R1),
+        Row::ThisCpu => {
+            a.load(Size::DW, R2, R0, at);
+            a.alu_reg(Alu::Add, R2, R1);
+            a.store(Size::DW, R0, at, R2);
+        }
+    };
     a.mov_imm(R1, 1);
     if answered {
-        a.atomic_fetch_add(Size::DW, R0, 0, R1);
+        add(a, 0);
         a.load(Size::DW, R1, R10, FRAME_LEN_SLOT);
-        a.atomic_fetch_add(Size::DW, R0, 8, R1);
+        add(a, 8);
     } else {
-        a.atomic_fetch_add(Size::DW, R0, 16, R1);
+        add(a, 16);
     }
-    a.load(Size::DW, R1, R10, GATE_NOW_SLOT);
+    a.load(Size::DW, R1, R10, GATE_SEEN_SLOT);
     a.store(Size::DW, R0, 32, R1);
     a.load(Size::W, R1, R7, 6);
     a.store(Size::W, R0, 40, R1);
@@ -256,4 +356,31 @@ pub(super) fn take_bucket(a: &mut Asm, limits: i16, limited: Label, next: Label)
     a.alu_reg(Alu::Add, R2, R3);
     a.store(Size::DW, R0, 0, R2);
     a.goto(next);
+}
+
+/// A program that writes the kernel's jiffies and CLOCK_MONOTONIC, read one after the other,
+/// into entry 0 of `map_fd` (an array of 16-byte values: two native-endian `u64`), for
+/// userspace to run with `BPF_PROG_TEST_RUN` and learn how the testers table's times
+/// ([`GateMaps::testers_fd`]) are to be read. Returns `XDP_PASS`.
+pub fn jiffies_sampler(map_fd: i32) -> Vec<Insn> {
+    let mut a = Asm::default();
+    let done = a.label();
+    a.call(BPF_FUNC_JIFFIES64);
+    a.store(Size::DW, R10, -16, R0);
+    a.call(BPF_FUNC_KTIME_GET_NS);
+    a.store(Size::DW, R10, -8, R0);
+    a.store_imm(Size::W, R10, -20, 0);
+    a.load_map_fd(R1, map_fd);
+    a.mov(R2, R10);
+    a.alu_imm(Alu::Add, R2, -20);
+    a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
+    a.jump_imm(Cond::Eq, R0, 0, done);
+    for at in [0, 8] {
+        a.load(Size::DW, R1, R10, -16 + at);
+        a.store(Size::DW, R0, at, R1);
+    }
+    a.place(done);
+    a.mov_imm(R0, XDP_PASS);
+    a.exit();
+    a.finish().expect("a straight program assembles")
 }

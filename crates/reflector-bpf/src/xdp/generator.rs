@@ -18,8 +18,8 @@ pub(super) const BPF_FUNC_XDP_LOAD_BYTES: i32 = 189;
 /// `BPF_FUNC_ktime_get_ns`.
 pub(super) const BPF_FUNC_KTIME_GET_NS: i32 = 5;
 
-/// `BPF_FUNC_ktime_get_coarse_ns`: CLOCK_MONOTONIC as of the last tick.
-pub(super) const BPF_FUNC_KTIME_GET_COARSE_NS: i32 = 160;
+/// `BPF_FUNC_jiffies64`: the kernel's tick count (a load, where a clock read costs ~12 ns).
+pub(super) const BPF_FUNC_JIFFIES64: i32 = 118;
 
 /// `BPF_NOEXIST`: a map update that only creates.
 pub(super) const BPF_NOEXIST: i32 = 1;

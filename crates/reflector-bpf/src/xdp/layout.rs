@@ -40,13 +40,15 @@ pub(super) const SUM_SLOT: i16 = -504;
 
 // The gate (lists, limits, testers): the IP header pointer, the flags, whether an allow entry
 // named the source, a map key (20 bytes at most), the limits' intervals and tolerances, the
-// time, the testers table's key and a new row.
+// time (for the buckets), the jiffies (when a tester was seen), the testers table's key and a
+// new row.
 pub(super) const GATE_IP_SLOT: i16 = -176;
 pub(super) const GATE_FLAGS_SLOT: i16 = -180;
 pub(super) const GATE_ALLOWED_SLOT: i16 = -184;
 pub(super) const GATE_KEY_SLOT: i16 = -208;
 pub(super) const GATE_LIMITS_SLOT: i16 = -240;
 pub(super) const GATE_NOW_SLOT: i16 = -248;
+pub(super) const GATE_SEEN_SLOT: i16 = -256;
 pub(super) const TESTER_KEY_SLOT: i16 = -280;
 pub(super) const TESTER_VALUE_SLOT: i16 = -344;
 
@@ -158,6 +160,7 @@ slots! {
     GATE_KEY_SLOT: 24, Gate ..= Gate;
     GATE_LIMITS_SLOT: 32, Gate ..= Gate;
     GATE_NOW_SLOT: 8, Gate ..= Gate;
+    GATE_SEEN_SLOT: 8, Gate ..= Gate;
     TESTER_KEY_SLOT: 20, Gate ..= Gate;
     TESTER_VALUE_SLOT: 64, Gate ..= Gate;
     GROW_BUF_SLOT: GROW_BUF_LEN, Grow ..= Grow;

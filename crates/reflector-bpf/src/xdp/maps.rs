@@ -70,12 +70,45 @@ pub struct GateMaps {
     /// (the source address, IPv4 as `::ffff:a.b.c.d`; the outer VLAN ID as a native-endian
     /// `u16`; 2 zero bytes), [`TESTER_VALUE_LEN`]-byte values of native-endian fields: packets
     /// answered (`u64`), their bytes (`u64`), packets limited (`u64`), first and last seen
-    /// (`u64`, CLOCK_MONOTONIC: `bpf_ktime_get_ns`, or its coarse reading when no limit is
-    /// set), the source MAC of the last packet (6 bytes, 2 zero), the signatures seen (`u32`,
+    /// (`u64`, the kernel's jiffies: `bpf_jiffies64`, which [`super::jiffies_sampler`] relates to
+    /// CLOCK_MONOTONIC), the source MAC of the last packet (6 bytes, 2 zero), the signatures seen (`u32`,
     /// bit `i` for `Signature::ALL[i]`), 4 zero bytes, the per-source limit's bucket time
     /// (`u64`, `bpf_ktime_get_ns`).
     pub testers_fd: i32,
+    /// The testers on each CPU: a per-CPU array of [`TESTER_SLOTS`] rows of
+    /// [`TESTER_ROW_LEN`] bytes, the key as `testers_fd`'s (then 4 zero bytes) and from
+    /// [`TESTER_ROW_VALUE`] a value laid out as its (the bucket time unused). A source's row is
+    /// the one its key hashes to; the program writes only its own CPU's rows, with plain
+    /// stores (no atomics, no helper call: the verifier inlines the lookup). Where the row holds
+    /// another source, and whenever a per-source limit is set (its bucket must be the same on
+    /// every CPU), the packet is counted in `testers_fd` instead. Userspace adds up the rows of a
+    /// source over the CPUs and both maps.
+    pub testers_cpu_fd: i32,
 }
+
+/// Rows per CPU of [`GateMaps::testers_cpu_fd`] (a power of two).
+pub const TESTER_SLOTS: u32 = 1024;
+
+/// The multiplier of the testers' row hash (2^32 / the golden ratio, odd).
+pub(super) const TESTER_HASH: u32 = 0x9e37_79b1;
+
+/// The row of [`GateMaps::testers_cpu_fd`] the programs keep the source with `key` (as
+/// [`GateMaps::testers_fd`] has it) in: the key's first two 8-byte words and its last 4 bytes
+/// (native-endian) XORed, the upper half folded onto the lower, times 0x9e3779b1 (2^32 over the golden ratio), and
+/// the top bits of the lower 32 of that.
+pub fn tester_slot(key: &[u8; TESTER_KEY_LEN as usize]) -> u32 {
+    let word = |at: usize| u64::from_ne_bytes(key[at..at + 8].try_into().expect("8 bytes"));
+    let mut h = word(0) ^ word(8) ^ u32::from_ne_bytes(key[16..20].try_into().expect("4 bytes")) as u64;
+    h ^= h >> 32;
+    let h = (h as u32).wrapping_mul(TESTER_HASH);
+    h >> (32 - TESTER_SLOTS.trailing_zeros())
+}
+
+/// Where a row of [`GateMaps::testers_cpu_fd`] has its value (after the key and 4 zero bytes).
+pub const TESTER_ROW_VALUE: u32 = 24;
+
+/// The value size of [`GateMaps::testers_cpu_fd`].
+pub const TESTER_ROW_LEN: u32 = TESTER_ROW_VALUE + TESTER_VALUE_LEN;
 
 /// The key size of [`GateMaps::testers_fd`].
 pub const TESTER_KEY_LEN: u32 = 20;

@@ -46,6 +46,7 @@ use reflector_core::{Filter, Reject};
 
 use crate::ebpf::*;
 
+pub use gate::jiffies_sampler;
 use generator::*;
 pub use maps::*;
 

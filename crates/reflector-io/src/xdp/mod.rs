@@ -2,6 +2,7 @@
 //! and AF_XDP sockets that receive what it redirects.
 
 pub mod af_xdp;
+pub mod jiffies;
 pub mod xdp_tx;
 pub mod xsk;
 
@@ -11,6 +12,8 @@ use reflector_sys::error::SysError;
 use reflector_sys::xdp::{bpf, netlink};
 
 use reflector_core::{Filter, Reject};
+
+use jiffies::JiffyClock;
 
 pub use crate::datapath::contract::XdpMode;
 use crate::datapath::contract::{Iface, KernelCounters, KernelProgram, KernelPump, KernelTesters, Verdict};
@@ -281,6 +284,9 @@ pub struct GateMaps {
     macs: bpf::SizedMap,
     total: bpf::SizedMap,
     testers: bpf::SizedMap,
+    testers_cpu: bpf::SizedMap,
+    /// How the testers' times (jiffies) read as CLOCK_MONOTONIC.
+    clock: JiffyClock,
 }
 
 /// Testers (sources, per VLAN) the programs keep a row for, with its rate-limit bucket: the
@@ -317,6 +323,14 @@ impl GateMaps {
                 KERNEL_TESTERS,
                 "reflector_testers",
             )?,
+            testers_cpu: SizedMap::create(
+                bpf::BPF_MAP_TYPE_PERCPU_ARRAY,
+                4,
+                reflector_bpf::xdp::TESTER_ROW_LEN,
+                reflector_bpf::xdp::TESTER_SLOTS,
+                "reflector_cputst",
+            )?,
+            clock: JiffyClock::measure()?,
         })
     }
 
@@ -329,6 +343,7 @@ impl GateMaps {
             macs_fd: self.macs.as_raw_fd(),
             total_fd: self.total.as_raw_fd(),
             testers_fd: self.testers.as_raw_fd(),
+            testers_cpu_fd: self.testers_cpu.as_raw_fd(),
         }
     }
 
@@ -406,25 +421,28 @@ impl GateMaps {
         Ok(())
     }
 
-    /// The testers table: one row per source and VLAN, its times in UTC.
+    /// The testers table, its times in UTC: the rows of the shared table and of each CPU's, a
+    /// source in as many rows as it was counted in (the reader adds them up:
+    /// [`reflector_core::testers::Tester::merge`]).
     pub fn testers(&self) -> Result<Vec<reflector_core::testers::Tester>, SysError> {
+        use reflector_bpf::xdp::{TESTER_KEY_LEN, TESTER_ROW_VALUE};
         use reflector_core::testers::Tester;
-        // The program's times are CLOCK_MONOTONIC (bpf_ktime_get_ns): UTC is now less their
-        // age.
+        // The program's times are jiffies: CLOCK_MONOTONIC through the clock measured at the
+        // start, and UTC now less their age.
         let (mono, utc) = (reflector_sys::clock::monotonic_ns(), crate::worker::utc_now_ns());
-        let to_utc = |t: u64| utc.saturating_sub(mono.saturating_sub(t)).max(1);
+        let to_utc =
+            |jiffies: u64| utc.saturating_sub(mono.saturating_sub(self.clock.monotonic_ns(jiffies))).max(1);
         let word = |v: &[u8], at: usize| u64::from_ne_bytes(v[at..at + 8].try_into().expect("8 bytes"));
-        let mut rows = Vec::new();
-        for (key, v) in self.testers.entries()? {
+        let row = |key: &[u8], v: &[u8]| {
             let mut t = Tester {
                 ip: key[..16].try_into().expect("16 bytes"),
                 vlan: u16::from_ne_bytes([key[16], key[17]]),
                 mac: reflector_core::MacAddr(v[40..46].try_into().expect("6 bytes")),
-                packets: word(&v, 0),
-                bytes: word(&v, 8),
-                limited: word(&v, 16),
-                first_seen_ns: to_utc(word(&v, 24)),
-                last_seen_ns: to_utc(word(&v, 32)),
+                packets: word(v, 0),
+                bytes: word(v, 8),
+                limited: word(v, 16),
+                first_seen_ns: to_utc(word(v, 24)),
+                last_seen_ns: to_utc(word(v, 32)),
                 ..Tester::default()
             };
             let signatures = u32::from_ne_bytes(v[48..52].try_into().expect("4 bytes"));
@@ -433,12 +451,16 @@ impl GateMaps {
                     t.families.insert(s.family());
                 }
             }
-            // A row made for a packet the lists let through but no packet counted yet (a
-            // racing CPU's): not a tester until one is.
-            if t.packets + t.limited > 0 {
-                rows.push(t);
-            }
+            t
+        };
+        let mut rows: Vec<Tester> = self.testers.entries()?.iter().map(|(key, v)| row(key, v)).collect();
+        let (key_len, value) = (TESTER_KEY_LEN as usize, TESTER_ROW_VALUE as usize);
+        for (_, cpus) in self.testers_cpu.percpu_entries()? {
+            rows.extend(cpus.iter().map(|r| row(&r[..key_len], &r[value..])));
         }
+        // A row never used (a CPU's), or made for a packet the lists let through but no packet
+        // counted yet (a racing CPU's): not a tester until one is.
+        rows.retain(|t| t.packets + t.limited > 0);
         Ok(rows)
     }
 }

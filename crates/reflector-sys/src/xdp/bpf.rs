@@ -75,6 +75,9 @@ pub struct SizedMap {
     value_size: usize,
 }
 
+/// An entry of a per-CPU map: its key, and its value on each possible CPU.
+pub type PerCpuEntry = (Vec<u8>, Vec<Vec<u8>>);
+
 impl SizedMap {
     /// Creates a map of `map_type` with `key_size`-byte keys and `value_size`-byte values.
     pub fn create(
@@ -151,13 +154,26 @@ impl SizedMap {
     /// [`SizedMap::keys`] and [`SizedMap::lookup`] take. A map changed meanwhile may be read
     /// partly as it was and partly as it is (the kernel walks it bucket by bucket).
     pub fn entries(&self) -> SysResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.entries_by(BATCH_ROWS)
+        self.entries_by(BATCH_ROWS, self.value_size)
+    }
+
+    /// Every entry of a per-CPU map, as
+    /// [`SizedMap::entries`] reads them.
+    pub fn percpu_entries(&self) -> SysResult<Vec<PerCpuEntry>> {
+        // The kernel hands a per-CPU value out as one slot per possible CPU, each rounded up
+        // to 8 bytes.
+        let stride = self.value_size.next_multiple_of(8);
+        let entries = self.entries_by(BATCH_ROWS, stride * possible_cpus())?;
+        Ok(entries
+            .into_iter()
+            .map(|(key, all)| (key, all.chunks(stride).map(|v| v[..self.value_size].to_vec()).collect()))
+            .collect())
     }
 
     /// [`SizedMap::entries`], asking for `rows` entries a call (more when one of the map's
-    /// buckets holds more: the kernel hands out whole buckets).
-    fn entries_by(&self, mut rows: usize) -> SysResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        let (ks, vs) = (self.key_size, self.value_size);
+    /// buckets holds more: the kernel hands out whole buckets), each value `vs` bytes.
+    fn entries_by(&self, mut rows: usize, vs: usize) -> SysResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let ks = self.key_size;
         let mut entries = Vec::new();
         // Where the next call starts (a hash map's bucket number; room for a key, as other map
         // types use): none at first, then what the call before gave back.
@@ -178,8 +194,8 @@ impl SizedMap {
             // SAFETY: `attr` is a live BPF_MAP_LOOKUP_BATCH attribute: the kernel reads the start
             // position from `start` (at least 8 bytes and a key's size, or null for the first
             // call), writes the next one into `next` (the same size), and up to `count` keys and
-            // values of the map's sizes into `keys` and `values` (`count` of each); all outlive
-            // the call.
+            // values of the map's sizes (a per-CPU value: `vs`, every possible CPU's) into `keys`
+            // and `values` (`count` of each); all outlive the call.
             let failed = unsafe { bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) } < 0;
             let err = failed.then(|| SysError::last("bpf(BPF_MAP_LOOKUP_BATCH)"));
             let n = (attr.count as usize).min(rows);
@@ -673,7 +689,7 @@ mod tests {
             }
             wanted.sort();
             for rows in [BATCH_ROWS, 7, 1] {
-                let mut got = map.entries_by(rows).unwrap();
+                let mut got = map.entries_by(rows, map.value_size).unwrap();
                 got.sort();
                 assert_eq!(got.len(), wanted.len(), "type {map_type}, {rows} rows a call");
                 assert!(got == wanted, "type {map_type}, {rows} rows a call");
