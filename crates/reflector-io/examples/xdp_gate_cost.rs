@@ -63,7 +63,13 @@ fn main() {
         if gated.is_some() {
             let started = std::time::Instant::now();
             let rows = gate.testers().expect("the testers table read");
-            println!("{:<18} the testers table read in {:?} ({} rows)", "", started.elapsed(), rows.len());
+            let hz = gate.jiffy_clock().hz();
+            println!(
+                "{:<18} the testers table read in {:?} ({} rows; ticks {hz} Hz)",
+                "",
+                started.elapsed(),
+                rows.len()
+            );
         }
     }
 }

@@ -96,19 +96,18 @@ pub(super) fn gate(a: &mut Asm, maps: GateMaps, r: &dyn Fn(Reject) -> Label) {
     a.place(limits);
     let (shared, have_row, shared_limited, total) = (a.label(), a.label(), a.label(), a.label());
     flag_clear(a, GATE_SOURCE_LIMIT | GATE_TOTAL_LIMIT | GATE_TESTERS, done);
-    // The time for the buckets, exact (0 without limits); when a tester was seen, in jiffies:
-    // reading a clock costs a probe 12 ns (the coarse one; 29 the exact one), the tick count
-    // next to nothing, and userspace turns ticks into time (`JiffyClock`).
-    let (untimed, timed) = (a.label(), a.label());
-    flag_clear(a, GATE_SOURCE_LIMIT | GATE_TOTAL_LIMIT, untimed);
-    a.call(BPF_FUNC_KTIME_GET_NS);
-    a.store(Size::DW, R10, GATE_NOW_SLOT, R0);
-    a.goto(timed);
-    a.place(untimed);
-    a.store_imm(Size::DW, R10, GATE_NOW_SLOT, 0);
-    a.place(timed);
+    // When a tester was seen, in jiffies: reading a clock costs a probe 12 ns (the coarse one;
+    // 29 the exact one), the tick count next to nothing, and userspace turns ticks into time
+    // (`JiffyClock`). The buckets' time, exact, only with a limit; without, the slot holds the
+    // jiffies too (unread then, and one kind of value either way, which keeps the verifier's
+    // states few).
+    let untimed = a.label();
     a.call(BPF_FUNC_JIFFIES64);
     a.store(Size::DW, R10, GATE_SEEN_SLOT, R0);
+    flag_clear(a, GATE_SOURCE_LIMIT | GATE_TOTAL_LIMIT, untimed);
+    a.call(BPF_FUNC_KTIME_GET_NS);
+    a.place(untimed);
+    a.store(Size::DW, R10, GATE_NOW_SLOT, R0);
     tester_key(a);
     flag_set(a, GATE_SOURCE_LIMIT, shared);
     cpu_row(a, maps.testers_cpu_fd, shared);
@@ -214,6 +213,9 @@ fn cpu_row(a: &mut Asm, map_fd: i32, other: Label) {
     a.alu_imm(Alu::Mul, R1, TESTER_HASH as i32);
     a.alu_imm(Alu::Rsh, R1, 32 - TESTER_SLOTS.trailing_zeros() as i32);
     a.alu_imm(Alu::And, R1, TESTER_SLOTS as i32 - 1);
+    // (The key slot again: it costs a speculation barrier without CAP_PERFMON, since it held
+    // the configuration's key, but a slot of its own made the verifier walk the reflecting
+    // program past its million instructions.)
     a.store(Size::W, R10, GATE_KEY_SLOT, R1);
     a.load_map_fd(R1, map_fd);
     a.mov(R2, R10);

@@ -21,13 +21,19 @@ pub struct JiffyClock {
     edge_ns: u64,
 }
 
-/// How long [`JiffyClock::measure`] waits for two ticks before it gives up.
+/// How long [`JiffyClock::measure`] waits for its ticks before it gives up.
 const MEASURE_LIMIT: Duration = Duration::from_secs(2);
+
+/// The least time between the two tick edges the rate is measured over.
+const MEASURE_SPAN_NS: u64 = 30_000_000;
+
+/// The tick rates (`CONFIG_HZ`) Linux is built with on x86 and arm64.
+const KERNEL_HZ: [u64; 4] = [100, 250, 300, 1000];
 
 impl JiffyClock {
     /// Measures it: a sampler program (`reflector_bpf::xdp::jiffies_sampler`) run again and
-    /// again with `BPF_PROG_TEST_RUN` until the tick count has moved twice (two ticks: at most
-    /// 20 ms), the time between the edges giving the rate. Needs what loading an XDP program
+    /// again with `BPF_PROG_TEST_RUN` from one edge of the tick count to the first edge 30 ms or
+    /// more later (40 ms at most), the ticks between them over the time giving the rate. Needs what loading an XDP program
     /// needs (CAP_BPF and CAP_NET_ADMIN).
     pub fn measure() -> SysResult<JiffyClock> {
         let map = bpf::SizedMap::create(bpf::BPF_MAP_TYPE_ARRAY, 4, 16, 1, "reflector_jiffy")?;
@@ -46,10 +52,12 @@ impl JiffyClock {
             let word = |at: usize| u64::from_ne_bytes(value[at..at + 8].try_into().expect("8 bytes"));
             Ok((word(0), word(8)))
         };
+        // The first edge, then the first edge at least 30 ms later: a tick's length from one
+        // pair alone is off by the tick's jitter (a tenth of it and more in a virtual machine).
         let started = Instant::now();
-        let mut edges = Vec::with_capacity(2);
+        let mut first: Option<(u64, u64)> = None;
         let (mut last, _) = sample()?;
-        while edges.len() < 2 {
+        loop {
             if started.elapsed() > MEASURE_LIMIT {
                 return Err(SysError {
                     call: "jiffies sampler",
@@ -57,20 +65,30 @@ impl JiffyClock {
                 });
             }
             let (jiffies, ns) = sample()?;
-            if jiffies != last {
-                edges.push((jiffies, ns));
-                last = jiffies;
+            if jiffies == last {
+                continue;
+            }
+            last = jiffies;
+            match first {
+                None => first = Some((jiffies, ns)),
+                Some(edge) if ns.saturating_sub(edge.1) >= MEASURE_SPAN_NS => {
+                    return Ok(JiffyClock::from_edges(edge, (jiffies, ns)));
+                }
+                Some(_) => {}
             }
         }
-        let ((j1, t1), (j2, t2)) = (edges[0], edges[1]);
-        Ok(JiffyClock::from_edges((j1, t1), (j2, t2)))
     }
 
-    /// The clock two tick edges make: the rate the nearest whole number of ticks a second.
+    /// The clock two tick edges make: the rate the nearest of the rates Linux is built with
+    /// (within 5 %), else the nearest whole number of ticks a second.
     fn from_edges((j1, t1): (u64, u64), (j2, t2): (u64, u64)) -> JiffyClock {
         let ticks = j2.saturating_sub(j1).max(1);
-        let tick_ns = t2.saturating_sub(t1).max(1) as f64 / ticks as f64;
-        let hz = (1e9 / tick_ns).round().max(1.0) as u64;
+        let measured = ticks as f64 * 1e9 / t2.saturating_sub(t1).max(1) as f64;
+        let hz = KERNEL_HZ
+            .iter()
+            .copied()
+            .find(|&hz| (measured - hz as f64).abs() <= 0.05 * hz as f64)
+            .unwrap_or((measured.round() as u64).max(1));
         JiffyClock { hz, edge_jiffies: j2, edge_ns: t2 }
     }
 
@@ -92,12 +110,14 @@ mod tests {
 
     #[test]
     fn the_rate_is_the_nearest_whole_hz_and_times_count_from_the_edge() {
-        // Two edges 4 ms apart, seen 1.3 µs and 0.2 µs late: 250 Hz.
-        let c = JiffyClock::from_edges((1000, 5_000_001_300), (1001, 5_004_000_200));
+        // Edges 13 ticks and 52.3 ms apart (a jittery tick): 248.6 measured, 250 Hz.
+        let c = JiffyClock::from_edges((1000, 5_000_001_300), (1013, 5_052_300_000));
         assert_eq!(c.hz(), 250);
-        assert_eq!(c.monotonic_ns(1001), 5_004_000_200);
-        assert_eq!(c.monotonic_ns(1251), 6_004_000_200);
-        assert_eq!(c.monotonic_ns(1000), 5_000_000_200);
+        assert_eq!(c.monotonic_ns(1013), 5_052_300_000);
+        assert_eq!(c.monotonic_ns(1263), 6_052_300_000);
+        assert_eq!(c.monotonic_ns(1012), 5_048_300_000);
+        // A rate Linux is not built with: the nearest whole number.
+        assert_eq!(JiffyClock::from_edges((0, 0), (64, 100_000_000)).hz(), 640);
         // 300 Hz does not divide a second evenly: no drift over an hour's ticks.
         let c = JiffyClock::from_edges((0, 0), (2, 6_666_667));
         assert_eq!(c.hz(), 300);

@@ -289,6 +289,13 @@ pub struct GateMaps {
     clock: JiffyClock,
 }
 
+impl GateMaps {
+    /// How the testers table's times (the kernel's jiffies) are read.
+    pub fn jiffy_clock(&self) -> JiffyClock {
+        self.clock
+    }
+}
+
 /// Testers (sources, per VLAN) the programs keep a row for, with its rate-limit bucket: the
 /// least recently seen make room for new ones (a source that comes back gets a new row, with a
 /// full bucket).
