@@ -180,11 +180,7 @@ fn total_and_count(
     let answered = a.label();
     flag_clear(a, GATE_TOTAL_LIMIT, answered);
     a.store_imm(Size::W, R10, GATE_KEY_SLOT, 0);
-    a.load_map_fd(R1, maps.total_fd);
-    a.mov(R2, R10);
-    a.alu_imm(Alu::Add, R2, GATE_KEY_SLOT as i32);
-    a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
-    a.jump_imm(Cond::Eq, R0, 0, answered);
+    lookup(a, maps.total_fd, GATE_KEY_SLOT, answered);
     take_bucket(a, GATE_LIMITS_SLOT + 16, limited, answered);
     a.place(limited);
     count_in_row(a, false, row);
@@ -217,11 +213,7 @@ fn cpu_row(a: &mut Asm, map_fd: i32, other: Label) {
     // the configuration's key, but a slot of its own made the verifier walk the reflecting
     // program past its million instructions.)
     a.store(Size::W, R10, GATE_KEY_SLOT, R1);
-    a.load_map_fd(R1, map_fd);
-    a.mov(R2, R10);
-    a.alu_imm(Alu::Add, R2, GATE_KEY_SLOT as i32);
-    a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
-    a.jump_imm(Cond::Eq, R0, 0, other);
+    lookup(a, map_fd, GATE_KEY_SLOT, other);
     for (at, size) in [(0, Size::DW), (8, Size::DW), (16, Size::W)] {
         a.load(size, R1, R0, at);
         a.load(size, R2, R10, key + at);

@@ -85,16 +85,22 @@ pub(super) struct Gen<'a> {
     pub(super) capture: Option<(CaptureMaps, Label)>,
 }
 
+/// r0 = the entry of map `fd` whose key is at stack `slot`; on to `missing` when there is
+/// none. Uses r1, r2.
+pub(super) fn lookup(a: &mut Asm, fd: i32, slot: i16, missing: Label) {
+    a.load_map_fd(R1, fd);
+    a.mov(R2, R10);
+    a.alu_imm(Alu::Add, R2, slot as i32);
+    a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
+    a.jump_imm(Cond::Eq, R0, 0, missing);
+}
+
 /// Adds 1, or `value` (a register the helper call keeps: r6-r9), to the entry of the
 /// per-CPU counters map `fd` whose index is in r0.
 pub(super) fn add_to(a: &mut Asm, fd: i32, value: Option<Reg>) {
     let skip = a.label();
     a.store(Size::W, R10, COUNTER_KEY_SLOT, R0);
-    a.load_map_fd(R1, fd);
-    a.mov(R2, R10);
-    a.alu_imm(Alu::Add, R2, COUNTER_KEY_SLOT as i32);
-    a.call(BPF_FUNC_MAP_LOOKUP_ELEM);
-    a.jump_imm(Cond::Eq, R0, 0, skip);
+    lookup(a, fd, COUNTER_KEY_SLOT, skip);
     // A per-CPU entry: only this CPU writes it, so no atomic is needed.
     a.load(Size::DW, R1, R0, 0);
     match value {
