@@ -55,6 +55,18 @@ pub fn monotonic_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC)
 }
 
+/// The kernel's tick length in nanoseconds (1 s / CONFIG_HZ): the resolution of
+/// CLOCK_MONOTONIC_COARSE, which moves once a tick, as the jiffies do.
+pub fn tick_ns() -> SysResult<u64> {
+    // SAFETY: timespec is plain data; all-zero is valid.
+    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a timespec we own for the kernel to fill.
+    if unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut t) } < 0 {
+        return Err(SysError::last("clock_getres(CLOCK_MONOTONIC_COARSE)"));
+    }
+    Ok(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64)
+}
+
 fn clock_ns(clock: libc::clockid_t) -> u64 {
     // SAFETY: timespec is plain data; clock_gettime writes into the struct we own.
     let mut t: libc::timespec = unsafe { std::mem::zeroed() };

@@ -2,40 +2,31 @@
 //! as the tick count (`bpf_jiffies64`, next to free, where a clock read costs a probe 12 ns or
 //! more), and the testers table is read through a [`JiffyClock`].
 
-use std::time::{Duration, Instant};
-
 use reflector_sys::error::{SysError, SysResult};
 use reflector_sys::xdp::bpf;
 
 /// How jiffies turn into CLOCK_MONOTONIC: the tick rate, and a tick's edge seen on both clocks.
-/// The kernel advances jiffies from the same timekeeping as CLOCK_MONOTONIC, so one edge and
-/// the rate hold for as long as the system runs; a time read back is at most a tick early
-/// (as the coarse clock is).
+/// The kernel advances jiffies from the same timekeeping as CLOCK_MONOTONIC, so one sample and
+/// the rate hold for as long as the system runs; a time read back is within half a tick (the
+/// coarse clock is up to a tick early).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JiffyClock {
     /// Ticks a second (the kernel's HZ: 100, 250, 300 or 1000).
     hz: u64,
-    /// The tick count just after an edge…
+    /// A tick count…
     edge_jiffies: u64,
-    /// …and CLOCK_MONOTONIC then (at most a sample's time, ~2 µs, after the edge).
+    /// …and CLOCK_MONOTONIC when that tick began (within half a tick).
     edge_ns: u64,
 }
 
-/// How long [`JiffyClock::measure`] waits for its ticks before it gives up.
-const MEASURE_LIMIT: Duration = Duration::from_secs(2);
-
-/// The least time between the two tick edges the rate is measured over.
-const MEASURE_SPAN_NS: u64 = 30_000_000;
-
-/// The tick rates (`CONFIG_HZ`) Linux is built with on x86 and arm64.
-const KERNEL_HZ: [u64; 4] = [100, 250, 300, 1000];
-
 impl JiffyClock {
-    /// Measures it: a sampler program (`reflector_bpf::xdp::jiffies_sampler`) run again and
-    /// again with `BPF_PROG_TEST_RUN` from one edge of the tick count to the first edge 30 ms or
-    /// more later (40 ms at most), the ticks between them over the time giving the rate. Needs what loading an XDP program
+    /// Measures it: the tick's length from the coarse clock's resolution (one tick), and the
+    /// tick count and CLOCK_MONOTONIC read together by a sampler program
+    /// (`reflector_bpf::xdp::jiffies_sampler`) run once with `BPF_PROG_TEST_RUN`; the tick
+    /// began up to a tick before, half a tick is taken. Needs what loading an XDP program
     /// needs (CAP_BPF and CAP_NET_ADMIN).
     pub fn measure() -> SysResult<JiffyClock> {
+        let tick_ns = reflector_sys::clock::tick_ns()?.max(1);
         let map = bpf::SizedMap::create(bpf::BPF_MAP_TYPE_ARRAY, 4, 16, 1, "reflector_jiffy")?;
         let insns = reflector_bpf::xdp::jiffies_sampler(map.as_raw_fd());
         let prog = super::load_program(&insns, "reflector_jiffy").map_err(|e| {
@@ -45,51 +36,25 @@ impl JiffyClock {
             };
             SysError { call: "bpf(BPF_PROG_LOAD, jiffies sampler)", err }
         })?;
-        let frame = [0u8; 64];
-        let sample = || -> SysResult<(u64, u64)> {
-            bpf::prog_test_run(&prog, &frame)?;
-            let value = map.lookup(&0u32.to_ne_bytes())?.unwrap_or_default();
-            let word = |at: usize| u64::from_ne_bytes(value[at..at + 8].try_into().expect("8 bytes"));
-            Ok((word(0), word(8)))
+        bpf::prog_test_run(&prog, &[0u8; 64])?;
+        let value = map.lookup(&0u32.to_ne_bytes())?.unwrap_or_default();
+        let word = |at: usize| {
+            value.get(at..at + 8).map_or(0, |b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
         };
-        // The first edge, then the first edge at least 30 ms later: a tick's length from one
-        // pair alone is off by the tick's jitter (a tenth of it and more in a virtual machine).
-        let started = Instant::now();
-        let mut first: Option<(u64, u64)> = None;
-        let (mut last, _) = sample()?;
-        loop {
-            if started.elapsed() > MEASURE_LIMIT {
-                return Err(SysError {
-                    call: "jiffies sampler",
-                    err: std::io::Error::other("the kernel's tick count did not move in 2 s"),
-                });
-            }
-            let (jiffies, ns) = sample()?;
-            if jiffies == last {
-                continue;
-            }
-            last = jiffies;
-            match first {
-                None => first = Some((jiffies, ns)),
-                Some(edge) if ns.saturating_sub(edge.1) >= MEASURE_SPAN_NS => {
-                    return Ok(JiffyClock::from_edges(edge, (jiffies, ns)));
-                }
-                Some(_) => {}
-            }
+        let (jiffies, ns) = (word(0), word(8));
+        if jiffies == 0 && ns == 0 {
+            return Err(SysError {
+                call: "jiffies sampler",
+                err: std::io::Error::other("no sample written"),
+            });
         }
+        Ok(JiffyClock::from_sample(tick_ns, jiffies, ns))
     }
 
-    /// The clock two tick edges make: the rate the nearest of the rates Linux is built with
-    /// (within 5 %), else the nearest whole number of ticks a second.
-    fn from_edges((j1, t1): (u64, u64), (j2, t2): (u64, u64)) -> JiffyClock {
-        let ticks = j2.saturating_sub(j1).max(1);
-        let measured = ticks as f64 * 1e9 / t2.saturating_sub(t1).max(1) as f64;
-        let hz = KERNEL_HZ
-            .iter()
-            .copied()
-            .find(|&hz| (measured - hz as f64).abs() <= 0.05 * hz as f64)
-            .unwrap_or((measured.round() as u64).max(1));
-        JiffyClock { hz, edge_jiffies: j2, edge_ns: t2 }
+    /// The clock a tick length and one sample make.
+    fn from_sample(tick_ns: u64, jiffies: u64, ns: u64) -> JiffyClock {
+        let hz = ((1e9 / tick_ns as f64).round() as u64).max(1);
+        JiffyClock { hz, edge_jiffies: jiffies, edge_ns: ns.saturating_sub(tick_ns / 2) }
     }
 
     /// Ticks a second.
@@ -109,21 +74,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_rate_is_the_nearest_whole_hz_and_times_count_from_the_edge() {
-        // Edges 13 ticks and 52.3 ms apart (a jittery tick): 248.6 measured, 250 Hz.
-        let c = JiffyClock::from_edges((1000, 5_000_001_300), (1013, 5_052_300_000));
+    fn the_rate_is_the_ticks_a_second_and_times_count_from_the_sample_less_half_a_tick() {
+        // 250 Hz: a 4 ms tick; the sample 1.3 ms into tick 1000.
+        let c = JiffyClock::from_sample(4_000_000, 1000, 5_001_300_000);
         assert_eq!(c.hz(), 250);
-        assert_eq!(c.monotonic_ns(1013), 5_052_300_000);
-        assert_eq!(c.monotonic_ns(1263), 6_052_300_000);
-        assert_eq!(c.monotonic_ns(1012), 5_048_300_000);
-        // A rate Linux is not built with: the nearest whole number.
-        assert_eq!(JiffyClock::from_edges((0, 0), (64, 100_000_000)).hz(), 640);
+        assert_eq!(c.monotonic_ns(1000), 4_999_300_000);
+        assert_eq!(c.monotonic_ns(1250), 5_999_300_000);
+        assert_eq!(c.monotonic_ns(999), 4_995_300_000);
         // 300 Hz does not divide a second evenly: no drift over an hour's ticks.
-        let c = JiffyClock::from_edges((0, 0), (2, 6_666_667));
+        let c = JiffyClock::from_sample(3_333_333, 2, 10_000_000);
         assert_eq!(c.hz(), 300);
-        assert_eq!(c.monotonic_ns(2 + 300 * 3600), 6_666_667 + 3600 * 1_000_000_000);
-        // Before the edge (a row first seen earlier), and never below zero.
-        assert_eq!(c.monotonic_ns(0), 1);
-        assert_eq!(JiffyClock::from_edges((9, 1), (10, 4_000_001)).monotonic_ns(0), 0);
+        assert_eq!(c.monotonic_ns(2 + 300 * 3600), 8_333_334 + 3600 * 1_000_000_000);
+        // Before the sample (a row first seen earlier), and never below zero.
+        assert_eq!(JiffyClock::from_sample(4_000_000, 10, 1_000).monotonic_ns(0), 0);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_tick_is_one_of_the_lengths_linux_is_built_with() {
+        let hz = 1_000_000_000 / reflector_sys::clock::tick_ns().unwrap();
+        assert!([100, 250, 300, 1000].contains(&hz), "{hz} Hz");
     }
 }
