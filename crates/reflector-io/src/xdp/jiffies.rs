@@ -29,7 +29,7 @@ impl JiffyClock {
         let tick_ns = reflector_sys::clock::tick_ns()?.max(1);
         let map = bpf::SizedMap::create(bpf::BPF_MAP_TYPE_ARRAY, 4, 16, 1, "reflector_jiffy")?;
         let insns = reflector_bpf::xdp::jiffies_sampler(map.as_raw_fd());
-        let prog = super::load_program(&insns, "reflector_jiffy").map_err(|e| {
+        let prog = bpf::prog_load(&crate::host::bpf_insns(&insns), "reflector_jiffy").map_err(|e| {
             let err = match e {
                 bpf::LoadError::Permission(_) => std::io::Error::from_raw_os_error(libc::EPERM),
                 other => std::io::Error::other(other.to_string()),
