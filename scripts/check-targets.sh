@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Type-checks and lints the workspace for the systems the bpf data path is for, which this
 # machine cannot run: x86_64-apple-darwin, aarch64-apple-darwin, x86_64-unknown-freebsd
-# (or the targets given as arguments). scripts/test.sh runs it; run alone, it is quicker.
+# (or the targets given as arguments). scripts/test.sh runs it; run it alone to check only these targets.
 #
 # How: Debian's second Rust compiler (rustc-web 1.96, with the standard library's source in
 # rust-web-src and its Clippy in rust-web-clippy) builds the standard library for each target
