@@ -5,8 +5,10 @@
 //!
 //! Usage (root): `xdp_gate_cost [RUNS]` (default 5, the median of each printed). Variants:
 //! no gate maps at all; the maps with nothing listed (the testers table only, what every run
-//! has); a 2-entry allow and a 2-entry deny list of IPv4 prefixes; per-source and total limits
-//! (high enough that every run passes); lists and limits.
+//! has); a 2-entry allow and a 2-entry deny list of IPv4 prefixes; a per-source limit, a total
+//! limit, and both (high enough that every run passes); lists and limits. Each line also gives
+//! the program's size: the instructions we generate, and as the kernel keeps it (after the
+//! verifier's rewriting, and as machine code).
 
 use std::os::fd::AsRawFd;
 
@@ -22,10 +24,12 @@ fn main() {
     let (allow, deny) =
         (sources(&["192.0.2.0/24", "198.51.100.0/24"]), sources(&["192.0.2.66", "203.0.113.0/24"]));
     let fast = Rate::new(u32::MAX, 1000);
-    let variants: [(&str, Option<reflector_core::Filter>); 5] = [
+    let variants: [(&str, Option<reflector_core::Filter>); 7] = [
         ("no gate", None),
         ("testers only", Some(filter_with(|_| {}))),
         ("lists", Some(filter_with(|c| (c.allow, c.deny) = (allow, deny)))),
+        ("source limit", Some(filter_with(|c| c.source_limit = fast))),
+        ("total limit", Some(filter_with(|c| c.total_limit = fast))),
         ("limits", Some(filter_with(|c| (c.source_limit, c.total_limit) = (fast, fast)))),
         (
             "lists and limits",
@@ -59,7 +63,13 @@ fn main() {
         let above = base
             .map_or(String::new(), |b: u32| format!(", {:+} ns against no gate", median as i64 - b as i64));
         base.get_or_insert(median);
-        println!("{name:<18} {median:4} ns per frame (runs: {times:?}){above}; {} instructions", insns.len());
+        let sizes = bpf::prog_sizes(&prog).expect("the program's sizes");
+        println!(
+            "{name:<18} {median:4} ns per frame (runs: {times:?}){above}; {} instructions, xlated {} B, jited {} B",
+            insns.len(),
+            sizes.xlated,
+            sizes.jited
+        );
         if gated.is_some() {
             let started = std::time::Instant::now();
             let rows = gate.testers().expect("the testers table read");

@@ -624,13 +624,42 @@ pub fn prog_name(id: u32) -> SysResult<String> {
     let mut get = GetFd { prog_id: id, next_id: 0, open_flags: 0 };
     // SAFETY: `get` is a live BPF_PROG_GET_FD_BY_ID attribute.
     let prog = fd_result(unsafe { bpf(BPF_PROG_GET_FD_BY_ID, &mut get) }, "bpf(BPF_PROG_GET_FD_BY_ID)")?;
+    let info = prog_info(&prog)?;
+    let bytes: Vec<u8> = info[8..10].iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    Ok(String::from_utf8_lossy(&bytes[..end]).into_owned())
+}
+
+/// The sizes of a loaded program as the kernel keeps it: its instructions after the verifier's
+/// rewriting (xlated) and its machine code (jited), in bytes (`BPF_OBJ_GET_INFO_BY_FD`).
+pub fn prog_sizes(prog: &OwnedFd) -> SysResult<ProgSizes> {
+    let info = prog_info(prog)?;
+    // `jited_prog_len` and `xlated_prog_len`: the u32s at offsets 16 and 20.
+    let [j0, j1, j2, j3, x0, x1, x2, x3] = info[2].to_ne_bytes();
+    Ok(ProgSizes {
+        jited: u32::from_ne_bytes([j0, j1, j2, j3]),
+        xlated: u32::from_ne_bytes([x0, x1, x2, x3]),
+    })
+}
+
+/// What [`prog_sizes`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProgSizes {
+    /// Bytes of machine code (0 when the program is not JIT-compiled).
+    pub jited: u32,
+    /// Bytes of instructions as the verifier left them.
+    pub xlated: u32,
+}
+
+/// `struct bpf_prog_info` up to and including its 16-byte name, at offset 64, in native-endian
+/// u64 words.
+fn prog_info(prog: &OwnedFd) -> SysResult<[u64; 10]> {
     #[repr(C)]
     struct GetInfo {
         bpf_fd: u32,
         info_len: u32,
         info: u64,
     }
-    // `struct bpf_prog_info` up to and including its 16-byte name, at offset 64, in u64 words.
     let mut info = [0u64; 10];
     let mut attr = GetInfo { bpf_fd: prog.as_raw_fd() as u32, info_len: 80, info: info.as_mut_ptr() as u64 };
     // SAFETY: `attr` is a live BPF_OBJ_GET_INFO_BY_FD attribute whose `info` points to `info`,
@@ -638,9 +667,7 @@ pub fn prog_name(id: u32) -> SysResult<String> {
     if unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) } < 0 {
         return Err(SysError::last("bpf(BPF_OBJ_GET_INFO_BY_FD)"));
     }
-    let bytes: Vec<u8> = info[8..10].iter().flat_map(|w| w.to_ne_bytes()).collect();
-    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
-    Ok(String::from_utf8_lossy(&bytes[..end]).into_owned())
+    Ok(info)
 }
 
 /// Replaces the program of `link` with `prog` atomically (`BPF_LINK_UPDATE`).
