@@ -14,7 +14,7 @@ pub mod iface {
     use reflector_core::MacAddr;
 
     #[cfg(target_os = "linux")]
-    pub use reflector_sys::iface::{DriverStats, driver_stats, rx_vlan_offload};
+    pub use reflector_sys::iface::{DriverStats, Timestamping, driver_stats, rx_vlan_offload, timestamping};
     pub use reflector_sys::iface::{IfaceError, iface_addresses};
 
     /// Facts about a network interface.

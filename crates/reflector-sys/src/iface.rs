@@ -249,7 +249,6 @@ pub struct DriverStats {
 /// `ETHTOOL_GSTRINGS` and `ETHTOOL_GSTATS` of the statistics string set).
 #[cfg(target_os = "linux")]
 pub fn driver_stats(name: &str) -> Result<DriverStats, IfaceError> {
-    const SIOCETHTOOL: libc::c_ulong = 0x8946;
     const ETHTOOL_GDRVINFO: u32 = 0x03;
     const ETHTOOL_GSTRINGS: u32 = 0x1b;
     const ETHTOOL_GSTATS: u32 = 0x1d;
@@ -257,24 +256,12 @@ pub fn driver_stats(name: &str) -> Result<DriverStats, IfaceError> {
     const ETH_GSTRING_LEN: usize = 32;
     /// `struct ethtool_drvinfo`: the driver's name at 4, the number of statistics at 180.
     const DRVINFO_LEN: usize = 196;
-    let fd = crate::sock::socket(libc::AF_INET, libc::SOCK_DGRAM, 0, "socket(AF_INET)")?;
-    // One SIOCETHTOOL request over `buf` (u64 words, so every struct is aligned).
+    // One SIOCETHTOOL request over `buf` (u64 words, so every struct is aligned); the callers
+    // size it from the counts the kernel gave.
     let request = |buf: &mut [u64], call: &'static str| -> Result<(), IfaceError> {
-        let mut req = ifreq_for(name)?;
-        req.ifr_ifru.ifru_data = buf.as_mut_ptr().cast();
-        // SAFETY: `req` names the interface and points to `buf`, which is as large as the
-        // command written at its start says (the callers size it from the counts the kernel
-        // gave), and lives across the call.
-        let ret = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&fd), SIOCETHTOOL as _, &mut req) };
-        if ret < 0 {
-            let e = SysError::last(call);
-            return Err(if e.errno() == Some(libc::ENODEV) {
-                IfaceError::NotFound(name.into())
-            } else {
-                e.into()
-            });
-        }
-        Ok(())
+        // SAFETY: `buf` is as large as the command written at its start says, and lives across
+        // the call.
+        unsafe { ethtool(name, buf.as_mut_ptr().cast(), call) }
     };
     // Requests are laid out in bytes and carried in u64 words (so every struct is aligned).
     let bytes = |words: &[u64]| -> Vec<u8> { words.iter().flat_map(|w| w.to_ne_bytes()).collect() };
@@ -331,6 +318,15 @@ mod tests {
     fn driver_statistics_of_a_missing_interface_are_an_error() {
         assert!(matches!(driver_stats("no-such-if0"), Err(IfaceError::NotFound(_))));
     }
+
+    #[test]
+    fn loopback_stamps_in_software_and_has_no_hardware_clock() {
+        let lo = timestamping("lo").expect("loopback answers ETHTOOL_GET_TS_INFO");
+        assert!(lo.software() && !lo.hardware(), "{lo:?}");
+        assert_eq!((lo.phc_index, lo.tx_types, lo.rx_filters), (None, 0, 0));
+        assert!(matches!(timestamping("no-such-if0"), Err(IfaceError::NotFound(_))));
+        assert!(matches!(timestamping("this-name-is-far-too-long"), Err(IfaceError::BadName(_))));
+    }
 }
 
 /// Whether the driver takes VLAN tags off received frames (`ETHTOOL_GFLAGS`, `ETH_FLAG_RXVLAN`):
@@ -338,24 +334,82 @@ mod tests {
 /// not say.
 #[cfg(target_os = "linux")]
 pub fn rx_vlan_offload(name: &str) -> Result<Option<bool>, IfaceError> {
-    const SIOCETHTOOL: libc::c_ulong = 0x8946;
     const ETHTOOL_GFLAGS: u32 = 0x25;
     const ETH_FLAG_RXVLAN: u32 = 1 << 8;
-    let fd = crate::sock::socket(libc::AF_INET, libc::SOCK_DGRAM, 0, "socket(AF_INET)")?;
     // `struct ethtool_value`: the command, then the value.
     let mut value = [ETHTOOL_GFLAGS, 0u32];
-    let mut req = ifreq_for(name)?;
-    req.ifr_ifru.ifru_data = value.as_mut_ptr().cast();
-    // SAFETY: `req` names the interface and points to `value`, a `struct ethtool_value` that
-    // lives across the call.
-    let ret = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&fd), SIOCETHTOOL as _, &mut req) };
-    if ret < 0 {
-        let e = SysError::last("ioctl(SIOCETHTOOL, ETHTOOL_GFLAGS)");
-        return match e.errno() {
-            Some(libc::ENODEV) => Err(IfaceError::NotFound(name.into())),
-            Some(libc::EOPNOTSUPP) => Ok(None),
-            _ => Err(e.into()),
-        };
+    // SAFETY: `value` is a `struct ethtool_value` and lives across the call.
+    match unsafe { ethtool(name, value.as_mut_ptr().cast(), "ioctl(SIOCETHTOOL, ETHTOOL_GFLAGS)") } {
+        Err(IfaceError::Sys(e)) if e.errno() == Some(libc::EOPNOTSUPP) => Ok(None),
+        Err(e) => Err(e),
+        Ok(()) => Ok(Some(value[1] & ETH_FLAG_RXVLAN != 0)),
     }
-    Ok(Some(value[1] & ETH_FLAG_RXVLAN != 0))
+}
+
+/// What an interface can timestamp, as `ethtool -T` shows it (`ETHTOOL_GET_TS_INFO`).
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamping {
+    /// The `SOF_TIMESTAMPING_*` flags the driver supports.
+    pub so_timestamping: u32,
+    /// The index of its PTP hardware clock (`/dev/ptpN`), if it has one.
+    pub phc_index: Option<u32>,
+    /// The `HWTSTAMP_TX_*` modes it supports, one bit each.
+    pub tx_types: u32,
+    /// The `HWTSTAMP_FILTER_*` receive filters it supports, one bit each.
+    pub rx_filters: u32,
+}
+
+impl Timestamping {
+    /// `SOF_TIMESTAMPING_TX_HARDWARE`, `RX_HARDWARE` and `RAW_HARDWARE`: stamps from the NIC's
+    /// clock both ways.
+    pub fn hardware(&self) -> bool {
+        const HW: u32 = (1 << 0) | (1 << 2) | (1 << 6);
+        self.so_timestamping & HW == HW
+    }
+
+    /// `SOF_TIMESTAMPING_TX_SOFTWARE`, `RX_SOFTWARE` and `SOFTWARE`: stamps from the system
+    /// clock in the driver (transmit) and the stack (receive).
+    pub fn software(&self) -> bool {
+        const SW: u32 = (1 << 1) | (1 << 3) | (1 << 4);
+        self.so_timestamping & SW == SW
+    }
+}
+
+/// What `name` can timestamp (`SIOCETHTOOL`: `ETHTOOL_GET_TS_INFO`).
+#[cfg(target_os = "linux")]
+pub fn timestamping(name: &str) -> Result<Timestamping, IfaceError> {
+    const ETHTOOL_GET_TS_INFO: u32 = 0x41;
+    // `struct ethtool_ts_info`: cmd, so_timestamping, phc_index, tx_types, 3 reserved,
+    // rx_filters, 3 reserved.
+    let mut info = [0u32; 11];
+    info[0] = ETHTOOL_GET_TS_INFO;
+    // SAFETY: `info` is a `struct ethtool_ts_info` and lives across the call.
+    unsafe { ethtool(name, info.as_mut_ptr().cast(), "ioctl(SIOCETHTOOL, ETHTOOL_GET_TS_INFO)") }?;
+    Ok(Timestamping {
+        so_timestamping: info[1],
+        phc_index: u32::try_from(info[2] as i32).ok(),
+        tx_types: info[3],
+        rx_filters: info[7],
+    })
+}
+
+/// One `SIOCETHTOOL` request for `name` over `data`.
+///
+/// # Safety
+/// `data` points to the request's structure, as large as the command at its start makes the
+/// kernel read and write, alive across the call.
+#[cfg(target_os = "linux")]
+unsafe fn ethtool(name: &str, data: *mut libc::c_char, call: &'static str) -> Result<(), IfaceError> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    let fd = crate::sock::socket(libc::AF_INET, libc::SOCK_DGRAM, 0, "socket(AF_INET)")?;
+    let mut req = ifreq_for(name)?;
+    req.ifr_ifru.ifru_data = data;
+    // SAFETY: `req` names the interface and points to `data`, which the caller vouches for.
+    let ret = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&fd), SIOCETHTOOL as _, &mut req) };
+    if ret >= 0 {
+        return Ok(());
+    }
+    let e = SysError::last(call);
+    Err(if e.errno() == Some(libc::ENODEV) { IfaceError::NotFound(name.into()) } else { e.into() })
 }

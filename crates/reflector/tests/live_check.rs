@@ -41,6 +41,7 @@ fn check_reports_every_item_and_tries_each_backend() {
         "clock",
         "interface",
         "vlan_offload",
+        "timestamping",
         "xdp_attached",
         "veth_peer_xdp",
     ] {

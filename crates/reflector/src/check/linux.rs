@@ -131,6 +131,28 @@ pub fn interface_items(name: &str, iface: &IfaceInfo, items: &mut Vec<Item>) {
             None => "the driver does not say".into(),
         },
     });
+    let stamps = reflector_io::host::iface::timestamping(name);
+    items.push(Item {
+        name: "timestamping",
+        value: match &stamps {
+            Ok(t) => json!({
+                "hardware": t.hardware(), "software": t.software(), "phc": t.phc_index.map(|i| format!("/dev/ptp{i}")),
+                "so_timestamping": t.so_timestamping, "tx_types": t.tx_types, "rx_filters": t.rx_filters,
+            }),
+            Err(_) => Value::Null,
+        },
+        means: match &stamps {
+            Ok(t) if t.hardware() => format!(
+                "the NIC stamps frames with its own clock{} (tx types {:#x}, rx filters {:#x}, as `ethtool -T` lists them); the data paths take their stamps from the system clock today",
+                t.phc_index.map_or(String::new(), |i| format!(", /dev/ptp{i}")),
+                t.tx_types,
+                t.rx_filters
+            ),
+            Ok(t) if t.software() => "software stamps only (the system clock, in the driver and the stack): no hardware clock".into(),
+            Ok(_) => "the driver offers no timestamps of its own".into(),
+            Err(e) => format!("the driver does not say ({e})"),
+        },
+    });
     let attached = reflector_io::xdp::attached_program(iface.index);
     items.push(Item {
         name: "xdp_attached",

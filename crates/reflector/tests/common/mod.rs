@@ -2,6 +2,8 @@
 //! `timeout`, and a tester socket inside the other namespace.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod vm;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
