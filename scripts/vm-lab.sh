@@ -3,8 +3,9 @@
 # real drivers' devices (virtio-net, e1000e) on taps in a network namespace of its own, runs a
 # command inside it with this checkout's binaries, and a command on the host side of the taps
 # meanwhile; prints both one's output and exits with the guest command's status (else the
-# host command's). Everything is removed at the end, also on failure or Ctrl-C: the guest is
-# under `timeout`, the taps go with their namespace.
+# host command's; 124 when the guest ran over --timeout, 125 when it ended otherwise without
+# its command's status, 2 on bad options). Everything is removed at the end, also on failure or
+# Ctrl-C: the guest is under `timeout`, the taps go with their namespace.
 #
 # Usage (root): scripts/vm-lab.sh [--nic virtio|e1000e]... [--queues N] [--timeout SECONDS]
 #                                 [--share DIR] [--host COMMAND] -- COMMAND [ARG...]
@@ -243,9 +244,12 @@ hrc=0; wait "$hpid" || hrc=$?; hpid=""
 cat "$share/guest.out" 2>/dev/null || true
 cat "$share/guest.err" >&2 2>/dev/null || true
 if [ -s "$work/host.out" ]; then echo "--- host side ---"; cat "$work/host.out"; fi
-grc=$(cat "$share/guest.rc" 2>/dev/null || echo 125)
-if [ "$grc" = 125 ] && ! [ -e "$share/guest.rc" ]; then
+if ! [ -e "$share/guest.rc" ]; then
   say "the guest command did not finish; the console's end:"; tail -20 "$work/console.log" >&2 || true
+  # 124: over --timeout, as timeout(1) says it; else 125.
+  [ "$qrc" = 124 ] && exit 124
+  exit 125
 fi
+grc=$(cat "$share/guest.rc")
 [ "$grc" != 0 ] && exit "$grc"
 exit "$hrc"

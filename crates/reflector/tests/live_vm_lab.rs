@@ -3,7 +3,9 @@
 //! guest, `check` on each NIC, then `run` with xdp-tx, af-xdp and af-packet on virtio_net and
 //! af-packet on e1000e, one after the other; from the host side of each NIC, for each run, 200
 //! probes and a ping meanwhile. Every probe must come back, the pings too, and `check` must name
-//! each driver and what it can do (root and network namespaces; ignored otherwise).
+//! each driver and what it can do. Then the lab itself: the guest command's status comes back,
+//! a guest over its time is stopped, nothing is left either way (root and network namespaces;
+//! ignored otherwise); bad options are refused before anything starts (any user).
 // qemu, taps and network namespaces: Linux only.
 #![cfg(target_os = "linux")]
 
@@ -99,5 +101,53 @@ run() {
             .find(|v| v["type"] == "summary")
             .unwrap_or_else(|| panic!("{name}: no summary: {}", vm.file(&format!("{name}.json"))));
         assert_eq!(summary["reflected_packets"], 200, "{name}: {summary}");
+    }
+}
+
+/// No namespace of the lab's left (the taps go with theirs).
+fn lab_namespaces() -> Vec<String> {
+    let out = std::process::Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("rfl-vm-"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn the_guest_commands_status_comes_back_and_a_guest_over_its_time_is_stopped_leaving_nothing() {
+    require_live!();
+    let failed = common::vm::vm_lab(&["virtio"], 1, 120, "echo done > \"$S/out\"; exit 3", "true");
+    assert_eq!(failed.code, Some(3), "{failed}");
+    assert_eq!(failed.file("out"), "done\n", "{failed}");
+    assert!(lab_namespaces().is_empty(), "{:?}", lab_namespaces());
+
+    let stuck = common::vm::vm_lab(&["e1000e"], 1, 25, "sleep 600", "sleep 600");
+    assert_eq!(stuck.code, Some(124), "{stuck}");
+    assert!(stuck.stderr.contains("did not finish"), "{stuck}");
+    assert!(lab_namespaces().is_empty(), "{:?}", lab_namespaces());
+    let qemu = std::process::Command::new("pgrep")
+        .args(["-f", stuck.share.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(qemu.stdout.is_empty(), "nothing of the run is left: {}", String::from_utf8_lossy(&qemu.stdout));
+}
+
+#[test]
+fn bad_options_are_refused_with_one_line_before_anything_starts() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/vm-lab.sh");
+    for (args, says) in [
+        (&["--nic", "rtl8139", "--", "true"][..], "--nic takes virtio or e1000e, not 'rtl8139'"),
+        (&["--queues", "0", "--", "true"][..], "--queues takes 1 to 8, not '0'"),
+        (&["--timeout", "soon", "--", "true"][..], "--timeout takes seconds, not 'soon'"),
+        (&["--share", "/no/such/folder", "--", "true"][..], "--share: '/no/such/folder' is not a folder"),
+        (&["--nic", "virtio"][..], "no command to run in the guest"),
+        (&["--frobnicate"][..], "unknown option '--frobnicate'"),
+    ] {
+        let out = std::process::Command::new(&script).args(args).output().expect("vm-lab.sh runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says) && err.lines().count() == 1, "{args:?}: {err}");
     }
 }
