@@ -220,7 +220,9 @@ for _ in $(seq $((limit * 10))); do
   sleep 0.1
 done
 if ! [ -e "$share/booted" ]; then
+  qrc=0; wait "$qpid" || qrc=$?; qpid=""
   say "the guest did not come up; its console:"; tail -30 "$work/console.log" >&2 || true; cat "$work/qemu.out" >&2 || true
+  [ "$qrc" = 124 ] && exit 124
   exit 1
 fi
 say "guest up in $(python3 -c "import time; print(f'{time.time() - $started:.1f}')") s (${nics[*]}, $queues queue(s))"
