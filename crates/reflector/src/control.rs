@@ -66,6 +66,8 @@ pub struct Control {
     /// The rate-limit buckets the workers share, for its overflow count.
     pub limiter: Option<Arc<Limiter>>,
     tester_rates: Mutex<TesterRates>,
+    /// The last minutes, one sample a second (written by the main loop).
+    pub history: Mutex<crate::history::History>,
 }
 
 impl std::fmt::Debug for Control {
@@ -109,6 +111,7 @@ impl Control {
             #[cfg(unix)]
             events: tokio::sync::broadcast::channel(8).0,
             tester_rates: Mutex::default(),
+            history: Mutex::default(),
         }
     }
 
@@ -214,6 +217,19 @@ impl Control {
     /// The settings in force.
     pub fn settings(&self) -> serde_json::Value {
         self.settings.lock().expect("settings lock").clone()
+    }
+
+    /// Takes the history's sample of the second that ends now.
+    pub fn record_history(&self) {
+        let (lifetime, dwell, testers) = (self.lifetime(), self.dwell(), self.testers());
+        let utc_ms = reflector_io::worker::utc_now_ns() / 1_000_000;
+        self.history.lock().expect("history lock").record(
+            Instant::now(),
+            utc_ms,
+            &lifetime,
+            dwell.as_ref(),
+            &testers,
+        );
     }
 
     /// Zeroes the counters the control plane shows (the workers' own counters go on).

@@ -262,6 +262,7 @@ const EVENTS_KEEP_ALIVE: Duration = Duration::from_secs(15);
 fn snapshot_event(ctl: &Control) -> Bytes {
     let mut stats = stats_json(ctl);
     stats["testers"] = crate::report::testers_json(&ctl.testers(), 20);
+    stats["sample"] = ctl.history.lock().expect("history lock").latest_json();
     Bytes::from(format!("event: stats\ndata: {stats}\n\n"))
 }
 
@@ -423,6 +424,7 @@ fn handle(req: &Request<Incoming>, ctl: &Control, config: &HttpConfig) -> Respon
         "/api/v1/workers" => Route::Workers,
         "/api/v1/config" => Route::Config,
         "/api/v1/testers" => Route::Testers,
+        "/api/v1/history" => Route::History,
         "/api/v1/capture" => Route::Capture,
         "/api/v1/events" => Route::Events,
         "/api/v1/counters/reset" => Route::Reset,
@@ -447,16 +449,26 @@ fn handle(req: &Request<Incoming>, ctl: &Control, config: &HttpConfig) -> Respon
         Route::Stats => json_response(StatusCode::OK, &stats_json(ctl)),
         Route::Workers => json_response(StatusCode::OK, &workers_json(ctl)),
         Route::Config => json_response(StatusCode::OK, &config_json(ctl)),
-        Route::Testers => match query_number(req, "limit", 1000) {
+        Route::Testers => match query_number(req, "limit", 0, 1000) {
             Ok(limit) => json_response(
                 StatusCode::OK,
                 &crate::report::testers_json(&ctl.testers(), limit.unwrap_or(20)),
             ),
             Err(why) => error(StatusCode::BAD_REQUEST, &why),
         },
+        Route::History => {
+            let most = crate::history::HISTORY_SECONDS;
+            match query_number(req, "seconds", 1, most) {
+                Err(why) => error(StatusCode::BAD_REQUEST, &why),
+                Ok(seconds) => json_response(
+                    StatusCode::OK,
+                    &ctl.history.lock().expect("history lock").json(seconds.unwrap_or(most)),
+                ),
+            }
+        }
         Route::Capture => capture(req, ctl, &access),
         Route::Events => events(ctl),
-        Route::Metrics => match query_number(req, "testers", MAX_TESTER_SERIES) {
+        Route::Metrics => match query_number(req, "testers", 0, MAX_TESTER_SERIES) {
             Ok(testers) => {
                 let accept = req.headers().get(header::ACCEPT).and_then(|a| a.to_str().ok());
                 let format = crate::metrics::MetricsFormat::for_accept(accept);
@@ -589,7 +601,12 @@ pub const MAX_TESTER_SERIES: usize = 100;
 
 /// The query parameter `name` as a number from 0 to `max`: `None` when absent, an error
 /// (for a 400) when not such a number or when another parameter is given.
-fn query_number(req: &Request<Incoming>, name: &str, max: usize) -> Result<Option<usize>, String> {
+fn query_number(
+    req: &Request<Incoming>,
+    name: &str,
+    min: usize,
+    max: usize,
+) -> Result<Option<usize>, String> {
     let mut found = None;
     for pair in req.uri().query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -597,8 +614,8 @@ fn query_number(req: &Request<Incoming>, name: &str, max: usize) -> Result<Optio
             return Err(format!("unknown query parameter '{key}' (expected {name})"));
         }
         match value.parse::<usize>() {
-            Ok(n) if n <= max => found = Some(n),
-            _ => return Err(format!("{name} must be a number from 0 to {max}")),
+            Ok(n) if (min..=max).contains(&n) => found = Some(n),
+            _ => return Err(format!("{name} must be a number from {min} to {max}")),
         }
     }
     Ok(found)
@@ -611,6 +628,7 @@ enum Route {
     Workers,
     Config,
     Testers,
+    History,
     Capture,
     Events,
     Reset,

@@ -18,6 +18,7 @@ mod config;
 mod control;
 mod cpus;
 mod filter_args;
+mod history;
 #[cfg(unix)]
 mod http;
 #[cfg(unix)]

@@ -1,5 +1,6 @@
 //! The terminal UI (`--tui`, the default when stdout is a terminal and no stats format is
-//! chosen): live rates, totals, per-signature and per-reason counts, per-worker lines and
+//! chosen): live rates and the reflected rate over the kept history, totals, per-signature and
+//! per-reason counts, per-worker lines and
 //! backend facts, redrawn four times a second from the control plane's view. `q` (or Esc,
 //! or Ctrl-C) quits; the terminal is restored however the UI ends.
 
@@ -12,7 +13,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Borders, Paragraph, Row, Table};
+use ratatui::widgets::{Block, Borders, Paragraph, Row, Sparkline, Table};
 use reflector_core::{Counters, Reject, Signature};
 
 use crate::control::Control;
@@ -33,6 +34,8 @@ pub struct View {
     pub uptime_s: f64,
     /// The busiest testers.
     pub testers: Vec<crate::report::TesterRow>,
+    /// Reflected packets a second, one a second over the kept history (oldest first).
+    pub history: Vec<u64>,
 }
 
 /// Testers the screen lists.
@@ -54,6 +57,14 @@ impl View {
             workers: ctl.worker_rows(),
             uptime_s: ctl.started.elapsed().as_secs_f64(),
             testers: ctl.testers().into_iter().take(SCREEN_TESTERS).collect(),
+            history: ctl
+                .history
+                .lock()
+                .expect("history lock")
+                .samples(crate::history::HISTORY_SECONDS)
+                .iter()
+                .map(|s| s.pps.round() as u64)
+                .collect(),
         }
     }
 }
@@ -93,15 +104,21 @@ pub fn draw(frame: &mut Frame<'_>, view: &View) {
         Constraint::Percentage(35),
     ])
     .areas(top);
+    let block = Block::default().borders(Borders::ALL).title(" now ");
+    let [numbers, over_time] =
+        Layout::vertical([Constraint::Length(3), Constraint::Min(1)]).areas(block.inner(now));
+    frame.render_widget(block, now);
     frame.render_widget(
         Paragraph::new(vec![
             Line::from(format!("reflected {:>12} pps", num(rates.pps.round() as u64))),
             Line::from(format!("          {:>12.2} Mb/s", rates.mbps)),
             Line::from(format!("received  {:>12} pps", num(rates.rx_pps.round() as u64))),
-        ])
-        .block(Block::default().borders(Borders::ALL).title(" now ")),
-        now,
+        ]),
+        numbers,
     );
+    // The reflected rate over the last seconds, one column a second (the newest on the right).
+    let shown = &view.history[view.history.len().saturating_sub(over_time.width as usize)..];
+    frame.render_widget(Sparkline::default().data(shown), over_time);
     let total_rows = [
         ("received", c.rx_packets),
         ("reflected", c.reflected_packets),
@@ -248,6 +265,8 @@ mod tests {
                 pps: 1000.4,
                 active: true,
             }],
+            // A rate that rose from nothing to its top over the kept seconds.
+            history: (0..=8).map(|i| i * 100).collect(),
         };
         let mut terminal = Terminal::new(TestBackend::new(100, 32)).unwrap();
         terminal.draw(|f| draw(f, &view)).unwrap();
@@ -276,6 +295,18 @@ mod tests {
             assert!(screen.contains(want), "'{want}' not on screen:\n{screen}");
         }
         assert!(!screen.contains("dst_mac"), "reasons with no frames are not listed");
+        // The rate over time: the history's columns, lowest to highest, under the numbers.
+        // Its bottom row (in the "now" box, the first 30 columns) has a bar for each non-zero
+        // second, the top row only the highest.
+        let rows: Vec<String> = screen
+            .lines()
+            .map(|l| l.chars().take(30).collect::<String>())
+            .filter(|l| l.chars().any(|c| "▁▂▃▄▅▆▇█".contains(c)))
+            .collect();
+        let bars = |row: &String| row.chars().filter(|c| "▁▂▃▄▅▆▇█".contains(*c)).count();
+        assert!(rows.len() >= 2, "{rows:?}");
+        assert_eq!(bars(rows.last().unwrap()), 8, "{rows:?}");
+        assert!(bars(&rows[0]) < 8 && rows[0].trim_end_matches(['│', ' ']).ends_with('█'), "{rows:?}");
         assert_eq!(num(1_234_567), "1,234,567");
         assert_eq!(num(12), "12");
     }

@@ -447,6 +447,90 @@ fn the_dashboard_in_a_real_browser_follows_the_traffic() {
     drop(reflector.signal_and_wait("TERM"));
 }
 
+/// The value of `attr` on the element with id `id` in a dumped page.
+fn attribute(dom: &str, id: &str, attr: &str) -> Option<String> {
+    let at = dom.find(&format!("id=\"{id}\""))?;
+    let tag = &dom[dom[..at].rfind('<')?..at + dom[at..].find('>')?];
+    let start = tag.find(&format!(" {attr}="))? + attr.len() + 3;
+    Some(tag[start..].split('"').next()?.to_string())
+}
+
+/// Sends the ITO probe from two testers (the test corpus's source, and one with another IPv4
+/// address) every 10 ms for `secs`.
+fn two_testers(pair: &NetnsPair, secs: u64) {
+    let tester = pair.tester();
+    let mut other = Frame::ito_v4();
+    other.ip = reflector_core::build::IpAddrs::V4 { src: [192, 0, 2, 77], dst: reflector_testkit::LOCAL_V4 };
+    let (first, second) = (Frame::ito_v4().bytes(), other.bytes());
+    let end = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        tester.send(&first).unwrap();
+        tester.send(&second).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+#[ignore = "needs root and network namespaces"]
+fn the_dashboard_shows_what_happened_before_it_was_opened() {
+    require_live!();
+    assert!(
+        Command::new("chromium").arg("--version").output().is_ok(),
+        "chromium is not installed (scripts/test.sh installs it as root)"
+    );
+    let pair = NetnsPair::for_backend("af-xdp");
+    let addr = "127.0.0.1:9186";
+    let url = format!("http://{addr}/");
+    let reflector = pair.start_reflector_on(Some("af-xdp"), &["--http", addr, "--latency"]);
+    two_testers(&pair, 20);
+
+    // The server's history: a sample a second, the testers' rates in them.
+    let h = get_json(&pair, addr, "/api/v1/history?seconds=600");
+    let samples = h["samples"].as_array().unwrap();
+    assert!((18..=22).contains(&samples.len()), "{} samples", samples.len());
+    let busy = &samples[samples.len() - 2];
+    assert!(busy["pps"].as_f64().unwrap() > 100.0 && busy["dwell_ns"]["p99"].as_u64().unwrap() > 0, "{busy}");
+    assert_eq!(h["testers"].as_array().unwrap().len(), 2, "{}", h["testers"]);
+    assert_eq!(get_json(&pair, addr, "/api/v1/history?seconds=5")["samples"].as_array().unwrap().len(), 5);
+    for bad in ["seconds=0", "seconds=601", "seconds=soon", "since=5"] {
+        let (status, body) = request(&pair, "GET", addr, &format!("/api/v1/history?{bad}"), None);
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+
+    // A page opened now shows the minutes before it: the rates, the dwell times, each tester's line.
+    let dom = common::render_page(&pair, &url, &["--dump-dom"]);
+    let points =
+        |id: &str| attribute(&dom, id, "data-points").and_then(|p| p.parse::<usize>().ok()).unwrap_or(0);
+    assert!(points("chart") >= 15, "rate chart points: {}", points("chart"));
+    assert!(points("dwell-chart") >= 15, "dwell chart points: {}", points("dwell-chart"));
+    assert_eq!(attribute(&dom, "dwell", "hidden"), None, "the dwell chart shows with --latency");
+    let sparks = dom.matches("class=\"spark\"").count();
+    assert_eq!(sparks, 2, "a sparkline per tester");
+    assert!(dom.contains("192.0.2.77"), "the second tester is listed");
+
+    // Screenshots for people to look at: a laptop and a phone.
+    for (name, size) in [("dashboard-1400x1100.png", "1400,1100"), ("dashboard-390x844.png", "390,844")] {
+        let png = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        let (window, shot) = (format!("--window-size={size}"), format!("--screenshot={}", png.display()));
+        common::render_page(&pair, &url, &[&window, "--hide-scrollbars", &shot]);
+        let bytes = std::fs::read(&png).expect("a screenshot was written");
+        assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000, "{name}: {} bytes", bytes.len());
+        eprintln!("dashboard screenshot: {}", png.display());
+    }
+    drop(reflector.signal_and_wait("TERM"));
+
+    // Without --latency there is no dwell chart.
+    let reflector = pair.start_reflector_on(Some("af-xdp"), &["--http", addr]);
+    two_testers(&pair, 3);
+    let dom = common::render_page(&pair, &url, &["--dump-dom"]);
+    assert_eq!(attribute(&dom, "dwell", "hidden").as_deref(), Some(""), "no dwell chart without --latency");
+    assert!(
+        attribute(&dom, "chart", "data-points").is_some_and(|p| p != "0"),
+        "the rate chart has its points"
+    );
+    drop(reflector.signal_and_wait("TERM"));
+}
+
 #[test]
 #[ignore = "needs root and network namespaces"]
 fn the_terminal_ui_runs_in_a_real_terminal_and_q_quits() {

@@ -340,6 +340,9 @@ fn control_loop(
     let started = Instant::now();
     let mut last = (started, ctl.totals());
     let mut next_stats = started + run.args.stats_interval;
+    // The history's samples: one a second, the first (its starting point) now.
+    ctl.record_history();
+    let mut next_sample = started + Duration::from_secs(1);
     let end = run.args.duration.map(|d| started + d);
     let mut link_error = None;
     let mut warned = false;
@@ -357,6 +360,10 @@ fn control_loop(
         if let Err(e) = link.check(now) {
             link_error.get_or_insert(e);
             stop.store(true, Ordering::Relaxed);
+        }
+        if now >= next_sample {
+            ctl.record_history();
+            next_sample = now.max(next_sample) + Duration::from_secs(1);
         }
         if now >= next_stats {
             let totals = ctl.totals();
@@ -393,7 +400,7 @@ fn control_loop(
             last = (now, totals);
             next_stats = now.max(next_stats) + output.interval.get();
         }
-        next_stats
+        next_stats.min(next_sample)
     };
     if output.tui {
         crate::tui::run(ctl, stop, end, || {
