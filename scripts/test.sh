@@ -16,6 +16,7 @@ command -v ethtool >/dev/null || need+=(ethtool)     # interface counters (af-xd
 command -v trafgen >/dev/null || need+=(netsniff-ng) # overload tests
 command -v systemd-analyze >/dev/null || need+=(systemd) # the service unit's checks
 command -v tshark >/dev/null || need+=(tshark)       # capture files read by Wireshark's tools
+pkg-config --exists libdpdk 2>/dev/null || need+=(libdpdk-dev pkg-config) # the DPDK layer (--features dpdk)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         # Non-interactive: tshark's package asks whether non-root users may capture.
@@ -45,6 +46,14 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The DPDK layer is built only with its feature (the default build needs no DPDK): linted and
+# tested on its own, over a ring device (no network, no privilege needed).
+if pkg-config --exists libdpdk 2>/dev/null; then
+    cargo clippy -p reflector-sys --features dpdk --all-targets --locked -- -D warnings
+    cargo test -p reflector-sys --features dpdk --test dpdk --locked
+else
+    echo "test.sh: DPDK (libdpdk-dev) is missing: the DPDK layer is not built (run as root to install it)" >&2
+fi
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 # The same code type-checked and linted for macOS (x86_64, aarch64) and FreeBSD, with Debian's
 # second compiler (installs its packages when missing; see the script).

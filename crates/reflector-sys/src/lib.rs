@@ -11,8 +11,11 @@
 
 #[cfg(unix)]
 pub mod bpf_device;
+// DPDK (the `dpdk` feature, Linux): csrc/dpdk.c, built against the system's DPDK.
 #[cfg(target_os = "linux")]
 pub mod clock;
+#[cfg(all(feature = "dpdk", target_os = "linux"))]
+pub mod dpdk;
 pub mod error;
 #[cfg(unix)]
 pub mod iface;

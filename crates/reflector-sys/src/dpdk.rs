@@ -1,0 +1,418 @@
+//! DPDK, through csrc/dpdk.c (the `dpdk` feature): the environment abstraction layer started
+//! once per process ([`Eal`]), a port opened with its queues and buffer pool ([`Port`]), and
+//! bursts of received buffers lent in place ([`Burst`]), answered or freed.
+//!
+//! DPDK keeps global state per process: [`Eal::init`] succeeds once; a second call is an error,
+//! also after the first one's [`Eal`] is dropped (DPDK cannot be started again in a process).
+
+use std::ffi::{CStr, CString, c_char, c_int};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A DPDK packet buffer (`struct rte_mbuf`), only ever behind a pointer.
+#[repr(C)]
+struct RteMbuf {
+    _opaque: [u8; 0],
+}
+
+/// A DPDK buffer pool (`struct rte_mempool`), only ever behind a pointer.
+#[repr(C)]
+struct RteMempool {
+    _opaque: [u8; 0],
+}
+
+unsafe extern "C" {
+    fn rfl_errno() -> c_int;
+    fn rfl_strerror(err: c_int) -> *const c_char;
+    fn rfl_eal_init(argc: c_int, argv: *mut *mut c_char) -> c_int;
+    fn rfl_eal_cleanup() -> c_int;
+    fn rfl_port_count() -> u16;
+    fn rfl_port_by_name(name: *const c_char) -> c_int;
+    fn rfl_port_nth(index: u16, name: *mut c_char, len: usize) -> c_int;
+    fn rfl_port_info(
+        port: u16,
+        driver: *mut c_char,
+        len: usize,
+        max_rx_queues: *mut u16,
+        mac: *mut u8,
+        speed_mbps: *mut u32,
+    ) -> c_int;
+    fn rfl_pool_create(name: *const c_char, mbufs: u32, port: u16) -> *mut RteMempool;
+    fn rfl_pool_free(pool: *mut RteMempool);
+    fn rfl_port_start(port: u16, queues: u16, ring: u16, pool: *mut RteMempool) -> c_int;
+    fn rfl_port_stop(port: u16) -> c_int;
+    fn rfl_port_stats(port: u16, out: *mut u64) -> c_int;
+    fn rfl_rx_burst(port: u16, queue: u16, pkts: *mut *mut RteMbuf, n: u16) -> u16;
+    fn rfl_tx_burst(port: u16, queue: u16, pkts: *mut *mut RteMbuf, n: u16) -> u16;
+    fn rfl_mbuf_data(m: *mut RteMbuf, len: *mut u16, room: *mut u16, segments: *mut u16) -> *mut u8;
+    fn rfl_mbuf_set_len(m: *mut RteMbuf, len: u16) -> c_int;
+    fn rfl_mbuf_from(pool: *mut RteMempool, data: *const u8, len: u16) -> *mut RteMbuf;
+    fn rfl_mbuf_free(pkts: *mut *mut RteMbuf, n: u32);
+}
+
+/// A DPDK call that failed: which, and DPDK's reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{call}: {reason}")]
+pub struct DpdkError {
+    /// The call, as a user would look it up ("rte_eal_init").
+    pub call: &'static str,
+    /// DPDK's words for the error.
+    pub reason: String,
+}
+
+impl DpdkError {
+    /// The error `err` (a positive errno value, or one of DPDK's own) of `call`.
+    fn of(call: &'static str, err: c_int) -> DpdkError {
+        // SAFETY: rte_strerror returns a pointer to a NUL-terminated string that stays valid
+        // (a static table, or a per-thread buffer until the next call on this thread).
+        let text = unsafe { CStr::from_ptr(rfl_strerror(err.abs())) };
+        DpdkError { call, reason: text.to_string_lossy().into_owned() }
+    }
+
+    /// The error in `rte_errno` after `call` failed.
+    fn last(call: &'static str) -> DpdkError {
+        // SAFETY: reads this thread's rte_errno.
+        DpdkError::of(call, unsafe { rfl_errno() })
+    }
+
+    /// `ret` as a result: negative values are errors (a negative errno).
+    fn check(call: &'static str, ret: c_int) -> Result<c_int, DpdkError> {
+        if ret < 0 { Err(DpdkError::of(call, ret)) } else { Ok(ret) }
+    }
+}
+
+/// Whether the EAL was started in this process (it can be only once).
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// The started environment abstraction layer. Dropping it cleans DPDK up (`rte_eal_cleanup`);
+/// the ports must be closed first, which [`Port`] borrowing it ensures.
+#[derive(Debug)]
+pub struct Eal {
+    _started: (),
+}
+
+impl Eal {
+    /// Starts DPDK with these EAL arguments (as `dpdk-testpmd` takes them before `--`; the
+    /// program name is added). Once per process.
+    pub fn init(args: &[String]) -> Result<Eal, DpdkError> {
+        if STARTED.swap(true, Ordering::SeqCst) {
+            return Err(DpdkError {
+                call: "rte_eal_init",
+                reason: "DPDK was already started in this process (it can be only once)".into(),
+            });
+        }
+        let owned: Vec<CString> = std::iter::once("reflector")
+            .chain(args.iter().map(String::as_str))
+            .map(|a| {
+                CString::new(a).map_err(|_| DpdkError {
+                    call: "rte_eal_init",
+                    reason: format!("an argument holds a NUL byte: {a:?}"),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        // rte_eal_init may reorder argv; it must stay alive and writable during the call.
+        let mut argv: Vec<*mut c_char> = owned.iter().map(|a| a.as_ptr() as *mut c_char).collect();
+        argv.push(std::ptr::null_mut());
+        // SAFETY: argv holds argc pointers to NUL-terminated strings (owned, alive across the
+        // call) and a final NULL, as main's argv does.
+        let ret = unsafe { rfl_eal_init(owned.len() as c_int, argv.as_mut_ptr()) };
+        if ret < 0 {
+            return Err(DpdkError::last("rte_eal_init"));
+        }
+        Ok(Eal { _started: () })
+    }
+
+    /// The ports DPDK found, in order: each one's id and name.
+    pub fn ports(&self) -> Vec<(u16, String)> {
+        // SAFETY: the EAL is started (self exists).
+        let n = unsafe { rfl_port_count() };
+        (0..n)
+            .filter_map(|i| {
+                let mut name = [0 as c_char; 64];
+                // SAFETY: `name` has room for 64 bytes, the length given.
+                let port = unsafe { rfl_port_nth(i, name.as_mut_ptr(), name.len()) };
+                // SAFETY: rfl_port_nth wrote a NUL-terminated name into `name` when it
+                // returned a port.
+                (port >= 0)
+                    .then(|| (port as u16, unsafe { CStr::from_ptr(name.as_ptr()) }.to_string_lossy().into()))
+            })
+            .collect()
+    }
+
+    /// The port called `name` (a virtual device's name, or a PCI address).
+    pub fn port_by_name(&self, name: &str) -> Result<u16, DpdkError> {
+        let c = CString::new(name).map_err(|_| DpdkError {
+            call: "rte_eth_dev_get_port_by_name",
+            reason: "a NUL byte in the name".into(),
+        })?;
+        // SAFETY: `c` is a NUL-terminated string alive across the call.
+        let ret = unsafe { rfl_port_by_name(c.as_ptr()) };
+        DpdkError::check("rte_eth_dev_get_port_by_name", ret).map(|p| p as u16)
+    }
+}
+
+impl Drop for Eal {
+    fn drop(&mut self) {
+        // SAFETY: every port was closed (a Port borrows the Eal); nothing DPDK made is used
+        // after this.
+        unsafe { rfl_eal_cleanup() };
+    }
+}
+
+/// What a port is: its driver, queues, address and link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortInfo {
+    /// The poll-mode driver (`net_af_packet`, `net_virtio`, …).
+    pub driver: String,
+    /// The receive queues it can have.
+    pub max_rx_queues: u16,
+    /// Its MAC address.
+    pub mac: [u8; 6],
+    /// Link speed in Mb/s (0: unknown or down).
+    pub speed_mbps: u32,
+}
+
+/// What a port counted (`rte_eth_stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Frames received.
+    pub ipackets: u64,
+    /// Frames sent.
+    pub opackets: u64,
+    /// Frames the NIC dropped because no receive descriptor was free.
+    pub imissed: u64,
+    /// Frames received in error.
+    pub ierrors: u64,
+    /// Frames that failed to send.
+    pub oerrors: u64,
+    /// Frames dropped because the pool had no buffer.
+    pub rx_nombuf: u64,
+}
+
+/// A started port with its queues and buffer pool; stopped and closed on drop.
+#[derive(Debug)]
+pub struct Port<'eal> {
+    id: u16,
+    queues: u16,
+    pool: *mut RteMempool,
+    _eal: std::marker::PhantomData<&'eal Eal>,
+}
+
+/// Buffers in a port's pool per queue: enough for its receive ring, a burst in hand and the
+/// transmit ring.
+const MBUFS_PER_QUEUE: u32 = 4096;
+
+impl<'eal> Port<'eal> {
+    /// Configures port `id` with `queues` receive and transmit queues of `ring` descriptors
+    /// (RSS over them), a pool of buffers, promiscuous mode, and starts it.
+    pub fn start(_eal: &'eal Eal, id: u16, queues: u16, ring: u16) -> Result<Port<'eal>, DpdkError> {
+        let name = CString::new(format!("reflector{id}")).expect("no NUL in a formatted name");
+        let mbufs = (MBUFS_PER_QUEUE * u32::from(queues.max(1))).saturating_sub(1);
+        // SAFETY: `name` is NUL-terminated and alive across the call; the EAL is started.
+        let pool = unsafe { rfl_pool_create(name.as_ptr(), mbufs, id) };
+        if pool.is_null() {
+            return Err(DpdkError::last("rte_pktmbuf_pool_create"));
+        }
+        // SAFETY: `pool` is the pool just made; the port id is checked by DPDK.
+        let ret = unsafe { rfl_port_start(id, queues, ring, pool) };
+        if ret < 0 {
+            // SAFETY: no queue took buffers from it (the start failed) and it is not used again.
+            unsafe { rfl_pool_free(pool) };
+            return Err(DpdkError::of("rte_eth_dev_start", ret));
+        }
+        Ok(Port { id, queues, pool, _eal: std::marker::PhantomData })
+    }
+
+    /// Its id.
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    /// Its queues.
+    pub fn queues(&self) -> u16 {
+        self.queues
+    }
+
+    /// What it is.
+    pub fn info(&self) -> Result<PortInfo, DpdkError> {
+        let mut driver = [0 as c_char; 64];
+        let (mut max_rx_queues, mut mac, mut speed_mbps) = (0u16, [0u8; 6], 0u32);
+        // SAFETY: every out-pointer points to a live variable of its type; `driver` has room
+        // for the length given.
+        let ret = unsafe {
+            rfl_port_info(
+                self.id,
+                driver.as_mut_ptr(),
+                driver.len(),
+                &mut max_rx_queues,
+                mac.as_mut_ptr(),
+                &mut speed_mbps,
+            )
+        };
+        DpdkError::check("rte_eth_dev_info_get", ret)?;
+        // SAFETY: rfl_port_info wrote a NUL-terminated name (snprintf).
+        let driver = unsafe { CStr::from_ptr(driver.as_ptr()) }.to_string_lossy().into_owned();
+        Ok(PortInfo { driver, max_rx_queues, mac, speed_mbps })
+    }
+
+    /// What it counted.
+    pub fn stats(&self) -> Result<PortStats, DpdkError> {
+        let mut out = [0u64; 6];
+        // SAFETY: `out` has the 6 words rfl_port_stats writes.
+        DpdkError::check("rte_eth_stats_get", unsafe { rfl_port_stats(self.id, out.as_mut_ptr()) })?;
+        let [ipackets, opackets, imissed, ierrors, oerrors, rx_nombuf] = out;
+        Ok(PortStats { ipackets, opackets, imissed, ierrors, oerrors, rx_nombuf })
+    }
+
+    /// An empty burst of at most `capacity` frames (DPDK's usual: 32 or 64) for this port's
+    /// buffers; it cannot outlive the port.
+    pub fn burst(&self, capacity: u16) -> Burst<'_> {
+        Burst {
+            mbufs: vec![std::ptr::null_mut(); usize::from(capacity.max(1))],
+            len: 0,
+            port: self.id,
+            _port: std::marker::PhantomData,
+        }
+    }
+
+    /// Receives up to the burst's capacity of frames from `queue` into `burst` (its frames
+    /// freed first). Each queue must be used by one thread at a time.
+    pub fn receive(&self, queue: u16, burst: &mut Burst<'_>) -> usize {
+        burst.free_all();
+        assert_eq!(burst.port, self.id, "a burst is used with the port that made it");
+        // DPDK's burst function checks the queue only in its debug builds: checked here.
+        let n = if queue < self.queues {
+            // SAFETY: `burst.mbufs` has room for its length in pointers (at most u16::MAX: a
+            // burst's capacity is a u16); the port is started and the queue exists.
+            unsafe { rfl_rx_burst(self.id, queue, burst.mbufs.as_mut_ptr(), burst.mbufs.len() as u16) }
+        } else {
+            0
+        };
+        burst.len = usize::from(n);
+        burst.len
+    }
+
+    /// Sends the frames of `burst` that `keep` marks (in order), frees the rest and those the
+    /// queue would not take; empties `burst`. Returns how many were sent and how many of the
+    /// marked ones could not be (counted by the caller as transmit errors), with their bytes.
+    pub fn send(&self, queue: u16, burst: &mut Burst<'_>, keep: &[bool]) -> (usize, usize, u64) {
+        assert_eq!(burst.port, self.id, "a burst is used with the port that made it");
+        let mut out: Vec<*mut RteMbuf> = Vec::with_capacity(burst.len);
+        let mut drop: Vec<*mut RteMbuf> = Vec::with_capacity(burst.len);
+        for (i, m) in burst.mbufs[..burst.len].iter().enumerate() {
+            if keep.get(i).copied().unwrap_or(false) { out.push(*m) } else { drop.push(*m) }
+        }
+        burst.len = 0;
+        let sent = if queue < self.queues && !out.is_empty() {
+            // SAFETY: `out` holds buffers received from this port and not freed or sent since.
+            usize::from(unsafe { rfl_tx_burst(self.id, queue, out.as_mut_ptr(), out.len() as u16) })
+        } else {
+            0
+        };
+        let unsent = &mut out[sent..];
+        let unsent_bytes: u64 = unsent.iter().map(|m| u64::from(mbuf_view(*m).1)).sum();
+        let failed = unsent.len();
+        drop.extend_from_slice(unsent);
+        if !drop.is_empty() {
+            // SAFETY: these buffers are ours (received, not sent) and not used after this.
+            unsafe { rfl_mbuf_free(drop.as_mut_ptr(), drop.len() as u32) };
+        }
+        (sent, failed, unsent_bytes)
+    }
+
+    /// Sends a copy of `frame` from `queue` (a buffer from the port's pool); false when the pool
+    /// is empty, the frame does not fit a buffer, or the queue is full.
+    pub fn send_copy(&self, queue: u16, frame: &[u8]) -> bool {
+        let Ok(len) = u16::try_from(frame.len()) else { return false };
+        // SAFETY: `frame` is `len` readable bytes; the pool is this port's, alive.
+        let mut m = unsafe { rfl_mbuf_from(self.pool, frame.as_ptr(), len) };
+        if m.is_null() || queue >= self.queues {
+            return false;
+        }
+        // SAFETY: `m` is a buffer just made; one pointer.
+        if unsafe { rfl_tx_burst(self.id, queue, &mut m, 1) } == 1 {
+            return true;
+        }
+        // SAFETY: not sent, so still ours.
+        unsafe { rfl_mbuf_free(&mut m, 1) };
+        false
+    }
+}
+
+impl Drop for Port<'_> {
+    fn drop(&mut self) {
+        // SAFETY: no burst of this port's buffers outlives it (a Burst borrows its port and
+        // frees its buffers when dropped); the queues stop before the pool goes.
+        unsafe {
+            rfl_port_stop(self.id);
+            rfl_pool_free(self.pool);
+        }
+    }
+}
+
+/// The data of buffer `m`'s first segment: pointer, length, room after it, segments.
+fn mbuf_view(m: *mut RteMbuf) -> (*mut u8, u16, u16, u16) {
+    let (mut len, mut room, mut segments) = (0u16, 0u16, 0u16);
+    // SAFETY: `m` is a live buffer of ours; the out-pointers point to live variables.
+    let data = unsafe { rfl_mbuf_data(m, &mut len, &mut room, &mut segments) };
+    (data, len, room, segments)
+}
+
+/// Frames received in one burst from a port, lent in place until the next receive, send or
+/// drop.
+#[derive(Debug)]
+pub struct Burst<'port> {
+    mbufs: Vec<*mut RteMbuf>,
+    len: usize,
+    port: u16,
+    _port: std::marker::PhantomData<&'port ()>,
+}
+
+impl Burst<'_> {
+    /// Frames it holds.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// It holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Frame `i`: its one segment as a buffer whose first `len` bytes are the frame and the
+    /// rest the room after it (`None` for a frame of several segments, which the caller
+    /// cannot answer in place).
+    pub fn frame(&mut self, i: usize) -> Option<(&mut [u8], usize)> {
+        let m = *self.mbufs[..self.len].get(i)?;
+        let (data, len, room, segments) = mbuf_view(m);
+        if segments != 1 || data.is_null() {
+            return None;
+        }
+        let total = usize::from(len) + usize::from(room);
+        // SAFETY: a one-segment buffer's data is `len` bytes followed by `room` writable
+        // bytes of the same buffer, which this burst holds alone until it sends or frees it;
+        // the borrow of self keeps it so.
+        Some((unsafe { std::slice::from_raw_parts_mut(data, total) }, usize::from(len)))
+    }
+
+    /// Sets frame `i`'s length to `len` (an answer longer or shorter than the frame, within
+    /// the buffer); false when it does not fit.
+    pub fn set_len(&mut self, i: usize, len: usize) -> bool {
+        let Some(m) = self.mbufs[..self.len].get(i).copied() else { return false };
+        // SAFETY: `m` is a live buffer this burst holds.
+        u16::try_from(len).is_ok_and(|len| unsafe { rfl_mbuf_set_len(m, len) } == 0)
+    }
+
+    fn free_all(&mut self) {
+        if self.len > 0 {
+            // SAFETY: the buffers this burst holds, not sent; not used after this.
+            unsafe { rfl_mbuf_free(self.mbufs.as_mut_ptr(), self.len as u32) };
+            self.len = 0;
+        }
+    }
+}
+
+impl Drop for Burst<'_> {
+    fn drop(&mut self) {
+        self.free_all();
+    }
+}
