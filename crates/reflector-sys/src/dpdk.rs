@@ -1,9 +1,15 @@
 //! DPDK, through csrc/dpdk.c (the `dpdk` feature): the environment abstraction layer started
 //! once per process ([`Eal`]), a port opened with its queues and buffer pool ([`Port`]), and
-//! bursts of received buffers lent in place ([`Burst`]), answered or freed.
+//! each queue's bursts of received buffers lent in place ([`Burst`]), answered or freed.
 //!
 //! DPDK keeps global state per process: [`Eal::init`] succeeds once; a second call is an error,
-//! also after the first one's [`Eal`] is dropped (DPDK cannot be started again in a process).
+//! also after the first one's [`Eal`] is gone (DPDK cannot be started again in a process). What
+//! depends on what is held, not borrowed, so a worker thread can own its queue's [`Burst`]: a
+//! burst keeps its port open, a port keeps DPDK started; the port closes (and its pool goes)
+//! when its last burst and handle are dropped, DPDK is cleaned up (`rte_eal_cleanup`, which
+//! also gives back hugepages) when its last port and the [`Eal`] are.
+
+use std::sync::Arc;
 
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -83,11 +89,21 @@ impl DpdkError {
 /// Whether the EAL was started in this process (it can be only once).
 static STARTED: AtomicBool = AtomicBool::new(false);
 
-/// The started environment abstraction layer. Dropping it cleans DPDK up (`rte_eal_cleanup`);
-/// the ports must be closed first, which [`Port`] borrowing it ensures.
+/// DPDK started; cleaned up when the last holder drops it.
 #[derive(Debug)]
+struct Started;
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        // SAFETY: every port was closed (each holds this) and nothing DPDK made is used after.
+        unsafe { rfl_eal_cleanup() };
+    }
+}
+
+/// The started environment abstraction layer (a handle: clones share it).
+#[derive(Debug, Clone)]
 pub struct Eal {
-    _started: (),
+    started: Arc<Started>,
 }
 
 impl Eal {
@@ -118,7 +134,7 @@ impl Eal {
         if ret < 0 {
             return Err(DpdkError::last("rte_eal_init"));
         }
-        Ok(Eal { _started: () })
+        Ok(Eal { started: Arc::new(Started) })
     }
 
     /// The ports DPDK found, in order: each one's id and name.
@@ -147,14 +163,6 @@ impl Eal {
         // SAFETY: `c` is a NUL-terminated string alive across the call.
         let ret = unsafe { rfl_port_by_name(c.as_ptr()) };
         DpdkError::check("rte_eth_dev_get_port_by_name", ret).map(|p| p as u16)
-    }
-}
-
-impl Drop for Eal {
-    fn drop(&mut self) {
-        // SAFETY: every port was closed (a Port borrows the Eal); nothing DPDK made is used
-        // after this.
-        unsafe { rfl_eal_cleanup() };
     }
 }
 
@@ -188,23 +196,38 @@ pub struct PortStats {
     pub rx_nombuf: u64,
 }
 
-/// A started port with its queues and buffer pool; stopped and closed on drop.
+/// A started port with its queues and buffer pool (a handle: clones share it); stopped and
+/// closed, its pool freed, when the last handle and the last of its bursts are dropped.
+#[derive(Debug, Clone)]
+pub struct Port {
+    inner: Arc<PortInner>,
+}
+
 #[derive(Debug)]
-pub struct Port<'eal> {
+struct PortInner {
     id: u16,
     queues: u16,
     pool: *mut RteMempool,
-    _eal: std::marker::PhantomData<&'eal Eal>,
+    /// Dropped after the port is closed (fields drop in order, after `drop`).
+    _eal: Arc<Started>,
 }
+
+// SAFETY: DPDK allows a port's calls from any thread, each queue's bursts from one thread at a
+// time (a queue's `Burst` is owned by one thread, `&mut` for each call); the pool is DPDK's
+// default multi-producer, multi-consumer one, taken from and given back to from any thread.
+unsafe impl Send for PortInner {}
+// SAFETY: as above: what `&Port` offers (info, stats, a copy sent on a queue) is safe from
+// several threads at once, except a queue's transmit, which `send_copy` documents.
+unsafe impl Sync for PortInner {}
 
 /// Buffers in a port's pool per queue: enough for its receive ring, a burst in hand and the
 /// transmit ring.
 const MBUFS_PER_QUEUE: u32 = 4096;
 
-impl<'eal> Port<'eal> {
+impl Port {
     /// Configures port `id` with `queues` receive and transmit queues of `ring` descriptors
     /// (RSS over them), a pool of buffers, promiscuous mode, and starts it.
-    pub fn start(_eal: &'eal Eal, id: u16, queues: u16, ring: u16) -> Result<Port<'eal>, DpdkError> {
+    pub fn start(eal: &Eal, id: u16, queues: u16, ring: u16) -> Result<Port, DpdkError> {
         let name = CString::new(format!("reflector{id}")).expect("no NUL in a formatted name");
         let mbufs = (MBUFS_PER_QUEUE * u32::from(queues.max(1))).saturating_sub(1);
         // SAFETY: `name` is NUL-terminated and alive across the call; the EAL is started.
@@ -215,21 +238,25 @@ impl<'eal> Port<'eal> {
         // SAFETY: `pool` is the pool just made; the port id is checked by DPDK.
         let ret = unsafe { rfl_port_start(id, queues, ring, pool) };
         if ret < 0 {
-            // SAFETY: no queue took buffers from it (the start failed) and it is not used again.
-            unsafe { rfl_pool_free(pool) };
-            return Err(DpdkError::of("rte_eth_dev_start", ret));
+            // SAFETY: the port is closed first (its queues give their buffers back), then the
+            // pool is freed; neither is used again.
+            unsafe {
+                rfl_port_stop(id);
+                rfl_pool_free(pool);
+            }
+            return Err(DpdkError::of("rte_eth_dev_configure / queue set-up / start", ret));
         }
-        Ok(Port { id, queues, pool, _eal: std::marker::PhantomData })
+        Ok(Port { inner: Arc::new(PortInner { id, queues, pool, _eal: eal.started.clone() }) })
     }
 
     /// Its id.
     pub fn id(&self) -> u16 {
-        self.id
+        self.inner.id
     }
 
     /// Its queues.
     pub fn queues(&self) -> u16 {
-        self.queues
+        self.inner.queues
     }
 
     /// What it is.
@@ -240,7 +267,7 @@ impl<'eal> Port<'eal> {
         // for the length given.
         let ret = unsafe {
             rfl_port_info(
-                self.id,
+                self.inner.id,
                 driver.as_mut_ptr(),
                 driver.len(),
                 &mut max_rx_queues,
@@ -258,78 +285,43 @@ impl<'eal> Port<'eal> {
     pub fn stats(&self) -> Result<PortStats, DpdkError> {
         let mut out = [0u64; 6];
         // SAFETY: `out` has the 6 words rfl_port_stats writes.
-        DpdkError::check("rte_eth_stats_get", unsafe { rfl_port_stats(self.id, out.as_mut_ptr()) })?;
+        DpdkError::check("rte_eth_stats_get", unsafe { rfl_port_stats(self.inner.id, out.as_mut_ptr()) })?;
         let [ipackets, opackets, imissed, ierrors, oerrors, rx_nombuf] = out;
         Ok(PortStats { ipackets, opackets, imissed, ierrors, oerrors, rx_nombuf })
     }
 
-    /// An empty burst of at most `capacity` frames (DPDK's usual: 32 or 64) for this port's
-    /// buffers; it cannot outlive the port.
-    pub fn burst(&self, capacity: u16) -> Burst<'_> {
-        Burst {
+    /// Queue `queue`'s bursts: at most `capacity` frames each (DPDK's usual: 32 or 64). One
+    /// burst per queue, used by one thread.
+    pub fn burst(&self, queue: u16, capacity: u16) -> Result<Burst, DpdkError> {
+        if queue >= self.inner.queues {
+            return Err(DpdkError {
+                call: "rte_eth_rx_burst",
+                reason: format!("no queue {queue} (the port has {})", self.inner.queues),
+            });
+        }
+        Ok(Burst {
+            port: self.inner.clone(),
+            queue,
             mbufs: vec![std::ptr::null_mut(); usize::from(capacity.max(1))],
             len: 0,
-            port: self.id,
-            _port: std::marker::PhantomData,
-        }
-    }
-
-    /// Receives up to the burst's capacity of frames from `queue` into `burst` (its frames
-    /// freed first). Each queue must be used by one thread at a time.
-    pub fn receive(&self, queue: u16, burst: &mut Burst<'_>) -> usize {
-        burst.free_all();
-        assert_eq!(burst.port, self.id, "a burst is used with the port that made it");
-        // DPDK's burst function checks the queue only in its debug builds: checked here.
-        let n = if queue < self.queues {
-            // SAFETY: `burst.mbufs` has room for its length in pointers (at most u16::MAX: a
-            // burst's capacity is a u16); the port is started and the queue exists.
-            unsafe { rfl_rx_burst(self.id, queue, burst.mbufs.as_mut_ptr(), burst.mbufs.len() as u16) }
-        } else {
-            0
-        };
-        burst.len = usize::from(n);
-        burst.len
-    }
-
-    /// Sends the frames of `burst` that `keep` marks (in order), frees the rest and those the
-    /// queue would not take; empties `burst`. Returns how many were sent and how many of the
-    /// marked ones could not be (counted by the caller as transmit errors), with their bytes.
-    pub fn send(&self, queue: u16, burst: &mut Burst<'_>, keep: &[bool]) -> (usize, usize, u64) {
-        assert_eq!(burst.port, self.id, "a burst is used with the port that made it");
-        let mut out: Vec<*mut RteMbuf> = Vec::with_capacity(burst.len);
-        let mut drop: Vec<*mut RteMbuf> = Vec::with_capacity(burst.len);
-        for (i, m) in burst.mbufs[..burst.len].iter().enumerate() {
-            if keep.get(i).copied().unwrap_or(false) { out.push(*m) } else { drop.push(*m) }
-        }
-        burst.len = 0;
-        let sent = if queue < self.queues && !out.is_empty() {
-            // SAFETY: `out` holds buffers received from this port and not freed or sent since.
-            usize::from(unsafe { rfl_tx_burst(self.id, queue, out.as_mut_ptr(), out.len() as u16) })
-        } else {
-            0
-        };
-        let unsent = &mut out[sent..];
-        let unsent_bytes: u64 = unsent.iter().map(|m| u64::from(mbuf_view(*m).1)).sum();
-        let failed = unsent.len();
-        drop.extend_from_slice(unsent);
-        if !drop.is_empty() {
-            // SAFETY: these buffers are ours (received, not sent) and not used after this.
-            unsafe { rfl_mbuf_free(drop.as_mut_ptr(), drop.len() as u32) };
-        }
-        (sent, failed, unsent_bytes)
+        })
     }
 
     /// Sends a copy of `frame` from `queue` (a buffer from the port's pool); false when the pool
-    /// is empty, the frame does not fit a buffer, or the queue is full.
+    /// is empty, the frame does not fit a buffer, or the queue is full. The queue's burst must
+    /// not be sending at the same time (DPDK's transmit is one thread per queue).
     pub fn send_copy(&self, queue: u16, frame: &[u8]) -> bool {
         let Ok(len) = u16::try_from(frame.len()) else { return false };
-        // SAFETY: `frame` is `len` readable bytes; the pool is this port's, alive.
-        let mut m = unsafe { rfl_mbuf_from(self.pool, frame.as_ptr(), len) };
-        if m.is_null() || queue >= self.queues {
+        if queue >= self.inner.queues {
             return false;
         }
-        // SAFETY: `m` is a buffer just made; one pointer.
-        if unsafe { rfl_tx_burst(self.id, queue, &mut m, 1) } == 1 {
+        // SAFETY: `frame` is `len` readable bytes; the pool is this port's, alive.
+        let mut m = unsafe { rfl_mbuf_from(self.inner.pool, frame.as_ptr(), len) };
+        if m.is_null() {
+            return false;
+        }
+        // SAFETY: `m` is a buffer just made; one pointer; the queue exists.
+        if unsafe { rfl_tx_burst(self.inner.id, queue, &mut m, 1) } == 1 {
             return true;
         }
         // SAFETY: not sent, so still ours.
@@ -338,10 +330,10 @@ impl<'eal> Port<'eal> {
     }
 }
 
-impl Drop for Port<'_> {
+impl Drop for PortInner {
     fn drop(&mut self) {
-        // SAFETY: no burst of this port's buffers outlives it (a Burst borrows its port and
-        // frees its buffers when dropped); the queues stop before the pool goes.
+        // SAFETY: the last handle and burst are gone (each holds this), so no buffer of the
+        // pool is in our hands; the queues stop before the pool goes.
         unsafe {
             rfl_port_stop(self.id);
             rfl_pool_free(self.pool);
@@ -357,17 +349,61 @@ fn mbuf_view(m: *mut RteMbuf) -> (*mut u8, u16, u16, u16) {
     (data, len, room, segments)
 }
 
-/// Frames received in one burst from a port, lent in place until the next receive, send or
-/// drop.
+/// One queue's frames, received a burst at a time and lent in place until the next receive,
+/// send or drop.
 #[derive(Debug)]
-pub struct Burst<'port> {
+pub struct Burst {
+    port: Arc<PortInner>,
+    queue: u16,
     mbufs: Vec<*mut RteMbuf>,
     len: usize,
-    port: u16,
-    _port: std::marker::PhantomData<&'port ()>,
 }
 
-impl Burst<'_> {
+// SAFETY: the buffers a burst holds belong to it alone until they are sent or freed, which
+// DPDK allows from any thread; its queue is used only through it (`&mut self`).
+unsafe impl Send for Burst {}
+
+impl Burst {
+    /// Receives up to its capacity of frames (the ones it held freed first): how many came.
+    pub fn receive(&mut self) -> usize {
+        self.free_all();
+        // SAFETY: `mbufs` has room for its length in pointers (at most u16::MAX: a capacity is
+        // a u16); the port is started (the burst holds it) and the queue exists (checked when
+        // the burst was made).
+        let n = unsafe {
+            rfl_rx_burst(self.port.id, self.queue, self.mbufs.as_mut_ptr(), self.mbufs.len() as u16)
+        };
+        self.len = usize::from(n);
+        self.len
+    }
+
+    /// Sends the frames that `keep` marks (in order), frees the rest and those the queue would
+    /// not take, and is empty after. Returns how many were sent, and how many of the marked
+    /// ones could not be with their bytes (the caller counts them as transmit errors).
+    pub fn send(&mut self, keep: &[bool]) -> (usize, usize, u64) {
+        let mut out: Vec<*mut RteMbuf> = Vec::with_capacity(self.len);
+        let mut drop: Vec<*mut RteMbuf> = Vec::with_capacity(self.len);
+        for (i, m) in self.mbufs[..self.len].iter().enumerate() {
+            if keep.get(i).copied().unwrap_or(false) { out.push(*m) } else { drop.push(*m) }
+        }
+        self.len = 0;
+        let sent = if out.is_empty() {
+            0
+        } else {
+            // SAFETY: `out` holds buffers received on this queue and not freed or sent since.
+            usize::from(unsafe { rfl_tx_burst(self.port.id, self.queue, out.as_mut_ptr(), out.len() as u16) })
+        };
+        let unsent = &out[sent..];
+        let unsent_bytes: u64 = unsent.iter().map(|m| u64::from(mbuf_view(*m).1)).sum();
+        let failed = unsent.len();
+        drop.extend_from_slice(unsent);
+        if !drop.is_empty() {
+            // SAFETY: these buffers are ours (received, not sent) and not used after this.
+            unsafe { rfl_mbuf_free(drop.as_mut_ptr(), drop.len() as u32) };
+        }
+        (sent, failed, unsent_bytes)
+    }
+
     /// Frames it holds.
     pub fn len(&self) -> usize {
         self.len
@@ -411,7 +447,7 @@ impl Burst<'_> {
     }
 }
 
-impl Drop for Burst<'_> {
+impl Drop for Burst {
     fn drop(&mut self) {
         self.free_all();
     }

@@ -37,11 +37,22 @@ fn a_ring_port_takes_frames_back_in_place_and_counts_them() {
     let info = port.info().unwrap();
     assert_eq!(info.driver, "net_ring");
     assert!(info.max_rx_queues >= 1, "{info:?}");
+    assert!(port.burst(1, 32).unwrap_err().reason.contains("no queue 1"));
+    assert!(!port.send_copy(1, &[0; 60]), "no queue 1");
 
     let frame: Vec<u8> = (0..60u8).collect();
     assert!(port.send_copy(0, &frame));
-    let mut burst = port.burst(32);
-    assert_eq!(port.receive(0, &mut burst), 1);
+    // The queue's bursts, owned by a worker thread.
+    let mut burst = std::thread::spawn({
+        let port = port.clone();
+        move || {
+            let mut burst = port.burst(0, 32).unwrap();
+            assert_eq!(burst.receive(), 1);
+            burst
+        }
+    })
+    .join()
+    .unwrap();
     {
         let (buf, len) = burst.frame(0).expect("one segment");
         assert_eq!((&buf[..len], len), (&frame[..], 60));
@@ -53,28 +64,33 @@ fn a_ring_port_takes_frames_back_in_place_and_counts_them() {
     assert!(burst.set_len(0, 64));
     assert!(!burst.set_len(0, 70_000), "past the buffer");
     assert!(!burst.set_len(1, 60), "no such frame");
-    assert_eq!(port.send(0, &mut burst, &[true]), (1, 0, 0));
+    assert_eq!(burst.send(&[true]), (1, 0, 0));
     assert!(burst.is_empty());
-    assert_eq!(port.receive(0, &mut burst), 1);
+    assert_eq!(burst.receive(), 1);
     let (buf, len) = burst.frame(0).unwrap();
     assert_eq!(len, 64);
     assert_eq!((&buf[..6], &buf[6..60], &buf[60..64]), (&[0xaa; 6][..], &frame[6..60], &[1, 2, 3, 4][..]));
     // Not kept: freed, nothing sent.
-    assert_eq!(port.send(0, &mut burst, &[false]), (0, 0, 0));
-    assert_eq!(port.receive(0, &mut burst), 0, "nothing came back");
+    assert_eq!(burst.send(&[false]), (0, 0, 0));
+    assert_eq!(burst.receive(), 0, "nothing came back");
 
     // Full bursts in, half answered: the rest freed (the pool would run dry otherwise).
     for _ in 0..1000 {
         for _ in 0..32 {
             assert!(port.send_copy(0, &frame));
         }
-        assert_eq!(port.receive(0, &mut burst), 32);
+        assert_eq!(burst.receive(), 32);
         let keep: Vec<bool> = (0..32).map(|i| i % 2 == 0).collect();
-        assert_eq!(port.send(0, &mut burst, &keep), (16, 0, 0));
-        assert_eq!(port.receive(0, &mut burst), 16);
+        assert_eq!(burst.send(&keep), (16, 0, 0));
+        assert_eq!(burst.receive(), 16);
     }
-    drop(burst);
+    // The 16 last in hand, sent once more.
+    assert_eq!(burst.send(&[true; 16]), (16, 0, 0));
     let stats = port.stats().unwrap();
-    assert_eq!((stats.ipackets, stats.opackets), (2 + 48_000, 2 + 48_000), "{stats:?}");
+    assert_eq!((stats.ipackets, stats.opackets), (2 + 48_000, 2 + 48_016), "{stats:?}");
     assert_eq!((stats.imissed, stats.rx_nombuf), (0, 0), "{stats:?}");
+    // The burst holds the port (and DPDK) after the handles go; dropping it closes the port.
+    drop((port, eal));
+    assert_eq!(burst.receive(), 16, "the 16 frames sent last came back");
+    drop(burst);
 }

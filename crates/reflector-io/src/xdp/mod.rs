@@ -289,19 +289,17 @@ pub struct GateMaps {
     clock: JiffyClock,
 }
 
-impl GateMaps {
-    /// How the testers table's times (the kernel's jiffies) are read.
-    pub fn jiffy_clock(&self) -> JiffyClock {
-        self.clock
-    }
-}
-
 /// Testers (sources, per VLAN) the programs keep a row for, with its rate-limit bucket: the
 /// least recently seen make room for new ones (a source that comes back gets a new row, with a
 /// full bucket).
 pub const KERNEL_TESTERS: u32 = reflector_core::limit::LIMITER_SOURCES as u32;
 
 impl GateMaps {
+    /// How the testers table's times (the kernel's jiffies) are read.
+    pub fn jiffy_clock(&self) -> JiffyClock {
+        self.clock
+    }
+
     /// Creates the maps, empty (no lists, no limits).
     pub fn create() -> Result<GateMaps, SysError> {
         use bpf::{
