@@ -360,6 +360,7 @@ pub struct Timestamping {
     pub rx_filters: u32,
 }
 
+#[cfg(target_os = "linux")]
 impl Timestamping {
     /// `SOF_TIMESTAMPING_TX_HARDWARE`, `RX_HARDWARE` and `RAW_HARDWARE`: stamps from the NIC's
     /// clock both ways.
