@@ -46,13 +46,16 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The DPDK layer is built only with its feature (the default build needs no DPDK): linted and
-# tested on its own, over a ring device (no network, no privilege needed).
+# The DPDK data path is built only with its feature (the default build needs no DPDK): linted
+# with it, its layer tested over a ring device (no network, no privilege needed), and as root
+# the data path live over a veth (tests/live_dpdk.rs).
+dpdk=0
 if pkg-config --exists libdpdk 2>/dev/null; then
-    cargo clippy -p reflector-sys --features dpdk --all-targets --locked -- -D warnings
+    dpdk=1
+    cargo clippy --workspace --all-targets --features reflector/dpdk --locked -- -D warnings
     cargo test -p reflector-sys --features dpdk --test dpdk --locked
 else
-    echo "test.sh: DPDK (libdpdk-dev) is missing: the DPDK layer is not built (run as root to install it)" >&2
+    echo "test.sh: DPDK (libdpdk-dev) is missing: the DPDK data path is not built (run as root to install it)" >&2
 fi
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 # The same code type-checked and linted for macOS (x86_64, aarch64) and FreeBSD, with Debian's
@@ -62,6 +65,9 @@ if [ "$(id -u)" = 0 ]; then
     # The Debian package, for the test that installs and purges it.
     ./scripts/package-deb.sh
     cargo test --workspace --locked -- --include-ignored
+    if [ "$dpdk" = 1 ]; then
+        cargo test -p reflector --features dpdk --test live_dpdk --locked -- --include-ignored
+    fi
 else
     echo "test.sh: not root: the live tests (network namespaces, BPF) are reported as ignored" >&2
     cargo test --workspace --locked

@@ -14,6 +14,9 @@ pub mod capture;
 #[cfg(target_os = "linux")]
 pub mod claim;
 pub mod datapath;
+// DPDK (the `dpdk` feature, Linux).
+#[cfg(all(feature = "dpdk", target_os = "linux"))]
+pub mod dpdk;
 pub mod host;
 pub mod pcapng;
 pub mod replay;

@@ -128,11 +128,33 @@ impl Eal {
         // rte_eal_init may reorder argv; it must stay alive and writable during the call.
         let mut argv: Vec<*mut c_char> = owned.iter().map(|a| a.as_ptr() as *mut c_char).collect();
         argv.push(std::ptr::null_mut());
-        // SAFETY: argv holds argc pointers to NUL-terminated strings (owned, alive across the
-        // call) and a final NULL, as main's argv does.
-        let ret = unsafe { rfl_eal_init(owned.len() as c_int, argv.as_mut_ptr()) };
-        if ret < 0 {
-            return Err(DpdkError::last("rte_eal_init"));
+        // The EAL pins the calling thread to its main lcore's CPU; the caller's threads are its
+        // own business, so the thread's CPUs are put back after.
+        let cpus = crate::process::allowed_cpus().ok();
+        let (ret, said) = capturing_stderr(|| {
+            // SAFETY: argv holds argc pointers to NUL-terminated strings (owned, alive across
+            // the call) and a final NULL, as main's argv does.
+            unsafe { rfl_eal_init(owned.len() as c_int, argv.as_mut_ptr()) }
+        });
+        // What the EAL printed is kept out of the run's output; on failure its first line of
+        // substance (getopt's, or the EAL's own) says what was wrong.
+        let failed = (ret < 0).then(|| {
+            let mut e = DpdkError::last("rte_eal_init");
+            if let Some(line) = said.lines().map(str::trim).find(|l| {
+                !l.is_empty()
+                    && !l.starts_with("Usage")
+                    && !l.starts_with("EAL: Detected")
+                    && !l.contains("Multi-process")
+            }) {
+                e.reason = format!("{} ({line})", e.reason);
+            }
+            e
+        });
+        if let Some(cpus) = cpus {
+            let _ = crate::process::set_current_thread_cpus(&cpus);
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         Ok(Eal { started: Arc::new(Started) })
     }
@@ -163,6 +185,43 @@ impl Eal {
         // SAFETY: `c` is a NUL-terminated string alive across the call.
         let ret = unsafe { rfl_port_by_name(c.as_ptr()) };
         DpdkError::check("rte_eth_dev_get_port_by_name", ret).map(|p| p as u16)
+    }
+}
+
+/// Runs `f` with file descriptor 2 writing into a memory file, and gives what was written
+/// (empty when the redirection cannot be set up; `f` runs either way). Only for the start,
+/// before the caller has other threads that write to stderr.
+fn capturing_stderr<T>(f: impl FnOnce() -> T) -> (T, String) {
+    // SAFETY: memfd_create with a NUL-terminated name; dup and dup2 on descriptors this
+    // function owns or on 2; every descriptor it opens is closed before it returns, and 2 is
+    // put back before it does.
+    unsafe {
+        let file = libc::memfd_create(c"reflector-eal".as_ptr(), libc::MFD_CLOEXEC);
+        let saved = if file >= 0 { libc::dup(2) } else { -1 };
+        if file < 0 || saved < 0 || libc::dup2(file, 2) < 0 {
+            for fd in [file, saved] {
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+            }
+            return (f(), String::new());
+        }
+        let out = f();
+        libc::dup2(saved, 2);
+        libc::close(saved);
+        let mut text = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut at = 0i64;
+        loop {
+            let n = libc::pread(file, buf.as_mut_ptr().cast(), buf.len(), at);
+            if n <= 0 || text.len() > 1 << 20 {
+                break;
+            }
+            text.extend_from_slice(&buf[..n as usize]);
+            at += n as i64;
+        }
+        libc::close(file);
+        (out, String::from_utf8_lossy(&text).into_owned())
     }
 }
 

@@ -69,10 +69,18 @@ pub fn allowed_cpus() -> SysResult<Vec<usize>> {
 /// Pins the calling thread to `cpu`.
 #[cfg(target_os = "linux")]
 pub fn pin_current_thread(cpu: usize) -> SysResult<()> {
+    set_current_thread_cpus(&[cpu])
+}
+
+/// Lets the calling thread run on `cpus` (those past `CPU_SETSIZE` are left out).
+#[cfg(target_os = "linux")]
+pub fn set_current_thread_cpus(cpus: &[usize]) -> SysResult<()> {
     // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: CPU_SET writes within the set (cpu < CPU_SETSIZE is checked by the caller's source).
-    unsafe { libc::CPU_SET(cpu, &mut set) };
+    for &cpu in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
+        // SAFETY: CPU_SET writes within the set (cpu < CPU_SETSIZE, checked above).
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
     // SAFETY: `set` is a live cpu_set_t of the size passed; pid 0 is the calling thread.
     crate::sock::check(
         unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) },

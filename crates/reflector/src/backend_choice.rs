@@ -74,7 +74,7 @@ mod tests {
             assert_eq!(BackendChoice::from_str(b.name(), false), Ok(BackendChoice::Named(b)));
         }
         assert_eq!(BackendChoice::from_str("auto", false), Ok(BackendChoice::Auto));
-        assert!(BackendChoice::from_str("dpdk", false).is_err());
+        assert!(BackendChoice::from_str("netmap", false).is_err());
         assert_eq!(BackendChoice::Auto.resolve(), AUTO[0]);
     }
 }

@@ -69,7 +69,7 @@ enum Command {
     /// Reflect test packets on a live interface until stopped (SIGINT / SIGTERM / --duration).
     #[cfg(unix)]
     #[command(after_long_help = RUN_PRIVILEGES)]
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// What a run would meet here: the kernel, the interface, privileges, the clock, and
     /// whether each backend runs (tried: set up and taken down). Exit 1 when --backend cannot.
     #[cfg(unix)]

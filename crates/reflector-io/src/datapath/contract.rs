@@ -9,13 +9,15 @@ use reflector_core::{Counters, Filter};
 
 pub use super::info::{Backend, BackendInfo, Choice};
 // Only the XDP paths (Linux) fill these in.
+#[cfg(all(target_os = "linux", feature = "dpdk"))]
+pub use super::info::DpdkInfo;
 #[cfg(target_os = "linux")]
 pub use super::info::{InDriverInfo, XdpInfo, XdpMode};
 #[cfg(unix)]
 use crate::host::iface::IfaceInfo;
 
 /// The settings a data path opens with (the run's flags and configuration keys).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Settings {
     /// Workers asked for (`--workers`); each path's own default when `None`.
     pub workers: Option<u16>,
@@ -27,6 +29,10 @@ pub struct Settings {
     pub replace: bool,
     /// XDP: sample frames for a capture, at most this many a second (`None`: no capture).
     pub capture_kernel_limit: Option<u32>,
+    /// DPDK: the EAL's arguments (`--dpdk-eal`); `None`: a virtual device over the interface.
+    pub dpdk_eal: Option<Vec<String>>,
+    /// DPDK: the port, by name (`--dpdk-port`); `None`: the first.
+    pub dpdk_port: Option<String>,
 }
 
 /// The settings cannot work on this interface or system (the command line's fault: exit 2).

@@ -15,11 +15,14 @@ pub enum Backend {
     Bpf,
     /// An XDP program that reflects in the driver.
     XdpTx,
+    /// A DPDK port (a build with the `dpdk` feature).
+    Dpdk,
 }
 
 impl Backend {
     /// Every data path, in the order the command line lists them.
-    pub const ALL: &[Backend] = &[Backend::AfXdp, Backend::AfPacket, Backend::Bpf, Backend::XdpTx];
+    pub const ALL: &[Backend] =
+        &[Backend::AfXdp, Backend::AfPacket, Backend::Bpf, Backend::XdpTx, Backend::Dpdk];
 
     /// The name used on the command line, in reports and as a metric label.
     pub fn name(self) -> &'static str {
@@ -28,6 +31,7 @@ impl Backend {
             Backend::AfPacket => "af-packet",
             Backend::Bpf => "bpf",
             Backend::XdpTx => "xdp-tx",
+            Backend::Dpdk => "dpdk",
         }
     }
 
@@ -40,6 +44,9 @@ impl Backend {
             Backend::XdpTx => {
                 "An XDP program applies the rules and reflects test packets in the driver (XDP_TX); no workers (Linux)"
             }
+            Backend::Dpdk => {
+                "A DPDK port, one worker per queue (Linux; a build with the dpdk feature); see --dpdk-eal, --dpdk-port"
+            }
         }
     }
 
@@ -48,6 +55,7 @@ impl Backend {
         match self {
             Backend::AfXdp | Backend::AfPacket | Backend::XdpTx => cfg!(target_os = "linux"),
             Backend::Bpf => !cfg!(target_os = "linux"),
+            Backend::Dpdk => cfg!(all(target_os = "linux", feature = "dpdk")),
         }
     }
 
@@ -60,6 +68,9 @@ impl Backend {
             Backend::AfXdp => [XDP_PROGRAM, SOCKET].concat(),
             Backend::XdpTx => XDP_PROGRAM.to_vec(),
             Backend::Bpf => Vec::new(),
+            // Its virtual devices over an interface take packet sockets (or AF_XDP ones); a PCI
+            // NIC bound to vfio or uio needs the device files, which root holds.
+            Backend::Dpdk => SOCKET.to_vec(),
         }
     }
 }
@@ -130,6 +141,19 @@ pub struct InDriverInfo {
     pub instructions: usize,
 }
 
+/// Facts about a DPDK port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DpdkInfo {
+    /// The port's name (a virtual device's, or a PCI address).
+    pub port: String,
+    /// Its poll-mode driver.
+    pub driver: String,
+    /// Queues served, one worker each.
+    pub queues: u16,
+    /// Link speed in Mb/s (0: unknown or down).
+    pub speed_mbps: u32,
+}
+
 /// What was opened, as every report shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BackendInfo {
@@ -155,6 +179,9 @@ pub struct BackendInfo {
     /// af-xdp: milliseconds from the first step to sockets ready.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ready_ms: Option<f64>,
+    /// dpdk: the port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dpdk: Option<DpdkInfo>,
 }
 
 impl BackendInfo {
@@ -169,6 +196,7 @@ impl BackendInfo {
             device: None,
             buffer_bytes: None,
             ready_ms: None,
+            dpdk: None,
         }
     }
 
@@ -232,6 +260,20 @@ impl BackendInfo {
             (_, _, Some(n)) => out = format!("kernel filter {n} instructions"),
             _ => {}
         }
+        if let Some(d) = &self.dpdk {
+            out = format!(
+                "DPDK port {} (driver {}), {} queue{}, one worker each; link {}",
+                d.port,
+                d.driver,
+                d.queues,
+                if d.queues == 1 { "" } else { "s" },
+                if d.speed_mbps == 0 {
+                    "speed unknown".to_string()
+                } else {
+                    format!("{} Mb/s", d.speed_mbps)
+                }
+            );
+        }
         if let Some(ms) = self.ready_ms {
             out.push_str(&format!("; ready in {ms:.1} ms"));
         }
@@ -277,6 +319,17 @@ mod tests {
             (Some(41), Some("/dev/bpf3".into()), Some(1 << 20));
         assert_eq!(bpf.why(), "auto: bpf (no AF_PACKET on this system)");
         assert_eq!(bpf.details(), "/dev/bpf3, buffer 1024 KiB, filter 41 instructions");
+        let mut dpdk = BackendInfo::new(Backend::Dpdk, Choice::Asked);
+        dpdk.dpdk = Some(DpdkInfo {
+            port: "net_af_packet0".into(),
+            driver: "net_af_packet".into(),
+            queues: 2,
+            speed_mbps: 10_000,
+        });
+        assert_eq!(
+            dpdk.details(),
+            "DPDK port net_af_packet0 (driver net_af_packet), 2 queues, one worker each; link 10000 Mb/s"
+        );
         let json = serde_json::to_value(&packet).unwrap();
         assert_eq!(json["backend"], "af-packet");
         assert_eq!(json["choice"], serde_json::json!({"how": "fallback", "reason": "MTU 9000 too large"}));

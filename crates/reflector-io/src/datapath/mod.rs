@@ -8,6 +8,7 @@
 //! | `af-packet` | [`crate::afpacket`] | AF_PACKET sockets with mmap rings, in a fanout group |
 //! | `bpf` | [`crate::bsdbpf`] | a `/dev/bpf` device (macOS, FreeBSD) |
 //! | `xdp-tx` | [`crate::xdp::xdp_tx`] | the XDP program that reflects in the driver |
+//! | `dpdk` | `crate::dpdk` (the `dpdk` feature) | DPDK's environment and one port, a worker per queue |
 //!
 //! A new data path is a new module with an `open` and a `probe` of these signatures, a
 //! [`Backend`] value (its name and help), its line in [`Backend::ALL`] and in the two
@@ -24,7 +25,7 @@ pub use contract::{
     KernelCounters, KernelProgram, KernelPump, KernelTesters, KernelUpdate, Opening, Settings, Unusable,
     Verdict,
 };
-pub use info::{Backend, BackendInfo, Choice, InDriverInfo, XdpInfo, XdpMode};
+pub use info::{Backend, BackendInfo, Choice, DpdkInfo, InDriverInfo, XdpInfo, XdpMode};
 
 use crate::backend::Backend as Worker;
 
@@ -44,6 +45,9 @@ pub enum Workers {
     /// The /dev/bpf device.
     #[cfg(unix)]
     Bpf(Vec<crate::bsdbpf::BpfBackend<crate::bsdbpf::device::Device>>),
+    /// A DPDK port's queues.
+    #[cfg(all(target_os = "linux", feature = "dpdk"))]
+    Dpdk(Vec<crate::dpdk::DpdkQueue>),
     /// None: the kernel program reflects.
     InKernel,
 }
@@ -67,6 +71,8 @@ impl std::fmt::Debug for Workers {
             Workers::AfPacket(v) => ("AfPacket", v.len()),
             #[cfg(unix)]
             Workers::Bpf(v) => ("Bpf", v.len()),
+            #[cfg(all(target_os = "linux", feature = "dpdk"))]
+            Workers::Dpdk(v) => ("Dpdk", v.len()),
             Workers::InKernel => ("InKernel", 0),
         };
         write!(f, "Workers::{kind}({n})")
@@ -83,6 +89,8 @@ impl Workers {
             Workers::AfPacket(sockets) => runner.run(sockets),
             #[cfg(unix)]
             Workers::Bpf(devices) => runner.run(devices),
+            #[cfg(all(target_os = "linux", feature = "dpdk"))]
+            Workers::Dpdk(queues) => runner.run(queues),
             Workers::InKernel => runner.run(Vec::<crate::backend::InKernel>::new()),
         }
     }
@@ -156,6 +164,10 @@ fn open_one(
         }
         // Tried everywhere: on Linux it says there is no /dev/bpf device.
         Backend::Bpf => crate::bsdbpf::open(settings, iface, filter)?.into_opened(Workers::Bpf),
+        #[cfg(all(target_os = "linux", feature = "dpdk"))]
+        Backend::Dpdk => crate::dpdk::open(settings, iface, filter)?.into_opened(Workers::Dpdk),
+        #[cfg(not(all(target_os = "linux", feature = "dpdk")))]
+        Backend::Dpdk => return Err(Unusable(WITHOUT_DPDK.into()).into()),
     };
     opened.info.choice = choice;
     Ok(opened)
@@ -185,8 +197,16 @@ pub fn probe(backend: Backend, iface: Iface<'_>) -> Verdict {
             Verdict { runs: false, why: format!("the {} backend is Linux only", b.name()) }
         }
         Backend::Bpf => crate::bsdbpf::probe(iface),
+        #[cfg(all(target_os = "linux", feature = "dpdk"))]
+        Backend::Dpdk => crate::dpdk::probe(iface),
+        #[cfg(not(all(target_os = "linux", feature = "dpdk")))]
+        Backend::Dpdk => Verdict { runs: false, why: WITHOUT_DPDK.into() },
     }
 }
+
+/// Why `--backend dpdk` cannot run in a build without the `dpdk` feature, and what to do.
+#[cfg(not(all(target_os = "linux", feature = "dpdk")))]
+const WITHOUT_DPDK: &str = "this reflector was built without DPDK: build it with `cargo build --release --features dpdk` (Linux, DPDK 22.11 or later: apt install libdpdk-dev pkg-config)";
 
 /// Without an interface to try it on: whether `backend`'s capabilities are held.
 #[cfg(target_os = "linux")]

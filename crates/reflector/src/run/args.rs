@@ -51,6 +51,15 @@ crate::settings::settings! {
     /// af-xdp: spin on the rings instead of sleeping when idle (lowest latency; a core per worker).
     #[arg(long)]
     busy_poll: bool => key "busy_poll": bool, reload Restart;
+    /// dpdk: the EAL's arguments, separated by spaces, as dpdk-testpmd takes them before `--`
+    /// [default: "--no-huge --no-pci --no-shconf --no-telemetry -m 256 --log-level=warning
+    /// --vdev=net_af_packet0,iface=IFACE,qpairs=WORKERS"].
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true, value_parser = non_empty)]
+    dpdk_eal: Option<String> => key "dpdk.eal": String, reload Restart;
+    /// dpdk: the port, by name (a --vdev's name, or a PCI address) [default: the first DPDK
+    /// finds]. It must be the interface's (its MAC).
+    #[arg(long, value_name = "NAME", value_parser = non_empty)]
+    dpdk_port: Option<String> => key "dpdk.port": String, reload Restart;
     /// Measure dwell times (receive to transmit submission): p50 / p99 / p999 in the stats.
     #[arg(long)]
     latency: bool => key "latency": bool, reload Restart;
@@ -240,6 +249,12 @@ fn check_settings(args: &RunArgs) -> Result<(), UsageError> {
         && let Some((_, flag)) = xdp_only.iter().find(|(set, _)| *set)
     {
         return Err(UsageError(format!("{flag} applies to --backend af-xdp only")));
+    }
+    let dpdk_only = [(args.dpdk_eal.is_some(), "--dpdk-eal"), (args.dpdk_port.is_some(), "--dpdk-port")];
+    if backend != Backend::Dpdk
+        && let Some((_, flag)) = dpdk_only.iter().find(|(set, _)| *set)
+    {
+        return Err(UsageError(format!("{flag} applies to --backend dpdk only")));
     }
     if args.replace && !matches!(backend, Backend::AfXdp | Backend::XdpTx) {
         return Err(UsageError("--replace applies to --backend af-xdp and xdp-tx only".into()));
@@ -566,8 +581,8 @@ hex = "0xdead"
             "r.toml:2: signature: a custom signature must be 1 to 32 bytes long"
         );
         assert_eq!(
-            err("backend = \"dpdk\"\n"),
-            "r.toml:1: backend: unknown backend 'dpdk' (expected auto, af-xdp, af-packet, bpf or xdp-tx)"
+            err("backend = \"netmap\"\n"),
+            "r.toml:1: backend: unknown backend 'netmap' (expected auto, af-xdp, af-packet, bpf, xdp-tx or dpdk)"
         );
         assert_eq!(
             err("[http]\nlisten = \"localhost\"\n"),
@@ -626,6 +641,12 @@ hex = "0xdead"
             "--busy-poll applies to --backend af-xdp only"
         );
         assert!(check(&["--backend", "xdp-tx", "--replace"]).is_ok());
+        assert_eq!(
+            check(&["--backend", "af-xdp", "--dpdk-port", "net_null0"]).unwrap_err(),
+            "--dpdk-port applies to --backend dpdk only"
+        );
+        assert_eq!(check(&["--dpdk-eal", "-m 64"]).unwrap_err(), "--dpdk-eal applies to --backend dpdk only");
+        assert!(check(&["--backend", "dpdk", "--dpdk-eal", "-m 64", "--workers", "2"]).is_ok());
         assert!(check(&["--backend", "af-xdp", "--replace", "--workers", "1"]).is_ok());
         assert_eq!(
             check(&["--backend", "af-packet", "--replace"]).unwrap_err(),
@@ -665,7 +686,7 @@ hex = "0xdead"
                 );
             }
         }
-        assert_eq!(keyed, 40, "settings with a file key: every key of the example");
+        assert_eq!(keyed, 42, "settings with a file key: every key of the example");
 
         // Every setting away from its default (in two runs: --no-oui-filter excludes --oui),
         // written to a file as the API shows it, read back.
@@ -746,6 +767,8 @@ hex = "0xdead"
         ]);
         let mut covered: Vec<&str> = round_trip(&changed, &defaults);
         covered.extend(round_trip(&cli(&["--no-oui-filter", "--http-token", "t0k"]), &defaults));
+        let dpdk = cli(&["--backend", "dpdk", "--dpdk-eal", "--no-huge -m 64", "--dpdk-port", "net_null0"]);
+        covered.extend(round_trip(&dpdk, &defaults));
         for key in RunArgs::settings().filter_map(|s| s.key) {
             assert!(covered.contains(&key), "{key} is not taken through a file");
         }
@@ -754,6 +777,10 @@ hex = "0xdead"
             .filter(|s| s.reload == crate::settings::Reload::Restart)
             .filter_map(|s| s.key)
             .collect();
-        assert_eq!(cli(&[]).needs_restart(&changed).len(), restart.len() - 1, "all but http.token");
+        assert_eq!(
+            cli(&[]).needs_restart(&changed).len(),
+            restart.len() - 3,
+            "all but http.token, dpdk.eal and dpdk.port"
+        );
     }
 }

@@ -45,6 +45,8 @@ pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
         busy_poll: args.busy_poll,
         replace: args.replace,
         capture_kernel_limit: args.may_capture().then_some(args.capture_kernel_limit),
+        dpdk_eal: args.dpdk_eal.as_ref().map(|a| a.split_whitespace().map(String::from).collect()),
+        dpdk_port: args.dpdk_port.clone(),
     };
     let on = reflector_io::datapath::Iface { name: &iface_name, info: &iface };
     let opened = reflector_io::datapath::open(args.backend.named(), &settings, on, &filter)?;
