@@ -8,7 +8,6 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
 use common::{NetnsPair, http_get, offer, summary};
 use serde_json::Value;
