@@ -124,6 +124,14 @@ mount -t 9p -o "$o,ro" hostroot /newroot || { echo "vm-lab guest: the host's roo
 mount -t proc proc /newroot/proc; mount -t sysfs sysfs /newroot/sys; mount -t devtmpfs devtmpfs /newroot/dev
 mount -t tmpfs tmpfs /newroot/tmp; mount -t tmpfs tmpfs /newroot/run
 mount -t bpf bpf /newroot/sys/fs/bpf 2>/dev/null || true
+# The checkout and the binaries, when they are in /tmp or /run (which the guest has its own
+# of), at their host paths, read-only.
+i=0
+for keep in $(arg keep | tr ',' ' '); do
+  mkdir -p "/newroot$keep" && mount -t 9p -o "$o,ro" "keep$i" "/newroot$keep" || {
+    echo "vm-lab guest: $keep did not mount"; poweroff -f; }
+  i=$((i + 1))
+done
 # The shared folder at its host path (made in the guest's /tmp or /run when it is there).
 mkdir -p "/newroot$share" 2>/dev/null
 mount -t 9p -o "$o" share "/newroot$share" || { echo "vm-lab guest: the shared folder did not mount"; poweroff -f; }
@@ -202,14 +210,33 @@ done
   printf 'exec'; printf ' %q' "$@"; echo
 } > "$share/guest.sh"
 
+# The guest mounts its own /tmp and /run: the checkout and the binaries, when they are there,
+# are shared on their own (read-only), at the same paths.
+keeps=(); keepfs=()
+for dir in "$repo" "$bin"; do
+  case "$dir" in
+    /tmp/*|/run/*) ;;
+    *) continue ;;
+  esac
+  case "$dir" in
+    *[[:space:],]*) say "the path $dir has a space or a comma: the guest cannot be given it"; exit 2 ;;
+  esac
+  inside=0
+  for k in "${keeps[@]}"; do case "$dir/" in "$k"/*) inside=1 ;; esac; done
+  [ "$inside" = 1 ] && continue
+  keepfs+=(-virtfs "local,path=$dir,mount_tag=keep${#keeps[@]},security_model=none,readonly=on,multidevs=remap")
+  keeps+=("$dir")
+done
+keep_arg=$(IFS=,; echo "${keeps[*]}")
+
 started=$(date +%s.%N)
 timeout -k 5 "$limit" ip netns exec "$ns" "$qemu" -L "$cache/qemu/usr/share/qemu" -L /usr/share/seabios \
   -accel tcg,thread=multi -cpu max -smp 2 -m 2048 -no-reboot -display none -monitor none \
   -serial "file:$work/console.log" \
   -kernel "$kroot/boot/vmlinuz-$kver" -initrd "$initrd" \
-  -append "console=ttyS0 panic=-1 quiet vmlab.share=$share vmlab.nics=${#nics[@]}" \
+  -append "console=ttyS0 panic=-1 quiet vmlab.share=$share vmlab.nics=${#nics[@]} vmlab.keep=$keep_arg" \
   -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
-  -virtfs "local,path=$share,mount_tag=share,security_model=none" \
+  -virtfs "local,path=$share,mount_tag=share,security_model=none" "${keepfs[@]}" \
   "${netdevs[@]}" > "$work/qemu.out" 2>&1 &
 qpid=$!
 
