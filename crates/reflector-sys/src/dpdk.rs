@@ -363,6 +363,7 @@ impl Port {
             queue,
             mbufs: vec![std::ptr::null_mut(); usize::from(capacity.max(1))],
             len: 0,
+            spare: Vec::with_capacity(usize::from(capacity.max(1))),
         })
     }
 
@@ -416,6 +417,8 @@ pub struct Burst {
     queue: u16,
     mbufs: Vec<*mut RteMbuf>,
     len: usize,
+    /// The buffers a send frees, gathered (as long as `mbufs`, allocated once).
+    spare: Vec<*mut RteMbuf>,
 }
 
 // SAFETY: the buffers a burst holds belong to it alone until they are sent or freed, which
@@ -440,27 +443,37 @@ impl Burst {
     /// not take, and is empty after. Returns how many were sent, and how many of the marked
     /// ones could not be with their bytes (the caller counts them as transmit errors).
     pub fn send(&mut self, keep: &[bool]) -> (usize, usize, u64) {
-        let mut out: Vec<*mut RteMbuf> = Vec::with_capacity(self.len);
-        let mut drop: Vec<*mut RteMbuf> = Vec::with_capacity(self.len);
-        for (i, m) in self.mbufs[..self.len].iter().enumerate() {
-            if keep.get(i).copied().unwrap_or(false) { out.push(*m) } else { drop.push(*m) }
+        // The marked buffers move to the front (in order), the others to `spare`: no allocation
+        // per burst (`spare` holds a burst's capacity).
+        self.spare.clear();
+        let mut kept = 0;
+        for i in 0..self.len {
+            let m = self.mbufs[i];
+            if keep.get(i).copied().unwrap_or(false) {
+                self.mbufs[kept] = m;
+                kept += 1;
+            } else {
+                self.spare.push(m);
+            }
         }
         self.len = 0;
-        let sent = if out.is_empty() {
+        let sent = if kept == 0 {
             0
         } else {
-            // SAFETY: `out` holds buffers received on this queue and not freed or sent since.
-            usize::from(unsafe { rfl_tx_burst(self.port.id, self.queue, out.as_mut_ptr(), out.len() as u16) })
+            // SAFETY: the first `kept` pointers are buffers received on this queue and not freed
+            // or sent since.
+            usize::from(unsafe {
+                rfl_tx_burst(self.port.id, self.queue, self.mbufs.as_mut_ptr(), kept as u16)
+            })
         };
-        let unsent = &out[sent..];
+        let unsent = &self.mbufs[sent..kept];
         let unsent_bytes: u64 = unsent.iter().map(|m| u64::from(mbuf_view(*m).1)).sum();
-        let failed = unsent.len();
-        drop.extend_from_slice(unsent);
-        if !drop.is_empty() {
+        self.spare.extend_from_slice(unsent);
+        if !self.spare.is_empty() {
             // SAFETY: these buffers are ours (received, not sent) and not used after this.
-            unsafe { rfl_mbuf_free(drop.as_mut_ptr(), drop.len() as u32) };
+            unsafe { rfl_mbuf_free(self.spare.as_mut_ptr(), self.spare.len() as u32) };
         }
-        (sent, failed, unsent_bytes)
+        (sent, kept - sent, unsent_bytes)
     }
 
     /// Frames it holds.
