@@ -48,9 +48,10 @@ pub fn read_reflect_counters(map: &OwnedFd) -> Result<reflector_core::Counters, 
 pub fn read_reflect_counters_per_cpu(map: &OwnedFd) -> Result<Vec<reflector_core::Counters>, SysError> {
     use reflector_bpf::xdp::{HITS, REFLECTED_BYTES, SHORT_ANSWERED, UNANSWERED};
     let mut cpus = vec![reflector_core::Counters::default(); bpf::possible_cpus()];
+    let all = bpf::percpu_array(map, reflector_bpf::xdp::REFLECT_COUNTERS)?;
     let mut each = |key: u32, set: &dyn Fn(&mut reflector_core::Counters, u64)| -> Result<(), SysError> {
-        for (c, v) in cpus.iter_mut().zip(bpf::percpu_values(map, key)?) {
-            set(c, v);
+        for (c, v) in cpus.iter_mut().zip(&all[key as usize]) {
+            set(c, *v);
         }
         Ok(())
     };
@@ -102,8 +103,8 @@ pub fn attach_pass(ifindex: u32) -> Result<OwnedFd, SysError> {
 /// Reads a map made by [`reject_counters`], summed over CPUs.
 pub fn read_reject_counters(map: &OwnedFd) -> Result<[u64; Reject::COUNT], SysError> {
     let mut out = [0u64; Reject::COUNT];
-    for (i, v) in out.iter_mut().enumerate() {
-        *v = bpf::percpu_sum(map, i as u32)?;
+    for (v, cpus) in out.iter_mut().zip(bpf::percpu_array(map, Reject::COUNT as u32)?) {
+        *v = cpus.iter().sum();
     }
     Ok(out)
 }

@@ -354,42 +354,53 @@ pub fn map_update(map: &OwnedFd, key: u32, value: u32) -> SysResult<()> {
 
 /// The number of possible CPUs (the length of a per-CPU map value), from sysfs.
 pub fn possible_cpus() -> usize {
-    // "0-1" or "0,2-5": the highest CPU number plus one.
-    std::fs::read_to_string("/sys/devices/system/cpu/possible")
-        .ok()
-        .and_then(|s| s.trim().rsplit([',', '-']).next().and_then(|n| n.parse::<usize>().ok()))
-        .map_or(1, |n| n + 1)
+    // Fixed at boot: read once (every per-CPU lookup sizes its buffer by it).
+    static POSSIBLE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *POSSIBLE.get_or_init(|| {
+        // "0-1" or "0,2-5": the highest CPU number plus one.
+        std::fs::read_to_string("/sys/devices/system/cpu/possible")
+            .ok()
+            .and_then(|s| s.trim().rsplit([',', '-']).next().and_then(|n| n.parse::<usize>().ok()))
+            .map_or(1, |n| n + 1)
+    })
 }
 
-/// The sum over all CPUs of the `u64` at `key` of a per-CPU array.
-pub fn percpu_sum(map: &OwnedFd, key: u32) -> SysResult<u64> {
-    Ok(percpu_values(map, key)?.iter().sum())
-}
-
-/// The `u64` at `key` of a per-CPU array, one per possible CPU.
-pub fn percpu_values(map: &OwnedFd, key: u32) -> SysResult<Vec<u64>> {
-    #[repr(C)]
-    struct Attr {
-        map_fd: u32,
-        _pad: u32,
-        key: u64,
-        value: u64,
-        flags: u64,
-    }
-    let mut values = vec![0u64; possible_cpus()];
-    let mut attr = Attr {
+/// The `u64`s at keys `0..count` of a per-CPU array of `u64`, each as one value per possible CPU,
+/// read in one `BPF_MAP_LOOKUP_BATCH` call (Linux 5.6) rather than one call per key.
+pub fn percpu_array(map: &OwnedFd, count: u32) -> SysResult<Vec<Vec<u64>>> {
+    let cpus = possible_cpus();
+    let rows = count as usize;
+    let mut keys = vec![0u32; rows];
+    let mut values = vec![0u64; rows * cpus];
+    let mut next = 0u64;
+    let mut attr = BatchAttr {
+        in_batch: 0,
+        out_batch: &mut next as *mut u64 as u64,
+        keys: keys.as_mut_ptr() as u64,
+        values: values.as_mut_ptr() as u64,
+        count,
         map_fd: map.as_raw_fd() as u32,
-        _pad: 0,
-        key: &key as *const u32 as u64,
-        value: values.as_mut_ptr() as u64,
+        elem_flags: 0,
         flags: 0,
     };
-    // SAFETY: `attr` is a live BPF_MAP_LOOKUP_ELEM attribute; the value buffer has one u64 per
-    // possible CPU, which is what the kernel writes for a per-CPU array of u64.
-    if unsafe { bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) } < 0 {
-        return Err(SysError::last("bpf(BPF_MAP_LOOKUP_ELEM)"));
+    // SAFETY: `attr` is a live BPF_MAP_LOOKUP_BATCH attribute from the array's start (no
+    // `in_batch`): the kernel writes the next position (a u32 key) into `next` (8 bytes), and up
+    // to `count` keys (u32) and values (one u64 per possible CPU each, the per-CPU array's value
+    // size) into `keys` and `values`, which have room for `count` of each and outlive the call.
+    if unsafe { bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) } < 0 {
+        let err = SysError::last("bpf(BPF_MAP_LOOKUP_BATCH)");
+        // The end of the array, reached with the last of the keys asked for.
+        if err.errno() != Some(libc::ENOENT) {
+            return Err(err);
+        }
     }
-    Ok(values)
+    if attr.count != count {
+        return Err(SysError {
+            call: "bpf(BPF_MAP_LOOKUP_BATCH)",
+            err: std::io::Error::other(format!("{} of {count} entries read", attr.count)),
+        });
+    }
+    Ok(values.chunks(cpus).map(<[u64]>::to_vec).collect())
 }
 
 fn name16(name: &str) -> [u8; 16] {
