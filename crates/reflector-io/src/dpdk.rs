@@ -27,11 +27,58 @@ const STATS_EVERY: Duration = Duration::from_millis(100);
 /// One queue of the port, served by one worker.
 pub struct DpdkQueue {
     burst: Burst,
+    /// The same queue of the exception path's port (`--dpdk-tap`): what is not answered goes
+    /// to the host through it, and what the host sends on it goes out of the port.
+    tap: Option<Burst>,
     port: Port,
     keep: Vec<bool>,
     /// The first queue's worker reports the port's drops (`imissed`, `rx_nombuf`): when it last
     /// read them, and their sum then.
     drops: Option<(Instant, u64)>,
+    /// Dropped after the port is closed (fields drop in order): takes away what DPDK's
+    /// `net_af_xdp` driver leaves attached.
+    _leftover: Option<std::sync::Arc<AfXdpLeftover>>,
+}
+
+/// An interface a `net_af_xdp` device of the EAL arguments is over. DPDK 22.11's driver, with
+/// the libxdp of Debian 12, loads its XDP program (`xsk_def_prog`) without libxdp's dispatcher
+/// where no bpffs is mounted, then fails to remove it when the port closes; the program would
+/// stay on the interface. When the last worker goes, this removes it if it is still there
+/// (that program only: it passes to the kernel what no socket takes, so an interface a killed
+/// run left it on still works, and the next run replaces it).
+#[derive(Debug)]
+struct AfXdpLeftover {
+    ifindex: u32,
+    /// The id of the program the driver attached.
+    prog: u32,
+}
+
+/// The name of the program DPDK's `net_af_xdp` driver attaches.
+const AF_XDP_PROGRAM: &str = "xsk_def_prog";
+
+impl Drop for AfXdpLeftover {
+    fn drop(&mut self) {
+        use reflector_sys::xdp::netlink;
+        // By the id seen at the start (the program's name cannot be read once the run has
+        // given up its privileges).
+        if netlink::attached_prog_id(self.ifindex).is_ok_and(|id| id == Some(self.prog)) {
+            let _ = netlink::detach(self.ifindex);
+        }
+    }
+}
+
+/// The interfaces of the `net_af_xdp` devices in EAL arguments (`--vdev=net_af_xdp0,iface=X`
+/// or `--vdev net_af_xdp0,iface=X`).
+fn af_xdp_interfaces(args: &[String]) -> Vec<String> {
+    let devices = args.iter().enumerate().filter_map(|(i, a)| match a.strip_prefix("--vdev") {
+        Some("") => args.get(i + 1).map(String::as_str),
+        Some(rest) => rest.strip_prefix('='),
+        None => None,
+    });
+    devices
+        .filter(|d| d.starts_with("net_af_xdp"))
+        .flat_map(|d| d.split(',').filter_map(|kv| kv.strip_prefix("iface=")).map(String::from))
+        .collect()
 }
 
 impl std::fmt::Debug for DpdkQueue {
@@ -59,31 +106,47 @@ impl Backend for DpdkQueue {
             self.drops = Some((Instant::now(), dropped(&stats)));
         }
         let n = self.burst.receive();
-        if n == 0 {
-            std::thread::sleep(wait.min(IDLE_SLEEP));
-            return Ok(batch);
-        }
-        self.keep.clear();
-        self.keep.resize(n, false);
-        for i in 0..n {
-            let Some((buf, len)) = self.burst.frame(i) else {
-                batch.rx_invalid += 1;
-                continue;
-            };
-            batch.received += 1;
-            if let Ok(hit) = handle(buf, len, RxTime::Unknown) {
-                let answer = hit.answer_len(len);
-                if self.burst.set_len(i, answer) {
-                    self.keep[i] = true;
-                } else {
-                    batch.tx_error_packets += 1;
-                    batch.tx_error_bytes += answer as u64;
+        if n > 0 {
+            self.keep.clear();
+            self.keep.resize(n, false);
+            for i in 0..n {
+                let Some((buf, len)) = self.burst.frame(i) else {
+                    batch.rx_invalid += 1;
+                    continue;
+                };
+                batch.received += 1;
+                if let Ok(hit) = handle(buf, len, RxTime::Unknown) {
+                    let answer = hit.answer_len(len);
+                    if self.burst.set_len(i, answer) {
+                        self.keep[i] = true;
+                    } else {
+                        batch.tx_error_packets += 1;
+                        batch.tx_error_bytes += answer as u64;
+                    }
                 }
             }
+            let sent = self.burst.send(&self.keep, self.tap.as_ref());
+            batch.tx_error_packets += sent.failed as u64;
+            batch.tx_error_bytes += sent.failed_bytes;
+            // Frames for the host that the tap's queue would not take.
+            batch.rx_dropped += sent.pass_failed as u64;
         }
-        let (_, failed, bytes) = self.burst.send(&self.keep);
-        batch.tx_error_packets += failed as u64;
-        batch.tx_error_bytes += bytes;
+        // What the host sent on the exception path goes out of the port unchanged; what the
+        // port would not take counts as a transmit error.
+        let from_host = match &mut self.tap {
+            Some(tap) => match tap.receive() {
+                0 => 0,
+                m => {
+                    let (_, lost) = tap.forward(&self.burst);
+                    batch.tx_error_packets += lost as u64;
+                    m
+                }
+            },
+            None => 0,
+        };
+        if n == 0 && from_host == 0 {
+            std::thread::sleep(wait.min(IDLE_SLEEP));
+        }
         Ok(batch)
     }
 }
@@ -107,15 +170,44 @@ pub fn default_eal(iface: &str, queues: u16) -> Vec<String> {
     .collect()
 }
 
-/// Starts DPDK, opens the port and a worker per queue (`--workers`, default 1).
-pub fn open(
-    settings: &contract::Settings,
-    iface: Iface<'_>,
-    filter: &reflector_core::Filter,
-) -> anyhow::Result<Opening<Vec<DpdkQueue>>> {
-    let _ = filter;
+/// DPDK started with its port (and the exception path's tap port, when there is one).
+struct Started {
+    port: Port,
+    name: String,
+    info: reflector_sys::dpdk::PortInfo,
+    tap: Option<(Port, String)>,
+    queues: u16,
+    leftover: Option<std::sync::Arc<AfXdpLeftover>>,
+}
+
+/// What [`prepare`] started, until [`open`] takes it (DPDK's state is the process's anyway).
+static PREPARED: std::sync::Mutex<Option<Started>> = std::sync::Mutex::new(None);
+
+/// The name of the exception path's virtual device (the `net_tap` driver's).
+const TAP_DEVICE: &str = "net_tap_reflector";
+
+/// Starts DPDK and its port, and with `--dpdk-tap NAME` the exception path: a kernel interface
+/// NAME (DPDK's `net_tap`) with the port's MAC, which the run is then on. Before the run looks
+/// at its interface, since this one does not exist until DPDK makes it.
+pub fn prepare(settings: &contract::Settings) -> anyhow::Result<()> {
+    let started = start(settings, None)?;
+    *PREPARED.lock().unwrap_or_else(|e| e.into_inner()) = Some(started);
+    Ok(())
+}
+
+/// Starts DPDK with the run's EAL arguments (the default ones over `iface`), and the port.
+fn start(settings: &contract::Settings, iface: Option<&str>) -> anyhow::Result<Started> {
     let queues = settings.workers.unwrap_or(1);
-    let args = settings.dpdk_eal.clone().unwrap_or_else(|| default_eal(iface.name, queues));
+    let args = match (&settings.dpdk_eal, iface) {
+        (Some(args), _) => args.clone(),
+        (None, Some(iface)) => default_eal(iface, queues),
+        (None, None) => {
+            return Err(Unusable(
+                "--dpdk-tap needs --dpdk-eal naming the port (a PCI address or a --vdev)".into(),
+            )
+            .into());
+        }
+    };
     let eal = Eal::init(&args).map_err(|e| {
         Unusable(format!("DPDK did not start with the EAL arguments '{}': {e}", args.join(" ")))
     })?;
@@ -143,9 +235,54 @@ pub fn open(
             )
         })?,
     };
-    let port = Port::start(&eal, id, queues, RING).map_err(|e| Unusable(format!("DPDK port {name}: {e}")))?;
+    let port =
+        Port::start(&eal, id, queues, RING, true).map_err(|e| Unusable(format!("DPDK port {name}: {e}")))?;
     let info = port.info().map_err(|e| Unusable(format!("DPDK port {name}: {e}")))?;
-    // The packet rules judge frames by the interface's MAC: the port must be that interface.
+    let tap = match &settings.dpdk_tap {
+        None => None,
+        Some(tap) => {
+            let mac = reflector_core::MacAddr(info.mac);
+            let id = eal
+                .add_vdev(TAP_DEVICE, &format!("iface={tap},mac={mac}"))
+                .map_err(|e| Unusable(format!("DPDK could not make the interface {tap} (net_tap): {e}")))?;
+            let port = Port::start(&eal, id, queues, RING, false)
+                .map_err(|e| Unusable(format!("DPDK's interface {tap} (net_tap): {e}")))?;
+            Some((port, tap.clone()))
+        }
+    };
+    let leftover = if info.driver == "net_af_xdp" {
+        // The device's interface: the one whose MAC the port has (a run names one port).
+        af_xdp_interfaces(&args)
+            .iter()
+            .filter_map(|i| crate::host::iface::iface_info(i).ok())
+            .find(|i| i.mac == reflector_core::MacAddr(info.mac))
+            .and_then(|i| {
+                use reflector_sys::xdp::{bpf, netlink};
+                let prog = netlink::attached_prog_id(i.index).ok().flatten()?;
+                let ours = bpf::prog_name(prog).is_ok_and(|n| n == AF_XDP_PROGRAM);
+                ours.then(|| std::sync::Arc::new(AfXdpLeftover { ifindex: i.index, prog }))
+            })
+    } else {
+        None
+    };
+    Ok(Started { port, name, info, tap, queues, leftover })
+}
+
+/// Opens the port [`prepare`] started, or starts DPDK and the port now, and a worker per queue
+/// (`--workers`, default 1).
+pub fn open(
+    settings: &contract::Settings,
+    iface: Iface<'_>,
+    filter: &reflector_core::Filter,
+) -> anyhow::Result<Opening<Vec<DpdkQueue>>> {
+    let _ = filter;
+    let prepared = PREPARED.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let Started { port, name, info, tap, queues, leftover } = match prepared {
+        Some(started) => started,
+        None => start(settings, Some(iface.name))?,
+    };
+    // The packet rules judge frames by the interface's MAC: the port must be that interface
+    // (or the exception path's, which carries the port's MAC).
     if reflector_core::MacAddr(info.mac) != iface.info.mac {
         return Err(Unusable(format!(
             "DPDK port {name} has MAC {}, the interface {} has {}: name the interface the port is on",
@@ -160,15 +297,23 @@ pub fn open(
         .map(|q| {
             Ok(DpdkQueue {
                 burst: port.burst(q, BURST)?,
+                tap: tap.as_ref().map(|(t, _)| t.burst(q, BURST)).transpose()?,
                 port: port.clone(),
                 keep: Vec::with_capacity(usize::from(BURST)),
                 drops: (q == 0).then(|| (Instant::now(), before)),
+                _leftover: leftover.clone(),
             })
         })
         .collect::<Result<Vec<_>, reflector_sys::dpdk::DpdkError>>()
         .map_err(|e| Unusable(format!("DPDK port {name}: {e}")))?;
     let mut opened = BackendInfo::new(contract::Backend::Dpdk, Choice::Asked);
-    opened.dpdk = Some(DpdkInfo { port: name, driver: info.driver, queues, speed_mbps: info.speed_mbps });
+    opened.dpdk = Some(DpdkInfo {
+        port: name,
+        driver: info.driver,
+        queues,
+        speed_mbps: info.speed_mbps,
+        tap: tap.map(|(_, name)| name),
+    });
     Ok(Opening { workers, kernel: None, info: opened })
 }
 
@@ -181,5 +326,22 @@ pub fn probe(iface: Iface<'_>) -> contract::Verdict {
             "not tried here (DPDK starts once per process): `reflector run {} --backend dpdk` tries it",
             iface.name
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_interfaces_of_af_xdp_devices_are_found_in_either_spelling() {
+        let args = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            af_xdp_interfaces(&args(
+                "--no-huge --vdev=net_af_xdp0,iface=va,start_queue=0 --vdev net_af_xdp1,iface=vc"
+            )),
+            ["va", "vc"]
+        );
+        assert!(af_xdp_interfaces(&args("--vdev=net_af_packet0,iface=va -a 0000:00:04.0 --vdev")).is_empty());
     }
 }

@@ -72,11 +72,12 @@ struct rte_mempool *rfl_pool_create(const char *name, uint32_t mbufs, uint16_t p
 void rfl_pool_free(struct rte_mempool *pool) { rte_mempool_free(pool); }
 
 /* Configures `queues` receive and transmit queues of `ring` descriptors each (RSS over them
- * when more than one), receiving into `pool`, in promiscuous mode, and starts the port. */
-int rfl_port_start(uint16_t port, uint16_t queues, uint16_t ring, struct rte_mempool *pool) {
+ * when more than one and `rss`), receiving into `pool`, in promiscuous mode, and starts the
+ * port. */
+int rfl_port_start(uint16_t port, uint16_t queues, uint16_t ring, struct rte_mempool *pool, int rss) {
     struct rte_eth_conf conf;
     memset(&conf, 0, sizeof conf);
-    if (queues > 1) {
+    if (queues > 1 && rss) {
         struct rte_eth_dev_info info;
         int r = rte_eth_dev_info_get(port, &info);
         if (r < 0) return r;
@@ -152,3 +153,11 @@ struct rte_mbuf *rfl_mbuf_from(struct rte_mempool *pool, const uint8_t *data, ui
 }
 
 void rfl_mbuf_free(struct rte_mbuf **pkts, unsigned n) { rte_pktmbuf_free_bulk(pkts, n); }
+
+/* Adds the virtual device `name` with the arguments `args` (as a --vdev would, after the
+ * start); its port id, or a negative errno. */
+int rfl_vdev_add(const char *name, const char *args) {
+    int r = rte_eal_hotplug_add("vdev", name, args);
+    if (r < 0) return r;
+    return rfl_port_by_name(name);
+}

@@ -44,7 +44,7 @@ unsafe extern "C" {
     ) -> c_int;
     fn rfl_pool_create(name: *const c_char, mbufs: u32, port: u16) -> *mut RteMempool;
     fn rfl_pool_free(pool: *mut RteMempool);
-    fn rfl_port_start(port: u16, queues: u16, ring: u16, pool: *mut RteMempool) -> c_int;
+    fn rfl_port_start(port: u16, queues: u16, ring: u16, pool: *mut RteMempool, rss: c_int) -> c_int;
     fn rfl_port_stop(port: u16) -> c_int;
     fn rfl_port_stats(port: u16, out: *mut u64) -> c_int;
     fn rfl_rx_burst(port: u16, queue: u16, pkts: *mut *mut RteMbuf, n: u16) -> u16;
@@ -53,6 +53,7 @@ unsafe extern "C" {
     fn rfl_mbuf_set_len(m: *mut RteMbuf, len: u16) -> c_int;
     fn rfl_mbuf_from(pool: *mut RteMempool, data: *const u8, len: u16) -> *mut RteMbuf;
     fn rfl_mbuf_free(pkts: *mut *mut RteMbuf, n: u32);
+    fn rfl_vdev_add(name: *const c_char, args: *const c_char) -> c_int;
 }
 
 /// A DPDK call that failed: which, and DPDK's reason.
@@ -188,6 +189,25 @@ impl Eal {
     }
 }
 
+impl Eal {
+    /// Adds the virtual device `name` (`net_tap0`, …) with its arguments (`iface=rfl0,…`), as
+    /// `--vdev=NAME,ARGS` would have at the start: its port id.
+    pub fn add_vdev(&self, name: &str, args: &str) -> Result<u16, DpdkError> {
+        let nul = |_| DpdkError { call: "rte_eal_hotplug_add", reason: "a NUL byte in the device".into() };
+        let (n, a) = (CString::new(name).map_err(nul)?, CString::new(args).map_err(nul)?);
+        let (ret, said) = capturing_stderr(|| {
+            // SAFETY: both are NUL-terminated strings alive across the call; the EAL is started.
+            unsafe { rfl_vdev_add(n.as_ptr(), a.as_ptr()) }
+        });
+        DpdkError::check("rte_eal_hotplug_add", ret).map(|p| p as u16).map_err(|mut e| {
+            if let Some(line) = said.lines().map(str::trim).find(|l| !l.is_empty()) {
+                e.reason = format!("{} ({line})", e.reason);
+            }
+            e
+        })
+    }
+}
+
 /// Runs `f` with file descriptor 2 writing into a memory file, and gives what was written
 /// (empty when the redirection cannot be set up; `f` runs either way). Only for the start,
 /// before the caller has other threads that write to stderr.
@@ -285,8 +305,8 @@ const MBUFS_PER_QUEUE: u32 = 4096;
 
 impl Port {
     /// Configures port `id` with `queues` receive and transmit queues of `ring` descriptors
-    /// (RSS over them), a pool of buffers, promiscuous mode, and starts it.
-    pub fn start(eal: &Eal, id: u16, queues: u16, ring: u16) -> Result<Port, DpdkError> {
+    /// (RSS over them when `rss`), a pool of buffers, promiscuous mode, and starts it.
+    pub fn start(eal: &Eal, id: u16, queues: u16, ring: u16, rss: bool) -> Result<Port, DpdkError> {
         let name = CString::new(format!("reflector{id}")).expect("no NUL in a formatted name");
         let mbufs = (MBUFS_PER_QUEUE * u32::from(queues.max(1))).saturating_sub(1);
         // SAFETY: `name` is NUL-terminated and alive across the call; the EAL is started.
@@ -295,7 +315,7 @@ impl Port {
             return Err(DpdkError::last("rte_pktmbuf_pool_create"));
         }
         // SAFETY: `pool` is the pool just made; the port id is checked by DPDK.
-        let ret = unsafe { rfl_port_start(id, queues, ring, pool) };
+        let ret = unsafe { rfl_port_start(id, queues, ring, pool, c_int::from(rss)) };
         if ret < 0 {
             // SAFETY: the port is closed first (its queues give their buffers back), then the
             // pool is freed; neither is used again.
@@ -409,6 +429,38 @@ fn mbuf_view(m: *mut RteMbuf) -> (*mut u8, u16, u16, u16) {
     (data, len, room, segments)
 }
 
+/// What [`Burst::send`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// Marked frames sent.
+    pub sent: usize,
+    /// Marked frames the queue would not take (freed).
+    pub failed: usize,
+    /// Their bytes.
+    pub failed_bytes: u64,
+    /// The other frames sent out of the other queue.
+    pub passed: usize,
+    /// The other frames that queue would not take (freed).
+    pub pass_failed: usize,
+}
+
+/// Sends `mbufs` from `queue` of `port` (in order): how many went (the first ones); the rest
+/// are still the caller's.
+///
+/// # Safety
+/// Every pointer is a buffer the caller holds (received or made, not sent or freed since), and
+/// no other thread uses the queue meanwhile.
+unsafe fn transmit(port: &PortInner, queue: u16, mbufs: &mut [*mut RteMbuf]) -> usize {
+    if mbufs.is_empty() {
+        return 0;
+    }
+    // At most a burst's capacity: a u16 (a burst's capacity is one).
+    let n = mbufs.len().min(usize::from(u16::MAX)) as u16;
+    // SAFETY: as the caller promises; the port is started (the caller holds it) and the queue
+    // exists (checked when its burst was made).
+    usize::from(unsafe { rfl_tx_burst(port.id, queue, mbufs.as_mut_ptr(), n) })
+}
+
 /// One queue's frames, received a burst at a time and lent in place until the next receive,
 /// send or drop.
 #[derive(Debug)]
@@ -439,10 +491,10 @@ impl Burst {
         self.len
     }
 
-    /// Sends the frames that `keep` marks (in order), frees the rest and those the queue would
-    /// not take, and is empty after. Returns how many were sent, and how many of the marked
-    /// ones could not be with their bytes (the caller counts them as transmit errors).
-    pub fn send(&mut self, keep: &[bool]) -> (usize, usize, u64) {
+    /// Sends the frames that `keep` marks (in order) and the others out of `rest`'s queue when
+    /// there is one (another port's: the exception path), else frees them; frees what a queue
+    /// would not take; and is empty after.
+    pub fn send(&mut self, keep: &[bool], rest: Option<&Burst>) -> Sent {
         // The marked buffers move to the front (in order), the others to `spare`: no allocation
         // per burst (`spare` holds a burst's capacity).
         self.spare.clear();
@@ -457,23 +509,47 @@ impl Burst {
             }
         }
         self.len = 0;
-        let sent = if kept == 0 {
-            0
-        } else {
-            // SAFETY: the first `kept` pointers are buffers received on this queue and not freed
-            // or sent since.
-            usize::from(unsafe {
-                rfl_tx_burst(self.port.id, self.queue, self.mbufs.as_mut_ptr(), kept as u16)
-            })
-        };
+        // SAFETY: the first `kept` pointers are buffers received on this queue and not freed
+        // or sent since.
+        let sent = unsafe { transmit(&self.port, self.queue, &mut self.mbufs[..kept]) };
         let unsent = &self.mbufs[sent..kept];
-        let unsent_bytes: u64 = unsent.iter().map(|m| u64::from(mbuf_view(*m).1)).sum();
-        self.spare.extend_from_slice(unsent);
+        let mut out = Sent {
+            sent,
+            failed: kept - sent,
+            failed_bytes: unsent.iter().map(|m| u64::from(mbuf_view(*m).1)).sum(),
+            ..Sent::default()
+        };
+        let passed = match rest {
+            // SAFETY: the buffers in `spare` are ours (received, not sent or freed); `to`'s
+            // queue is used by this thread only (a burst is not Sync, and it is borrowed here).
+            Some(to) => unsafe { transmit(&to.port, to.queue, &mut self.spare) },
+            None => 0,
+        };
+        out.passed = passed;
+        out.pass_failed = if rest.is_some() { self.spare.len() - passed } else { 0 };
+        self.spare.drain(..passed);
+        self.spare.extend_from_slice(&self.mbufs[sent..kept]);
         if !self.spare.is_empty() {
             // SAFETY: these buffers are ours (received, not sent) and not used after this.
             unsafe { rfl_mbuf_free(self.spare.as_mut_ptr(), self.spare.len() as u32) };
         }
-        (sent, kept - sent, unsent_bytes)
+        out
+    }
+
+    /// Sends every frame it holds, unchanged, out of `to`'s queue (another port's: what the
+    /// host sends on the exception path goes out of the port); frees what that queue would
+    /// not take, and is empty after. How many were sent, and how many not.
+    pub fn forward(&mut self, to: &Burst) -> (usize, usize) {
+        let n = self.len;
+        self.len = 0;
+        // SAFETY: the first `n` pointers are buffers this burst received and holds; `to`'s queue
+        // is used by this thread only (a burst is not Sync, and it is borrowed here).
+        let sent = unsafe { transmit(&to.port, to.queue, &mut self.mbufs[..n]) };
+        if sent < n {
+            // SAFETY: not sent, so still ours; not used after this.
+            unsafe { rfl_mbuf_free(self.mbufs[sent..n].as_mut_ptr(), (n - sent) as u32) };
+        }
+        (sent, n - sent)
     }
 
     /// Frames it holds.

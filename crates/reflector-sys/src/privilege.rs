@@ -11,6 +11,8 @@ pub const SOCKET: &[Capability] = &[Capability::CAP_NET_RAW];
 /// CAP_PERFMON: the programs are written for the verifier's rules without it (their packet
 /// pointers move only by constants; `reflector_bpf::xdp`).
 pub const XDP_PROGRAM: &[Capability] = &[Capability::CAP_BPF, Capability::CAP_NET_ADMIN];
+/// What detaching an XDP program attached through netlink needs.
+pub const XDP_DETACH: &[Capability] = &[Capability::CAP_NET_ADMIN];
 
 /// The capabilities of `needed` this thread does not hold in its effective set (CAP_SYS_ADMIN
 /// stands in for CAP_BPF and CAP_PERFMON, as the kernel lets it). Empty when the set cannot be

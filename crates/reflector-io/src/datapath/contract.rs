@@ -33,6 +33,8 @@ pub struct Settings {
     pub dpdk_eal: Option<Vec<String>>,
     /// DPDK: the port, by name (`--dpdk-port`); `None`: the first.
     pub dpdk_port: Option<String>,
+    /// DPDK: the exception path's interface (`--dpdk-tap`), which the run is on.
+    pub dpdk_tap: Option<String>,
 }
 
 /// The settings cannot work on this interface or system (the command line's fault: exit 2).

@@ -152,6 +152,8 @@ pub struct DpdkInfo {
     pub queues: u16,
     /// Link speed in Mb/s (0: unknown or down).
     pub speed_mbps: u32,
+    /// The exception path's interface (`--dpdk-tap`), if there is one.
+    pub tap: Option<String>,
 }
 
 /// What was opened, as every report shows it.
@@ -203,6 +205,12 @@ impl BackendInfo {
     /// Frames move without a copy.
     pub fn zero_copy(&self) -> bool {
         self.xdp.as_ref().is_some_and(|x| x.zero_copy)
+    }
+
+    /// Its end detaches an XDP program (DPDK's `net_af_xdp` driver leaves its own attached:
+    /// `crate::dpdk`), which needs CAP_NET_ADMIN kept until then.
+    pub fn closing_detaches_xdp(&self) -> bool {
+        self.dpdk.as_ref().is_some_and(|d| d.driver == "net_af_xdp")
     }
 
     /// Why this backend, for the start line.
@@ -273,6 +281,9 @@ impl BackendInfo {
                     format!("{} Mb/s", d.speed_mbps)
                 }
             );
+            if let Some(tap) = &d.tap {
+                out.push_str(&format!("; other frames to the host through {tap}"));
+            }
         }
         if let Some(ms) = self.ready_ms {
             out.push_str(&format!("; ready in {ms:.1} ms"));
@@ -325,11 +336,14 @@ mod tests {
             driver: "net_af_packet".into(),
             queues: 2,
             speed_mbps: 10_000,
+            tap: None,
         });
         assert_eq!(
             dpdk.details(),
             "DPDK port net_af_packet0 (driver net_af_packet), 2 queues, one worker each; link 10000 Mb/s"
         );
+        dpdk.dpdk.as_mut().unwrap().tap = Some("rfl0".into());
+        assert!(dpdk.details().ends_with("; other frames to the host through rfl0"), "{}", dpdk.details());
         let json = serde_json::to_value(&packet).unwrap();
         assert_eq!(json["backend"], "af-packet");
         assert_eq!(json["choice"], serde_json::json!({"how": "fallback", "reason": "MTU 9000 too large"}));

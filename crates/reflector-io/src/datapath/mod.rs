@@ -138,6 +138,19 @@ pub fn open(
     open_one(backend, settings, iface, filter, Choice::Asked)
 }
 
+/// What a data path must do before the run looks at its interface: with `--dpdk-tap`, DPDK
+/// starts and makes the interface the run is on. Nothing for the others.
+#[cfg(unix)]
+pub fn prepare(backend: Option<Backend>, settings: &Settings) -> anyhow::Result<()> {
+    if backend != Some(Backend::Dpdk) || settings.dpdk_tap.is_none() {
+        return Ok(());
+    }
+    #[cfg(all(target_os = "linux", feature = "dpdk"))]
+    return crate::dpdk::prepare(settings);
+    #[cfg(not(all(target_os = "linux", feature = "dpdk")))]
+    return Err(Unusable(WITHOUT_DPDK.into()).into());
+}
+
 /// Opens one data path, as `choice` chose it.
 #[cfg(unix)]
 fn open_one(

@@ -60,6 +60,11 @@ crate::settings::settings! {
     /// finds]. It must be the interface's (its MAC).
     #[arg(long, value_name = "NAME", value_parser = non_empty)]
     dpdk_port: Option<String> => key "dpdk.port": String, reload Restart;
+    /// dpdk: make the kernel interface NAME (DPDK's net_tap) with the port's MAC, and run on it:
+    /// frames that are not answered go to the host through it, and what the host sends on it
+    /// goes out of the port (ARP, ping, SSH keep working). Needs --dpdk-eal; no IFACE then.
+    #[arg(long, value_name = "NAME", value_parser = non_empty)]
+    dpdk_tap: Option<String> => key "dpdk.tap": String, reload Restart;
     /// Measure dwell times (receive to transmit submission): p50 / p99 / p999 in the stats.
     #[arg(long)]
     latency: bool => key "latency": bool, reload Restart;
@@ -191,10 +196,10 @@ impl RunArgs {
 pub(super) fn with_config(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<(RunArgs, String)> {
     let a = apply_config(args, matches)?;
     check_settings(&a)?;
-    let iface = a
-        .iface
-        .clone()
-        .ok_or_else(|| UsageError("no interface given (pass IFACE, or set interface in --config)".into()))?;
+    let iface =
+        a.iface.clone().or_else(|| a.dpdk_tap.clone()).ok_or_else(|| {
+            UsageError("no interface given (pass IFACE, or set interface in --config)".into())
+        })?;
     Ok((a, iface))
 }
 
@@ -250,11 +255,28 @@ fn check_settings(args: &RunArgs) -> Result<(), UsageError> {
     {
         return Err(UsageError(format!("{flag} applies to --backend af-xdp only")));
     }
-    let dpdk_only = [(args.dpdk_eal.is_some(), "--dpdk-eal"), (args.dpdk_port.is_some(), "--dpdk-port")];
+    let dpdk_only = [
+        (args.dpdk_eal.is_some(), "--dpdk-eal"),
+        (args.dpdk_port.is_some(), "--dpdk-port"),
+        (args.dpdk_tap.is_some(), "--dpdk-tap"),
+    ];
     if backend != Backend::Dpdk
         && let Some((_, flag)) = dpdk_only.iter().find(|(set, _)| *set)
     {
         return Err(UsageError(format!("{flag} applies to --backend dpdk only")));
+    }
+    if let Some(tap) = &args.dpdk_tap {
+        if args.dpdk_eal.is_none() {
+            return Err(UsageError(
+                "--dpdk-tap needs --dpdk-eal naming the port (a PCI address such as -a 0000:00:04.0, or a --vdev)"
+                    .into(),
+            ));
+        }
+        if args.iface.as_ref().is_some_and(|i| i != tap) {
+            return Err(UsageError(format!(
+                "with --dpdk-tap the run is on the interface {tap} that DPDK makes: give no IFACE (the port is named by --dpdk-eal)"
+            )));
+        }
     }
     if args.replace && !matches!(backend, Backend::AfXdp | Backend::XdpTx) {
         return Err(UsageError("--replace applies to --backend af-xdp and xdp-tx only".into()));
@@ -647,6 +669,26 @@ hex = "0xdead"
         );
         assert_eq!(check(&["--dpdk-eal", "-m 64"]).unwrap_err(), "--dpdk-eal applies to --backend dpdk only");
         assert!(check(&["--backend", "dpdk", "--dpdk-eal", "-m 64", "--workers", "2"]).is_ok());
+        assert_eq!(
+            check(&["--backend", "af-packet", "--dpdk-tap", "rfl0"]).unwrap_err(),
+            "--dpdk-tap applies to --backend dpdk only"
+        );
+        assert!(
+            check(&["--backend", "dpdk", "--dpdk-tap", "rfl0"])
+                .unwrap_err()
+                .starts_with("--dpdk-tap needs --dpdk-eal naming the port")
+        );
+        assert!(
+            check(&["eth1", "--backend", "dpdk", "--dpdk-eal", "-a 0000:00:04.0", "--dpdk-tap", "rfl0"])
+                .unwrap_err()
+                .starts_with(
+                    "with --dpdk-tap the run is on the interface rfl0 that DPDK makes: give no IFACE"
+                )
+        );
+        assert!(
+            check(&["rfl0", "--backend", "dpdk", "--dpdk-eal", "-a 0000:00:04.0", "--dpdk-tap", "rfl0"])
+                .is_ok()
+        );
         assert!(check(&["--backend", "af-xdp", "--replace", "--workers", "1"]).is_ok());
         assert_eq!(
             check(&["--backend", "af-packet", "--replace"]).unwrap_err(),
@@ -686,7 +728,7 @@ hex = "0xdead"
                 );
             }
         }
-        assert_eq!(keyed, 42, "settings with a file key: every key of the example");
+        assert_eq!(keyed, 43, "settings with a file key: every key of the example");
 
         // Every setting away from its default (in two runs: --no-oui-filter excludes --oui),
         // written to a file as the API shows it, read back.
@@ -769,6 +811,8 @@ hex = "0xdead"
         covered.extend(round_trip(&cli(&["--no-oui-filter", "--http-token", "t0k"]), &defaults));
         let dpdk = cli(&["--backend", "dpdk", "--dpdk-eal", "--no-huge -m 64", "--dpdk-port", "net_null0"]);
         covered.extend(round_trip(&dpdk, &defaults));
+        let tap = cli(&["--backend", "dpdk", "--dpdk-eal", "-a 0000:00:04.0", "--dpdk-tap", "rfl0"]);
+        covered.extend(round_trip(&tap, &defaults));
         for key in RunArgs::settings().filter_map(|s| s.key) {
             assert!(covered.contains(&key), "{key} is not taken through a file");
         }
@@ -779,8 +823,8 @@ hex = "0xdead"
             .collect();
         assert_eq!(
             cli(&[]).needs_restart(&changed).len(),
-            restart.len() - 3,
-            "all but http.token, dpdk.eal and dpdk.port"
+            restart.len() - 4,
+            "all but http.token, dpdk.eal, dpdk.port and dpdk.tap"
         );
     }
 }

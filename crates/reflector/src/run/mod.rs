@@ -29,6 +29,18 @@ pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     let signals = signals::Signals::install()?;
     let reload = || args::with_config(args, matches).map(|(a, _)| a);
     let (args, iface_name) = args::with_config(args, matches)?;
+    let settings = reflector_io::datapath::Settings {
+        workers: args.workers,
+        umem_mib: args.umem_size,
+        busy_poll: args.busy_poll,
+        replace: args.replace,
+        capture_kernel_limit: args.may_capture().then_some(args.capture_kernel_limit),
+        dpdk_eal: args.dpdk_eal.as_ref().map(|a| a.split_whitespace().map(String::from).collect()),
+        dpdk_port: args.dpdk_port.clone(),
+        dpdk_tap: args.dpdk_tap.clone(),
+    };
+    // With --dpdk-tap the interface is DPDK's to make.
+    reflector_io::datapath::prepare(args.backend.named(), &settings)?;
     let iface = crate::interface::usable_interface(&iface_name)?;
     // One reflector per interface, whatever the data paths: held until this returns.
     #[cfg(target_os = "linux")]
@@ -39,15 +51,6 @@ pub fn run(args: &RunArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             .filter(iface.mac, &local_ips)
             .map_err(|e| UsageError(format!("{e} (interface {} has MAC {})", iface_name, iface.mac)))?,
     );
-    let settings = reflector_io::datapath::Settings {
-        workers: args.workers,
-        umem_mib: args.umem_size,
-        busy_poll: args.busy_poll,
-        replace: args.replace,
-        capture_kernel_limit: args.may_capture().then_some(args.capture_kernel_limit),
-        dpdk_eal: args.dpdk_eal.as_ref().map(|a| a.split_whitespace().map(String::from).collect()),
-        dpdk_port: args.dpdk_port.clone(),
-    };
     let on = reflector_io::datapath::Iface { name: &iface_name, info: &iface };
     let opened = reflector_io::datapath::open(args.backend.named(), &settings, on, &filter)?;
     let run = Run {

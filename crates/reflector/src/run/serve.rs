@@ -85,7 +85,7 @@ fn start<B: Backend>(
     };
     // Set up: from here on only what a reload needs, before any other thread starts (each
     // thread has capabilities of its own, and a new one inherits its parent's).
-    super::privilege::drop_after_setup(run.kernel.is_some())?;
+    super::privilege::drop_after_setup(run.kernel.is_some(), run.info.closing_detaches_xdp())?;
     let runtime =
         Runtime::start(backends, cell.clone(), pin, args.latency).context("cannot start worker threads")?;
     // Frames a kernel program rejected never reach the workers: the control plane adds its
