@@ -209,7 +209,7 @@ impl Eal {
 }
 
 /// Runs `f` with file descriptor 2 writing into a memory file, and gives what was written
-/// (empty when the redirection cannot be set up; `f` runs either way). Only for the start,
+/// (empty when the redirection cannot be set up; `f` runs either way). Only for the set-up,
 /// before the caller has other threads that write to stderr.
 fn capturing_stderr<T>(f: impl FnOnce() -> T) -> (T, String) {
     // SAFETY: memfd_create with a NUL-terminated name; dup and dup2 on descriptors this
@@ -314,8 +314,12 @@ impl Port {
         if pool.is_null() {
             return Err(DpdkError::last("rte_pktmbuf_pool_create"));
         }
-        // SAFETY: `pool` is the pool just made; the port id is checked by DPDK.
-        let ret = unsafe { rfl_port_start(id, queues, ring, pool, c_int::from(rss)) };
+        // What the drivers print while they set up (libbpf's notes on net_af_xdp's program,
+        // …) is kept out of the run's output unless the start fails.
+        let (ret, said) = capturing_stderr(|| {
+            // SAFETY: `pool` is the pool just made; the port id is checked by DPDK.
+            unsafe { rfl_port_start(id, queues, ring, pool, c_int::from(rss)) }
+        });
         if ret < 0 {
             // SAFETY: the port is closed first (its queues give their buffers back), then the
             // pool is freed; neither is used again.
@@ -323,7 +327,11 @@ impl Port {
                 rfl_port_stop(id);
                 rfl_pool_free(pool);
             }
-            return Err(DpdkError::of("rte_eth_dev_configure / queue set-up / start", ret));
+            let mut e = DpdkError::of("rte_eth_dev_configure / queue set-up / start", ret);
+            if let Some(line) = said.lines().map(str::trim).rfind(|l| !l.is_empty()) {
+                e.reason = format!("{} ({line})", e.reason);
+            }
+            return Err(e);
         }
         Ok(Port { inner: Arc::new(PortInner { id, queues, pool, _eal: eal.started.clone() }) })
     }

@@ -200,6 +200,12 @@ fn start_reflector_in(ns: &str, dev: &str, backend: Option<&str>, args: &[&str])
 }
 
 impl NetnsPair {
+    /// Starts `reflector run DEV [--backend BACKEND] ARGS` in the reflector's namespace, on an
+    /// interface other than `va` (one the run makes: DPDK's `--dpdk-tap`).
+    pub fn start_reflector_named(&self, dev: &str, backend: Option<&str>, args: &[&str]) -> Reflector {
+        start_reflector_in(&self.reflector_ns, dev, backend, args)
+    }
+
     /// Starts `PREFIX... reflector run va [--backend BACKEND] ARGS` (e.g. under `prlimit`).
     pub fn start_reflector_under(&self, prefix: &[&str], backend: Option<&str>, args: &[&str]) -> Reflector {
         start_reflector_under(&self.reflector_ns, "va", prefix, backend, args)
