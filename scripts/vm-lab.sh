@@ -91,8 +91,8 @@ if ! [ -f "$initrd" ] || [ "$0" -nt "$initrd" ]; then
   ird=$(mktemp -d)
   mkdir -p "$ird/bin" "$ird/proc" "$ird/sys" "$ird/dev" "$ird/newroot" "$ird/lib/modules/$kver"
   cp /bin/busybox "$ird/bin/busybox"
-  # The modules for the shared file systems and the NICs, with what they depend on, in an
-  # order that loads (each one's dependencies before it).
+  # The modules for the shared file systems, the NICs and tun (DPDK's net_tap), with what they
+  # depend on, in an order that loads (each one's dependencies before it).
   order=()
   add() {
     local m=$1 line deps d
@@ -103,7 +103,7 @@ if ! [ -f "$initrd" ] || [ "$0" -nt "$initrd" ]; then
     order+=("$m")
   }
   for m in fs/9p/9p net/9p/9pnet_virtio drivers/virtio/virtio_pci drivers/net/virtio_net \
-           drivers/net/ethernet/intel/e1000e/e1000e drivers/uio/uio_pci_generic; do
+           drivers/net/ethernet/intel/e1000e/e1000e drivers/uio/uio_pci_generic drivers/net/tun; do
     add "kernel/$m.ko"
   done
   for m in "${order[@]}"; do

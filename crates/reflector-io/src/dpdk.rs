@@ -317,16 +317,67 @@ pub fn open(
     Ok(Opening { workers, kernel: None, info: opened })
 }
 
-/// Whether DPDK runs here: not tried by `check`, since DPDK can start only once in a process
-/// (and `check` is one); a run says.
+/// Whether DPDK runs here: not tried in this process, since DPDK can start only once in one
+/// (`check` tries it in a process of its own: [`try_here`]).
 pub fn probe(iface: Iface<'_>) -> contract::Verdict {
     contract::Verdict {
         runs: false,
         why: format!(
-            "not tried here (DPDK starts once per process): `reflector run {} --backend dpdk` tries it",
+            "not tried here (DPDK starts once per process): `reflector check {} --backend dpdk` tries it",
             iface.name
         ),
     }
+}
+
+/// Starts DPDK and its port as a run would (the default EAL arguments over `iface`, else
+/// `--dpdk-eal`'s; no exception path), then stops them: whether a run would, and why not, with
+/// what to do. DPDK starts once per process: `check` calls this in a process of its own.
+pub fn try_here(settings: &contract::Settings, iface: Option<&str>) -> contract::Verdict {
+    let settings = contract::Settings { dpdk_tap: None, ..settings.clone() };
+    let started = match start(&settings, iface) {
+        Ok(started) => started,
+        Err(e) => return contract::Verdict { runs: false, why: with_hint(format!("{e:#}")) },
+    };
+    let Started { name, info, queues, .. } = &started;
+    if let Some(iface) = iface
+        && let Ok(facts) = crate::host::iface::iface_info(iface)
+        && facts.mac != reflector_core::MacAddr(info.mac)
+    {
+        return contract::Verdict {
+            runs: false,
+            why: format!(
+                "DPDK port {name} has MAC {}, the interface {iface} has {}: name the interface the port is on, or use --dpdk-tap",
+                reflector_core::MacAddr(info.mac),
+                facts.mac
+            ),
+        };
+    }
+    contract::Verdict {
+        runs: true,
+        why: format!(
+            "DPDK port {name} (driver {}), {queues} queue{}, at most {} receive queues; link {}",
+            info.driver,
+            if *queues == 1 { "" } else { "s" },
+            info.max_rx_queues,
+            if info.speed_mbps == 0 {
+                "speed unknown".to_string()
+            } else {
+                format!("{} Mb/s", info.speed_mbps)
+            }
+        ),
+    }
+}
+
+/// What to do about a DPDK error, added to it where its words say.
+fn with_hint(error: String) -> String {
+    let hint = if error.contains("hugepage") || error.contains("Cannot allocate memory") {
+        "; reserve hugepages (echo 512 > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages) or give --no-huge in --dpdk-eal"
+    } else if error.contains("Permission denied") || error.contains("Operation not permitted") {
+        "; DPDK needs root for a NIC bound to vfio-pci or uio_pci_generic"
+    } else {
+        ""
+    };
+    format!("{error}{hint}")
 }
 
 #[cfg(test)]

@@ -57,7 +57,8 @@ int rfl_port_info(uint16_t port, char *driver, size_t len, uint16_t *max_rx_queu
     memcpy(mac, addr.addr_bytes, 6);
     struct rte_eth_link link;
     memset(&link, 0, sizeof link);
-    *speed_mbps = rte_eth_link_get_nowait(port, &link) == 0 && link.link_status ? link.link_speed : 0;
+    *speed_mbps = rte_eth_link_get_nowait(port, &link) == 0 && link.link_status &&
+                  link.link_speed != RTE_ETH_SPEED_NUM_UNKNOWN ? link.link_speed : 0;
     return 0;
 }
 
@@ -160,4 +161,10 @@ int rfl_vdev_add(const char *name, const char *args) {
     int r = rte_eal_hotplug_add("vdev", name, args);
     if (r < 0) return r;
     return rfl_port_by_name(name);
+}
+
+/* What DPDK printed (its usage text goes to stdout) out of the C library's buffers. */
+void rfl_flush(void) {
+    fflush(stdout);
+    fflush(stderr);
 }

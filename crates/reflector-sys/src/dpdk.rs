@@ -54,6 +54,7 @@ unsafe extern "C" {
     fn rfl_mbuf_from(pool: *mut RteMempool, data: *const u8, len: u16) -> *mut RteMbuf;
     fn rfl_mbuf_free(pkts: *mut *mut RteMbuf, n: u32);
     fn rfl_vdev_add(name: *const c_char, args: *const c_char) -> c_int;
+    fn rfl_flush();
 }
 
 /// A DPDK call that failed: which, and DPDK's reason.
@@ -132,7 +133,7 @@ impl Eal {
         // The EAL pins the calling thread to its main lcore's CPU; the caller's threads are its
         // own business, so the thread's CPUs are put back after.
         let cpus = crate::process::allowed_cpus().ok();
-        let (ret, said) = capturing_stderr(|| {
+        let (ret, said) = capturing_output(|| {
             // SAFETY: argv holds argc pointers to NUL-terminated strings (owned, alive across
             // the call) and a final NULL, as main's argv does.
             unsafe { rfl_eal_init(owned.len() as c_int, argv.as_mut_ptr()) }
@@ -195,7 +196,7 @@ impl Eal {
     pub fn add_vdev(&self, name: &str, args: &str) -> Result<u16, DpdkError> {
         let nul = |_| DpdkError { call: "rte_eal_hotplug_add", reason: "a NUL byte in the device".into() };
         let (n, a) = (CString::new(name).map_err(nul)?, CString::new(args).map_err(nul)?);
-        let (ret, said) = capturing_stderr(|| {
+        let (ret, said) = capturing_output(|| {
             // SAFETY: both are NUL-terminated strings alive across the call; the EAL is started.
             unsafe { rfl_vdev_add(n.as_ptr(), a.as_ptr()) }
         });
@@ -208,18 +209,28 @@ impl Eal {
     }
 }
 
-/// Runs `f` with file descriptor 2 writing into a memory file, and gives what was written
-/// (empty when the redirection cannot be set up; `f` runs either way). Only for the set-up,
-/// before the caller has other threads that write to stderr.
-fn capturing_stderr<T>(f: impl FnOnce() -> T) -> (T, String) {
+/// Runs `f` with file descriptors 1 and 2 writing into a memory file (what DPDK prints: its
+/// messages on stderr, its usage text on stdout, through the C library's buffers, flushed before
+/// they are put back), and gives what was written (empty when the redirection cannot be set up;
+/// `f` runs either way). Only for the set-up, before the caller has other threads that write to
+/// either.
+fn capturing_output<T>(f: impl FnOnce() -> T) -> (T, String) {
     // SAFETY: memfd_create with a NUL-terminated name; dup and dup2 on descriptors this
-    // function owns or on 2; every descriptor it opens is closed before it returns, and 2 is
-    // put back before it does.
+    // function owns or on 1 and 2; every descriptor it opens is closed before it returns, and
+    // 1 and 2 are put back before it does.
     unsafe {
         let file = libc::memfd_create(c"reflector-eal".as_ptr(), libc::MFD_CLOEXEC);
-        let saved = if file >= 0 { libc::dup(2) } else { -1 };
-        if file < 0 || saved < 0 || libc::dup2(file, 2) < 0 {
-            for fd in [file, saved] {
+        let saved = if file >= 0 { [libc::dup(1), libc::dup(2)] } else { [-1, -1] };
+        let redirected = file >= 0 && saved.iter().all(|fd| *fd >= 0) && {
+            let one = libc::dup2(file, 1) >= 0;
+            let two = one && libc::dup2(file, 2) >= 0;
+            if !two {
+                libc::dup2(saved[0], 1);
+            }
+            two
+        };
+        if !redirected {
+            for fd in [file, saved[0], saved[1]] {
                 if fd >= 0 {
                     libc::close(fd);
                 }
@@ -227,8 +238,11 @@ fn capturing_stderr<T>(f: impl FnOnce() -> T) -> (T, String) {
             return (f(), String::new());
         }
         let out = f();
-        libc::dup2(saved, 2);
-        libc::close(saved);
+        rfl_flush();
+        libc::dup2(saved[0], 1);
+        libc::dup2(saved[1], 2);
+        libc::close(saved[0]);
+        libc::close(saved[1]);
         let mut text = Vec::new();
         let mut buf = [0u8; 4096];
         let mut at = 0i64;
@@ -316,7 +330,7 @@ impl Port {
         }
         // What the drivers print while they set up (libbpf's notes on net_af_xdp's program,
         // …) is kept out of the run's output unless the start fails.
-        let (ret, said) = capturing_stderr(|| {
+        let (ret, said) = capturing_output(|| {
             // SAFETY: `pool` is the pool just made; the port id is checked by DPDK.
             unsafe { rfl_port_start(id, queues, ring, pool, c_int::from(rss)) }
         });

@@ -87,6 +87,11 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// DPDK started as a run would and stopped, in this process; the verdict as JSON (for
+    /// `check`, which runs it as a child: DPDK starts once per process).
+    #[cfg(unix)]
+    #[command(hide = true)]
+    DpdkTry(check::DpdkTryArgs),
     /// Write the manual pages (reflector(8) and one per command) into DIR, for packaging.
     #[command(hide = true)]
     Man {
@@ -173,6 +178,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args, matches.subcommand_matches("run").expect("the run subcommand")),
         #[cfg(unix)]
         Command::Check(args) => check::run(args),
+        #[cfg(unix)]
+        Command::DpdkTry(args) => check::dpdk_try(args),
         #[cfg(unix)]
         Command::Probe(args) => probe_cmd::run(args),
         Command::Replay(args) => replay_cmd::run(args),

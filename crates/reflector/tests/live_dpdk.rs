@@ -254,6 +254,117 @@ mod with_dpdk {
         assert!(!va.contains("prog/xdp"), "{va}");
     }
 
+    /// On a real poll-mode driver: the emulated guest's second virtio-net NIC (scripts/vm-lab.sh)
+    /// taken from the kernel (`uio_pci_generic`, 2 MB hugepages), `check` trying it, and a run
+    /// with the exception path for the guest's own address; from the host side of its tap, a
+    /// ping, then 200 probes with a ping meanwhile, then a ping again.
+    #[test]
+    #[ignore = "needs root and network namespaces"]
+    fn a_virtio_pci_nic_under_dpdk_reflects_in_the_guest_and_the_guest_keeps_its_address() {
+        require_live!();
+        // eth1's device is its virtio device; the PCI function is that device's parent.
+        let guest = r#"addr=$(basename "$(readlink -f /sys/class/net/eth1/device/..)")
+echo "$addr" > "$S/pci.txt"
+echo 64 > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+echo uio_pci_generic > "/sys/bus/pci/devices/$addr/driver_override"
+echo "$addr" > "/sys/bus/pci/devices/$addr/driver/unbind"
+echo "$addr" > /sys/bus/pci/drivers_probe
+readlink "/sys/bus/pci/devices/$addr/driver" > "$S/driver.txt"
+eal="-a $addr --in-memory -m 64 --no-telemetry --log-level=error"
+reflector check --backend dpdk --dpdk-eal "$eal" --json > "$S/check.json" 2> "$S/check.err"
+reflector run --backend dpdk --dpdk-eal "$eal" --dpdk-tap rfl0 --stats json --duration 20 > "$S/dpdk.json" 2> "$S/dpdk.err" & pid=$!
+for i in $(seq 600); do grep -q "^reflector: " "$S/dpdk.err" && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+ip addr add 10.0.1.2/24 dev rfl0
+touch "$S/dpdk.ready"
+wait $pid; echo $? > "$S/dpdk.rc"
+"#;
+        let host = r#"for i in $(seq 1200); do [ -e "$S/dpdk.ready" ] && break; [ -e "$S/guest.rc" ] && exit 1; sleep 0.1; done
+ping -c 5 -i 0.3 -W 3 10.0.1.2 > "$S/ping.txt" 2>&1
+ping -c 6 -i 0.3 -W 3 10.0.1.2 > "$S/ping-during.txt" 2>&1 &
+reflector probe tap1 --dst-mac 52:54:00:00:00:02 --dst-ip 10.0.1.2 --rate 100 --count 200 --json > "$S/probe.json" 2> "$S/probe.err"
+wait
+ping -c 3 -i 0.3 -W 3 10.0.1.2 > "$S/ping-after.txt" 2>&1
+"#;
+        let vm = common::vm::vm_lab(&["virtio", "virtio"], 1, 300, guest, host);
+        assert_eq!(vm.code, Some(0), "{vm}");
+        assert_eq!(vm.file("driver.txt").rsplit('/').next().map(str::trim), Some("uio_pci_generic"), "{vm}");
+        let check = vm.json("check.json");
+        assert_eq!(check["backends"]["dpdk"]["runs"], true, "{check}");
+        assert!(
+            check["backends"]["dpdk"]["why"].as_str().unwrap().contains("(driver net_virtio)"),
+            "{check}"
+        );
+        assert_eq!(vm.file("dpdk.rc").trim(), "0", "{}\n{vm}", vm.file("dpdk.err"));
+        let start = vm.file("dpdk.err");
+        assert!(start.contains("dpdk on rfl0 (52:54:00:00:00:02"), "{start}");
+        assert!(start.contains("(driver net_virtio)"), "{start}");
+        assert!(
+            vm.file("ping.txt").contains(" 0% packet loss"),
+            "ARP and ping through rfl0: {}",
+            vm.file("ping.txt")
+        );
+        let probe = vm.json("probe.json");
+        assert_eq!(
+            (probe["sent"].as_u64(), probe["received"].as_u64()),
+            (Some(200), Some(200)),
+            "{probe}\n{vm}"
+        );
+        let summary = vm
+            .file("dpdk.json")
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["type"] == "summary")
+            .unwrap_or_else(|| panic!("no summary: {vm}"));
+        assert_eq!(summary["reflected_packets"], 200, "{summary}");
+        // The guest's address answers while the probes are reflected and after them (which over
+        // net_af_xdp on a veth it does not: docs/USAGE.md).
+        for ping in ["ping-during.txt", "ping-after.txt"] {
+            assert!(vm.file(ping).contains(" 0% packet loss"), "{ping}: {}", vm.file(ping));
+        }
+    }
+
+    #[test]
+    #[ignore = "needs root and network namespaces"]
+    fn check_tries_dpdk_in_a_process_of_its_own() {
+        require_live!();
+        let pair = NetnsPair::for_backend("af-packet");
+        let check = |args: &[&str]| -> (Option<i32>, serde_json::Value) {
+            let mut full = vec!["check", "--backend", "dpdk", "--json"];
+            full.extend_from_slice(args);
+            let out = pair.run_reflector_cmd(&[], &full);
+            let json = serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+            (out.status.code(), json)
+        };
+        let null = "--no-huge --no-pci --no-shconf --no-telemetry -m 128 --log-level=error --vdev=net_null0";
+        // The default EAL arguments over the interface: DPDK starts, the port is the interface's.
+        let (code, json) = check(&["va"]);
+        let dpdk = &json["backends"]["dpdk"];
+        assert_eq!((code, dpdk["runs"].as_bool()), (Some(0), Some(true)), "{json}");
+        assert!(dpdk["why"].as_str().unwrap().contains("(driver net_af_packet)"), "{dpdk}");
+        // Another port than the interface's: it would not run on va.
+        let (code, json) = check(&["va", "--dpdk-eal", null]);
+        let why = json["backends"]["dpdk"]["why"].as_str().unwrap().to_string();
+        assert_eq!(code, Some(1), "{json}");
+        assert!(why.contains("DPDK port net_null0 has MAC") && why.contains("--dpdk-tap"), "{why}");
+        // Without an interface, with EAL arguments (a NIC bound to DPDK has none): tried.
+        let (code, json) = check(&["--dpdk-eal", null]);
+        assert_eq!(code, Some(0), "{json}");
+        assert!(
+            json["backends"]["dpdk"]["why"]
+                .as_str()
+                .unwrap()
+                .contains("DPDK port net_null0 (driver net_null)")
+        );
+        // EAL arguments DPDK refuses: the reason, exit 1.
+        let (code, json) = check(&["va", "--dpdk-eal", "--no-huge --frobnicate"]);
+        let why = json["backends"]["dpdk"]["why"].as_str().unwrap().to_string();
+        assert_eq!(code, Some(1), "{json}");
+        assert!(why.starts_with("DPDK did not start with the EAL arguments"), "{why}");
+        // The other backends are still checked in the same run.
+        assert_eq!(json["backends"]["af-packet"]["runs"], true, "{json}");
+    }
+
     #[test]
     #[ignore = "needs root and network namespaces"]
     fn bad_dpdk_settings_are_one_line_errors() {
@@ -277,6 +388,8 @@ mod with_dpdk {
             let ours: Vec<&str> = err.lines().filter(|l| l.starts_with("reflector:")).collect();
             assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
             assert!(ours.len() == 1 && ours[0].contains(says), "{args:?}: {err}");
+            // DPDK's usage text (it prints it on stdout) is kept out of the run's output too.
+            assert!(out.stdout.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&out.stdout));
         }
     }
 }

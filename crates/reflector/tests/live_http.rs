@@ -787,21 +787,27 @@ fn idle_connections_lock_no_one_out() {
         let _stop = common::StopOnDrop(&stop);
         s.spawn(|| {
             NetnsPair::in_ns(&pair.reflector_ns, || {
-                let connect = || {
-                    let c = TcpStream::connect(addr).expect("connect");
+                // From two other addresses of the loopback, 32 each (the most one address may
+                // hold): every place of the server taken by a connection that never asks.
+                let connect = |i: usize| {
+                    let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+                    let from: std::net::SocketAddr = ([127, 0, 0, 2 + (i % 2) as u8], 0).into();
+                    c.bind(&from.into()).unwrap();
+                    c.connect(&addr.parse::<std::net::SocketAddr>().unwrap().into()).expect("connect");
+                    let c: TcpStream = c.into();
                     c.set_nonblocking(true).unwrap();
                     c
                 };
-                let mut idle: Vec<TcpStream> = (0..64).map(|_| connect()).collect();
+                let mut idle: Vec<TcpStream> = (0..64).map(connect).collect();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    for c in idle.iter_mut() {
+                    for (i, c) in idle.iter_mut().enumerate() {
                         let mut byte = [0u8; 64];
-                        // Closed by the server (0 bytes, or reset): open another at once.
+                        // Closed by the server (0 bytes, or reset): open another.
                         if c.read(&mut byte).is_ok() || c.peer_addr().is_err() {
-                            *c = connect();
+                            *c = connect(i);
                         }
                     }
-                    std::thread::sleep(Duration::from_millis(20));
+                    std::thread::sleep(Duration::from_millis(100));
                 }
             })
         });

@@ -217,6 +217,20 @@ pub fn probe(backend: Backend, iface: Iface<'_>) -> Verdict {
     }
 }
 
+/// Whether DPDK and its port start here as a run would start them, tried in this process, which
+/// it then cannot start again in (DPDK starts once per process): for a process of its own
+/// (`check` runs one).
+#[cfg(unix)]
+pub fn try_dpdk_here(settings: &Settings, iface: Option<&str>) -> Verdict {
+    #[cfg(all(target_os = "linux", feature = "dpdk"))]
+    return crate::dpdk::try_here(settings, iface);
+    #[cfg(not(all(target_os = "linux", feature = "dpdk")))]
+    {
+        let _ = (settings, iface);
+        Verdict { runs: false, why: WITHOUT_DPDK.into() }
+    }
+}
+
 /// Why `--backend dpdk` cannot run in a build without the `dpdk` feature, and what to do.
 #[cfg(not(all(target_os = "linux", feature = "dpdk")))]
 const WITHOUT_DPDK: &str = "this reflector was built without DPDK: build it with `cargo build --release --features dpdk` (Linux, DPDK 22.11 or later: apt install libdpdk-dev pkg-config)";

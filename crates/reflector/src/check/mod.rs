@@ -5,7 +5,8 @@
 //! `run` sets it up (the XDP program loaded and attached through a bpf_link, AF_XDP sockets
 //! bound, or a packet socket opened) and taken down again at once. While an XDP program is
 //! attached for the try (a few milliseconds), test packets are handled by it; nothing else on
-//! the interface is touched.
+//! the interface is touched. DPDK, which can start only once in a process, is tried in a child
+//! process of this program (`reflector dpdk-try`, hidden), under a time limit.
 //!
 //! Exit code 0 when the backend asked about (default `auto`) can run, 1 when it cannot.
 
@@ -26,6 +27,99 @@ pub struct CheckArgs {
     /// One JSON object on stdout instead of lines of text.
     #[arg(long)]
     json: bool,
+    /// dpdk: the EAL arguments to try, as run's --dpdk-eal [default: run's, over IFACE]; with
+    /// them DPDK is tried without IFACE too (a NIC bound to DPDK has no interface).
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    dpdk_eal: Option<String>,
+    /// dpdk: the port to try, as run's --dpdk-port [default: the first DPDK finds].
+    #[arg(long, value_name = "NAME")]
+    dpdk_port: Option<String>,
+}
+
+/// `reflector dpdk-try` (hidden): DPDK started as a run would start it, in this process, and
+/// stopped; the verdict as one JSON object (`check` runs this as a child process).
+#[derive(Debug, clap::Args)]
+pub struct DpdkTryArgs {
+    /// The interface of the default EAL arguments, and whose MAC the port must have.
+    iface: Option<String>,
+    /// The EAL arguments.
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    dpdk_eal: Option<String>,
+    /// The port.
+    #[arg(long, value_name = "NAME")]
+    dpdk_port: Option<String>,
+}
+
+/// `reflector dpdk-try`.
+pub fn dpdk_try(args: &DpdkTryArgs) -> anyhow::Result<()> {
+    let settings = datapath::Settings {
+        dpdk_eal: args.dpdk_eal.as_ref().map(|a| a.split_whitespace().map(String::from).collect()),
+        dpdk_port: args.dpdk_port.clone(),
+        ..datapath::Settings::default()
+    };
+    let v = datapath::try_dpdk_here(&settings, args.iface.as_deref());
+    Ok(output::line(json!({"runs": v.runs, "why": v.why}))?)
+}
+
+/// How long DPDK's try may take (its start probes devices and maps memory).
+const DPDK_TRY_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// DPDK tried in a child process (`reflector dpdk-try`): its verdict, or why it gave none.
+fn dpdk_in_child(args: &CheckArgs, iface: Option<&str>) -> Verdict {
+    use std::process::{Command, Stdio};
+    let failed = |why: String| Verdict { runs: false, why };
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            return failed(format!("cannot find this program to try DPDK in a process of its own: {e}"));
+        }
+    };
+    let mut cmd = Command::new(exe);
+    cmd.arg("dpdk-try").args(iface);
+    if let Some(eal) = &args.dpdk_eal {
+        cmd.args(["--dpdk-eal", eal]);
+    }
+    if let Some(port) = &args.dpdk_port {
+        cmd.args(["--dpdk-port", port]);
+    }
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => return failed(format!("cannot start DPDK's try: {e}")),
+    };
+    let started = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() < DPDK_TRY_LIMIT => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return failed(format!("DPDK's try did not end within {} s", DPDK_TRY_LIMIT.as_secs()));
+            }
+        }
+    };
+    let read = |r: Option<&mut dyn std::io::Read>| {
+        let mut text = String::new();
+        if let Some(r) = r {
+            let _ = r.read_to_string(&mut text);
+        }
+        text
+    };
+    let out = read(child.stdout.as_mut().map(|s| s as &mut dyn std::io::Read));
+    let err = read(child.stderr.as_mut().map(|s| s as &mut dyn std::io::Read));
+    match serde_json::from_str::<Value>(out.trim()) {
+        Ok(v) if v["runs"].is_boolean() => Verdict {
+            runs: v["runs"].as_bool().unwrap_or(false),
+            why: v["why"].as_str().unwrap_or_default().to_string(),
+        },
+        _ => failed(format!(
+            "DPDK's try ended ({status}) without a verdict: {}",
+            err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("no message")
+        )),
+    }
 }
 
 // What is looked up differs per system: capabilities, locked memory, the clock's discipline,
@@ -46,6 +140,12 @@ struct Item {
 
 /// Runs the checks, prints them, and fails (exit 1) when the asked backend cannot run.
 pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
+    if (args.dpdk_eal.is_some() || args.dpdk_port.is_some()) && !Backend::Dpdk.on_this_system() {
+        let without = datapath::try_dpdk_here(&datapath::Settings::default(), None).why;
+        return Err(
+            crate::input::UsageError(format!("--dpdk-eal and --dpdk-port try DPDK, but {without}")).into()
+        );
+    }
     let mut items = vec![Item {
         name: "kernel",
         value: json!(reflector_io::host::process::kernel_release().unwrap_or_default()),
@@ -83,6 +183,19 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
     } else {
         for b in checked() {
             verdicts.push((b, datapath::probe_capabilities(b)));
+        }
+    }
+    // DPDK is tried in a process of its own: on an interface that is up, or without one when
+    // the EAL arguments are given (its port may be a NIC bound to DPDK).
+    let dpdk_try = match &args.iface {
+        Some(name) => crate::interface::usable_interface(name).is_ok().then_some(Some(name.as_str())),
+        None => args.dpdk_eal.is_some().then_some(None),
+    };
+    if let Some(iface) = dpdk_try {
+        for (b, v) in &mut verdicts {
+            if *b == Backend::Dpdk {
+                *v = dpdk_in_child(args, iface);
+            }
         }
     }
     // What a probe says may quote the kernel (a verifier's log): one line each, as printed.
