@@ -5,8 +5,9 @@
 //! place with the room after it, and sends the answers from the same buffers; the other frames
 //! are freed. What the worker could not send is counted as transmit errors, a frame of several
 //! segments (which cannot be answered in place) as invalid, and the port's own drops (no free
-//! descriptor, no free buffer) as dropped by the kernel. Idle, a worker sleeps in short steps
-//! rather than spinning.
+//! descriptor, no free buffer) as dropped by the kernel. Idle, a worker spins through
+//! [`SPIN_POLLS`] empty polls, then sleeps, longer each time up to [`IDLE_SLEEP_MAX`]; with
+//! `--busy-poll` it spins.
 
 use std::time::{Duration, Instant};
 
@@ -19,8 +20,13 @@ use crate::datapath::contract::{self, BackendInfo, Choice, DpdkInfo, Iface, Open
 pub const BURST: u16 = 64;
 /// Descriptors of each receive and transmit queue (the driver may adjust it).
 const RING: u16 = 1024;
-/// How long an idle worker sleeps before it looks again.
-const IDLE_SLEEP: Duration = Duration::from_micros(200);
+/// Empty polls an idle worker spins through before it starts to sleep (the gaps in a tester's
+/// stream stay short of a sleep's wake-up time).
+const SPIN_POLLS: u32 = 64;
+/// An idle worker's first sleep, doubled at each empty poll after it up to [`IDLE_SLEEP_MAX`].
+const IDLE_SLEEP_MIN: Duration = Duration::from_micros(10);
+/// An idle worker's longest sleep.
+const IDLE_SLEEP_MAX: Duration = Duration::from_micros(200);
 /// How often the first queue's worker reads the port's drop counters.
 const STATS_EVERY: Duration = Duration::from_millis(100);
 
@@ -35,6 +41,10 @@ pub struct DpdkQueue {
     /// The first queue's worker reports the port's drops (`imissed`, `rx_nombuf`): when it last
     /// read them, and their sum then.
     drops: Option<(Instant, u64)>,
+    /// Spin when idle (`--busy-poll`) instead of sleeping.
+    busy_poll: bool,
+    /// Empty polls in a row.
+    idle: u32,
     /// Dropped after the port is closed (fields drop in order): takes away what DPDK's
     /// `net_af_xdp` driver leaves attached.
     _leftover: Option<std::sync::Arc<AfXdpLeftover>>,
@@ -144,11 +154,22 @@ impl Backend for DpdkQueue {
             },
             None => 0,
         };
-        if n == 0 && from_host == 0 {
-            std::thread::sleep(wait.min(IDLE_SLEEP));
+        if n > 0 || from_host > 0 {
+            self.idle = 0;
+        } else if !self.busy_poll {
+            self.idle = self.idle.saturating_add(1);
+            if let Some(past) = self.idle.checked_sub(SPIN_POLLS) {
+                std::thread::sleep(wait.min(idle_sleep(past)));
+            }
         }
         Ok(batch)
     }
+}
+
+/// The sleep of an idle worker `past` empty polls after it stopped spinning: doubling from
+/// [`IDLE_SLEEP_MIN`] up to [`IDLE_SLEEP_MAX`].
+fn idle_sleep(past: u32) -> Duration {
+    IDLE_SLEEP_MIN.saturating_mul(1 << past.min(5)).min(IDLE_SLEEP_MAX)
 }
 
 /// The EAL arguments without `--dpdk-eal`: no hugepages, no PCI scan, nothing shared with other
@@ -301,6 +322,8 @@ pub fn open(
                 port: port.clone(),
                 keep: Vec::with_capacity(usize::from(BURST)),
                 drops: (q == 0).then(|| (Instant::now(), before)),
+                busy_poll: settings.busy_poll,
+                idle: 0,
                 _leftover: leftover.clone(),
             })
         })
@@ -383,6 +406,13 @@ fn with_hint(error: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_idle_worker_sleeps_longer_each_time_up_to_the_most() {
+        let sleeps: Vec<u128> = (0..8).map(|p| idle_sleep(p).as_micros()).collect();
+        assert_eq!(sleeps, [10, 20, 40, 80, 160, 200, 200, 200]);
+        assert_eq!(idle_sleep(u32::MAX), IDLE_SLEEP_MAX);
+    }
 
     #[test]
     fn the_interfaces_of_af_xdp_devices_are_found_in_either_spelling() {

@@ -81,7 +81,7 @@ fn config_check_refuses_what_run_refuses() {
     check_and_run_agree("[stats]\ninterval = 0.001\n", "from 0.1 to 1e9 seconds");
     check_and_run_agree(
         "backend = \"af-packet\"\nbusy_poll = true\n",
-        "--busy-poll applies to --backend af-xdp only",
+        "--busy-poll applies to --backend af-xdp and dpdk only",
     );
     check_and_run_agree("[capture]\nwhat = \"all\"\n", "--capture-what needs --capture FILE");
     check_and_run_agree(

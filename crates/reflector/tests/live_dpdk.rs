@@ -365,6 +365,27 @@ ping -c 3 -i 0.3 -W 3 10.0.1.2 > "$S/ping-after.txt" 2>&1
         assert_eq!(json["backends"]["af-packet"]["runs"], true, "{json}");
     }
 
+    /// Idle, a worker sleeps (backing off), and spins with `--busy-poll`: the CPU time of two
+    /// seconds without a frame says which.
+    #[test]
+    #[ignore = "needs root and network namespaces"]
+    fn an_idle_worker_sleeps_and_spins_only_with_busy_poll() {
+        require_live!();
+        let pair = NetnsPair::for_backend("af-packet");
+        let cpu = |extra: &[&str]| -> f64 {
+            let mut args = vec!["run", "va", "--backend", "dpdk", "--duration", "2", "--stats", "json"];
+            args.extend_from_slice(extra);
+            let out = pair.run_reflector_cmd(&[], &args);
+            assert!(out.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+            let lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
+            let s = summary(&lines);
+            s["cpu_user_s"].as_f64().unwrap() + s["cpu_system_s"].as_f64().unwrap()
+        };
+        let (sleeping, spinning) = (cpu(&[]), cpu(&["--busy-poll"]));
+        assert!(spinning >= 1.0, "spinning for 2 s took {spinning} s of CPU");
+        assert!(sleeping < spinning / 3.0, "sleeping {sleeping} s of CPU, spinning {spinning} s");
+    }
+
     #[test]
     #[ignore = "needs root and network namespaces"]
     fn bad_dpdk_settings_are_one_line_errors() {

@@ -48,7 +48,8 @@ crate::settings::settings! {
     /// af-xdp: remove another XDP program attached to the interface instead of refusing.
     #[arg(long)]
     replace: bool => key "replace": bool, reload Restart;
-    /// af-xdp: spin on the rings instead of sleeping when idle (lowest latency; a core per worker).
+    /// af-xdp, dpdk: spin on the rings instead of sleeping when idle (lowest latency; a core
+    /// per worker).
     #[arg(long)]
     busy_poll: bool => key "busy_poll": bool, reload Restart;
     /// dpdk: the EAL's arguments, separated by spaces, as dpdk-testpmd takes them before `--`
@@ -248,12 +249,14 @@ fn check_settings(args: &RunArgs) -> Result<(), UsageError> {
     }
     let backend = args.backend.resolve();
     check_capture(args)?;
-    let xdp_only = [(args.busy_poll, "--busy-poll"), (args.umem_size != 16, "--umem-size")];
-    if backend != Backend::AfXdp
+    if args.umem_size != 16 && backend != Backend::AfXdp && args.backend != BackendChoice::Auto {
+        return Err(UsageError("--umem-size applies to --backend af-xdp only".into()));
+    }
+    if args.busy_poll
+        && !matches!(backend, Backend::AfXdp | Backend::Dpdk)
         && args.backend != BackendChoice::Auto
-        && let Some((_, flag)) = xdp_only.iter().find(|(set, _)| *set)
     {
-        return Err(UsageError(format!("{flag} applies to --backend af-xdp only")));
+        return Err(UsageError("--busy-poll applies to --backend af-xdp and dpdk only".into()));
     }
     let dpdk_only = [
         (args.dpdk_eal.is_some(), "--dpdk-eal"),
@@ -660,7 +663,7 @@ hex = "0xdead"
         );
         assert_eq!(
             check(&["--backend", "xdp-tx", "--busy-poll"]).unwrap_err(),
-            "--busy-poll applies to --backend af-xdp only"
+            "--busy-poll applies to --backend af-xdp and dpdk only"
         );
         assert!(check(&["--backend", "xdp-tx", "--replace"]).is_ok());
         assert_eq!(
