@@ -20,6 +20,13 @@ use crate::datapath::contract::{self, BackendInfo, Choice, DpdkInfo, Iface, Open
 pub const BURST: u16 = 64;
 /// Descriptors of each receive and transmit queue (the driver may adjust it).
 const RING: u16 = 1024;
+/// Buffers per queue of the port's pool. DPDK 22.11's `net_af_xdp` keeps 4096 of them in its
+/// fill ring alone and more in flight on the transmit side: with 4096 the host's frames on the
+/// exception path stopped going out once answers flowed (the driver counted them sent); with
+/// 16384 none is lost (`tests/live_dpdk.rs`). 16384 buffers of 2 KiB are 37 MB per queue.
+const PORT_MBUFS: u32 = 16384;
+/// Buffers per queue of the exception path's pool (`net_tap` copies each frame to the kernel).
+const TAP_MBUFS: u32 = 4096;
 /// Empty polls an idle worker spins through before it starts to sleep (the gaps in a tester's
 /// stream stay short of a sleep's wake-up time).
 const SPIN_POLLS: u32 = 64;
@@ -256,8 +263,8 @@ fn start(settings: &contract::Settings, iface: Option<&str>) -> anyhow::Result<S
             )
         })?,
     };
-    let port =
-        Port::start(&eal, id, queues, RING, true).map_err(|e| Unusable(format!("DPDK port {name}: {e}")))?;
+    let port = Port::start(&eal, id, queues, RING, true, PORT_MBUFS)
+        .map_err(|e| Unusable(format!("DPDK port {name}: {e}{}", memory_hint(&e))))?;
     let info = port.info().map_err(|e| Unusable(format!("DPDK port {name}: {e}")))?;
     let tap = match &settings.dpdk_tap {
         None => None,
@@ -266,8 +273,8 @@ fn start(settings: &contract::Settings, iface: Option<&str>) -> anyhow::Result<S
             let id = eal
                 .add_vdev(TAP_DEVICE, &format!("iface={tap},mac={mac}"))
                 .map_err(|e| Unusable(format!("DPDK could not make the interface {tap} (net_tap): {e}")))?;
-            let port = Port::start(&eal, id, queues, RING, false)
-                .map_err(|e| Unusable(format!("DPDK's interface {tap} (net_tap): {e}")))?;
+            let port = Port::start(&eal, id, queues, RING, false, TAP_MBUFS)
+                .map_err(|e| Unusable(format!("DPDK's interface {tap} (net_tap): {e}{}", memory_hint(&e))))?;
             Some((port, tap.clone()))
         }
     };
@@ -391,9 +398,20 @@ pub fn try_here(settings: &contract::Settings, iface: Option<&str>) -> contract:
     }
 }
 
+/// What to do when the buffer pool did not fit the EAL's memory.
+fn memory_hint(e: &reflector_sys::dpdk::DpdkError) -> &'static str {
+    if e.call == "rte_pktmbuf_pool_create" {
+        " (give DPDK more memory: -m MB in --dpdk-eal, 80 for one queue and 40 more for each other, 10 more per queue with --dpdk-tap)"
+    } else {
+        ""
+    }
+}
+
 /// What to do about a DPDK error, added to it where its words say.
 fn with_hint(error: String) -> String {
-    let hint = if error.contains("hugepage") || error.contains("Cannot allocate memory") {
+    let hint = if error.contains("rte_pktmbuf_pool_create") {
+        ""
+    } else if error.contains("hugepage") || error.contains("Cannot allocate memory") {
         "; reserve hugepages (echo 512 > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages) or give --no-huge in --dpdk-eal"
     } else if error.contains("Permission denied") || error.contains("Operation not permitted") {
         "; DPDK needs root for a NIC bound to vfio-pci or uio_pci_generic"

@@ -313,16 +313,21 @@ unsafe impl Send for PortInner {}
 // several threads at once, except a queue's transmit, which `send_copy` documents.
 unsafe impl Sync for PortInner {}
 
-/// Buffers in a port's pool per queue: enough for its receive ring, a burst in hand and the
-/// transmit ring.
-const MBUFS_PER_QUEUE: u32 = 4096;
-
 impl Port {
     /// Configures port `id` with `queues` receive and transmit queues of `ring` descriptors
-    /// (RSS over them when `rss`), a pool of buffers, promiscuous mode, and starts it.
-    pub fn start(eal: &Eal, id: u16, queues: u16, ring: u16, rss: bool) -> Result<Port, DpdkError> {
+    /// (RSS over them when `rss`), a pool of `mbufs_per_queue` buffers per queue (what its
+    /// driver keeps for receiving, a burst in hand, and what is in flight on the transmit
+    /// side), promiscuous mode, and starts it.
+    pub fn start(
+        eal: &Eal,
+        id: u16,
+        queues: u16,
+        ring: u16,
+        rss: bool,
+        mbufs_per_queue: u32,
+    ) -> Result<Port, DpdkError> {
         let name = CString::new(format!("reflector{id}")).expect("no NUL in a formatted name");
-        let mbufs = (MBUFS_PER_QUEUE * u32::from(queues.max(1))).saturating_sub(1);
+        let mbufs = mbufs_per_queue.saturating_mul(u32::from(queues.max(1))).saturating_sub(1);
         // SAFETY: `name` is NUL-terminated and alive across the call; the EAL is started.
         let pool = unsafe { rfl_pool_create(name.as_ptr(), mbufs, id) };
         if pool.is_null() {

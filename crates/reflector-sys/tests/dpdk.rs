@@ -33,7 +33,7 @@ fn a_ring_port_takes_frames_back_in_place_and_counts_them() {
     let missing = eal.port_by_name("net_nothing7").unwrap_err();
     assert_eq!(missing.call, "rte_eth_dev_get_port_by_name");
 
-    let port = Port::start(&eal, 0, 1, 256, true).unwrap_or_else(|e| panic!("{e}"));
+    let port = Port::start(&eal, 0, 1, 256, true, 4096).unwrap_or_else(|e| panic!("{e}"));
     let info = port.info().unwrap();
     assert_eq!(info.driver, "net_ring");
     assert!(info.max_rx_queues >= 1, "{info:?}");
@@ -94,7 +94,7 @@ fn a_ring_port_takes_frames_back_in_place_and_counts_them() {
     assert!(eal.add_vdev("net_nothing0", "").is_err(), "no such driver");
     let other_id = eal.add_vdev("net_ring1", "").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(eal.port_by_name("net_ring1"), Ok(other_id));
-    let other = Port::start(&eal, other_id, 1, 256, false).unwrap_or_else(|e| panic!("{e}"));
+    let other = Port::start(&eal, other_id, 1, 256, false, 4096).unwrap_or_else(|e| panic!("{e}"));
     let mut exception = other.burst(0, 32).unwrap();
     assert_eq!(burst.receive(), 16, "the 16 sent last came back");
     let keep: Vec<bool> = (0..16).map(|i| i < 4).collect();
