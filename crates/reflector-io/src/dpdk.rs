@@ -3,11 +3,13 @@
 //! nothing has to be bound to another driver), one port, one worker per queue. Each worker
 //! receives bursts of [`BURST`] frames into DPDK's buffers, hands each to the packet core in
 //! place with the room after it, and sends the answers from the same buffers; the other frames
-//! are freed. What the worker could not send is counted as transmit errors, a frame of several
-//! segments (which cannot be answered in place) as invalid, and the port's own drops (no free
-//! descriptor, no free buffer) as dropped by the kernel. Idle, a worker spins through
-//! [`SPIN_POLLS`] empty polls, then sleeps, longer each time up to [`IDLE_SLEEP_MAX`]; with
-//! `--busy-poll` it spins.
+//! go to the host through the exception path's interface (`--dpdk-tap`, DPDK's `net_tap`, whose
+//! frames go out of the port the other way) or are freed. What the worker could not send is
+//! counted as transmit errors, a frame of several segments (which cannot be answered in place)
+//! and the port's receive errors (`ierrors`) as invalid, and the port's own drops (no free
+//! descriptor, no free buffer) and the host's frames its interface would not take as dropped by
+//! the kernel. Idle, a worker spins through 64 empty polls, then sleeps, longer each
+//! time up to 200 µs; with `--busy-poll` it spins.
 
 use std::time::{Duration, Instant};
 
@@ -45,9 +47,9 @@ pub struct DpdkQueue {
     tap: Option<Burst>,
     port: Port,
     keep: Vec<bool>,
-    /// The first queue's worker reports the port's drops (`imissed`, `rx_nombuf`): when it last
-    /// read them, and their sum then.
-    drops: Option<(Instant, u64)>,
+    /// The first queue's worker reports the port's drops (`imissed`, `rx_nombuf`) and receive
+    /// errors (`ierrors`): when it last read them, and their counts then.
+    drops: Option<(Instant, PortStats)>,
     /// Spin when idle (`--busy-poll`) instead of sleeping.
     busy_poll: bool,
     /// Empty polls in a row.
@@ -119,8 +121,10 @@ impl Backend for DpdkQueue {
             && at.elapsed() >= STATS_EVERY
             && let Ok(stats) = self.port.stats()
         {
-            batch.rx_dropped = dropped(&stats).saturating_sub(before);
-            self.drops = Some((Instant::now(), dropped(&stats)));
+            batch.rx_dropped = dropped(&stats).saturating_sub(dropped(&before));
+            // Frames the NIC received in error: never handed over, counted as invalid.
+            batch.rx_invalid = stats.ierrors.saturating_sub(before.ierrors);
+            self.drops = Some((Instant::now(), stats));
         }
         let n = self.burst.receive();
         if n > 0 {
@@ -320,7 +324,7 @@ pub fn open(
         ))
         .into());
     }
-    let before = port.stats().map(|s| dropped(&s)).unwrap_or(0);
+    let before = port.stats().unwrap_or_default();
     let workers = (0..queues)
         .map(|q| {
             Ok(DpdkQueue {
