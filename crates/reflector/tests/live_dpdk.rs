@@ -108,31 +108,8 @@ mod with_dpdk {
         require_live!();
         let pair = NetnsPair::with_queues(1500, 2);
         let reflector = pair.start_reflector_on(Some("dpdk"), &["--workers", "2", "--stats", "json"]);
-        let in_tester = |args: &[&str]| {
-            let mut full = vec!["30", "ip", "netns", "exec", &pair.tester_ns];
-            full.extend_from_slice(args);
-            std::process::Command::new("timeout").args(&full).output().expect("runs")
-        };
-        let bin = env!("CARGO_BIN_EXE_reflector");
-        let probe = in_tester(&[
-            bin,
-            "probe",
-            "vb",
-            "--dst-mac",
-            "02:00:00:00:00:01",
-            "--count",
-            "500",
-            "--rate",
-            "250",
-            "--json",
-        ]);
-        let ping = in_tester(&["ping", "-c", "3", "-i", "0.3", "-W", "2", "192.0.2.1"]);
-        let report: serde_json::Value = serde_json::from_slice(&probe.stdout).expect("probe's JSON");
-        assert_eq!(
-            (report["sent"].as_u64(), report["received"].as_u64()),
-            (Some(500), Some(500)),
-            "{report}"
-        );
+        probes_all_answered(&pair, "500", "250");
+        let ping = in_tester(&pair, &["ping", "-c", "3", "-i", "0.3", "-W", "2", "192.0.2.1"]);
         assert!(ping.status.success(), "ping: {}", String::from_utf8_lossy(&ping.stdout));
         let (status, lines) = reflector.signal_and_wait("TERM");
         assert!(status.success());
@@ -152,6 +129,27 @@ mod with_dpdk {
         let out = std::process::Command::new("ip").arg("-n").arg(ns).args(args).output().expect("ip runs");
         assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `count` probes at `rate` from the tester to the reflector: every one answered.
+    fn probes_all_answered(pair: &NetnsPair, count: &str, rate: &str) {
+        let bin = env!("CARGO_BIN_EXE_reflector");
+        let args = [
+            bin,
+            "probe",
+            "vb",
+            "--dst-mac",
+            "02:00:00:00:00:01",
+            "--count",
+            count,
+            "--rate",
+            rate,
+            "--json",
+        ];
+        let probe = in_tester(pair, &args);
+        let report: serde_json::Value = serde_json::from_slice(&probe.stdout).expect("probe's JSON");
+        let n = count.parse::<u64>().unwrap();
+        assert_eq!((report["sent"].as_u64(), report["received"].as_u64()), (Some(n), Some(n)), "{report}");
     }
 
     fn in_tester(pair: &NetnsPair, args: &[&str]) -> std::process::Output {
@@ -190,28 +188,7 @@ mod with_dpdk {
         assert!(before.contains("4 received"), "{before}");
         std::thread::scope(|s| {
             let during = s.spawn(|| ping("8"));
-            let bin = env!("CARGO_BIN_EXE_reflector");
-            let probe = in_tester(
-                &pair,
-                &[
-                    bin,
-                    "probe",
-                    "vb",
-                    "--dst-mac",
-                    "02:00:00:00:00:01",
-                    "--count",
-                    "400",
-                    "--rate",
-                    "200",
-                    "--json",
-                ],
-            );
-            let report: serde_json::Value = serde_json::from_slice(&probe.stdout).expect("probe's JSON");
-            assert_eq!(
-                (report["sent"].as_u64(), report["received"].as_u64()),
-                (Some(400), Some(400)),
-                "{report}"
-            );
+            probes_all_answered(&pair, "400", "200");
             let during = during.join().unwrap();
             assert!(during.contains("8 received"), "{during}");
         });
