@@ -313,17 +313,8 @@ pub fn open(
         Some(started) => started,
         None => start(settings, Some(iface.name))?,
     };
-    // The packet rules judge frames by the interface's MAC: the port must be that interface
-    // (or the exception path's, which carries the port's MAC).
-    if reflector_core::MacAddr(info.mac) != iface.info.mac {
-        return Err(Unusable(format!(
-            "DPDK port {name} has MAC {}, the interface {} has {}: name the interface the port is on",
-            reflector_core::MacAddr(info.mac),
-            iface.name,
-            iface.info.mac
-        ))
-        .into());
-    }
+    // (Or the exception path's, which carries the port's MAC.)
+    port_is_interface(&name, &info, iface.name, iface.info.mac).map_err(Unusable)?;
     let before = port.stats().unwrap_or_default();
     let workers = (0..queues)
         .map(|q| {
@@ -375,16 +366,9 @@ pub fn try_here(settings: &contract::Settings, iface: Option<&str>) -> contract:
     let Started { name, info, queues, .. } = &started;
     if let Some(iface) = iface
         && let Ok(facts) = crate::host::iface::iface_info(iface)
-        && facts.mac != reflector_core::MacAddr(info.mac)
+        && let Err(why) = port_is_interface(name, info, iface, facts.mac)
     {
-        return contract::Verdict {
-            runs: false,
-            why: format!(
-                "DPDK port {name} has MAC {}, the interface {iface} has {}: name the interface the port is on, or use --dpdk-tap",
-                reflector_core::MacAddr(info.mac),
-                facts.mac
-            ),
-        };
+        return contract::Verdict { runs: false, why };
     }
     contract::Verdict {
         runs: true,
@@ -400,6 +384,22 @@ pub fn try_here(settings: &contract::Settings, iface: Option<&str>) -> contract:
             }
         ),
     }
+}
+
+/// The packet rules judge frames by the interface's MAC: the port must be that interface.
+fn port_is_interface(
+    name: &str,
+    info: &reflector_sys::dpdk::PortInfo,
+    iface: &str,
+    mac: reflector_core::MacAddr,
+) -> Result<(), String> {
+    let port_mac = reflector_core::MacAddr(info.mac);
+    if port_mac == mac {
+        return Ok(());
+    }
+    Err(format!(
+        "DPDK port {name} has MAC {port_mac}, the interface {iface} has {mac}: name the interface the port is on, or use --dpdk-tap"
+    ))
 }
 
 /// What to do when the buffer pool did not fit the EAL's memory.

@@ -88,9 +88,9 @@ fn dpdk_in_child(args: &CheckArgs, iface: Option<&str>) -> Verdict {
         Err(e) => return failed(format!("cannot start DPDK's try: {e}")),
     };
     let started = std::time::Instant::now();
-    let status = loop {
+    loop {
         match child.try_wait() {
-            Ok(Some(status)) => break status,
+            Ok(Some(_)) => break,
             Ok(None) if started.elapsed() < DPDK_TRY_LIMIT => {
                 std::thread::sleep(std::time::Duration::from_millis(20))
             }
@@ -100,17 +100,14 @@ fn dpdk_in_child(args: &CheckArgs, iface: Option<&str>) -> Verdict {
                 return failed(format!("DPDK's try did not end within {} s", DPDK_TRY_LIMIT.as_secs()));
             }
         }
+    }
+    // It has ended: what it wrote is read to the end at once.
+    let out = match child.wait_with_output() {
+        Ok(out) => out,
+        Err(e) => return failed(format!("cannot read DPDK's try: {e}")),
     };
-    let read = |r: Option<&mut dyn std::io::Read>| {
-        let mut text = String::new();
-        if let Some(r) = r {
-            let _ = r.read_to_string(&mut text);
-        }
-        text
-    };
-    let out = read(child.stdout.as_mut().map(|s| s as &mut dyn std::io::Read));
-    let err = read(child.stderr.as_mut().map(|s| s as &mut dyn std::io::Read));
-    match serde_json::from_str::<Value>(out.trim()) {
+    let (status, err) = (out.status, String::from_utf8_lossy(&out.stderr));
+    match serde_json::from_slice::<Value>(&out.stdout) {
         Ok(v) if v["runs"].is_boolean() => Verdict {
             runs: v["runs"].as_bool().unwrap_or(false),
             why: v["why"].as_str().unwrap_or_default().to_string(),
@@ -165,7 +162,12 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
             Some(iface) => {
                 system::interface_items(name, &iface, &mut items);
                 for b in checked() {
-                    verdicts.push((b, datapath::probe(b, Iface { name, info: &iface })));
+                    // DPDK can start only once in a process: tried in one of its own.
+                    let v = match b {
+                        Backend::Dpdk => dpdk_in_child(args, Some(name)),
+                        _ => datapath::probe(b, Iface { name, info: &iface }),
+                    };
+                    verdicts.push((b, v));
                 }
             }
             None => {
@@ -182,20 +184,13 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
         }
     } else {
         for b in checked() {
-            verdicts.push((b, datapath::probe_capabilities(b)));
-        }
-    }
-    // DPDK is tried in a process of its own: on an interface that is up, or without one when
-    // the EAL arguments are given (its port may be a NIC bound to DPDK).
-    let dpdk_try = match &args.iface {
-        Some(name) => crate::interface::usable_interface(name).is_ok().then_some(Some(name.as_str())),
-        None => args.dpdk_eal.is_some().then_some(None),
-    };
-    if let Some(iface) = dpdk_try {
-        for (b, v) in &mut verdicts {
-            if *b == Backend::Dpdk {
-                *v = dpdk_in_child(args, iface);
-            }
+            // DPDK with EAL arguments is tried without an interface (its port may be a NIC
+            // bound to DPDK, which has none).
+            let v = match b {
+                Backend::Dpdk if args.dpdk_eal.is_some() => dpdk_in_child(args, None),
+                _ => datapath::probe_capabilities(b),
+            };
+            verdicts.push((b, v));
         }
     }
     // What a probe says may quote the kernel (a verifier's log): one line each, as printed.
