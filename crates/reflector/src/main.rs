@@ -106,7 +106,8 @@ CAP_NET_RAW, CAP_NET_ADMIN and CAP_BPF, plus CAP_IPC_LOCK or a locked-memory lim
 UMEM size; xdp-tx CAP_NET_ADMIN and CAP_BPF; CAP_NET_BIND_SERVICE to hold a test port below \
 1024. A missing one is named in the error. Once set up, the run gives up every capability but \
 those a SIGHUP reload uses: none on af-packet; CAP_BPF and CAP_NET_ADMIN on af-xdp and xdp-tx \
-(a changed filter is a new XDP program).";
+(a changed filter is a new XDP program); CAP_NET_ADMIN on dpdk's net_af_xdp device (its XDP \
+program is detached at the end).";
 
 /// `man DIR`: reflector.8 and reflector-COMMAND.8 for each command (section 8: a daemon's).
 fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
