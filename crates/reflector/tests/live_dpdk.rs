@@ -402,6 +402,80 @@ ping -c 3 -i 0.3 -W 3 10.0.1.2 > "$S/ping-after.txt" 2>&1
             assert!(out.stdout.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&out.stdout));
         }
     }
+    /// The package with DPDK (`scripts/package-deb.sh` builds it where DPDK's development files
+    /// are): installed over `reflector` it takes its place, its dependencies are DPDK's runtime
+    /// and drivers, the installed binary reflects over DPDK's af_packet device in a namespace,
+    /// `reflector` takes its place back the same way, and a purge leaves no file behind. Both
+    /// packages are purged when the test ends, also when it fails.
+    #[test]
+    #[ignore = "needs root and network namespaces"]
+    fn the_dpdk_package_takes_reflectors_place_reflects_over_dpdk_and_purges_clean() {
+        use common::deb::{Purge, deb, sh, status};
+        require_live!();
+        let (plain, with_dpdk) = (deb("reflector"), deb("reflector-dpdk"));
+        let _purge = Purge(&["reflector-dpdk", "reflector"]);
+        let install = |deb: &std::path::Path| {
+            let (ok, said) = sh("dpkg", &["-i", deb.to_str().unwrap()]);
+            assert!(ok, "dpkg -i {}: {said}", deb.display());
+        };
+        install(&plain);
+        install(&with_dpdk);
+        assert_eq!(status("reflector-dpdk"), "install ok installed");
+        assert!(!status("reflector").ends_with(" installed"), "reflector: {}", status("reflector"));
+        let (_, owner) = sh("dpkg", &["-S", "/usr/bin/reflector"]);
+        assert_eq!(owner.trim(), "reflector-dpdk: /usr/bin/reflector");
+        let (_, depends) = sh("dpkg-query", &["-W", "-f=${Depends}", "reflector-dpdk"]);
+        for want in ["librte-eal23", "librte-ethdev23", "librte-meta-net", "adduser"] {
+            assert!(depends.contains(want), "{want} not in {depends}");
+        }
+        // The shipped configuration and unit are those of reflector.
+        let (ok, said) = sh("/usr/bin/reflector", &["config", "check", "/etc/reflector/reflector.toml"]);
+        assert!(ok, "{said}");
+        assert!(std::path::Path::new("/lib/systemd/system/reflector@.service").is_file());
+
+        // The installed binary reflects over DPDK (its default EAL arguments: af_packet on va).
+        let pair = NetnsPair::for_backend("af-packet");
+        let mut run = std::process::Command::new("timeout")
+            .args(["20", "ip", "netns", "exec", &pair.reflector_ns, "/usr/bin/reflector", "run", "va"])
+            .args(["--backend", "dpdk", "--duration", "4", "--stats", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(run.stderr.take().unwrap());
+        let mut start = String::new();
+        std::io::BufRead::read_line(&mut stderr, &mut start).unwrap();
+        assert!(start.starts_with("reflector: dpdk on va "), "{start}");
+        let tester = pair.tester();
+        let frame = reflector_testkit::Frame::ito_v4().bytes();
+        for _ in 0..20 {
+            tester.send(&frame).unwrap();
+        }
+        let back = receive_reflections(&tester, 20, Duration::from_millis(500)).len();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        let out = run.wait_with_output().unwrap();
+        assert!(out.status.success(), "{start}{rest}");
+        assert_eq!(back, 20, "{start}{rest}");
+        let lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
+        assert_eq!(summary(&lines)["reflected_packets"], 20, "{lines:?}");
+
+        // And back: reflector takes the place of reflector-dpdk.
+        let (_, files) = sh("dpkg", &["-L", "reflector-dpdk"]);
+        let files: Vec<String> =
+            files.lines().filter(|f| std::path::Path::new(f).is_file()).map(String::from).collect();
+        install(&plain);
+        assert_eq!(status("reflector"), "install ok installed");
+        assert!(!status("reflector-dpdk").ends_with(" installed"), "{}", status("reflector-dpdk"));
+        let (ok, said) = sh("/usr/bin/reflector", &["run", "lo", "--backend", "dpdk"]);
+        assert!(!ok && said.contains("built without DPDK"), "{said}");
+        // Purged, nothing either package had is left.
+        let (ok, said) = sh("dpkg", &["--purge", "reflector", "reflector-dpdk"]);
+        assert!(ok, "{said}");
+        let left: Vec<&String> = files.iter().filter(|f| std::path::Path::new(f).exists()).collect();
+        assert!(files.len() >= 10 && left.is_empty(), "left behind: {left:?} of {files:?}");
+        assert!(!std::path::Path::new("/etc/reflector").exists());
+    }
 }
 
 #[cfg(not(feature = "dpdk"))]

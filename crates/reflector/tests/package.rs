@@ -8,53 +8,21 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::deb::{Purge, deb, sh};
 use common::{NetnsPair, receive_reflections};
 use reflector_testkit::Frame;
-
-fn deb() -> PathBuf {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../../target/debian/reflector_{}_{arch}.deb", env!("CARGO_PKG_VERSION")));
-    assert!(
-        path.exists(),
-        "{} is missing: scripts/package-deb.sh builds it (scripts/test.sh runs it)",
-        path.display()
-    );
-    path
-}
-
-fn sh(cmd: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    (
-        out.status.success(),
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
-    )
-}
-
-/// Purges the package when dropped.
-struct Installed;
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        let _ = Command::new("dpkg").args(["--purge", "reflector"]).output();
-    }
-}
 
 #[test]
 #[ignore = "needs root and network namespaces"]
 fn the_package_installs_runs_as_its_user_and_purges_clean() {
     require_live!();
-    let deb = deb();
+    let deb = deb("reflector");
     let (ok, said) = sh("dpkg", &["-i", deb.to_str().unwrap()]);
-    let installed = Installed;
+    let installed = Purge(&["reflector"]);
     assert!(ok, "dpkg -i: {said}");
 
     // The files, where Debian keeps them.
@@ -92,6 +60,11 @@ fn the_package_installs_runs_as_its_user_and_purges_clean() {
     assert!(ok && bash.contains("reflector"), "{bash}");
     let (ok, version) = sh("/usr/bin/reflector", &["--version"]);
     assert!(ok && version.trim() == format!("reflector {}", env!("CARGO_PKG_VERSION")), "{version}");
+    // No DPDK in it (nor among its dependencies): the one line names the package that has it.
+    let (ok, said) = sh("/usr/bin/reflector", &["run", "lo", "--backend", "dpdk", "--duration", "1"]);
+    assert!(!ok && said.trim().lines().count() == 1 && said.contains("reflector-dpdk package"), "{said}");
+    let (_, depends) = sh("dpkg-query", &["-W", "-f=${Depends}", "reflector"]);
+    assert!(!depends.contains("librte"), "{depends}");
     let (ok, user) = sh("getent", &["passwd", "reflector"]);
     assert!(ok && user.trim_end().ends_with(":/nonexistent:/usr/sbin/nologin"), "{user}");
     // The installed unit passes systemd's check, the manual page it names now there.

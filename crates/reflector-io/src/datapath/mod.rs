@@ -139,16 +139,23 @@ pub fn open(
 }
 
 /// What a data path must do before the run looks at its interface: with `--dpdk-tap`, DPDK
-/// starts and makes the interface the run is on. Nothing for the others.
+/// starts and makes the interface the run is on; in a build without DPDK, `--backend dpdk` is
+/// refused here, before anything about the interface. Nothing for the others.
 #[cfg(unix)]
 pub fn prepare(backend: Option<Backend>, settings: &Settings) -> anyhow::Result<()> {
-    if backend != Some(Backend::Dpdk) || settings.dpdk_tap.is_none() {
+    if backend != Some(Backend::Dpdk) {
         return Ok(());
     }
     #[cfg(all(target_os = "linux", feature = "dpdk"))]
-    return crate::dpdk::prepare(settings);
+    return match settings.dpdk_tap {
+        Some(_) => crate::dpdk::prepare(settings),
+        None => Ok(()),
+    };
     #[cfg(not(all(target_os = "linux", feature = "dpdk")))]
-    return Err(Unusable(WITHOUT_DPDK.into()).into());
+    {
+        let _ = settings;
+        Err(Unusable(WITHOUT_DPDK.into()).into())
+    }
 }
 
 /// Opens one data path, as `choice` chose it.
@@ -233,7 +240,7 @@ pub fn try_dpdk_here(settings: &Settings, iface: Option<&str>) -> Verdict {
 
 /// Why `--backend dpdk` cannot run in a build without the `dpdk` feature, and what to do.
 #[cfg(not(all(target_os = "linux", feature = "dpdk")))]
-const WITHOUT_DPDK: &str = "this reflector was built without DPDK: build it with `cargo build --release --features dpdk` (Linux, DPDK 22.11 or later: apt install libdpdk-dev pkg-config)";
+const WITHOUT_DPDK: &str = "this reflector was built without DPDK: install the reflector-dpdk package instead, or build with `cargo build --release --features dpdk` (Linux, DPDK 22.11 or later: apt install libdpdk-dev pkg-config)";
 
 /// Without an interface to try it on: whether `backend`'s capabilities are held.
 #[cfg(target_os = "linux")]

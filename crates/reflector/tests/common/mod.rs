@@ -2,6 +2,7 @@
 //! `timeout`, and a tester socket inside the other namespace.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod deb;
 pub mod vm;
 
 use std::collections::HashMap;
