@@ -15,6 +15,8 @@
 #    both and is answered) against the same without; and xdp-tx run as the service runs it, as
 #    nobody with the unit's capabilities only (no CAP_PERFMON: the kernel hardens the program
 #    against Spectre), against xdp-tx as root;
+#  - dpdk (where DPDK's development files are) against dpdk-testpmd on the same virtual device:
+#    reflected / sent and CPU cycles per packet as testpmd's --record-core-cycles counts them;
 #  - what the lists, the limits and the testers table cost the XDP program itself, without a
 #    network: BPF_PROG_TEST_RUN repeated a million times over one probe (xdp_gate_cost), as root
 #    and with the unit's capabilities only.
@@ -26,6 +28,16 @@ secs="${1:-5}"
 [ "$(id -u)" = 0 ] || { echo "bench-lab: needs root (network namespaces)" >&2; exit 2; }
 command -v trafgen >/dev/null || { apt-get update -q && apt-get install -y -q netsniff-ng; } >/dev/null
 command -v ethtool >/dev/null || { apt-get update -q && apt-get install -y -q ethtool; } >/dev/null
+# With DPDK's development files, also the build with DPDK (kept in target/dpdk/release, as
+# scripts/package-deb.sh does, so that target/release/reflector stays the default build) and
+# dpdk-testpmd to compare it with (Debian: dpdk-dev).
+dpdk=0
+if pkg-config --exists libdpdk 2>/dev/null && [ "$(nproc)" -ge 2 ]; then
+  command -v dpdk-testpmd >/dev/null || { apt-get update -q && apt-get install -y -q --no-install-recommends dpdk-dev; } >/dev/null
+  cargo build --release -q -p reflector --features dpdk
+  mkdir -p target/dpdk/release && cp target/release/reflector target/dpdk/release/reflector
+  dpdk=1
+fi
 cargo build --release -q -p reflector
 cargo build --release -q -p reflector-io --example xdp_reference --example xdp_gate_cost
 bin="$PWD/target/release/reflector"
@@ -303,6 +315,67 @@ for n, (swap, tx, cnt) in enumerate(pairs, 1):
     print(f"  round {n}: swap-only {swap:.0f} ns, xdp-tx (defaults) {tx:.0f} ns over {cnt} runs: {tx / swap:.2f}x")
 print(f"  xdp-tx / swap-only, median of {len(pairs)} rounds: {statistics.median(tx / swap for swap, tx, _ in pairs):.2f} (target <= 1.5)")
 PY
+# DPDK: `reflector run --backend dpdk --busy-poll` against `dpdk-testpmd --forward-mode=5tswap
+# --record-core-cycles` on the same virtual device over va with the same EAL arguments,
+# alternating, ROUNDS times for each of DPDK's net_af_packet and net_af_xdp, at the
+# single-core sender's maximum: reflected / sent (the tester's own counters), and the CPU
+# cycles per packet as testpmd counts them (the cycles of the polls that received frames, over
+# the frames received; ours from the run's summary, counted the same way with the same
+# counter). Both poll on the last CPU; testpmd's main lcore, which only waits, shares CPU 0
+# with the sender. Skipped without DPDK's development files or with one CPU.
+if [ "$dpdk" = 1 ]; then
+  dpdk_rows=()
+  for vdev in net_af_packet net_af_xdp; do
+    eal="--no-huge --no-pci --no-shconf --no-telemetry -m 256 --vdev=${vdev}0,iface=va"
+    for round in $(seq "${ROUNDS:-3}"); do
+      for label in testpmd reflector; do
+        case "$label" in
+          # shellcheck disable=SC2086 # the EAL arguments are words
+          testpmd) timeout -s INT $((secs + 4)) ip netns exec "$ns_r" dpdk-testpmd -l "0,$reflector_cpu" $eal -- \
+               --forward-mode=5tswap --record-core-cycles --total-num-mbufs=16384 --stats-period 1 \
+               > "$work/dpdk-$label.out" 2>&1 & pid=$! ;;
+          reflector) timeout $((secs + 30)) ip netns exec "$ns_r" target/dpdk/release/reflector run va \
+               --backend dpdk --dpdk-eal "$eal" --busy-poll --cpus "$reflector_cpu" --stats json \
+               --duration $((secs + 4)) > "$work/dpdk-$label.out" 2> "$work/dpdk-$label.err" & pid=$! ;;
+        esac
+        sleep 2
+        tx0=$(stat "$ns_t" vb tx_packets); rx0=$(stat "$ns_t" vb rx_packets)
+        timeout -s INT "$secs" ip netns exec "$ns_t" trafgen --dev vb --conf "$work/probe.cfg" \
+          --cpus 1 --num 0 > /dev/null 2>&1 || true
+        sleep 0.3
+        tx1=$(stat "$ns_t" vb tx_packets); rx1=$(stat "$ns_t" vb rx_packets)
+        wait "$pid" || [ "$label" = testpmd ] || { echo "bench-lab: dpdk ($label) failed:" >&2; cat "$work/dpdk-$label.err" >&2; exit 1; }
+        case "$label" in
+          testpmd) cpp=$(grep -oE 'CPU cycles/packet=[0-9.]+' "$work/dpdk-$label.out" | cut -d= -f2) ;;
+          reflector) cpp=$(tail -1 "$work/dpdk-$label.out" | python3 -c 'import json, sys; print(json.load(sys.stdin)["dpdk"]["cycles_per_packet"])') ;;
+        esac
+        [ -n "$cpp" ] || { echo "bench-lab: dpdk ($label) reported no cycles:" >&2; tail -5 "$work/dpdk-$label.out" >&2; exit 1; }
+        dpdk_rows+=("$vdev $round $label $((tx1 - tx0)) $((rx1 - rx0)) $cpp")
+        # DPDK 22.11's net_af_xdp may leave its XDP program on va (testpmd does not remove it).
+        ip -n "$ns_r" link set dev va xdp off 2>/dev/null || true
+      done
+    done
+  done
+  python3 - "$secs" "${dpdk_rows[@]}" <<'PY'
+import statistics, sys
+secs = float(sys.argv[1])
+rows = [r.split() for r in sys.argv[2:]]
+print("dpdk against dpdk-testpmd (5tswap) on the same virtual device, at the single-core sender's maximum:")
+for vdev in dict.fromkeys(r[0] for r in rows):
+    ratios = []
+    for rnd in dict.fromkeys(r[1] for r in rows if r[0] == vdev):
+        got = {r[2]: r for r in rows if r[0] == vdev and r[1] == rnd}
+        t, o = got["testpmd"], got["reflector"]
+        ratio = float(o[5]) / float(t[5])
+        ratios.append(ratio)
+        print(f"  {vdev} round {rnd}: testpmd {int(t[3]) / secs:9.0f} pps sent, {int(t[4]) / max(int(t[3]), 1):.3f} back, "
+              f"{float(t[5]):7.0f} cycles/packet; reflector {int(o[3]) / secs:9.0f} pps sent, "
+              f"{int(o[4]) / max(int(o[3]), 1):.3f} back, {float(o[5]):7.0f} cycles/packet: {ratio:.2f}x")
+    print(f"  {vdev}: reflector / testpmd cycles per packet, median of {len(ratios)} rounds: "
+          f"{statistics.median(ratios):.2f} (target <= 1.2)")
+PY
+fi
+
 echo "the XDP program's own time per probe (BPF_PROG_TEST_RUN, a million runs, median of 5):"
 "$PWD/target/release/examples/xdp_gate_cost" 5 | sed 's/^/  /'
 echo "the same with the unit's capabilities only (no CAP_PERFMON, CAP_SYS_ADMIN):"

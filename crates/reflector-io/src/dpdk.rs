@@ -9,7 +9,8 @@
 //! and the port's receive errors (`ierrors`) as invalid, and the port's own drops (no free
 //! descriptor, no free buffer) and the host's frames its interface would not take as dropped by
 //! the kernel. Idle, a worker spins through 64 empty polls, then sleeps, longer each
-//! time up to 200 µs; with `--busy-poll` it spins.
+//! time up to 200 µs; with `--busy-poll` it spins. Each worker counts its busy cycles as
+//! `dpdk-testpmd --record-core-cycles` does ([`BusyMeters`]), for the run's summary.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use reflector_sys::dpdk::{Burst, Eal, Port, PortStats};
 
 use crate::backend::{Backend, BackendError, Batch, RxTime, Verdict};
 use crate::datapath::contract::{self, BackendInfo, Choice, DpdkInfo, Iface, Opening, Unusable};
+use crate::datapath::{BusyMeter, BusyMeters};
 
 /// Frames a worker receives at once.
 pub const BURST: u16 = 64;
@@ -54,6 +56,8 @@ pub struct DpdkQueue {
     busy_poll: bool,
     /// Empty polls in a row.
     idle: u32,
+    /// The cycles of the polls that received frames, and those frames.
+    busy: std::sync::Arc<BusyMeter>,
     /// Dropped after the port is closed (fields drop in order): takes away what DPDK's
     /// `net_af_xdp` driver leaves attached.
     _leftover: Option<std::sync::Arc<AfXdpLeftover>>,
@@ -126,6 +130,7 @@ impl Backend for DpdkQueue {
             batch.rx_invalid = stats.ierrors.saturating_sub(before.ierrors);
             self.drops = Some((Instant::now(), stats));
         }
+        let polled = reflector_sys::dpdk::cycles();
         let n = self.burst.receive();
         if n > 0 {
             self.keep.clear();
@@ -151,6 +156,7 @@ impl Backend for DpdkQueue {
             batch.tx_error_bytes += sent.failed_bytes;
             // Frames for the host that the tap's queue would not take.
             batch.rx_dropped += sent.pass_failed as u64;
+            self.busy.add(reflector_sys::dpdk::cycles().wrapping_sub(polled), n as u64);
         }
         // What the host sent on the exception path goes out of the port unchanged; what the
         // port would not take counts as a transmit error.
@@ -210,6 +216,8 @@ struct Started {
     tap: Option<(Port, String)>,
     queues: u16,
     leftover: Option<std::sync::Arc<AfXdpLeftover>>,
+    /// The rate of DPDK's cycle counter.
+    cycles_hz: u64,
 }
 
 /// What [`prepare`] started, until [`open`] takes it (DPDK's state is the process's anyway).
@@ -297,7 +305,8 @@ fn start(settings: &contract::Settings, iface: Option<&str>) -> anyhow::Result<S
     } else {
         None
     };
-    Ok(Started { port, name, info, tap, queues, leftover })
+    let cycles_hz = eal.cycles_hz();
+    Ok(Started { port, name, info, tap, queues, leftover, cycles_hz })
 }
 
 /// Opens the port [`prepare`] started, or starts DPDK and the port now, and a worker per queue
@@ -309,7 +318,7 @@ pub fn open(
 ) -> anyhow::Result<Opening<Vec<DpdkQueue>>> {
     let _ = filter;
     let prepared = PREPARED.lock().unwrap_or_else(|e| e.into_inner()).take();
-    let Started { port, name, info, tap, queues, leftover } = match prepared {
+    let Started { port, name, info, tap, queues, leftover, cycles_hz } = match prepared {
         Some(started) => started,
         None => start(settings, Some(iface.name))?,
     };
@@ -326,6 +335,7 @@ pub fn open(
                 drops: (q == 0).then(|| (Instant::now(), before)),
                 busy_poll: settings.busy_poll,
                 idle: 0,
+                busy: Default::default(),
                 _leftover: leftover.clone(),
             })
         })
@@ -338,6 +348,7 @@ pub fn open(
         queues,
         speed_mbps: info.speed_mbps,
         tap: tap.map(|(_, name)| name),
+        busy: BusyMeters { hz: cycles_hz, workers: workers.iter().map(|w| w.busy.clone()).collect() },
     });
     Ok(Opening { workers, kernel: None, info: opened })
 }

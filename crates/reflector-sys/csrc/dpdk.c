@@ -2,12 +2,15 @@
  * data) are static inline in DPDK's headers, and the set-up ones take structures whose layout
  * changes between releases, so Rust calls these instead (crates/reflector-sys/src/dpdk.rs).
  * Built by build.rs against `pkg-config libdpdk` (>= 22.11) with the `dpdk` feature. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
+#include <rte_mbuf_pool_ops.h>
 
 int rfl_errno(void) { return rte_errno; }
 
@@ -63,11 +66,46 @@ int rfl_port_info(uint16_t port, char *driver, size_t len, uint16_t *max_rx_queu
 }
 
 /* A pool of `mbufs` packet buffers (each 2 KiB of data room and headroom) named `name`, on the
- * port's NUMA node; NULL and rte_errno on failure. */
+ * port's NUMA node; NULL and rte_errno on failure.
+ *
+ * For DPDK 22.11's net_af_xdp the buffers are packed back to back in one piece of memory: the
+ * driver registers the pool's memory with the kernel as its UMEM, from the first buffer on and
+ * as long as the buffers' count times their size. A pool made the usual way keeps each buffer
+ * within a page (without hugepages, one 2.3 KiB buffer per 4 KiB page), so the UMEM covered
+ * only the first 58 % of the pool, and every buffer beyond it that the driver gave the kernel
+ * to receive into was lost: receiving stopped after 9 472 frames with 16 384 buffers. The
+ * kernel needs no physical contiguity (it maps the UMEM page by page); a NIC's DMA would, so
+ * other ports keep DPDK's usual pool. */
 struct rte_mempool *rfl_pool_create(const char *name, uint32_t mbufs, uint16_t port) {
     int socket = rte_eth_dev_socket_id(port);
-    return rte_pktmbuf_pool_create(name, mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-                                   socket < 0 ? (int)rte_socket_id() : socket);
+    if (socket < 0) socket = (int)rte_socket_id();
+    struct rte_eth_dev_info info;
+    int packed = rte_eth_dev_info_get(port, &info) == 0 && info.driver_name &&
+                 strcmp(info.driver_name, "net_af_xdp") == 0;
+    if (!packed)
+        return rte_pktmbuf_pool_create(name, mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+    struct rte_pktmbuf_pool_private priv = {
+        .mbuf_data_room_size = RTE_MBUF_DEFAULT_BUF_SIZE,
+        .mbuf_priv_size = 0,
+    };
+    struct rte_mempool *mp = rte_mempool_create_empty(
+        name, mbufs, sizeof(struct rte_mbuf) + RTE_MBUF_DEFAULT_BUF_SIZE, 256, sizeof priv, socket,
+        RTE_MEMPOOL_F_NO_IOVA_CONTIG);
+    if (!mp) return NULL;
+    int r = rte_mempool_set_ops_byname(mp, rte_mbuf_best_mempool_ops(), NULL);
+    if (r == 0) {
+        rte_pktmbuf_pool_init(mp, &priv);
+        r = rte_mempool_populate_default(mp);
+        /* In more than one piece the UMEM would again miss buffers. */
+        if (r >= 0 && mp->nb_mem_chunks != 1) r = -ENOMEM;
+    }
+    if (r < 0) {
+        rte_mempool_free(mp);
+        rte_errno = -r;
+        return NULL;
+    }
+    rte_mempool_obj_iter(mp, rte_pktmbuf_init, NULL);
+    return mp;
 }
 
 void rfl_pool_free(struct rte_mempool *pool) { rte_mempool_free(pool); }
@@ -168,3 +206,9 @@ void rfl_flush(void) {
     fflush(stdout);
     fflush(stderr);
 }
+
+/* The cycle counter as dpdk-testpmd's --record-core-cycles reads it (the TSC on x86), and its
+ * rate in Hz (measured by the EAL at its start). */
+uint64_t rfl_cycles(void) { return rte_rdtsc(); }
+
+uint64_t rfl_cycles_hz(void) { return rte_get_tsc_hz(); }

@@ -55,6 +55,8 @@ unsafe extern "C" {
     fn rfl_mbuf_free(pkts: *mut *mut RteMbuf, n: u32);
     fn rfl_vdev_add(name: *const c_char, args: *const c_char) -> c_int;
     fn rfl_flush();
+    fn rfl_cycles() -> u64;
+    fn rfl_cycles_hz() -> u64;
 }
 
 /// A DPDK call that failed: which, and DPDK's reason.
@@ -159,6 +161,12 @@ impl Eal {
             return Err(e);
         }
         Ok(Eal { started: Arc::new(Started) })
+    }
+
+    /// The rate of [`cycles`], in Hz (`rte_get_tsc_hz`, measured when DPDK started).
+    pub fn cycles_hz(&self) -> u64 {
+        // SAFETY: the EAL is started (self exists); the call reads a value it set then.
+        unsafe { rfl_cycles_hz() }
     }
 
     /// The ports DPDK found, in order: each one's id and name.
@@ -626,4 +634,11 @@ impl Drop for Burst {
     fn drop(&mut self) {
         self.free_all();
     }
+}
+
+/// DPDK's cycle counter (`rte_rdtsc`: the TSC on x86), as `dpdk-testpmd --record-core-cycles`
+/// reads it; its rate is [`Eal::cycles_hz`].
+pub fn cycles() -> u64 {
+    // SAFETY: reads the processor's counter; no memory is touched and no DPDK state is needed.
+    unsafe { rfl_cycles() }
 }

@@ -204,6 +204,9 @@ pub struct Closing<'a> {
     /// capture file or FIFO could not take them), and frames capture streams did not send to
     /// clients that read too slowly.
     pub capture: Option<(u64, u64, u64)>,
+    /// dpdk: the workers' busy cycles, the frames received in them and the cycle counter's
+    /// rate in Hz (`reflector_io::datapath::BusyMeters`).
+    pub busy: Option<(u64, u64, u64)>,
 }
 
 /// Testers the summary names.
@@ -250,6 +253,14 @@ pub fn summary(
                 record["capture"] =
                     json!({ "frames": frames, "dropped": dropped, "stream_dropped": stream_dropped });
             }
+            if let Some((cycles, packets, hz)) = closing.busy {
+                record["dpdk"] = json!({
+                    "busy_cycles": cycles,
+                    "busy_packets": packets,
+                    "cycles_hz": hz,
+                    "cycles_per_packet": (packets > 0).then(|| cycles as f64 / packets as f64),
+                });
+            }
             record["testers"] = crate::report::testers_json(closing.testers, SUMMARY_TESTERS);
             record.to_string()
         }
@@ -281,6 +292,12 @@ pub fn summary(
                     String::new()
                 };
                 format!("; captured {f} frames ({d} not captured{slow})")
+            }) + &closing.busy.filter(|(_, p, _)| *p > 0).map_or(String::new(), |(c, p, hz)| {
+                format!(
+                    "; busy {:.0} cycles a frame received ({:.2} GHz)",
+                    c as f64 / p as f64,
+                    hz as f64 / 1e9
+                )
             }) + &testers_text(closing.testers)
         }
     }
@@ -371,9 +388,17 @@ mod tests {
                 cpu: Some((Duration::from_millis(1500), Duration::ZERO)),
                 testers: &[],
                 capture: Some((12, 1, 5)),
+                busy: Some((4_000, 20, 3_000_000_000)),
             },
         ))
         .unwrap();
+        assert_eq!(
+            j["dpdk"],
+            serde_json::json!({"busy_cycles": 4000, "busy_packets": 20, "cycles_hz": 3_000_000_000u64, "cycles_per_packet": 200.0})
+        );
+        let busy = Closing { busy: Some((4_000, 20, 3_000_000_000)), ..Closing::default() };
+        let text = summary(StatsFormat::Text, &ctx, Duration::from_secs(2), &[c], None, &busy);
+        assert!(text.contains("; busy 200 cycles a frame received (3.00 GHz); no testers"), "{text}");
         assert_eq!(j["cpu_user_s"], 1.5);
         assert_eq!((j["capture"]["frames"].as_u64(), j["capture"]["dropped"].as_u64()), (Some(12), Some(1)));
         assert_eq!(j["capture"]["stream_dropped"], 5);

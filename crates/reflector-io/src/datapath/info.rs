@@ -154,6 +154,59 @@ pub struct DpdkInfo {
     pub speed_mbps: u32,
     /// The exception path's interface (`--dpdk-tap`), if there is one.
     pub tap: Option<String>,
+    /// The workers' busy cycles, counted while they run.
+    #[serde(skip)]
+    pub busy: BusyMeters,
+}
+
+/// The DPDK workers' busy time as `dpdk-testpmd --record-core-cycles` counts it: the cycles of
+/// each poll that received frames, from before the receive to after the send (DPDK's cycle
+/// counter, the TSC on x86), and the frames received in them. One meter per worker (no shared
+/// cache line between them).
+#[derive(Debug, Clone, Default)]
+pub struct BusyMeters {
+    /// The counter's rate in Hz.
+    pub hz: u64,
+    /// Each worker's.
+    pub workers: Vec<std::sync::Arc<BusyMeter>>,
+}
+
+impl BusyMeters {
+    /// All workers' busy cycles and the frames received in them.
+    pub fn total(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.workers
+            .iter()
+            .fold((0, 0), |(c, p), m| (c + m.cycles.load(Relaxed), p + m.packets.load(Relaxed)))
+    }
+}
+
+/// Meters are the same when they are the same counters.
+impl PartialEq for BusyMeters {
+    fn eq(&self, other: &BusyMeters) -> bool {
+        self.hz == other.hz
+            && self.workers.len() == other.workers.len()
+            && self.workers.iter().zip(&other.workers).all(|(a, b)| std::sync::Arc::ptr_eq(a, b))
+    }
+}
+
+impl Eq for BusyMeters {}
+
+/// One worker's busy cycles and the frames received in them.
+#[derive(Debug, Default)]
+pub struct BusyMeter {
+    cycles: std::sync::atomic::AtomicU64,
+    packets: std::sync::atomic::AtomicU64,
+}
+
+impl BusyMeter {
+    /// A poll that received `packets` frames took `cycles`.
+    pub fn add(&self, cycles: u64, packets: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Only its worker writes: a load and a store, no locked instruction.
+        self.cycles.store(self.cycles.load(Relaxed).wrapping_add(cycles), Relaxed);
+        self.packets.store(self.packets.load(Relaxed).wrapping_add(packets), Relaxed);
+    }
 }
 
 /// What was opened, as every report shows it.

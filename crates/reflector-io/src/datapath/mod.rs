@@ -25,7 +25,9 @@ pub use contract::{
     KernelCounters, KernelProgram, KernelPump, KernelTesters, KernelUpdate, Opening, Settings, Unusable,
     Verdict,
 };
-pub use info::{Backend, BackendInfo, Choice, DpdkInfo, InDriverInfo, XdpInfo, XdpMode};
+pub use info::{
+    Backend, BackendInfo, BusyMeter, BusyMeters, Choice, DpdkInfo, InDriverInfo, XdpInfo, XdpMode,
+};
 
 use crate::backend::Backend as Worker;
 

@@ -268,6 +268,10 @@ fn serve_with<B: Backend>(
             cpu,
             testers: &testers,
             capture: ctl.tap.as_ref().map(|t| (t.captured(), t.dropped(), t.stream_dropped())),
+            busy: run.info.dpdk.as_ref().map(|d| {
+                let (cycles, packets) = d.busy.total();
+                (cycles, packets, d.busy.hz)
+            }),
         },
     ))?;
     link_error.map_or(Ok(()), Err)
