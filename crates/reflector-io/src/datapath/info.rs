@@ -390,11 +390,22 @@ mod tests {
             queues: 2,
             speed_mbps: 10_000,
             tap: None,
+            busy: BusyMeters::default(),
         });
         assert_eq!(
             dpdk.details(),
             "DPDK port net_af_packet0 (driver net_af_packet), 2 queues, one worker each; link 10000 Mb/s"
         );
+        // The busy meters add up their workers' counts, and are not part of the start record.
+        let meters = BusyMeters { hz: 1_000, workers: vec![Default::default(), Default::default()] };
+        meters.workers[0].add(300, 2);
+        meters.workers[1].add(100, 2);
+        meters.workers[1].add(100, 1);
+        assert_eq!(meters.total(), (500, 5));
+        assert_eq!(meters, meters.clone());
+        assert_ne!(meters, BusyMeters { hz: 1_000, workers: vec![Default::default(), Default::default()] });
+        dpdk.dpdk.as_mut().unwrap().busy = meters;
+        assert!(serde_json::to_value(&dpdk).unwrap()["dpdk"].get("busy").is_none());
         dpdk.dpdk.as_mut().unwrap().tap = Some("rfl0".into());
         assert!(dpdk.details().ends_with("; other frames to the host through rfl0"), "{}", dpdk.details());
         let json = serde_json::to_value(&packet).unwrap();
