@@ -26,20 +26,37 @@ mod with_dpdk {
         let default = default_filter();
         // DPDK's af_packet driver puts back the VLAN tag the kernel took off as 802.1Q whatever
         // it was (docs/USAGE.md): frames whose outer tag is 802.1ad or 0x9100 are left out here.
-        let cases: Vec<Case> = golden()
+        let every: Vec<Case> = golden()
             .into_iter()
             .filter(|c| (c.filter == default || c.name == "custom_v4") && c.bytes.len() <= 1514)
+            .collect();
+        let cases: Vec<Case> = every
+            .iter()
             .filter(|c| {
                 c.frame.as_ref().is_none_or(|f| f.vlans.first().is_none_or(|(tpid, _)| *tpid == 0x8100))
             })
+            .cloned()
             .collect();
-        assert!(cases.len() >= 10, "{} golden cases", cases.len());
-        for (mode, flag) in [(Mode::All, "all"), (Mode::MacIp, "mac-ip"), (Mode::Mac, "mac")] {
-            let pair = NetnsPair::for_backend("af-packet");
-            let args = ["--mode", flag, "--custom-sig", "2:ACME-TEST", "--stats", "json"];
+        assert!(cases.len() >= 10 && every.len() > cases.len(), "{} golden cases", cases.len());
+        // Every mode over the default device (af_packet), and mode all over net_af_xdp, whose
+        // XDP program hands DPDK the frames as they came, whatever their tags.
+        let runs = [
+            (Mode::All, "all", None, &cases),
+            (Mode::MacIp, "mac-ip", None, &cases),
+            (Mode::Mac, "mac", None, &cases),
+            (Mode::All, "all", Some(AF_XDP_EAL), &every),
+        ];
+        for (mode, flag, eal, cases) in runs {
+            let pair = NetnsPair::for_backend("af-xdp");
+            let mut args = vec!["--mode", flag, "--custom-sig", "2:ACME-TEST", "--stats", "json"];
+            if let Some(eal) = eal {
+                args.extend(["--dpdk-eal", eal]);
+            }
+            let driver = if eal.is_some() { "net_af_xdp" } else { "net_af_packet" };
+            let flag = format!("{flag} over {driver}");
             let reflector = pair.start_reflector_on(Some("dpdk"), &args);
             let tester = pair.tester();
-            for case in &cases {
+            for case in cases.iter() {
                 tester.send(&case.bytes).unwrap();
             }
             let mut got = receive_reflections(&tester, cases.len(), Duration::from_secs(3));
@@ -66,7 +83,7 @@ mod with_dpdk {
             let dpdk = &start["backend_info"]["dpdk"];
             assert_eq!(
                 (dpdk["driver"].as_str(), dpdk["queues"].as_u64()),
-                (Some("net_af_packet"), Some(1)),
+                (Some(driver), Some(1)),
                 "{start}"
             );
         }
@@ -217,6 +234,87 @@ mod with_dpdk {
         let va = ip_in(&pair.reflector_ns, &["link", "show", "va"]);
         assert!(!va.contains("prog/xdp"), "{va}");
         assert!(!ip_in(&pair.reflector_ns, &["link", "show"]).contains("rfl0"));
+    }
+
+    /// STAMP, the deny list, a per-source limit and a capture of every frame, over both of
+    /// DPDK's devices the tests use (`net_af_packet`, the default; `net_af_xdp`), as on the
+    /// other data paths: STAMP requests answered in full, a flood held to its limit and
+    /// counted, a denied source counted and not answered, and the capture file holding every
+    /// frame judged (`capinfos` reads it).
+    #[test]
+    #[ignore = "needs root and network namespaces"]
+    fn stamp_the_lists_a_limit_and_a_capture_work_over_both_devices() {
+        require_live!();
+        for (device, eal) in [("net_af_packet", None), ("net_af_xdp", Some(AF_XDP_EAL))] {
+            let pair = NetnsPair::for_backend("af-xdp");
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("dpdk.pcapng");
+            let mut args = vec!["--sig", "ito,stamp", "--deny", "192.0.2.30", "--source-limit", "100"];
+            args.extend([
+                "--source-burst",
+                "10",
+                "--capture",
+                file.to_str().unwrap(),
+                "--capture-what",
+                "all",
+            ]);
+            args.extend(["--stats", "json"]);
+            if let Some(eal) = eal {
+                args.extend(["--dpdk-eal", eal]);
+            }
+            let reflector = pair.start_reflector_on(Some("dpdk"), &args);
+            let tester = pair.tester();
+            // 20 STAMP requests (44 bytes), 12 ms apart: within their source's limit.
+            let request = reflector_testkit::Frame::stamp_v4(44).bytes();
+            for _ in 0..20 {
+                tester.send(&request).unwrap();
+                std::thread::sleep(Duration::from_millis(12));
+            }
+            let answers = receive_reflections(&tester, 20, Duration::from_millis(300));
+            assert_eq!(answers.len(), 20, "{device}: STAMP answers");
+            for a in &answers {
+                // From port 862 back to the sender's, as long as the request, the sender's
+                // sequence number carried over (RFC 8762 §4.3).
+                assert_eq!(
+                    (a.len(), &a[34..36], &a[36..38]),
+                    (request.len(), &request[36..38], &request[34..36])
+                );
+                assert_eq!(a[42 + 24..42 + 28], request[42..46], "{device}: the sender's sequence number");
+            }
+            // A flood of 200 probes at once from another source: its burst of 10 answered (and
+            // what the limit refills meanwhile), the rest held back; a denied source: nothing.
+            let (flood, denied) = (common::probe_from([192, 0, 2, 20]), common::probe_from([192, 0, 2, 30]));
+            for _ in 0..200 {
+                tester.send(&flood).unwrap();
+            }
+            for _ in 0..10 {
+                tester.send(&denied).unwrap();
+            }
+            let flooded = receive_reflections(&tester, 200, Duration::from_millis(500)).len();
+            let (status, lines) = reflector.signal_and_wait("TERM");
+            assert!(status.success(), "{device}: exit {status}");
+            let s = summary(&lines);
+            let limited = s["rejected"]["rate_limited"].as_u64().unwrap();
+            assert!(
+                (10..60).contains(&flooded) && flooded as u64 + limited == 200,
+                "{device}: {flooded}: {s}"
+            );
+            assert_eq!(s["rejected"]["src_denied"], 10, "{device}: {s}");
+            assert_eq!(s["by_signature"]["stamp"], 20, "{device}: {s}");
+            // Every frame judged is in the capture, and Wireshark's tools read it.
+            let frames = s["capture"]["frames"].as_u64().unwrap();
+            assert!(frames >= 230 && s["capture"]["dropped"] == 0, "{device}: {s}");
+            let out = std::process::Command::new("timeout")
+                .args(["60", "capinfos", "-c", "-M"])
+                .arg(&file)
+                .output()
+                .expect("capinfos runs");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains(&format!("Number of packets:   {frames}")),
+                "{device}: {frames} frames: {text}"
+            );
+        }
     }
 
     /// DPDK 22.11's `net_af_xdp` takes the port's pool as its UMEM: more probes than the pool
