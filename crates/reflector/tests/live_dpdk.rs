@@ -534,7 +534,7 @@ ping -c 3 -i 0.3 -W 3 10.0.1.2 > "$S/ping-after.txt" 2>&1
     #[test]
     #[ignore = "needs root and network namespaces"]
     fn the_dpdk_package_takes_reflectors_place_reflects_over_dpdk_and_purges_clean() {
-        use common::deb::{Purge, deb, sh, status};
+        use common::deb::{Purge, deb, installed_binary_reflects, sh, status};
         require_live!();
         let (plain, with_dpdk) = (deb("reflector"), deb("reflector-dpdk"));
         let _purge = Purge(&["reflector-dpdk", "reflector"]);
@@ -559,29 +559,7 @@ ping -c 3 -i 0.3 -W 3 10.0.1.2 > "$S/ping-after.txt" 2>&1
 
         // The installed binary reflects over DPDK (its default EAL arguments: af_packet on va).
         let pair = NetnsPair::for_backend("af-packet");
-        let mut run = std::process::Command::new("timeout")
-            .args(["20", "ip", "netns", "exec", &pair.reflector_ns, "/usr/bin/reflector", "run", "va"])
-            .args(["--backend", "dpdk", "--duration", "4", "--stats", "json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = std::io::BufReader::new(run.stderr.take().unwrap());
-        let mut start = String::new();
-        std::io::BufRead::read_line(&mut stderr, &mut start).unwrap();
-        assert!(start.starts_with("reflector: dpdk on va "), "{start}");
-        let tester = pair.tester();
-        let frame = reflector_testkit::Frame::ito_v4().bytes();
-        for _ in 0..20 {
-            tester.send(&frame).unwrap();
-        }
-        let back = receive_reflections(&tester, 20, Duration::from_millis(500)).len();
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-        let out = run.wait_with_output().unwrap();
-        assert!(out.status.success(), "{start}{rest}");
-        assert_eq!(back, 20, "{start}{rest}");
-        let lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
+        let lines = installed_binary_reflects(&pair, &[], &["--backend", "dpdk", "--duration", "4"], "dpdk");
         assert_eq!(summary(&lines)["reflected_packets"], 20, "{lines:?}");
 
         // And back: reflector takes the place of reflector-dpdk.

@@ -9,12 +9,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
 
-use common::deb::{Purge, deb, sh};
-use common::{NetnsPair, receive_reflections};
-use reflector_testkit::Frame;
+use common::NetnsPair;
+use common::deb::{Purge, deb, installed_binary_reflects, sh};
 
 #[test]
 #[ignore = "needs root and network namespaces"]
@@ -77,39 +74,15 @@ fn the_package_installs_runs_as_its_user_and_purges_clean() {
     // The installed binary, as its user with the unit's capabilities, in a namespace.
     let pair = NetnsPair::for_backend("af-xdp");
     let caps = "-all,+net_raw,+net_admin,+bpf,+ipc_lock,+net_bind_service";
-    let mut run = Command::new("timeout")
-        .args([
-            "20",
-            "ip",
-            "netns",
-            "exec",
-            &pair.reflector_ns,
-            "setpriv",
-            "--reuid=reflector",
-            "--regid=reflector",
-        ])
-        .args(["--clear-groups", &format!("--inh-caps={caps}"), &format!("--ambient-caps={caps}")])
-        .args(["/usr/bin/reflector", "run", "va", "--duration", "3", "--stats", "json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Its start line first: the data path is open.
-    let mut stderr = std::io::BufReader::new(run.stderr.take().unwrap());
-    let mut start = String::new();
-    std::io::BufRead::read_line(&mut stderr, &mut start).unwrap();
-    assert!(start.starts_with("reflector: af-xdp on va "), "{start}");
-    let tester = pair.tester();
-    let frame = Frame::ito_v4().bytes();
-    for _ in 0..20 {
-        tester.send(&frame).unwrap();
-    }
-    let back = receive_reflections(&tester, 20, Duration::from_millis(500)).len();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    let out = run.wait_with_output().unwrap();
-    assert!(out.status.success(), "{start}{rest}");
-    assert_eq!(back, 20, "{start}{rest}");
+    let setpriv = [
+        "setpriv",
+        "--reuid=reflector",
+        "--regid=reflector",
+        "--clear-groups",
+        &format!("--inh-caps={caps}"),
+        &format!("--ambient-caps={caps}"),
+    ];
+    installed_binary_reflects(&pair, &setpriv, &["--duration", "3"], "af-xdp");
 
     // Purged: every file the package had is gone, /etc/reflector too, and the user is locked.
     let (_, files) = sh("dpkg", &["-L", "reflector"]);
