@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use reflector_sys::dpdk::{Burst, Eal, Port, PortStats};
 
 use crate::backend::{Backend, BackendError, Batch, RxTime, Verdict};
-use crate::datapath::contract::{self, BackendInfo, Choice, DpdkInfo, Iface, Opening, Unusable};
-use crate::datapath::{BusyMeter, BusyMeters};
+use crate::datapath::contract::{
+    self, BackendInfo, BusyMeter, BusyMeters, Choice, DpdkInfo, Iface, Opening, Unusable,
+};
 
 /// Frames a worker receives at once.
 pub const BURST: u16 = 64;

@@ -10,7 +10,7 @@ use reflector_core::{Counters, Filter};
 pub use super::info::{Backend, BackendInfo, Choice};
 // Only the XDP paths (Linux) fill these in.
 #[cfg(all(target_os = "linux", feature = "dpdk"))]
-pub use super::info::DpdkInfo;
+pub use super::info::{BusyMeter, BusyMeters, DpdkInfo};
 #[cfg(target_os = "linux")]
 pub use super::info::{InDriverInfo, XdpInfo, XdpMode};
 #[cfg(unix)]
